@@ -1,0 +1,149 @@
+#include "common/client/client.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+#include <zmq.hpp>
+
+#include "common/protocol/protocol.h"
+
+namespace segue {
+namespace {
+
+JobInfo FromWire(wire::JobStatus::Reader r) {
+  JobInfo j;
+  j.id = r.getJobId();
+  j.name = r.getName().cStr();
+  j.state = r.getState().cStr();
+  j.priority = r.getPriority();
+  j.frames_total = r.getFramesTotal();
+  j.frames_done = r.getFramesDone();
+  j.segments_total = r.getSegmentsTotal();
+  j.segments_done = r.getSegmentsDone();
+  j.segments_running = r.getSegmentsRunning();
+  j.chunks_total = r.getChunksTotal();
+  j.chunks_done = r.getChunksDone();
+  j.progress = r.getProgress();
+  j.eta_seconds = r.getEtaSeconds();
+  j.output = r.getOutput().cStr();
+  j.error = r.getError().cStr();
+  j.created_ms = r.getCreatedMs();
+  j.updated_ms = r.getUpdatedMs();
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json JobInfo::ToJson() const {
+  nlohmann::json j;
+  j["id"] = id;
+  j["name"] = name;
+  j["state"] = state;
+  j["priority"] = priority;
+  j["progress"] = progress;
+  j["frames"] = {{"total", frames_total}, {"done", frames_done}};
+  j["segments"] = {{"total", segments_total}, {"done", segments_done}, {"running", segments_running}};
+  j["chunks"] = {{"total", chunks_total}, {"done", chunks_done}};
+  j["eta_seconds"] = eta_seconds >= 0 ? nlohmann::json(eta_seconds) : nlohmann::json(nullptr);
+  j["output"] = output.empty() ? nlohmann::json(nullptr) : nlohmann::json(output);
+  j["error"] = error.empty() ? nlohmann::json(nullptr) : nlohmann::json(error);
+  j["created_ms"] = created_ms;
+  j["updated_ms"] = updated_ms;
+  return j;
+}
+
+struct Client::Rep {
+  zmq::context_t ctx{1};
+  zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+  int timeout_ms;
+};
+
+Client::Client(std::string endpoint, int timeout_ms) : rep_(std::make_unique<Rep>()) {
+  rep_->timeout_ms = timeout_ms;
+  rep_->sock.set(zmq::sockopt::linger, 0);
+  rep_->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
+  rep_->sock.connect(endpoint);
+}
+
+Client::~Client() = default;
+
+Result<std::string> Client::CallRaw(const std::string& bytes) {
+  using R = Result<std::string>;
+  try {
+    rep_->sock.send(zmq::buffer(bytes), zmq::send_flags::none);
+    zmq::pollitem_t item{rep_->sock.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(rep_->timeout_ms));
+    if (!(item.revents & ZMQ_POLLIN)) {
+      return R::Error("no answer from the coordinator within " + std::to_string(rep_->timeout_ms / 1000) +
+                      " s (is it running at that address?)");
+    }
+    zmq::message_t reply;
+    (void)rep_->sock.recv(reply, zmq::recv_flags::none);
+    return std::string(static_cast<const char*>(reply.data()), reply.size());
+  } catch (const zmq::error_t& e) {
+    return R::Error(std::string("network error: ") + e.what());
+  }
+}
+
+namespace {
+// Calls and decodes; maps an Error envelope to an error result.
+template <typename T, typename F>
+Result<T> Call(Client& c, const std::string& request, F&& take) {
+  auto raw = c.CallRaw(request);
+  if (!raw.ok()) return Result<T>::Error(raw.message());
+  auto in = Incoming::Parse(raw->data(), raw->size());
+  if (!in.ok()) return Result<T>::Error("bad reply from the coordinator: " + in.message());
+  try {
+    auto env = (*in)->envelope();
+    if (env.isError()) return Result<T>::Error(env.getError().getMessage().cStr());
+    return take(env);
+  } catch (const kj::Exception& e) {
+    return Result<T>::Error(std::string("bad reply from the coordinator: ") + e.getDescription().cStr());
+  }
+}
+}  // namespace
+
+Result<SubmitInfo> Client::Submit(const SubmitRequest& r) {
+  capnp::MallocMessageBuilder b;
+  auto s = b.initRoot<wire::Envelope>().initSubmit();
+  s.setManifestText(r.manifest_text);
+  s.setManifestName(r.manifest_name);
+  s.setAudioData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.audio_data.data()), r.audio_data.size()));
+  s.setAudioName(r.audio_name);
+  s.setOutputOverride(r.output_override);
+  return Call<SubmitInfo>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
+    if (!env.isSubmitReply()) return Result<SubmitInfo>::Error("unexpected reply to submit");
+    auto r = env.getSubmitReply();
+    return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(), r.getOutput().cStr()};
+  });
+}
+
+Result<JobInfo> Client::Status(uint64_t job_id) {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initStatusRequest().setJobId(job_id);
+  return Call<JobInfo>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<JobInfo> {
+    if (!env.isJobStatus()) return Result<JobInfo>::Error("unexpected reply to status");
+    return FromWire(env.getJobStatus());
+  });
+}
+
+Result<std::vector<JobInfo>> Client::Jobs() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initListJobs();
+  using V = std::vector<JobInfo>;
+  return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isJobList()) return Result<V>::Error("unexpected reply to jobs");
+    V out;
+    for (auto j : env.getJobList().getJobs()) out.push_back(FromWire(j));
+    return out;
+  });
+}
+
+std::string CoordinatorAddress(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("SEGUE_COORDINATOR");
+  return env && *env ? env : "tcp://127.0.0.1:7450";
+}
+
+}  // namespace segue

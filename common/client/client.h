@@ -1,0 +1,70 @@
+// A client of the coordinator's control API: what `segue submit/status/jobs` and the tests use.
+// One DEALER socket; each call sends one Envelope and waits for the reply with a timeout.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status/status.h"
+
+namespace segue {
+
+// Mirror of wire::JobStatus as a plain struct (no Cap'n Proto reader lifetimes for callers).
+struct JobInfo {
+  uint64_t id = 0;
+  std::string name;
+  std::string state;
+  int priority = 0;
+  int64_t frames_total = 0, frames_done = 0;
+  uint32_t segments_total = 0, segments_done = 0, segments_running = 0;
+  uint32_t chunks_total = 0, chunks_done = 0;
+  double progress = 0;
+  double eta_seconds = -1;
+  std::string output, error;
+  uint64_t created_ms = 0, updated_ms = 0;
+
+  bool Finished() const { return state == "DONE" || state == "FAILED" || state == "CANCELLED"; }
+  nlohmann::json ToJson() const;
+};
+
+struct SubmitRequest {
+  std::string manifest_text;
+  std::string manifest_name;
+  std::string audio_data;
+  std::string audio_name;
+  std::string output_override;
+};
+
+struct SubmitInfo {
+  uint64_t job_id = 0;
+  int64_t frames = 0;
+  uint32_t segments = 0;
+  std::string output;
+};
+
+class Client {
+ public:
+  // `endpoint`: the coordinator's address, e.g. tcp://127.0.0.1:7450.
+  explicit Client(std::string endpoint, int timeout_ms = 15000);
+  ~Client();
+
+  Result<SubmitInfo> Submit(const SubmitRequest& request);
+  Result<JobInfo> Status(uint64_t job_id);
+  Result<std::vector<JobInfo>> Jobs();
+
+  // Sends raw bytes and returns the raw reply (tests use it to send malformed messages).
+  Result<std::string> CallRaw(const std::string& bytes);
+
+ private:
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+// Reads the coordinator address from --coordinator or SEGUE_COORDINATOR (flag wins).
+std::string CoordinatorAddress(const std::string& flag);
+
+}  // namespace segue

@@ -1,0 +1,540 @@
+#include "common/manifest/manifest.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "common/media/audio.h"
+
+namespace segue {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Thrown inside this file only; ParseManifest turns it into a Status.
+struct ManifestError {
+  YAML::Mark mark;
+  std::string field;
+  std::string message;
+};
+
+[[noreturn]] void Fail(const YAML::Mark& mark, const std::string& field, const std::string& msg) {
+  throw ManifestError{mark, field, msg};
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+std::string Sub(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+std::string Describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "nothing";
+    default:
+      return "'" + n.Scalar() + "'";
+  }
+}
+
+// A YAML mapping whose keys were checked: no duplicates, no unknown keys.
+class Map {
+ public:
+  Map(const YAML::Node& node, std::string path, const std::vector<std::string>& allowed)
+      : node_(node), path_(std::move(path)) {
+    if (!node.IsMap()) {
+      Fail(node.Mark(), path_.empty() ? "manifest" : path_,
+           "expected a mapping, got " + Describe(node));
+    }
+    for (YAML::const_iterator it = node.begin(); it != node.end(); ++it) {
+      const std::pair<YAML::Node, YAML::Node> kv = *it;  // handles, cheap to copy
+      const YAML::Node& key = kv.first;
+      if (!key.IsScalar()) Fail(key.Mark(), path_, "keys must be plain names");
+      const std::string k = key.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+        std::string best;
+        size_t best_d = 3;  // suggest only close names
+        for (const auto& a : allowed) {
+          size_t d = EditDistance(k, a);
+          if (d < best_d) best_d = d, best = a;
+        }
+        std::string msg = "unknown key '" + k + "'";
+        msg += best.empty() ? " (known keys: " + Join(allowed) + ")"
+                            : "; did you mean '" + best + "'?";
+        Fail(key.Mark(), Sub(path_, k), msg);
+      }
+      if (values_.count(k)) Fail(key.Mark(), Sub(path_, k), "duplicate key '" + k + "'");
+      values_.emplace(k, kv.second);
+    }
+  }
+
+  bool Has(const std::string& key) const { return values_.count(key) > 0; }
+  const YAML::Node& Get(const std::string& key) const {
+    auto it = values_.find(key);
+    if (it == values_.end()) Fail(node_.Mark(), Sub(path_, key), "missing required field '" + key + "'");
+    return it->second;
+  }
+  std::string Field(const std::string& key) const { return Sub(path_, key); }
+  YAML::Mark Mark() const { return node_.Mark(); }
+
+ private:
+  YAML::Node node_;
+  std::string path_;
+  std::map<std::string, YAML::Node> values_;
+};
+
+std::string Scalar(const YAML::Node& n, const std::string& field, const char* what) {
+  if (!n.IsScalar()) Fail(n.Mark(), field, std::string("expected ") + what + ", got " + Describe(n));
+  return n.Scalar();
+}
+
+int64_t Integer(const YAML::Node& n, const std::string& field) {
+  std::string s = Scalar(n, field, "an integer");
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) {
+    Fail(n.Mark(), field, "expected an integer, got '" + s + "'");
+  }
+  return v;
+}
+
+uint64_t Unsigned(const YAML::Node& n, const std::string& field) {
+  std::string s = Scalar(n, field, "a non-negative integer");
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) {
+    Fail(n.Mark(), field, "expected a non-negative integer below 2^64, got '" + s + "'");
+  }
+  return v;
+}
+
+double Number(const YAML::Node& n, const std::string& field) {
+  std::string s = Scalar(n, field, "a number");
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v)) {
+    Fail(n.Mark(), field, "expected a number, got '" + s + "'");
+  }
+  return v;
+}
+
+int64_t Ranged(const YAML::Node& n, const std::string& field, int64_t lo, int64_t hi,
+               const std::string& unit = "") {
+  int64_t v = Integer(n, field);
+  if (v < lo || v > hi) {
+    std::string u = unit.empty() ? "" : " " + unit;
+    if (lo == 1 && v <= 0) Fail(n.Mark(), field, "must be positive, got " + std::to_string(v));
+    Fail(n.Mark(), field,
+         "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + u + ", got " +
+             std::to_string(v));
+  }
+  return v;
+}
+
+std::string OneOf(const YAML::Node& n, const std::string& field,
+                  const std::vector<std::string>& allowed, const std::string& what) {
+  std::string s = Scalar(n, field, "a name");
+  if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
+    Fail(n.Mark(), field, "unsupported " + what + " '" + s + "' (supported: " + Join(allowed) + ")");
+  }
+  return s;
+}
+
+double Seconds(const YAML::Node& n, const std::string& field) {
+  std::string s = Scalar(n, field, "a time");
+  auto d = ParseDuration(s);
+  if (!d.ok()) Fail(n.Mark(), field, d.message());
+  return *d;
+}
+
+// Catches bytes that are not text before yaml-cpp sees them; returns "" when fine.
+bool FindBinary(const std::string& text, size_t* line, size_t* column) {
+  size_t l = 1, c = 1;
+  for (size_t i = 0; i < text.size();) {
+    unsigned char ch = static_cast<unsigned char>(text[i]);
+    size_t len = 1;
+    bool bad = false;
+    if (ch == 0 || (ch < 0x20 && ch != '\n' && ch != '\r' && ch != '\t') || ch == 0x7f) {
+      bad = true;
+    } else if (ch >= 0x80) {
+      if ((ch & 0xE0) == 0xC0) len = 2;
+      else if ((ch & 0xF0) == 0xE0) len = 3;
+      else if ((ch & 0xF8) == 0xF0) len = 4;
+      else bad = true;
+      if (!bad && i + len > text.size()) bad = true;
+      for (size_t k = 1; !bad && k < len; ++k) {
+        if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) bad = true;
+      }
+    }
+    if (bad) {
+      *line = l, *column = c;
+      return true;
+    }
+    if (ch == '\n') ++l, c = 1;
+    else ++c;
+    i += len;
+  }
+  return false;
+}
+
+bool ValidModelName(const std::string& s) {
+  if (s.empty() || s.size() > 128 || s[0] == '.') return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
+               const std::string& display_name) {
+  Manifest m;
+  if (root.IsNull()) Fail(root.Mark(), "manifest", "the manifest is empty");
+  Map top(root, "",
+          {"version", "name", "video", "model", "segments", "camera", "seed", "priority",
+           "timeline", "audio", "output"});
+
+  const YAML::Node& version = top.Get("version");
+  int64_t v = Integer(version, "version");
+  if (v != 1) {
+    Fail(version.Mark(), "version",
+         "unsupported manifest version " + std::to_string(v) + " (this segue reads version 1)");
+  }
+  m.version = 1;
+
+  if (top.Has("name")) {
+    m.name = Scalar(top.Get("name"), "name", "a name");
+    if (m.name.empty() || m.name.size() > 200) Fail(top.Get("name").Mark(), "name", "must be 1 to 200 characters");
+  } else {
+    m.name = fs::path(display_name).stem().string();
+  }
+
+  // video
+  Map video(top.Get("video"), "video", {"width", "height", "fps", "duration", "frames"});
+  for (const char* dim : {"width", "height"}) {
+    const YAML::Node& n = video.Get(dim);
+    int64_t limit = std::string(dim) == "width" ? ManifestLimits::kMaxWidth : ManifestLimits::kMaxHeight;
+    int64_t value = Ranged(n, video.Field(dim), 1, limit, "pixels (8K)");
+    if (value % 8 != 0) {
+      Fail(n.Mark(), video.Field(dim),
+           "must be a multiple of 8, got " + std::to_string(value) + " (nearest: " +
+               std::to_string(std::max<int64_t>(8, (value + 4) / 8 * 8)) + ")");
+    }
+    (std::string(dim) == "width" ? m.width : m.height) = static_cast<int>(value);
+  }
+  {
+    const YAML::Node& n = video.Get("fps");
+    auto fps = ParseFps(Scalar(n, video.Field("fps"), "a frame rate"));
+    if (!fps.ok()) Fail(n.Mark(), video.Field("fps"), fps.message());
+    m.fps = *fps;
+  }
+  if (video.Has("duration") && video.Has("frames")) {
+    Fail(video.Get("frames").Mark(), video.Field("frames"), "give either duration or frames, not both");
+  }
+  if (video.Has("frames")) {
+    m.frames = Ranged(video.Get("frames"), video.Field("frames"), 1, ManifestLimits::kMaxFrames);
+  } else if (video.Has("duration")) {
+    const YAML::Node& n = video.Get("duration");
+    double seconds = Seconds(n, video.Field("duration"));
+    if (seconds <= 0) Fail(n.Mark(), video.Field("duration"), "must be positive");
+    if (seconds > ManifestLimits::kMaxDurationSeconds) {
+      Fail(n.Mark(), video.Field("duration"), "longer than the limit of 12 hours");
+    }
+    m.frames = std::llround(seconds * m.fps.value());
+    if (m.frames < 1) Fail(n.Mark(), video.Field("duration"), "shorter than one frame");
+    if (m.frames > ManifestLimits::kMaxFrames) {
+      Fail(n.Mark(), video.Field("duration"),
+           "is " + std::to_string(m.frames) + " frames, above the limit of " +
+               std::to_string(ManifestLimits::kMaxFrames));
+    }
+  } else {
+    Fail(video.Mark(), video.Field("duration"), "missing required field 'duration' (or 'frames')");
+  }
+
+  // model
+  if (top.Has("model")) {
+    Map model(top.Get("model"), "model", {"name", "steps"});
+    if (model.Has("name")) {
+      m.model_name = Scalar(model.Get("name"), model.Field("name"), "a model name");
+      if (!ValidModelName(m.model_name)) {
+        Fail(model.Get("name").Mark(), model.Field("name"),
+             "model names use letters, digits, '-', '_' and '.', got '" + m.model_name + "'");
+      }
+    }
+    if (model.Has("steps")) {
+      m.steps = static_cast<int>(Ranged(model.Get("steps"), model.Field("steps"), 1, ManifestLimits::kMaxSteps));
+    }
+  }
+
+  // segments
+  const YAML::Node* overlap_node = nullptr;
+  if (top.Has("segments")) {
+    Map seg(top.Get("segments"), "segments", {"length", "overlap", "strategy", "blend"});
+    if (seg.Has("length")) {
+      m.segment_length = static_cast<int>(
+          Ranged(seg.Get("length"), seg.Field("length"), 1, ManifestLimits::kMaxSegmentLength, "frames"));
+    }
+    if (seg.Has("overlap")) {
+      overlap_node = &seg.Get("overlap");
+      m.segment_overlap = static_cast<int>(Integer(*overlap_node, seg.Field("overlap")));
+      if (m.segment_overlap < 0) Fail(overlap_node->Mark(), seg.Field("overlap"), "must not be negative");
+    }
+    if (seg.Has("strategy")) {
+      m.strategy = OneOf(seg.Get("strategy"), seg.Field("strategy"), {"independent"}, "strategy");
+    }
+    if (seg.Has("blend")) {
+      m.blend = OneOf(seg.Get("blend"), seg.Field("blend"), {"linear", "cosine", "none"}, "blend");
+    }
+    if (m.segment_overlap >= m.segment_length) {
+      Fail(overlap_node ? overlap_node->Mark() : seg.Mark(), seg.Field("overlap"),
+           "overlap (" + std::to_string(m.segment_overlap) + ") must be smaller than length (" +
+               std::to_string(m.segment_length) + ")");
+    }
+  }
+
+  // camera
+  if (top.Has("camera")) {
+    Map cam(top.Get("camera"), "camera", {"motion", "speed"});
+    if (cam.Has("motion")) {
+      m.camera_motion = OneOf(cam.Get("motion"), cam.Field("motion"),
+                              {"zoom-in", "zoom-out", "pan-left", "pan-right", "static"}, "camera motion");
+    }
+    if (cam.Has("speed")) {
+      m.camera_speed = Number(cam.Get("speed"), cam.Field("speed"));
+      if (m.camera_speed < 0 || m.camera_speed > 10) {
+        Fail(cam.Get("speed").Mark(), cam.Field("speed"), "must be between 0 and 10");
+      }
+    }
+  }
+
+  if (top.Has("seed")) m.seed = Unsigned(top.Get("seed"), "seed");
+  if (top.Has("priority")) m.priority = static_cast<int>(Ranged(top.Get("priority"), "priority", 0, 100));
+
+  // timeline
+  {
+    const YAML::Node& tl = top.Get("timeline");
+    if (!tl.IsSequence()) Fail(tl.Mark(), "timeline", "expected a list of {at, prompt}, got " + Describe(tl));
+    if (tl.size() == 0) Fail(tl.Mark(), "timeline", "needs at least one entry");
+    if (tl.size() > static_cast<size_t>(ManifestLimits::kMaxTimelineEntries)) {
+      Fail(tl.Mark(), "timeline", "has more than 10000 entries");
+    }
+    double video_seconds = static_cast<double>(m.frames) / m.fps.value();
+    double prev_at = -1;
+    for (size_t i = 0; i < tl.size(); ++i) {
+      std::string path = "timeline[" + std::to_string(i) + "]";
+      Map e(tl[i], path, {"at", "prompt", "transition"});
+      const YAML::Node& at_node = e.Get("at");
+      double at = Seconds(at_node, e.Field("at"));
+      if (at < 0) Fail(at_node.Mark(), e.Field("at"), "must be at or after 0s");
+      if (at <= prev_at) {
+        Fail(at_node.Mark(), e.Field("at"), "entries must be in increasing order of time");
+      }
+      if (at >= video_seconds) {
+        std::ostringstream os;
+        os << "is past the end of the video (" << video_seconds << "s)";
+        Fail(at_node.Mark(), e.Field("at"), os.str());
+      }
+      prev_at = at;
+      Keyframe k;
+      k.frame = std::llround(at * m.fps.value());
+      k.prompt = Scalar(e.Get("prompt"), e.Field("prompt"), "a prompt");
+      if (std::all_of(k.prompt.begin(), k.prompt.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); })) {
+        Fail(e.Get("prompt").Mark(), e.Field("prompt"), "prompt is empty");
+      }
+      if (k.prompt.size() > ManifestLimits::kMaxPromptBytes) {
+        Fail(e.Get("prompt").Mark(), e.Field("prompt"), "prompt is longer than 4096 bytes");
+      }
+      if (e.Has("transition")) {
+        const YAML::Node& tn = e.Get("transition");
+        double t = Seconds(tn, e.Field("transition"));
+        if (t < 0) Fail(tn.Mark(), e.Field("transition"), "must not be negative");
+        if (i == 0 && t > 0) Fail(tn.Mark(), e.Field("transition"), "the first entry has nothing to transition from");
+        k.transition_frames = std::llround(t * m.fps.value());
+      }
+      if (!m.timeline.empty() && k.frame <= m.timeline.back().frame) {
+        Fail(at_node.Mark(), e.Field("at"), "falls on the same frame as the previous entry");
+      }
+      m.timeline.push_back(std::move(k));
+    }
+  }
+
+  // audio
+  if (top.Has("audio")) {
+    Map audio(top.Get("audio"), "audio", {"path"});
+    const YAML::Node& p = audio.Get("path");
+    m.audio_path = Scalar(p, audio.Field("path"), "a file path");
+    if (m.audio_path->empty()) Fail(p.Mark(), audio.Field("path"), "path is empty");
+    if (!options.base_dir.empty()) {
+      fs::path f = fs::path(*m.audio_path);
+      if (f.is_relative()) f = fs::path(options.base_dir) / f;
+      m.audio_file = f.lexically_normal().string();
+      std::error_code ec;
+      if (!fs::is_regular_file(f, ec)) {
+        Fail(p.Mark(), audio.Field("path"), "cannot read audio file '" + m.audio_file + "': no such file");
+      }
+      if (options.check_audio) {
+        Status s = ProbeAudioFile(m.audio_file);
+        if (!s.ok()) Fail(p.Mark(), audio.Field("path"), "cannot read audio file '" + m.audio_file + "': " + s.message());
+      }
+    }
+  }
+
+  // output
+  m.output_path = "out/" + m.name + ".mp4";
+  if (top.Has("output")) {
+    Map out(top.Get("output"), "output", {"path", "codec", "crf"});
+    if (out.Has("path")) {
+      m.output_path = Scalar(out.Get("path"), out.Field("path"), "a file path");
+      if (m.output_path.empty()) Fail(out.Get("path").Mark(), out.Field("path"), "path is empty");
+      if (m.output_path.size() > 1024) Fail(out.Get("path").Mark(), out.Field("path"), "path is too long");
+    }
+    if (out.Has("codec")) m.output_codec = OneOf(out.Get("codec"), out.Field("codec"), {"h264"}, "codec");
+    if (out.Has("crf")) m.output_crf = static_cast<int>(Ranged(out.Get("crf"), out.Field("crf"), 0, 51));
+  }
+  return m;
+}
+
+}  // namespace
+
+std::string Rational::ToString() const {
+  return den == 1 ? std::to_string(num) : std::to_string(num) + "/" + std::to_string(den);
+}
+
+Result<double> ParseDuration(const std::string& raw) {
+  std::string s = raw;
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  auto number = [](const std::string& t, double* out) {
+    if (t.empty()) return false;
+    auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), *out);
+    return ec == std::errc() && p == t.data() + t.size() && std::isfinite(*out);
+  };
+  double v = 0;
+  if (number(s, &v)) return v;
+  static const std::regex clock(R"(^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$)");
+  static const std::regex units(R"(^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$)");
+  std::smatch mt;
+  if (std::regex_match(s, mt, clock)) {
+    double h = mt[1].matched ? std::stod(mt[1]) : 0, m = std::stod(mt[2]), sec = std::stod(mt[3]);
+    if (m >= 60 || sec >= 60) return Result<double>::Error("minutes and seconds must be below 60 in '" + raw + "'");
+    return h * 3600 + m * 60 + sec;
+  }
+  if (!s.empty() && std::regex_match(s, mt, units)) {
+    double total = 0;
+    const double scale[] = {3600, 60, 1, 0.001};
+    bool any = false;
+    for (int i = 0; i < 4; ++i) {
+      if (mt[i + 1].matched) total += std::stod(mt[i + 1]) * scale[i], any = true;
+    }
+    if (any) return total;
+  }
+  return Result<double>::Error("expected a time such as 40s, 40.5, 1m30s or 00:00:40.000, got '" + raw + "'");
+}
+
+Result<Rational> ParseFps(const std::string& s) {
+  auto bad = [&](const std::string& why) { return Result<Rational>::Error(why); };
+  Rational r;
+  auto slash = s.find('/');
+  if (slash != std::string::npos) {
+    std::string a = s.substr(0, slash), b = s.substr(slash + 1);
+    auto [p1, e1] = std::from_chars(a.data(), a.data() + a.size(), r.num);
+    auto [p2, e2] = std::from_chars(b.data(), b.data() + b.size(), r.den);
+    if (e1 != std::errc() || e2 != std::errc() || p1 != a.data() + a.size() || p2 != b.data() + b.size()) {
+      return bad("expected a frame rate such as 24, 29.97 or 24000/1001, got '" + s + "'");
+    }
+  } else {
+    double v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v)) {
+      return bad("expected a frame rate such as 24, 29.97 or 24000/1001, got '" + s + "'");
+    }
+    // Exact decimal: 29.97 -> 2997/100.
+    auto dot = s.find('.');
+    int64_t den = 1;
+    if (dot != std::string::npos) {
+      size_t decimals = s.size() - dot - 1;
+      if (decimals > 6) return bad("frame rate has more than 6 decimals: '" + s + "'");
+      for (size_t i = 0; i < decimals; ++i) den *= 10;
+    }
+    r.num = std::llround(v * static_cast<double>(den));
+    r.den = den;
+  }
+  if (r.num <= 0 || r.den <= 0) return bad("must be positive, got '" + s + "'");
+  int64_t g = std::gcd(r.num, r.den);
+  r.num /= g, r.den /= g;
+  if (r.value() > ManifestLimits::kMaxFps) return bad("must be at most 240 frames per second, got '" + s + "'");
+  if (r.value() < 1.0) return bad("must be at least 1 frame per second, got '" + s + "'");
+  return r;
+}
+
+Result<Manifest> ParseManifest(const std::string& text, const std::string& display_name,
+                               const ManifestParseOptions& options) {
+  auto at = [&](size_t line, size_t column) {
+    return display_name + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
+  };
+  if (text.size() > ManifestLimits::kMaxManifestBytes) {
+    return Result<Manifest>::Error(at(1, 1) + "manifest: larger than the 4 MiB limit");
+  }
+  size_t line = 0, column = 0;
+  if (FindBinary(text, &line, &column)) {
+    return Result<Manifest>::Error(at(line, column) +
+                                   "manifest: not a YAML text file (binary or non-UTF-8 byte here)");
+  }
+  try {
+    YAML::Node root = YAML::Load(text);
+    return Build(root, options, display_name);
+  } catch (const ManifestError& e) {
+    size_t l = e.mark.is_null() ? 1 : static_cast<size_t>(e.mark.line) + 1;
+    size_t c = e.mark.is_null() ? 1 : static_cast<size_t>(e.mark.column) + 1;
+    return Result<Manifest>::Error(at(l, c) + e.field + ": " + e.message);
+  } catch (const YAML::Exception& e) {
+    size_t l = e.mark.is_null() ? 1 : static_cast<size_t>(e.mark.line) + 1;
+    size_t c = e.mark.is_null() ? 1 : static_cast<size_t>(e.mark.column) + 1;
+    return Result<Manifest>::Error(at(l, c) + "manifest: broken YAML: " + e.msg);
+  }
+}
+
+Result<Manifest> LoadManifestFile(const std::string& path, bool check_audio) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return Result<Manifest>::Error(path + ": is a folder, not a manifest file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Result<Manifest>::Error(path + ": cannot open manifest: " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  ManifestParseOptions options;
+  options.base_dir = fs::absolute(fs::path(path)).parent_path().string();
+  options.check_audio = check_audio;
+  return ParseManifest(ss.str(), path, options);
+}
+
+}  // namespace segue

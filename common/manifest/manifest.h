@@ -1,0 +1,104 @@
+// The manifest: what a studio submits. One YAML file describing the picture, the timeline of
+// prompts, the camera, the model, how to cut the video into segments, and where the output goes.
+//
+// Parsing is strict: every error names FILE:LINE:COLUMN and the dotted field path, so that a
+// pipeline TD can fix a manifest without reading our source. docs/MANIFEST.md lists every field
+// with its default and limits; the limits live in ManifestLimits below.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status/status.h"
+
+namespace segue {
+
+struct Rational {
+  int64_t num = 24;
+  int64_t den = 1;
+  double value() const { return static_cast<double>(num) / static_cast<double>(den); }
+  std::string ToString() const;  // "24" or "24000/1001"
+};
+
+// One entry of the timeline, already converted to frames.
+struct Keyframe {
+  int64_t frame = 0;             // first frame where this prompt is fully (or starts to be) active
+  int64_t transition_frames = 0;  // crossfade from the previous prompt over [frame, frame+T)
+  std::string prompt;
+};
+
+struct Manifest {
+  int version = 1;
+  std::string name;
+
+  int width = 0;
+  int height = 0;
+  Rational fps;
+  int64_t frames = 0;  // N: the exact number of frames of the output
+
+  std::string model_name = "zoom";
+  int steps = 30;
+
+  int segment_length = 48;
+  int segment_overlap = 12;
+  std::string strategy = "independent";  // independent (chained, codenoise: later)
+  std::string blend = "linear";          // linear | cosine | none
+
+  std::string camera_motion = "zoom-in";  // zoom-in | zoom-out | pan-left | pan-right | static
+  double camera_speed = 0.15;              // zoom: log2 scale per second; pan: widths per second
+
+  uint64_t seed = 0;
+  int priority = 50;
+
+  std::vector<Keyframe> timeline;
+
+  // Audio, optional. `audio_path` is as written in the manifest; `audio_file` is resolved against
+  // the manifest's folder (empty when the manifest was parsed without a folder, on the
+  // coordinator, which receives the audio's bytes with the job instead).
+  std::optional<std::string> audio_path;
+  std::string audio_file;
+
+  std::string output_path;  // as written (relative); resolved by whoever writes it
+  std::string output_codec = "h264";
+  int output_crf = 18;
+};
+
+// Limits that keep a typo from asking for a year of video or a frame larger than 8K.
+struct ManifestLimits {
+  static constexpr int kMaxWidth = 7680;
+  static constexpr int kMaxHeight = 4320;
+  static constexpr double kMaxFps = 240.0;
+  static constexpr double kMaxDurationSeconds = 12.0 * 3600.0;
+  static constexpr int64_t kMaxFrames = 2'592'000;  // 12 h at 60 fps
+  static constexpr int kMaxSteps = 1000;
+  static constexpr int kMaxSegmentLength = 1024;
+  static constexpr int kMaxTimelineEntries = 10'000;
+  static constexpr size_t kMaxPromptBytes = 4096;
+  static constexpr size_t kMaxManifestBytes = 4 << 20;
+};
+
+struct ManifestParseOptions {
+  // Folder that relative paths are resolved against; empty: do not touch the file system (the
+  // coordinator's re-validation, where the audio arrives as bytes).
+  std::string base_dir;
+  // Check that the audio file exists and decodes (needs FFmpeg). Only when base_dir is set.
+  bool check_audio = true;
+};
+
+// Parses and validates. `display_name` is the FILE of "FILE:LINE:COLUMN:" in messages.
+Result<Manifest> ParseManifest(const std::string& text, const std::string& display_name,
+                               const ManifestParseOptions& options);
+
+// Reads `path`, then ParseManifest with base_dir = the file's folder.
+Result<Manifest> LoadManifestFile(const std::string& path, bool check_audio = true);
+
+// Durations as the manifest writes them: 40, 40.5, "40s", "1500ms", "2m", "1m30s",
+// "00:00:40.000", "00:40". Returns seconds, or an error message (without location).
+Result<double> ParseDuration(const std::string& text);
+
+// Frames per second: 24, 29.97, "24000/1001".
+Result<Rational> ParseFps(const std::string& text);
+
+}  // namespace segue

@@ -1,0 +1,56 @@
+// The model contract (DESIGN.md): what any video model must provide for segue to render with it.
+// Samplers, guidance and overlap blending live outside the model (sampler.h, common/blend).
+//
+// This header includes libtorch; only the model layer and its direct users include it. The
+// worker talks to the model layer through runtime.h, which is torch-free.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+namespace segue::model {
+
+enum class Prediction { kVelocity, kEpsilon, kX0 };
+
+struct ModelInfo {
+  std::string name;
+  int latent_channels = 4;
+  int spatial_compression = 8;   // pixels per latent cell, each axis
+  int temporal_compression = 1;  // frames per latent frame
+  int native_clip_length = 48;   // frames one call renders best
+  Prediction prediction = Prediction::kX0;
+  int default_steps = 30;
+};
+
+enum class CameraMotion { kZoomIn, kZoomOut, kPanLeft, kPanRight, kStatic };
+
+// Everything a denoise call is conditioned on besides the noisy latents.
+struct Conditioning {
+  torch::Tensor embeddings;   // [B, T, D] per-frame prompt conditioning (float32)
+  torch::Tensor frame_times;  // [B, T] global time of each frame in seconds (float64)
+  CameraMotion camera = CameraMotion::kZoomIn;
+  double camera_speed = 0.15;
+  int width = 0;   // output picture size in pixels
+  int height = 0;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelInfo& info() const = 0;
+  // text -> [D]
+  virtual torch::Tensor EncodePrompt(const std::string& text) = 0;
+  // latents [B, C, T, h, w], sigma [B] (flow-matching noise level in [0, 1]) -> prediction of
+  // the kind info().prediction says, same shape as latents.
+  virtual torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma,
+                                const Conditioning& cond) = 0;
+  // latents [B, C, T, h, w] -> frames [B, 3, T', H, W], float32 in [0, 1].
+  virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
+};
+
+// Built-in models by name ("zoom"); nullptr when unknown.
+std::unique_ptr<Model> CreateBuiltinModel(const std::string& name);
+
+}  // namespace segue::model

@@ -1,0 +1,57 @@
+// The model layer as the worker sees it: render a segment, decode latents to RGB. Torch-free
+// interface (plain structs and segue::Tensor) so that only runtime.cc pays for libtorch headers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status/status.h"
+#include "common/tensor/tensor.h"
+
+namespace segue::model {
+
+// Per-frame conditioning: prompt `a` crossfading into `b` by `mix` (indices into prompts).
+struct FrameConditioning {
+  int a = 0;
+  int b = 0;
+  float mix = 0.f;
+};
+
+struct SegmentRequest {
+  std::string model = "zoom";
+  int steps = 30;
+  double shift = 1.0;
+  int width = 0, height = 0;
+  double fps = 24.0;
+  int64_t frame_start = 0;  // global index of the segment's first frame
+  int64_t frame_count = 0;
+  uint64_t seed = 0;
+  std::string camera_motion = "zoom-in";
+  double camera_speed = 0.15;
+  std::vector<std::string> prompts;
+  std::vector<FrameConditioning> frames;  // frame_count entries
+};
+
+struct RuntimeOptions {
+  std::string device = "cpu";
+  int threads = 1;  // intra-op threads (at::get_num_threads() starts at 1 here: set it)
+};
+
+class Runtime {
+ public:
+  static Result<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options);
+  virtual ~Runtime() = default;
+
+  virtual std::vector<std::string> Models() const = 0;
+  // Renders one segment; returns its final latents [C, T, h, w]. on_step(i, steps) after each step.
+  virtual Result<Tensor> Render(const SegmentRequest& request,
+                                const std::function<void(int, int)>& on_step = {}) = 0;
+  // Decodes latents [C, T, h, w] of `model` to RGB24 frames, T * height * width * 3 bytes.
+  virtual Result<std::vector<uint8_t>> DecodeRgb(const std::string& model, const Tensor& latents, int width,
+                                                 int height) = 0;
+};
+
+}  // namespace segue::model

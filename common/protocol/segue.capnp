@@ -1,0 +1,197 @@
+# The wire protocol between segue's processes: one Envelope per ZeroMQ message.
+#
+# Every process talks to the coordinator's single ROUTER endpoint. Workers (DEALER) say Hello,
+# ask for work with credits, and return results; clients (DEALER or REQ) submit jobs and ask for
+# status. Fields are only ever added (never renumbered) so that old peers keep parsing; a
+# change that old peers cannot understand bumps protocolVersion, and Hello refuses a mismatch.
+@0xc0f1a7d6e5b4a392;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("segue::wire");
+
+const protocolVersion :UInt32 = 1;
+
+# A tensor: dtype ("f32"), shape, and the elements as little-endian bytes.
+struct TensorData {
+  dtype @0 :Text;
+  shape @1 :List(Int64);
+  data @2 :Data;
+}
+
+struct Keyframe {
+  frame @0 :Int64;
+  transitionFrames @1 :Int64;
+  prompt @2 :Text;
+}
+
+struct Hello {
+  protocolVersion @0 :UInt32;
+  name @1 :Text;          # worker name, unique per process (host-pid-nonce)
+  host @2 :Text;
+  device @3 :Text;        # "cpu", "cuda:0"
+  memoryBytes @4 :UInt64;
+  models @5 :List(Text);  # models this worker can load
+  tags @6 :List(Text);
+  pid @7 :UInt32;
+  threads @8 :UInt32;
+}
+
+struct Welcome {
+  workerId @0 :Text;
+  heartbeatMs @1 :UInt32;
+  livenessMs @2 :UInt32;
+}
+
+struct WorkRequest {
+  credits @0 :UInt32;  # how many more tasks the worker can take
+}
+
+# Render frames [frameStart, frameStart + frameCount) of a job as one model call.
+struct RenderTask {
+  jobId @0 :UInt64;
+  segment @1 :UInt32;
+  attempt @2 :UInt32;      # fencing: results of older attempts are dropped
+  model @3 :Text;
+  steps @4 :UInt32;
+  width @5 :UInt32;
+  height @6 :UInt32;
+  fpsNum @7 :Int64;
+  fpsDen @8 :Int64;
+  frameStart @9 :Int64;
+  frameCount @10 :UInt32;
+  totalFrames @11 :Int64;
+  seed @12 :UInt64;
+  cameraMotion @13 :Text;
+  cameraSpeed @14 :Float64;
+  timeline @15 :List(Keyframe);
+  checkpointEverySteps @16 :UInt32;  # 0: no checkpoints (reserved for the farm issue)
+}
+
+# Decode blended latents of frames [frameStart, frameStart + T) and encode them as one
+# self-contained chunk that starts on a key frame.
+struct EncodeTask {
+  jobId @0 :UInt64;
+  chunk @1 :UInt32;
+  attempt @2 :UInt32;
+  model @3 :Text;
+  width @4 :UInt32;
+  height @5 :UInt32;
+  fpsNum @6 :Int64;
+  fpsDen @7 :Int64;
+  frameStart @8 :Int64;
+  latents @9 :TensorData;   # [C, T, h, w]
+  codec @10 :Text;
+  crf @11 :UInt32;
+  preset @12 :Text;
+}
+
+struct Assignment {
+  union {
+    render @0 :RenderTask;
+    encode @1 :EncodeTask;
+  }
+}
+
+struct RenderResult {
+  jobId @0 :UInt64;
+  segment @1 :UInt32;
+  attempt @2 :UInt32;
+  latents @3 :TensorData;   # [C, T, h, w]
+  elapsedMs @4 :UInt64;
+}
+
+struct EncodeResult {
+  jobId @0 :UInt64;
+  chunk @1 :UInt32;
+  attempt @2 :UInt32;
+  container @3 :Data;      # the chunk file's bytes (MP4)
+  frames @4 :UInt32;
+  elapsedMs @5 :UInt64;
+}
+
+enum TaskKind {
+  render @0;
+  encode @1;
+}
+
+struct TaskFailure {
+  jobId @0 :UInt64;
+  kind @1 :TaskKind;
+  index @2 :UInt32;
+  attempt @3 :UInt32;
+  message @4 :Text;
+}
+
+struct Heartbeat {
+  busy @0 :Bool;
+}
+
+struct Submit {
+  manifestText @0 :Text;
+  manifestName @1 :Text;    # for error locations
+  audioData @2 :Data;       # the file manifest.audio.path names, when present
+  audioName @3 :Text;
+  outputOverride @4 :Text;  # replaces output.path (relative to the output root)
+}
+
+struct SubmitReply {
+  jobId @0 :UInt64;
+  frames @1 :Int64;
+  segments @2 :UInt32;
+  output @3 :Text;
+}
+
+struct StatusRequest {
+  jobId @0 :UInt64;
+}
+
+struct JobStatus {
+  jobId @0 :UInt64;
+  name @1 :Text;
+  state @2 :Text;           # QUEUED RUNNING STITCHING DONE FAILED CANCELLED
+  priority @3 :Int32;
+  framesTotal @4 :Int64;
+  framesDone @5 :Int64;     # frames of finished segments (overlaps counted once)
+  segmentsTotal @6 :UInt32;
+  segmentsDone @7 :UInt32;
+  segmentsRunning @8 :UInt32;
+  chunksTotal @9 :UInt32;
+  chunksDone @10 :UInt32;
+  progress @11 :Float64;    # 0..1 over rendering and encoding
+  output @12 :Text;         # absolute path of the output, once DONE
+  error @13 :Text;
+  createdMs @14 :UInt64;
+  updatedMs @15 :UInt64;
+  etaSeconds @16 :Float64;  # negative: unknown
+}
+
+struct ListJobs {}
+
+struct JobList {
+  jobs @0 :List(JobStatus);
+}
+
+struct Error {
+  code @0 :UInt32;   # 2: bad request, 3: not found, 4: version mismatch, 5: internal
+  message @1 :Text;
+}
+
+struct Envelope {
+  union {
+    hello @0 :Hello;
+    welcome @1 :Welcome;
+    workRequest @2 :WorkRequest;
+    assignment @3 :Assignment;
+    renderResult @4 :RenderResult;
+    encodeResult @5 :EncodeResult;
+    taskFailure @6 :TaskFailure;
+    heartbeat @7 :Heartbeat;
+    submit @8 :Submit;
+    submitReply @9 :SubmitReply;
+    statusRequest @10 :StatusRequest;
+    jobStatus @11 :JobStatus;
+    listJobs @12 :ListJobs;
+    jobList @13 :JobList;
+    error @14 :Error;
+  }
+}

@@ -1,0 +1,48 @@
+# What the coordinator keeps in RocksDB (common/store). Values of the jobs and segments column
+# families; latents, checkpoints and chunks are raw bytes (see store.h).
+@0xd3b1c9a0e7f25b14;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("segue::rec");
+
+enum JobState {
+  queued @0;
+  running @1;
+  stitching @2;
+  done @3;
+  failed @4;
+  cancelled @5;
+}
+
+enum TaskState {
+  pending @0;
+  running @1;
+  done @2;
+  failed @3;
+}
+
+struct Job {
+  id @0 :UInt64;
+  name @1 :Text;
+  state @2 :JobState;
+  priority @3 :Int32;
+  manifestText @4 :Text;
+  manifestName @5 :Text;
+  outputPath @6 :Text;      # absolute, inside the output root
+  hasAudio @7 :Bool;
+  audioName @8 :Text;
+  error @9 :Text;
+  createdMs @10 :UInt64;
+  updatedMs @11 :UInt64;
+  finishedMs @12 :UInt64;
+  chunkFrames @13 :UInt32;
+}
+
+struct Task {
+  state @0 :TaskState;
+  attempt @1 :UInt32;
+  worker @2 :Text;
+  error @3 :Text;
+  updatedMs @4 :UInt64;
+  failures @5 :UInt32;
+}

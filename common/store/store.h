@@ -1,0 +1,86 @@
+// The coordinator's durable state in RocksDB. The coordinator is its only writer.
+//
+// Column families, one per kind of record; keys sort by job then index, as fixed-width
+// big-endian integers, so a job's records are one contiguous range:
+//   jobs         job id (8 bytes)                      -> rec::Job
+//   segments     job id + segment index (8 + 4 bytes)  -> rec::Task
+//   chunks       job id + chunk index                  -> rec::Task (state of the encode)
+//   latents      job id + segment index                -> tensor bytes (final latents)
+//   checkpoints  job id + segment index                -> tensor bytes (step checkpoints)
+//   outputs      job id + chunk index                  -> encoded chunk bytes
+//   inputs       job id + name                         -> files that came with the job (audio)
+//   events       job id + sequence (8 bytes)           -> one line of the job's event log
+//   workers      worker name                           -> reserved for the worker registry
+// latents, checkpoints, outputs and inputs hold big values and use blob files.
+//
+// Every state transition is one WriteBatch written with sync=true: either all of it is on disk
+// or none of it is.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status/status.h"
+#include "common/tensor/tensor.h"
+
+namespace segue {
+
+enum class Family { kJobs, kSegments, kChunks, kLatents, kCheckpoints, kOutputs, kInputs, kEvents, kWorkers, kMeta };
+
+std::string JobKey(uint64_t job);
+std::string TaskKey(uint64_t job, uint32_t index);
+std::string NamedKey(uint64_t job, const std::string& name);
+// Decodes the job id at the front of any key above.
+uint64_t JobOfKey(const std::string& key);
+uint32_t IndexOfKey(const std::string& key);
+
+// Tensor bytes as stored: "SGT1", u32 rank, i64 dims, f32 little-endian data.
+std::string EncodeTensor(const Tensor& t);
+Result<Tensor> DecodeTensor(const std::string& bytes);
+
+class Store {
+ public:
+  // A group of writes applied atomically by Store::Write.
+  class Batch {
+   public:
+    Batch();
+    ~Batch();
+    void Put(Family f, const std::string& key, const std::string& value);
+    void Delete(Family f, const std::string& key);
+    void DeleteRange(Family f, const std::string& begin, const std::string& end);
+
+   private:
+    friend class Store;
+    struct Rep;
+    std::unique_ptr<Rep> rep_;
+  };
+
+  // Opens (creating if needed) the store in `dir`.
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir);
+  ~Store();
+
+  // Applies `batch` atomically, synced to disk.
+  Status Write(Batch& batch);
+
+  // Returns the value, or an error whose message starts with "not found" when absent.
+  Result<std::string> Get(Family f, const std::string& key);
+  bool Exists(Family f, const std::string& key);
+
+  // Calls fn(key, value) for keys in [begin, end) in order (end empty: to the end); stops when
+  // fn returns false.
+  Status Scan(Family f, const std::string& begin, const std::string& end,
+              const std::function<bool(const std::string&, const std::string&)>& fn);
+
+  // Next value of a persistent counter; the increment is added to `batch` (written with it).
+  uint64_t NextId(const std::string& counter, Batch& batch);
+
+ private:
+  struct Rep;
+  explicit Store(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace segue

@@ -1,0 +1,39 @@
+// A plain float32 tensor in row-major order: what travels on the wire and sits in the store.
+// The coordinator works with these and never links libtorch; the worker converts at the model
+// boundary (common/model/torch_bridge.h).
+#pragma once
+
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace segue {
+
+struct Tensor {
+  std::vector<int64_t> shape;  // latents: [C, T, h, w]
+  std::vector<float> data;     // size == product(shape)
+
+  static Tensor Zeros(std::vector<int64_t> shape) {
+    Tensor t;
+    t.shape = std::move(shape);
+    t.data.assign(static_cast<size_t>(NumElements(t.shape)), 0.f);
+    return t;
+  }
+  static int64_t NumElements(const std::vector<int64_t>& shape) {
+    return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+  }
+  bool Valid() const {
+    for (int64_t d : shape) {
+      if (d < 0) return false;
+    }
+    return static_cast<int64_t>(data.size()) == NumElements(shape);
+  }
+  std::string ShapeString() const {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+    return s + "]";
+  }
+};
+
+}  // namespace segue

@@ -1,0 +1,121 @@
+#include "common/util/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+namespace segue {
+
+std::string ExecutableDir() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : p.parent_path().string();
+}
+
+ChildProcess::ChildProcess(ChildProcess&& o) noexcept { *this = std::move(o); }
+ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
+  if (this != &o) {
+    if (pid_ > 0 && !reaped_) Stop();
+    pid_ = o.pid_, status_ = o.status_, reaped_ = o.reaped_;
+    o.pid_ = -1, o.reaped_ = true;
+  }
+  return *this;
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !reaped_) Stop();
+}
+
+Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, const std::string& log_file) {
+  if (argv.empty()) return Result<ChildProcess>::Error("spawn: empty command");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) return Result<ChildProcess>::Error("spawn: pipe failed");
+  pid_t pid = fork();
+  if (pid < 0) return Result<ChildProcess>::Error(std::string("spawn: fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    close(err_pipe[0]);
+    if (!log_file.empty()) {
+      int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+      }
+    }
+    execv(args[0], args.data());
+    int e = errno;
+    (void)!write(err_pipe[1], &e, sizeof e);
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  int child_errno = 0;
+  ssize_t n = read(err_pipe[0], &child_errno, sizeof child_errno);
+  close(err_pipe[0]);
+  ChildProcess c;
+  c.pid_ = pid;
+  if (n == sizeof child_errno) {
+    c.Wait();
+    return Result<ChildProcess>::Error("cannot start '" + argv[0] + "': " + std::strerror(child_errno));
+  }
+  return c;
+}
+
+bool ChildProcess::Running() {
+  if (pid_ <= 0 || reaped_) return false;
+  int st = 0;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    reaped_ = true;
+    status_ = st;
+    return false;
+  }
+  return r == 0;
+}
+
+bool ChildProcess::Signal(int sig) {
+  if (!Running()) return false;
+  return kill(pid_, sig) == 0;
+}
+
+int ChildProcess::Wait(int timeout_ms) {
+  auto code = [this] {
+    if (WIFEXITED(status_)) return WEXITSTATUS(status_);
+    if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
+    return -1;
+  };
+  if (pid_ <= 0) return -1;
+  if (reaped_) return code();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    int st = 0;
+    pid_t r = waitpid(pid_, &st, timeout_ms < 0 ? 0 : WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      status_ = st;
+      return code();
+    }
+    if (r < 0) return -1;
+    if (timeout_ms >= 0 && std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void ChildProcess::Stop(int grace_ms) {
+  if (!Running()) return;
+  kill(pid_, SIGTERM);
+  if (Wait(grace_ms) == -1 && !reaped_) {
+    kill(pid_, SIGKILL);
+    Wait();
+  }
+}
+
+}  // namespace segue

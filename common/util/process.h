@@ -1,0 +1,44 @@
+// Child processes: how `segue render` runs a coordinator and workers on one machine, and how the
+// tests start real processes. A seam for spawning, not a mock: the children are the real binaries.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/status/status.h"
+
+namespace segue {
+
+// The folder holding the running executable (/proc/self/exe): sibling binaries live there.
+std::string ExecutableDir();
+
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ChildProcess(ChildProcess&& o) noexcept;
+  ChildProcess& operator=(ChildProcess&& o) noexcept;
+  ChildProcess(const ChildProcess&) = delete;
+  ~ChildProcess();  // sends SIGTERM and waits, if still running
+
+  // Starts `argv[0]` with `argv`; stdout/stderr go to `log_file` when non-empty (appended).
+  static Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const std::string& log_file = "");
+
+  pid_t pid() const { return pid_; }
+  bool Running();
+  // Sends `sig`; returns false when the process is gone.
+  bool Signal(int sig);
+  // Waits up to `timeout_ms` (-1: forever); returns the exit code (128+sig when killed), or -1
+  // on time-out.
+  int Wait(int timeout_ms = -1);
+  // SIGTERM, then SIGKILL after `grace_ms`.
+  void Stop(int grace_ms = 5000);
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+  bool reaped_ = false;
+};
+
+}  // namespace segue

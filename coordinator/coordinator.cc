@@ -1,0 +1,943 @@
+#include "coordinator/coordinator.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/blend/blend.h"
+#include "common/manifest/manifest.h"
+#include "common/media/audio.h"
+#include "common/media/video.h"
+#include "common/plan/plan.h"
+#include "common/protocol/protocol.h"
+#include "common/store/records.capnp.h"
+#include "common/store/store.h"
+
+namespace segue {
+namespace {
+
+namespace fs = std::filesystem;
+
+uint64_t NowMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+const char* JobStateName(rec::JobState s) {
+  switch (s) {
+    case rec::JobState::QUEUED: return "QUEUED";
+    case rec::JobState::RUNNING: return "RUNNING";
+    case rec::JobState::STITCHING: return "STITCHING";
+    case rec::JobState::DONE: return "DONE";
+    case rec::JobState::FAILED: return "FAILED";
+    case rec::JobState::CANCELLED: return "CANCELLED";
+  }
+  return "UNKNOWN";
+}
+
+bool Finished(rec::JobState s) {
+  return s == rec::JobState::DONE || s == rec::JobState::FAILED || s == rec::JobState::CANCELLED;
+}
+
+// One render or encode task of a job, as the scheduler tracks it.
+struct Slot {
+  rec::TaskState state = rec::TaskState::PENDING;
+  uint32_t attempt = 0;   // attempt number of the latest assignment (0: never assigned)
+  std::string worker;     // name of the worker holding it while RUNNING
+  uint32_t failures = 0;
+  std::string error;
+};
+
+struct Job {
+  uint64_t id = 0;
+  rec::JobState state = rec::JobState::QUEUED;
+  int priority = 50;
+  std::string name, manifest_text, manifest_name, output_path, error, audio_name;
+  bool has_audio = false;
+  uint64_t created_ms = 0, updated_ms = 0, finished_ms = 0, started_ms = 0;
+  uint32_t chunk_frames = 96;
+  Manifest manifest;
+  BlendMode blend = BlendMode::kLinear;
+  std::vector<SegmentSpan> segments;
+  std::vector<Slot> seg;
+  std::vector<ChunkSpan> chunks;
+  std::vector<Slot> chunk;
+  uint32_t segments_done = 0, chunks_done = 0;
+};
+
+struct TaskRef {
+  uint64_t job = 0;
+  wire::TaskKind kind = wire::TaskKind::RENDER;
+  uint32_t index = 0;
+};
+
+struct Worker {
+  std::string identity;  // ZeroMQ routing id
+  std::string name, host, device;
+  std::set<std::string> models;
+  uint32_t credits = 0;
+  std::optional<TaskRef> task;
+  uint64_t last_seen_ms = 0;
+  uint32_t tasks_done = 0, failures = 0;
+};
+
+std::string FileExtension(const std::string& name) {
+  std::string ext = fs::path(name).extension().string();
+  if (ext.size() > 8) ext.clear();
+  for (char c : ext) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.') return "";
+  }
+  return ext;
+}
+
+}  // namespace
+
+struct Coordinator::Impl {
+  CoordinatorOptions options;
+  std::unique_ptr<Store> store;
+  zmq::context_t ctx{1};
+  zmq::socket_t sock{ctx, zmq::socket_type::router};
+  std::string endpoint;
+  std::map<uint64_t, Job> jobs;            // all jobs, finished ones included
+  std::map<std::string, Worker> workers;  // by name
+  std::map<std::string, std::string> name_of_identity;
+  CoordinatorCounters counters;
+  fs::path output_root;  // canonical
+
+  // ---- persistence -------------------------------------------------------------------------
+
+  std::string EncodeJob(const Job& j) {
+    capnp::MallocMessageBuilder b;
+    auto r = b.initRoot<rec::Job>();
+    r.setId(j.id);
+    r.setName(j.name);
+    r.setState(j.state);
+    r.setPriority(j.priority);
+    r.setManifestText(j.manifest_text);
+    r.setManifestName(j.manifest_name);
+    r.setOutputPath(j.output_path);
+    r.setHasAudio(j.has_audio);
+    r.setAudioName(j.audio_name);
+    r.setError(j.error);
+    r.setCreatedMs(j.created_ms);
+    r.setUpdatedMs(j.updated_ms);
+    r.setFinishedMs(j.finished_ms);
+    r.setChunkFrames(j.chunk_frames);
+    return Serialize(b);
+  }
+
+  static std::string EncodeSlot(const Slot& s) {
+    capnp::MallocMessageBuilder b;
+    auto r = b.initRoot<rec::Task>();
+    r.setState(s.state);
+    r.setAttempt(s.attempt);
+    r.setWorker(s.worker);
+    r.setError(s.error);
+    r.setUpdatedMs(NowMs());
+    r.setFailures(s.failures);
+    return Serialize(b);
+  }
+
+  static Family SlotFamily(wire::TaskKind kind) {
+    return kind == wire::TaskKind::RENDER ? Family::kSegments : Family::kChunks;
+  }
+
+  void AddEvent(Store::Batch& batch, uint64_t job, const std::string& text) {
+    std::string key = JobKey(job) + JobKey(store->NextId("event", batch));
+    batch.Put(Family::kEvents, key, std::to_string(NowMs()) + " " + text);
+  }
+
+  // Writes `batch` or, if the disk refuses, stops the process: continuing with memory ahead of
+  // the store would hand out work that a restart forgets.
+  void Commit(Store::Batch& batch) {
+    Status s = store->Write(batch);
+    if (!s.ok()) {
+      spdlog::critical("cannot write the state store: {}; stopping", s.message());
+      std::_Exit(3);
+    }
+  }
+
+  void SetJobState(Job& j, rec::JobState state, const std::string& error, Store::Batch& batch) {
+    j.state = state;
+    j.updated_ms = NowMs();
+    if (!error.empty()) j.error = error;
+    if (Finished(state)) j.finished_ms = j.updated_ms;
+    batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
+    AddEvent(batch, j.id, std::string("job ") + JobStateName(state) + (error.empty() ? "" : ": " + error));
+  }
+
+  // ---- start-up ----------------------------------------------------------------------------
+
+  Status Restore() {
+    std::vector<uint64_t> ids;
+    Status s = store->Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
+      Job j;
+      try {
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
+                                                          value.size() / sizeof(capnp::word)));
+        auto r = reader.getRoot<rec::Job>();
+        j.id = r.getId();
+        j.name = r.getName().cStr();
+        j.state = r.getState();
+        j.priority = r.getPriority();
+        j.manifest_text = r.getManifestText().cStr();
+        j.manifest_name = r.getManifestName().cStr();
+        j.output_path = r.getOutputPath().cStr();
+        j.has_audio = r.getHasAudio();
+        j.audio_name = r.getAudioName().cStr();
+        j.error = r.getError().cStr();
+        j.created_ms = r.getCreatedMs();
+        j.updated_ms = r.getUpdatedMs();
+        j.finished_ms = r.getFinishedMs();
+        j.chunk_frames = r.getChunkFrames();
+      } catch (const kj::Exception& e) {
+        spdlog::error("job record {} is unreadable: {}", JobOfKey(key), e.getDescription().cStr());
+        return true;
+      }
+      auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
+      if (!m.ok()) {
+        spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
+        return true;
+      }
+      PlanJob(j, *m);
+      jobs.emplace(j.id, std::move(j));
+      ids.push_back(JobOfKey(key));
+      return true;
+    });
+    if (!s.ok()) return s;
+    for (uint64_t id : ids) {
+      Job& j = jobs.at(id);
+      auto load = [&](Family f, std::vector<Slot>& slots) {
+        return store->Scan(f, TaskKey(id, 0), JobKey(id + 1), [&](const std::string& key, const std::string& value) {
+          uint32_t idx = IndexOfKey(key);
+          if (idx >= slots.size()) return true;
+          try {
+            capnp::FlatArrayMessageReader reader(kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
+                                                              value.size() / sizeof(capnp::word)));
+            auto r = reader.getRoot<rec::Task>();
+            Slot& sl = slots[idx];
+            sl.state = r.getState();
+            sl.attempt = r.getAttempt();
+            sl.failures = r.getFailures();
+            sl.error = r.getError().cStr();
+            // A task that was running when we stopped goes back to the queue; its worker, if
+            // alive, will be fenced off by the attempt number.
+            if (sl.state == rec::TaskState::RUNNING) sl.state = rec::TaskState::PENDING;
+          } catch (const kj::Exception&) {
+          }
+          return true;
+        });
+      };
+      if (Status ls = load(Family::kSegments, j.seg); !ls.ok()) return ls;
+      if (Status ls = load(Family::kChunks, j.chunk); !ls.ok()) return ls;
+      j.segments_done = static_cast<uint32_t>(std::count_if(j.seg.begin(), j.seg.end(), [](const Slot& x) { return x.state == rec::TaskState::DONE; }));
+      j.chunks_done = static_cast<uint32_t>(std::count_if(j.chunk.begin(), j.chunk.end(), [](const Slot& x) { return x.state == rec::TaskState::DONE; }));
+      if (!Finished(j.state)) {
+        spdlog::info("job {} ({}) resumes: {}/{} segments, {}/{} chunks done", j.id, j.name, j.segments_done,
+                     j.seg.size(), j.chunks_done, j.chunk.size());
+        j.started_ms = NowMs();
+      }
+    }
+    for (auto& [id, j] : jobs) {
+      if (j.state == rec::JobState::STITCHING || (!Finished(j.state) && j.chunks_done == j.chunk.size())) {
+        Finalize(j);
+      }
+    }
+    return Status::Ok();
+  }
+
+  void PlanJob(Job& j, const Manifest& m) {
+    j.manifest = m;
+    j.blend = *ParseBlendMode(m.blend);
+    j.segments = PlanSegments(m.frames, m.segment_length, m.segment_overlap, m.seed);
+    j.seg.assign(j.segments.size(), Slot{});
+    if (j.chunk_frames == 0) j.chunk_frames = static_cast<uint32_t>(options.chunk_frames);
+    j.chunks = PlanChunks(m.frames, static_cast<int>(j.chunk_frames));
+    j.chunk.assign(j.chunks.size(), Slot{});
+  }
+
+  // ---- messages ----------------------------------------------------------------------------
+
+  void Send(const std::string& identity, const std::string& payload, bool req_envelope = false) {
+    try {
+      sock.send(zmq::buffer(identity), zmq::send_flags::sndmore);
+      if (req_envelope) sock.send(zmq::message_t(), zmq::send_flags::sndmore);
+      sock.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("cannot send to {}: {}", identity, e.what());
+    }
+  }
+
+  void HandleMessage(const std::string& identity, const zmq::message_t& payload, bool req) {
+    auto in = Incoming::Parse(payload.data(), payload.size());
+    if (!in.ok()) {
+      ++counters.bad_messages;
+      spdlog::warn("dropped a bad message ({} bytes): {} [{} so far]", payload.size(), in.message(), counters.bad_messages);
+      Send(identity, ErrorMessage(2, "bad message: " + in.message()), req);
+      return;
+    }
+    try {
+      auto env = (*in)->envelope();
+      switch (env.which()) {
+        case wire::Envelope::HELLO: return OnHello(identity, env.getHello());
+        case wire::Envelope::WORK_REQUEST: return OnWorkRequest(identity, env.getWorkRequest());
+        case wire::Envelope::RENDER_RESULT: return OnRenderResult(identity, env.getRenderResult());
+        case wire::Envelope::ENCODE_RESULT: return OnEncodeResult(identity, env.getEncodeResult());
+        case wire::Envelope::TASK_FAILURE: return OnTaskFailure(identity, env.getTaskFailure());
+        case wire::Envelope::HEARTBEAT: return OnHeartbeat(identity);
+        case wire::Envelope::SUBMIT: return Send(identity, OnSubmit(env.getSubmit()), req);
+        case wire::Envelope::STATUS_REQUEST: return Send(identity, OnStatus(env.getStatusRequest().getJobId()), req);
+        case wire::Envelope::LIST_JOBS: return Send(identity, OnListJobs(), req);
+        default:
+          ++counters.bad_messages;
+          spdlog::warn("dropped a message of unexpected type {} [{} bad so far]", static_cast<int>(env.which()), counters.bad_messages);
+          Send(identity, ErrorMessage(2, "unexpected message type"), req);
+      }
+    } catch (const kj::Exception& e) {
+      ++counters.bad_messages;
+      spdlog::warn("dropped a malformed message: {} [{} so far]", e.getDescription().cStr(), counters.bad_messages);
+      Send(identity, ErrorMessage(2, std::string("malformed message: ") + e.getDescription().cStr()), req);
+    }
+  }
+
+  Worker* WorkerOf(const std::string& identity) {
+    auto it = name_of_identity.find(identity);
+    if (it == name_of_identity.end()) return nullptr;
+    auto w = workers.find(it->second);
+    if (w == workers.end()) return nullptr;
+    w->second.last_seen_ms = NowMs();
+    return &w->second;
+  }
+
+  void OnHello(const std::string& identity, wire::Hello::Reader h) {
+    if (h.getProtocolVersion() != wire::PROTOCOL_VERSION) {
+      Send(identity, ErrorMessage(4, "protocol version mismatch: worker speaks " + std::to_string(h.getProtocolVersion()) +
+                                         ", coordinator speaks " + std::to_string(wire::PROTOCOL_VERSION)));
+      return;
+    }
+    std::string name = h.getName().cStr();
+    if (name.empty() || name.size() > 200) {
+      Send(identity, ErrorMessage(2, "hello: worker name must be 1 to 200 characters"));
+      return;
+    }
+    auto existing = workers.find(name);
+    if (existing != workers.end()) {
+      // The same worker again (it reconnected): whatever it held goes back to the queue.
+      ReleaseTask(existing->second, "worker reconnected");
+      name_of_identity.erase(existing->second.identity);
+    }
+    Worker& w = workers[name];
+    w.identity = identity;
+    w.name = name;
+    w.host = h.getHost().cStr();
+    w.device = h.getDevice().cStr();
+    w.models.clear();
+    for (auto m : h.getModels()) w.models.insert(m.cStr());
+    w.credits = 0;
+    w.task.reset();
+    w.last_seen_ms = NowMs();
+    name_of_identity[identity] = name;
+    spdlog::info("worker {} joined ({} on {}, models: {})", name, w.device, w.host, fmt::join(w.models, ","));
+    capnp::MallocMessageBuilder b;
+    auto wel = b.initRoot<wire::Envelope>().initWelcome();
+    wel.setWorkerId(name);
+    wel.setHeartbeatMs(static_cast<uint32_t>(options.heartbeat_ms));
+    wel.setLivenessMs(static_cast<uint32_t>(options.liveness_ms));
+    Send(identity, Serialize(b));
+  }
+
+  void OnWorkRequest(const std::string& identity, wire::WorkRequest::Reader r) {
+    Worker* w = WorkerOf(identity);
+    if (!w) {
+      Send(identity, ErrorMessage(2, "say hello first"));
+      return;
+    }
+    w->credits = std::min<uint32_t>(r.getCredits(), 4);
+    Schedule();
+  }
+
+  void OnHeartbeat(const std::string& identity) {
+    Worker* w = WorkerOf(identity);
+    capnp::MallocMessageBuilder b;
+    b.initRoot<wire::Envelope>().initHeartbeat().setBusy(false);
+    if (!w) {
+      Send(identity, ErrorMessage(3, "unknown worker: say hello again"));
+      return;
+    }
+    Send(identity, Serialize(b));
+  }
+
+  // Returns the slot a result refers to if the sender holds its current attempt; otherwise
+  // counts a fenced result and returns nullptr.
+  Slot* Fence(Worker* w, uint64_t job_id, wire::TaskKind kind, uint32_t index, uint32_t attempt, Job** job_out) {
+    auto it = jobs.find(job_id);
+    Slot* slot = nullptr;
+    if (it != jobs.end()) {
+      auto& slots = kind == wire::TaskKind::RENDER ? it->second.seg : it->second.chunk;
+      if (index < slots.size()) slot = &slots[index];
+    }
+    if (!w || !slot || slot->state != rec::TaskState::RUNNING || slot->attempt != attempt || slot->worker != w->name ||
+        Finished(it->second.state)) {
+      ++counters.fenced_results;
+      spdlog::warn("fenced off a stale result: job {} {} {} attempt {} from {} [{} fenced so far]", job_id,
+                   kind == wire::TaskKind::RENDER ? "segment" : "chunk", index, attempt, w ? w->name : "an unknown peer",
+                   counters.fenced_results);
+      if (w && w->task && w->task->job == job_id && w->task->index == index && w->task->kind == kind) w->task.reset();
+      return nullptr;
+    }
+    *job_out = &it->second;
+    return slot;
+  }
+
+  void OnRenderResult(const std::string& identity, wire::RenderResult::Reader r) {
+    Worker* w = WorkerOf(identity);
+    Job* job = nullptr;
+    Slot* slot = Fence(w, r.getJobId(), wire::TaskKind::RENDER, r.getSegment(), r.getAttempt(), &job);
+    if (!slot) return Schedule();
+    const SegmentSpan& span = job->segments[r.getSegment()];
+    auto latents = GetTensor(r.getLatents());
+    if (latents.ok() && (latents->shape.size() != 4 || latents->shape[1] != span.length())) {
+      latents = Result<Tensor>::Error("latents of shape " + latents->ShapeString() + " do not fit a segment of " +
+                                      std::to_string(span.length()) + " frames");
+    }
+    w->task.reset();
+    if (!latents.ok()) return FailTask(*job, wire::TaskKind::RENDER, r.getSegment(), *w, latents.message());
+    Store::Batch batch;
+    slot->state = rec::TaskState::DONE;
+    batch.Put(Family::kLatents, TaskKey(job->id, r.getSegment()), EncodeTensor(*latents));
+    batch.Put(Family::kSegments, TaskKey(job->id, r.getSegment()), EncodeSlot(*slot));
+    AddEvent(batch, job->id, "segment " + std::to_string(r.getSegment()) + " done by " + w->name + " (attempt " +
+                                 std::to_string(r.getAttempt()) + ", " + std::to_string(r.getElapsedMs()) + " ms)");
+    Commit(batch);
+    ++job->segments_done;
+    ++w->tasks_done;
+    Schedule();
+  }
+
+  void OnEncodeResult(const std::string& identity, wire::EncodeResult::Reader r) {
+    Worker* w = WorkerOf(identity);
+    Job* job = nullptr;
+    Slot* slot = Fence(w, r.getJobId(), wire::TaskKind::ENCODE, r.getChunk(), r.getAttempt(), &job);
+    if (!slot) return Schedule();
+    w->task.reset();
+    const ChunkSpan& span = job->chunks[r.getChunk()];
+    if (r.getFrames() != static_cast<uint32_t>(span.end - span.start) || r.getContainer().size() == 0) {
+      return FailTask(*job, wire::TaskKind::ENCODE, r.getChunk(), *w,
+                      "chunk came back with " + std::to_string(r.getFrames()) + " frames, expected " +
+                          std::to_string(span.end - span.start));
+    }
+    auto data = r.getContainer();
+    Store::Batch batch;
+    slot->state = rec::TaskState::DONE;
+    batch.Put(Family::kOutputs, TaskKey(job->id, r.getChunk()), std::string(reinterpret_cast<const char*>(data.begin()), data.size()));
+    batch.Put(Family::kChunks, TaskKey(job->id, r.getChunk()), EncodeSlot(*slot));
+    AddEvent(batch, job->id, "chunk " + std::to_string(r.getChunk()) + " encoded by " + w->name);
+    Commit(batch);
+    ++job->chunks_done;
+    ++w->tasks_done;
+    if (job->chunks_done == job->chunks.size()) Finalize(*job);
+    Schedule();
+  }
+
+  void OnTaskFailure(const std::string& identity, wire::TaskFailure::Reader r) {
+    Worker* w = WorkerOf(identity);
+    Job* job = nullptr;
+    Slot* slot = Fence(w, r.getJobId(), r.getKind(), r.getIndex(), r.getAttempt(), &job);
+    if (!slot) return Schedule();
+    w->task.reset();
+    FailTask(*job, r.getKind(), r.getIndex(), *w, r.getMessage().cStr());
+    Schedule();
+  }
+
+  // A task failed on worker `w`: retry it, or fail the job after max_attempts failures.
+  void FailTask(Job& job, wire::TaskKind kind, uint32_t index, Worker& w, const std::string& message) {
+    Slot& slot = (kind == wire::TaskKind::RENDER ? job.seg : job.chunk)[index];
+    ++w.failures;
+    ++slot.failures;
+    slot.error = message;
+    slot.worker.clear();
+    const std::string what = (kind == wire::TaskKind::RENDER ? "segment " : "chunk ") + std::to_string(index);
+    Store::Batch batch;
+    AddEvent(batch, job.id, what + " failed on " + w.name + ": " + message);
+    if (slot.failures >= static_cast<uint32_t>(options.max_attempts)) {
+      slot.state = rec::TaskState::FAILED;
+      batch.Put(SlotFamily(kind), TaskKey(job.id, index), EncodeSlot(slot));
+      SetJobState(job, rec::JobState::FAILED, what + " failed " + std::to_string(slot.failures) + " times; last error: " + message, batch);
+      spdlog::error("job {} failed: {} failed {} times: {}", job.id, what, slot.failures, message);
+    } else {
+      slot.state = rec::TaskState::PENDING;
+      batch.Put(SlotFamily(kind), TaskKey(job.id, index), EncodeSlot(slot));
+      spdlog::warn("job {}: {} failed on {} ({}); retrying", job.id, what, w.name, message);
+    }
+    Commit(batch);
+  }
+
+  // Puts a worker's task back in the queue (worker gone or reconnected).
+  void ReleaseTask(Worker& w, const std::string& why) {
+    if (!w.task) return;
+    auto it = jobs.find(w.task->job);
+    if (it != jobs.end() && !Finished(it->second.state)) {
+      Job& j = it->second;
+      Slot& s = (w.task->kind == wire::TaskKind::RENDER ? j.seg : j.chunk)[w.task->index];
+      if (s.state == rec::TaskState::RUNNING && s.worker == w.name) {
+        s.state = rec::TaskState::PENDING;
+        s.worker.clear();
+        Store::Batch batch;
+        batch.Put(SlotFamily(w.task->kind), TaskKey(j.id, w.task->index), EncodeSlot(s));
+        AddEvent(batch, j.id, std::string(w.task->kind == wire::TaskKind::RENDER ? "segment " : "chunk ") +
+                                  std::to_string(w.task->index) + " requeued: " + why + " (" + w.name + ")");
+        Commit(batch);
+      }
+    }
+    w.task.reset();
+  }
+
+  std::string OnSubmit(wire::Submit::Reader s) {
+    const std::string name = s.getManifestName().size() ? s.getManifestName().cStr() : "manifest.yaml";
+    const std::string text = s.getManifestText().cStr();
+    auto m = ParseManifest(text, name, ManifestParseOptions{"", false});
+    if (!m.ok()) return ErrorMessage(2, m.message());
+    Manifest& manifest = *m;
+    auto audio = s.getAudioData();
+    if (manifest.audio_path && audio.size() == 0) {
+      return ErrorMessage(2, name + ": audio.path: the audio file's bytes did not come with the job");
+    }
+    // Where the output goes: inside the output root, never outside.
+    std::string rel = s.getOutputOverride().size() ? s.getOutputOverride().cStr() : manifest.output_path;
+    auto out = ResolveOutput(rel);
+    if (!out.ok()) return ErrorMessage(2, name + ": output.path: " + out.message());
+
+    Job j;
+    j.name = manifest.name;
+    j.priority = manifest.priority;
+    j.manifest_text = text;
+    j.manifest_name = name;
+    j.output_path = *out;
+    j.has_audio = manifest.audio_path.has_value();
+    j.audio_name = s.getAudioName().cStr();
+    j.created_ms = j.updated_ms = NowMs();
+    j.chunk_frames = static_cast<uint32_t>(options.chunk_frames);
+    if (j.has_audio) {
+      // Probe what arrived before accepting it: a job must not fail at the very end over audio.
+      fs::path probe = fs::path(options.state_dir) / "tmp" / ("probe-" + std::to_string(getpid()) + FileExtension(j.audio_name));
+      std::error_code ec;
+      fs::create_directories(probe.parent_path(), ec);
+      { std::ofstream f(probe, std::ios::binary); f.write(reinterpret_cast<const char*>(audio.begin()), static_cast<std::streamsize>(audio.size())); }
+      Status ps = ProbeAudioFile(probe.string());
+      fs::remove(probe, ec);
+      if (!ps.ok()) return ErrorMessage(2, name + ": audio.path: cannot read the audio that came with the job: " + ps.message());
+    }
+    PlanJob(j, manifest);
+    Store::Batch batch;
+    j.id = store->NextId("job", batch);
+    batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
+    for (size_t i = 0; i < j.seg.size(); ++i) batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(j.seg[i]));
+    for (size_t i = 0; i < j.chunk.size(); ++i) batch.Put(Family::kChunks, TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(j.chunk[i]));
+    if (j.has_audio) batch.Put(Family::kInputs, NamedKey(j.id, "audio"), std::string(reinterpret_cast<const char*>(audio.begin()), audio.size()));
+    AddEvent(batch, j.id, "submitted: " + std::to_string(manifest.frames) + " frames in " + std::to_string(j.segments.size()) +
+                              " segments, output " + j.output_path);
+    Status ws = store->Write(batch);
+    if (!ws.ok()) return ErrorMessage(5, "cannot store the job: " + ws.message());
+    spdlog::info("job {} ({}) accepted: {} frames, {} segments, {} chunks -> {}", j.id, j.name, manifest.frames,
+                 j.segments.size(), j.chunks.size(), j.output_path);
+    capnp::MallocMessageBuilder b;
+    auto r = b.initRoot<wire::Envelope>().initSubmitReply();
+    r.setJobId(j.id);
+    r.setFrames(manifest.frames);
+    r.setSegments(static_cast<uint32_t>(j.segments.size()));
+    r.setOutput(j.output_path);
+    uint64_t id = j.id;
+    j.started_ms = NowMs();
+    jobs.emplace(id, std::move(j));
+    Schedule();
+    return Serialize(b);
+  }
+
+  Result<std::string> ResolveOutput(const std::string& rel) {
+    using R = Result<std::string>;
+    if (rel.empty()) return R::Error("path is empty");
+    fs::path p(rel);
+    if (p.is_absolute()) return R::Error("'" + rel + "' is absolute; output paths are relative to the coordinator's output root");
+    for (const auto& part : p) {
+      if (part == "..") return R::Error("'" + rel + "' leaves the output root ('..' is not allowed)");
+    }
+    fs::path full = (output_root / p).lexically_normal();
+    std::error_code ec;
+    // Resolve symlinks of the parts that exist: a link inside the root must not point outside.
+    fs::path resolved = fs::weakly_canonical(full, ec);
+    if (ec) return R::Error("cannot resolve '" + rel + "': " + ec.message());
+    auto [root_end, _] = std::mismatch(output_root.begin(), output_root.end(), resolved.begin(), resolved.end());
+    if (root_end != output_root.end()) return R::Error("'" + rel + "' resolves outside the output root (through a symlink)");
+    if (fs::is_directory(resolved, ec)) return R::Error("'" + rel + "' is a folder");
+    return resolved.string();
+  }
+
+  // ---- status ------------------------------------------------------------------------------
+
+  void FillStatus(const Job& j, wire::JobStatus::Builder s) {
+    s.setJobId(j.id);
+    s.setName(j.name);
+    s.setState(JobStateName(j.state));
+    s.setPriority(j.priority);
+    s.setFramesTotal(j.manifest.frames);
+    int64_t covered = 0, reach = 0;
+    uint32_t running = 0;
+    for (size_t i = 0; i < j.segments.size(); ++i) {
+      if (j.seg[i].state == rec::TaskState::RUNNING) ++running;
+      if (j.seg[i].state != rec::TaskState::DONE) continue;
+      const auto& sp = j.segments[i];
+      covered += std::max<int64_t>(0, sp.end - std::max(sp.start, reach));
+      reach = std::max(reach, sp.end);
+    }
+    s.setFramesDone(covered);
+    s.setSegmentsTotal(static_cast<uint32_t>(j.segments.size()));
+    s.setSegmentsDone(j.segments_done);
+    s.setSegmentsRunning(running);
+    s.setChunksTotal(static_cast<uint32_t>(j.chunks.size()));
+    s.setChunksDone(j.chunks_done);
+    double progress = j.state == rec::JobState::DONE
+                          ? 1.0
+                          : 0.85 * j.segments_done / std::max<size_t>(1, j.segments.size()) +
+                                0.15 * j.chunks_done / std::max<size_t>(1, j.chunks.size());
+    s.setProgress(progress);
+    double eta = -1;
+    if (!Finished(j.state) && progress > 0.02 && j.started_ms > 0) {
+      double elapsed = static_cast<double>(NowMs() - j.started_ms) / 1000.0;
+      eta = elapsed / progress * (1.0 - progress);
+    } else if (j.state == rec::JobState::DONE) {
+      eta = 0;
+    }
+    s.setEtaSeconds(eta);
+    if (j.state == rec::JobState::DONE) s.setOutput(j.output_path);
+    s.setError(j.error);
+    s.setCreatedMs(j.created_ms);
+    s.setUpdatedMs(j.updated_ms);
+  }
+
+  std::string OnStatus(uint64_t id) {
+    auto it = jobs.find(id);
+    if (it == jobs.end()) return ErrorMessage(3, "no job " + std::to_string(id));
+    capnp::MallocMessageBuilder b;
+    FillStatus(it->second, b.initRoot<wire::Envelope>().initJobStatus());
+    return Serialize(b);
+  }
+
+  std::string OnListJobs() {
+    capnp::MallocMessageBuilder b;
+    auto list = b.initRoot<wire::Envelope>().initJobList().initJobs(static_cast<unsigned>(jobs.size()));
+    unsigned i = 0;
+    for (const auto& [id, j] : jobs) FillStatus(j, list[i++]);
+    return Serialize(b);
+  }
+
+  // ---- scheduling --------------------------------------------------------------------------
+
+  // Jobs in dispatch order: higher priority first, then first come.
+  std::vector<Job*> RunnableJobs() {
+    std::vector<Job*> out;
+    for (auto& [id, j] : jobs) {
+      if (!Finished(j.state) && j.state != rec::JobState::STITCHING) out.push_back(&j);
+    }
+    std::stable_sort(out.begin(), out.end(), [](const Job* a, const Job* b) {
+      return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;
+    });
+    return out;
+  }
+
+  bool ChunkReady(const Job& j, size_t c) {
+    if (j.chunk[c].state != rec::TaskState::PENDING) return false;
+    for (int s : SegmentsCovering(j.segments, j.chunks[c].start, j.chunks[c].end)) {
+      if (j.seg[static_cast<size_t>(s)].state != rec::TaskState::DONE) return false;
+    }
+    return true;
+  }
+
+  void Schedule() {
+    std::vector<Job*> order = RunnableJobs();
+    if (order.empty()) return;
+    for (auto& [name, w] : workers) {
+      if (w.credits == 0 || w.task) continue;
+      bool assigned = false;
+      // Encodes first: they finish jobs and free the store of latents.
+      for (Job* j : order) {
+        if (!w.models.count(j->manifest.model_name)) continue;
+        for (size_t c = 0; c < j->chunks.size() && !assigned; ++c) {
+          if (ChunkReady(*j, c)) assigned = AssignEncode(*j, static_cast<uint32_t>(c), w);
+        }
+        if (assigned) break;
+      }
+      for (Job* j : order) {
+        if (assigned) break;
+        if (!w.models.count(j->manifest.model_name)) continue;
+        for (size_t s = 0; s < j->segments.size(); ++s) {
+          if (j->seg[s].state == rec::TaskState::PENDING) {
+            AssignRender(*j, static_cast<uint32_t>(s), w);
+            assigned = true;
+            break;
+          }
+        }
+      }
+    }
+  }
+
+  void MarkRunning(Job& j, Slot& slot, wire::TaskKind kind, uint32_t index, Worker& w, Store::Batch& batch) {
+    slot.state = rec::TaskState::RUNNING;
+    ++slot.attempt;
+    slot.worker = w.name;
+    batch.Put(SlotFamily(kind), TaskKey(j.id, index), EncodeSlot(slot));
+    if (j.state == rec::JobState::QUEUED) SetJobState(j, rec::JobState::RUNNING, "", batch);
+    w.task = TaskRef{j.id, kind, index};
+    --w.credits;
+  }
+
+  void AssignRender(Job& j, uint32_t index, Worker& w) {
+    Slot& slot = j.seg[index];
+    const SegmentSpan& span = j.segments[index];
+    Store::Batch batch;
+    MarkRunning(j, slot, wire::TaskKind::RENDER, index, w, batch);
+    Commit(batch);
+    const Manifest& m = j.manifest;
+    capnp::MallocMessageBuilder b;
+    auto t = b.initRoot<wire::Envelope>().initAssignment().initRender();
+    t.setJobId(j.id);
+    t.setSegment(index);
+    t.setAttempt(slot.attempt);
+    t.setModel(m.model_name);
+    t.setSteps(static_cast<uint32_t>(m.steps));
+    t.setWidth(static_cast<uint32_t>(m.width));
+    t.setHeight(static_cast<uint32_t>(m.height));
+    t.setFpsNum(m.fps.num);
+    t.setFpsDen(m.fps.den);
+    t.setFrameStart(span.start);
+    t.setFrameCount(static_cast<uint32_t>(span.length()));
+    t.setTotalFrames(m.frames);
+    t.setSeed(span.seed);
+    t.setCameraMotion(m.camera_motion);
+    t.setCameraSpeed(m.camera_speed);
+    // Only the keyframes that matter to this segment travel: from the one before the keyframe in
+    // force at its start (a transition needs its predecessor) to the last one inside it.
+    size_t first = 0;
+    for (size_t i = 0; i < m.timeline.size() && m.timeline[i].frame <= span.start; ++i) first = i;
+    if (first > 0) --first;
+    size_t last = first;
+    for (size_t i = first; i < m.timeline.size() && m.timeline[i].frame < span.end; ++i) last = i;
+    std::vector<const Keyframe*> kf;
+    for (size_t i = first; i <= last; ++i) kf.push_back(&m.timeline[i]);
+    auto tl = t.initTimeline(static_cast<unsigned>(kf.size()));
+    for (size_t i = 0; i < kf.size(); ++i) {
+      tl[static_cast<unsigned>(i)].setFrame(kf[i]->frame);
+      tl[static_cast<unsigned>(i)].setTransitionFrames(kf[i]->transition_frames);
+      tl[static_cast<unsigned>(i)].setPrompt(kf[i]->prompt);
+    }
+    Send(w.identity, Serialize(b));
+    spdlog::debug("job {} segment {} attempt {} -> {}", j.id, index, slot.attempt, w.name);
+  }
+
+  bool AssignEncode(Job& j, uint32_t index, Worker& w) {
+    const ChunkSpan& span = j.chunks[index];
+    std::vector<int> cover = SegmentsCovering(j.segments, span.start, span.end);
+    std::vector<Tensor> owned(cover.size());
+    std::vector<const Tensor*> latents(j.segments.size(), nullptr);
+    for (size_t i = 0; i < cover.size(); ++i) {
+      auto bytes = store->Get(Family::kLatents, TaskKey(j.id, static_cast<uint32_t>(cover[i])));
+      auto t = bytes.ok() ? DecodeTensor(*bytes) : Result<Tensor>(bytes.status());
+      if (!t.ok()) {
+        // The latents vanished (store damage): render that segment again.
+        spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id, cover[i], t.message());
+        Slot& s = j.seg[static_cast<size_t>(cover[i])];
+        s.state = rec::TaskState::PENDING;
+        --j.segments_done;
+        Store::Batch batch;
+        batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(cover[i])), EncodeSlot(s));
+        Commit(batch);
+        return false;
+      }
+      owned[i] = std::move(*t);
+      latents[static_cast<size_t>(cover[i])] = &owned[i];
+    }
+    auto blended = BlendRange(j.segments, latents, j.blend, span.start, span.end);
+    if (!blended.ok()) {
+      Store::Batch batch;
+      SetJobState(j, rec::JobState::FAILED, "cannot blend chunk " + std::to_string(index) + ": " + blended.message(), batch);
+      Commit(batch);
+      return false;
+    }
+    Slot& slot = j.chunk[index];
+    Store::Batch batch;
+    MarkRunning(j, slot, wire::TaskKind::ENCODE, index, w, batch);
+    Commit(batch);
+    const Manifest& m = j.manifest;
+    capnp::MallocMessageBuilder b;
+    auto t = b.initRoot<wire::Envelope>().initAssignment().initEncode();
+    t.setJobId(j.id);
+    t.setChunk(index);
+    t.setAttempt(slot.attempt);
+    t.setModel(m.model_name);
+    t.setWidth(static_cast<uint32_t>(m.width));
+    t.setHeight(static_cast<uint32_t>(m.height));
+    t.setFpsNum(m.fps.num);
+    t.setFpsDen(m.fps.den);
+    t.setFrameStart(span.start);
+    SetTensor(t.initLatents(), *blended);
+    t.setCodec(m.output_codec);
+    t.setCrf(static_cast<uint32_t>(m.output_crf));
+    t.setPreset(options.encoder_preset);
+    Send(w.identity, Serialize(b));
+    return true;
+  }
+
+  // ---- assembly ----------------------------------------------------------------------------
+
+  void Finalize(Job& j) {
+    Store::Batch batch;
+    SetJobState(j, rec::JobState::STITCHING, "", batch);
+    Commit(batch);
+    fs::path tmp = fs::path(options.state_dir) / "tmp" / ("job-" + std::to_string(j.id));
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp, ec);
+    AssembleSpec spec;
+    spec.frames = j.manifest.frames;
+    spec.fps = j.manifest.fps;
+    spec.output_path = j.output_path;
+    Status s = Status::Ok();
+    for (const auto& c : j.chunks) {
+      auto bytes = store->Get(Family::kOutputs, TaskKey(j.id, static_cast<uint32_t>(c.index)));
+      if (!bytes.ok()) {
+        s = Status::Error("chunk " + std::to_string(c.index) + " is missing from the store");
+        break;
+      }
+      fs::path f = tmp / ("chunk-" + std::to_string(c.index) + ".mp4");
+      std::ofstream(f, std::ios::binary).write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+      spec.chunk_files.push_back(f.string());
+      spec.chunk_starts.push_back(c.start);
+    }
+    if (s.ok() && j.has_audio) {
+      auto audio = store->Get(Family::kInputs, NamedKey(j.id, "audio"));
+      if (!audio.ok()) {
+        s = Status::Error("the job's audio is missing from the store");
+      } else {
+        fs::path f = tmp / ("audio" + FileExtension(j.audio_name));
+        std::ofstream(f, std::ios::binary).write(audio->data(), static_cast<std::streamsize>(audio->size()));
+        spec.audio_file = f.string();
+      }
+    }
+    if (s.ok()) s = AssembleOutput(spec);
+    fs::remove_all(tmp, ec);
+    Store::Batch done;
+    if (s.ok()) {
+      SetJobState(j, rec::JobState::DONE, "", done);
+      spdlog::info("job {} ({}) done: {}", j.id, j.name, j.output_path);
+    } else {
+      SetJobState(j, rec::JobState::FAILED, "assembling the output failed: " + s.message(), done);
+      spdlog::error("job {} failed while assembling: {}", j.id, s.message());
+    }
+    Commit(done);
+  }
+
+  // ---- liveness ----------------------------------------------------------------------------
+
+  void CheckLiveness() {
+    const uint64_t now = NowMs();
+    for (auto it = workers.begin(); it != workers.end();) {
+      Worker& w = it->second;
+      if (now - w.last_seen_ms > static_cast<uint64_t>(options.liveness_ms)) {
+        spdlog::warn("worker {} silent for {} ms: presumed dead", w.name, now - w.last_seen_ms);
+        ReleaseTask(w, "worker presumed dead");
+        name_of_identity.erase(w.identity);
+        it = workers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+};
+
+Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Coordinator::~Coordinator() = default;
+
+std::string Coordinator::endpoint() const { return impl_->endpoint; }
+
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOptions& options) {
+  using R = Result<std::unique_ptr<Coordinator>>;
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  std::error_code ec;
+  fs::create_directories(options.output_root, ec);
+  if (ec) return R::Error("cannot create the output root '" + options.output_root + "': " + ec.message());
+  impl->output_root = fs::canonical(options.output_root, ec);
+  if (ec) return R::Error("cannot resolve the output root '" + options.output_root + "': " + ec.message());
+  auto store = Store::Open(options.state_dir);
+  if (!store.ok()) return R::Error(store.message());
+  impl->store = std::move(*store);
+  if (Status s = impl->Restore(); !s.ok()) return R::Error("cannot restore jobs: " + s.message());
+  try {
+    impl->sock.set(zmq::sockopt::linger, 0);
+    impl->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
+    impl->sock.set(zmq::sockopt::sndhwm, 10000);
+    impl->sock.bind(options.listen);
+    impl->endpoint = impl->sock.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return R::Error("cannot listen on '" + options.listen + "': " + e.what());
+  }
+  std::string endpoint_file = options.endpoint_file.empty() ? (fs::path(options.state_dir) / "coordinator.endpoint").string()
+                                                            : options.endpoint_file;
+  {
+    std::string tmp = endpoint_file + ".tmp";
+    std::ofstream(tmp) << impl->endpoint << "\n";
+    fs::rename(tmp, endpoint_file, ec);
+  }
+  spdlog::info("coordinator listening on {} (state {}, output root {})", impl->endpoint, options.state_dir,
+               impl->output_root.string());
+  return R(std::unique_ptr<Coordinator>(new Coordinator(std::move(impl))));
+}
+
+void Coordinator::Run(const std::atomic<bool>& stop) {
+  Impl& m = *impl_;
+  uint64_t last_check = NowMs();
+  m.Schedule();
+  while (!stop.load()) {
+    zmq::pollitem_t item{m.sock.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    if (item.revents & ZMQ_POLLIN) {
+      // Drain what is waiting, but come back to the clock now and then.
+      for (int n = 0; n < 256; ++n) {
+        std::vector<zmq::message_t> frames;
+        auto got = zmq::recv_multipart(m.sock, std::back_inserter(frames), zmq::recv_flags::dontwait);
+        if (!got) break;
+        if (frames.size() == 2) {
+          m.HandleMessage(frames[0].to_string(), frames[1], false);
+        } else if (frames.size() == 3 && frames[1].size() == 0) {
+          m.HandleMessage(frames[0].to_string(), frames[2], true);  // a REQ client
+        } else {
+          ++m.counters.bad_messages;
+          spdlog::warn("dropped a message of {} frames [{} bad so far]", frames.size(), m.counters.bad_messages);
+        }
+      }
+    }
+    uint64_t now = NowMs();
+    if (now - last_check >= 500) {
+      last_check = now;
+      m.CheckLiveness();
+      m.Schedule();
+    }
+  }
+  spdlog::info("coordinator stopping ({} bad messages, {} fenced results)", m.counters.bad_messages,
+               m.counters.fenced_results);
+}
+
+}  // namespace segue

@@ -1,0 +1,48 @@
+// segue-coordinator: owns the jobs. Accepts manifests, plans segments, hands tasks to workers,
+// stores results in RocksDB, blends finished neighbours, issues encode tasks per chunk, and
+// assembles the output. Single-threaded event loop: all state below is touched only by Run().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status/status.h"
+
+namespace segue {
+
+struct CoordinatorOptions {
+  std::string listen = "tcp://127.0.0.1:7450";  // "tcp://127.0.0.1:*" picks a free port
+  std::string state_dir = "segue-state";
+  std::string output_root = ".";
+  std::string endpoint_file;  // where to write the bound endpoint (default: STATE/coordinator.endpoint)
+  int chunk_frames = 96;       // frames per encoded chunk
+  int heartbeat_ms = 1000;
+  int liveness_ms = 10000;     // a worker silent this long is presumed dead
+  int max_attempts = 3;        // a task failing this often fails its job
+  std::string encoder_preset = "medium";
+};
+
+struct CoordinatorCounters {
+  uint64_t bad_messages = 0;
+  uint64_t fenced_results = 0;
+};
+
+class Coordinator {
+ public:
+  // Opens the store, restores unfinished jobs, binds the socket.
+  static Result<std::unique_ptr<Coordinator>> Create(const CoordinatorOptions& options);
+  ~Coordinator();
+
+  // Serves until `stop` becomes true.
+  void Run(const std::atomic<bool>& stop);
+  std::string endpoint() const;
+
+ private:
+  struct Impl;
+  explicit Coordinator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace segue

@@ -1,0 +1,92 @@
+// segue-bench: measurements of segue, each against a baseline run in the same invocation.
+//   segue-bench model   the reference model's render speed (frames/s per core), 1 thread
+//   segue-bench plan    planning throughput for a 4-hour job
+// Results print as text; --json FILE writes them as JSON too.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "common/model/runtime.h"
+#include "common/plan/plan.h"
+
+using namespace segue;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+nlohmann::json BenchModel(int width, int height, int frames, int steps, int reps) {
+  auto rt = model::Runtime::Create({"cpu", 1});
+  if (!rt.ok()) throw std::runtime_error(rt.message());
+  model::SegmentRequest r;
+  r.width = width, r.height = height, r.steps = steps, r.frame_count = frames, r.fps = 24;
+  r.prompts = {"two teenagers meet at a high-school dance, 1990s, film grain"};
+  r.frames.assign(static_cast<size_t>(frames), {0, 0, 0.f});
+  double render_s = 0, decode_s = 0;
+  for (int i = 0; i < reps; ++i) {
+    r.seed = static_cast<uint64_t>(i + 1);
+    auto t0 = Clock::now();
+    auto lat = (*rt)->Render(r);
+    render_s += Seconds(t0);
+    if (!lat.ok()) throw std::runtime_error(lat.message());
+    t0 = Clock::now();
+    auto rgb = (*rt)->DecodeRgb("zoom", *lat, width, height);
+    decode_s += Seconds(t0);
+  }
+  const double f = static_cast<double>(frames) * reps;
+  nlohmann::json j = {{"bench", "model"}, {"width", width}, {"height", height}, {"steps", steps}, {"frames", f},
+                      {"render_fps_per_core", f / render_s}, {"decode_fps_per_core", f / decode_s},
+                      {"target_render_fps_per_core", 60}};
+  std::cout << "model zoom " << width << "x" << height << ", " << steps << " steps, 1 thread: render "
+            << j["render_fps_per_core"].get<double>() << " frames/s, decode " << j["decode_fps_per_core"].get<double>()
+            << " frames/s (target: render >= 60 frames/s per core)\n";
+  return j;
+}
+
+nlohmann::json BenchPlan() {
+  const int64_t n = 345600;  // 4 hours at 24 fps
+  auto t0 = Clock::now();
+  auto segs = PlanSegments(n, 48, 12, 42);
+  double plan_s = Seconds(t0);
+  nlohmann::json j = {{"bench", "plan"}, {"frames", n}, {"segments", segs.size()}, {"seconds", plan_s}};
+  std::cout << "plan: " << segs.size() << " segments for a 4-hour job in " << plan_s * 1000 << " ms\n";
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"segue-bench: benchmarks of segue (see docs/PERFORMANCE.md)", "segue-bench"};
+  app.require_subcommand(1);
+  std::string json_path;
+  bool quick = false;
+  app.add_option("--json", json_path, "also write results as JSON to this file");
+  app.add_flag("--quick", quick, "small sizes");
+  int width = 512, height = 288, frames = 48, steps = 30, reps = 3;
+  auto* model = app.add_subcommand("model", "reference model render and decode speed on one core");
+  model->add_option("--width", width)->capture_default_str();
+  model->add_option("--height", height)->capture_default_str();
+  model->add_option("--frames", frames)->capture_default_str();
+  model->add_option("--steps", steps)->capture_default_str();
+  model->add_option("--reps", reps)->capture_default_str();
+  auto* plan = app.add_subcommand("plan", "planning a 4-hour job");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  nlohmann::json results = nlohmann::json::array();
+  try {
+    if (model->parsed()) results.push_back(BenchModel(width, height, frames, quick ? 10 : steps, quick ? 1 : reps));
+    if (plan->parsed()) results.push_back(BenchPlan());
+  } catch (const std::exception& e) {
+    std::cerr << "segue-bench: " << e.what() << "\n";
+    return 1;
+  }
+  if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
+  return 0;
+}
