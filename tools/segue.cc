@@ -185,7 +185,7 @@ int CmdJobs(const std::string& coordinator, bool json) {
 // ---- render ----------------------------------------------------------------------------------
 
 int CmdRender(const std::string& path, int workers, const std::string& output_flag, const std::string& state_dir,
-              int threads, const std::string& preset) {
+              int threads, const std::string& preset, int chunk_frames) {
   auto m = LoadManifestFile(path);
   if (!m.ok()) return Fail(m.message(), kBadInput);
   auto req = BuildSubmit(path, *m);
@@ -204,7 +204,8 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
   fs::remove(endpoint_file, ec);
   auto coord = ChildProcess::Spawn({bin + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir",
                                     (state / "store").string(), "--output-root", out.parent_path().string(), "--endpoint-file",
-                                    endpoint_file.string(), "--encoder-preset", preset},
+                                    endpoint_file.string(), "--encoder-preset", preset, "--chunk-frames",
+                                    std::to_string(chunk_frames)},
                                    (state / "logs" / "coordinator.log").string());
   if (!coord.ok()) return Fail(coord.message());
   std::string endpoint;
@@ -259,7 +260,7 @@ int main(int argc, char** argv) {
 
   std::string manifest, output, state_dir = ".segue-state", job, preset = "medium";
   bool json = false, watch = false, wait = false;
-  int workers = 2, threads = 1;
+  int workers = 2, threads = 1, chunk_frames = 96;
 
   auto* plan = app.add_subcommand("plan", "show how a manifest is cut into segments (validates it too)");
   plan->add_option("manifest", manifest, "the manifest (YAML)")->required();
@@ -272,6 +273,7 @@ int main(int argc, char** argv) {
   render->add_option("--output", output, "output file (default: output.path of the manifest, relative to its folder)");
   render->add_option("--state-dir", state_dir, "folder for the RocksDB state and logs")->capture_default_str();
   render->add_option("--preset", preset, "x264 preset for the chunks")->capture_default_str();
+  render->add_option("--chunk-frames", chunk_frames, "frames per encoded chunk")->check(CLI::Range(1, 100000))->capture_default_str();
 
   auto* submit = app.add_subcommand("submit", "submit a manifest to a running coordinator; prints the job id last");
   submit->add_option("manifest", manifest, "the manifest (YAML)")->required();
@@ -299,7 +301,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
   if (plan->parsed()) return CmdPlan(manifest, json);
-  if (render->parsed()) return CmdRender(manifest, workers, output, state_dir, threads, preset);
+  if (render->parsed()) return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames);
   if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait);
   if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
   if (jobs->parsed()) return CmdJobs(coordinator, json);

@@ -441,6 +441,10 @@ Result<double> ParseDuration(const std::string& raw) {
   };
   double v = 0;
   if (number(s, &v)) return v;
+  if (s.size() > 1 && s[0] == '-') {  // "-1s": let the caller say why negative is wrong
+    auto positive = ParseDuration(s.substr(1));
+    if (positive.ok()) return -*positive;
+  }
   static const std::regex clock(R"(^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$)");
   static const std::regex units(R"(^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$)");
   std::smatch mt;

@@ -1,0 +1,104 @@
+// Cap'n Proto messages: round trips and the reading limits.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "common/protocol/protocol.h"
+
+namespace segue {
+namespace {
+
+TEST(Protocol, RenderTaskRoundTrip) {
+  capnp::MallocMessageBuilder b;
+  auto t = b.initRoot<wire::Envelope>().initAssignment().initRender();
+  t.setJobId(7);
+  t.setSegment(3);
+  t.setAttempt(2);
+  t.setModel("zoom");
+  t.setSeed(0xfedcba9876543210ULL);
+  t.setFpsNum(24000);
+  t.setFpsDen(1001);
+  auto tl = t.initTimeline(2);
+  tl[0].setPrompt("dance");
+  tl[1].setFrame(288);
+  tl[1].setTransitionFrames(48);
+  tl[1].setPrompt("wedding");
+  std::string bytes = Serialize(b);
+  auto in = Incoming::Parse(bytes.data(), bytes.size());
+  ASSERT_TRUE(in.ok()) << in.message();
+  auto env = (*in)->envelope();
+  ASSERT_TRUE(env.isAssignment());
+  auto r = env.getAssignment().getRender();
+  EXPECT_EQ(r.getJobId(), 7u);
+  EXPECT_EQ(r.getSegment(), 3u);
+  EXPECT_EQ(r.getAttempt(), 2u);
+  EXPECT_EQ(std::string(r.getModel().cStr()), "zoom");
+  EXPECT_EQ(r.getSeed(), 0xfedcba9876543210ULL);
+  EXPECT_EQ(r.getFpsDen(), 1001);
+  ASSERT_EQ(r.getTimeline().size(), 2u);
+  EXPECT_EQ(std::string(r.getTimeline()[1].getPrompt().cStr()), "wedding");
+  EXPECT_EQ(r.getTimeline()[1].getTransitionFrames(), 48);
+}
+
+TEST(Protocol, TensorRoundTripIsBitExact) {
+  Tensor t = Tensor::Zeros({4, 3, 2, 5});
+  for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = static_cast<float>(i) * 0.1f - 3.3f;
+  t.data[5] = -0.0f;
+  capnp::MallocMessageBuilder b;
+  auto res = b.initRoot<wire::Envelope>().initRenderResult();
+  res.setAttempt(9);
+  SetTensor(res.initLatents(), t);
+  std::string bytes = Serialize(b);
+  auto in = Incoming::Parse(bytes.data(), bytes.size());
+  ASSERT_TRUE(in.ok());
+  auto back = GetTensor((*in)->envelope().getRenderResult().getLatents());
+  ASSERT_TRUE(back.ok()) << back.message();
+  EXPECT_EQ(back->shape, t.shape);
+  EXPECT_EQ(0, std::memcmp(back->data.data(), t.data.data(), t.data.size() * 4));
+}
+
+TEST(Protocol, SubmitAndStatusRoundTrip) {
+  capnp::MallocMessageBuilder b;
+  auto s = b.initRoot<wire::Envelope>().initJobStatus();
+  s.setState("RUNNING");
+  s.setProgress(0.25);
+  s.setOutput("/x/y.mp4");
+  std::string bytes = Serialize(b);
+  auto in = Incoming::Parse(bytes.data(), bytes.size());
+  ASSERT_TRUE(in.ok());
+  auto r = (*in)->envelope().getJobStatus();
+  EXPECT_EQ(std::string(r.getState().cStr()), "RUNNING");
+  EXPECT_DOUBLE_EQ(r.getProgress(), 0.25);
+}
+
+TEST(Protocol, RejectsGarbageTruncationAndOversize) {
+  EXPECT_FALSE(Incoming::Parse("", 0).ok());
+  std::string noise = "this is definitely not a capnp message!!";  // 40 bytes: word-aligned garbage
+  auto r = Incoming::Parse(noise.data(), noise.size());
+  EXPECT_FALSE(r.ok());
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initSubmit().setManifestText(std::string(1000, 'x'));
+  std::string bytes = Serialize(b);
+  EXPECT_FALSE(Incoming::Parse(bytes.data(), bytes.size() - 8).ok());  // truncated
+  EXPECT_FALSE(Incoming::Parse(bytes.data(), bytes.size() - 3).ok());  // not whole words
+  EXPECT_FALSE(Incoming::Parse(bytes.data(), WireLimits::kMaxMessageBytes + 8).ok());
+}
+
+TEST(Protocol, BadTensorsAreErrorsNotCrashes) {
+  capnp::MallocMessageBuilder b;
+  auto t = b.initRoot<wire::TensorData>();
+  t.setDtype("f32");
+  auto shape = t.initShape(2);
+  shape.set(0, 10);
+  shape.set(1, 10);
+  t.setData(kj::heapArray<kj::byte>(12));  // 3 floats for a 100-element shape
+  EXPECT_FALSE(GetTensor(t.asReader()).ok());
+  t.setDtype("f64");
+  EXPECT_FALSE(GetTensor(t.asReader()).ok());
+  shape.set(0, -1);
+  t.setDtype("f32");
+  EXPECT_FALSE(GetTensor(t.asReader()).ok());
+}
+
+}  // namespace
+}  // namespace segue

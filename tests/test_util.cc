@@ -1,0 +1,72 @@
+#include "tests/test_util.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+namespace segue {
+
+TempDir::TempDir() {
+  std::random_device rd;
+  path_ = (std::filesystem::temp_directory_path() / ("segue-test-" + std::to_string(getpid()) + "-" + std::to_string(rd()))).string();
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!std::getenv("SEGUE_KEEP_TEST_FILES")) std::filesystem::remove_all(path_, ec);
+}
+
+int RunCommand(const std::string& command, std::string* output, bool merge_stderr) {
+  std::string cmd = command + (merge_stderr ? " 2>&1" : "");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::array<char, 4096> buf;
+  std::string out;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string BinDir() { return SEGUE_BIN_DIR; }
+
+void MakeTone(const std::string& path, double seconds) {
+  RunCommand("ffmpeg -loglevel error -y -f lavfi -i sine=frequency=330:duration=" + std::to_string(seconds) + " '" + path + "'");
+}
+
+ProbeInfo Probe(const std::string& path) {
+  std::string out;
+  RunCommand("ffprobe -v error -count_frames -show_streams -of json '" + path + "'", &out);
+  ProbeInfo info;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  if (j.is_discarded() || !j.contains("streams")) return info;
+  for (const auto& s : j["streams"]) {
+    auto num = [&](const char* key) { return s.contains(key) ? std::stod(s[key].get<std::string>()) : -1.0; };
+    if (s["codec_type"] == "video") {
+      info.video_codec = s.value("codec_name", "");
+      info.width = s.value("width", 0);
+      info.height = s.value("height", 0);
+      info.frame_rate = s.value("r_frame_rate", "");
+      info.frames = s.contains("nb_read_frames") ? std::stol(s["nb_read_frames"].get<std::string>()) : -1;
+      info.video_duration = num("duration");
+    } else if (s["codec_type"] == "audio") {
+      info.has_audio = true;
+      info.audio_codec = s.value("codec_name", "");
+      info.audio_duration = num("duration");
+    }
+  }
+  return info;
+}
+
+std::string DecodedMd5(const std::string& path) {
+  std::string out;
+  RunCommand("ffmpeg -loglevel error -i '" + path + "' -map 0:v -f md5 -", &out);
+  return out;
+}
+
+}  // namespace segue

@@ -1,0 +1,48 @@
+// Helpers shared by the tests: temporary folders, running commands, ffprobe.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace segue {
+
+// A fresh folder under the system temp folder, removed with its contents at scope exit.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Runs a shell command; returns its exit code and fills *output with stdout (and stderr when
+// merge_stderr).
+int RunCommand(const std::string& command, std::string* output = nullptr, bool merge_stderr = false);
+
+// Folder of the segue binaries (set by CMake).
+std::string BinDir();
+
+// Writes a sine tone of `seconds` to `path` with the ffmpeg command.
+void MakeTone(const std::string& path, double seconds);
+
+struct ProbeInfo {
+  std::string video_codec;
+  int width = 0, height = 0;
+  std::string frame_rate;  // "24/1"
+  long frames = -1;        // counted by decoding
+  double video_duration = -1;
+  bool has_audio = false;
+  std::string audio_codec;
+  double audio_duration = -1;
+};
+// ffprobe -count_frames on `path`.
+ProbeInfo Probe(const std::string& path);
+
+// MD5 of the decoded video frames (ffmpeg -f md5), to compare pictures regardless of container.
+std::string DecodedMd5(const std::string& path);
+
+}  // namespace segue
