@@ -28,18 +28,25 @@ namespace {
 namespace fs = std::filesystem;
 
 uint64_t NowMs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
 }
 
 const char* JobStateName(rec::JobState s) {
   switch (s) {
-    case rec::JobState::QUEUED: return "QUEUED";
-    case rec::JobState::RUNNING: return "RUNNING";
-    case rec::JobState::STITCHING: return "STITCHING";
-    case rec::JobState::DONE: return "DONE";
-    case rec::JobState::FAILED: return "FAILED";
-    case rec::JobState::CANCELLED: return "CANCELLED";
+    case rec::JobState::QUEUED:
+      return "QUEUED";
+    case rec::JobState::RUNNING:
+      return "RUNNING";
+    case rec::JobState::STITCHING:
+      return "STITCHING";
+    case rec::JobState::DONE:
+      return "DONE";
+    case rec::JobState::FAILED:
+      return "FAILED";
+    case rec::JobState::CANCELLED:
+      return "CANCELLED";
   }
   return "UNKNOWN";
 }
@@ -51,8 +58,8 @@ bool Finished(rec::JobState s) {
 // One render or encode task of a job, as the scheduler tracks it.
 struct Slot {
   rec::TaskState state = rec::TaskState::PENDING;
-  uint32_t attempt = 0;   // attempt number of the latest assignment (0: never assigned)
-  std::string worker;     // name of the worker holding it while RUNNING
+  uint32_t attempt = 0;  // attempt number of the latest assignment (0: never assigned)
+  std::string worker;    // name of the worker holding it while RUNNING
   uint32_t failures = 0;
   std::string error;
 };
@@ -107,7 +114,7 @@ struct Coordinator::Impl {
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::router};
   std::string endpoint;
-  std::map<uint64_t, Job> jobs;            // all jobs, finished ones included
+  std::map<uint64_t, Job> jobs;           // all jobs, finished ones included
   std::map<std::string, Worker> workers;  // by name
   std::map<std::string, std::string> name_of_identity;
   CoordinatorCounters counters;
@@ -172,83 +179,97 @@ struct Coordinator::Impl {
     if (!error.empty()) j.error = error;
     if (Finished(state)) j.finished_ms = j.updated_ms;
     batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
-    AddEvent(batch, j.id, std::string("job ") + JobStateName(state) + (error.empty() ? "" : ": " + error));
+    AddEvent(batch, j.id,
+             std::string("job ") + JobStateName(state) + (error.empty() ? "" : ": " + error));
   }
 
   // ---- start-up ----------------------------------------------------------------------------
 
   Status Restore() {
     std::vector<uint64_t> ids;
-    Status s = store->Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
-      Job j;
-      try {
-        capnp::FlatArrayMessageReader reader(kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
-                                                          value.size() / sizeof(capnp::word)));
-        auto r = reader.getRoot<rec::Job>();
-        j.id = r.getId();
-        j.name = r.getName().cStr();
-        j.state = r.getState();
-        j.priority = r.getPriority();
-        j.manifest_text = r.getManifestText().cStr();
-        j.manifest_name = r.getManifestName().cStr();
-        j.output_path = r.getOutputPath().cStr();
-        j.has_audio = r.getHasAudio();
-        j.audio_name = r.getAudioName().cStr();
-        j.error = r.getError().cStr();
-        j.created_ms = r.getCreatedMs();
-        j.updated_ms = r.getUpdatedMs();
-        j.finished_ms = r.getFinishedMs();
-        j.chunk_frames = r.getChunkFrames();
-      } catch (const kj::Exception& e) {
-        spdlog::error("job record {} is unreadable: {}", JobOfKey(key), e.getDescription().cStr());
-        return true;
-      }
-      auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
-      if (!m.ok()) {
-        spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
-        return true;
-      }
-      PlanJob(j, *m);
-      jobs.emplace(j.id, std::move(j));
-      ids.push_back(JobOfKey(key));
-      return true;
-    });
+    Status s =
+        store->Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
+          Job j;
+          try {
+            capnp::FlatArrayMessageReader reader(
+                kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
+                             value.size() / sizeof(capnp::word)));
+            auto r = reader.getRoot<rec::Job>();
+            j.id = r.getId();
+            j.name = r.getName().cStr();
+            j.state = r.getState();
+            j.priority = r.getPriority();
+            j.manifest_text = r.getManifestText().cStr();
+            j.manifest_name = r.getManifestName().cStr();
+            j.output_path = r.getOutputPath().cStr();
+            j.has_audio = r.getHasAudio();
+            j.audio_name = r.getAudioName().cStr();
+            j.error = r.getError().cStr();
+            j.created_ms = r.getCreatedMs();
+            j.updated_ms = r.getUpdatedMs();
+            j.finished_ms = r.getFinishedMs();
+            j.chunk_frames = r.getChunkFrames();
+          } catch (const kj::Exception& e) {
+            spdlog::error("job record {} is unreadable: {}", JobOfKey(key),
+                          e.getDescription().cStr());
+            return true;
+          }
+          auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
+          if (!m.ok()) {
+            spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
+            return true;
+          }
+          PlanJob(j, *m);
+          jobs.emplace(j.id, std::move(j));
+          ids.push_back(JobOfKey(key));
+          return true;
+        });
     if (!s.ok()) return s;
     for (uint64_t id : ids) {
       Job& j = jobs.at(id);
       auto load = [&](Family f, std::vector<Slot>& slots) {
-        return store->Scan(f, TaskKey(id, 0), JobKey(id + 1), [&](const std::string& key, const std::string& value) {
-          uint32_t idx = IndexOfKey(key);
-          if (idx >= slots.size()) return true;
-          try {
-            capnp::FlatArrayMessageReader reader(kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
-                                                              value.size() / sizeof(capnp::word)));
-            auto r = reader.getRoot<rec::Task>();
-            Slot& sl = slots[idx];
-            sl.state = r.getState();
-            sl.attempt = r.getAttempt();
-            sl.failures = r.getFailures();
-            sl.error = r.getError().cStr();
-            // A task that was running when we stopped goes back to the queue; its worker, if
-            // alive, will be fenced off by the attempt number.
-            if (sl.state == rec::TaskState::RUNNING) sl.state = rec::TaskState::PENDING;
-          } catch (const kj::Exception&) {
-          }
-          return true;
-        });
+        return store->Scan(f, TaskKey(id, 0), JobKey(id + 1),
+                           [&](const std::string& key, const std::string& value) {
+                             uint32_t idx = IndexOfKey(key);
+                             if (idx >= slots.size()) return true;
+                             try {
+                               capnp::FlatArrayMessageReader reader(
+                                   kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
+                                                value.size() / sizeof(capnp::word)));
+                               auto r = reader.getRoot<rec::Task>();
+                               Slot& sl = slots[idx];
+                               sl.state = r.getState();
+                               sl.attempt = r.getAttempt();
+                               sl.failures = r.getFailures();
+                               sl.error = r.getError().cStr();
+                               // A task that was running when we stopped goes back to the queue;
+                               // its worker, if alive, will be fenced off by the attempt number.
+                               if (sl.state == rec::TaskState::RUNNING)
+                                 sl.state = rec::TaskState::PENDING;
+                             } catch (const kj::Exception&) {
+                             }
+                             return true;
+                           });
       };
       if (Status ls = load(Family::kSegments, j.seg); !ls.ok()) return ls;
       if (Status ls = load(Family::kChunks, j.chunk); !ls.ok()) return ls;
-      j.segments_done = static_cast<uint32_t>(std::count_if(j.seg.begin(), j.seg.end(), [](const Slot& x) { return x.state == rec::TaskState::DONE; }));
-      j.chunks_done = static_cast<uint32_t>(std::count_if(j.chunk.begin(), j.chunk.end(), [](const Slot& x) { return x.state == rec::TaskState::DONE; }));
+      j.segments_done =
+          static_cast<uint32_t>(std::count_if(j.seg.begin(), j.seg.end(), [](const Slot& x) {
+            return x.state == rec::TaskState::DONE;
+          }));
+      j.chunks_done =
+          static_cast<uint32_t>(std::count_if(j.chunk.begin(), j.chunk.end(), [](const Slot& x) {
+            return x.state == rec::TaskState::DONE;
+          }));
       if (!Finished(j.state)) {
-        spdlog::info("job {} ({}) resumes: {}/{} segments, {}/{} chunks done", j.id, j.name, j.segments_done,
-                     j.seg.size(), j.chunks_done, j.chunk.size());
+        spdlog::info("job {} ({}) resumes: {}/{} segments, {}/{} chunks done", j.id, j.name,
+                     j.segments_done, j.seg.size(), j.chunks_done, j.chunk.size());
         j.started_ms = NowMs();
       }
     }
     for (auto& [id, j] : jobs) {
-      if (j.state == rec::JobState::STITCHING || (!Finished(j.state) && j.chunks_done == j.chunk.size())) {
+      if (j.state == rec::JobState::STITCHING ||
+          (!Finished(j.state) && j.chunks_done == j.chunk.size())) {
         Finalize(j);
       }
     }
@@ -281,31 +302,44 @@ struct Coordinator::Impl {
     auto in = Incoming::Parse(payload.data(), payload.size());
     if (!in.ok()) {
       ++counters.bad_messages;
-      spdlog::warn("dropped a bad message ({} bytes): {} [{} so far]", payload.size(), in.message(), counters.bad_messages);
+      spdlog::warn("dropped a bad message ({} bytes): {} [{} so far]", payload.size(), in.message(),
+                   counters.bad_messages);
       Send(identity, ErrorMessage(2, "bad message: " + in.message()), req);
       return;
     }
     try {
       auto env = (*in)->envelope();
       switch (env.which()) {
-        case wire::Envelope::HELLO: return OnHello(identity, env.getHello());
-        case wire::Envelope::WORK_REQUEST: return OnWorkRequest(identity, env.getWorkRequest());
-        case wire::Envelope::RENDER_RESULT: return OnRenderResult(identity, env.getRenderResult());
-        case wire::Envelope::ENCODE_RESULT: return OnEncodeResult(identity, env.getEncodeResult());
-        case wire::Envelope::TASK_FAILURE: return OnTaskFailure(identity, env.getTaskFailure());
-        case wire::Envelope::HEARTBEAT: return OnHeartbeat(identity);
-        case wire::Envelope::SUBMIT: return Send(identity, OnSubmit(env.getSubmit()), req);
-        case wire::Envelope::STATUS_REQUEST: return Send(identity, OnStatus(env.getStatusRequest().getJobId()), req);
-        case wire::Envelope::LIST_JOBS: return Send(identity, OnListJobs(), req);
+        case wire::Envelope::HELLO:
+          return OnHello(identity, env.getHello());
+        case wire::Envelope::WORK_REQUEST:
+          return OnWorkRequest(identity, env.getWorkRequest());
+        case wire::Envelope::RENDER_RESULT:
+          return OnRenderResult(identity, env.getRenderResult());
+        case wire::Envelope::ENCODE_RESULT:
+          return OnEncodeResult(identity, env.getEncodeResult());
+        case wire::Envelope::TASK_FAILURE:
+          return OnTaskFailure(identity, env.getTaskFailure());
+        case wire::Envelope::HEARTBEAT:
+          return OnHeartbeat(identity);
+        case wire::Envelope::SUBMIT:
+          return Send(identity, OnSubmit(env.getSubmit()), req);
+        case wire::Envelope::STATUS_REQUEST:
+          return Send(identity, OnStatus(env.getStatusRequest().getJobId()), req);
+        case wire::Envelope::LIST_JOBS:
+          return Send(identity, OnListJobs(), req);
         default:
           ++counters.bad_messages;
-          spdlog::warn("dropped a message of unexpected type {} [{} bad so far]", static_cast<int>(env.which()), counters.bad_messages);
+          spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",
+                       static_cast<int>(env.which()), counters.bad_messages);
           Send(identity, ErrorMessage(2, "unexpected message type"), req);
       }
     } catch (const kj::Exception& e) {
       ++counters.bad_messages;
-      spdlog::warn("dropped a malformed message: {} [{} so far]", e.getDescription().cStr(), counters.bad_messages);
-      Send(identity, ErrorMessage(2, std::string("malformed message: ") + e.getDescription().cStr()), req);
+      spdlog::warn("dropped a malformed message: {} [{} so far]", e.getDescription().cStr(),
+                   counters.bad_messages);
+      Send(identity,
+           ErrorMessage(2, std::string("malformed message: ") + e.getDescription().cStr()), req);
     }
   }
 
@@ -320,8 +354,10 @@ struct Coordinator::Impl {
 
   void OnHello(const std::string& identity, wire::Hello::Reader h) {
     if (h.getProtocolVersion() != wire::PROTOCOL_VERSION) {
-      Send(identity, ErrorMessage(4, "protocol version mismatch: worker speaks " + std::to_string(h.getProtocolVersion()) +
-                                         ", coordinator speaks " + std::to_string(wire::PROTOCOL_VERSION)));
+      Send(identity,
+           ErrorMessage(4, "protocol version mismatch: worker speaks " +
+                               std::to_string(h.getProtocolVersion()) + ", coordinator speaks " +
+                               std::to_string(wire::PROTOCOL_VERSION)));
       return;
     }
     std::string name = h.getName().cStr();
@@ -346,7 +382,8 @@ struct Coordinator::Impl {
     w.task.reset();
     w.last_seen_ms = NowMs();
     name_of_identity[identity] = name;
-    spdlog::info("worker {} joined ({} on {}, models: {})", name, w.device, w.host, fmt::join(w.models, ","));
+    spdlog::info("worker {} joined ({} on {}, models: {})", name, w.device, w.host,
+                 fmt::join(w.models, ","));
     capnp::MallocMessageBuilder b;
     auto wel = b.initRoot<wire::Envelope>().initWelcome();
     wel.setWorkerId(name);
@@ -378,20 +415,23 @@ struct Coordinator::Impl {
 
   // Returns the slot a result refers to if the sender holds its current attempt; otherwise
   // counts a fenced result and returns nullptr.
-  Slot* Fence(Worker* w, uint64_t job_id, wire::TaskKind kind, uint32_t index, uint32_t attempt, Job** job_out) {
+  Slot* Fence(Worker* w, uint64_t job_id, wire::TaskKind kind, uint32_t index, uint32_t attempt,
+              Job** job_out) {
     auto it = jobs.find(job_id);
     Slot* slot = nullptr;
     if (it != jobs.end()) {
       auto& slots = kind == wire::TaskKind::RENDER ? it->second.seg : it->second.chunk;
       if (index < slots.size()) slot = &slots[index];
     }
-    if (!w || !slot || slot->state != rec::TaskState::RUNNING || slot->attempt != attempt || slot->worker != w->name ||
-        Finished(it->second.state)) {
+    if (!w || !slot || slot->state != rec::TaskState::RUNNING || slot->attempt != attempt ||
+        slot->worker != w->name || Finished(it->second.state)) {
       ++counters.fenced_results;
-      spdlog::warn("fenced off a stale result: job {} {} {} attempt {} from {} [{} fenced so far]", job_id,
-                   kind == wire::TaskKind::RENDER ? "segment" : "chunk", index, attempt, w ? w->name : "an unknown peer",
-                   counters.fenced_results);
-      if (w && w->task && w->task->job == job_id && w->task->index == index && w->task->kind == kind) w->task.reset();
+      spdlog::warn("fenced off a stale result: job {} {} {} attempt {} from {} [{} fenced so far]",
+                   job_id, kind == wire::TaskKind::RENDER ? "segment" : "chunk", index, attempt,
+                   w ? w->name : "an unknown peer", counters.fenced_results);
+      if (w && w->task && w->task->job == job_id && w->task->index == index &&
+          w->task->kind == kind)
+        w->task.reset();
       return nullptr;
     }
     *job_out = &it->second;
@@ -401,22 +441,26 @@ struct Coordinator::Impl {
   void OnRenderResult(const std::string& identity, wire::RenderResult::Reader r) {
     Worker* w = WorkerOf(identity);
     Job* job = nullptr;
-    Slot* slot = Fence(w, r.getJobId(), wire::TaskKind::RENDER, r.getSegment(), r.getAttempt(), &job);
+    Slot* slot =
+        Fence(w, r.getJobId(), wire::TaskKind::RENDER, r.getSegment(), r.getAttempt(), &job);
     if (!slot) return Schedule();
     const SegmentSpan& span = job->segments[r.getSegment()];
     auto latents = GetTensor(r.getLatents());
     if (latents.ok() && (latents->shape.size() != 4 || latents->shape[1] != span.length())) {
-      latents = Result<Tensor>::Error("latents of shape " + latents->ShapeString() + " do not fit a segment of " +
-                                      std::to_string(span.length()) + " frames");
+      latents = Result<Tensor>::Error("latents of shape " + latents->ShapeString() +
+                                      " do not fit a segment of " + std::to_string(span.length()) +
+                                      " frames");
     }
     w->task.reset();
-    if (!latents.ok()) return FailTask(*job, wire::TaskKind::RENDER, r.getSegment(), *w, latents.message());
+    if (!latents.ok())
+      return FailTask(*job, wire::TaskKind::RENDER, r.getSegment(), *w, latents.message());
     Store::Batch batch;
     slot->state = rec::TaskState::DONE;
     batch.Put(Family::kLatents, TaskKey(job->id, r.getSegment()), EncodeTensor(*latents));
     batch.Put(Family::kSegments, TaskKey(job->id, r.getSegment()), EncodeSlot(*slot));
-    AddEvent(batch, job->id, "segment " + std::to_string(r.getSegment()) + " done by " + w->name + " (attempt " +
-                                 std::to_string(r.getAttempt()) + ", " + std::to_string(r.getElapsedMs()) + " ms)");
+    AddEvent(batch, job->id,
+             "segment " + std::to_string(r.getSegment()) + " done by " + w->name + " (attempt " +
+                 std::to_string(r.getAttempt()) + ", " + std::to_string(r.getElapsedMs()) + " ms)");
     Commit(batch);
     ++job->segments_done;
     ++w->tasks_done;
@@ -430,15 +474,17 @@ struct Coordinator::Impl {
     if (!slot) return Schedule();
     w->task.reset();
     const ChunkSpan& span = job->chunks[r.getChunk()];
-    if (r.getFrames() != static_cast<uint32_t>(span.end - span.start) || r.getContainer().size() == 0) {
+    if (r.getFrames() != static_cast<uint32_t>(span.end - span.start) ||
+        r.getContainer().size() == 0) {
       return FailTask(*job, wire::TaskKind::ENCODE, r.getChunk(), *w,
-                      "chunk came back with " + std::to_string(r.getFrames()) + " frames, expected " +
-                          std::to_string(span.end - span.start));
+                      "chunk came back with " + std::to_string(r.getFrames()) +
+                          " frames, expected " + std::to_string(span.end - span.start));
     }
     auto data = r.getContainer();
     Store::Batch batch;
     slot->state = rec::TaskState::DONE;
-    batch.Put(Family::kOutputs, TaskKey(job->id, r.getChunk()), std::string(reinterpret_cast<const char*>(data.begin()), data.size()));
+    batch.Put(Family::kOutputs, TaskKey(job->id, r.getChunk()),
+              std::string(reinterpret_cast<const char*>(data.begin()), data.size()));
     batch.Put(Family::kChunks, TaskKey(job->id, r.getChunk()), EncodeSlot(*slot));
     AddEvent(batch, job->id, "chunk " + std::to_string(r.getChunk()) + " encoded by " + w->name);
     Commit(batch);
@@ -459,19 +505,24 @@ struct Coordinator::Impl {
   }
 
   // A task failed on worker `w`: retry it, or fail the job after max_attempts failures.
-  void FailTask(Job& job, wire::TaskKind kind, uint32_t index, Worker& w, const std::string& message) {
+  void FailTask(Job& job, wire::TaskKind kind, uint32_t index, Worker& w,
+                const std::string& message) {
     Slot& slot = (kind == wire::TaskKind::RENDER ? job.seg : job.chunk)[index];
     ++w.failures;
     ++slot.failures;
     slot.error = message;
     slot.worker.clear();
-    const std::string what = (kind == wire::TaskKind::RENDER ? "segment " : "chunk ") + std::to_string(index);
+    const std::string what =
+        (kind == wire::TaskKind::RENDER ? "segment " : "chunk ") + std::to_string(index);
     Store::Batch batch;
     AddEvent(batch, job.id, what + " failed on " + w.name + ": " + message);
     if (slot.failures >= static_cast<uint32_t>(options.max_attempts)) {
       slot.state = rec::TaskState::FAILED;
       batch.Put(SlotFamily(kind), TaskKey(job.id, index), EncodeSlot(slot));
-      SetJobState(job, rec::JobState::FAILED, what + " failed " + std::to_string(slot.failures) + " times; last error: " + message, batch);
+      SetJobState(
+          job, rec::JobState::FAILED,
+          what + " failed " + std::to_string(slot.failures) + " times; last error: " + message,
+          batch);
       spdlog::error("job {} failed: {} failed {} times: {}", job.id, what, slot.failures, message);
     } else {
       slot.state = rec::TaskState::PENDING;
@@ -493,8 +544,9 @@ struct Coordinator::Impl {
         s.worker.clear();
         Store::Batch batch;
         batch.Put(SlotFamily(w.task->kind), TaskKey(j.id, w.task->index), EncodeSlot(s));
-        AddEvent(batch, j.id, std::string(w.task->kind == wire::TaskKind::RENDER ? "segment " : "chunk ") +
-                                  std::to_string(w.task->index) + " requeued: " + why + " (" + w.name + ")");
+        AddEvent(batch, j.id,
+                 std::string(w.task->kind == wire::TaskKind::RENDER ? "segment " : "chunk ") +
+                     std::to_string(w.task->index) + " requeued: " + why + " (" + w.name + ")");
         Commit(batch);
       }
     }
@@ -502,17 +554,20 @@ struct Coordinator::Impl {
   }
 
   std::string OnSubmit(wire::Submit::Reader s) {
-    const std::string name = s.getManifestName().size() ? s.getManifestName().cStr() : "manifest.yaml";
+    const std::string name =
+        s.getManifestName().size() ? s.getManifestName().cStr() : "manifest.yaml";
     const std::string text = s.getManifestText().cStr();
     auto m = ParseManifest(text, name, ManifestParseOptions{"", false});
     if (!m.ok()) return ErrorMessage(2, m.message());
     Manifest& manifest = *m;
     auto audio = s.getAudioData();
     if (manifest.audio_path && audio.size() == 0) {
-      return ErrorMessage(2, name + ": audio.path: the audio file's bytes did not come with the job");
+      return ErrorMessage(2,
+                          name + ": audio.path: the audio file's bytes did not come with the job");
     }
     // Where the output goes: inside the output root, never outside.
-    std::string rel = s.getOutputOverride().size() ? s.getOutputOverride().cStr() : manifest.output_path;
+    std::string rel =
+        s.getOutputOverride().size() ? s.getOutputOverride().cStr() : manifest.output_path;
     auto out = ResolveOutput(rel);
     if (!out.ok()) return ErrorMessage(2, name + ": output.path: " + out.message());
 
@@ -528,27 +583,40 @@ struct Coordinator::Impl {
     j.chunk_frames = static_cast<uint32_t>(options.chunk_frames);
     if (j.has_audio) {
       // Probe what arrived before accepting it: a job must not fail at the very end over audio.
-      fs::path probe = fs::path(options.state_dir) / "tmp" / ("probe-" + std::to_string(getpid()) + FileExtension(j.audio_name));
+      fs::path probe = fs::path(options.state_dir) / "tmp" /
+                       ("probe-" + std::to_string(getpid()) + FileExtension(j.audio_name));
       std::error_code ec;
       fs::create_directories(probe.parent_path(), ec);
-      { std::ofstream f(probe, std::ios::binary); f.write(reinterpret_cast<const char*>(audio.begin()), static_cast<std::streamsize>(audio.size())); }
+      {
+        std::ofstream f(probe, std::ios::binary);
+        f.write(reinterpret_cast<const char*>(audio.begin()),
+                static_cast<std::streamsize>(audio.size()));
+      }
       Status ps = ProbeAudioFile(probe.string());
       fs::remove(probe, ec);
-      if (!ps.ok()) return ErrorMessage(2, name + ": audio.path: cannot read the audio that came with the job: " + ps.message());
+      if (!ps.ok())
+        return ErrorMessage(
+            2,
+            name + ": audio.path: cannot read the audio that came with the job: " + ps.message());
     }
     PlanJob(j, manifest);
     Store::Batch batch;
     j.id = store->NextId("job", batch);
     batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
-    for (size_t i = 0; i < j.seg.size(); ++i) batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(j.seg[i]));
-    for (size_t i = 0; i < j.chunk.size(); ++i) batch.Put(Family::kChunks, TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(j.chunk[i]));
-    if (j.has_audio) batch.Put(Family::kInputs, NamedKey(j.id, "audio"), std::string(reinterpret_cast<const char*>(audio.begin()), audio.size()));
-    AddEvent(batch, j.id, "submitted: " + std::to_string(manifest.frames) + " frames in " + std::to_string(j.segments.size()) +
-                              " segments, output " + j.output_path);
+    for (size_t i = 0; i < j.seg.size(); ++i)
+      batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(j.seg[i]));
+    for (size_t i = 0; i < j.chunk.size(); ++i)
+      batch.Put(Family::kChunks, TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(j.chunk[i]));
+    if (j.has_audio)
+      batch.Put(Family::kInputs, NamedKey(j.id, "audio"),
+                std::string(reinterpret_cast<const char*>(audio.begin()), audio.size()));
+    AddEvent(batch, j.id,
+             "submitted: " + std::to_string(manifest.frames) + " frames in " +
+                 std::to_string(j.segments.size()) + " segments, output " + j.output_path);
     Status ws = store->Write(batch);
     if (!ws.ok()) return ErrorMessage(5, "cannot store the job: " + ws.message());
-    spdlog::info("job {} ({}) accepted: {} frames, {} segments, {} chunks -> {}", j.id, j.name, manifest.frames,
-                 j.segments.size(), j.chunks.size(), j.output_path);
+    spdlog::info("job {} ({}) accepted: {} frames, {} segments, {} chunks -> {}", j.id, j.name,
+                 manifest.frames, j.segments.size(), j.chunks.size(), j.output_path);
     capnp::MallocMessageBuilder b;
     auto r = b.initRoot<wire::Envelope>().initSubmitReply();
     r.setJobId(j.id);
@@ -566,17 +634,22 @@ struct Coordinator::Impl {
     using R = Result<std::string>;
     if (rel.empty()) return R::Error("path is empty");
     fs::path p(rel);
-    if (p.is_absolute()) return R::Error("'" + rel + "' is absolute; output paths are relative to the coordinator's output root");
+    if (p.is_absolute())
+      return R::Error("'" + rel +
+                      "' is absolute; output paths are relative to the coordinator's output root");
     for (const auto& part : p) {
-      if (part == "..") return R::Error("'" + rel + "' leaves the output root ('..' is not allowed)");
+      if (part == "..")
+        return R::Error("'" + rel + "' leaves the output root ('..' is not allowed)");
     }
     fs::path full = (output_root / p).lexically_normal();
     std::error_code ec;
     // Resolve symlinks of the parts that exist: a link inside the root must not point outside.
     fs::path resolved = fs::weakly_canonical(full, ec);
     if (ec) return R::Error("cannot resolve '" + rel + "': " + ec.message());
-    auto [root_end, _] = std::mismatch(output_root.begin(), output_root.end(), resolved.begin(), resolved.end());
-    if (root_end != output_root.end()) return R::Error("'" + rel + "' resolves outside the output root (through a symlink)");
+    auto [root_end, _] =
+        std::mismatch(output_root.begin(), output_root.end(), resolved.begin(), resolved.end());
+    if (root_end != output_root.end())
+      return R::Error("'" + rel + "' resolves outside the output root (through a symlink)");
     if (fs::is_directory(resolved, ec)) return R::Error("'" + rel + "' is a folder");
     return resolved.string();
   }
@@ -633,7 +706,8 @@ struct Coordinator::Impl {
 
   std::string OnListJobs() {
     capnp::MallocMessageBuilder b;
-    auto list = b.initRoot<wire::Envelope>().initJobList().initJobs(static_cast<unsigned>(jobs.size()));
+    auto list =
+        b.initRoot<wire::Envelope>().initJobList().initJobs(static_cast<unsigned>(jobs.size()));
     unsigned i = 0;
     for (const auto& [id, j] : jobs) FillStatus(j, list[i++]);
     return Serialize(b);
@@ -689,7 +763,8 @@ struct Coordinator::Impl {
     }
   }
 
-  void MarkRunning(Job& j, Slot& slot, wire::TaskKind kind, uint32_t index, Worker& w, Store::Batch& batch) {
+  void MarkRunning(Job& j, Slot& slot, wire::TaskKind kind, uint32_t index, Worker& w,
+                   Store::Batch& batch) {
     slot.state = rec::TaskState::RUNNING;
     ++slot.attempt;
     slot.worker = w.name;
@@ -752,7 +827,8 @@ struct Coordinator::Impl {
       auto t = bytes.ok() ? DecodeTensor(*bytes) : Result<Tensor>(bytes.status());
       if (!t.ok()) {
         // The latents vanished (store damage): render that segment again.
-        spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id, cover[i], t.message());
+        spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id,
+                      cover[i], t.message());
         Slot& s = j.seg[static_cast<size_t>(cover[i])];
         s.state = rec::TaskState::PENDING;
         --j.segments_done;
@@ -767,7 +843,8 @@ struct Coordinator::Impl {
     auto blended = BlendRange(j.segments, latents, j.blend, span.start, span.end);
     if (!blended.ok()) {
       Store::Batch batch;
-      SetJobState(j, rec::JobState::FAILED, "cannot blend chunk " + std::to_string(index) + ": " + blended.message(), batch);
+      SetJobState(j, rec::JobState::FAILED,
+                  "cannot blend chunk " + std::to_string(index) + ": " + blended.message(), batch);
       Commit(batch);
       return false;
     }
@@ -817,7 +894,8 @@ struct Coordinator::Impl {
         break;
       }
       fs::path f = tmp / ("chunk-" + std::to_string(c.index) + ".mp4");
-      std::ofstream(f, std::ios::binary).write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+      std::ofstream(f, std::ios::binary)
+          .write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
       spec.chunk_files.push_back(f.string());
       spec.chunk_starts.push_back(c.start);
     }
@@ -827,7 +905,8 @@ struct Coordinator::Impl {
         s = Status::Error("the job's audio is missing from the store");
       } else {
         fs::path f = tmp / ("audio" + FileExtension(j.audio_name));
-        std::ofstream(f, std::ios::binary).write(audio->data(), static_cast<std::streamsize>(audio->size()));
+        std::ofstream(f, std::ios::binary)
+            .write(audio->data(), static_cast<std::streamsize>(audio->size()));
         spec.audio_file = f.string();
       }
     }
@@ -873,9 +952,12 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   impl->options = options;
   std::error_code ec;
   fs::create_directories(options.output_root, ec);
-  if (ec) return R::Error("cannot create the output root '" + options.output_root + "': " + ec.message());
+  if (ec)
+    return R::Error("cannot create the output root '" + options.output_root + "': " + ec.message());
   impl->output_root = fs::canonical(options.output_root, ec);
-  if (ec) return R::Error("cannot resolve the output root '" + options.output_root + "': " + ec.message());
+  if (ec)
+    return R::Error("cannot resolve the output root '" + options.output_root +
+                    "': " + ec.message());
   auto store = Store::Open(options.state_dir);
   if (!store.ok()) return R::Error(store.message());
   impl->store = std::move(*store);
@@ -889,15 +971,16 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   } catch (const zmq::error_t& e) {
     return R::Error("cannot listen on '" + options.listen + "': " + e.what());
   }
-  std::string endpoint_file = options.endpoint_file.empty() ? (fs::path(options.state_dir) / "coordinator.endpoint").string()
-                                                            : options.endpoint_file;
+  std::string endpoint_file = options.endpoint_file.empty()
+                                  ? (fs::path(options.state_dir) / "coordinator.endpoint").string()
+                                  : options.endpoint_file;
   {
     std::string tmp = endpoint_file + ".tmp";
     std::ofstream(tmp) << impl->endpoint << "\n";
     fs::rename(tmp, endpoint_file, ec);
   }
-  spdlog::info("coordinator listening on {} (state {}, output root {})", impl->endpoint, options.state_dir,
-               impl->output_root.string());
+  spdlog::info("coordinator listening on {} (state {}, output root {})", impl->endpoint,
+               options.state_dir, impl->output_root.string());
   return R(std::unique_ptr<Coordinator>(new Coordinator(std::move(impl))));
 }
 
@@ -917,7 +1000,8 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
       // Drain what is waiting, but come back to the clock now and then.
       for (int n = 0; n < 256; ++n) {
         std::vector<zmq::message_t> frames;
-        auto got = zmq::recv_multipart(m.sock, std::back_inserter(frames), zmq::recv_flags::dontwait);
+        auto got =
+            zmq::recv_multipart(m.sock, std::back_inserter(frames), zmq::recv_flags::dontwait);
         if (!got) break;
         if (frames.size() == 2) {
           m.HandleMessage(frames[0].to_string(), frames[1], false);
@@ -925,7 +1009,8 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
           m.HandleMessage(frames[0].to_string(), frames[2], true);  // a REQ client
         } else {
           ++m.counters.bad_messages;
-          spdlog::warn("dropped a message of {} frames [{} bad so far]", frames.size(), m.counters.bad_messages);
+          spdlog::warn("dropped a message of {} frames [{} bad so far]", frames.size(),
+                       m.counters.bad_messages);
         }
       }
     }

@@ -16,11 +16,12 @@ struct CoordinatorOptions {
   std::string listen = "tcp://127.0.0.1:7450";  // "tcp://127.0.0.1:*" picks a free port
   std::string state_dir = "segue-state";
   std::string output_root = ".";
-  std::string endpoint_file;  // where to write the bound endpoint (default: STATE/coordinator.endpoint)
-  int chunk_frames = 96;       // frames per encoded chunk
+  std::string
+      endpoint_file;      // where to write the bound endpoint (default: STATE/coordinator.endpoint)
+  int chunk_frames = 96;  // frames per encoded chunk
   int heartbeat_ms = 1000;
-  int liveness_ms = 10000;     // a worker silent this long is presumed dead
-  int max_attempts = 3;        // a task failing this often fails its job
+  int liveness_ms = 10000;  // a worker silent this long is presumed dead
+  int max_attempts = 3;     // a task failing this often fails its job
   std::string encoder_preset = "medium";
 };
 

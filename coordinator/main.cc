@@ -1,8 +1,8 @@
 // segue-coordinator: the farm's single address. See coordinator.h.
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
-#include <spdlog/spdlog.h>
 
 #include "common/util/log.h"
 #include "coordinator/coordinator.h"
@@ -15,20 +15,39 @@ void OnSignal(int) { g_stop = true; }
 int main(int argc, char** argv) {
   segue::CoordinatorOptions o;
   std::string log_level = "info";
-  CLI::App app{"segue-coordinator: accepts render jobs, schedules segments on workers, keeps state in RocksDB,\n"
-               "and assembles finished videos.", "segue-coordinator"};
-  app.add_option("--listen", o.listen, "ZeroMQ endpoint to bind; tcp://127.0.0.1:* picks a free port")
+  CLI::App app{
+      "segue-coordinator: accepts render jobs, schedules segments on workers, keeps state in "
+      "RocksDB,\n"
+      "and assembles finished videos.",
+      "segue-coordinator"};
+  app.add_option("--listen", o.listen,
+                 "ZeroMQ endpoint to bind; tcp://127.0.0.1:* picks a free port")
       ->capture_default_str();
-  app.add_option("--state-dir", o.state_dir, "folder of the RocksDB state store (created if missing)")->capture_default_str();
-  app.add_option("--output-root", o.output_root, "folder every job's output is written under")->capture_default_str();
-  app.add_option("--endpoint-file", o.endpoint_file, "write the bound endpoint here (default STATE-DIR/coordinator.endpoint)");
-  app.add_option("--chunk-frames", o.chunk_frames, "frames per encoded chunk")->check(CLI::Range(1, 100000))->capture_default_str();
-  app.add_option("--heartbeat-ms", o.heartbeat_ms, "heartbeat interval asked of workers")->check(CLI::Range(50, 600000))->capture_default_str();
-  app.add_option("--liveness-ms", o.liveness_ms, "a worker silent this long is presumed dead and its task requeued")
-      ->check(CLI::Range(200, 3600000))->capture_default_str();
-  app.add_option("--max-attempts", o.max_attempts, "failures of one task before its job fails")->check(CLI::Range(1, 100))->capture_default_str();
-  app.add_option("--encoder-preset", o.encoder_preset, "x264 preset for chunks (ultrafast ... veryslow)")->capture_default_str();
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--state-dir", o.state_dir,
+                 "folder of the RocksDB state store (created if missing)")
+      ->capture_default_str();
+  app.add_option("--output-root", o.output_root, "folder every job's output is written under")
+      ->capture_default_str();
+  app.add_option("--endpoint-file", o.endpoint_file,
+                 "write the bound endpoint here (default STATE-DIR/coordinator.endpoint)");
+  app.add_option("--chunk-frames", o.chunk_frames, "frames per encoded chunk")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", o.heartbeat_ms, "heartbeat interval asked of workers")
+      ->check(CLI::Range(50, 600000))
+      ->capture_default_str();
+  app.add_option("--liveness-ms", o.liveness_ms,
+                 "a worker silent this long is presumed dead and its task requeued")
+      ->check(CLI::Range(200, 3600000))
+      ->capture_default_str();
+  app.add_option("--max-attempts", o.max_attempts, "failures of one task before its job fails")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  app.add_option("--encoder-preset", o.encoder_preset,
+                 "x264 preset for chunks (ultrafast ... veryslow)")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -23,7 +23,8 @@ TEST(Blend, WeightsFallAcrossTheOverlapAndAreSymmetric) {
   EXPECT_FLOAT_EQ(EarlierWeight(BlendMode::kLinear, 0, 3), 0.75f);
   EXPECT_FLOAT_EQ(EarlierWeight(BlendMode::kLinear, 1, 3), 0.5f);
   EXPECT_FLOAT_EQ(EarlierWeight(BlendMode::kCosine, 1, 3), 0.5f);
-  EXPECT_LT(EarlierWeight(BlendMode::kCosine, 0, 12), EarlierWeight(BlendMode::kLinear, 0, 12) + 0.2f);
+  EXPECT_LT(EarlierWeight(BlendMode::kCosine, 0, 12),
+            EarlierWeight(BlendMode::kLinear, 0, 12) + 0.2f);
 }
 
 TEST(Blend, NoneIsAHardCutInTheMiddle) {
@@ -43,7 +44,8 @@ Tensor Fill(const SegmentSpan& s, int c, int h, int w) {
   Tensor t = Tensor::Zeros({c, s.length(), h, w});
   for (int ch = 0; ch < c; ++ch)
     for (int64_t f = 0; f < s.length(); ++f)
-      for (int i = 0; i < h * w; ++i) t.data[static_cast<size_t>((ch * s.length() + f) * h * w + i)] = 10.f * (s.index + 1);
+      for (int i = 0; i < h * w; ++i)
+        t.data[static_cast<size_t>((ch * s.length() + f) * h * w + i)] = 10.f * (s.index + 1);
   return t;
 }
 

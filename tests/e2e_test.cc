@@ -53,7 +53,9 @@ TEST(EndToEnd, RenderRunsALocalFarm) {
   TempDir dir;
   std::string job = WriteJob(dir);
   std::string out;
-  int code = RunCommand(Cli("render '" + job + "' --workers 2 --state-dir '" + dir / "state" + "' --preset veryfast"), &out, true);
+  int code = RunCommand(
+      Cli("render '" + job + "' --workers 2 --state-dir '" + dir / "state" + "' --preset veryfast"),
+      &out, true);
   ASSERT_EQ(code, 0) << out;
   // The last line names the output; it lies where the manifest says, relative to its folder.
   EXPECT_NE(out.find("output: " + dir / "out/e2e.mp4"), std::string::npos) << out;
@@ -66,16 +68,18 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   std::string job = WriteJob(dir);
   // Reference: one worker, through `segue render`.
   std::string out;
-  ASSERT_EQ(RunCommand(Cli("render '" + job + "' --workers 1 --output '" + dir / "one.mp4" + "' --state-dir '" + dir / "s1" +
-                           "' --preset veryfast --chunk-frames 16"),
-                       &out, true),
-            0)
+  ASSERT_EQ(
+      RunCommand(Cli("render '" + job + "' --workers 1 --output '" + dir / "one.mp4" +
+                     "' --state-dir '" + dir / "s1" + "' --preset veryfast --chunk-frames 16"),
+                 &out, true),
+      0)
       << out;
 
   // A long-lived coordinator, workers started separately, a client that submits.
-  auto coord = ChildProcess::Spawn({BinDir() + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir", dir / "s2",
-                                    "--output-root", dir / "root", "--chunk-frames", "16", "--encoder-preset", "veryfast"},
-                                   dir / "coordinator.log");
+  auto coord = ChildProcess::Spawn(
+      {BinDir() + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir", dir / "s2",
+       "--output-root", dir / "root", "--chunk-frames", "16", "--encoder-preset", "veryfast"},
+      dir / "coordinator.log");
   ASSERT_TRUE(coord.ok()) << coord.message();
   std::string endpoint;
   for (int i = 0; i < 200 && endpoint.empty(); ++i) {
@@ -86,18 +90,23 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   ASSERT_FALSE(endpoint.empty());
   std::vector<ChildProcess> workers;
   for (int i = 0; i < 3; ++i) {
-    auto w = ChildProcess::Spawn({BinDir() + "/segue-worker", "--coordinator", endpoint}, dir / ("w" + std::to_string(i) + ".log"));
+    auto w = ChildProcess::Spawn({BinDir() + "/segue-worker", "--coordinator", endpoint},
+                                 dir / ("w" + std::to_string(i) + ".log"));
     ASSERT_TRUE(w.ok()) << w.message();
     workers.push_back(std::move(*w));
   }
-  ASSERT_EQ(RunCommand(Cli("submit '" + job + "' --coordinator " + endpoint), &out, true), 0) << out;
+  ASSERT_EQ(RunCommand(Cli("submit '" + job + "' --coordinator " + endpoint), &out, true), 0)
+      << out;
   std::string id = out.substr(out.find_last_of(' ') + 1);
   id.erase(id.find_last_not_of("\n") + 1);
   ASSERT_FALSE(id.empty());
   nlohmann::json status;
   for (int i = 0; i < 600; ++i) {
     // SEGUE_COORDINATOR stands in for --coordinator.
-    ASSERT_EQ(RunCommand("SEGUE_COORDINATOR=" + endpoint + " " + Cli("status " + id + " --json"), &out), 0) << out;
+    ASSERT_EQ(
+        RunCommand("SEGUE_COORDINATOR=" + endpoint + " " + Cli("status " + id + " --json"), &out),
+        0)
+        << out;
     status = nlohmann::json::parse(out);
     if (status["state"] == "DONE" || status["state"] == "FAILED") break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -105,7 +114,8 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   ASSERT_EQ(status["state"], "DONE") << status.dump();
   EXPECT_DOUBLE_EQ(status["progress"].get<double>(), 1.0);
   const std::string output = status["output"];
-  EXPECT_EQ(output, fs::canonical(dir / "root").string() + "/out/e2e.mp4");  // under the output root
+  EXPECT_EQ(output,
+            fs::canonical(dir / "root").string() + "/out/e2e.mp4");  // under the output root
   ExpectGoodOutput(output);
   // Bitwise the same pictures with 1 worker and 3 (same chunking: H.264 is lossy, so chunk
   // boundaries are part of what makes the bytes).
@@ -122,7 +132,10 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   std::string escaping = std::string(kManifest);
   escaping.replace(escaping.find("out/e2e.mp4"), 11, "../../etc/e2e.mp4");
   std::ofstream(dir / "escape.yaml") << escaping;
-  EXPECT_EQ(RunCommand(Cli("submit '" + dir / "escape.yaml" + "' --coordinator " + endpoint), &out, true), 2) << out;
+  EXPECT_EQ(
+      RunCommand(Cli("submit '" + dir / "escape.yaml" + "' --coordinator " + endpoint), &out, true),
+      2)
+      << out;
   EXPECT_NE(out.find("output.path"), std::string::npos) << out;
   EXPECT_NE(out.find("leaves the output root"), std::string::npos) << out;
   for (auto& w : workers) w.Stop();
@@ -139,7 +152,9 @@ TEST(EndToEnd, BadManifestIsRefusedWithItsLocation) {
   for (const char* cmd : {"plan", "render", "submit --coordinator tcp://127.0.0.1:1"}) {
     EXPECT_EQ(RunCommand(Cli(std::string(cmd) + " '" + dir / "bad.yaml" + "'"), &out, true), 2)
         << cmd << ": " << out;
-    EXPECT_NE(out.find(dir / "bad.yaml" + ":3:16: video.width: must be a multiple of 8"), std::string::npos) << out;
+    EXPECT_NE(out.find(dir / "bad.yaml" + ":3:16: video.width: must be a multiple of 8"),
+              std::string::npos)
+        << out;
   }
   EXPECT_EQ(RunCommand(Cli("render --workers 0 '" + dir / "bad.yaml" + "'"), &out, true), 2);
   EXPECT_EQ(RunCommand(Cli("frobnicate"), &out, true), 2);

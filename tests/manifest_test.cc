@@ -24,7 +24,9 @@ timeline:
 output: {path: out/the_hardest_part.mp4, codec: h264, crf: 18}
 )";
 
-Result<Manifest> Parse(const std::string& text) { return ParseManifest(text, "job.yaml", ManifestParseOptions{}); }
+Result<Manifest> Parse(const std::string& text) {
+  return ParseManifest(text, "job.yaml", ManifestParseOptions{});
+}
 
 // Replaces the first occurrence of `from` in kGood.
 std::string Good(const std::string& from, const std::string& to) {
@@ -34,10 +36,12 @@ std::string Good(const std::string& from, const std::string& to) {
   return s.replace(at, from.size(), to);
 }
 
-void ExpectError(const std::string& text, int line, int column, const std::string& field, const std::string& words) {
+void ExpectError(const std::string& text, int line, int column, const std::string& field,
+                 const std::string& words) {
   auto m = Parse(text);
   ASSERT_FALSE(m.ok()) << "accepted:\n" << text;
-  const std::string prefix = "job.yaml:" + std::to_string(line) + ":" + std::to_string(column) + ": ";
+  const std::string prefix =
+      "job.yaml:" + std::to_string(line) + ":" + std::to_string(column) + ": ";
   EXPECT_EQ(m.message().rfind(prefix, 0), 0u) << m.message();
   EXPECT_NE(m.message().find(field), std::string::npos) << m.message();
   EXPECT_NE(m.message().find(words), std::string::npos) << m.message();
@@ -62,7 +66,9 @@ TEST(Manifest, AcceptsTheDocumentedShape) {
 }
 
 TEST(Manifest, DefaultsWhereOptional) {
-  auto m = Parse("version: 1\nvideo: {width: 64, height: 64, fps: 12, frames: 30}\ntimeline: [{at: 0, prompt: x}]\n");
+  auto m = Parse(
+      "version: 1\nvideo: {width: 64, height: 64, fps: 12, frames: 30}\ntimeline: [{at: 0, prompt: "
+      "x}]\n");
   ASSERT_TRUE(m.ok()) << m.message();
   EXPECT_EQ(m->name, "job");  // from the file name
   EXPECT_EQ(m->model_name, "zoom");
@@ -75,13 +81,20 @@ TEST(Manifest, DefaultsWhereOptional) {
 }
 
 TEST(Manifest, DurationForms) {
-  for (auto [text, seconds] : std::vector<std::pair<std::string, double>>{
-           {"40s", 40}, {"40", 40}, {"40.5", 40.5}, {"00:00:40.000", 40}, {"01:02", 62}, {"1m30s", 90}, {"1500ms", 1.5}, {"1h", 3600}}) {
+  for (auto [text, seconds] : std::vector<std::pair<std::string, double>>{{"40s", 40},
+                                                                          {"40", 40},
+                                                                          {"40.5", 40.5},
+                                                                          {"00:00:40.000", 40},
+                                                                          {"01:02", 62},
+                                                                          {"1m30s", 90},
+                                                                          {"1500ms", 1.5},
+                                                                          {"1h", 3600}}) {
     auto d = ParseDuration(text);
     ASSERT_TRUE(d.ok()) << text << ": " << d.message();
     EXPECT_DOUBLE_EQ(*d, seconds) << text;
   }
-  for (const char* bad : {"", "abc", "40x", "1:75", "s"}) EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+  for (const char* bad : {"", "abc", "40x", "1:75", "s"})
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
 }
 
 TEST(Manifest, FrameRateForms) {
@@ -103,23 +116,31 @@ TEST(ManifestRejects, UnknownKeyWithSuggestion) {
   ExpectError(Good("width: 512", "widht: 512"), 3, 9, "video.widht", "did you mean 'width'?");
 }
 
-TEST(ManifestRejects, DuplicateKey) { ExpectError(Good("priority: 50", "priority: 50\nseed: 1"), 9, 1, "seed", "duplicate key"); }
+TEST(ManifestRejects, DuplicateKey) {
+  ExpectError(Good("priority: 50", "priority: 50\nseed: 1"), 9, 1, "seed", "duplicate key");
+}
 
 TEST(ManifestRejects, WrongTypes) {
-  ExpectError(Good("width: 512", "width: wide"), 3, 16, "video.width", "expected an integer, got 'wide'");
+  ExpectError(Good("width: 512", "width: wide"), 3, 16, "video.width",
+              "expected an integer, got 'wide'");
   ExpectError(Good("seed: 42", "seed: [1, 2]"), 7, 7, "seed", "expected a non-negative integer");
-  ExpectError(Good("model: {name: zoom, steps: 30}", "model: zoom"), 4, 8, "model", "expected a mapping");
+  ExpectError(Good("model: {name: zoom, steps: 30}", "model: zoom"), 4, 8, "model",
+              "expected a mapping");
   ExpectError(Good("speed: 0.15", "speed: fast"), 6, 34, "camera.speed", "expected a number");
 }
 
 TEST(ManifestRejects, MissingRequiredFields) {
-  ExpectError("video: {width: 64, height: 64, fps: 12, frames: 30}\ntimeline: [{at: 0, prompt: x}]\n", 1, 1, "version",
-              "missing required field 'version'");
-  ExpectError("version: 1\ntimeline: [{at: 0, prompt: x}]\n", 1, 1, "video", "missing required field 'video'");
-  ExpectError("version: 1\nvideo: {width: 64, height: 64, fps: 12}\ntimeline: [{at: 0, prompt: x}]\n", 2, 8, "video.duration",
-              "missing");
-  ExpectError("version: 1\nvideo: {width: 64, height: 64, fps: 12, frames: 3}\ntimeline: [{at: 0}]\n", 3, 12,
-              "timeline[0].prompt", "missing required field 'prompt'");
+  ExpectError(
+      "video: {width: 64, height: 64, fps: 12, frames: 30}\ntimeline: [{at: 0, prompt: x}]\n", 1, 1,
+      "version", "missing required field 'version'");
+  ExpectError("version: 1\ntimeline: [{at: 0, prompt: x}]\n", 1, 1, "video",
+              "missing required field 'video'");
+  ExpectError(
+      "version: 1\nvideo: {width: 64, height: 64, fps: 12}\ntimeline: [{at: 0, prompt: x}]\n", 2, 8,
+      "video.duration", "missing");
+  ExpectError(
+      "version: 1\nvideo: {width: 64, height: 64, fps: 12, frames: 3}\ntimeline: [{at: 0}]\n", 3,
+      12, "timeline[0].prompt", "missing required field 'prompt'");
 }
 
 TEST(ManifestRejects, NonPositiveValues) {
@@ -137,7 +158,8 @@ TEST(ManifestRejects, SizesNotMultipleOfEight) {
 }
 
 TEST(ManifestRejects, OverlapNotBelowLength) {
-  ExpectError(Good("overlap: 12", "overlap: 48"), 5, 33, "segments.overlap", "must be smaller than length");
+  ExpectError(Good("overlap: 12", "overlap: 48"), 5, 33, "segments.overlap",
+              "must be smaller than length");
 }
 
 TEST(ManifestRejects, TimelineOrder) {
@@ -148,16 +170,19 @@ TEST(ManifestRejects, TimelineOrder) {
 }
 
 TEST(ManifestRejects, EmptyPrompt) {
-  ExpectError(Good("prompt: \"two teenagers meet at a high-school dance\"", "prompt: \"  \""), 10, 22, "timeline[0].prompt",
-              "prompt is empty");
-  ExpectError(Good("timeline:\n  - {at: 0s, prompt: \"two teenagers meet at a high-school dance\"}\n  - {at: 12s, prompt: \"their wedding in a backyard, golden hour\", transition: 2s}",
-                   "timeline: []"),
-              9, 11, "timeline", "at least one entry");
+  ExpectError(Good("prompt: \"two teenagers meet at a high-school dance\"", "prompt: \"  \""), 10,
+              22, "timeline[0].prompt", "prompt is empty");
+  ExpectError(
+      Good("timeline:\n  - {at: 0s, prompt: \"two teenagers meet at a high-school dance\"}\n  - "
+           "{at: 12s, prompt: \"their wedding in a backyard, golden hour\", transition: 2s}",
+           "timeline: []"),
+      9, 11, "timeline", "at least one entry");
 }
 
 TEST(ManifestRejects, UnsupportedVersionAndStrategy) {
   ExpectError(Good("version: 1", "version: 2"), 1, 10, "version", "unsupported manifest version 2");
-  ExpectError(Good("strategy: independent", "strategy: magic"), 5, 47, "segments.strategy", "unsupported strategy 'magic'");
+  ExpectError(Good("strategy: independent", "strategy: magic"), 5, 47, "segments.strategy",
+              "unsupported strategy 'magic'");
   ExpectError(Good("blend: linear", "blend: smooth"), 5, 67, "segments.blend", "unsupported blend");
   ExpectError(Good("codec: h264", "codec: vp9"), 12, 49, "output.codec", "unsupported codec");
 }
@@ -178,7 +203,8 @@ TEST(ManifestRejects, BinaryInput) {
 }
 
 TEST(ManifestRejects, LimitsAgainstTypos) {
-  ExpectError(Good("duration: 40s", "duration: 8760h"), 3, 53, "video.duration", "limit of 12 hours");
+  ExpectError(Good("duration: 40s", "duration: 8760h"), 3, 53, "video.duration",
+              "limit of 12 hours");
   ExpectError(Good("width: 512", "width: 15360"), 3, 16, "video.width", "between 1 and 7680");
   ExpectError(Good("height: 288", "height: 8640"), 3, 29, "video.height", "between 1 and 4320");
   ExpectError(Good("fps: 24", "fps: 1000"), 3, 39, "video.fps", "at most 240");
@@ -193,11 +219,13 @@ TEST(ManifestRejects, AudioThatCannotBeRead) {
   o.base_dir = dir.path();
   auto missing = ParseManifest(text, "job.yaml", o);
   ASSERT_FALSE(missing.ok());
-  EXPECT_EQ(missing.message().rfind("job.yaml:13:15: audio.path: cannot read audio file", 0), 0u) << missing.message();
+  EXPECT_EQ(missing.message().rfind("job.yaml:13:15: audio.path: cannot read audio file", 0), 0u)
+      << missing.message();
   std::ofstream(dir.path() + "/song.wav") << "this is not audio at all";
   auto garbage = ParseManifest(text, "job.yaml", o);
   ASSERT_FALSE(garbage.ok());
-  EXPECT_EQ(garbage.message().rfind("job.yaml:13:15: audio.path: cannot read audio file", 0), 0u) << garbage.message();
+  EXPECT_EQ(garbage.message().rfind("job.yaml:13:15: audio.path: cannot read audio file", 0), 0u)
+      << garbage.message();
 }
 
 TEST(ManifestRejects, FileErrorsNameTheFile) {

@@ -15,7 +15,8 @@ SegmentRequest Request(uint64_t seed, int64_t start = 0, int64_t count = 12) {
   r.width = 64, r.height = 48, r.steps = 8, r.fps = 12;
   r.frame_start = start, r.frame_count = count, r.seed = seed;
   r.prompts = {"a golden dance hall, film grain", "blue night sea"};
-  for (int64_t f = 0; f < count; ++f) r.frames.push_back({0, 1, static_cast<float>(start + f) / 40.f});
+  for (int64_t f = 0; f < count; ++f)
+    r.frames.push_back({0, 1, static_cast<float>(start + f) / 40.f});
   return r;
 }
 
@@ -86,8 +87,9 @@ TEST(Zoom, DenoiserIsTheExactPosteriorMean) {
   auto m = CreateBuiltinModel("zoom");
   ASSERT_TRUE(m);
   const int64_t T = 4;
-  torch::Tensor emb = torch::stack({m->EncodePrompt("golden"), m->EncodePrompt("golden"), m->EncodePrompt("golden"),
-                                    m->EncodePrompt("golden")}).unsqueeze(0);
+  torch::Tensor emb = torch::stack({m->EncodePrompt("golden"), m->EncodePrompt("golden"),
+                                    m->EncodePrompt("golden"), m->EncodePrompt("golden")})
+                          .unsqueeze(0);
   torch::Tensor times = torch::arange(T, torch::kFloat64).unsqueeze(0) / 12.0;
   Conditioning cond{emb, times, CameraMotion::kZoomIn, 0.3, 64, 48};
   // At sigma = 1 the data says nothing: the mean of the worlds, whatever x is.
@@ -126,7 +128,8 @@ TEST(Zoom, LooksFollowThePromptAndTheCameraMoves) {
   const size_t fb = 64 * 48 * 3;
   auto frame_diff = [&](int a, int c) {
     double d = 0;
-    for (size_t i = 0; i < fb; ++i) d += std::abs(int((*rgb)[a * fb + i]) - int((*rgb)[c * fb + i]));
+    for (size_t i = 0; i < fb; ++i)
+      d += std::abs(int((*rgb)[a * fb + i]) - int((*rgb)[c * fb + i]));
     return d / static_cast<double>(fb);
   };
   EXPECT_GT(frame_diff(0, 1), 0.05);

@@ -30,7 +30,7 @@ RC_GTEST_PROP(Plan, FollowsTheDesignRule, ()) {
     RC_ASSERT(segs[i].length() == length);
     if (i + 1 < segs.size()) RC_ASSERT(segs[i].start == static_cast<int64_t>(i) * stride);
     if (i > 0) {
-      RC_ASSERT(segs[i].start > segs[i - 1].start);            // sorted, distinct
+      RC_ASSERT(segs[i].start > segs[i - 1].start);           // sorted, distinct
       RC_ASSERT(segs[i - 1].end - segs[i].start >= overlap);  // neighbours overlap by >= O
     }
   }

@@ -34,11 +34,13 @@ TEST(Store, KeepsEverythingAcrossReopen) {
   EXPECT_EQ(lat->shape, t.shape);
   EXPECT_EQ(lat->data, t.data);
   std::vector<std::string> segs;
-  ASSERT_TRUE((*s)->Scan(Family::kSegments, JobKey(first_id), JobKey(first_id + 1), [&](const std::string& k, const std::string& v) {
-                    EXPECT_EQ(JobOfKey(k), first_id);
-                    segs.push_back(v);
-                    return true;
-                  }).ok());
+  ASSERT_TRUE((*s)->Scan(Family::kSegments, JobKey(first_id), JobKey(first_id + 1),
+                         [&](const std::string& k, const std::string& v) {
+                           EXPECT_EQ(JobOfKey(k), first_id);
+                           segs.push_back(v);
+                           return true;
+                         })
+                  .ok());
   EXPECT_EQ(segs, (std::vector<std::string>{"seg 0", "seg 1"}));
   Store::Batch b;
   EXPECT_EQ((*s)->NextId("job", b), first_id + 1);  // counters persist

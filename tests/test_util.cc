@@ -11,7 +11,9 @@ namespace segue {
 
 TempDir::TempDir() {
   std::random_device rd;
-  path_ = (std::filesystem::temp_directory_path() / ("segue-test-" + std::to_string(getpid()) + "-" + std::to_string(rd()))).string();
+  path_ = (std::filesystem::temp_directory_path() /
+           ("segue-test-" + std::to_string(getpid()) + "-" + std::to_string(rd())))
+              .string();
   std::filesystem::create_directories(path_);
 }
 
@@ -36,7 +38,8 @@ int RunCommand(const std::string& command, std::string* output, bool merge_stder
 std::string BinDir() { return SEGUE_BIN_DIR; }
 
 void MakeTone(const std::string& path, double seconds) {
-  RunCommand("ffmpeg -loglevel error -y -f lavfi -i sine=frequency=330:duration=" + std::to_string(seconds) + " '" + path + "'");
+  RunCommand("ffmpeg -loglevel error -y -f lavfi -i sine=frequency=330:duration=" +
+             std::to_string(seconds) + " '" + path + "'");
 }
 
 ProbeInfo Probe(const std::string& path) {
@@ -46,13 +49,16 @@ ProbeInfo Probe(const std::string& path) {
   auto j = nlohmann::json::parse(out, nullptr, false);
   if (j.is_discarded() || !j.contains("streams")) return info;
   for (const auto& s : j["streams"]) {
-    auto num = [&](const char* key) { return s.contains(key) ? std::stod(s[key].get<std::string>()) : -1.0; };
+    auto num = [&](const char* key) {
+      return s.contains(key) ? std::stod(s[key].get<std::string>()) : -1.0;
+    };
     if (s["codec_type"] == "video") {
       info.video_codec = s.value("codec_name", "");
       info.width = s.value("width", 0);
       info.height = s.value("height", 0);
       info.frame_rate = s.value("r_frame_rate", "");
-      info.frames = s.contains("nb_read_frames") ? std::stol(s["nb_read_frames"].get<std::string>()) : -1;
+      info.frames =
+          s.contains("nb_read_frames") ? std::stol(s["nb_read_frames"].get<std::string>()) : -1;
       info.video_duration = num("duration");
     } else if (s["codec_type"] == "audio") {
       info.has_audio = true;

@@ -21,7 +21,8 @@ class TempDir {
 
 // Runs a shell command; returns its exit code and fills *output with stdout (and stderr when
 // merge_stderr).
-int RunCommand(const std::string& command, std::string* output = nullptr, bool merge_stderr = false);
+int RunCommand(const std::string& command, std::string* output = nullptr,
+               bool merge_stderr = false);
 
 // Folder of the segue binaries (set by CMake).
 std::string BinDir();

@@ -16,7 +16,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double Seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+double Seconds(Clock::time_point a) {
+  return std::chrono::duration<double>(Clock::now() - a).count();
+}
 
 nlohmann::json BenchModel(int width, int height, int frames, int steps, int reps) {
   auto rt = model::Runtime::Create({"cpu", 1});
@@ -37,11 +39,17 @@ nlohmann::json BenchModel(int width, int height, int frames, int steps, int reps
     decode_s += Seconds(t0);
   }
   const double f = static_cast<double>(frames) * reps;
-  nlohmann::json j = {{"bench", "model"}, {"width", width}, {"height", height}, {"steps", steps}, {"frames", f},
-                      {"render_fps_per_core", f / render_s}, {"decode_fps_per_core", f / decode_s},
+  nlohmann::json j = {{"bench", "model"},
+                      {"width", width},
+                      {"height", height},
+                      {"steps", steps},
+                      {"frames", f},
+                      {"render_fps_per_core", f / render_s},
+                      {"decode_fps_per_core", f / decode_s},
                       {"target_render_fps_per_core", 60}};
-  std::cout << "model zoom " << width << "x" << height << ", " << steps << " steps, 1 thread: render "
-            << j["render_fps_per_core"].get<double>() << " frames/s, decode " << j["decode_fps_per_core"].get<double>()
+  std::cout << "model zoom " << width << "x" << height << ", " << steps
+            << " steps, 1 thread: render " << j["render_fps_per_core"].get<double>()
+            << " frames/s, decode " << j["decode_fps_per_core"].get<double>()
             << " frames/s (target: render >= 60 frames/s per core)\n";
   return j;
 }
@@ -51,8 +59,10 @@ nlohmann::json BenchPlan() {
   auto t0 = Clock::now();
   auto segs = PlanSegments(n, 48, 12, 42);
   double plan_s = Seconds(t0);
-  nlohmann::json j = {{"bench", "plan"}, {"frames", n}, {"segments", segs.size()}, {"seconds", plan_s}};
-  std::cout << "plan: " << segs.size() << " segments for a 4-hour job in " << plan_s * 1000 << " ms\n";
+  nlohmann::json j = {
+      {"bench", "plan"}, {"frames", n}, {"segments", segs.size()}, {"seconds", plan_s}};
+  std::cout << "plan: " << segs.size() << " segments for a 4-hour job in " << plan_s * 1000
+            << " ms\n";
   return j;
 }
 
@@ -81,7 +91,8 @@ int main(int argc, char** argv) {
   }
   nlohmann::json results = nlohmann::json::array();
   try {
-    if (model->parsed()) results.push_back(BenchModel(width, height, frames, quick ? 10 : steps, quick ? 1 : reps));
+    if (model->parsed())
+      results.push_back(BenchModel(width, height, frames, quick ? 10 : steps, quick ? 1 : reps));
     if (plan->parsed()) results.push_back(BenchPlan());
   } catch (const std::exception& e) {
     std::cerr << "segue-bench: " << e.what() << "\n";

@@ -13,8 +13,10 @@ std::string ProgressDisplay::FormatDuration(double s) {
   if (s < 0 || !std::isfinite(s)) return "--:--";
   long t = std::lround(s);
   char buf[32];
-  if (t >= 3600) snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  if (t >= 3600)
+    snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  else
+    snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
   return buf;
 }
 
@@ -22,20 +24,24 @@ std::string ProgressDisplay::Line(const JobInfo& j, int bar_width) {
   std::string bar;
   if (bar_width > 0) {
     int filled = static_cast<int>(std::floor(j.progress * bar_width + 1e-9));
-    bar = "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(bar_width - filled), '-') + "] ";
+    bar = "[" + std::string(static_cast<size_t>(filled), '#') +
+          std::string(static_cast<size_t>(bar_width - filled), '-') + "] ";
   }
   char buf[256];
-  snprintf(buf, sizeof buf, "%s%3d%%  %s  frames %lld/%lld  segments %u/%u  chunks %u/%u  ETA %s", bar.c_str(),
-           static_cast<int>(std::floor(j.progress * 100 + 1e-9)), j.state.c_str(), static_cast<long long>(j.frames_done),
-           static_cast<long long>(j.frames_total), j.segments_done, j.segments_total, j.chunks_done, j.chunks_total,
+  snprintf(buf, sizeof buf, "%s%3d%%  %s  frames %lld/%lld  segments %u/%u  chunks %u/%u  ETA %s",
+           bar.c_str(), static_cast<int>(std::floor(j.progress * 100 + 1e-9)), j.state.c_str(),
+           static_cast<long long>(j.frames_done), static_cast<long long>(j.frames_total),
+           j.segments_done, j.segments_total, j.chunks_done, j.chunks_total,
            FormatDuration(j.eta_seconds).c_str());
   return buf;
 }
 
 void ProgressDisplay::Update(const JobInfo& j) {
-  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   if (tty_) {
-    fprintf(out_, "\r\033[2Kjob %llu %s", static_cast<unsigned long long>(j.id), Line(j, 30).c_str());
+    fprintf(out_, "\r\033[2Kjob %llu %s", static_cast<unsigned long long>(j.id),
+            Line(j, 30).c_str());
     fflush(out_);
     drawn_ = true;
     return;

@@ -63,19 +63,25 @@ int CmdPlan(const std::string& path, bool json) {
     j["overlap"] = m->segment_overlap;
     j["segments"] = nlohmann::json::array();
     for (const auto& s : segments) {
-      j["segments"].push_back({{"index", s.index}, {"start", s.start}, {"end", s.end}, {"seed", s.seed},
+      j["segments"].push_back({{"index", s.index},
+                               {"start", s.start},
+                               {"end", s.end},
+                               {"seed", s.seed},
                                {"prompts", PromptsOf(m->timeline, s.start, s.end)}});
     }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << m->name << ": " << m->frames << " frames (" << m->width << "x" << m->height << " at " << m->fps.ToString()
-            << " fps), " << segments.size() << " segments of " << std::min<int64_t>(m->frames, m->segment_length)
-            << " frames, overlap " << m->segment_overlap << ", strategy " << m->strategy << "\n";
+  std::cout << m->name << ": " << m->frames << " frames (" << m->width << "x" << m->height << " at "
+            << m->fps.ToString() << " fps), " << segments.size() << " segments of "
+            << std::min<int64_t>(m->frames, m->segment_length) << " frames, overlap "
+            << m->segment_overlap << ", strategy " << m->strategy << "\n";
   for (const auto& s : segments) {
     auto prompts = PromptsOf(m->timeline, s.start, s.end);
-    std::cout << "  #" << s.index << "  [" << s.start << ", " << s.end << ")  seed " << s.seed << "  ";
-    for (size_t i = 0; i < prompts.size(); ++i) std::cout << (i ? " -> " : "") << "\"" << prompts[i] << "\"";
+    std::cout << "  #" << s.index << "  [" << s.start << ", " << s.end << ")  seed " << s.seed
+              << "  ";
+    for (size_t i = 0; i < prompts.size(); ++i)
+      std::cout << (i ? " -> " : "") << "\"" << prompts[i] << "\"";
     std::cout << "\n";
   }
   return 0;
@@ -115,7 +121,8 @@ Result<JobInfo> Follow(Client& client, uint64_t job, bool show) {
   }
 }
 
-int CmdSubmit(const std::string& path, const std::string& coordinator, const std::string& output, bool wait) {
+int CmdSubmit(const std::string& path, const std::string& coordinator, const std::string& output,
+              bool wait) {
   auto m = LoadManifestFile(path);
   if (!m.ok()) return Fail(m.message(), kBadInput);
   auto req = BuildSubmit(path, *m);
@@ -123,13 +130,15 @@ int CmdSubmit(const std::string& path, const std::string& coordinator, const std
   req->output_override = output;
   Client client(CoordinatorAddress(coordinator));
   auto r = client.Submit(*req);
-  if (!r.ok()) return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
-  std::cout << "job " << r->job_id << " accepted: " << r->frames << " frames in " << r->segments << " segments, output "
-            << r->output << "\n";
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  std::cout << "job " << r->job_id << " accepted: " << r->frames << " frames in " << r->segments
+            << " segments, output " << r->output << "\n";
   if (wait) {
     auto st = Follow(client, r->job_id, true);
     if (!st.ok()) return Fail(st.message());
-    if (st->state != "DONE") return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error);
+    if (st->state != "DONE")
+      return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error);
   }
   std::cout << "job id: " << r->job_id << "\n";
   return 0;
@@ -141,7 +150,8 @@ Result<uint64_t> ParseJobId(const std::string& s) {
   uint64_t id = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
   if (ec != std::errc() || p != s.data() + s.size() || id == 0) {
-    return Result<uint64_t>::Error("'" + s + "' is not a job id (a positive number, as `segue submit` prints)");
+    return Result<uint64_t>::Error(
+        "'" + s + "' is not a job id (a positive number, as `segue submit` prints)");
   }
   return id;
 }
@@ -159,8 +169,10 @@ int CmdStatus(const std::string& job, const std::string& coordinator, bool json,
   Client client(CoordinatorAddress(coordinator));
   auto st = watch ? Follow(client, *id, !json) : client.Status(*id);
   if (!st.ok()) return Fail(st.message(), st.message().rfind("no job", 0) == 0 ? kBadInput : 1);
-  if (json) std::cout << st->ToJson().dump(2) << "\n";
-  else PrintJob(*st);
+  if (json)
+    std::cout << st->ToJson().dump(2) << "\n";
+  else
+    PrintJob(*st);
   return 0;
 }
 
@@ -174,44 +186,52 @@ int CmdJobs(const std::string& coordinator, bool json) {
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  printf("%-6s %-28s %-10s %5s %9s %s\n", "ID", "NAME", "STATE", "PRIO", "PROGRESS", "OUTPUT / ERROR");
+  printf("%-6s %-28s %-10s %5s %9s %s\n", "ID", "NAME", "STATE", "PRIO", "PROGRESS",
+         "OUTPUT / ERROR");
   for (const auto& j : *jobs) {
-    printf("%-6llu %-28.28s %-10s %5d %8.0f%% %s\n", static_cast<unsigned long long>(j.id), j.name.c_str(), j.state.c_str(),
-           j.priority, j.progress * 100, !j.error.empty() ? j.error.c_str() : j.output.c_str());
+    printf("%-6llu %-28.28s %-10s %5d %8.0f%% %s\n", static_cast<unsigned long long>(j.id),
+           j.name.c_str(), j.state.c_str(), j.priority, j.progress * 100,
+           !j.error.empty() ? j.error.c_str() : j.output.c_str());
   }
   return 0;
 }
 
 // ---- render ----------------------------------------------------------------------------------
 
-int CmdRender(const std::string& path, int workers, const std::string& output_flag, const std::string& state_dir,
-              int threads, const std::string& preset, int chunk_frames) {
+int CmdRender(const std::string& path, int workers, const std::string& output_flag,
+              const std::string& state_dir, int threads, const std::string& preset,
+              int chunk_frames) {
   auto m = LoadManifestFile(path);
   if (!m.ok()) return Fail(m.message(), kBadInput);
   auto req = BuildSubmit(path, *m);
   if (!req.ok()) return Fail(req.message(), kBadInput);
-  fs::path out = output_flag.empty() ? fs::absolute(path).parent_path() / m->output_path : fs::absolute(output_flag);
+  fs::path out = output_flag.empty() ? fs::absolute(path).parent_path() / m->output_path
+                                     : fs::absolute(output_flag);
   out = out.lexically_normal();
-  if (out.filename().empty()) return Fail("--output: '" + out.string() + "' names a folder, not a file", kBadInput);
+  if (out.filename().empty())
+    return Fail("--output: '" + out.string() + "' names a folder, not a file", kBadInput);
   req->output_override = out.filename().string();
   fs::path state = fs::absolute(state_dir).lexically_normal();
   std::error_code ec;
   fs::create_directories(state / "logs", ec);
-  if (ec) return Fail("--state-dir: cannot create '" + state.string() + "': " + ec.message(), kBadInput);
+  if (ec)
+    return Fail("--state-dir: cannot create '" + state.string() + "': " + ec.message(), kBadInput);
 
   const std::string bin = ExecutableDir();
   const fs::path endpoint_file = state / ("render-" + std::to_string(getpid()) + ".endpoint");
   fs::remove(endpoint_file, ec);
-  auto coord = ChildProcess::Spawn({bin + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir",
-                                    (state / "store").string(), "--output-root", out.parent_path().string(), "--endpoint-file",
-                                    endpoint_file.string(), "--encoder-preset", preset, "--chunk-frames",
-                                    std::to_string(chunk_frames)},
-                                   (state / "logs" / "coordinator.log").string());
+  auto coord = ChildProcess::Spawn(
+      {bin + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir",
+       (state / "store").string(), "--output-root", out.parent_path().string(), "--endpoint-file",
+       endpoint_file.string(), "--encoder-preset", preset, "--chunk-frames",
+       std::to_string(chunk_frames)},
+      (state / "logs" / "coordinator.log").string());
   if (!coord.ok()) return Fail(coord.message());
   std::string endpoint;
   for (int i = 0; i < 600 && endpoint.empty(); ++i) {
     if (!coord->Running()) {
-      return Fail("the coordinator stopped at start-up; see " + (state / "logs" / "coordinator.log").string());
+      return Fail("the coordinator stopped at start-up; see " +
+                  (state / "logs" / "coordinator.log").string());
     }
     std::ifstream f(endpoint_file);
     std::getline(f, endpoint);
@@ -221,26 +241,30 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
   if (endpoint.empty()) return Fail("the coordinator did not start within 30 s");
   std::vector<ChildProcess> pool;
   for (int i = 0; i < workers; ++i) {
-    auto w = ChildProcess::Spawn({bin + "/segue-worker", "--coordinator", endpoint, "--threads", std::to_string(threads),
-                                  "--name", "local-" + std::to_string(getpid()) + "-" + std::to_string(i)},
-                                 (state / "logs" / ("worker-" + std::to_string(i) + ".log")).string());
+    auto w = ChildProcess::Spawn(
+        {bin + "/segue-worker", "--coordinator", endpoint, "--threads", std::to_string(threads),
+         "--name", "local-" + std::to_string(getpid()) + "-" + std::to_string(i)},
+        (state / "logs" / ("worker-" + std::to_string(i) + ".log")).string());
     if (!w.ok()) return Fail(w.message());
     pool.push_back(std::move(*w));
   }
-  std::cerr << "segue: rendering " << path << " (" << m->frames << " frames, " << m->width << "x" << m->height << " at "
-            << m->fps.ToString() << " fps) on " << workers << " local worker" << (workers == 1 ? "" : "s")
-            << "; state in " << state.string() << "\n";
+  std::cerr << "segue: rendering " << path << " (" << m->frames << " frames, " << m->width << "x"
+            << m->height << " at " << m->fps.ToString() << " fps) on " << workers << " local worker"
+            << (workers == 1 ? "" : "s") << "; state in " << state.string() << "\n";
   Client client(endpoint);
   auto r = client.Submit(*req);
   if (!r.ok()) return Fail(r.message(), kBadInput);
   auto st = Follow(client, r->job_id, true);
   for (auto& w : pool) w.Stop();
   coord->Stop();
-  if (g_interrupted) return Fail("interrupted; the job stays in " + state.string() + " (rerun resumes the farm's state)", 130);
+  if (g_interrupted)
+    return Fail(
+        "interrupted; the job stays in " + state.string() + " (rerun resumes the farm's state)",
+        130);
   if (!st.ok()) return Fail(st.message());
   if (st->state != "DONE") {
-    return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error + " (logs in " +
-                (state / "logs").string() + ")");
+    return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error +
+                " (logs in " + (state / "logs").string() + ")");
   }
   std::cout << "output: " << st->output << "\n";
   return 0;
@@ -249,35 +273,51 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"segue: a render farm for long generative videos.\n"
-               "Renders a YAML manifest (timeline of prompts, camera, model) into one frame-exact video with its song.",
-               "segue"};
+  CLI::App app{
+      "segue: a render farm for long generative videos.\n"
+      "Renders a YAML manifest (timeline of prompts, camera, model) into one frame-exact video "
+      "with its song.",
+      "segue"};
   app.require_subcommand(1);
   std::string coordinator;
   auto add_coord = [&](CLI::App* sub) {
-    sub->add_option("--coordinator", coordinator, "coordinator endpoint (default $SEGUE_COORDINATOR or tcp://127.0.0.1:7450)");
+    sub->add_option("--coordinator", coordinator,
+                    "coordinator endpoint (default $SEGUE_COORDINATOR or tcp://127.0.0.1:7450)");
   };
 
   std::string manifest, output, state_dir = ".segue-state", job, preset = "medium";
   bool json = false, watch = false, wait = false;
   int workers = 2, threads = 1, chunk_frames = 96;
 
-  auto* plan = app.add_subcommand("plan", "show how a manifest is cut into segments (validates it too)");
+  auto* plan =
+      app.add_subcommand("plan", "show how a manifest is cut into segments (validates it too)");
   plan->add_option("manifest", manifest, "the manifest (YAML)")->required();
   plan->add_flag("--json", json, "print {\"frames\": N, \"segments\": [...]} instead of text");
 
-  auto* render = app.add_subcommand("render", "render a manifest on this machine: a coordinator and local workers");
+  auto* render = app.add_subcommand(
+      "render", "render a manifest on this machine: a coordinator and local workers");
   render->add_option("manifest", manifest, "the manifest (YAML)")->required();
-  render->add_option("--workers", workers, "local worker processes")->check(CLI::Range(1, 256))->capture_default_str();
-  render->add_option("--threads", threads, "model threads per worker")->check(CLI::Range(1, 256))->capture_default_str();
-  render->add_option("--output", output, "output file (default: output.path of the manifest, relative to its folder)");
-  render->add_option("--state-dir", state_dir, "folder for the RocksDB state and logs")->capture_default_str();
+  render->add_option("--workers", workers, "local worker processes")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  render->add_option("--threads", threads, "model threads per worker")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  render->add_option("--output", output,
+                     "output file (default: output.path of the manifest, relative to its folder)");
+  render->add_option("--state-dir", state_dir, "folder for the RocksDB state and logs")
+      ->capture_default_str();
   render->add_option("--preset", preset, "x264 preset for the chunks")->capture_default_str();
-  render->add_option("--chunk-frames", chunk_frames, "frames per encoded chunk")->check(CLI::Range(1, 100000))->capture_default_str();
+  render->add_option("--chunk-frames", chunk_frames, "frames per encoded chunk")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
 
-  auto* submit = app.add_subcommand("submit", "submit a manifest to a running coordinator; prints the job id last");
+  auto* submit = app.add_subcommand(
+      "submit", "submit a manifest to a running coordinator; prints the job id last");
   submit->add_option("manifest", manifest, "the manifest (YAML)")->required();
-  submit->add_option("--output", output, "output path relative to the coordinator's output root (default: output.path)");
+  submit->add_option(
+      "--output", output,
+      "output path relative to the coordinator's output root (default: output.path)");
   submit->add_flag("--wait", wait, "follow the job with a progress bar until it finishes");
   add_coord(submit);
 
@@ -301,7 +341,8 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
   if (plan->parsed()) return CmdPlan(manifest, json);
-  if (render->parsed()) return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames);
+  if (render->parsed())
+    return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames);
   if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait);
   if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
   if (jobs->parsed()) return CmdJobs(coordinator, json);

@@ -14,15 +14,23 @@ void OnSignal(int) { g_stop = true; }
 int main(int argc, char** argv) {
   segue::WorkerOptions o;
   std::string log_level = "info";
-  CLI::App app{"segue-worker: renders segments and encodes chunks for a segue coordinator.", "segue-worker"};
-  app.add_option("--coordinator", o.coordinator, "the coordinator's endpoint (or SEGUE_COORDINATOR)")
-      ->envname("SEGUE_COORDINATOR")->capture_default_str();
+  CLI::App app{"segue-worker: renders segments and encodes chunks for a segue coordinator.",
+               "segue-worker"};
+  app.add_option("--coordinator", o.coordinator,
+                 "the coordinator's endpoint (or SEGUE_COORDINATOR)")
+      ->envname("SEGUE_COORDINATOR")
+      ->capture_default_str();
   app.add_option("--name", o.name, "worker name, unique in the farm (default HOST-PID-NONCE)");
   app.add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
-  app.add_option("--threads", o.threads, "intra-op threads for the model")->check(CLI::Range(1, 1024))->capture_default_str();
-  app.add_option("--work-dir", o.work_dir, "scratch folder for chunk files (default: the system temp folder)");
-  app.add_option("--max-tasks", o.max_tasks, "leave after this many tasks (0: never)")->check(CLI::NonNegativeNumber);
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--threads", o.threads, "intra-op threads for the model")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--work-dir", o.work_dir,
+                 "scratch folder for chunk files (default: the system temp folder)");
+  app.add_option("--max-tasks", o.max_tasks, "leave after this many tasks (0: never)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

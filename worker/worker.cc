@@ -35,7 +35,8 @@ struct Outcome {
   std::string summary;
 };
 
-Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t attempt, const std::string& msg) {
+Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t attempt,
+                const std::string& msg) {
   capnp::MallocMessageBuilder b;
   auto f = b.initRoot<wire::Envelope>().initTaskFailure();
   f.setJobId(job);
@@ -54,7 +55,8 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
   r.width = static_cast<int>(t.getWidth());
   r.height = static_cast<int>(t.getHeight());
   if (t.getFpsNum() <= 0 || t.getFpsDen() <= 0) {
-    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(), "bad frame rate in task");
+    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
+                   "bad frame rate in task");
   }
   r.fps = static_cast<double>(t.getFpsNum()) / static_cast<double>(t.getFpsDen());
   r.frame_start = t.getFrameStart();
@@ -63,9 +65,11 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
   r.camera_motion = t.getCameraMotion().cStr();
   r.camera_speed = t.getCameraSpeed();
   std::vector<Keyframe> timeline;
-  for (auto k : t.getTimeline()) timeline.push_back(Keyframe{k.getFrame(), k.getTransitionFrames(), k.getPrompt().cStr()});
+  for (auto k : t.getTimeline())
+    timeline.push_back(Keyframe{k.getFrame(), k.getTransitionFrames(), k.getPrompt().cStr()});
   if (timeline.empty() || r.steps <= 0 || r.frame_count <= 0) {
-    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(), "task has no timeline, steps or frames");
+    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
+                   "task has no timeline, steps or frames");
   }
   // Per-frame conditioning, with prompts indexed in order of first use.
   std::vector<std::string> prompts;
@@ -83,8 +87,11 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
   }
   r.prompts = prompts;
   auto latents = runtime.Render(r);
-  if (!latents.ok()) return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(), latents.message());
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  if (!latents.ok())
+    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
+                   latents.message());
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
   capnp::MallocMessageBuilder b;
   auto res = b.initRoot<wire::Envelope>().initRenderResult();
   res.setJobId(t.getJobId());
@@ -93,14 +100,17 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
   SetTensor(res.initLatents(), *latents);
   res.setElapsedMs(static_cast<uint64_t>(ms));
   std::ostringstream summary;
-  summary << "job " << t.getJobId() << " segment " << t.getSegment() << " (frames " << r.frame_start << "-"
-          << r.frame_start + r.frame_count << ") rendered in " << ms << " ms";
+  summary << "job " << t.getJobId() << " segment " << t.getSegment() << " (frames " << r.frame_start
+          << "-" << r.frame_start + r.frame_count << ") rendered in " << ms << " ms";
   return {Serialize(b), summary.str()};
 }
 
-Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t, const std::string& work_dir) {
+Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
+                  const std::string& work_dir) {
   const auto start = Clock::now();
-  auto fail = [&](const std::string& msg) { return Failure(t.getJobId(), wire::TaskKind::ENCODE, t.getChunk(), t.getAttempt(), msg); };
+  auto fail = [&](const std::string& msg) {
+    return Failure(t.getJobId(), wire::TaskKind::ENCODE, t.getChunk(), t.getAttempt(), msg);
+  };
   auto latents = GetTensor(t.getLatents());
   if (!latents.ok()) return fail(latents.message());
   if (latents->shape.size() != 4) return fail("latents must be [C, T, h, w]");
@@ -115,8 +125,9 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t, const std
   v.crf = static_cast<int>(t.getCrf());
   v.preset = t.getPreset().size() ? t.getPreset().cStr() : "medium";
   const int64_t frames = latents->shape[1];
-  fs::path file = fs::path(work_dir) / ("segue-chunk-" + std::to_string(getpid()) + "-" + std::to_string(t.getJobId()) + "-" +
-                                        std::to_string(t.getChunk()) + ".mp4");
+  fs::path file = fs::path(work_dir) /
+                  ("segue-chunk-" + std::to_string(getpid()) + "-" + std::to_string(t.getJobId()) +
+                   "-" + std::to_string(t.getChunk()) + ".mp4");
   Status s = EncodeChunkFile(file.string(), v, rgb->data(), frames);
   std::string bytes;
   if (s.ok()) {
@@ -128,7 +139,8 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t, const std
   std::error_code ec;
   fs::remove(file, ec);
   if (!s.ok()) return fail("encoding failed: " + s.message());
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
   capnp::MallocMessageBuilder b;
   auto res = b.initRoot<wire::Envelope>().initEncodeResult();
   res.setJobId(t.getJobId());
@@ -137,13 +149,15 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t, const std
   res.setContainer(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
   res.setFrames(static_cast<uint32_t>(frames));
   res.setElapsedMs(static_cast<uint64_t>(ms));
-  return {Serialize(b), "job " + std::to_string(t.getJobId()) + " chunk " + std::to_string(t.getChunk()) + " encoded in " +
-                            std::to_string(ms) + " ms"};
+  return {Serialize(b), "job " + std::to_string(t.getJobId()) + " chunk " +
+                            std::to_string(t.getChunk()) + " encoded in " + std::to_string(ms) +
+                            " ms"};
 }
 
 class WorkerLoop {
  public:
-  WorkerLoop(const WorkerOptions& o, std::unique_ptr<model::Runtime> runtime) : o_(o), runtime_(std::move(runtime)) {}
+  WorkerLoop(const WorkerOptions& o, std::unique_ptr<model::Runtime> runtime)
+      : o_(o), runtime_(std::move(runtime)) {}
 
   int Run(const std::atomic<bool>& stop) {
     Connect();
@@ -273,7 +287,8 @@ class WorkerLoop {
           return -1;
       }
     } catch (const kj::Exception& e) {
-      spdlog::warn("ignored a malformed message from the coordinator: {}", e.getDescription().cStr());
+      spdlog::warn("ignored a malformed message from the coordinator: {}",
+                   e.getDescription().cStr());
       return -1;
     }
   }

@@ -11,12 +11,12 @@ namespace segue {
 
 struct WorkerOptions {
   std::string coordinator = "tcp://127.0.0.1:7450";
-  std::string name;          // default: HOST-PID-NONCE
+  std::string name;  // default: HOST-PID-NONCE
   std::string device = "cpu";
   int threads = 1;
-  std::string work_dir;      // scratch for chunk files (default: system temp)
+  std::string work_dir;  // scratch for chunk files (default: system temp)
   int reconnect_max_ms = 5000;
-  int max_tasks = 0;         // exit after this many tasks (0: never); for tests and drains
+  int max_tasks = 0;  // exit after this many tasks (0: never); for tests and drains
 };
 
 // Runs until `stop`; returns the process exit code.

@@ -24,9 +24,11 @@ float EarlierWeight(BlendMode mode, int64_t i, int64_t overlap) {
   return 0.f;
 }
 
-Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments, const std::vector<const Tensor*>& latents,
-                          BlendMode mode, int64_t start, int64_t end) {
-  if (segments.size() != latents.size()) return Result<Tensor>::Error("blend: segments and latents differ in count");
+Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments,
+                          const std::vector<const Tensor*>& latents, BlendMode mode, int64_t start,
+                          int64_t end) {
+  if (segments.size() != latents.size())
+    return Result<Tensor>::Error("blend: segments and latents differ in count");
   if (end <= start) return Result<Tensor>::Error("blend: empty frame range");
   std::vector<int> cover = SegmentsCovering(segments, start, end);
   if (cover.empty()) return Result<Tensor>::Error("blend: no segment covers the frame range");
@@ -35,16 +37,18 @@ Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments, const std::v
     const Tensor* t = latents[static_cast<size_t>(k)];
     const SegmentSpan& s = segments[static_cast<size_t>(k)];
     if (t == nullptr || t->shape.size() != 4 || !t->Valid()) {
-      return Result<Tensor>::Error("blend: latents of segment " + std::to_string(s.index) + " are missing or malformed");
+      return Result<Tensor>::Error("blend: latents of segment " + std::to_string(s.index) +
+                                   " are missing or malformed");
     }
     if (t->shape[1] != s.length()) {
-      return Result<Tensor>::Error("blend: segment " + std::to_string(s.index) + " has " + std::to_string(t->shape[1]) +
-                                   " latent frames, expected " + std::to_string(s.length()));
+      return Result<Tensor>::Error("blend: segment " + std::to_string(s.index) + " has " +
+                                   std::to_string(t->shape[1]) + " latent frames, expected " +
+                                   std::to_string(s.length()));
     }
     if (C < 0) C = t->shape[0], h = t->shape[2], w = t->shape[3];
     if (t->shape[0] != C || t->shape[2] != h || t->shape[3] != w) {
-      return Result<Tensor>::Error("blend: segment " + std::to_string(s.index) + " has shape " + t->ShapeString() +
-                                   ", unlike its neighbours");
+      return Result<Tensor>::Error("blend: segment " + std::to_string(s.index) + " has shape " +
+                                   t->ShapeString() + ", unlike its neighbours");
     }
   }
   const int64_t T = end - start, hw = h * w;
@@ -57,7 +61,8 @@ Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments, const std::v
       for (int k : cover) {
         const SegmentSpan& s = segments[static_cast<size_t>(k)];
         if (f < s.start || f >= s.end) continue;
-        const float* src = latents[static_cast<size_t>(k)]->data.data() + (c * s.length() + (f - s.start)) * hw;
+        const float* src =
+            latents[static_cast<size_t>(k)]->data.data() + (c * s.length() + (f - s.start)) * hw;
         if (first) {
           std::copy(src, src + hw, acc.begin());
           first = false;
@@ -66,7 +71,8 @@ Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments, const std::v
           const int64_t overlap = p.end - s.start;
           const float wa = EarlierWeight(mode, f - s.start, overlap);
           const float wb = 1.f - wa;
-          for (int64_t i = 0; i < hw; ++i) acc[static_cast<size_t>(i)] = wa * acc[static_cast<size_t>(i)] + wb * src[i];
+          for (int64_t i = 0; i < hw; ++i)
+            acc[static_cast<size_t>(i)] = wa * acc[static_cast<size_t>(i)] + wb * src[i];
         }
         prev = k;
       }

@@ -29,7 +29,8 @@ float EarlierWeight(BlendMode mode, int64_t i, int64_t overlap);
 // only the segments covering [start, end) need to be present (others may be empty tensors).
 // Frames covered by more than two segments (tiny strides) blend pairwise in segment order.
 // Returns [C, end-start, h, w].
-Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments, const std::vector<const Tensor*>& latents,
-                          BlendMode mode, int64_t start, int64_t end);
+Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments,
+                          const std::vector<const Tensor*>& latents, BlendMode mode, int64_t start,
+                          int64_t end);
 
 }  // namespace segue

@@ -43,7 +43,8 @@ nlohmann::json JobInfo::ToJson() const {
   j["priority"] = priority;
   j["progress"] = progress;
   j["frames"] = {{"total", frames_total}, {"done", frames_done}};
-  j["segments"] = {{"total", segments_total}, {"done", segments_done}, {"running", segments_running}};
+  j["segments"] = {
+      {"total", segments_total}, {"done", segments_done}, {"running", segments_running}};
   j["chunks"] = {{"total", chunks_total}, {"done", chunks_done}};
   j["eta_seconds"] = eta_seconds >= 0 ? nlohmann::json(eta_seconds) : nlohmann::json(nullptr);
   j["output"] = output.empty() ? nlohmann::json(nullptr) : nlohmann::json(output);
@@ -75,7 +76,8 @@ Result<std::string> Client::CallRaw(const std::string& bytes) {
     zmq::pollitem_t item{rep_->sock.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::milliseconds(rep_->timeout_ms));
     if (!(item.revents & ZMQ_POLLIN)) {
-      return R::Error("no answer from the coordinator within " + std::to_string(rep_->timeout_ms / 1000) +
+      return R::Error("no answer from the coordinator within " +
+                      std::to_string(rep_->timeout_ms / 1000) +
                       " s (is it running at that address?)");
     }
     zmq::message_t reply;
@@ -99,7 +101,8 @@ Result<T> Call(Client& c, const std::string& request, F&& take) {
     if (env.isError()) return Result<T>::Error(env.getError().getMessage().cStr());
     return take(env);
   } catch (const kj::Exception& e) {
-    return Result<T>::Error(std::string("bad reply from the coordinator: ") + e.getDescription().cStr());
+    return Result<T>::Error(std::string("bad reply from the coordinator: ") +
+                            e.getDescription().cStr());
   }
 }
 }  // namespace
@@ -109,14 +112,16 @@ Result<SubmitInfo> Client::Submit(const SubmitRequest& r) {
   auto s = b.initRoot<wire::Envelope>().initSubmit();
   s.setManifestText(r.manifest_text);
   s.setManifestName(r.manifest_name);
-  s.setAudioData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.audio_data.data()), r.audio_data.size()));
+  s.setAudioData(
+      kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.audio_data.data()), r.audio_data.size()));
   s.setAudioName(r.audio_name);
   s.setOutputOverride(r.output_override);
-  return Call<SubmitInfo>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
-    if (!env.isSubmitReply()) return Result<SubmitInfo>::Error("unexpected reply to submit");
-    auto r = env.getSubmitReply();
-    return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(), r.getOutput().cStr()};
-  });
+  return Call<SubmitInfo>(
+      *this, Serialize(b), [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
+        if (!env.isSubmitReply()) return Result<SubmitInfo>::Error("unexpected reply to submit");
+        auto r = env.getSubmitReply();
+        return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(), r.getOutput().cStr()};
+      });
 }
 
 Result<JobInfo> Client::Status(uint64_t job_id) {

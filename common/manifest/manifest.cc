@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <map>
 #include <numeric>
 #include <regex>
@@ -103,7 +103,8 @@ class Map {
   bool Has(const std::string& key) const { return values_.count(key) > 0; }
   const YAML::Node& Get(const std::string& key) const {
     auto it = values_.find(key);
-    if (it == values_.end()) Fail(node_.Mark(), Sub(path_, key), "missing required field '" + key + "'");
+    if (it == values_.end())
+      Fail(node_.Mark(), Sub(path_, key), "missing required field '" + key + "'");
     return it->second;
   }
   std::string Field(const std::string& key) const { return Sub(path_, key); }
@@ -116,7 +117,8 @@ class Map {
 };
 
 std::string Scalar(const YAML::Node& n, const std::string& field, const char* what) {
-  if (!n.IsScalar()) Fail(n.Mark(), field, std::string("expected ") + what + ", got " + Describe(n));
+  if (!n.IsScalar())
+    Fail(n.Mark(), field, std::string("expected ") + what + ", got " + Describe(n));
   return n.Scalar();
 }
 
@@ -167,7 +169,8 @@ std::string OneOf(const YAML::Node& n, const std::string& field,
                   const std::vector<std::string>& allowed, const std::string& what) {
   std::string s = Scalar(n, field, "a name");
   if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
-    Fail(n.Mark(), field, "unsupported " + what + " '" + s + "' (supported: " + Join(allowed) + ")");
+    Fail(n.Mark(), field,
+         "unsupported " + what + " '" + s + "' (supported: " + Join(allowed) + ")");
   }
   return s;
 }
@@ -189,10 +192,14 @@ bool FindBinary(const std::string& text, size_t* line, size_t* column) {
     if (ch == 0 || (ch < 0x20 && ch != '\n' && ch != '\r' && ch != '\t') || ch == 0x7f) {
       bad = true;
     } else if (ch >= 0x80) {
-      if ((ch & 0xE0) == 0xC0) len = 2;
-      else if ((ch & 0xF0) == 0xE0) len = 3;
-      else if ((ch & 0xF8) == 0xF0) len = 4;
-      else bad = true;
+      if ((ch & 0xE0) == 0xC0)
+        len = 2;
+      else if ((ch & 0xF0) == 0xE0)
+        len = 3;
+      else if ((ch & 0xF8) == 0xF0)
+        len = 4;
+      else
+        bad = true;
       if (!bad && i + len > text.size()) bad = true;
       for (size_t k = 1; !bad && k < len; ++k) {
         if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) bad = true;
@@ -202,8 +209,10 @@ bool FindBinary(const std::string& text, size_t* line, size_t* column) {
       *line = l, *column = c;
       return true;
     }
-    if (ch == '\n') ++l, c = 1;
-    else ++c;
+    if (ch == '\n')
+      ++l, c = 1;
+    else
+      ++c;
     i += len;
   }
   return false;
@@ -212,7 +221,8 @@ bool FindBinary(const std::string& text, size_t* line, size_t* column) {
 bool ValidModelName(const std::string& s) {
   if (s.empty() || s.size() > 128 || s[0] == '.') return false;
   for (char c : s) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return false;
   }
   return true;
 }
@@ -235,7 +245,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
 
   if (top.Has("name")) {
     m.name = Scalar(top.Get("name"), "name", "a name");
-    if (m.name.empty() || m.name.size() > 200) Fail(top.Get("name").Mark(), "name", "must be 1 to 200 characters");
+    if (m.name.empty() || m.name.size() > 200)
+      Fail(top.Get("name").Mark(), "name", "must be 1 to 200 characters");
   } else {
     m.name = fs::path(display_name).stem().string();
   }
@@ -244,12 +255,13 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   Map video(top.Get("video"), "video", {"width", "height", "fps", "duration", "frames"});
   for (const char* dim : {"width", "height"}) {
     const YAML::Node& n = video.Get(dim);
-    int64_t limit = std::string(dim) == "width" ? ManifestLimits::kMaxWidth : ManifestLimits::kMaxHeight;
+    int64_t limit =
+        std::string(dim) == "width" ? ManifestLimits::kMaxWidth : ManifestLimits::kMaxHeight;
     int64_t value = Ranged(n, video.Field(dim), 1, limit, "pixels (8K)");
     if (value % 8 != 0) {
       Fail(n.Mark(), video.Field(dim),
-           "must be a multiple of 8, got " + std::to_string(value) + " (nearest: " +
-               std::to_string(std::max<int64_t>(8, (value + 4) / 8 * 8)) + ")");
+           "must be a multiple of 8, got " + std::to_string(value) +
+               " (nearest: " + std::to_string(std::max<int64_t>(8, (value + 4) / 8 * 8)) + ")");
     }
     (std::string(dim) == "width" ? m.width : m.height) = static_cast<int>(value);
   }
@@ -260,7 +272,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     m.fps = *fps;
   }
   if (video.Has("duration") && video.Has("frames")) {
-    Fail(video.Get("frames").Mark(), video.Field("frames"), "give either duration or frames, not both");
+    Fail(video.Get("frames").Mark(), video.Field("frames"),
+         "give either duration or frames, not both");
   }
   if (video.Has("frames")) {
     m.frames = Ranged(video.Get("frames"), video.Field("frames"), 1, ManifestLimits::kMaxFrames);
@@ -293,7 +306,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
       }
     }
     if (model.Has("steps")) {
-      m.steps = static_cast<int>(Ranged(model.Get("steps"), model.Field("steps"), 1, ManifestLimits::kMaxSteps));
+      m.steps = static_cast<int>(
+          Ranged(model.Get("steps"), model.Field("steps"), 1, ManifestLimits::kMaxSteps));
     }
   }
 
@@ -302,13 +316,14 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   if (top.Has("segments")) {
     Map seg(top.Get("segments"), "segments", {"length", "overlap", "strategy", "blend"});
     if (seg.Has("length")) {
-      m.segment_length = static_cast<int>(
-          Ranged(seg.Get("length"), seg.Field("length"), 1, ManifestLimits::kMaxSegmentLength, "frames"));
+      m.segment_length = static_cast<int>(Ranged(seg.Get("length"), seg.Field("length"), 1,
+                                                 ManifestLimits::kMaxSegmentLength, "frames"));
     }
     if (seg.Has("overlap")) {
       overlap_node = &seg.Get("overlap");
       m.segment_overlap = static_cast<int>(Integer(*overlap_node, seg.Field("overlap")));
-      if (m.segment_overlap < 0) Fail(overlap_node->Mark(), seg.Field("overlap"), "must not be negative");
+      if (m.segment_overlap < 0)
+        Fail(overlap_node->Mark(), seg.Field("overlap"), "must not be negative");
     }
     if (seg.Has("strategy")) {
       m.strategy = OneOf(seg.Get("strategy"), seg.Field("strategy"), {"independent"}, "strategy");
@@ -327,8 +342,9 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   if (top.Has("camera")) {
     Map cam(top.Get("camera"), "camera", {"motion", "speed"});
     if (cam.Has("motion")) {
-      m.camera_motion = OneOf(cam.Get("motion"), cam.Field("motion"),
-                              {"zoom-in", "zoom-out", "pan-left", "pan-right", "static"}, "camera motion");
+      m.camera_motion =
+          OneOf(cam.Get("motion"), cam.Field("motion"),
+                {"zoom-in", "zoom-out", "pan-left", "pan-right", "static"}, "camera motion");
     }
     if (cam.Has("speed")) {
       m.camera_speed = Number(cam.Get("speed"), cam.Field("speed"));
@@ -339,12 +355,14 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   }
 
   if (top.Has("seed")) m.seed = Unsigned(top.Get("seed"), "seed");
-  if (top.Has("priority")) m.priority = static_cast<int>(Ranged(top.Get("priority"), "priority", 0, 100));
+  if (top.Has("priority"))
+    m.priority = static_cast<int>(Ranged(top.Get("priority"), "priority", 0, 100));
 
   // timeline
   {
     const YAML::Node& tl = top.Get("timeline");
-    if (!tl.IsSequence()) Fail(tl.Mark(), "timeline", "expected a list of {at, prompt}, got " + Describe(tl));
+    if (!tl.IsSequence())
+      Fail(tl.Mark(), "timeline", "expected a list of {at, prompt}, got " + Describe(tl));
     if (tl.size() == 0) Fail(tl.Mark(), "timeline", "needs at least one entry");
     if (tl.size() > static_cast<size_t>(ManifestLimits::kMaxTimelineEntries)) {
       Fail(tl.Mark(), "timeline", "has more than 10000 entries");
@@ -369,7 +387,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
       Keyframe k;
       k.frame = std::llround(at * m.fps.value());
       k.prompt = Scalar(e.Get("prompt"), e.Field("prompt"), "a prompt");
-      if (std::all_of(k.prompt.begin(), k.prompt.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); })) {
+      if (std::all_of(k.prompt.begin(), k.prompt.end(),
+                      [](char c) { return std::isspace(static_cast<unsigned char>(c)); })) {
         Fail(e.Get("prompt").Mark(), e.Field("prompt"), "prompt is empty");
       }
       if (k.prompt.size() > ManifestLimits::kMaxPromptBytes) {
@@ -379,7 +398,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
         const YAML::Node& tn = e.Get("transition");
         double t = Seconds(tn, e.Field("transition"));
         if (t < 0) Fail(tn.Mark(), e.Field("transition"), "must not be negative");
-        if (i == 0 && t > 0) Fail(tn.Mark(), e.Field("transition"), "the first entry has nothing to transition from");
+        if (i == 0 && t > 0)
+          Fail(tn.Mark(), e.Field("transition"), "the first entry has nothing to transition from");
         k.transition_frames = std::llround(t * m.fps.value());
       }
       if (!m.timeline.empty() && k.frame <= m.timeline.back().frame) {
@@ -401,11 +421,14 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
       m.audio_file = f.lexically_normal().string();
       std::error_code ec;
       if (!fs::is_regular_file(f, ec)) {
-        Fail(p.Mark(), audio.Field("path"), "cannot read audio file '" + m.audio_file + "': no such file");
+        Fail(p.Mark(), audio.Field("path"),
+             "cannot read audio file '" + m.audio_file + "': no such file");
       }
       if (options.check_audio) {
         Status s = ProbeAudioFile(m.audio_file);
-        if (!s.ok()) Fail(p.Mark(), audio.Field("path"), "cannot read audio file '" + m.audio_file + "': " + s.message());
+        if (!s.ok())
+          Fail(p.Mark(), audio.Field("path"),
+               "cannot read audio file '" + m.audio_file + "': " + s.message());
       }
     }
   }
@@ -417,10 +440,13 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     if (out.Has("path")) {
       m.output_path = Scalar(out.Get("path"), out.Field("path"), "a file path");
       if (m.output_path.empty()) Fail(out.Get("path").Mark(), out.Field("path"), "path is empty");
-      if (m.output_path.size() > 1024) Fail(out.Get("path").Mark(), out.Field("path"), "path is too long");
+      if (m.output_path.size() > 1024)
+        Fail(out.Get("path").Mark(), out.Field("path"), "path is too long");
     }
-    if (out.Has("codec")) m.output_codec = OneOf(out.Get("codec"), out.Field("codec"), {"h264"}, "codec");
-    if (out.Has("crf")) m.output_crf = static_cast<int>(Ranged(out.Get("crf"), out.Field("crf"), 0, 51));
+    if (out.Has("codec"))
+      m.output_codec = OneOf(out.Get("codec"), out.Field("codec"), {"h264"}, "codec");
+    if (out.Has("crf"))
+      m.output_crf = static_cast<int>(Ranged(out.Get("crf"), out.Field("crf"), 0, 51));
   }
   return m;
 }
@@ -446,11 +472,13 @@ Result<double> ParseDuration(const std::string& raw) {
     if (positive.ok()) return -*positive;
   }
   static const std::regex clock(R"(^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$)");
-  static const std::regex units(R"(^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$)");
+  static const std::regex units(
+      R"(^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$)");
   std::smatch mt;
   if (std::regex_match(s, mt, clock)) {
     double h = mt[1].matched ? std::stod(mt[1]) : 0, m = std::stod(mt[2]), sec = std::stod(mt[3]);
-    if (m >= 60 || sec >= 60) return Result<double>::Error("minutes and seconds must be below 60 in '" + raw + "'");
+    if (m >= 60 || sec >= 60)
+      return Result<double>::Error("minutes and seconds must be below 60 in '" + raw + "'");
     return h * 3600 + m * 60 + sec;
   }
   if (!s.empty() && std::regex_match(s, mt, units)) {
@@ -462,7 +490,8 @@ Result<double> ParseDuration(const std::string& raw) {
     }
     if (any) return total;
   }
-  return Result<double>::Error("expected a time such as 40s, 40.5, 1m30s or 00:00:40.000, got '" + raw + "'");
+  return Result<double>::Error("expected a time such as 40s, 40.5, 1m30s or 00:00:40.000, got '" +
+                               raw + "'");
 }
 
 Result<Rational> ParseFps(const std::string& s) {
@@ -473,7 +502,8 @@ Result<Rational> ParseFps(const std::string& s) {
     std::string a = s.substr(0, slash), b = s.substr(slash + 1);
     auto [p1, e1] = std::from_chars(a.data(), a.data() + a.size(), r.num);
     auto [p2, e2] = std::from_chars(b.data(), b.data() + b.size(), r.den);
-    if (e1 != std::errc() || e2 != std::errc() || p1 != a.data() + a.size() || p2 != b.data() + b.size()) {
+    if (e1 != std::errc() || e2 != std::errc() || p1 != a.data() + a.size() ||
+        p2 != b.data() + b.size()) {
       return bad("expected a frame rate such as 24, 29.97 or 24000/1001, got '" + s + "'");
     }
   } else {
@@ -496,7 +526,8 @@ Result<Rational> ParseFps(const std::string& s) {
   if (r.num <= 0 || r.den <= 0) return bad("must be positive, got '" + s + "'");
   int64_t g = std::gcd(r.num, r.den);
   r.num /= g, r.den /= g;
-  if (r.value() > ManifestLimits::kMaxFps) return bad("must be at most 240 frames per second, got '" + s + "'");
+  if (r.value() > ManifestLimits::kMaxFps)
+    return bad("must be at most 240 frames per second, got '" + s + "'");
   if (r.value() < 1.0) return bad("must be at least 1 frame per second, got '" + s + "'");
   return r;
 }
@@ -511,8 +542,8 @@ Result<Manifest> ParseManifest(const std::string& text, const std::string& displ
   }
   size_t line = 0, column = 0;
   if (FindBinary(text, &line, &column)) {
-    return Result<Manifest>::Error(at(line, column) +
-                                   "manifest: not a YAML text file (binary or non-UTF-8 byte here)");
+    return Result<Manifest>::Error(
+        at(line, column) + "manifest: not a YAML text file (binary or non-UTF-8 byte here)");
   }
   try {
     YAML::Node root = YAML::Load(text);
@@ -530,7 +561,8 @@ Result<Manifest> ParseManifest(const std::string& text, const std::string& displ
 
 Result<Manifest> LoadManifestFile(const std::string& path, bool check_audio) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) return Result<Manifest>::Error(path + ": is a folder, not a manifest file");
+  if (fs::is_directory(path, ec))
+    return Result<Manifest>::Error(path + ": is a folder, not a manifest file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return Result<Manifest>::Error(path + ": cannot open manifest: " + std::strerror(errno));
   std::ostringstream ss;

@@ -24,7 +24,7 @@ struct Rational {
 
 // One entry of the timeline, already converted to frames.
 struct Keyframe {
-  int64_t frame = 0;             // first frame where this prompt is fully (or starts to be) active
+  int64_t frame = 0;              // first frame where this prompt is fully (or starts to be) active
   int64_t transition_frames = 0;  // crossfade from the previous prompt over [frame, frame+T)
   std::string prompt;
 };
@@ -47,7 +47,7 @@ struct Manifest {
   std::string blend = "linear";          // linear | cosine | none
 
   std::string camera_motion = "zoom-in";  // zoom-in | zoom-out | pan-left | pan-right | static
-  double camera_speed = 0.15;              // zoom: log2 scale per second; pan: widths per second
+  double camera_speed = 0.15;             // zoom: log2 scale per second; pan: widths per second
 
   uint64_t seed = 0;
   int priority = 50;

@@ -170,7 +170,8 @@ class AudioTrack {
     av_channel_layout_copy(&tmp->ch_layout, &enc_->ch_layout);
     tmp->sample_rate = kRate;
     av_frame_get_buffer(tmp.get(), 0);
-    int got = swr_convert(swr_.get(), tmp->data, out_samples, in ? const_cast<const uint8_t**>(in->extended_data) : nullptr,
+    int got = swr_convert(swr_.get(), tmp->data, out_samples,
+                          in ? const_cast<const uint8_t**>(in->extended_data) : nullptr,
                           in ? in->nb_samples : 0);
     if (got < 0) return Fail("resampling audio failed", got);
     if (got > 0) av_audio_fifo_write(fifo_.get(), reinterpret_cast<void**>(tmp->data), got);
@@ -189,7 +190,8 @@ class AudioTrack {
 
 }  // namespace
 
-Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const uint8_t* rgb, int64_t frames) {
+Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const uint8_t* rgb,
+                       int64_t frames) {
   av_log_set_level(AV_LOG_ERROR);
   if (v.codec != "h264") return Status::Error("unsupported codec '" + v.codec + "'");
   AVFormatContext* raw = nullptr;
@@ -222,8 +224,8 @@ Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const ui
   err = avformat_write_header(out.get(), nullptr);
   if (err < 0) return Fail("cannot write chunk header", err);
 
-  SwsPtr sws(sws_getContext(v.width, v.height, AV_PIX_FMT_RGB24, v.width, v.height, AV_PIX_FMT_YUV420P,
-                            SWS_BICUBIC, nullptr, nullptr, nullptr));
+  SwsPtr sws(sws_getContext(v.width, v.height, AV_PIX_FMT_RGB24, v.width, v.height,
+                            AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr, nullptr));
   const int* coeffs = sws_getCoefficients(SWS_CS_ITU709);
   sws_setColorspaceDetails(sws.get(), coeffs, 1, coeffs, 0, 0, 1 << 16, 1 << 16);
   FramePtr frame(av_frame_alloc());
@@ -256,10 +258,13 @@ Status AssembleOutput(const AssembleSpec& spec) {
   fs::path final_path(spec.output_path);
   std::error_code ec;
   fs::create_directories(final_path.parent_path(), ec);
-  if (ec) return Status::Error("cannot create '" + final_path.parent_path().string() + "': " + ec.message());
+  if (ec)
+    return Status::Error("cannot create '" + final_path.parent_path().string() +
+                         "': " + ec.message());
   const std::string ext = final_path.extension().string();
-  std::string tmp = (final_path.parent_path() / ("." + final_path.filename().string() + ".partial-" +
-                                                 std::to_string(getpid()) + ext)).string();
+  std::string tmp = (final_path.parent_path() / ("." + final_path.filename().string() +
+                                                 ".partial-" + std::to_string(getpid()) + ext))
+                        .string();
   const char* format = ext == ".mov" ? "mov" : ext == ".mkv" ? "matroska" : "mp4";
 
   Status result = [&]() -> Status {
@@ -282,7 +287,8 @@ Status AssembleOutput(const AssembleSpec& spec) {
     std::optional<AudioTrack> audio;
     if (!spec.audio_file.empty()) {
       audio.emplace();
-      const int64_t samples = av_rescale(spec.frames, AudioTrack::kRate * spec.fps.den, spec.fps.num);
+      const int64_t samples =
+          av_rescale(spec.frames, AudioTrack::kRate * spec.fps.den, spec.fps.num);
       Status s = audio->Open(spec.audio_file, samples, out.get());
       if (!s.ok()) return s;
     }

@@ -26,14 +26,15 @@ struct VideoSettings {
 };
 
 // Encodes `frames` RGB24 frames (each height*width*3 bytes, rows top to bottom) to `path`.
-Status EncodeChunkFile(const std::string& path, const VideoSettings& settings, const uint8_t* rgb, int64_t frames);
+Status EncodeChunkFile(const std::string& path, const VideoSettings& settings, const uint8_t* rgb,
+                       int64_t frames);
 
 struct AssembleSpec {
   std::vector<std::string> chunk_files;  // in order; chunk k starts at frame chunk_starts[k]
   std::vector<int64_t> chunk_starts;
   int64_t frames = 0;  // N
   Rational fps;
-  std::string audio_file;  // empty: no audio
+  std::string audio_file;   // empty: no audio
   std::string output_path;  // written atomically
 };
 

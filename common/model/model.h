@@ -32,7 +32,7 @@ struct Conditioning {
   torch::Tensor frame_times;  // [B, T] global time of each frame in seconds (float64)
   CameraMotion camera = CameraMotion::kZoomIn;
   double camera_speed = 0.15;
-  int width = 0;   // output picture size in pixels
+  int width = 0;  // output picture size in pixels
   int height = 0;
 };
 

@@ -50,8 +50,8 @@ class Runtime {
   virtual Result<Tensor> Render(const SegmentRequest& request,
                                 const std::function<void(int, int)>& on_step = {}) = 0;
   // Decodes latents [C, T, h, w] of `model` to RGB24 frames, T * height * width * 3 bytes.
-  virtual Result<std::vector<uint8_t>> DecodeRgb(const std::string& model, const Tensor& latents, int width,
-                                                 int height) = 0;
+  virtual Result<std::vector<uint8_t>> DecodeRgb(const std::string& model, const Tensor& latents,
+                                                 int width, int height) = 0;
 };
 
 }  // namespace segue::model

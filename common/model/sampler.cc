@@ -13,7 +13,8 @@ std::vector<double> FlowMatchSigmas(int steps, double shift) {
   return s;
 }
 
-torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torch::Tensor& pred, double sigma) {
+torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torch::Tensor& pred,
+                             double sigma) {
   switch (kind) {
     case Prediction::kX0:
       return pred;
@@ -25,8 +26,9 @@ torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torc
   return pred;
 }
 
-torch::Tensor SampleFlowMatchEuler(Model& model, const torch::Tensor& noise, const Conditioning& cond, int steps,
-                                   double shift, const std::function<void(int)>& on_step) {
+torch::Tensor SampleFlowMatchEuler(Model& model, const torch::Tensor& noise,
+                                   const Conditioning& cond, int steps, double shift,
+                                   const std::function<void(int)>& on_step) {
   torch::NoGradGuard no_grad;
   const std::vector<double> sigmas = FlowMatchSigmas(steps, shift);
   torch::Tensor x = noise.clone();

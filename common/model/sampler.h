@@ -13,11 +13,13 @@ namespace segue::model {
 std::vector<double> FlowMatchSigmas(int steps, double shift = 1.0);
 
 // Converts a model prediction into x0 given x_t = (1 - sigma) x0 + sigma * eps.
-torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torch::Tensor& pred, double sigma);
+torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torch::Tensor& pred,
+                             double sigma);
 
 // Flow-matching Euler from `noise` ([B, C, T, h, w]); calls on_step(i) after step i.
-torch::Tensor SampleFlowMatchEuler(Model& model, const torch::Tensor& noise, const Conditioning& cond, int steps,
-                                   double shift, const std::function<void(int)>& on_step = {});
+torch::Tensor SampleFlowMatchEuler(Model& model, const torch::Tensor& noise,
+                                   const Conditioning& cond, int steps, double shift,
+                                   const std::function<void(int)>& on_step = {});
 
 // Standard normal noise from a 64-bit seed, identical on every machine and thread count
 // (counter-based: element i depends only on (seed, i)).

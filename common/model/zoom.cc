@@ -47,8 +47,8 @@ struct ColourWord {
   float r, g, b;
 };
 constexpr ColourWord kColourWords[] = {
-    {"golden", 0.9f, 0.6f, -0.3f}, {"gold", 0.9f, 0.6f, -0.3f},   {"sunset", 0.9f, 0.2f, -0.2f},
-    {"red", 0.9f, -0.5f, -0.5f},   {"blue", -0.5f, -0.1f, 0.9f},  {"night", -0.7f, -0.6f, 0.1f},
+    {"golden", 0.9f, 0.6f, -0.3f}, {"gold", 0.9f, 0.6f, -0.3f},    {"sunset", 0.9f, 0.2f, -0.2f},
+    {"red", 0.9f, -0.5f, -0.5f},   {"blue", -0.5f, -0.1f, 0.9f},   {"night", -0.7f, -0.6f, 0.1f},
     {"green", -0.4f, 0.8f, -0.4f}, {"forest", -0.5f, 0.5f, -0.4f}, {"snow", 0.8f, 0.8f, 0.9f},
     {"winter", 0.4f, 0.5f, 0.8f},  {"sea", -0.6f, 0.2f, 0.7f},     {"ocean", -0.6f, 0.2f, 0.7f},
     {"neon", 0.6f, -0.6f, 0.9f},   {"grain", 0.2f, 0.1f, -0.1f},   {"sepia", 0.5f, 0.2f, -0.4f},
@@ -85,8 +85,10 @@ class ZoomModel final : public Model {
       word.clear();
     };
     for (char ch : text) {
-      if (std::isalnum(static_cast<unsigned char>(ch))) word.push_back(static_cast<char>(std::tolower(ch)));
-      else flush();
+      if (std::isalnum(static_cast<unsigned char>(ch)))
+        word.push_back(static_cast<char>(std::tolower(ch)));
+      else
+        flush();
     }
     flush();
     double norm = 0;
@@ -94,15 +96,19 @@ class ZoomModel final : public Model {
     const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) * 2.f : 0.f;
     for (int i = 0; i < kEmbedDim; ++i) p[i] *= inv;
     if (colour_hits > 0) {
-      for (int i = 0; i < 3; ++i) p[i] = 0.35f * p[i] + 1.6f * colour[i] / static_cast<float>(colour_hits);
+      for (int i = 0; i < 3; ++i)
+        p[i] = 0.35f * p[i] + 1.6f * colour[i] / static_cast<float>(colour_hits);
     }
     return e;
   }
 
-  torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma, const Conditioning& cond) override {
-    TORCH_CHECK(latents.dim() == 5 && latents.size(1) == kChannels, "zoom: latents must be [B, 4, T, h, w]");
+  torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma,
+                        const Conditioning& cond) override {
+    TORCH_CHECK(latents.dim() == 5 && latents.size(1) == kChannels,
+                "zoom: latents must be [B, 4, T, h, w]");
     TORCH_CHECK(latents.scalar_type() == torch::kFloat32, "zoom: latents must be float32");
-    const int64_t B = latents.size(0), T = latents.size(2), h = latents.size(3), w = latents.size(4);
+    const int64_t B = latents.size(0), T = latents.size(2), h = latents.size(3),
+                  w = latents.size(4);
     torch::Tensor x = latents.contiguous();
     torch::Tensor out = torch::empty_like(x);
     torch::Tensor sig = sigma.to(torch::kFloat64).contiguous();
@@ -158,7 +164,8 @@ class ZoomModel final : public Model {
   }
 
   torch::Tensor Decode(const torch::Tensor& latents) override {
-    TORCH_CHECK(latents.dim() == 5 && latents.size(1) == kChannels, "zoom: latents must be [B, 4, T, h, w]");
+    TORCH_CHECK(latents.dim() == 5 && latents.size(1) == kChannels,
+                "zoom: latents must be [B, 4, T, h, w]");
     torch::Tensor x = latents.to(torch::kFloat32).contiguous();
     const int64_t B = x.size(0), T = x.size(2), h = x.size(3), w = x.size(4);
     const int64_t H = h * kCompression, Wd = w * kCompression;
@@ -170,11 +177,13 @@ class ZoomModel final : public Model {
         const int64_t b = bt / T, t = bt % T;
         for (int64_t Y = 0; Y < H; ++Y) {
           // Bilinear, half-pixel centres (as align_corners=false).
-          const float sy = std::clamp((static_cast<float>(Y) + 0.5f) / kCompression - 0.5f, 0.f, static_cast<float>(h - 1));
+          const float sy = std::clamp((static_cast<float>(Y) + 0.5f) / kCompression - 0.5f, 0.f,
+                                      static_cast<float>(h - 1));
           const int64_t y0 = static_cast<int64_t>(sy), y1 = std::min(y0 + 1, h - 1);
           const float fy = sy - static_cast<float>(y0);
           for (int64_t X = 0; X < Wd; ++X) {
-            const float sx = std::clamp((static_cast<float>(X) + 0.5f) / kCompression - 0.5f, 0.f, static_cast<float>(w - 1));
+            const float sx = std::clamp((static_cast<float>(X) + 0.5f) / kCompression - 0.5f, 0.f,
+                                        static_cast<float>(w - 1));
             const int64_t x0 = static_cast<int64_t>(sx), x1 = std::min(x0 + 1, w - 1);
             const float fx = sx - static_cast<float>(x0);
             float v[kChannels];
@@ -201,15 +210,18 @@ class ZoomModel final : public Model {
  private:
   // World latents for batch item b: [K, C, T, h, w]. Cached: a sampler calls Denoise with the
   // same conditioning at every step.
-  const torch::Tensor& Worlds(const Conditioning& cond, int64_t b, int64_t T, int64_t h, int64_t w) {
-    torch::Tensor emb = cond.embeddings[b].to(torch::kFloat32).contiguous();   // [T, D]
+  const torch::Tensor& Worlds(const Conditioning& cond, int64_t b, int64_t T, int64_t h,
+                              int64_t w) {
+    torch::Tensor emb = cond.embeddings[b].to(torch::kFloat32).contiguous();     // [T, D]
     torch::Tensor times = cond.frame_times[b].to(torch::kFloat64).contiguous();  // [T]
-    TORCH_CHECK(emb.size(0) == T && emb.size(1) == kEmbedDim, "zoom: conditioning must be [B, T, 16]");
+    TORCH_CHECK(emb.size(0) == T && emb.size(1) == kEmbedDim,
+                "zoom: conditioning must be [B, T, 16]");
     TORCH_CHECK(times.size(0) == T, "zoom: frame_times must be [B, T]");
     uint64_t key = Hash(emb.data_ptr<float>(), static_cast<size_t>(emb.numel()) * 4, 1);
     key = Hash(times.data_ptr<double>(), static_cast<size_t>(T) * 8, key);
     double extra[5] = {static_cast<double>(cond.camera), cond.camera_speed, static_cast<double>(h),
-                       static_cast<double>(w), static_cast<double>(cond.width) / std::max(1, cond.height)};
+                       static_cast<double>(w),
+                       static_cast<double>(cond.width) / std::max(1, cond.height)};
     key = Hash(extra, sizeof extra, key);
     if (cache_.defined() && key == cache_key_) return cache_;
     cache_ = torch::empty({kWorlds, kChannels, T, h, w}, torch::kFloat32);
@@ -217,28 +229,39 @@ class ZoomModel final : public Model {
     float* out = cache_.data_ptr<float>();
     const float* e = emb.data_ptr<float>();
     const double* tt = times.data_ptr<double>();
-    const double aspect = cond.height > 0 ? static_cast<double>(cond.width) / cond.height : static_cast<double>(w) / h;
+    const double aspect = cond.height > 0 ? static_cast<double>(cond.width) / cond.height
+                                          : static_cast<double>(w) / h;
     at::parallel_for(0, kWorlds * T, 1, [&](int64_t begin, int64_t end) {
       for (int64_t kt = begin; kt < end; ++kt) {
         const int k = static_cast<int>(kt / T);
         const int64_t t = kt % T;
-        RenderWorldFrame(k, e + t * kEmbedDim, tt[t], cond.camera, cond.camera_speed, aspect, T, t, h, w,
-                         out + static_cast<int64_t>(k) * kChannels * T * h * w);
+        RenderWorldFrame(k, e + t * kEmbedDim, tt[t], cond.camera, cond.camera_speed, aspect, T, t,
+                         h, w, out + static_cast<int64_t>(k) * kChannels * T * h * w);
       }
     });
     return cache_;
   }
 
   // Writes world k's latents for one frame (time `time`) into channel planes of `dst`.
-  static void RenderWorldFrame(int k, const float* e, double time, CameraMotion camera, double speed, double aspect,
-                               int64_t T, int64_t t, int64_t h, int64_t w, float* dst) {
+  static void RenderWorldFrame(int k, const float* e, double time, CameraMotion camera,
+                               double speed, double aspect, int64_t T, int64_t t, int64_t h,
+                               int64_t w, float* dst) {
     double L = 0, ox = 0;
     switch (camera) {
-      case CameraMotion::kZoomIn: L = speed * time; break;
-      case CameraMotion::kZoomOut: L = -speed * time; break;
-      case CameraMotion::kPanLeft: ox = -speed * time * 2.0 * aspect; break;
-      case CameraMotion::kPanRight: ox = speed * time * 2.0 * aspect; break;
-      case CameraMotion::kStatic: break;
+      case CameraMotion::kZoomIn:
+        L = speed * time;
+        break;
+      case CameraMotion::kZoomOut:
+        L = -speed * time;
+        break;
+      case CameraMotion::kPanLeft:
+        ox = -speed * time * 2.0 * aspect;
+        break;
+      case CameraMotion::kPanRight:
+        ox = speed * time * 2.0 * aspect;
+        break;
+      case CameraMotion::kStatic:
+        break;
     }
     const uint64_t world_seed = 0x5e9e000ULL + static_cast<uint64_t>(k);
     float base[3], accent[3], tint[3];
@@ -250,8 +273,8 @@ class ZoomModel final : public Model {
     const double freq = 1.0 + 0.4 * std::tanh(static_cast<double>(e[6]));
     const double swirl = 0.6 * std::tanh(static_cast<double>(e[7]));
     const int64_t n0 = static_cast<int64_t>(std::floor(L)) - 1;
-    double weight[kLayers], scale[kLayers], d1x[kLayers], d1y[kLayers], d2x[kLayers], d2y[kLayers], p1[kLayers],
-        p2[kLayers], p3[kLayers];
+    double weight[kLayers], scale[kLayers], d1x[kLayers], d1y[kLayers], d2x[kLayers], d2y[kLayers],
+        p1[kLayers], p2[kLayers], p3[kLayers];
     // How much of each world is rings around the centre of the zoom (the zoom reads at a glance)
     // and how much a woven texture.
     const double rings = 0.35 + 0.5 * HashUnit(world_seed, 50);
@@ -261,7 +284,8 @@ class ZoomModel final : public Model {
       const double v = (u - 1.5) / 2.5;
       weight[l] = std::abs(v) < 1 ? std::pow(std::cos(M_PI * v / 2), 2) : 0.0;
       scale[l] = std::exp2(u - 2.0) * freq * 2.0 * M_PI;  // 1/8 to 4 cycles per unit
-      uint64_t lh = world_seed * 0x100000001b3ULL ^ static_cast<uint64_t>(n) * 0x9e3779b97f4a7c15ULL;
+      uint64_t lh =
+          world_seed * 0x100000001b3ULL ^ static_cast<uint64_t>(n) * 0x9e3779b97f4a7c15ULL;
       const double a1 = 2 * M_PI * HashUnit(lh, 1), a2 = 2 * M_PI * HashUnit(lh, 2) + swirl;
       d1x[l] = std::cos(a1), d1y[l] = std::sin(a1);
       d2x[l] = std::cos(a2), d2y[l] = std::sin(a2);
@@ -274,7 +298,8 @@ class ZoomModel final : public Model {
       const double y = ((static_cast<double>(i) + 0.5) / h * 2.0 - 1.0);
       for (int64_t j = 0; j < w; ++j) {
         const double x = ((static_cast<double>(j) + 0.5) / w * 2.0 - 1.0) * aspect;
-        // Layer n sees the world at 2^n: q = (screen / zoom + pan) * 2^n = (screen + pan * zoom) * scale.
+        // Layer n sees the world at 2^n: q = (screen / zoom + pan) * 2^n = (screen + pan * zoom) *
+        // scale.
         const double wx = x + ox * zoom, wy = y;
         double v = 0, relief = 0, wsum2 = 0;
         for (int l = 0; l < kLayers; ++l) {
@@ -294,7 +319,8 @@ class ZoomModel final : public Model {
         const float m = static_cast<float>(0.3 + 0.3 * v);
         const float light = static_cast<float>(0.25 * relief);
         const int64_t at = t * h * w + i * w + j;
-        for (int c = 0; c < 3; ++c) dst[c * T * h * w + at] = base[c] * (1 - m) + accent[c] * m + tint[c] + light;
+        for (int c = 0; c < 3; ++c)
+          dst[c * T * h * w + at] = base[c] * (1 - m) + accent[c] * m + tint[c] + light;
         dst[3 * T * h * w + at] = static_cast<float>(relief);
       }
     }

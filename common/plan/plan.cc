@@ -41,7 +41,8 @@ FramePrompt PromptAt(const std::vector<Keyframe>& timeline, int64_t frame) {
   int cur = it == timeline.begin() ? 0 : static_cast<int>(it - timeline.begin()) - 1;
   fp.a = fp.b = cur;
   const Keyframe& k = timeline[static_cast<size_t>(cur)];
-  if (cur > 0 && k.transition_frames > 0 && frame >= k.frame && frame < k.frame + k.transition_frames) {
+  if (cur > 0 && k.transition_frames > 0 && frame >= k.frame &&
+      frame < k.frame + k.transition_frames) {
     fp.a = cur - 1;
     fp.b = cur;
     // (frame - start + 1) / (T + 1): strictly between 0 and 1 inside the transition, so the
@@ -51,7 +52,8 @@ FramePrompt PromptAt(const std::vector<Keyframe>& timeline, int64_t frame) {
   return fp;
 }
 
-std::vector<std::string> PromptsOf(const std::vector<Keyframe>& timeline, int64_t start, int64_t end) {
+std::vector<std::string> PromptsOf(const std::vector<Keyframe>& timeline, int64_t start,
+                                   int64_t end) {
   std::vector<std::string> out;
   std::vector<int> seen;
   auto add = [&](int i) {
@@ -76,7 +78,8 @@ std::vector<ChunkSpan> PlanChunks(int64_t n, int chunk_frames) {
   return out;
 }
 
-std::vector<int> SegmentsCovering(const std::vector<SegmentSpan>& segments, int64_t start, int64_t end) {
+std::vector<int> SegmentsCovering(const std::vector<SegmentSpan>& segments, int64_t start,
+                                  int64_t end) {
   std::vector<int> out;
   for (const auto& s : segments) {
     if (s.start < end && s.end > start) out.push_back(s.index);

@@ -40,7 +40,8 @@ struct FramePrompt {
 FramePrompt PromptAt(const std::vector<Keyframe>& timeline, int64_t frame);
 
 // The distinct prompts of frames [start, end), in order of first use.
-std::vector<std::string> PromptsOf(const std::vector<Keyframe>& timeline, int64_t start, int64_t end);
+std::vector<std::string> PromptsOf(const std::vector<Keyframe>& timeline, int64_t start,
+                                   int64_t end);
 
 // Output chunks: runs of frames encoded as one piece. Chunk j covers
 // [j * chunk_frames, min(N, (j+1) * chunk_frames)).
@@ -52,6 +53,7 @@ struct ChunkSpan {
 std::vector<ChunkSpan> PlanChunks(int64_t n, int chunk_frames);
 
 // Indices of the segments that contain at least one frame of [start, end).
-std::vector<int> SegmentsCovering(const std::vector<SegmentSpan>& segments, int64_t start, int64_t end);
+std::vector<int> SegmentsCovering(const std::vector<SegmentSpan>& segments, int64_t start,
+                                  int64_t end);
 
 }  // namespace segue

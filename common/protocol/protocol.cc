@@ -10,12 +10,13 @@ std::string Serialize(capnp::MessageBuilder& builder) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-
 Result<std::unique_ptr<Incoming>> Incoming::Parse(const void* data, size_t size) {
   using R = Result<std::unique_ptr<Incoming>>;
   if (size == 0) return R::Error("empty message");
-  if (size > WireLimits::kMaxMessageBytes) return R::Error("message of " + std::to_string(size) + " bytes exceeds the limit");
-  if (size % sizeof(capnp::word) != 0) return R::Error("message size " + std::to_string(size) + " is not a whole number of words");
+  if (size > WireLimits::kMaxMessageBytes)
+    return R::Error("message of " + std::to_string(size) + " bytes exceeds the limit");
+  if (size % sizeof(capnp::word) != 0)
+    return R::Error("message size " + std::to_string(size) + " is not a whole number of words");
   std::unique_ptr<Incoming> in(new Incoming());
   in->words_ = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
   std::memcpy(in->words_.begin(), data, size);
@@ -39,27 +40,31 @@ void SetTensor(wire::TensorData::Builder out, const Tensor& t) {
   auto shape = out.initShape(static_cast<unsigned>(t.shape.size()));
   for (size_t i = 0; i < t.shape.size(); ++i) shape.set(static_cast<unsigned>(i), t.shape[i]);
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "segue assumes a little-endian host");
-  out.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(t.data.data()), t.data.size() * sizeof(float)));
+  out.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(t.data.data()),
+                           t.data.size() * sizeof(float)));
 }
 
 Result<Tensor> GetTensor(wire::TensorData::Reader in) {
   if (std::string(in.getDtype().cStr()) != "f32") {
-    return Result<Tensor>::Error("unsupported tensor dtype '" + std::string(in.getDtype().cStr()) + "'");
+    return Result<Tensor>::Error("unsupported tensor dtype '" + std::string(in.getDtype().cStr()) +
+                                 "'");
   }
   Tensor t;
   auto shape = in.getShape();
   if (shape.size() > 8) return Result<Tensor>::Error("tensor has more than 8 dimensions");
   int64_t n = 1;
   for (auto d : shape) {
-    if (d < 0 || d > (int64_t{1} << 31)) return Result<Tensor>::Error("tensor dimension out of range");
+    if (d < 0 || d > (int64_t{1} << 31))
+      return Result<Tensor>::Error("tensor dimension out of range");
     t.shape.push_back(d);
     n *= d;
     if (n > (int64_t{1} << 34)) return Result<Tensor>::Error("tensor too large");
   }
   auto data = in.getData();
   if (data.size() != static_cast<size_t>(n) * sizeof(float)) {
-    return Result<Tensor>::Error("tensor data has " + std::to_string(data.size()) + " bytes, shape " +
-                                 t.ShapeString() + " needs " + std::to_string(n * 4));
+    return Result<Tensor>::Error("tensor data has " + std::to_string(data.size()) +
+                                 " bytes, shape " + t.ShapeString() + " needs " +
+                                 std::to_string(n * 4));
   }
   t.data.resize(static_cast<size_t>(n));
   std::memcpy(t.data.data(), data.begin(), data.size());

@@ -31,8 +31,8 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}                                   // NOLINT
-  Result(Status error) : v_(std::move(error)) {}                             // NOLINT
+  Result(T value) : v_(std::move(value)) {}       // NOLINT
+  Result(Status error) : v_(std::move(error)) {}  // NOLINT
   static Result Error(std::string message) { return Result(Status::Error(std::move(message))); }
 
   bool ok() const { return v_.index() == 0; }

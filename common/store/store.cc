@@ -14,26 +14,37 @@ namespace {
 
 const char* FamilyName(Family f) {
   switch (f) {
-    case Family::kJobs: return "jobs";
-    case Family::kSegments: return "segments";
-    case Family::kChunks: return "chunks";
-    case Family::kLatents: return "latents";
-    case Family::kCheckpoints: return "checkpoints";
-    case Family::kOutputs: return "outputs";
-    case Family::kInputs: return "inputs";
-    case Family::kEvents: return "events";
-    case Family::kWorkers: return "workers";
-    case Family::kMeta: return "default";
+    case Family::kJobs:
+      return "jobs";
+    case Family::kSegments:
+      return "segments";
+    case Family::kChunks:
+      return "chunks";
+    case Family::kLatents:
+      return "latents";
+    case Family::kCheckpoints:
+      return "checkpoints";
+    case Family::kOutputs:
+      return "outputs";
+    case Family::kInputs:
+      return "inputs";
+    case Family::kEvents:
+      return "events";
+    case Family::kWorkers:
+      return "workers";
+    case Family::kMeta:
+      return "default";
   }
   return "default";
 }
 
-constexpr Family kAllFamilies[] = {Family::kMeta, Family::kJobs, Family::kSegments, Family::kChunks,
-                                   Family::kLatents, Family::kCheckpoints, Family::kOutputs,
-                                   Family::kInputs, Family::kEvents, Family::kWorkers};
+constexpr Family kAllFamilies[] = {
+    Family::kMeta,        Family::kJobs,    Family::kSegments, Family::kChunks, Family::kLatents,
+    Family::kCheckpoints, Family::kOutputs, Family::kInputs,   Family::kEvents, Family::kWorkers};
 
 bool IsBig(Family f) {
-  return f == Family::kLatents || f == Family::kCheckpoints || f == Family::kOutputs || f == Family::kInputs;
+  return f == Family::kLatents || f == Family::kCheckpoints || f == Family::kOutputs ||
+         f == Family::kInputs;
 }
 
 void PutBE(std::string& s, uint64_t v, int bytes) {
@@ -41,7 +52,8 @@ void PutBE(std::string& s, uint64_t v, int bytes) {
 }
 uint64_t GetBE(const std::string& s, size_t at, int bytes) {
   uint64_t v = 0;
-  for (int i = 0; i < bytes && at + i < s.size(); ++i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  for (int i = 0; i < bytes && at + i < s.size(); ++i)
+    v = (v << 8) | static_cast<unsigned char>(s[at + i]);
   return v;
 }
 
@@ -71,16 +83,19 @@ std::string EncodeTensor(const Tensor& t) {
 }
 
 Result<Tensor> DecodeTensor(const std::string& b) {
-  if (b.size() < 8 || b.compare(0, 4, "SGT1") != 0) return Result<Tensor>::Error("stored tensor has a bad header");
+  if (b.size() < 8 || b.compare(0, 4, "SGT1") != 0)
+    return Result<Tensor>::Error("stored tensor has a bad header");
   uint32_t rank = 0;
   std::memcpy(&rank, b.data() + 4, 4);
-  if (rank > 8 || b.size() < 8 + rank * 8) return Result<Tensor>::Error("stored tensor has a bad rank");
+  if (rank > 8 || b.size() < 8 + rank * 8)
+    return Result<Tensor>::Error("stored tensor has a bad rank");
   Tensor t;
   t.shape.resize(rank);
   std::memcpy(t.shape.data(), b.data() + 8, rank * 8);
   size_t offset = 8 + rank * 8;
   int64_t n = Tensor::NumElements(t.shape);
-  if (n < 0 || b.size() - offset != static_cast<size_t>(n) * 4) return Result<Tensor>::Error("stored tensor is truncated");
+  if (n < 0 || b.size() - offset != static_cast<size_t>(n) * 4)
+    return Result<Tensor>::Error("stored tensor is truncated");
   t.data.resize(static_cast<size_t>(n));
   std::memcpy(t.data.data(), b.data() + offset, b.size() - offset);
   return t;
@@ -100,7 +115,9 @@ Store::Batch::~Batch() = default;
 void Store::Batch::Put(Family f, const std::string& key, const std::string& value) {
   rep_->ops.push_back({0, f, key, value});
 }
-void Store::Batch::Delete(Family f, const std::string& key) { rep_->ops.push_back({1, f, key, {}}); }
+void Store::Batch::Delete(Family f, const std::string& key) {
+  rep_->ops.push_back({1, f, key, {}});
+}
 void Store::Batch::DeleteRange(Family f, const std::string& begin, const std::string& end) {
   rep_->ops.push_back({2, f, begin, end});
 }
@@ -156,9 +173,12 @@ Status Store::Write(Batch& batch) {
   for (const auto& op : batch.rep_->ops) {
     auto* h = rep_->handles.at(op.f);
     rocksdb::Status s;
-    if (op.kind == 0) s = wb.Put(h, op.a, op.b);
-    else if (op.kind == 1) s = wb.Delete(h, op.a);
-    else s = wb.DeleteRange(h, op.a, op.b);
+    if (op.kind == 0)
+      s = wb.Put(h, op.a, op.b);
+    else if (op.kind == 1)
+      s = wb.Delete(h, op.a);
+    else
+      s = wb.DeleteRange(h, op.a, op.b);
     if (!s.ok()) return Status::Error("store: cannot build batch: " + s.ToString());
   }
   rocksdb::WriteOptions wo;
@@ -172,7 +192,8 @@ Status Store::Write(Batch& batch) {
 Result<std::string> Store::Get(Family f, const std::string& key) {
   std::string value;
   rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->handles.at(f), key, &value);
-  if (s.IsNotFound()) return Result<std::string>::Error(std::string("not found in ") + FamilyName(f));
+  if (s.IsNotFound())
+    return Result<std::string>::Error(std::string("not found in ") + FamilyName(f));
   if (!s.ok()) return Result<std::string>::Error("store: read failed: " + s.ToString());
   return value;
 }
@@ -181,7 +202,8 @@ bool Store::Exists(Family f, const std::string& key) { return Get(f, key).ok(); 
 
 Status Store::Scan(Family f, const std::string& begin, const std::string& end,
                    const std::function<bool(const std::string&, const std::string&)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->handles.at(f)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->handles.at(f)));
   for (it->Seek(begin); it->Valid(); it->Next()) {
     std::string k = it->key().ToString();
     if (!end.empty() && k >= end) break;

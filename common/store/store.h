@@ -28,7 +28,18 @@
 
 namespace segue {
 
-enum class Family { kJobs, kSegments, kChunks, kLatents, kCheckpoints, kOutputs, kInputs, kEvents, kWorkers, kMeta };
+enum class Family {
+  kJobs,
+  kSegments,
+  kChunks,
+  kLatents,
+  kCheckpoints,
+  kOutputs,
+  kInputs,
+  kEvents,
+  kWorkers,
+  kMeta
+};
 
 std::string JobKey(uint64_t job);
 std::string TaskKey(uint64_t job, uint32_t index);

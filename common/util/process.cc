@@ -32,7 +32,8 @@ ChildProcess::~ChildProcess() {
   if (pid_ > 0 && !reaped_) Stop();
 }
 
-Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, const std::string& log_file) {
+Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv,
+                                         const std::string& log_file) {
   if (argv.empty()) return Result<ChildProcess>::Error("spawn: empty command");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -40,7 +41,8 @@ Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, c
   int err_pipe[2];
   if (pipe2(err_pipe, O_CLOEXEC) != 0) return Result<ChildProcess>::Error("spawn: pipe failed");
   pid_t pid = fork();
-  if (pid < 0) return Result<ChildProcess>::Error(std::string("spawn: fork failed: ") + std::strerror(errno));
+  if (pid < 0)
+    return Result<ChildProcess>::Error(std::string("spawn: fork failed: ") + std::strerror(errno));
   if (pid == 0) {
     close(err_pipe[0]);
     if (!log_file.empty()) {
@@ -64,7 +66,8 @@ Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, c
   c.pid_ = pid;
   if (n == sizeof child_errno) {
     c.Wait();
-    return Result<ChildProcess>::Error("cannot start '" + argv[0] + "': " + std::strerror(child_errno));
+    return Result<ChildProcess>::Error("cannot start '" + argv[0] +
+                                       "': " + std::strerror(child_errno));
   }
   return c;
 }

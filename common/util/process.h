@@ -23,7 +23,8 @@ class ChildProcess {
   ~ChildProcess();  // sends SIGTERM and waits, if still running
 
   // Starts `argv[0]` with `argv`; stdout/stderr go to `log_file` when non-empty (appended).
-  static Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const std::string& log_file = "");
+  static Result<ChildProcess> Spawn(const std::vector<std::string>& argv,
+                                    const std::string& log_file = "");
 
   pid_t pid() const { return pid_; }
   bool Running();
