@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include "coordinator/codenoise.h"
+
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -79,6 +81,24 @@ struct Job {
   std::vector<ChunkSpan> chunks;
   std::vector<Slot> chunk;
   uint32_t segments_done = 0, chunks_done = 0;
+  // codenoise: the running gang, if any.
+  struct Gang {
+    uint32_t attempt = 0;
+    struct Group {
+      uint32_t first = 0, end = 0;  // segments [first, end)
+      std::string worker;
+    };
+    std::vector<Group> groups;
+    std::unique_ptr<StepExchange> exchange;
+    int GroupOf(const std::string& worker) const {
+      for (size_t g = 0; g < groups.size(); ++g) {
+        if (groups[g].worker == worker) return static_cast<int>(g);
+      }
+      return -1;
+    }
+  };
+  std::optional<Gang> gang;
+  uint64_t gang_wait_since = 0;  // when a gang could first have started with fewer workers
 };
 
 struct TaskRef {
@@ -118,7 +138,8 @@ struct Coordinator::Impl {
   std::map<std::string, Worker> workers;  // by name
   std::map<std::string, std::string> name_of_identity;
   CoordinatorCounters counters;
-  fs::path output_root;  // canonical
+  fs::path output_root;                  // canonical
+  std::vector<int64_t> exchange_shape_;  // [C, h, w] of the exchange being merged
 
   // ---- persistence -------------------------------------------------------------------------
 
@@ -155,7 +176,7 @@ struct Coordinator::Impl {
   }
 
   static Family SlotFamily(wire::TaskKind kind) {
-    return kind == wire::TaskKind::RENDER ? Family::kSegments : Family::kChunks;
+    return kind == wire::TaskKind::ENCODE ? Family::kChunks : Family::kSegments;
   }
 
   void AddEvent(Store::Batch& batch, uint64_t job, const std::string& text) {
@@ -320,6 +341,8 @@ struct Coordinator::Impl {
           return OnEncodeResult(identity, env.getEncodeResult());
         case wire::Envelope::TASK_FAILURE:
           return OnTaskFailure(identity, env.getTaskFailure());
+        case wire::Envelope::CODENOISE_EXCHANGE:
+          return OnCodenoiseExchange(identity, env.getCodenoiseExchange());
         case wire::Envelope::HEARTBEAT:
           return OnHeartbeat(identity);
         case wire::Envelope::SUBMIT:
@@ -328,6 +351,8 @@ struct Coordinator::Impl {
           return Send(identity, OnStatus(env.getStatusRequest().getJobId()), req);
         case wire::Envelope::LIST_JOBS:
           return Send(identity, OnListJobs(), req);
+        case wire::Envelope::LIST_WORKERS:
+          return Send(identity, OnListWorkers(), req);
         default:
           ++counters.bad_messages;
           spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",
@@ -420,7 +445,7 @@ struct Coordinator::Impl {
     auto it = jobs.find(job_id);
     Slot* slot = nullptr;
     if (it != jobs.end()) {
-      auto& slots = kind == wire::TaskKind::RENDER ? it->second.seg : it->second.chunk;
+      auto& slots = kind == wire::TaskKind::ENCODE ? it->second.chunk : it->second.seg;
       if (index < slots.size()) slot = &slots[index];
     }
     if (!w || !slot || slot->state != rec::TaskState::RUNNING || slot->attempt != attempt ||
@@ -451,9 +476,12 @@ struct Coordinator::Impl {
                                       " do not fit a segment of " + std::to_string(span.length()) +
                                       " frames");
     }
-    w->task.reset();
-    if (!latents.ok())
+    const bool in_gang = w->task && w->task->kind == wire::TaskKind::CODENOISE;
+    if (!in_gang) w->task.reset();
+    if (!latents.ok()) {
+      if (in_gang) return GangFailed(*job, *w, latents.message());
       return FailTask(*job, wire::TaskKind::RENDER, r.getSegment(), *w, latents.message());
+    }
     Store::Batch batch;
     slot->state = rec::TaskState::DONE;
     batch.Put(Family::kLatents, TaskKey(job->id, r.getSegment()), EncodeTensor(*latents));
@@ -464,6 +492,15 @@ struct Coordinator::Impl {
     Commit(batch);
     ++job->segments_done;
     ++w->tasks_done;
+    if (in_gang) {
+      int g = job->gang ? job->gang->GroupOf(w->name) : -1;
+      const auto* group = g >= 0 ? &job->gang->groups[static_cast<size_t>(g)] : nullptr;
+      bool group_done =
+          !group || std::all_of(job->seg.begin() + group->first, job->seg.begin() + group->end,
+                                [](const Slot& x) { return x.state == rec::TaskState::DONE; });
+      if (group_done) w->task.reset();
+      if (job->segments_done == job->segments.size()) job->gang.reset();
+    }
     Schedule();
   }
 
@@ -499,8 +536,12 @@ struct Coordinator::Impl {
     Job* job = nullptr;
     Slot* slot = Fence(w, r.getJobId(), r.getKind(), r.getIndex(), r.getAttempt(), &job);
     if (!slot) return Schedule();
-    w->task.reset();
-    FailTask(*job, r.getKind(), r.getIndex(), *w, r.getMessage().cStr());
+    if (r.getKind() == wire::TaskKind::CODENOISE) {
+      GangFailed(*job, *w, r.getMessage().cStr());
+    } else {
+      w->task.reset();
+      FailTask(*job, r.getKind(), r.getIndex(), *w, r.getMessage().cStr());
+    }
     Schedule();
   }
 
@@ -535,6 +576,12 @@ struct Coordinator::Impl {
   // Puts a worker's task back in the queue (worker gone or reconnected).
   void ReleaseTask(Worker& w, const std::string& why) {
     if (!w.task) return;
+    if (w.task->kind == wire::TaskKind::CODENOISE) {
+      auto j = jobs.find(w.task->job);
+      w.task.reset();
+      if (j != jobs.end()) AbortGang(j->second, why + " (" + w.name + ")", w.name);
+      return;
+    }
     auto it = jobs.find(w.task->job);
     if (it != jobs.end() && !Finished(it->second.state)) {
       Job& j = it->second;
@@ -713,6 +760,30 @@ struct Coordinator::Impl {
     return Serialize(b);
   }
 
+  std::string OnListWorkers() {
+    capnp::MallocMessageBuilder b;
+    auto list = b.initRoot<wire::Envelope>().initWorkerList().initWorkers(
+        static_cast<unsigned>(workers.size()));
+    unsigned i = 0;
+    for (const auto& [name, w] : workers) {
+      auto o = list[i++];
+      o.setName(w.name);
+      o.setHost(w.host);
+      o.setDevice(w.device);
+      o.setState(w.task ? "busy" : "idle");
+      if (w.task) {
+        const char* what = w.task->kind == wire::TaskKind::ENCODE      ? " chunk "
+                           : w.task->kind == wire::TaskKind::CODENOISE ? " segments from "
+                                                                       : " segment ";
+        o.setTask("job " + std::to_string(w.task->job) + what + std::to_string(w.task->index));
+      }
+      o.setTasksDone(w.tasks_done);
+      o.setFailures(w.failures);
+      o.setLastSeenMs(w.last_seen_ms);
+    }
+    return Serialize(b);
+  }
+
   // ---- scheduling --------------------------------------------------------------------------
 
   // Jobs in dispatch order: higher priority first, then first come.
@@ -735,32 +806,193 @@ struct Coordinator::Impl {
     return true;
   }
 
+  std::vector<Worker*> IdleWorkers(const std::string& model) {
+    std::vector<Worker*> out;
+    for (auto& [name, w] : workers) {
+      if (w.credits > 0 && !w.task && w.models.count(model)) out.push_back(&w);
+    }
+    return out;
+  }
+
   void Schedule() {
     std::vector<Job*> order = RunnableJobs();
     if (order.empty()) return;
-    for (auto& [name, w] : workers) {
-      if (w.credits == 0 || w.task) continue;
-      bool assigned = false;
-      // Encodes first: they finish jobs and free the store of latents.
-      for (Job* j : order) {
-        if (!w.models.count(j->manifest.model_name)) continue;
-        for (size_t c = 0; c < j->chunks.size() && !assigned; ++c) {
-          if (ChunkReady(*j, c)) assigned = AssignEncode(*j, static_cast<uint32_t>(c), w);
-        }
-        if (assigned) break;
-      }
-      for (Job* j : order) {
-        if (assigned) break;
-        if (!w.models.count(j->manifest.model_name)) continue;
-        for (size_t s = 0; s < j->segments.size(); ++s) {
-          if (j->seg[s].state == rec::TaskState::PENDING) {
-            AssignRender(*j, static_cast<uint32_t>(s), w);
-            assigned = true;
-            break;
-          }
-        }
+    // Encodes first: they finish jobs and free the store of latents.
+    for (Job* j : order) {
+      for (size_t c = 0; c < j->chunks.size(); ++c) {
+        if (!ChunkReady(*j, c)) continue;
+        auto idle = IdleWorkers(j->manifest.model_name);
+        if (idle.empty()) break;
+        AssignEncode(*j, static_cast<uint32_t>(c), *idle.front());
       }
     }
+    for (Job* j : order) {
+      if (j->manifest.strategy == "codenoise") {
+        if (!j->gang && j->segments_done < j->segments.size()) {
+          auto idle = IdleWorkers(j->manifest.model_name);
+          if (idle.empty()) continue;
+          // Give busy workers a moment to free up: a gang cannot grow once started.
+          size_t able = 0;
+          for (const auto& [name, w] : workers) able += w.models.count(j->manifest.model_name);
+          const uint64_t now = NowMs();
+          if (j->gang_wait_since == 0) j->gang_wait_since = now;
+          if (idle.size() < std::min(able, j->segments.size()) &&
+              now - j->gang_wait_since < static_cast<uint64_t>(options.gang_wait_ms)) {
+            continue;
+          }
+          j->gang_wait_since = 0;
+          StartGang(*j, idle);
+        }
+        continue;
+      }
+      for (size_t s = 0; s < j->segments.size(); ++s) {
+        if (!SegmentRunnable(*j, s)) continue;
+        auto idle = IdleWorkers(j->manifest.model_name);
+        if (idle.empty()) break;
+        AssignRender(*j, static_cast<uint32_t>(s), *idle.front());
+      }
+    }
+  }
+
+  // ---- co-denoising ------------------------------------------------------------------------
+
+  // Splits the job's segments over `idle` workers (at most one group per segment) and starts
+  // them all at step 0.
+  void StartGang(Job& j, const std::vector<Worker*>& idle) {
+    const auto groups = SplitIntoGroups(static_cast<uint32_t>(j.segments.size()),
+                                        static_cast<uint32_t>(idle.size()));
+    Job::Gang gang;
+    for (const Slot& s : j.seg) gang.attempt = std::max(gang.attempt, s.attempt);
+    ++gang.attempt;
+    Store::Batch batch;
+    for (size_t g = 0; g < groups.size(); ++g) {
+      gang.groups.push_back({groups[g].first, groups[g].second, idle[g]->name});
+      for (uint32_t s = groups[g].first; s < groups[g].second; ++s) {
+        Slot& slot = j.seg[s];
+        slot.state = rec::TaskState::RUNNING;
+        slot.attempt = gang.attempt;
+        slot.worker = idle[g]->name;
+        batch.Put(Family::kSegments, TaskKey(j.id, s), EncodeSlot(slot));
+      }
+    }
+    if (j.state == rec::JobState::QUEUED) SetJobState(j, rec::JobState::RUNNING, "", batch);
+    AddEvent(batch, j.id,
+             "co-denoising on " + std::to_string(groups.size()) + " worker(s), attempt " +
+                 std::to_string(gang.attempt));
+    Commit(batch);
+    gang.exchange =
+        std::make_unique<StepExchange>(j.segments, j.blend, static_cast<int>(groups.size()));
+    for (size_t g = 0; g < groups.size(); ++g) {
+      Worker& w = *idle[g];
+      capnp::MallocMessageBuilder b;
+      auto t = b.initRoot<wire::Envelope>().initAssignment().initCodenoise();
+      t.setJobId(j.id);
+      t.setAttempt(gang.attempt);
+      t.setTotalFrames(j.manifest.frames);
+      t.setLength(static_cast<uint32_t>(j.manifest.segment_length));
+      t.setOverlap(static_cast<uint32_t>(j.manifest.segment_overlap));
+      t.setJobSeed(j.manifest.seed);
+      t.setBlend(j.manifest.blend);
+      auto list = t.initSegments(groups[g].second - groups[g].first);
+      for (uint32_t s = groups[g].first; s < groups[g].second; ++s) {
+        FillRenderTask(j, s, gang.attempt, list[s - groups[g].first]);
+      }
+      w.task = TaskRef{j.id, wire::TaskKind::CODENOISE, groups[g].first};
+      --w.credits;
+      Send(w.identity, Serialize(b));
+    }
+    spdlog::info("job {}: co-denoising {} segments on {} worker(s), attempt {}", j.id,
+                 j.segments.size(), groups.size(), gang.attempt);
+    j.gang = std::move(gang);
+  }
+
+  void OnCodenoiseExchange(const std::string& identity, wire::CodenoiseExchange::Reader x) {
+    Worker* w = WorkerOf(identity);
+    auto it = jobs.find(x.getJobId());
+    Job* j = it == jobs.end() ? nullptr : &it->second;
+    int group =
+        (w && j && j->gang && j->gang->attempt == x.getAttempt()) ? j->gang->GroupOf(w->name) : -1;
+    if (group < 0 || x.getStep() < j->gang->exchange->step()) {
+      ++counters.fenced_results;
+      spdlog::warn(
+          "fenced off a stale co-denoising exchange for job {} attempt {} [{} fenced so far]",
+          x.getJobId(), x.getAttempt(), counters.fenced_results);
+      return;
+    }
+    if (x.getStep() > j->gang->exchange->step())
+      return GangFailed(*j, *w, "exchange arrived out of step");
+    std::vector<FrameValues> values;
+    for (auto sl : x.getSlices()) {
+      auto t = GetTensor(sl.getLatents());
+      if (!t.ok()) return GangFailed(*j, *w, "bad exchange: " + t.message());
+      values.push_back({sl.getSegment(), sl.getFrame(), std::move(t->data)});
+      if (values.size() == 1) exchange_shape_ = t->shape;
+    }
+    Status s = j->gang->exchange->Add(group, std::move(values));
+    if (!s.ok()) return GangFailed(*j, *w, "bad exchange: " + s.message());
+    if (!j->gang->exchange->Complete()) return;
+    const uint32_t step = j->gang->exchange->step();
+    auto merged = j->gang->exchange->Merge();
+    if (!merged.ok()) return GangFailed(*j, *w, merged.message());
+    for (size_t g = 0; g < merged->size(); ++g) {
+      auto member = workers.find(j->gang->groups[g].worker);
+      if (member == workers.end()) continue;
+      capnp::MallocMessageBuilder b;
+      auto m = b.initRoot<wire::Envelope>().initCodenoiseMerged();
+      m.setJobId(j->id);
+      m.setAttempt(j->gang->attempt);
+      m.setStep(step);
+      auto slices = m.initSlices(static_cast<unsigned>((*merged)[g].size()));
+      for (size_t i = 0; i < (*merged)[g].size(); ++i) {
+        auto& v = (*merged)[g][i];
+        slices[static_cast<unsigned>(i)].setFrame(v.frame);
+        Tensor t;
+        t.shape = exchange_shape_;
+        t.data = std::move(v.data);
+        SetTensor(slices[static_cast<unsigned>(i)].initLatents(), t);
+      }
+      Send(member->second.identity, Serialize(b));
+    }
+  }
+
+  // A gang member reported a failure: count it against the job, then restart the gang.
+  void GangFailed(Job& j, Worker& w, const std::string& message) {
+    w.task.reset();
+    uint32_t first = 0;
+    if (j.gang) {
+      int g = j.gang->GroupOf(w.name);
+      if (g >= 0) first = j.gang->groups[static_cast<size_t>(g)].first;
+    }
+    AbortGang(j, "co-denoising failed on " + w.name + ": " + message, "");
+    FailTask(j, wire::TaskKind::RENDER, first, w, message);
+  }
+
+  // Stops every member of the job's gang except `except` and puts its segments back in the
+  // queue; the next gang starts from step 0 with a higher attempt number.
+  void AbortGang(Job& j, const std::string& why, const std::string& except) {
+    if (!j.gang) return;
+    for (const auto& g : j.gang->groups) {
+      auto member = workers.find(g.worker);
+      if (member == workers.end() || g.worker == except) continue;
+      if (member->second.task && member->second.task->job == j.id) member->second.task.reset();
+      capnp::MallocMessageBuilder b;
+      auto c = b.initRoot<wire::Envelope>().initCancel();
+      c.setJobId(j.id);
+      c.setAttempt(j.gang->attempt);
+      c.setReason(why);
+      Send(member->second.identity, Serialize(b));
+    }
+    Store::Batch batch;
+    for (size_t s = 0; s < j.seg.size(); ++s) {
+      if (j.seg[s].state != rec::TaskState::RUNNING) continue;
+      j.seg[s].state = rec::TaskState::PENDING;
+      j.seg[s].worker.clear();
+      batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(s)), EncodeSlot(j.seg[s]));
+    }
+    AddEvent(batch, j.id, "co-denoising stopped: " + why);
+    Commit(batch);
+    spdlog::warn("job {}: co-denoising stopped: {}", j.id, why);
+    j.gang.reset();
   }
 
   void MarkRunning(Job& j, Slot& slot, wire::TaskKind kind, uint32_t index, Worker& w,
@@ -774,20 +1006,20 @@ struct Coordinator::Impl {
     --w.credits;
   }
 
-  void AssignRender(Job& j, uint32_t index, Worker& w) {
-    Slot& slot = j.seg[index];
+  // Everything a worker needs to render segment `index` of `j`, except the guide.
+  void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, wire::RenderTask::Builder t) {
     const SegmentSpan& span = j.segments[index];
-    Store::Batch batch;
-    MarkRunning(j, slot, wire::TaskKind::RENDER, index, w, batch);
-    Commit(batch);
     const Manifest& m = j.manifest;
-    capnp::MallocMessageBuilder b;
-    auto t = b.initRoot<wire::Envelope>().initAssignment().initRender();
     t.setJobId(j.id);
     t.setSegment(index);
-    t.setAttempt(slot.attempt);
+    t.setAttempt(attempt);
     t.setModel(m.model_name);
     t.setSteps(static_cast<uint32_t>(m.steps));
+    t.setSampler(m.sampler);
+    t.setShift(m.shift);
+    t.setEta(m.eta);
+    t.setGuidance(m.guidance);
+    t.setNegativePrompt(m.negative_prompt);
     t.setWidth(static_cast<uint32_t>(m.width));
     t.setHeight(static_cast<uint32_t>(m.height));
     t.setFpsNum(m.fps.num);
@@ -805,16 +1037,69 @@ struct Coordinator::Impl {
     if (first > 0) --first;
     size_t last = first;
     for (size_t i = first; i < m.timeline.size() && m.timeline[i].frame < span.end; ++i) last = i;
-    std::vector<const Keyframe*> kf;
-    for (size_t i = first; i <= last; ++i) kf.push_back(&m.timeline[i]);
-    auto tl = t.initTimeline(static_cast<unsigned>(kf.size()));
-    for (size_t i = 0; i < kf.size(); ++i) {
-      tl[static_cast<unsigned>(i)].setFrame(kf[i]->frame);
-      tl[static_cast<unsigned>(i)].setTransitionFrames(kf[i]->transition_frames);
-      tl[static_cast<unsigned>(i)].setPrompt(kf[i]->prompt);
+    auto tl = t.initTimeline(static_cast<unsigned>(last - first + 1));
+    for (size_t i = first; i <= last; ++i) {
+      auto k = tl[static_cast<unsigned>(i - first)];
+      k.setFrame(m.timeline[i].frame);
+      k.setTransitionFrames(m.timeline[i].transition_frames);
+      k.setPrompt(m.timeline[i].prompt);
     }
+  }
+
+  // Chained: the previous segment's final latents over the frames it shares with `index`.
+  Result<Tensor> GuideFor(const Job& j, uint32_t index) {
+    const SegmentSpan& prev = j.segments[index - 1];
+    const SegmentSpan& cur = j.segments[index];
+    auto bytes = store->Get(Family::kLatents, TaskKey(j.id, index - 1));
+    if (!bytes.ok()) return bytes.status();
+    auto t = DecodeTensor(*bytes);
+    if (!t.ok()) return t;
+    const int64_t C = t->shape[0], T = t->shape[1], hw = t->shape[2] * t->shape[3];
+    const int64_t from = cur.start - prev.start, count = prev.end - cur.start;
+    Tensor g = Tensor::Zeros({C, count, t->shape[2], t->shape[3]});
+    for (int64_t c = 0; c < C; ++c) {
+      const float* src = t->data.data() + (c * T + from) * hw;
+      std::copy(src, src + count * hw, g.data.begin() + c * count * hw);
+    }
+    return g;
+  }
+
+  void AssignRender(Job& j, uint32_t index, Worker& w) {
+    std::optional<Tensor> guide;
+    if (j.manifest.strategy == "chained" && index > 0) {
+      auto g = GuideFor(j, index);
+      if (!g.ok()) {
+        // The previous segment's latents are gone (store damage): render it again first.
+        spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id,
+                      index - 1, g.message());
+        Slot& s = j.seg[index - 1];
+        s.state = rec::TaskState::PENDING;
+        --j.segments_done;
+        Store::Batch batch;
+        batch.Put(Family::kSegments, TaskKey(j.id, index - 1), EncodeSlot(s));
+        Commit(batch);
+        return;
+      }
+      guide = std::move(*g);
+    }
+    Slot& slot = j.seg[index];
+    Store::Batch batch;
+    MarkRunning(j, slot, wire::TaskKind::RENDER, index, w, batch);
+    Commit(batch);
+    capnp::MallocMessageBuilder b;
+    auto t = b.initRoot<wire::Envelope>().initAssignment().initRender();
+    FillRenderTask(j, index, slot.attempt, t);
+    if (guide) SetTensor(t.initGuide(), *guide);
     Send(w.identity, Serialize(b));
     spdlog::debug("job {} segment {} attempt {} -> {}", j.id, index, slot.attempt, w.name);
+  }
+
+  // A segment may start: always for independent; for chained once its predecessor is done.
+  bool SegmentRunnable(const Job& j, size_t s) {
+    if (j.seg[s].state != rec::TaskState::PENDING) return false;
+    if (j.manifest.strategy == "chained" && s > 0)
+      return j.seg[s - 1].state == rec::TaskState::DONE;
+    return j.manifest.strategy != "codenoise";  // codenoise segments start together, as a gang
   }
 
   bool AssignEncode(Job& j, uint32_t index, Worker& w) {

@@ -23,6 +23,7 @@ struct CoordinatorOptions {
   int liveness_ms = 10000;  // a worker silent this long is presumed dead
   int max_attempts = 3;     // a task failing this often fails its job
   std::string encoder_preset = "medium";
+  int gang_wait_ms = 2000;  // codenoise: wait this long for busy workers before a smaller gang
 };
 
 struct CoordinatorCounters {

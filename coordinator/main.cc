@@ -46,6 +46,10 @@ int main(int argc, char** argv) {
   app.add_option("--encoder-preset", o.encoder_preset,
                  "x264 preset for chunks (ultrafast ... veryslow)")
       ->capture_default_str();
+  app.add_option("--gang-wait-ms", o.gang_wait_ms,
+                 "codenoise: how long to wait for busy workers before starting a smaller gang")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {

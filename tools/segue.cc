@@ -4,6 +4,8 @@
 //   segue submit MANIFEST --coordinator A    hand a job to a running farm
 //   segue status JOB [--json] [--watch]      one job's state and progress
 //   segue jobs [--json]                      every job the coordinator knows
+//   segue workers [--json]                   every worker the coordinator knows
+//   segue seams VIDEO --plan P | --manifest M  how visible the joins between segments are
 // Exit codes: 0 success, 1 failure (a job failed, the farm is unreachable), 2 bad input.
 #include <unistd.h>
 
@@ -23,6 +25,7 @@
 #include "common/plan/plan.h"
 #include "common/util/process.h"
 #include "tools/progress.h"
+#include "tools/seams.h"
 
 namespace fs = std::filesystem;
 using namespace segue;
@@ -196,6 +199,96 @@ int CmdJobs(const std::string& coordinator, bool json) {
   return 0;
 }
 
+int CmdWorkers(const std::string& coordinator, bool json) {
+  Client client(CoordinatorAddress(coordinator));
+  auto workers = client.Workers();
+  if (!workers.ok()) return Fail(workers.message());
+  if (json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& w : *workers) j.push_back(w.ToJson());
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  printf("%-28s %-16s %-8s %-6s %-26s %6s %8s\n", "NAME", "HOST", "DEVICE", "STATE", "TASK", "DONE",
+         "FAILURES");
+  for (const auto& w : *workers) {
+    printf("%-28.28s %-16.16s %-8s %-6s %-26.26s %6u %8u\n", w.name.c_str(), w.host.c_str(),
+           w.device.c_str(), w.state.c_str(), w.task.c_str(), w.tasks_done, w.failures);
+  }
+  return 0;
+}
+
+// ---- seams ---------------------------------------------------------------------------------
+
+Result<std::vector<SegmentSpan>> LoadPlan(const std::string& plan_path,
+                                          const std::string& manifest_path) {
+  using R = Result<std::vector<SegmentSpan>>;
+  if (!manifest_path.empty()) {
+    auto m = LoadManifestFile(manifest_path, false);
+    if (!m.ok()) return R::Error(m.message());
+    return PlanSegments(m->frames, m->segment_length, m->segment_overlap, m->seed);
+  }
+  std::string error;
+  std::string text = ReadFile(plan_path, &error);
+  if (!error.empty()) return R::Error(error);
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("segments") || !j["segments"].is_array()) {
+    return R::Error(plan_path + ": not a plan (expected the JSON of `segue plan --json`)");
+  }
+  std::vector<SegmentSpan> out;
+  for (size_t i = 0; i < j["segments"].size(); ++i) {
+    const auto& s = j["segments"][i];
+    if (!s.is_object() || !s.contains("start") || !s.contains("end") ||
+        !s["start"].is_number_integer() || !s["end"].is_number_integer() ||
+        s["end"].get<int64_t>() <= s["start"].get<int64_t>()) {
+      return R::Error(plan_path + ": segments[" + std::to_string(i) +
+                      "] needs integer start < end");
+    }
+    out.push_back({static_cast<int>(i), s["start"].get<int64_t>(), s["end"].get<int64_t>(), 0});
+    if (i > 0 && out[i].start <= out[i - 1].start) {
+      return R::Error(plan_path + ": segments[" + std::to_string(i) + "] is out of order");
+    }
+  }
+  return out;
+}
+
+int CmdSeams(const std::string& video, const std::string& plan, const std::string& manifest,
+             bool json) {
+  if (plan.empty() == manifest.empty())
+    return Fail("seams: give exactly one of --plan or --manifest", kBadInput);
+  auto segments = LoadPlan(plan, manifest);
+  if (!segments.ok()) return Fail(segments.message(), kBadInput);
+  auto report = MeasureSeams(video, *segments);
+  if (!report.ok()) return Fail(report.message(), kBadInput);
+  if (json) {
+    nlohmann::json j = {{"frames", report->frames},
+                        {"baseline", report->baseline},
+                        {"worst_ratio", report->worst},
+                        {"changes", report->changes}};
+    j["joins"] = nlohmann::json::array();
+    for (const auto& s : report->joins) {
+      j["joins"].push_back({{"left", s.left},
+                            {"start", s.start},
+                            {"end", s.end},
+                            {"peak", s.peak},
+                            {"ratio", s.ratio}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  printf("%lld frames; median frame-to-frame change away from overlaps: %.3f\n",
+         static_cast<long long>(report->frames), report->baseline);
+  printf("%-8s %-16s %10s %8s\n", "JOIN", "OVERLAP", "PEAK", "RATIO");
+  for (const auto& s : report->joins) {
+    char range[48];
+    snprintf(range, sizeof range, "[%lld, %lld)", static_cast<long long>(s.start),
+             static_cast<long long>(s.end));
+    printf("%3d|%-4d %-16s %10.3f %8.2f\n", s.left, s.left + 1, range, s.peak, s.ratio);
+  }
+  printf("worst ratio: %.2f\n", report->worst);
+  return 0;
+}
+
 // ---- render ----------------------------------------------------------------------------------
 
 int CmdRender(const std::string& path, int workers, const std::string& output_flag,
@@ -252,6 +345,13 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
             << m->height << " at " << m->fps.ToString() << " fps) on " << workers << " local worker"
             << (workers == 1 ? "" : "s") << "; state in " << state.string() << "\n";
   Client client(endpoint);
+  // All workers in before the job: a codenoise gang forms from the workers present.
+  for (int i = 0; i < 600; ++i) {
+    auto ws = client.Workers();
+    if (ws.ok() && static_cast<int>(ws->size()) >= workers) break;
+    if (g_interrupted) return Fail("interrupted", 130);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   auto r = client.Submit(*req);
   if (!r.ok()) return Fail(r.message(), kBadInput);
   auto st = Follow(client, r->job_id, true);
@@ -327,6 +427,18 @@ int main(int argc, char** argv) {
   status->add_flag("--watch", watch, "follow the job until it finishes");
   add_coord(status);
 
+  std::string plan_file, manifest_file;
+  auto* seams = app.add_subcommand(
+      "seams", "score how visible the joins between segments are in a rendered video");
+  seams->add_option("video", manifest, "the rendered video")->required();
+  seams->add_option("--plan", plan_file, "the plan, as `segue plan --json` prints it");
+  seams->add_option("--manifest", manifest_file, "or the manifest the video was rendered from");
+  seams->add_flag("--json", json, "print JSON");
+
+  auto* workers_cmd = app.add_subcommand("workers", "list the coordinator's workers");
+  workers_cmd->add_flag("--json", json, "print JSON");
+  add_coord(workers_cmd);
+
   auto* jobs = app.add_subcommand("jobs", "list the coordinator's jobs");
   jobs->add_flag("--json", json, "print JSON");
   add_coord(jobs);
@@ -346,5 +458,7 @@ int main(int argc, char** argv) {
   if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait);
   if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
   if (jobs->parsed()) return CmdJobs(coordinator, json);
+  if (workers_cmd->parsed()) return CmdWorkers(coordinator, json);
+  if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
   return kBadInput;
 }

@@ -4,14 +4,18 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
 #include <zmq.hpp>
 
+#include "common/blend/blend.h"
 #include "common/media/video.h"
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
@@ -31,9 +35,22 @@ std::string HostName() {
 
 // What the task thread hands back to the socket thread: a ready-to-send envelope.
 struct Outcome {
-  std::string message;
+  std::vector<std::string> messages;  // envelopes to send, in order (none: nothing to report)
   std::string summary;
 };
+
+// What a running task and the socket thread share. The task thread sends through its own PUSH
+// socket (ZeroMQ sockets stay on one thread each); replies come back through here.
+struct TaskLink {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> merged;  // GUARDED_BY(mu): CodenoiseMerged envelopes for the task
+  bool cancelled = false;          // GUARDED_BY(mu)
+  std::string cancel_reason;       // GUARDED_BY(mu)
+  uint64_t job = 0;                // the running task's job (0: none)
+};
+
+constexpr char kTaskOutbox[] = "inproc://segue-task-outbox";
 
 Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t attempt,
                 const std::string& msg) {
@@ -44,20 +61,23 @@ Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t atte
   f.setIndex(index);
   f.setAttempt(attempt);
   f.setMessage(msg);
-  return {Serialize(b), "failed: " + msg};
+  return {{Serialize(b)}, "failed: " + msg};
 }
 
-Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
-  const auto start = Clock::now();
+// The model-layer request for a render task, with per-frame conditioning from its keyframes.
+Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
+  using R = Result<model::SegmentRequest>;
   model::SegmentRequest r;
   r.model = t.getModel().cStr();
+  r.sampler = t.getSampler().size() ? t.getSampler().cStr() : "euler";
   r.steps = static_cast<int>(t.getSteps());
+  r.shift = t.getShift() > 0 ? t.getShift() : 1.0;
+  r.eta = t.getEta();
+  r.guidance = t.getGuidance() > 0 ? t.getGuidance() : 1.0;
+  r.negative_prompt = t.getNegativePrompt().cStr();
   r.width = static_cast<int>(t.getWidth());
   r.height = static_cast<int>(t.getHeight());
-  if (t.getFpsNum() <= 0 || t.getFpsDen() <= 0) {
-    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
-                   "bad frame rate in task");
-  }
+  if (t.getFpsNum() <= 0 || t.getFpsDen() <= 0) return R::Error("bad frame rate in task");
   r.fps = static_cast<double>(t.getFpsNum()) / static_cast<double>(t.getFpsDen());
   r.frame_start = t.getFrameStart();
   r.frame_count = t.getFrameCount();
@@ -65,27 +85,39 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
   r.camera_motion = t.getCameraMotion().cStr();
   r.camera_speed = t.getCameraSpeed();
   std::vector<Keyframe> timeline;
-  for (auto k : t.getTimeline())
+  for (auto k : t.getTimeline()) {
     timeline.push_back(Keyframe{k.getFrame(), k.getTransitionFrames(), k.getPrompt().cStr()});
-  if (timeline.empty() || r.steps <= 0 || r.frame_count <= 0) {
-    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
-                   "task has no timeline, steps or frames");
   }
+  if (timeline.empty() || r.steps <= 0 || r.frame_count <= 0)
+    return R::Error("task has no timeline, steps or frames");
   // Per-frame conditioning, with prompts indexed in order of first use.
-  std::vector<std::string> prompts;
   auto index_of = [&](int timeline_index) {
     const std::string& p = timeline[static_cast<size_t>(timeline_index)].prompt;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      if (prompts[i] == p) return static_cast<int>(i);
+    for (size_t i = 0; i < r.prompts.size(); ++i) {
+      if (r.prompts[i] == p) return static_cast<int>(i);
     }
-    prompts.push_back(p);
-    return static_cast<int>(prompts.size() - 1);
+    r.prompts.push_back(p);
+    return static_cast<int>(r.prompts.size() - 1);
   };
   for (int64_t f = 0; f < r.frame_count; ++f) {
     FramePrompt fp = PromptAt(timeline, r.frame_start + f);
     r.frames.push_back({index_of(fp.a), index_of(fp.b), fp.mix});
   }
-  r.prompts = prompts;
+  if (t.hasGuide()) {
+    auto g = GetTensor(t.getGuide());
+    if (!g.ok()) return R::Error("bad guide latents: " + g.message());
+    r.guide = std::move(*g);
+  }
+  return r;
+}
+
+Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
+  const auto start = Clock::now();
+  auto req = RequestFromTask(t);
+  if (!req.ok())
+    return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
+                   req.message());
+  const model::SegmentRequest& r = *req;
   auto latents = runtime.Render(r);
   if (!latents.ok())
     return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
@@ -102,7 +134,7 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
   std::ostringstream summary;
   summary << "job " << t.getJobId() << " segment " << t.getSegment() << " (frames " << r.frame_start
           << "-" << r.frame_start + r.frame_count << ") rendered in " << ms << " ms";
-  return {Serialize(b), summary.str()};
+  return {{Serialize(b)}, summary.str()};
 }
 
 Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
@@ -149,9 +181,158 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
   res.setContainer(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
   res.setFrames(static_cast<uint32_t>(frames));
   res.setElapsedMs(static_cast<uint64_t>(ms));
-  return {Serialize(b), "job " + std::to_string(t.getJobId()) + " chunk " +
-                            std::to_string(t.getChunk()) + " encoded in " + std::to_string(ms) +
-                            " ms"};
+  return {{Serialize(b)},
+          "job " + std::to_string(t.getJobId()) + " chunk " + std::to_string(t.getChunk()) +
+              " encoded in " + std::to_string(ms) + " ms"};
+}
+
+Outcome RenderResultsOf(uint64_t job, uint32_t attempt, uint32_t first,
+                        std::vector<Tensor>& latents, int64_t ms) {
+  Outcome out;
+  for (size_t k = 0; k < latents.size(); ++k) {
+    capnp::MallocMessageBuilder b;
+    auto res = b.initRoot<wire::Envelope>().initRenderResult();
+    res.setJobId(job);
+    res.setSegment(first + static_cast<uint32_t>(k));
+    res.setAttempt(attempt);
+    SetTensor(res.initLatents(), latents[k]);
+    res.setElapsedMs(static_cast<uint64_t>(ms));
+    out.messages.push_back(Serialize(b));
+  }
+  out.summary = "job " + std::to_string(job) + " segments " + std::to_string(first) + "-" +
+                std::to_string(first + latents.size() - 1) + " co-denoised in " +
+                std::to_string(ms) + " ms";
+  return out;
+}
+
+// Co-denoises a group of consecutive segments. After every step, frames covered only by the
+// group's segments are averaged here; frames that segments of other groups also cover go to
+// the coordinator, whose consensus comes back through `link`.
+Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, TaskLink& link,
+                     zmq::socket_t& outbox) {
+  const auto start = Clock::now();
+  const uint64_t job = t.getJobId();
+  const uint32_t attempt = t.getAttempt();
+  auto tasks = t.getSegments();
+  const uint32_t first = tasks.size() ? tasks[0].getSegment() : 0;
+  auto fail = [&](const std::string& msg) {
+    return Failure(job, wire::TaskKind::CODENOISE, first, attempt, msg);
+  };
+  if (tasks.size() == 0 || t.getLength() == 0 || t.getOverlap() >= t.getLength() ||
+      t.getTotalFrames() <= 0) {
+    return fail("malformed co-denoising task");
+  }
+  const auto spans = PlanSegments(t.getTotalFrames(), static_cast<int>(t.getLength()),
+                                  static_cast<int>(t.getOverlap()), t.getJobSeed());
+  const uint32_t end = first + tasks.size();
+  std::vector<model::SegmentRequest> requests;
+  for (uint32_t k = 0; k < tasks.size(); ++k) {
+    if (tasks[k].getSegment() != first + k || first + k >= spans.size() ||
+        tasks[k].getFrameStart() != spans[first + k].start) {
+      return fail("co-denoising task segments do not match the plan");
+    }
+    auto r = RequestFromTask(tasks[k]);
+    if (!r.ok()) return fail(r.message());
+    requests.push_back(std::move(*r));
+  }
+  auto mode = ParseBlendMode(t.getBlend().cStr());
+  if (!mode.ok()) return fail(mode.message());
+  // Frames of the group: exchanged (another group's segment covers them too) or local.
+  std::vector<int64_t> local, shared;
+  for (int64_t f = spans[first].start; f < spans[end - 1].end; ++f) {
+    bool external = false;
+    for (int c : SegmentsCovering(spans, f, f + 1))
+      external |= c < static_cast<int>(first) || c >= static_cast<int>(end);
+    (external ? shared : local).push_back(f);
+  }
+  std::vector<float> buf, out;
+  auto after_step = [&](int step, std::vector<model::LatentView>& views) -> Status {
+    const int64_t C = views[0].shape[0], hw = views[0].shape[2] * views[0].shape[3], n = C * hw;
+    auto plane = [&](uint32_t k, int64_t f, int64_t c) {
+      const model::LatentView& v = views[k - first];
+      return v.data + (c * v.shape[1] + (f - spans[k].start)) * hw;
+    };
+    auto gather = [&](uint32_t k, int64_t f, float* dst) {
+      for (int64_t c = 0; c < C; ++c) std::copy(plane(k, f, c), plane(k, f, c) + hw, dst + c * hw);
+    };
+    auto scatter = [&](int64_t f, const float* src) {  // into every group segment covering f
+      for (int k : SegmentsCovering(spans, f, f + 1)) {
+        if (k < static_cast<int>(first) || k >= static_cast<int>(end)) continue;
+        for (int64_t c = 0; c < C; ++c)
+          std::copy(src + c * hw, src + (c + 1) * hw, plane(static_cast<uint32_t>(k), f, c));
+      }
+    };
+    if (!shared.empty()) {
+      capnp::MallocMessageBuilder b;
+      auto x = b.initRoot<wire::Envelope>().initCodenoiseExchange();
+      x.setJobId(job);
+      x.setAttempt(attempt);
+      x.setStep(static_cast<uint32_t>(step));
+      std::vector<std::pair<uint32_t, int64_t>> items;
+      for (int64_t f : shared) {
+        for (int k : SegmentsCovering(spans, f, f + 1)) {
+          if (k >= static_cast<int>(first) && k < static_cast<int>(end))
+            items.emplace_back(static_cast<uint32_t>(k), f);
+        }
+      }
+      auto slices = x.initSlices(static_cast<unsigned>(items.size()));
+      Tensor frame = Tensor::Zeros({C, views[0].shape[2], views[0].shape[3]});
+      for (size_t i = 0; i < items.size(); ++i) {
+        gather(items[i].first, items[i].second, frame.data.data());
+        slices[static_cast<unsigned>(i)].setSegment(items[i].first);
+        slices[static_cast<unsigned>(i)].setFrame(items[i].second);
+        SetTensor(slices[static_cast<unsigned>(i)].initLatents(), frame);
+      }
+      std::string bytes = Serialize(b);
+      outbox.send(zmq::buffer(bytes), zmq::send_flags::none);
+      // Wait for the consensus of this step (or a cancel).
+      std::string reply;
+      {
+        std::unique_lock<std::mutex> lock(link.mu);
+        if (!link.cv.wait_for(lock, std::chrono::minutes(10),
+                              [&] { return link.cancelled || !link.merged.empty(); })) {
+          return Status::Error("no co-denoising consensus from the coordinator for 10 minutes");
+        }
+        if (link.cancelled) return Status::Error("cancelled: " + link.cancel_reason);
+        reply = std::move(link.merged.front());
+        link.merged.pop_front();
+      }
+      auto in = Incoming::Parse(reply.data(), reply.size());
+      if (!in.ok()) return Status::Error("bad consensus: " + in.message());
+      auto m = (*in)->envelope().getCodenoiseMerged();
+      if (m.getStep() != static_cast<uint32_t>(step))
+        return Status::Error("consensus for the wrong step");
+      for (auto sl : m.getSlices()) {
+        auto values = GetTensor(sl.getLatents());
+        if (!values.ok() || static_cast<int64_t>(values->data.size()) != n)
+          return Status::Error("bad consensus values");
+        scatter(sl.getFrame(), values->data.data());
+      }
+    }
+    buf.resize(static_cast<size_t>(n * (end - first)));
+    out.resize(static_cast<size_t>(n));
+    for (int64_t f : local) {
+      auto cover = SegmentsCovering(spans, f, f + 1);
+      if (cover.size() < 2) continue;  // one segment: nothing to agree on
+      for (int k : cover) gather(static_cast<uint32_t>(k), f, buf.data() + (k - first) * n);
+      BlendFrame(
+          spans, f, *mode, [&](int k) { return buf.data() + (k - first) * n; }, n, out.data());
+      scatter(f, out.data());
+    }
+    std::lock_guard<std::mutex> lock(link.mu);
+    if (link.cancelled) return Status::Error("cancelled: " + link.cancel_reason);
+    return Status::Ok();
+  };
+  auto latents = runtime.RenderTogether(requests, after_step);
+  if (!latents.ok()) {
+    std::lock_guard<std::mutex> lock(link.mu);
+    if (link.cancelled)
+      return {{}, "job " + std::to_string(job) + " co-denoising stopped: " + link.cancel_reason};
+    return fail(latents.message());
+  }
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  return RenderResultsOf(job, attempt, first, *latents, ms);
 }
 
 class WorkerLoop {
@@ -160,16 +341,23 @@ class WorkerLoop {
       : o_(o), runtime_(std::move(runtime)) {}
 
   int Run(const std::atomic<bool>& stop) {
+    outbox_.bind(kTaskOutbox);
     Connect();
     int tasks = 0;
     while (!stop.load()) {
-      zmq::pollitem_t item{sock_->handle(), 0, ZMQ_POLLIN, 0};
+      zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0},
+                                 {outbox_.handle(), 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(&item, 1, std::chrono::milliseconds(50));
+        zmq::poll(items, 2, std::chrono::milliseconds(50));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
       }
+      if (items[1].revents & ZMQ_POLLIN) {  // the task thread's messages for the coordinator
+        zmq::message_t msg;
+        while (outbox_.recv(msg, zmq::recv_flags::dontwait)) Send(msg.to_string());
+      }
+      auto& item = items[0];
       if (item.revents & ZMQ_POLLIN) {
         zmq::message_t msg;
         while (sock_->recv(msg, zmq::recv_flags::dontwait)) {
@@ -183,7 +371,13 @@ class WorkerLoop {
         task_.reset();
         task_done_ = false;
         spdlog::info("{}", outcome_.summary);
-        if (!outcome_.message.empty()) Send(outcome_.message);
+        for (const auto& m : outcome_.messages) Send(m);
+        {
+          std::lock_guard<std::mutex> lock(link_.mu);
+          link_.job = 0;
+          link_.merged.clear();
+          link_.cancelled = false;
+        }
         ++tasks;
         if (o_.max_tasks > 0 && tasks >= o_.max_tasks) {
           spdlog::info("finished {} tasks; leaving", tasks);
@@ -211,8 +405,17 @@ class WorkerLoop {
   // The task thread may still run when we leave; it owns nothing the exit path needs.
   bool busy() const { return task_ != nullptr; }
 
+  void CancelTask(const std::string& why) {
+    std::lock_guard<std::mutex> lock(link_.mu);
+    if (link_.job == 0) return;
+    link_.cancelled = true;
+    link_.cancel_reason = why;
+    link_.cv.notify_all();
+  }
+
  private:
   void Connect() {
+    CancelTask("reconnected to the coordinator");
     sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
     sock_->set(zmq::sockopt::linger, 0);
     sock_->set(zmq::sockopt::routing_id, o_.name);
@@ -269,6 +472,24 @@ class WorkerLoop {
           return -1;
         case wire::Envelope::HEARTBEAT:
           return -1;
+        case wire::Envelope::CODENOISE_MERGED: {
+          std::lock_guard<std::mutex> lock(link_.mu);
+          if (link_.job == env.getCodenoiseMerged().getJobId()) {
+            link_.merged.emplace_back(static_cast<const char*>(msg.data()), msg.size());
+            link_.cv.notify_all();
+          }
+          return -1;
+        }
+        case wire::Envelope::CANCEL: {
+          std::lock_guard<std::mutex> lock(link_.mu);
+          if (link_.job == env.getCancel().getJobId()) {
+            spdlog::info("job {}: told to stop: {}", link_.job, env.getCancel().getReason().cStr());
+            link_.cancelled = true;
+            link_.cancel_reason = env.getCancel().getReason().cStr();
+            link_.cv.notify_all();
+          }
+          return -1;
+        }
         case wire::Envelope::ERROR: {
           auto e = env.getError();
           if (e.getCode() == 4) {
@@ -299,17 +520,31 @@ class WorkerLoop {
       return;
     }
     task_done_ = false;
+    {
+      auto a = in->envelope().getAssignment();
+      std::lock_guard<std::mutex> lock(link_.mu);
+      link_.job = a.isRender()   ? a.getRender().getJobId()
+                  : a.isEncode() ? a.getEncode().getJobId()
+                                 : a.getCodenoise().getJobId();
+      link_.cancelled = false;
+      link_.merged.clear();
+    }
     task_ = std::make_unique<std::thread>([this, msg = std::shared_ptr<Incoming>(std::move(in))] {
       try {
         auto a = msg->envelope().getAssignment();
         if (a.isRender()) {
           outcome_ = RunRender(*runtime_, a.getRender());
+        } else if (a.isCodenoise()) {
+          zmq::socket_t push(ctx_, zmq::socket_type::push);
+          push.set(zmq::sockopt::linger, 1000);
+          push.connect(kTaskOutbox);
+          outcome_ = RunCodenoise(*runtime_, a.getCodenoise(), link_, push);
         } else {
           std::string dir = o_.work_dir.empty() ? fs::temp_directory_path().string() : o_.work_dir;
           outcome_ = RunEncode(*runtime_, a.getEncode(), dir);
         }
       } catch (const kj::Exception& e) {
-        outcome_ = {"", std::string("malformed task: ") + e.getDescription().cStr()};
+        outcome_ = {{}, std::string("malformed task: ") + e.getDescription().cStr()};
       }
       task_done_ = true;
     });
@@ -319,6 +554,8 @@ class WorkerLoop {
   std::unique_ptr<model::Runtime> runtime_;
   zmq::context_t ctx_{1};
   std::unique_ptr<zmq::socket_t> sock_;
+  zmq::socket_t outbox_{ctx_, zmq::socket_type::pull};  // task thread -> coordinator
+  TaskLink link_;
   std::unique_ptr<std::thread> task_;
   std::atomic<bool> task_done_{false};
   Outcome outcome_;  // written by the task thread before task_done_, read after

@@ -1,5 +1,6 @@
 #include "common/blend/blend.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace segue {
@@ -22,6 +23,26 @@ float EarlierWeight(BlendMode mode, int64_t i, int64_t overlap) {
       return 2 * i + 1 < overlap ? 1.f : 0.f;
   }
   return 0.f;
+}
+
+void BlendFrame(const std::vector<SegmentSpan>& segments, int64_t f, BlendMode mode,
+                const std::function<const float*(int)>& value, int64_t n, float* out) {
+  const SegmentSpan* prev = nullptr;
+  // Segments are sorted by start; the covering ones are a contiguous run.
+  auto first = std::lower_bound(segments.begin(), segments.end(), f,
+                                [](const SegmentSpan& s, int64_t frame) { return s.end <= frame; });
+  for (auto it = first; it != segments.end() && it->start <= f; ++it) {
+    if (f >= it->end) continue;
+    const float* src = value(it->index);
+    if (prev == nullptr) {
+      std::copy(src, src + n, out);
+    } else {
+      const float wa = EarlierWeight(mode, f - it->start, prev->end - it->start);
+      const float wb = 1.f - wa;
+      for (int64_t i = 0; i < n; ++i) out[i] = wa * out[i] + wb * src[i];
+    }
+    prev = &*it;
+  }
 }
 
 Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments,
@@ -53,30 +74,27 @@ Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments,
   }
   const int64_t T = end - start, hw = h * w;
   Tensor out = Tensor::Zeros({C, T, h, w});
-  std::vector<float> acc(static_cast<size_t>(hw));
+  std::vector<float> frame(static_cast<size_t>(C * hw));
   for (int64_t f = start; f < end; ++f) {
-    for (int64_t c = 0; c < C; ++c) {
-      bool first = true;
-      int prev = -1;
-      for (int k : cover) {
-        const SegmentSpan& s = segments[static_cast<size_t>(k)];
-        if (f < s.start || f >= s.end) continue;
+    // Segment tensors are [C, T, h, w]: gather frame f's planes, then blend them as one run.
+    std::vector<std::vector<float>> gathered(segments.size());
+    for (int k : cover) {
+      const SegmentSpan& s = segments[static_cast<size_t>(k)];
+      if (f < s.start || f >= s.end) continue;
+      auto& g = gathered[static_cast<size_t>(k)];
+      g.resize(static_cast<size_t>(C * hw));
+      for (int64_t c = 0; c < C; ++c) {
         const float* src =
             latents[static_cast<size_t>(k)]->data.data() + (c * s.length() + (f - s.start)) * hw;
-        if (first) {
-          std::copy(src, src + hw, acc.begin());
-          first = false;
-        } else {
-          const SegmentSpan& p = segments[static_cast<size_t>(prev)];
-          const int64_t overlap = p.end - s.start;
-          const float wa = EarlierWeight(mode, f - s.start, overlap);
-          const float wb = 1.f - wa;
-          for (int64_t i = 0; i < hw; ++i)
-            acc[static_cast<size_t>(i)] = wa * acc[static_cast<size_t>(i)] + wb * src[i];
-        }
-        prev = k;
+        std::copy(src, src + hw, g.begin() + c * hw);
       }
-      std::copy(acc.begin(), acc.end(), out.data.begin() + (c * T + (f - start)) * hw);
+    }
+    BlendFrame(
+        segments, f, mode, [&](int k) { return gathered[static_cast<size_t>(k)].data(); }, C * hw,
+        frame.data());
+    for (int64_t c = 0; c < C; ++c) {
+      std::copy(frame.begin() + c * hw, frame.begin() + (c + 1) * hw,
+                out.data.begin() + (c * T + (f - start)) * hw);
     }
   }
   return out;

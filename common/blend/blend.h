@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,15 @@ Result<BlendMode> ParseBlendMode(const std::string& name);
 // Weight of the EARLIER segment for overlap frame `i` of `overlap` frames (0 <= i < overlap).
 // Monotonically non-increasing in i, in [0, 1]; w(i) + w'(overlap-1-i) == 1 (symmetric).
 float EarlierWeight(BlendMode mode, int64_t i, int64_t overlap);
+
+// The consensus of one frame f: the values of the segments covering f (in index order) folded
+// pairwise with EarlierWeight over each consecutive pair's overlap. `value(k)` returns segment
+// k's `n` floats at frame f (one channel plane or a whole frame, as the caller lays them out).
+// This one function is the stitch-time blend and co-denoising's per-step average, wherever it
+// runs (coordinator or worker), so both give bitwise the same numbers.
+// REQUIRES: at least one segment covers f.
+void BlendFrame(const std::vector<SegmentSpan>& segments, int64_t f, BlendMode mode,
+                const std::function<const float*(int)>& value, int64_t n, float* out);
 
 // Builds frames [start, end) of the video from the segments' latents.
 // `latents[k]` holds segment `segments[k]`'s latents, shape [C, T, h, w] with T == its length;

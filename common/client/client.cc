@@ -145,6 +145,33 @@ Result<std::vector<JobInfo>> Client::Jobs() {
   });
 }
 
+Result<std::vector<WorkerInfo>> Client::Workers() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initListWorkers();
+  using V = std::vector<WorkerInfo>;
+  return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isWorkerList()) return Result<V>::Error("unexpected reply to workers");
+    V out;
+    for (auto w : env.getWorkerList().getWorkers()) {
+      out.push_back({w.getName().cStr(), w.getHost().cStr(), w.getDevice().cStr(),
+                     w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(), w.getFailures(),
+                     w.getLastSeenMs()});
+    }
+    return out;
+  });
+}
+
+nlohmann::json WorkerInfo::ToJson() const {
+  return {{"name", name},
+          {"host", host},
+          {"device", device},
+          {"state", state},
+          {"task", task.empty() ? nlohmann::json(nullptr) : nlohmann::json(task)},
+          {"tasks_done", tasks_done},
+          {"failures", failures},
+          {"last_seen_ms", last_seen_ms}};
+}
+
 std::string CoordinatorAddress(const std::string& flag) {
   if (!flag.empty()) return flag;
   const char* env = std::getenv("SEGUE_COORDINATOR");

@@ -31,6 +31,13 @@ struct JobInfo {
   nlohmann::json ToJson() const;
 };
 
+struct WorkerInfo {
+  std::string name, host, device, state, task;
+  uint32_t tasks_done = 0, failures = 0;
+  uint64_t last_seen_ms = 0;
+  nlohmann::json ToJson() const;
+};
+
 struct SubmitRequest {
   std::string manifest_text;
   std::string manifest_name;
@@ -55,6 +62,7 @@ class Client {
   Result<SubmitInfo> Submit(const SubmitRequest& request);
   Result<JobInfo> Status(uint64_t job_id);
   Result<std::vector<JobInfo>> Jobs();
+  Result<std::vector<WorkerInfo>> Workers();
 
   // Sends raw bytes and returns the raw reply (tests use it to send malformed messages).
   Result<std::string> CallRaw(const std::string& bytes);

@@ -233,7 +233,7 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   if (root.IsNull()) Fail(root.Mark(), "manifest", "the manifest is empty");
   Map top(root, "",
           {"version", "name", "video", "model", "segments", "camera", "seed", "priority",
-           "timeline", "audio", "output"});
+           "timeline", "audio", "output", "negative_prompt"});
 
   const YAML::Node& version = top.Get("version");
   int64_t v = Integer(version, "version");
@@ -297,7 +297,7 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
 
   // model
   if (top.Has("model")) {
-    Map model(top.Get("model"), "model", {"name", "steps"});
+    Map model(top.Get("model"), "model", {"name", "steps", "sampler", "shift", "eta", "guidance"});
     if (model.Has("name")) {
       m.model_name = Scalar(model.Get("name"), model.Field("name"), "a model name");
       if (!ValidModelName(m.model_name)) {
@@ -308,6 +308,29 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     if (model.Has("steps")) {
       m.steps = static_cast<int>(
           Ranged(model.Get("steps"), model.Field("steps"), 1, ManifestLimits::kMaxSteps));
+    }
+    if (model.Has("sampler")) {
+      m.sampler = OneOf(model.Get("sampler"), model.Field("sampler"), {"euler", "ddim"}, "sampler");
+    }
+    auto bounded = [&](const char* key, double lo, double hi, double* out) {
+      if (!model.Has(key)) return;
+      const YAML::Node& n = model.Get(key);
+      *out = Number(n, model.Field(key));
+      if (*out < lo || *out > hi) {
+        std::ostringstream os;
+        os << "must be between " << lo << " and " << hi << ", got " << *out;
+        Fail(n.Mark(), model.Field(key), os.str());
+      }
+    };
+    bounded("shift", 0.05, 100.0, &m.shift);
+    bounded("eta", 0.0, 1.0, &m.eta);
+    bounded("guidance", 0.0, 30.0, &m.guidance);
+    if (model.Has("eta") && m.sampler != "ddim") {
+      Fail(model.Get("eta").Mark(), model.Field("eta"), "eta applies to the ddim sampler only");
+    }
+    if (model.Has("shift") && m.sampler != "euler") {
+      Fail(model.Get("shift").Mark(), model.Field("shift"),
+           "shift applies to the euler sampler only");
     }
   }
 
@@ -326,7 +349,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
         Fail(overlap_node->Mark(), seg.Field("overlap"), "must not be negative");
     }
     if (seg.Has("strategy")) {
-      m.strategy = OneOf(seg.Get("strategy"), seg.Field("strategy"), {"independent"}, "strategy");
+      m.strategy = OneOf(seg.Get("strategy"), seg.Field("strategy"),
+                         {"independent", "chained", "codenoise"}, "strategy");
     }
     if (seg.Has("blend")) {
       m.blend = OneOf(seg.Get("blend"), seg.Field("blend"), {"linear", "cosine", "none"}, "blend");
@@ -354,6 +378,12 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     }
   }
 
+  if (top.Has("negative_prompt")) {
+    m.negative_prompt = Scalar(top.Get("negative_prompt"), "negative_prompt", "a prompt");
+    if (m.negative_prompt.size() > ManifestLimits::kMaxPromptBytes) {
+      Fail(top.Get("negative_prompt").Mark(), "negative_prompt", "longer than 4096 bytes");
+    }
+  }
   if (top.Has("seed")) m.seed = Unsigned(top.Get("seed"), "seed");
   if (top.Has("priority"))
     m.priority = static_cast<int>(Ranged(top.Get("priority"), "priority", 0, 100));

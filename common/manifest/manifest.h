@@ -40,10 +40,15 @@ struct Manifest {
 
   std::string model_name = "zoom";
   int steps = 30;
+  std::string sampler = "euler";  // euler (flow matching) | ddim
+  double shift = 1.0;             // euler: timestep shift
+  double eta = 0.0;               // ddim: 0 deterministic, > 0 stochastic
+  double guidance = 1.0;          // classifier-free guidance scale; 1 = off
+  std::string negative_prompt;    // the unconditional prompt of guidance
 
   int segment_length = 48;
   int segment_overlap = 12;
-  std::string strategy = "independent";  // independent (chained, codenoise: later)
+  std::string strategy = "independent";  // independent | chained | codenoise
   std::string blend = "linear";          // linear | cosine | none
 
   std::string camera_motion = "zoom-in";  // zoom-in | zoom-out | pan-left | pan-right | static

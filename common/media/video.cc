@@ -341,4 +341,53 @@ Status AssembleOutput(const AssembleSpec& spec) {
   return Status::Ok();
 }
 
+Status ReadVideoFrames(const std::string& path,
+                       const std::function<void(int64_t, const uint8_t*, int, int)>& on_frame) {
+  std::string error;
+  InputPtr in = OpenInput(path, &error);
+  if (!in) return Status::Error("cannot open '" + path + "': " + error);
+  const AVCodec* codec = nullptr;
+  int stream = av_find_best_stream(in.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+  if (stream < 0 || !codec) return Status::Error("'" + path + "' has no decodable video stream");
+  CodecPtr dec(avcodec_alloc_context3(codec));
+  avcodec_parameters_to_context(dec.get(), in->streams[stream]->codecpar);
+  dec->thread_count = 1;
+  int err = avcodec_open2(dec.get(), codec, nullptr);
+  if (err < 0) return Fail("cannot open the video decoder", err);
+  PacketPtr pkt(av_packet_alloc());
+  FramePtr frame(av_frame_alloc());
+  SwsPtr sws;
+  std::vector<uint8_t> rgb;
+  int64_t index = 0;
+  auto drain = [&]() -> Status {
+    while (true) {
+      int r = avcodec_receive_frame(dec.get(), frame.get());
+      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return Status::Ok();
+      if (r < 0) return Fail("decoding failed", r);
+      const int w = frame->width, h = frame->height;
+      if (!sws) {
+        sws.reset(sws_getContext(w, h, static_cast<AVPixelFormat>(frame->format), w, h,
+                                 AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr));
+        rgb.resize(static_cast<size_t>(w) * h * 3);
+      }
+      uint8_t* dst[1] = {rgb.data()};
+      int stride[1] = {w * 3};
+      sws_scale(sws.get(), frame->data, frame->linesize, 0, h, dst, stride);
+      on_frame(index++, rgb.data(), w, h);
+      av_frame_unref(frame.get());
+    }
+  };
+  while ((err = av_read_frame(in.get(), pkt.get())) >= 0) {
+    if (pkt->stream_index == stream) {
+      err = avcodec_send_packet(dec.get(), pkt.get());
+      if (err < 0 && err != AVERROR(EAGAIN)) return Fail("decoding failed", err);
+      Status s = drain();
+      if (!s.ok()) return s;
+    }
+    av_packet_unref(pkt.get());
+  }
+  avcodec_send_packet(dec.get(), nullptr);
+  return drain();
+}
+
 }  // namespace segue

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,5 +40,10 @@ struct AssembleSpec {
 };
 
 Status AssembleOutput(const AssembleSpec& spec);
+
+// Decodes the first video stream of `path` and calls on_frame(index, rgb, width, height) for
+// every frame in presentation order (RGB24, rows top to bottom).
+Status ReadVideoFrames(const std::string& path,
+                       const std::function<void(int64_t, const uint8_t*, int, int)>& on_frame);
 
 }  // namespace segue

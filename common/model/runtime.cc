@@ -17,6 +17,24 @@ Result<CameraMotion> ParseCamera(const std::string& s) {
   return Result<CameraMotion>::Error("unknown camera motion '" + s + "'");
 }
 
+Tensor ToPlain(const torch::Tensor& t) {
+  torch::Tensor c = t.to(torch::kFloat32).contiguous();
+  Tensor out;
+  out.shape.assign(c.sizes().begin(), c.sizes().end());
+  out.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return out;
+}
+
+// Everything a segment needs to sample, prepared from a request.
+struct Prepared {
+  Model* model = nullptr;
+  SamplerConfig config;
+  Conditioning cond;
+  std::optional<Conditioning> uncond;
+  torch::Tensor noise;  // [1, C, T, h, w]
+  torch::Tensor guide;  // [1, C, G, h, w] or undefined
+};
+
 class TorchRuntime final : public Runtime {
  public:
   explicit TorchRuntime(const RuntimeOptions& o) : options_(o) {}
@@ -25,53 +43,63 @@ class TorchRuntime final : public Runtime {
 
   Result<Tensor> Render(const SegmentRequest& r,
                         const std::function<void(int, int)>& on_step) override {
+    auto out = RenderTogether({r}, [&](int i, std::vector<LatentView>&) {
+      if (on_step) on_step(i, r.steps);
+      return Status::Ok();
+    });
+    if (!out.ok()) return out.status();
+    return std::move((*out)[0]);
+  }
+
+  Result<std::vector<Tensor>> RenderTogether(
+      const std::vector<SegmentRequest>& requests,
+      const std::function<Status(int, std::vector<LatentView>&)>& after_step) override {
+    using R = Result<std::vector<Tensor>>;
+    if (requests.empty()) return std::vector<Tensor>{};
     try {
-      auto m = Load(r.model);
-      if (!m.ok()) return m.status();
-      Model& model = **m;
-      const ModelInfo& info = model.info();
-      if (r.width % info.spatial_compression || r.height % info.spatial_compression) {
-        return Result<Tensor>::Error("picture size must be a multiple of " +
-                                     std::to_string(info.spatial_compression));
-      }
-      if (static_cast<int64_t>(r.frames.size()) != r.frame_count || r.prompts.empty()) {
-        return Result<Tensor>::Error("segment conditioning does not match its frame count");
-      }
-      auto camera = ParseCamera(r.camera_motion);
-      if (!camera.ok()) return camera.status();
       torch::NoGradGuard no_grad;
-      std::vector<torch::Tensor> prompt_emb;
-      for (const auto& p : r.prompts) prompt_emb.push_back(model.EncodePrompt(p));
-      const int64_t T = r.frame_count;
-      const int64_t D = prompt_emb[0].size(0);
-      torch::Tensor emb = torch::empty({1, T, D}, torch::kFloat32);
-      torch::Tensor times = torch::empty({1, T}, torch::kFloat64);
-      for (int64_t t = 0; t < T; ++t) {
-        const FrameConditioning& f = r.frames[static_cast<size_t>(t)];
-        if (f.a < 0 || f.b < 0 || f.a >= static_cast<int>(prompt_emb.size()) ||
-            f.b >= static_cast<int>(prompt_emb.size())) {
-          return Result<Tensor>::Error("frame conditioning points at a missing prompt");
-        }
-        // (1 - mix) * a + mix * b, elementwise in float: same on every host.
-        emb[0][t] = prompt_emb[static_cast<size_t>(f.a)] * (1.0f - f.mix) +
-                    prompt_emb[static_cast<size_t>(f.b)] * f.mix;
-        times[0][t] = static_cast<double>(r.frame_start + t) / r.fps;
+      std::vector<Prepared> prepared;
+      for (const auto& r : requests) {
+        auto p = Prepare(r);
+        if (!p.ok()) return p.status();
+        prepared.push_back(std::move(*p));
       }
-      Conditioning cond{emb, times, *camera, r.camera_speed, r.width, r.height};
-      const int64_t h = r.height / info.spatial_compression, w = r.width / info.spatial_compression;
-      torch::Tensor noise = SeededNoise(r.seed, {1, info.latent_channels, T, h, w});
-      torch::Tensor x = SampleFlowMatchEuler(model, noise, cond, r.steps, r.shift, [&](int i) {
-        if (on_step) on_step(i, r.steps);
-      });
-      torch::Tensor out = x[0].contiguous();
-      Tensor t;
-      t.shape.assign(out.sizes().begin(), out.sizes().end());
-      t.data.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
-      return t;
+      const int steps = requests[0].steps;
+      for (const auto& r : requests) {
+        if (r.steps != steps)
+          return R::Error("segments rendered together must use the same number of steps");
+      }
+      std::vector<Sampler> samplers;
+      std::vector<torch::Tensor> x;
+      for (auto& p : prepared) {
+        samplers.emplace_back(*p.model, p.config, p.cond, p.uncond);
+        x.push_back(samplers.back().Initial(p.noise));
+      }
+      std::vector<LatentView> views(x.size());
+      for (int i = 0; i < steps; ++i) {
+        for (size_t k = 0; k < x.size(); ++k) {
+          ApplyGuide(prepared[k], samplers[k], x[k], i);
+          x[k] = samplers[k].Step(i, x[k]).contiguous();
+        }
+        for (size_t k = 0; k < x.size(); ++k) {
+          views[k].data = x[k].data_ptr<float>();
+          views[k].shape.assign(x[k].sizes().begin() + 1, x[k].sizes().end());
+        }
+        if (after_step) {
+          Status s = after_step(i, views);
+          if (!s.ok()) return s;
+        }
+      }
+      std::vector<Tensor> out;
+      for (size_t k = 0; k < x.size(); ++k) {
+        ApplyGuide(prepared[k], samplers[k], x[k], steps);  // the guide frames end exactly clean
+        out.push_back(ToPlain(x[k][0]));
+      }
+      return out;
     } catch (const c10::Error& e) {
-      return Result<Tensor>::Error("model '" + r.model + "' failed: " + e.what_without_backtrace());
+      return R::Error("model '" + requests[0].model + "' failed: " + e.what_without_backtrace());
     } catch (const std::exception& e) {
-      return Result<Tensor>::Error("model '" + r.model + "' failed: " + e.what());
+      return R::Error("model '" + requests[0].model + "' failed: " + e.what());
     }
   }
 
@@ -103,6 +131,84 @@ class TorchRuntime final : public Runtime {
   }
 
  private:
+  // Chained: the first G frames follow the guide, re-noised to the level x has before step i.
+  static void ApplyGuide(const Prepared& p, const Sampler& sampler, torch::Tensor& x, int i) {
+    if (!p.guide.defined()) return;
+    const int64_t g = p.guide.size(2);
+    torch::Tensor head = sampler.Renoise(p.guide, p.noise.narrow(2, 0, g), i);
+    x.narrow(2, 0, g).copy_(head);
+  }
+
+  Result<Prepared> Prepare(const SegmentRequest& r) {
+    using R = Result<Prepared>;
+    auto m = Load(r.model);
+    if (!m.ok()) return m.status();
+    Model& model = **m;
+    const ModelInfo& info = model.info();
+    if (r.width % info.spatial_compression || r.height % info.spatial_compression) {
+      return R::Error("picture size must be a multiple of " +
+                      std::to_string(info.spatial_compression));
+    }
+    if (static_cast<int64_t>(r.frames.size()) != r.frame_count || r.prompts.empty() ||
+        r.steps < 1) {
+      return R::Error("segment conditioning does not match its frame count");
+    }
+    auto camera = ParseCamera(r.camera_motion);
+    if (!camera.ok()) return camera.status();
+    Prepared p;
+    p.model = &model;
+    if (r.sampler == "euler")
+      p.config.kind = SamplerKind::kEuler;
+    else if (r.sampler == "ddim")
+      p.config.kind = SamplerKind::kDdim;
+    else
+      return R::Error("unknown sampler '" + r.sampler + "' (euler, ddim)");
+    p.config.steps = r.steps;
+    p.config.shift = r.shift;
+    p.config.eta = r.eta;
+    p.config.guidance = r.guidance;
+    p.config.seed = r.seed;
+    std::vector<torch::Tensor> prompt_emb;
+    for (const auto& text : r.prompts) prompt_emb.push_back(model.EncodePrompt(text));
+    const int64_t T = r.frame_count;
+    const int64_t D = prompt_emb[0].size(0);
+    torch::Tensor emb = torch::empty({1, T, D}, torch::kFloat32);
+    torch::Tensor times = torch::empty({1, T}, torch::kFloat64);
+    for (int64_t t = 0; t < T; ++t) {
+      const FrameConditioning& f = r.frames[static_cast<size_t>(t)];
+      if (f.a < 0 || f.b < 0 || f.a >= static_cast<int>(prompt_emb.size()) ||
+          f.b >= static_cast<int>(prompt_emb.size())) {
+        return R::Error("frame conditioning points at a missing prompt");
+      }
+      // (1 - mix) * a + mix * b, elementwise in float: same on every host.
+      emb[0][t] = prompt_emb[static_cast<size_t>(f.a)] * (1.0f - f.mix) +
+                  prompt_emb[static_cast<size_t>(f.b)] * f.mix;
+      times[0][t] = static_cast<double>(r.frame_start + t) / r.fps;
+    }
+    p.cond = Conditioning{emb, times, *camera, r.camera_speed, r.width, r.height};
+    if (r.guidance != 1.0) {
+      torch::Tensor neg = model.EncodePrompt(r.negative_prompt)
+                              .unsqueeze(0)
+                              .unsqueeze(0)
+                              .expand({1, T, D})
+                              .contiguous();
+      p.uncond = Conditioning{neg, times, *camera, r.camera_speed, r.width, r.height};
+    }
+    const int64_t h = r.height / info.spatial_compression, w = r.width / info.spatial_compression;
+    p.noise = SeededNoise(r.seed, {1, info.latent_channels, T, h, w});
+    if (r.guide) {
+      const Tensor& g = *r.guide;
+      if (g.shape.size() != 4 || !g.Valid() || g.shape[0] != info.latent_channels ||
+          g.shape[1] < 1 || g.shape[1] > T || g.shape[2] != h || g.shape[3] != w) {
+        return R::Error("guide latents of shape " + g.ShapeString() + " do not fit this segment");
+      }
+      p.guide = torch::from_blob(const_cast<float*>(g.data.data()), g.shape, torch::kFloat32)
+                    .clone()
+                    .unsqueeze(0);
+    }
+    return p;
+  }
+
   Result<Model*> Load(const std::string& name) {
     auto it = models_.find(name);
     if (it != models_.end()) return it->second.get();
@@ -122,12 +228,12 @@ class TorchRuntime final : public Runtime {
 Result<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& options) {
   using R = Result<std::unique_ptr<Runtime>>;
   if (options.device != "cpu") {
-    if (options.device.rfind("cuda", 0) == 0 && !torch::cuda::is_available()) {
+    if (options.device.rfind("cuda", 0) != 0)
+      return R::Error("unknown device '" + options.device + "' (cpu, cuda[:N])");
+    if (!torch::cuda::is_available()) {
       return R::Error("device '" + options.device +
                       "' requested but this libtorch has no CUDA device");
     }
-    if (options.device.rfind("cuda", 0) != 0)
-      return R::Error("unknown device '" + options.device + "' (cpu, cuda[:N])");
   }
   if (options.threads < 1) return R::Error("threads must be at least 1");
   at::set_num_threads(options.threads);

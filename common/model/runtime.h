@@ -1,10 +1,12 @@
-// The model layer as the worker sees it: render a segment, decode latents to RGB. Torch-free
-// interface (plain structs and segue::Tensor) so that only runtime.cc pays for libtorch headers.
+// The model layer as the worker sees it: render a segment (alone, chained to a guide, or
+// co-denoised with neighbours), decode latents to RGB. Torch-free interface (plain structs and
+// segue::Tensor) so that only runtime.cc pays for libtorch headers.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,8 +24,12 @@ struct FrameConditioning {
 
 struct SegmentRequest {
   std::string model = "zoom";
+  std::string sampler = "euler";  // euler | ddim
   int steps = 30;
   double shift = 1.0;
+  double eta = 0.0;
+  double guidance = 1.0;
+  std::string negative_prompt;
   int width = 0, height = 0;
   double fps = 24.0;
   int64_t frame_start = 0;  // global index of the segment's first frame
@@ -33,11 +39,20 @@ struct SegmentRequest {
   double camera_speed = 0.15;
   std::vector<std::string> prompts;
   std::vector<FrameConditioning> frames;  // frame_count entries
+  // Chained strategy: final latents [C, G, h, w] of the previous segment for this segment's
+  // first G frames; they replace the model's own values at every step (re-noised).
+  std::optional<Tensor> guide;
 };
 
 struct RuntimeOptions {
   std::string device = "cpu";
   int threads = 1;  // intra-op threads (at::get_num_threads() starts at 1 here: set it)
+};
+
+// A segment's latents during co-denoising: [C, T, h, w] floats, contiguous, writable.
+struct LatentView {
+  float* data = nullptr;
+  std::vector<int64_t> shape;
 };
 
 class Runtime {
@@ -49,6 +64,12 @@ class Runtime {
   // Renders one segment; returns its final latents [C, T, h, w]. on_step(i, steps) after each step.
   virtual Result<Tensor> Render(const SegmentRequest& request,
                                 const std::function<void(int, int)>& on_step = {}) = 0;
+  // Co-denoising: advances all `requests` one step at a time; after each step calls
+  // after_step(i, latents) which may change the latents in place (average overlaps) and may
+  // return an error to abandon the run. Returns the final latents of every segment.
+  virtual Result<std::vector<Tensor>> RenderTogether(
+      const std::vector<SegmentRequest>& requests,
+      const std::function<Status(int, std::vector<LatentView>&)>& after_step) = 0;
   // Decodes latents [C, T, h, w] of `model` to RGB24 frames, T * height * width * 3 bytes.
   virtual Result<std::vector<uint8_t>> DecodeRgb(const std::string& model, const Tensor& latents,
                                                  int width, int height) = 0;

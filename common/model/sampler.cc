@@ -13,12 +13,35 @@ std::vector<double> FlowMatchSigmas(int steps, double shift) {
   return s;
 }
 
+DdimSchedule DdimSchedule::Make(int steps, int train_steps, double beta_start, double beta_end,
+                                int steps_offset, bool set_alpha_to_one) {
+  DdimSchedule d;
+  d.alphas_cumprod.resize(static_cast<size_t>(train_steps));
+  const double a = std::sqrt(beta_start), b = std::sqrt(beta_end);
+  double prod = 1.0;
+  for (int t = 0; t < train_steps; ++t) {
+    // scaled_linear: betas = linspace(sqrt(start), sqrt(end), N) ** 2
+    const double root = a + (b - a) * static_cast<double>(t) / (train_steps - 1);
+    prod *= 1.0 - root * root;
+    d.alphas_cumprod[static_cast<size_t>(t)] = prod;
+  }
+  d.final_alpha_cumprod = set_alpha_to_one ? 1.0 : d.alphas_cumprod[0];
+  d.step_ratio = train_steps / steps;
+  for (int i = steps - 1; i >= 0; --i) d.timesteps.push_back(i * d.step_ratio + steps_offset);
+  return d;
+}
+
+double DdimSchedule::PrevAlpha(int i) const {
+  const int prev = timesteps[static_cast<size_t>(i)] - step_ratio;
+  return prev >= 0 ? alphas_cumprod[static_cast<size_t>(prev)] : final_alpha_cumprod;
+}
+
 torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torch::Tensor& pred,
                              double sigma) {
   switch (kind) {
     case Prediction::kX0:
       return pred;
-    case Prediction::kVelocity:  // v = eps - x0  =>  x0 = x - sigma * v
+    case Prediction::kVelocity:  // v = eps - x0  =>  x0 = x - s v
       return x - pred * sigma;
     case Prediction::kEpsilon:  // x = (1 - s) x0 + s eps
       return (x - pred * sigma) / std::max(1e-6, 1.0 - sigma);
@@ -26,28 +49,85 @@ torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torc
   return pred;
 }
 
-torch::Tensor SampleFlowMatchEuler(Model& model, const torch::Tensor& noise,
-                                   const Conditioning& cond, int steps, double shift,
-                                   const std::function<void(int)>& on_step) {
+Sampler::Sampler(Model& model, const SamplerConfig& config, Conditioning cond,
+                 std::optional<Conditioning> uncond)
+    : model_(model), config_(config), cond_(std::move(cond)), uncond_(std::move(uncond)) {
+  if (config_.kind == SamplerKind::kEuler)
+    sigmas_ = FlowMatchSigmas(config_.steps, config_.shift);
+  else
+    ddim_ = DdimSchedule::Make(config_.steps);
+}
+
+torch::Tensor Sampler::PredictX0(const torch::Tensor& x_fm, double sigma) {
+  const int64_t batch = x_fm.size(0);
+  torch::Tensor s = torch::full({batch}, sigma, torch::kFloat32);
+  torch::Tensor pred = model_.Denoise(x_fm, s, cond_);
+  if (config_.guidance != 1.0 && uncond_) {
+    torch::Tensor un = model_.Denoise(x_fm, s, *uncond_);
+    pred = un + (pred - un) * config_.guidance;
+  }
+  return PredictionToX0(model_.info().prediction, x_fm, pred, sigma);
+}
+
+torch::Tensor Sampler::Step(int i, const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
-  const std::vector<double> sigmas = FlowMatchSigmas(steps, shift);
-  torch::Tensor x = noise.clone();
-  const int64_t batch = x.size(0);
-  for (int i = 0; i < steps; ++i) {
-    const double s = sigmas[static_cast<size_t>(i)], s_next = sigmas[static_cast<size_t>(i) + 1];
-    torch::Tensor sigma = torch::full({batch}, s, torch::kFloat32);
-    torch::Tensor x0 = PredictionToX0(model.info().prediction, x, model.Denoise(x, sigma, cond), s);
-    if (s_next <= 0.0) {
-      x = x0;
-    } else {
-      // Euler along the velocity (x - x0) / sigma. Plain mul/add (no fused alpha) keeps every
-      // element's rounding independent of vectorisation and thread count.
-      torch::Tensor v = (x - x0) / s;
-      x = x + v * (s_next - s);
-    }
+  if (config_.kind == SamplerKind::kEuler) {
+    const double s = sigmas_[static_cast<size_t>(i)], s_next = sigmas_[static_cast<size_t>(i) + 1];
+    torch::Tensor x0 = PredictX0(x, s);
+    if (s_next <= 0.0) return x0;
+    // Euler along the velocity (x - x0) / s. Plain mul/add (no fused alpha) keeps every
+    // element's rounding independent of vectorisation and thread count.
+    torch::Tensor v = (x - x0) / s;
+    return x + v * (s_next - s);
+  }
+  const double a_t =
+      ddim_.alphas_cumprod[static_cast<size_t>(ddim_.timesteps[static_cast<size_t>(i)])];
+  const double a_prev = ddim_.PrevAlpha(i);
+  const double a = std::sqrt(a_t), b = std::sqrt(1.0 - a_t);
+  torch::Tensor x0 = PredictX0(x / (a + b), b / (a + b));
+  torch::Tensor eps = (x - x0 * a) / b;
+  const double variance = (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev);
+  const double std_dev = config_.eta * std::sqrt(variance);
+  torch::Tensor out = x0 * std::sqrt(a_prev) + eps * std::sqrt(1.0 - a_prev - std_dev * std_dev);
+  if (std_dev > 0) {
+    out = out + SeededNoise(config_.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(i + 1)),
+                            x.sizes()) *
+                    std_dev;
+  }
+  return out;
+}
+
+torch::Tensor Sampler::Renoise(const torch::Tensor& clean, const torch::Tensor& noise,
+                               int i) const {
+  if (i >= config_.steps) return clean;
+  if (config_.kind == SamplerKind::kEuler) {
+    const double s = sigmas_[static_cast<size_t>(i)];
+    return clean * (1.0 - s) + noise * s;
+  }
+  const double a_t =
+      ddim_.alphas_cumprod[static_cast<size_t>(ddim_.timesteps[static_cast<size_t>(i)])];
+  return clean * std::sqrt(a_t) + noise * std::sqrt(1.0 - a_t);
+}
+
+torch::Tensor Sample(Model& model, const SamplerConfig& config, const torch::Tensor& noise,
+                     const Conditioning& cond, const std::optional<Conditioning>& uncond,
+                     const std::function<void(int)>& on_step) {
+  Sampler sampler(model, config, cond, uncond);
+  torch::Tensor x = sampler.Initial(noise);
+  for (int i = 0; i < sampler.steps(); ++i) {
+    x = sampler.Step(i, x);
     if (on_step) on_step(i);
   }
   return x;
+}
+
+torch::Tensor SampleFlowMatchEuler(Model& model, const torch::Tensor& noise,
+                                   const Conditioning& cond, int steps, double shift,
+                                   const std::function<void(int)>& on_step) {
+  SamplerConfig c;
+  c.steps = steps;
+  c.shift = shift;
+  return Sample(model, c, noise, cond, {}, on_step);
 }
 
 namespace {

@@ -1,22 +1,93 @@
-// Samplers: turn a model's predictions into a trajectory from noise to clean latents.
+// Samplers: turn a model's predictions into a trajectory from noise to clean latents. They live
+// outside the model (DESIGN.md): any model of the contract works with any sampler.
+//
+// Two kinds, each as diffusers defines it:
+//   euler  flow matching, x_s = (1 - s) x0 + s eps, Euler steps along the velocity, with the
+//          timestep shift of FlowMatchEulerDiscreteScheduler: s' = shift s / (1 + (shift - 1) s).
+//   ddim   DDIMScheduler over a 1000-step variance-preserving schedule (Stable Diffusion's:
+//          scaled_linear betas 0.00085..0.012, "leading" spacing, steps_offset 1,
+//          set_alpha_to_one false), eta 0 (deterministic) or > 0 (stochastic, seeded noise).
+// Models speak flow matching (their `sigma`); DDIM's x_t = a x0 + b eps is the flow-matching
+// point x_t / (a + b) at s = b / (a + b), so every model serves both samplers.
+//
+// Classifier-free guidance: pred = uncond + g (cond - uncond), when g != 1 and an unconditional
+// (negative prompt) conditioning is given.
 #pragma once
 
 #include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/model/model.h"
 
 namespace segue::model {
 
-// Flow-matching noise levels: sigma_i for i = 0..steps, from 1 to 0, with timestep shift
-// (diffusers FlowMatchEulerDiscreteScheduler): s' = shift * s / (1 + (shift - 1) * s).
+enum class SamplerKind { kEuler, kDdim };
+
+struct SamplerConfig {
+  SamplerKind kind = SamplerKind::kEuler;
+  int steps = 30;
+  double shift = 1.0;     // euler only
+  double eta = 0.0;       // ddim only
+  double guidance = 1.0;  // classifier-free guidance scale; 1 = off
+  uint64_t seed = 0;      // for ddim's eta > 0 noise
+};
+
+// Flow-matching noise levels s_i for i = 0..steps, from 1 to 0, shifted.
 std::vector<double> FlowMatchSigmas(int steps, double shift = 1.0);
 
-// Converts a model prediction into x0 given x_t = (1 - sigma) x0 + sigma * eps.
+// DDIMScheduler's schedule.
+struct DdimSchedule {
+  std::vector<double> alphas_cumprod;  // 1000 entries
+  std::vector<int> timesteps;          // `steps` entries, descending
+  int step_ratio = 0;
+  double final_alpha_cumprod = 0;
+  static DdimSchedule Make(int steps, int train_steps = 1000, double beta_start = 0.00085,
+                           double beta_end = 0.012, int steps_offset = 1,
+                           bool set_alpha_to_one = false);
+  // alpha_cumprod of the timestep before step i's (the level step i lands on).
+  double PrevAlpha(int i) const;
+};
+
+// Converts a model prediction into x0 given x = (1 - s) x0 + s eps.
 torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torch::Tensor& pred,
                              double sigma);
 
-// Flow-matching Euler from `noise` ([B, C, T, h, w]); calls on_step(i) after step i.
+// One sampling run over latents [B, C, T, h, w]. Step-by-step so that strategies can act between
+// steps (chained re-noises its guide frames, codenoise averages overlaps).
+class Sampler {
+ public:
+  // `uncond` is used when config.guidance != 1.
+  Sampler(Model& model, const SamplerConfig& config, Conditioning cond,
+          std::optional<Conditioning> uncond = {});
+
+  int steps() const { return config_.steps; }
+  // The latents sampling starts from, given standard normal noise.
+  torch::Tensor Initial(const torch::Tensor& noise) const { return noise.clone(); }
+  // Advances x from step i to i + 1 (i in [0, steps)).
+  torch::Tensor Step(int i, const torch::Tensor& x);
+  // `clean` latents brought to the noise level x has before step i (i == steps: clean), with
+  // the given noise: what a chained segment's guide frames are set to.
+  torch::Tensor Renoise(const torch::Tensor& clean, const torch::Tensor& noise, int i) const;
+
+ private:
+  torch::Tensor PredictX0(const torch::Tensor& x_fm, double sigma);
+
+  Model& model_;
+  SamplerConfig config_;
+  Conditioning cond_;
+  std::optional<Conditioning> uncond_;
+  std::vector<double> sigmas_;  // euler
+  DdimSchedule ddim_;           // ddim
+};
+
+// Runs a whole sampling: Initial, then every Step; on_step(i) after step i.
+torch::Tensor Sample(Model& model, const SamplerConfig& config, const torch::Tensor& noise,
+                     const Conditioning& cond, const std::optional<Conditioning>& uncond = {},
+                     const std::function<void(int)>& on_step = {});
+
+// Flow-matching Euler without guidance (kept for tests and benchmarks).
 torch::Tensor SampleFlowMatchEuler(Model& model, const torch::Tensor& noise,
                                    const Conditioning& cond, int steps, double shift,
                                    const std::function<void(int)>& on_step = {});

@@ -3,7 +3,9 @@
 //
 // Prior: the clean latent video x0 is one of K procedural "worlds" W_k (k < K), each equally
 // likely. W_k depends on the per-frame conditioning (palette and pattern follow the prompt),
-// the global frame time (the camera: zoom or pan) and k (phases, directions, tint). Under
+// the global frame time (the camera: zoom or pan) and k (the phases of every layer's waves and
+// a tint; the waves' directions and frequencies are shared, so worlds are variations of one
+// look). Under
 // flow matching x_t = (1 - s) x0 + s eps, the denoiser returns the exact posterior mean
 //     E[x0 | x_t] = sum_k r_k W_k,  r = softmax_k( -|x_t - (1 - s) W_k|^2 / (2 s^2) ),
 // with the norm over the whole segment. Which world a segment ends in depends on its initial
@@ -18,6 +20,7 @@
 #include <xxhash.h>
 
 #include <cmath>
+#include <deque>
 #include <mutex>
 
 #include "common/model/model.h"
@@ -223,10 +226,12 @@ class ZoomModel final : public Model {
                        static_cast<double>(w),
                        static_cast<double>(cond.width) / std::max(1, cond.height)};
     key = Hash(extra, sizeof extra, key);
-    if (cache_.defined() && key == cache_key_) return cache_;
-    cache_ = torch::empty({kWorlds, kChannels, T, h, w}, torch::kFloat32);
-    cache_key_ = key;
-    float* out = cache_.data_ptr<float>();
+    for (auto& [k, worlds] : cache_) {
+      if (k == key) return worlds;
+    }
+    if (cache_.size() >= kCacheEntries) cache_.pop_front();  // oldest first
+    cache_.emplace_back(key, torch::empty({kWorlds, kChannels, T, h, w}, torch::kFloat32));
+    float* out = cache_.back().second.data_ptr<float>();
     const float* e = emb.data_ptr<float>();
     const double* tt = times.data_ptr<double>();
     const double aspect = cond.height > 0 ? static_cast<double>(cond.width) / cond.height
@@ -239,7 +244,7 @@ class ZoomModel final : public Model {
                          h, w, out + static_cast<int64_t>(k) * kChannels * T * h * w);
       }
     });
-    return cache_;
+    return cache_.back().second;
   }
 
   // Writes world k's latents for one frame (time `time`) into channel planes of `dst`.
@@ -277,21 +282,24 @@ class ZoomModel final : public Model {
         p1[kLayers], p2[kLayers], p3[kLayers];
     // How much of each world is rings around the centre of the zoom (the zoom reads at a glance)
     // and how much a woven texture.
-    const double rings = 0.35 + 0.5 * HashUnit(world_seed, 50);
+    const double rings = 0.35 + 0.5 * HashUnit(0x5e9e, 50);
     for (int l = 0; l < kLayers; ++l) {
       const int64_t n = n0 + l;
       const double u = static_cast<double>(n) - L;  // in [-1, 4)
       const double v = (u - 1.5) / 2.5;
       weight[l] = std::abs(v) < 1 ? std::pow(std::cos(M_PI * v / 2), 2) : 0.0;
       scale[l] = std::exp2(u - 2.0) * freq * 2.0 * M_PI;  // 1/8 to 4 cycles per unit
-      uint64_t lh =
-          world_seed * 0x100000001b3ULL ^ static_cast<uint64_t>(n) * 0x9e3779b97f4a7c15ULL;
+      // Directions and frequencies belong to the layer (shared by all worlds), phases to the
+      // world.
+      const uint64_t lh = 0x5e9e1a7e5ULL ^ static_cast<uint64_t>(n) * 0x9e3779b97f4a7c15ULL;
+      const uint64_t ph =
+          world_seed * 0x100000001b3ULL ^ static_cast<uint64_t>(n) * 0xc2b2ae3d27d4eb4fULL;
       const double a1 = 2 * M_PI * HashUnit(lh, 1), a2 = 2 * M_PI * HashUnit(lh, 2) + swirl;
       d1x[l] = std::cos(a1), d1y[l] = std::sin(a1);
       d2x[l] = std::cos(a2), d2y[l] = std::sin(a2);
-      p1[l] = 2 * M_PI * HashUnit(lh, 3);
-      p2[l] = 2 * M_PI * HashUnit(lh, 4);
-      p3[l] = 2 * M_PI * HashUnit(lh, 5);
+      p1[l] = 2 * M_PI * HashUnit(ph, 3);
+      p2[l] = 2 * M_PI * HashUnit(ph, 4);
+      p3[l] = 2 * M_PI * HashUnit(ph, 5);
     }
     const double zoom = std::exp2(L);
     for (int64_t i = 0; i < h; ++i) {
@@ -326,9 +334,11 @@ class ZoomModel final : public Model {
     }
   }
 
+  // Worlds of the last few conditionings: co-denoised segments and guidance alternate between
+  // several at every step.
+  static constexpr size_t kCacheEntries = 16;
   ModelInfo info_;
-  torch::Tensor cache_;
-  uint64_t cache_key_ = 0;
+  std::deque<std::pair<uint64_t, torch::Tensor>> cache_;
 };
 
 }  // namespace

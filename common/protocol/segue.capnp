@@ -65,6 +65,53 @@ struct RenderTask {
   cameraSpeed @14 :Float64;
   timeline @15 :List(Keyframe);
   checkpointEverySteps @16 :UInt32;  # 0: no checkpoints (reserved for the farm issue)
+  sampler @17 :Text;         # "euler" | "ddim"
+  shift @18 :Float64;
+  eta @19 :Float64;
+  guidance @20 :Float64;
+  negativePrompt @21 :Text;
+  guide @22 :TensorData;     # chained: the previous segment's final latents for our first frames
+}
+
+# Co-denoising: a worker advances a contiguous group of a job's segments one step at a time.
+# After each step, frames that segments outside the group also cover are sent to the
+# coordinator (CodenoiseExchange), which answers with their consensus (CodenoiseMerged).
+struct CodenoiseTask {
+  jobId @0 :UInt64;
+  attempt @1 :UInt32;
+  segments @2 :List(RenderTask);  # consecutive segments, in order
+  totalFrames @3 :Int64;          # with length, overlap and jobSeed: the whole plan
+  length @4 :UInt32;
+  overlap @5 :UInt32;
+  jobSeed @6 :UInt64;
+  blend @7 :Text;
+}
+
+struct FrameSlice {
+  segment @0 :UInt32;
+  frame @1 :Int64;
+  latents @2 :TensorData;  # [C, h, w] of that frame
+}
+
+struct CodenoiseExchange {
+  jobId @0 :UInt64;
+  attempt @1 :UInt32;
+  step @2 :UInt32;
+  slices @3 :List(FrameSlice);
+}
+
+struct CodenoiseMerged {
+  jobId @0 :UInt64;
+  attempt @1 :UInt32;
+  step @2 :UInt32;
+  slices @3 :List(FrameSlice);  # segment unused: one consensus per frame
+}
+
+# Stop working on a job's task (cancelled, or a co-denoising partner was lost).
+struct Cancel {
+  jobId @0 :UInt64;
+  attempt @1 :UInt32;
+  reason @2 :Text;
 }
 
 # Decode blended latents of frames [frameStart, frameStart + T) and encode them as one
@@ -89,6 +136,7 @@ struct Assignment {
   union {
     render @0 :RenderTask;
     encode @1 :EncodeTask;
+    codenoise @2 :CodenoiseTask;
   }
 }
 
@@ -112,6 +160,7 @@ struct EncodeResult {
 enum TaskKind {
   render @0;
   encode @1;
+  codenoise @2;  # index: the group's first segment
 }
 
 struct TaskFailure {
@@ -171,6 +220,23 @@ struct JobList {
   jobs @0 :List(JobStatus);
 }
 
+struct ListWorkers {}
+
+struct WorkerInfo {
+  name @0 :Text;
+  host @1 :Text;
+  device @2 :Text;
+  state @3 :Text;        # idle | busy
+  task @4 :Text;         # "job 3 segment 7", empty when idle
+  tasksDone @5 :UInt32;
+  failures @6 :UInt32;
+  lastSeenMs @7 :UInt64; # wall clock of the last message from it
+}
+
+struct WorkerList {
+  workers @0 :List(WorkerInfo);
+}
+
 struct Error {
   code @0 :UInt32;   # 2: bad request, 3: not found, 4: version mismatch, 5: internal
   message @1 :Text;
@@ -193,5 +259,10 @@ struct Envelope {
     listJobs @12 :ListJobs;
     jobList @13 :JobList;
     error @14 :Error;
+    codenoiseExchange @15 :CodenoiseExchange;
+    codenoiseMerged @16 :CodenoiseMerged;
+    cancel @17 :Cancel;
+    listWorkers @18 :ListWorkers;
+    workerList @19 :WorkerList;
   }
 }

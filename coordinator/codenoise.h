@@ -1,0 +1,50 @@
+// Co-denoising across workers: the coordinator's half of the per-step overlap exchange.
+//
+// A codenoise job runs as a gang: its segments split into contiguous groups, one per worker,
+// all advancing one sampler step at a time. After each step, a group sends the latents of every
+// frame that a segment outside the group also covers; once every group has sent step i, the
+// coordinator folds each frame's values with BlendFrame (the same function the workers use for
+// frames they hold alone) and answers each group with the consensus of the frames it sent.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "common/blend/blend.h"
+#include "common/plan/plan.h"
+#include "common/status/status.h"
+
+namespace segue {
+
+struct FrameValues {
+  uint32_t segment = 0;
+  int64_t frame = 0;
+  std::vector<float> data;  // [C, h, w] of that frame
+};
+
+class StepExchange {
+ public:
+  StepExchange(std::vector<SegmentSpan> segments, BlendMode mode, int groups);
+
+  uint32_t step() const { return step_; }
+  // Adds group `group`'s values for the current step. Errors for a repeated group or values
+  // whose sizes differ.
+  Status Add(int group, std::vector<FrameValues> values);
+  bool Complete() const { return static_cast<int>(posted_.size()) == groups_; }
+  // REQUIRES: Complete(). Per group, the consensus of each frame it sent (segment unused), in the
+  // order it sent them; then moves on to the next step.
+  Result<std::vector<std::vector<FrameValues>>> Merge();
+
+ private:
+  std::vector<SegmentSpan> segments_;
+  BlendMode mode_;
+  int groups_;
+  uint32_t step_ = 0;
+  std::map<int, std::vector<FrameValues>> posted_;  // group -> its values this step
+};
+
+// Splits segments [0, count) into `groups` contiguous runs of near-equal size: [first, end).
+std::vector<std::pair<uint32_t, uint32_t>> SplitIntoGroups(uint32_t count, uint32_t groups);
+
+}  // namespace segue
