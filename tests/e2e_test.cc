@@ -97,8 +97,7 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   }
   ASSERT_EQ(RunCommand(Cli("submit '" + job + "' --coordinator " + endpoint), &out, true), 0)
       << out;
-  std::string id = out.substr(out.find_last_of(' ') + 1);
-  id.erase(id.find_last_not_of("\n") + 1);
+  std::string id = LastWord(out);
   ASSERT_FALSE(id.empty());
   nlohmann::json status;
   for (int i = 0; i < 600; ++i) {

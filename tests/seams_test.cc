@@ -24,7 +24,8 @@ TEST(Seams, BaselineIgnoresOverlaps) {
   std::vector<double> changes(30, 2.0);
   for (const auto& s : segs) {
     if (s.index == 0) continue;
-    for (int64_t f = s.start; f < segs[static_cast<size_t>(s.index - 1)].end; ++f) changes[static_cast<size_t>(f)] = 50;
+    for (int64_t f = s.start; f < segs[static_cast<size_t>(s.index - 1)].end; ++f)
+      changes[static_cast<size_t>(f)] = 50;
   }
   SeamReport r = ScoreSeams(segs, changes);
   EXPECT_DOUBLE_EQ(r.baseline, 2.0);

@@ -24,6 +24,9 @@ class TempDir {
 int RunCommand(const std::string& command, std::string* output = nullptr,
                bool merge_stderr = false);
 
+// The last whitespace-separated word of `text` (how `segue submit` reports the job id).
+std::string LastWord(const std::string& text);
+
 // Folder of the segue binaries (set by CMake).
 std::string BinDir();
 

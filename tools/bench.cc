@@ -21,7 +21,7 @@ double Seconds(Clock::time_point a) {
 }
 
 nlohmann::json BenchModel(int width, int height, int frames, int steps, int reps) {
-  auto rt = model::Runtime::Create({"cpu", 1});
+  auto rt = model::Runtime::Create({"cpu", 1, ""});
   if (!rt.ok()) throw std::runtime_error(rt.message());
   model::SegmentRequest r;
   r.width = width, r.height = height, r.steps = steps, r.frame_count = frames, r.fps = 24;

@@ -293,7 +293,7 @@ int CmdSeams(const std::string& video, const std::string& plan, const std::strin
 
 int CmdRender(const std::string& path, int workers, const std::string& output_flag,
               const std::string& state_dir, int threads, const std::string& preset,
-              int chunk_frames) {
+              int chunk_frames, const std::string& models) {
   auto m = LoadManifestFile(path);
   if (!m.ok()) return Fail(m.message(), kBadInput);
   auto req = BuildSubmit(path, *m);
@@ -334,10 +334,16 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
   if (endpoint.empty()) return Fail("the coordinator did not start within 30 s");
   std::vector<ChildProcess> pool;
   for (int i = 0; i < workers; ++i) {
+    std::vector<std::string> argv = {bin + "/segue-worker",
+                                     "--coordinator",
+                                     endpoint,
+                                     "--threads",
+                                     std::to_string(threads),
+                                     "--name",
+                                     "local-" + std::to_string(getpid()) + "-" + std::to_string(i)};
+    if (!models.empty()) argv.insert(argv.end(), {"--models", fs::absolute(models).string()});
     auto w = ChildProcess::Spawn(
-        {bin + "/segue-worker", "--coordinator", endpoint, "--threads", std::to_string(threads),
-         "--name", "local-" + std::to_string(getpid()) + "-" + std::to_string(i)},
-        (state / "logs" / ("worker-" + std::to_string(i) + ".log")).string());
+        argv, (state / "logs" / ("worker-" + std::to_string(i) + ".log")).string());
     if (!w.ok()) return Fail(w.message());
     pool.push_back(std::move(*w));
   }
@@ -385,7 +391,7 @@ int main(int argc, char** argv) {
                     "coordinator endpoint (default $SEGUE_COORDINATOR or tcp://127.0.0.1:7450)");
   };
 
-  std::string manifest, output, state_dir = ".segue-state", job, preset = "medium";
+  std::string manifest, output, state_dir = ".segue-state", job, preset = "medium", models_dir;
   bool json = false, watch = false, wait = false;
   int workers = 2, threads = 1, chunk_frames = 96;
 
@@ -408,6 +414,8 @@ int main(int argc, char** argv) {
   render->add_option("--state-dir", state_dir, "folder for the RocksDB state and logs")
       ->capture_default_str();
   render->add_option("--preset", preset, "x264 preset for the chunks")->capture_default_str();
+  render->add_option("--models", models_dir, "folder of TorchScript models for the local workers")
+      ->check(CLI::ExistingDirectory);
   render->add_option("--chunk-frames", chunk_frames, "frames per encoded chunk")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
@@ -454,7 +462,8 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   if (plan->parsed()) return CmdPlan(manifest, json);
   if (render->parsed())
-    return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames);
+    return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames,
+                     models_dir);
   if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait);
   if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
   if (jobs->parsed()) return CmdJobs(coordinator, json);

@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "intra-op threads for the model")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  app.add_option("--models", o.models_dir,
+                 "folder of TorchScript models: a manifest's model NAME loads NAME.pt")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--work-dir", o.work_dir,
                  "scratch folder for chunk files (default: the system temp folder)");
   app.add_option("--max-tasks", o.max_tasks, "leave after this many tasks (0: never)")

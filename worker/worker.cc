@@ -574,7 +574,7 @@ int RunWorker(const WorkerOptions& options, const std::atomic<bool>& stop) {
     snprintf(nonce, sizeof nonce, "%04x", rd() & 0xffff);
     o.name = HostName() + "-" + std::to_string(getpid()) + "-" + nonce;
   }
-  auto runtime = model::Runtime::Create(model::RuntimeOptions{o.device, o.threads});
+  auto runtime = model::Runtime::Create(model::RuntimeOptions{o.device, o.threads, o.models_dir});
   if (!runtime.ok()) {
     spdlog::error("{}", runtime.message());
     return 2;

@@ -14,7 +14,8 @@ struct WorkerOptions {
   std::string name;  // default: HOST-PID-NONCE
   std::string device = "cpu";
   int threads = 1;
-  std::string work_dir;  // scratch for chunk files (default: system temp)
+  std::string models_dir;  // TorchScript models (NAME.pt)
+  std::string work_dir;    // scratch for chunk files (default: system temp)
   int reconnect_max_ms = 5000;
   int max_tasks = 0;  // exit after this many tasks (0: never); for tests and drains
 };

@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "common/status/status.h"
+
 namespace segue::model {
 
 enum class Prediction { kVelocity, kEpsilon, kX0 };
@@ -52,5 +54,10 @@ class Model {
 
 // Built-in models by name ("zoom"); nullptr when unknown.
 std::unique_ptr<Model> CreateBuiltinModel(const std::string& name);
+
+// A TorchScript file exposing the contract (docs/MODELS.md). Errors name the model, the file and
+// what is missing; calls that return the wrong shape or dtype throw std::runtime_error.
+Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
+                                                    const std::string& name);
 
 }  // namespace segue::model

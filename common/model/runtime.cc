@@ -1,5 +1,7 @@
 #include "common/model/runtime.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "common/model/model.h"
@@ -39,7 +41,18 @@ class TorchRuntime final : public Runtime {
  public:
   explicit TorchRuntime(const RuntimeOptions& o) : options_(o) {}
 
-  std::vector<std::string> Models() const override { return {"zoom"}; }
+  std::vector<std::string> Models() const override {
+    std::vector<std::string> out = {"zoom"};
+    std::error_code ec;
+    if (options_.models_dir.empty() || !std::filesystem::is_directory(options_.models_dir, ec))
+      return out;
+    for (const auto& e : std::filesystem::directory_iterator(options_.models_dir, ec)) {
+      if (e.path().extension() == ".pt" && e.path().stem() != "zoom")
+        out.push_back(e.path().stem().string());
+    }
+    std::sort(out.begin() + 1, out.end());
+    return out;
+  }
 
   Result<Tensor> Render(const SegmentRequest& r,
                         const std::function<void(int, int)>& on_step) override {
@@ -212,8 +225,21 @@ class TorchRuntime final : public Runtime {
   Result<Model*> Load(const std::string& name) {
     auto it = models_.find(name);
     if (it != models_.end()) return it->second.get();
-    auto m = CreateBuiltinModel(name);
-    if (!m) return Result<Model*>::Error("unknown model '" + name + "' (this worker has: zoom)");
+    std::unique_ptr<Model> m = CreateBuiltinModel(name);
+    if (!m) {
+      const std::string file =
+          options_.models_dir.empty() ? "" : options_.models_dir + "/" + name + ".pt";
+      std::error_code ec;
+      if (file.empty() || !std::filesystem::is_regular_file(file, ec)) {
+        return Result<Model*>::Error(
+            "unknown model '" + name + "' (built-in: zoom" +
+            (file.empty() ? "; this worker has no --models folder)" : "; no " + file + ")"));
+      }
+      auto loaded = LoadTorchScriptModel(file, name);
+      if (!loaded.ok())
+        return Result<Model*>::Error(loaded.message());  // not cached: a fixed file loads next time
+      m = std::move(*loaded);
+    }
     Model* raw = m.get();
     models_.emplace(name, std::move(m));
     return raw;

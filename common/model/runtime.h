@@ -46,7 +46,8 @@ struct SegmentRequest {
 
 struct RuntimeOptions {
   std::string device = "cpu";
-  int threads = 1;  // intra-op threads (at::get_num_threads() starts at 1 here: set it)
+  int threads = 1;         // intra-op threads (at::get_num_threads() starts at 1 here: set it)
+  std::string models_dir;  // TorchScript models: NAME resolves to models_dir/NAME.pt
 };
 
 // A segment's latents during co-denoising: [C, T, h, w] floats, contiguous, writable.
@@ -60,6 +61,7 @@ class Runtime {
   static Result<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options);
   virtual ~Runtime() = default;
 
+  // Built-in models and the TorchScript files of models_dir, by name.
   virtual std::vector<std::string> Models() const = 0;
   // Renders one segment; returns its final latents [C, T, h, w]. on_step(i, steps) after each step.
   virtual Result<Tensor> Render(const SegmentRequest& request,

@@ -32,7 +32,11 @@ constexpr int kChannels = 4;
 constexpr int kCompression = 8;
 constexpr int kWorlds = 4;
 constexpr int kEmbedDim = 16;
-constexpr int kLayers = 5;
+constexpr int kLayers =
+    6;  // octaves n = floor(L) - 1 ... floor(L) + 4 cover the bump (-1, 4) for any L
+// Latents are the pictures' features times this, so that they stand out of unit noise as a
+// trained VAE's scaled latents do; the decoder divides it out.
+constexpr float kLatentScale = 3.f;
 
 float HashUnit(uint64_t h, int lane) {  // deterministic value in [0, 1)
   uint64_t x = h ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(lane + 1));
@@ -194,7 +198,7 @@ class ZoomModel final : public Model {
               const float* p = in + ((b * kChannels + c) * T + t) * h * w;
               const float top = p[y0 * w + x0] * (1 - fx) + p[y0 * w + x1] * fx;
               const float bot = p[y1 * w + x0] * (1 - fx) + p[y1 * w + x1] * fx;
-              v[c] = top * (1 - fy) + bot * fy;
+              v[c] = (top * (1 - fy) + bot * fy) * (1.f / kLatentScale);
             }
             // Contour lines of the relief field, sharp at full resolution.
             const float line = 0.5f + 0.5f * std::cos(static_cast<float>(2.0 * M_PI) * 2.f * v[3]);
@@ -285,7 +289,7 @@ class ZoomModel final : public Model {
     const double rings = 0.35 + 0.5 * HashUnit(0x5e9e, 50);
     for (int l = 0; l < kLayers; ++l) {
       const int64_t n = n0 + l;
-      const double u = static_cast<double>(n) - L;  // in [-1, 4)
+      const double u = static_cast<double>(n) - L;  // in (-2, 5): the bump is zero outside (-1, 4)
       const double v = (u - 1.5) / 2.5;
       weight[l] = std::abs(v) < 1 ? std::pow(std::cos(M_PI * v / 2), 2) : 0.0;
       scale[l] = std::exp2(u - 2.0) * freq * 2.0 * M_PI;  // 1/8 to 4 cycles per unit
@@ -328,8 +332,9 @@ class ZoomModel final : public Model {
         const float light = static_cast<float>(0.25 * relief);
         const int64_t at = t * h * w + i * w + j;
         for (int c = 0; c < 3; ++c)
-          dst[c * T * h * w + at] = base[c] * (1 - m) + accent[c] * m + tint[c] + light;
-        dst[3 * T * h * w + at] = static_cast<float>(relief);
+          dst[c * T * h * w + at] =
+              kLatentScale * (base[c] * (1 - m) + accent[c] * m + tint[c] + light);
+        dst[3 * T * h * w + at] = kLatentScale * static_cast<float>(relief);
       }
     }
   }

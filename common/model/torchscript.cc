@@ -1,0 +1,132 @@
+// TorchScript models: a studio's own model, exported from PyTorch, served through the contract.
+// See docs/MODELS.md for what the file must contain. Every call checks what comes back, so a
+// broken model fails its job with a message that names the model and the problem instead of
+// crashing the worker.
+#include <torch/script.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "common/model/model.h"
+
+namespace segue::model {
+namespace {
+
+std::string Shape(const torch::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+class TorchScriptModel final : public Model {
+ public:
+  TorchScriptModel(torch::jit::Module module, ModelInfo info)
+      : module_(std::move(module)), info_(std::move(info)) {}
+
+  const ModelInfo& info() const override { return info_; }
+
+  torch::Tensor EncodePrompt(const std::string& text) override {
+    torch::Tensor e = Call("encode_prompt", {text});
+    Require(e.dim() == 1 && e.size(0) > 0,
+            "encode_prompt returned shape " + Shape(e) + ", expected [D]");
+    return e;
+  }
+
+  torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma,
+                        const Conditioning& cond) override {
+    torch::Tensor out = Call("denoise", {latents, sigma, cond.embeddings.to(torch::kFloat32),
+                                         cond.frame_times.to(torch::kFloat64)});
+    Require(out.sizes() == latents.sizes(),
+            "denoise returned shape " + Shape(out) + " for latents of shape " + Shape(latents));
+    return out;
+  }
+
+  torch::Tensor Decode(const torch::Tensor& latents) override {
+    torch::Tensor out = Call("decode", {latents});
+    Require(out.dim() == 5 && out.size(0) == latents.size(0) && out.size(1) == 3,
+            "decode returned shape " + Shape(out) + ", expected [B, 3, T, H, W]");
+    return out;
+  }
+
+ private:
+  torch::Tensor Call(const char* method, std::vector<c10::IValue> args) {
+    c10::IValue v;
+    try {
+      v = module_.get_method(method)(std::move(args));
+    } catch (const c10::Error& e) {
+      throw std::runtime_error("model '" + info_.name + "': " + method +
+                               " failed: " + e.what_without_backtrace());
+    }
+    Require(v.isTensor(), std::string(method) + " returned " + v.tagKind() + ", expected a Tensor");
+    torch::Tensor t = v.toTensor();
+    Require(t.scalar_type() == torch::kFloat32, std::string(method) + " returned " +
+                                                    std::string(c10::toString(t.scalar_type())) +
+                                                    ", expected float32");
+    return t.contiguous();
+  }
+
+  void Require(bool ok, const std::string& what) const {
+    if (!ok) throw std::runtime_error("model '" + info_.name + "': " + what);
+  }
+
+  torch::jit::Module module_;
+  ModelInfo info_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
+                                                    const std::string& name) {
+  using R = Result<std::unique_ptr<Model>>;
+  auto fail = [&](const std::string& why) {
+    return R::Error("model '" + name + "' (" + path + "): " + why);
+  };
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, torch::kCPU);
+  } catch (const c10::Error& e) {
+    return fail("not a TorchScript file: " +
+                std::string(e.what_without_backtrace()).substr(0, 300));
+  } catch (const std::exception& e) {
+    return fail(std::string("cannot load: ") + e.what());
+  }
+  module.eval();
+  for (const char* method : {"encode_prompt", "denoise", "decode"}) {
+    if (!module.find_method(method)) return fail(std::string("has no method '") + method + "'");
+  }
+  ModelInfo info;
+  info.name = name;
+  auto int_attr = [&](const char* attr, int* out) -> bool {
+    if (!module.hasattr(attr)) return false;
+    c10::IValue v = module.attr(attr);
+    if (!v.isInt() || v.toInt() <= 0) return false;
+    *out = static_cast<int>(v.toInt());
+    return true;
+  };
+  for (auto [attr, out] : std::vector<std::pair<const char*, int*>>{
+           {"latent_channels", &info.latent_channels},
+           {"spatial_compression", &info.spatial_compression},
+           {"temporal_compression", &info.temporal_compression},
+           {"clip_length", &info.native_clip_length},
+           {"default_steps", &info.default_steps}}) {
+    if (!int_attr(attr, out))
+      return fail(std::string("needs a positive int attribute '") + attr + "'");
+  }
+  if (info.temporal_compression != 1)
+    return fail("temporal_compression other than 1 is not supported yet");
+  if (!module.hasattr("prediction") || !module.attr("prediction").isString()) {
+    return fail("needs a str attribute 'prediction' (x0, epsilon or velocity)");
+  }
+  const std::string p = module.attr("prediction").toStringRef();
+  if (p == "x0")
+    info.prediction = Prediction::kX0;
+  else if (p == "epsilon")
+    info.prediction = Prediction::kEpsilon;
+  else if (p == "velocity")
+    info.prediction = Prediction::kVelocity;
+  else
+    return fail("prediction '" + p + "' is not one of x0, epsilon, velocity");
+  return R(std::unique_ptr<Model>(new TorchScriptModel(std::move(module), std::move(info))));
+}
+
+}  // namespace segue::model

@@ -1,0 +1,206 @@
+// TorchScript models: a studio's own model, made here with libtorch's C++ API, served by the
+// runtime and rendered through real processes; broken model files fail jobs, not workers.
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/model/runtime.h"
+#include "common/util/process.h"
+#include "tests/test_util.h"
+
+namespace segue {
+namespace {
+
+const char* kEncode = R"(
+def encode_prompt(self, text: str) -> Tensor:
+    return torch.ones([8]) * float(len(text) % 7)
+)";
+const char* kDenoise = R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    b = latents.size(0)
+    t = latents.size(2)
+    phase = frame_times.float().view([b, 1, t, 1, 1])
+    level = cond.mean(dim=2).view([b, 1, t, 1, 1]) * 0.05
+    return torch.zeros_like(latents) + torch.sin(phase * 3.0) * 0.5 + level
+)";
+const char* kDecode = R"(
+def decode(self, latents: Tensor) -> Tensor:
+    rgb = latents[:, 0:3]
+    rgb = rgb.repeat_interleave(8, dim=3).repeat_interleave(8, dim=4)
+    return torch.sigmoid(rgb)
+)";
+
+// Writes DIR/NAME.pt with the contract's metadata and the given methods.
+void SaveModel(const std::string& dir, const std::string& name,
+               const std::vector<std::string>& methods, const std::string& prediction = "x0") {
+  torch::jit::Module m("StudioModel");
+  m.register_attribute("latent_channels", c10::IntType::get(), 4);
+  m.register_attribute("spatial_compression", c10::IntType::get(), 8);
+  m.register_attribute("temporal_compression", c10::IntType::get(), 1);
+  m.register_attribute("clip_length", c10::IntType::get(), 16);
+  m.register_attribute("default_steps", c10::IntType::get(), 10);
+  m.register_attribute("prediction", c10::StringType::get(), prediction);
+  for (const auto& src : methods) m.define(src);
+  m.save(dir + "/" + name + ".pt");
+}
+
+std::unique_ptr<model::Runtime> Make(const std::string& dir) {
+  auto rt = model::Runtime::Create({"cpu", 1, dir});
+  EXPECT_TRUE(rt.ok()) << rt.message();
+  return std::move(*rt);
+}
+
+model::SegmentRequest Request(const std::string& name) {
+  model::SegmentRequest r;
+  r.model = name;
+  r.width = 32, r.height = 16, r.steps = 4, r.fps = 12, r.frame_count = 6;
+  r.prompts = {"a studio prompt"};
+  r.frames.assign(6, {0, 0, 0.f});
+  return r;
+}
+
+TEST(TorchScript, AStudioModelRendersThroughTheContract) {
+  TempDir dir;
+  SaveModel(dir.path(), "studio", {kEncode, kDenoise, kDecode});
+  auto rt = Make(dir.path());
+  auto models = rt->Models();
+  EXPECT_NE(std::find(models.begin(), models.end(), "studio"), models.end());
+  auto lat = rt->Render(Request("studio"));
+  ASSERT_TRUE(lat.ok()) << lat.message();
+  EXPECT_EQ(lat->shape, (std::vector<int64_t>{4, 6, 2, 4}));
+  // x0 prediction at the last step: sin(3 t) * 0.5 + mean(cond) * 0.05, t = frame / 12.
+  EXPECT_NEAR(lat->data[8], std::sin(3.0 * 1 / 12.0) * 0.5 + 1.0 * 0.05,
+              1e-5);  // frame 1; "a studio prompt" -> 15 % 7 = 1
+  auto rgb = rt->DecodeRgb("studio", *lat, 32, 16);
+  ASSERT_TRUE(rgb.ok()) << rgb.message();
+  EXPECT_EQ(rgb->size(), 6u * 32 * 16 * 3);
+}
+
+TEST(TorchScript, BrokenModelsFailWithTheirNameAndProblem) {
+  TempDir dir;
+  SaveModel(dir.path(), "nodecode", {kEncode, kDenoise});
+  SaveModel(dir.path(), "badshape",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    return latents[:, :, 0:1]
+)",
+             kDecode});
+  SaveModel(dir.path(), "baddtype",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    return latents.double()
+)",
+             kDecode});
+  SaveModel(dir.path(), "badpred", {kEncode, kDenoise, kDecode}, "noise");
+  std::ofstream(dir / "garbage.pt") << "this is not a TorchScript archive";
+  auto rt = Make(dir.path());
+  struct Case {
+    const char* name;
+    const char* words;
+  };
+  for (Case c :
+       {Case{"nodecode", "has no method 'decode'"}, Case{"badshape", "denoise returned shape"},
+        Case{"baddtype", "expected float32"}, Case{"badpred", "prediction 'noise'"},
+        Case{"garbage", "not a TorchScript file"}, Case{"missing", "unknown model 'missing'"}}) {
+    auto r = rt->Render(Request(c.name));
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_NE(r.message().find(std::string("model '") + c.name + "'"), std::string::npos)
+        << r.message();
+    EXPECT_NE(r.message().find(c.words), std::string::npos) << r.message();
+  }
+  // The runtime keeps serving: the built-in model and a good file still render.
+  SaveModel(dir.path(), "good", {kEncode, kDenoise, kDecode});
+  EXPECT_TRUE(rt->Render(Request("good")).ok());
+  auto zoom = Request("zoom");
+  EXPECT_TRUE(rt->Render(zoom).ok());
+}
+
+std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
+
+TEST(TorchScript, JobsThroughRealProcesses) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "models");
+  SaveModel(dir / "models", "studio", {kEncode, kDenoise, kDecode});
+  SaveModel(dir / "models", "broken",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    return latents[:, :, 0:1]
+)",
+             kDecode});
+  auto manifest = [&](const std::string& model, const std::string& file) {
+    std::ofstream(dir / file)
+        << "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 20}\nmodel: {name: "
+        << model
+        << ", steps: 4}\nsegments: {length: 8, overlap: 2}\ntimeline: [{at: 0, prompt: hello}]\n"
+        << "output: {path: out/" << model << ".mp4}\n";
+    return dir / file;
+  };
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("render '" + manifest("studio", "studio.yaml") + "' --models '" +
+                           dir / "models" + "' --state-dir '" + dir / "s1" + "' --preset veryfast"),
+                       &out, true),
+            0)
+      << out;
+  EXPECT_EQ(Probe(dir / "out/studio.mp4").frames, 20);
+
+  // A farm whose workers have the broken model: that job fails, naming the model and the
+  // problem; the next job renders on the same workers.
+  auto coord = ChildProcess::Spawn(
+      {BinDir() + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir", dir / "s2",
+       "--output-root", dir / "root", "--encoder-preset", "veryfast"},
+      dir / "coordinator.log");
+  ASSERT_TRUE(coord.ok());
+  std::string endpoint;
+  for (int i = 0; i < 200 && endpoint.empty(); ++i) {
+    std::ifstream f(dir / "s2/coordinator.endpoint");
+    std::getline(f, endpoint);
+    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(endpoint.empty());
+  std::vector<ChildProcess> workers;
+  for (int i = 0; i < 2; ++i) {
+    auto w = ChildProcess::Spawn(
+        {BinDir() + "/segue-worker", "--coordinator", endpoint, "--models", dir / "models"},
+        dir / ("w" + std::to_string(i) + ".log"));
+    ASSERT_TRUE(w.ok());
+    workers.push_back(std::move(*w));
+  }
+  auto wait_for = [&](const std::string& id) {
+    nlohmann::json st;
+    for (int i = 0; i < 600; ++i) {
+      if (RunCommand(Cli("status " + id + " --json --coordinator " + endpoint), &out) != 0) break;
+      st = nlohmann::json::parse(out, nullptr, false);
+      if (!st.is_discarded() && (st["state"] == "DONE" || st["state"] == "FAILED")) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return st;
+  };
+  ASSERT_EQ(RunCommand(
+                Cli("submit '" + manifest("broken", "broken.yaml") + "' --coordinator " + endpoint),
+                &out, true),
+            0)
+      << out;
+  auto bad = wait_for(LastWord(out));
+  ASSERT_EQ(bad["state"], "FAILED") << bad.dump();
+  EXPECT_NE(bad["error"].get<std::string>().find("model 'broken': denoise returned shape"),
+            std::string::npos)
+      << bad.dump();
+  ASSERT_EQ(
+      RunCommand(Cli("submit '" + manifest("zoom", "zoom.yaml") + "' --coordinator " + endpoint),
+                 &out, true),
+      0)
+      << out;
+  auto good = wait_for(LastWord(out));
+  EXPECT_EQ(good["state"], "DONE") << good.dump();
+  for (auto& w : workers) EXPECT_TRUE(w.Running());  // the workers survived the broken model
+  for (auto& w : workers) w.Stop();
+  coord->Stop();
+}
+
+}  // namespace
+}  // namespace segue
