@@ -76,25 +76,9 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
       << out;
 
   // A long-lived coordinator, workers started separately, a client that submits.
-  auto coord = ChildProcess::Spawn(
-      {BinDir() + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir", dir / "s2",
-       "--output-root", dir / "root", "--chunk-frames", "16", "--encoder-preset", "veryfast"},
-      dir / "coordinator.log");
-  ASSERT_TRUE(coord.ok()) << coord.message();
-  std::string endpoint;
-  for (int i = 0; i < 200 && endpoint.empty(); ++i) {
-    std::ifstream f(dir / "s2/coordinator.endpoint");
-    std::getline(f, endpoint);
-    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_FALSE(endpoint.empty());
-  std::vector<ChildProcess> workers;
-  for (int i = 0; i < 3; ++i) {
-    auto w = ChildProcess::Spawn({BinDir() + "/segue-worker", "--coordinator", endpoint},
-                                 dir / ("w" + std::to_string(i) + ".log"));
-    ASSERT_TRUE(w.ok()) << w.message();
-    workers.push_back(std::move(*w));
-  }
+  LocalFarm farm(dir / "farm", 3, {"--chunk-frames", "16"});
+  ASSERT_TRUE(farm.ok());
+  const std::string endpoint = farm.endpoint();
   ASSERT_EQ(RunCommand(Cli("submit '" + job + "' --coordinator " + endpoint), &out, true), 0)
       << out;
   std::string id = LastWord(out);
@@ -114,7 +98,7 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   EXPECT_DOUBLE_EQ(status["progress"].get<double>(), 1.0);
   const std::string output = status["output"];
   EXPECT_EQ(output,
-            fs::canonical(dir / "root").string() + "/out/e2e.mp4");  // under the output root
+            fs::canonical(dir / "farm/root").string() + "/out/e2e.mp4");  // under the output root
   ExpectGoodOutput(output);
   // Bitwise the same pictures with 1 worker and 3 (same chunking: H.264 is lossy, so chunk
   // boundaries are part of what makes the bytes).
@@ -137,8 +121,6 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
       << out;
   EXPECT_NE(out.find("output.path"), std::string::npos) << out;
   EXPECT_NE(out.find("leaves the output root"), std::string::npos) << out;
-  for (auto& w : workers) w.Stop();
-  coord->Stop();
 }
 
 TEST(EndToEnd, BadManifestIsRefusedWithItsLocation) {

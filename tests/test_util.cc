@@ -3,9 +3,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 namespace segue {
 
@@ -44,6 +47,44 @@ std::string LastWord(const std::string& text) {
 }
 
 std::string BinDir() { return SEGUE_BIN_DIR; }
+
+LocalFarm::LocalFarm(const std::string& dir, int workers,
+                     const std::vector<std::string>& coordinator_args,
+                     const std::vector<std::string>& worker_args) {
+  std::vector<std::string> argv = {BinDir() + "/segue-coordinator",
+                                   "--listen",
+                                   "tcp://127.0.0.1:*",
+                                   "--state-dir",
+                                   dir + "/state",
+                                   "--output-root",
+                                   dir + "/root",
+                                   "--encoder-preset",
+                                   "veryfast"};
+  argv.insert(argv.end(), coordinator_args.begin(), coordinator_args.end());
+  auto c = ChildProcess::Spawn(argv, dir + "/coordinator.log");
+  if (!c.ok()) return;
+  coordinator_ = std::move(*c);
+  std::string endpoint;
+  for (int i = 0; i < 400 && endpoint.empty(); ++i) {
+    std::ifstream f(dir + "/state/coordinator.endpoint");
+    std::getline(f, endpoint);
+    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (endpoint.empty()) return;
+  for (int i = 0; i < workers; ++i) {
+    std::vector<std::string> wargv = {BinDir() + "/segue-worker", "--coordinator", endpoint};
+    wargv.insert(wargv.end(), worker_args.begin(), worker_args.end());
+    auto w = ChildProcess::Spawn(wargv, dir + "/worker-" + std::to_string(i) + ".log");
+    if (!w.ok()) return;
+    workers_.push_back(std::move(*w));
+  }
+  endpoint_ = endpoint;
+}
+
+LocalFarm::~LocalFarm() {
+  for (auto& w : workers_) w.Stop();
+  coordinator_.Stop();
+}
 
 void MakeTone(const std::string& path, double seconds) {
   RunCommand("ffmpeg -loglevel error -y -f lavfi -i sine=frequency=330:duration=" +

@@ -4,6 +4,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include "common/util/process.h"
 
 namespace segue {
 
@@ -23,6 +26,24 @@ class TempDir {
 // merge_stderr).
 int RunCommand(const std::string& command, std::string* output = nullptr,
                bool merge_stderr = false);
+
+// A farm of real processes on loopback: a coordinator (state in DIR/state, output root
+// DIR/root, a free port) and `workers` workers, logs in DIR. Stops them at scope exit.
+class LocalFarm {
+ public:
+  LocalFarm(const std::string& dir, int workers,
+            const std::vector<std::string>& coordinator_args = {},
+            const std::vector<std::string>& worker_args = {});
+  ~LocalFarm();
+  bool ok() const { return !endpoint_.empty(); }
+  const std::string& endpoint() const { return endpoint_; }
+  std::vector<ChildProcess>& workers() { return workers_; }
+
+ private:
+  ChildProcess coordinator_;
+  std::vector<ChildProcess> workers_;
+  std::string endpoint_;
+};
 
 // The last whitespace-separated word of `text` (how `segue submit` reports the job id).
 std::string LastWord(const std::string& text);

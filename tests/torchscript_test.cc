@@ -150,26 +150,9 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
 
   // A farm whose workers have the broken model: that job fails, naming the model and the
   // problem; the next job renders on the same workers.
-  auto coord = ChildProcess::Spawn(
-      {BinDir() + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir", dir / "s2",
-       "--output-root", dir / "root", "--encoder-preset", "veryfast"},
-      dir / "coordinator.log");
-  ASSERT_TRUE(coord.ok());
-  std::string endpoint;
-  for (int i = 0; i < 200 && endpoint.empty(); ++i) {
-    std::ifstream f(dir / "s2/coordinator.endpoint");
-    std::getline(f, endpoint);
-    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_FALSE(endpoint.empty());
-  std::vector<ChildProcess> workers;
-  for (int i = 0; i < 2; ++i) {
-    auto w = ChildProcess::Spawn(
-        {BinDir() + "/segue-worker", "--coordinator", endpoint, "--models", dir / "models"},
-        dir / ("w" + std::to_string(i) + ".log"));
-    ASSERT_TRUE(w.ok());
-    workers.push_back(std::move(*w));
-  }
+  LocalFarm farm(dir / "farm", 2, {}, {"--models", dir / "models"});
+  ASSERT_TRUE(farm.ok());
+  const std::string endpoint = farm.endpoint();
   auto wait_for = [&](const std::string& id) {
     nlohmann::json st;
     for (int i = 0; i < 600; ++i) {
@@ -197,9 +180,7 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
       << out;
   auto good = wait_for(LastWord(out));
   EXPECT_EQ(good["state"], "DONE") << good.dump();
-  for (auto& w : workers) EXPECT_TRUE(w.Running());  // the workers survived the broken model
-  for (auto& w : workers) w.Stop();
-  coord->Stop();
+  for (auto& w : farm.workers()) EXPECT_TRUE(w.Running());  // the workers survived the broken model
 }
 
 }  // namespace
