@@ -115,6 +115,7 @@ struct Worker {
   std::optional<TaskRef> task;
   uint64_t last_seen_ms = 0;
   uint32_t tasks_done = 0, failures = 0;
+  bool draining = false;  // finishes its task, gets no more
 };
 
 std::string FileExtension(const std::string& name) {
@@ -353,6 +354,12 @@ struct Coordinator::Impl {
           return Send(identity, OnListJobs(), req);
         case wire::Envelope::LIST_WORKERS:
           return Send(identity, OnListWorkers(), req);
+        case wire::Envelope::JOB_ACTION:
+          return Send(identity, OnJobAction(env.getJobAction()), req);
+        case wire::Envelope::DRAIN_WORKER:
+          return Send(identity, OnDrainWorker(env.getDrainWorker().getName().cStr()), req);
+        case wire::Envelope::GET_LOGS:
+          return Send(identity, OnGetLogs(env.getGetLogs()), req);
         default:
           ++counters.bad_messages;
           spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",
@@ -760,17 +767,132 @@ struct Coordinator::Impl {
     return Serialize(b);
   }
 
-  std::string OnListWorkers() {
+  // ---- admin ----------------------------------------------------------------------------------
+
+  // Tells every worker holding one of the job's tasks to stop it.
+  void StopJobTasks(Job& j, const std::string& why) {
+    for (auto& [name, w] : workers) {
+      if (!w.task || w.task->job != j.id) continue;
+      capnp::MallocMessageBuilder b;
+      auto c = b.initRoot<wire::Envelope>().initCancel();
+      c.setJobId(j.id);
+      c.setReason(why);
+      Send(w.identity, Serialize(b));
+      w.task.reset();
+    }
+    j.gang.reset();
+  }
+
+  std::string OnJobAction(wire::JobAction::Reader a) {
+    auto it = jobs.find(a.getJobId());
+    if (it == jobs.end()) return ErrorMessage(3, "no job " + std::to_string(a.getJobId()));
+    Job& j = it->second;
+    Store::Batch batch;
+    switch (a.getAction()) {
+      case wire::JobActionKind::CANCEL: {
+        if (Finished(j.state))
+          return ErrorMessage(
+              2, "job " + std::to_string(j.id) + " is already " + JobStateName(j.state));
+        StopJobTasks(j, "job cancelled");
+        for (auto* slots : {&j.seg, &j.chunk}) {
+          for (size_t i = 0; i < slots->size(); ++i) {
+            Slot& sl = (*slots)[i];
+            if (sl.state != rec::TaskState::RUNNING) continue;
+            sl.state = rec::TaskState::PENDING;
+            sl.worker.clear();
+            batch.Put(slots == &j.seg ? Family::kSegments : Family::kChunks,
+                      TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(sl));
+          }
+        }
+        SetJobState(j, rec::JobState::CANCELLED, "", batch);
+        spdlog::info("job {} cancelled", j.id);
+        break;
+      }
+      case wire::JobActionKind::RETRY: {
+        if (j.state != rec::JobState::FAILED && j.state != rec::JobState::CANCELLED) {
+          return ErrorMessage(2, "job " + std::to_string(j.id) + " is " + JobStateName(j.state) +
+                                     "; only FAILED or CANCELLED jobs can be retried");
+        }
+        for (auto* slots : {&j.seg, &j.chunk}) {
+          for (size_t i = 0; i < slots->size(); ++i) {
+            Slot& sl = (*slots)[i];
+            if (sl.state == rec::TaskState::DONE) continue;
+            sl.state = rec::TaskState::PENDING;
+            sl.failures = 0;
+            sl.error.clear();
+            sl.worker.clear();
+            batch.Put(slots == &j.seg ? Family::kSegments : Family::kChunks,
+                      TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(sl));
+          }
+        }
+        j.error.clear();
+        j.finished_ms = 0;
+        j.started_ms = NowMs();
+        SetJobState(j, j.segments_done > 0 ? rec::JobState::RUNNING : rec::JobState::QUEUED, "",
+                    batch);
+        j.error.clear();
+        batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
+        spdlog::info("job {} retried", j.id);
+        break;
+      }
+      case wire::JobActionKind::PRIORITY: {
+        if (a.getPriority() < 0 || a.getPriority() > 100)
+          return ErrorMessage(2, "priority must be between 0 and 100");
+        j.priority = a.getPriority();
+        j.updated_ms = NowMs();
+        batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
+        AddEvent(batch, j.id, "priority set to " + std::to_string(j.priority));
+        break;
+      }
+    }
+    Commit(batch);
+    Schedule();
+    return OnStatus(j.id);
+  }
+
+  std::string OnDrainWorker(const std::string& name) {
+    auto it = workers.find(name);
+    if (it == workers.end())
+      return ErrorMessage(3, "no worker named '" + name + "' (see segue workers)");
+    Worker& w = it->second;
+    w.draining = true;
+    capnp::MallocMessageBuilder b;
+    b.initRoot<wire::Envelope>().initDrain();
+    Send(w.identity, Serialize(b));
+    spdlog::info("draining worker {}", name);
+    return OnListWorkers(name);
+  }
+
+  std::string OnGetLogs(wire::GetLogs::Reader r) {
+    if (!jobs.count(r.getJobId())) return ErrorMessage(3, "no job " + std::to_string(r.getJobId()));
+    std::vector<std::string> lines;
+    const std::string needle = "segment " + std::to_string(r.getSegment()) + " ";
+    Status s = store->Scan(Family::kEvents, JobKey(r.getJobId()), JobKey(r.getJobId() + 1),
+                           [&](const std::string&, const std::string& v) {
+                             if (r.getSegment() < 0 || v.find(needle) != std::string::npos)
+                               lines.push_back(v);
+                             return lines.size() < 100000;
+                           });
+    if (!s.ok()) return ErrorMessage(5, s.message());
+    capnp::MallocMessageBuilder b;
+    auto out =
+        b.initRoot<wire::Envelope>().initLogs().initLines(static_cast<unsigned>(lines.size()));
+    for (size_t i = 0; i < lines.size(); ++i) out.set(static_cast<unsigned>(i), lines[i]);
+    return Serialize(b);
+  }
+
+  std::string OnListWorkers(const std::string& only = "") {
     capnp::MallocMessageBuilder b;
     auto list = b.initRoot<wire::Envelope>().initWorkerList().initWorkers(
-        static_cast<unsigned>(workers.size()));
+        static_cast<unsigned>(only.empty() ? workers.size() : workers.count(only)));
     unsigned i = 0;
     for (const auto& [name, w] : workers) {
+      if (!only.empty() && name != only) continue;
       auto o = list[i++];
       o.setName(w.name);
       o.setHost(w.host);
       o.setDevice(w.device);
-      o.setState(w.task ? "busy" : "idle");
+      o.setState(w.draining ? "draining" : w.task ? "busy" : "idle");
       if (w.task) {
         const char* what = w.task->kind == wire::TaskKind::ENCODE      ? " chunk "
                            : w.task->kind == wire::TaskKind::CODENOISE ? " segments from "
@@ -809,7 +931,7 @@ struct Coordinator::Impl {
   std::vector<Worker*> IdleWorkers(const std::string& model) {
     std::vector<Worker*> out;
     for (auto& [name, w] : workers) {
-      if (w.credits > 0 && !w.task && w.models.count(model)) out.push_back(&w);
+      if (w.credits > 0 && !w.task && !w.draining && w.models.count(model)) out.push_back(&w);
     }
     return out;
   }
@@ -1251,6 +1373,9 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
     impl->sock.set(zmq::sockopt::linger, 0);
     impl->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
     impl->sock.set(zmq::sockopt::sndhwm, 10000);
+    // A worker that reconnects (new socket, same name) takes its identity over at once; the
+    // default would drop the new connection while the old one lingers.
+    impl->sock.set(zmq::sockopt::router_handover, 1);
     impl->sock.bind(options.listen);
     impl->endpoint = impl->sock.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {

@@ -1,5 +1,6 @@
 #include "tests/test_util.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <array>
@@ -50,35 +51,54 @@ std::string BinDir() { return SEGUE_BIN_DIR; }
 
 LocalFarm::LocalFarm(const std::string& dir, int workers,
                      const std::vector<std::string>& coordinator_args,
-                     const std::vector<std::string>& worker_args) {
+                     const std::vector<std::string>& worker_args)
+    : dir_(dir), coordinator_args_(coordinator_args) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (!StartCoordinator("tcp://127.0.0.1:*")) return;
+  for (int i = 0; i < workers; ++i) {
+    std::vector<std::string> wargv = {BinDir() + "/segue-worker", "--coordinator", endpoint_,
+                                      "--name", "w" + std::to_string(i)};
+    wargv.insert(wargv.end(), worker_args.begin(), worker_args.end());
+    auto w = ChildProcess::Spawn(wargv, dir + "/worker-" + std::to_string(i) + ".log");
+    if (!w.ok()) {
+      endpoint_.clear();
+      return;
+    }
+    workers_.push_back(std::move(*w));
+  }
+}
+
+bool LocalFarm::StartCoordinator(const std::string& listen) {
+  std::error_code ec;
+  std::filesystem::remove(dir_ + "/state/coordinator.endpoint", ec);
   std::vector<std::string> argv = {BinDir() + "/segue-coordinator",
                                    "--listen",
-                                   "tcp://127.0.0.1:*",
+                                   listen,
                                    "--state-dir",
-                                   dir + "/state",
+                                   dir_ + "/state",
                                    "--output-root",
-                                   dir + "/root",
+                                   dir_ + "/root",
                                    "--encoder-preset",
                                    "veryfast"};
-  argv.insert(argv.end(), coordinator_args.begin(), coordinator_args.end());
-  auto c = ChildProcess::Spawn(argv, dir + "/coordinator.log");
-  if (!c.ok()) return;
+  argv.insert(argv.end(), coordinator_args_.begin(), coordinator_args_.end());
+  auto c = ChildProcess::Spawn(argv, dir_ + "/coordinator.log");
+  if (!c.ok()) return false;
   coordinator_ = std::move(*c);
   std::string endpoint;
   for (int i = 0; i < 400 && endpoint.empty(); ++i) {
-    std::ifstream f(dir + "/state/coordinator.endpoint");
+    std::ifstream f(dir_ + "/state/coordinator.endpoint");
     std::getline(f, endpoint);
     if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  if (endpoint.empty()) return;
-  for (int i = 0; i < workers; ++i) {
-    std::vector<std::string> wargv = {BinDir() + "/segue-worker", "--coordinator", endpoint};
-    wargv.insert(wargv.end(), worker_args.begin(), worker_args.end());
-    auto w = ChildProcess::Spawn(wargv, dir + "/worker-" + std::to_string(i) + ".log");
-    if (!w.ok()) return;
-    workers_.push_back(std::move(*w));
-  }
   endpoint_ = endpoint;
+  return !endpoint.empty();
+}
+
+bool LocalFarm::RestartCoordinator() {
+  coordinator_.Signal(SIGKILL);
+  coordinator_.Wait();
+  return StartCoordinator(endpoint_);
 }
 
 LocalFarm::~LocalFarm() {

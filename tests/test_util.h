@@ -38,8 +38,14 @@ class LocalFarm {
   bool ok() const { return !endpoint_.empty(); }
   const std::string& endpoint() const { return endpoint_; }
   std::vector<ChildProcess>& workers() { return workers_; }
+  ChildProcess& coordinator() { return coordinator_; }
+  // kill -9 the coordinator and start it again on the same state and endpoint.
+  bool RestartCoordinator();
 
  private:
+  bool StartCoordinator(const std::string& listen);
+  std::string dir_;
+  std::vector<std::string> coordinator_args_;
   ChildProcess coordinator_;
   std::vector<ChildProcess> workers_;
   std::string endpoint_;

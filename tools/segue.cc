@@ -5,6 +5,7 @@
 //   segue status JOB [--json] [--watch]      one job's state and progress
 //   segue jobs [--json]                      every job the coordinator knows
 //   segue workers [--json]                   every worker the coordinator knows
+//   segue cancel|retry JOB, segue priority JOB N, segue drain WORKER, segue logs JOB [--segment I]
 //   segue seams VIDEO --plan P | --manifest M  how visible the joins between segments are
 // Exit codes: 0 success, 1 failure (a job failed, the farm is unreachable), 2 bad input.
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <charconv>
 #include <chrono>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -195,6 +197,51 @@ int CmdJobs(const std::string& coordinator, bool json) {
     printf("%-6llu %-28.28s %-10s %5d %8.0f%% %s\n", static_cast<unsigned long long>(j.id),
            j.name.c_str(), j.state.c_str(), j.priority, j.progress * 100,
            !j.error.empty() ? j.error.c_str() : j.output.c_str());
+  }
+  return 0;
+}
+
+int CmdJobAction(const std::string& action, const std::string& job, const std::string& coordinator,
+                 int priority) {
+  auto id = ParseJobId(job);
+  if (!id.ok()) return Fail(id.message(), kBadInput);
+  Client client(CoordinatorAddress(coordinator));
+  Result<JobInfo> r = action == "cancel"  ? client.Cancel(*id)
+                      : action == "retry" ? client.Retry(*id)
+                                          : client.SetPriority(*id, priority);
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  PrintJob(*r);
+  return 0;
+}
+
+int CmdDrain(const std::string& worker, const std::string& coordinator) {
+  Client client(CoordinatorAddress(coordinator));
+  auto r = client.Drain(worker);
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  std::cout << "worker " << r->name << " is draining: it finishes "
+            << (r->task.empty() ? "nothing" : r->task) << " and leaves\n";
+  return 0;
+}
+
+int CmdLogs(const std::string& job, int segment, const std::string& coordinator) {
+  auto id = ParseJobId(job);
+  if (!id.ok()) return Fail(id.message(), kBadInput);
+  Client client(CoordinatorAddress(coordinator));
+  auto lines = client.Logs(*id, segment);
+  if (!lines.ok())
+    return Fail(lines.message(),
+                lines.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  for (const auto& l : *lines) {
+    // "MS text": print the time as ISO 8601 UTC.
+    const size_t sp = l.find(' ');
+    const long long ms = std::atoll(l.substr(0, sp).c_str());
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", std::gmtime(&secs));
+    printf("%s.%03lldZ %s\n", when, ms % 1000,
+           sp == std::string::npos ? "" : l.substr(sp + 1).c_str());
   }
   return 0;
 }
@@ -443,6 +490,29 @@ int main(int argc, char** argv) {
   seams->add_option("--manifest", manifest_file, "or the manifest the video was rendered from");
   seams->add_flag("--json", json, "print JSON");
 
+  int priority = 50, segment = -1;
+  std::string worker_name;
+  auto* cancel = app.add_subcommand("cancel", "cancel a job; its workers stop within a step");
+  cancel->add_option("job", job, "job id")->required();
+  add_coord(cancel);
+  auto* retry = app.add_subcommand(
+      "retry", "put a FAILED or CANCELLED job back in the queue (finished segments are kept)");
+  retry->add_option("job", job, "job id")->required();
+  add_coord(retry);
+  auto* prio = app.add_subcommand("priority", "change a job's priority (0-100, higher first)");
+  prio->add_option("job", job, "job id")->required();
+  prio->add_option("priority", priority, "new priority")->required()->check(CLI::Range(0, 100));
+  add_coord(prio);
+  auto* drain =
+      app.add_subcommand("drain", "let a worker finish its task, take no more, and leave");
+  drain->add_option("worker", worker_name, "worker name (see segue workers)")->required();
+  add_coord(drain);
+  auto* logs = app.add_subcommand("logs", "a job's event log, from the coordinator's store");
+  logs->add_option("job", job, "job id")->required();
+  logs->add_option("--segment", segment, "only lines about this segment")
+      ->check(CLI::NonNegativeNumber);
+  add_coord(logs);
+
   auto* workers_cmd = app.add_subcommand("workers", "list the coordinator's workers");
   workers_cmd->add_flag("--json", json, "print JSON");
   add_coord(workers_cmd);
@@ -468,6 +538,11 @@ int main(int argc, char** argv) {
   if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
   if (jobs->parsed()) return CmdJobs(coordinator, json);
   if (workers_cmd->parsed()) return CmdWorkers(coordinator, json);
+  if (cancel->parsed()) return CmdJobAction("cancel", job, coordinator, 0);
+  if (retry->parsed()) return CmdJobAction("retry", job, coordinator, 0);
+  if (prio->parsed()) return CmdJobAction("priority", job, coordinator, priority);
+  if (drain->parsed()) return CmdDrain(worker_name, coordinator);
+  if (logs->parsed()) return CmdLogs(job, segment, coordinator);
   if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
   return kBadInput;
 }

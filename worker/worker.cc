@@ -48,6 +48,7 @@ struct TaskLink {
   bool cancelled = false;          // GUARDED_BY(mu)
   std::string cancel_reason;       // GUARDED_BY(mu)
   uint64_t job = 0;                // the running task's job (0: none)
+  bool gang = false;               // the running task is co-denoising (it needs its partners)
 };
 
 constexpr char kTaskOutbox[] = "inproc://segue-task-outbox";
@@ -111,14 +112,27 @@ Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
   return r;
 }
 
-Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t) {
+Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink& link) {
   const auto start = Clock::now();
   auto req = RequestFromTask(t);
   if (!req.ok())
     return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
                    req.message());
   const model::SegmentRequest& r = *req;
-  auto latents = runtime.Render(r);
+  // Between steps, a cancelled job stops the render: the worker is free within a step.
+  auto together = runtime.RenderTogether({r}, [&](int, std::vector<model::LatentView>&) {
+    std::lock_guard<std::mutex> lock(link.mu);
+    return link.cancelled ? Status::Error("cancelled: " + link.cancel_reason) : Status::Ok();
+  });
+  {
+    std::lock_guard<std::mutex> lock(link.mu);
+    if (link.cancelled)
+      return {{},
+              "job " + std::to_string(t.getJobId()) + " segment " + std::to_string(t.getSegment()) +
+                  " stopped: " + link.cancel_reason};
+  }
+  Result<Tensor> latents =
+      together.ok() ? Result<Tensor>(std::move((*together)[0])) : Result<Tensor>(together.status());
   if (!latents.ok())
     return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
                    latents.message());
@@ -383,6 +397,10 @@ class WorkerLoop {
           spdlog::info("finished {} tasks; leaving", tasks);
           return 0;
         }
+        if (draining_) {
+          spdlog::info("drained; leaving");
+          return 0;
+        }
         RequestWork();
       }
       const auto now = Clock::now();
@@ -405,9 +423,9 @@ class WorkerLoop {
   // The task thread may still run when we leave; it owns nothing the exit path needs.
   bool busy() const { return task_ != nullptr; }
 
-  void CancelTask(const std::string& why) {
+  void CancelGang(const std::string& why) {
     std::lock_guard<std::mutex> lock(link_.mu);
-    if (link_.job == 0) return;
+    if (link_.job == 0 || !link_.gang) return;
     link_.cancelled = true;
     link_.cancel_reason = why;
     link_.cv.notify_all();
@@ -415,9 +433,11 @@ class WorkerLoop {
 
  private:
   void Connect() {
-    CancelTask("reconnected to the coordinator");
+    // A co-denoising gang does not survive a reconnect; a plain task does: its result is sent on
+    // the new connection, and the coordinator takes it or fences it off by its attempt number.
+    CancelGang("reconnected to the coordinator");
     sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-    sock_->set(zmq::sockopt::linger, 0);
+    sock_->set(zmq::sockopt::linger, 2000);  // a last result still leaves when we exit
     sock_->set(zmq::sockopt::routing_id, o_.name);
     sock_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
     sock_->connect(o_.coordinator);
@@ -480,6 +500,10 @@ class WorkerLoop {
           }
           return -1;
         }
+        case wire::Envelope::DRAIN:
+          spdlog::info("draining: finishing the current task, then leaving");
+          draining_ = true;
+          return task_ ? -1 : 0;
         case wire::Envelope::CANCEL: {
           std::lock_guard<std::mutex> lock(link_.mu);
           if (link_.job == env.getCancel().getJobId()) {
@@ -527,13 +551,14 @@ class WorkerLoop {
                   : a.isEncode() ? a.getEncode().getJobId()
                                  : a.getCodenoise().getJobId();
       link_.cancelled = false;
+      link_.gang = a.isCodenoise();
       link_.merged.clear();
     }
     task_ = std::make_unique<std::thread>([this, msg = std::shared_ptr<Incoming>(std::move(in))] {
       try {
         auto a = msg->envelope().getAssignment();
         if (a.isRender()) {
-          outcome_ = RunRender(*runtime_, a.getRender());
+          outcome_ = RunRender(*runtime_, a.getRender(), link_);
         } else if (a.isCodenoise()) {
           zmq::socket_t push(ctx_, zmq::socket_type::push);
           push.set(zmq::sockopt::linger, 1000);
@@ -556,6 +581,7 @@ class WorkerLoop {
   std::unique_ptr<zmq::socket_t> sock_;
   zmq::socket_t outbox_{ctx_, zmq::socket_type::pull};  // task thread -> coordinator
   TaskLink link_;
+  bool draining_ = false;
   std::unique_ptr<std::thread> task_;
   std::atomic<bool> task_done_{false};
   Outcome outcome_;  // written by the task thread before task_done_, read after

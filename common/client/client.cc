@@ -161,6 +161,58 @@ Result<std::vector<WorkerInfo>> Client::Workers() {
   });
 }
 
+namespace {
+Result<JobInfo> Action(Client& c, uint64_t job, wire::JobActionKind kind, int priority) {
+  capnp::MallocMessageBuilder b;
+  auto a = b.initRoot<wire::Envelope>().initJobAction();
+  a.setJobId(job);
+  a.setAction(kind);
+  a.setPriority(priority);
+  return Call<JobInfo>(c, Serialize(b), [](wire::Envelope::Reader env) -> Result<JobInfo> {
+    if (!env.isJobStatus()) return Result<JobInfo>::Error("unexpected reply");
+    return FromWire(env.getJobStatus());
+  });
+}
+}  // namespace
+
+Result<JobInfo> Client::Cancel(uint64_t job) {
+  return Action(*this, job, wire::JobActionKind::CANCEL, 0);
+}
+Result<JobInfo> Client::Retry(uint64_t job) {
+  return Action(*this, job, wire::JobActionKind::RETRY, 0);
+}
+Result<JobInfo> Client::SetPriority(uint64_t job, int priority) {
+  return Action(*this, job, wire::JobActionKind::PRIORITY, priority);
+}
+
+Result<WorkerInfo> Client::Drain(const std::string& worker) {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initDrainWorker().setName(worker);
+  return Call<WorkerInfo>(
+      *this, Serialize(b), [](wire::Envelope::Reader env) -> Result<WorkerInfo> {
+        if (!env.isWorkerList() || env.getWorkerList().getWorkers().size() != 1)
+          return Result<WorkerInfo>::Error("unexpected reply");
+        auto w = env.getWorkerList().getWorkers()[0];
+        return WorkerInfo{w.getName().cStr(),  w.getHost().cStr(), w.getDevice().cStr(),
+                          w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(),
+                          w.getFailures(),     w.getLastSeenMs()};
+      });
+}
+
+Result<std::vector<std::string>> Client::Logs(uint64_t job, int segment) {
+  capnp::MallocMessageBuilder b;
+  auto g = b.initRoot<wire::Envelope>().initGetLogs();
+  g.setJobId(job);
+  g.setSegment(segment);
+  using V = std::vector<std::string>;
+  return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isLogs()) return Result<V>::Error("unexpected reply to logs");
+    V out;
+    for (auto l : env.getLogs().getLines()) out.push_back(l.cStr());
+    return out;
+  });
+}
+
 nlohmann::json WorkerInfo::ToJson() const {
   return {{"name", name},
           {"host", host},

@@ -63,6 +63,12 @@ class Client {
   Result<JobInfo> Status(uint64_t job_id);
   Result<std::vector<JobInfo>> Jobs();
   Result<std::vector<WorkerInfo>> Workers();
+  Result<JobInfo> Cancel(uint64_t job_id);
+  Result<JobInfo> Retry(uint64_t job_id);
+  Result<JobInfo> SetPriority(uint64_t job_id, int priority);
+  Result<WorkerInfo> Drain(const std::string& worker);
+  // The job's event log (segment >= 0: only lines about that segment).
+  Result<std::vector<std::string>> Logs(uint64_t job_id, int segment = -1);
 
   // Sends raw bytes and returns the raw reply (tests use it to send malformed messages).
   Result<std::string> CallRaw(const std::string& bytes);

@@ -237,6 +237,36 @@ struct WorkerList {
   workers @0 :List(WorkerInfo);
 }
 
+# Admin actions on a job; the reply is its JobStatus.
+enum JobActionKind {
+  cancel @0;
+  retry @1;      # a FAILED or CANCELLED job goes back to the queue; finished segments are kept
+  priority @2;
+}
+
+struct JobAction {
+  jobId @0 :UInt64;
+  action @1 :JobActionKind;
+  priority @2 :Int32;
+}
+
+# Drain a worker: it finishes its task, takes no more, and leaves. Reply: WorkerList of it.
+struct DrainWorker {
+  name @0 :Text;
+}
+
+# Sent to a worker being drained.
+struct Drain {}
+
+struct GetLogs {
+  jobId @0 :UInt64;
+  segment @1 :Int32;  # -1: the whole job
+}
+
+struct Logs {
+  lines @0 :List(Text);
+}
+
 struct Error {
   code @0 :UInt32;   # 2: bad request, 3: not found, 4: version mismatch, 5: internal
   message @1 :Text;
@@ -264,5 +294,10 @@ struct Envelope {
     cancel @17 :Cancel;
     listWorkers @18 :ListWorkers;
     workerList @19 :WorkerList;
+    jobAction @20 :JobAction;
+    drainWorker @21 :DrainWorker;
+    drain @22 :Drain;
+    getLogs @23 :GetLogs;
+    logs @24 :Logs;
   }
 }

@@ -1,0 +1,203 @@
+// The farm under faults and admin commands, with real processes and signals: workers killed
+// and stopped, the coordinator killed and restarted, bad bytes on the wire, cancel, retry,
+// priority, drain, logs.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/client/client.h"
+#include "common/protocol/protocol.h"
+#include "tests/test_util.h"
+
+namespace segue {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
+
+// 4 s at 512x288: 96 frames in 5 segments, long enough to interfere with.
+std::string WriteJob(const TempDir& dir, const std::string& name = "job") {
+  std::string path = dir / (name + ".yaml");
+  std::ofstream(path) << "version: 1\nname: " << name
+                      << "\nvideo: {width: 512, height: 288, fps: 24, duration: 4s}\nmodel: {name: "
+                         "zoom, steps: 60}\n"
+                      << "segments: {length: 24, overlap: 6}\nseed: 3\ntimeline: [{at: 0s, prompt: "
+                         "\"golden hour\"}]\n"
+                      << "output: {path: out/" << name << ".mp4}\n";
+  return path;
+}
+
+uint64_t Submit(const LocalFarm& farm, const std::string& manifest) {
+  std::string out;
+  EXPECT_EQ(
+      RunCommand(Cli("submit '" + manifest + "' --coordinator " + farm.endpoint()), &out, true), 0)
+      << out;
+  return std::stoull(LastWord(out));
+}
+
+JobInfo WaitFor(const LocalFarm& farm, uint64_t job,
+                const std::function<bool(const JobInfo&)>& done, int seconds = 120) {
+  Client client(farm.endpoint(), 2000);
+  JobInfo last;
+  for (int i = 0; i < seconds * 20; ++i) {
+    auto st = client.Status(job);
+    if (st.ok()) {
+      last = *st;
+      if (done(last)) return last;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  ADD_FAILURE() << "job " << job << " stuck in " << last.state;
+  return last;
+}
+
+bool Finished(const JobInfo& j) { return j.Finished(); }
+
+// The reference: the same manifest rendered without faults.
+std::string Reference(const TempDir& dir, const std::string& manifest) {
+  std::string out;
+  EXPECT_EQ(RunCommand(Cli("render '" + manifest + "' --output '" + dir / "reference.mp4" +
+                           "' --state-dir '" + dir / "ref" + "' --preset veryfast"),
+                       &out, true),
+            0)
+      << out;
+  return DecodedMd5(dir / "reference.mp4");
+}
+
+const std::vector<std::string> kFast = {"--heartbeat-ms", "200", "--liveness-ms", "1500"};
+
+TEST(Farm, KilledWorkerCostsNothingButTime) {
+  TempDir dir;
+  std::string m = WriteJob(dir);
+  LocalFarm farm(dir / "farm", 2, kFast);
+  ASSERT_TRUE(farm.ok());
+  uint64_t job = Submit(farm, m);
+  WaitFor(farm, job, [](const JobInfo& j) { return j.segments_running == 2; });
+  farm.workers()[0].Signal(SIGKILL);  // mid-segment
+  JobInfo done = WaitFor(farm, job, Finished);
+  ASSERT_EQ(done.state, "DONE") << done.error;
+  EXPECT_EQ(DecodedMd5(done.output), Reference(dir, m));
+  std::string logs;
+  RunCommand(Cli("logs " + std::to_string(job) + " --coordinator " + farm.endpoint()), &logs);
+  EXPECT_NE(logs.find("requeued: worker presumed dead"), std::string::npos) << logs;
+}
+
+TEST(Farm, CoordinatorKilledAndRestartedResumes) {
+  TempDir dir;
+  std::string m = WriteJob(dir);
+  LocalFarm farm(dir / "farm", 2, kFast);
+  ASSERT_TRUE(farm.ok());
+  uint64_t job = Submit(farm, m);
+  WaitFor(farm, job, [](const JobInfo& j) { return j.segments_done >= 1; });
+  ASSERT_TRUE(farm.RestartCoordinator());
+  JobInfo done = WaitFor(farm, job, Finished);  // workers reconnect by themselves
+  ASSERT_EQ(done.state, "DONE") << done.error;
+  EXPECT_EQ(DecodedMd5(done.output), Reference(dir, m));
+}
+
+TEST(Farm, StoppedWorkerIsFencedOffWhenItWakes) {
+  TempDir dir;
+  std::string m = WriteJob(dir);
+  LocalFarm farm(dir / "farm", 2, kFast);
+  ASSERT_TRUE(farm.ok());
+  uint64_t job = Submit(farm, m);
+  WaitFor(farm, job, [](const JobInfo& j) { return j.segments_running == 2; });
+  farm.workers()[0].Signal(SIGSTOP);
+  std::this_thread::sleep_for(2500ms);  // past the liveness window: its segment is requeued
+  farm.workers()[0].Signal(SIGCONT);
+  JobInfo done = WaitFor(farm, job, Finished);
+  ASSERT_EQ(done.state, "DONE") << done.error;
+  EXPECT_EQ(DecodedMd5(done.output), Reference(dir, m));
+  std::this_thread::sleep_for(3000ms);  // the woken worker finishes its stale segment
+  std::ifstream log(dir / "farm/coordinator.log");
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("fenced off a stale result"), std::string::npos) << text;
+}
+
+TEST(Farm, CancelRetryPriorityDrainAndLogs) {
+  TempDir dir;
+  std::string m = WriteJob(dir);
+  LocalFarm farm(dir / "farm", 2, kFast);
+  ASSERT_TRUE(farm.ok());
+  const std::string at = " --coordinator " + farm.endpoint();
+  uint64_t job = Submit(farm, m);
+  const std::string id = std::to_string(job);
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("priority " + id + " 90" + at), &out, true), 0) << out;
+  WaitFor(farm, job, [](const JobInfo& j) { return j.segments_running > 0; });
+  ASSERT_EQ(RunCommand(Cli("cancel " + id + at), &out, true), 0) << out;
+  Client client(farm.endpoint());
+  EXPECT_EQ(client.Status(job)->state, "CANCELLED");
+  EXPECT_EQ(client.Status(job)->priority, 90);
+  // The workers are free within a step.
+  bool idle = false;
+  for (int i = 0; i < 40 && !idle; ++i) {
+    auto ws = client.Workers();
+    idle =
+        ws.ok() && ws->size() == 2 &&
+        std::all_of(ws->begin(), ws->end(), [](const WorkerInfo& w) { return w.state == "idle"; });
+    if (!idle) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(idle);
+  EXPECT_EQ(RunCommand(Cli("cancel " + id + at), &out, true), 2) << out;  // already cancelled
+  ASSERT_EQ(RunCommand(Cli("retry " + id + at), &out, true), 0) << out;
+  // Drain one worker: it leaves, the other finishes the job.
+  ASSERT_EQ(RunCommand(Cli("drain w0" + at), &out, true), 0) << out;
+  EXPECT_EQ(farm.workers()[0].Wait(60000), 0);
+  JobInfo done = WaitFor(farm, job, Finished);
+  ASSERT_EQ(done.state, "DONE") << done.error;
+  EXPECT_EQ(Probe(done.output).frames, 96);
+  ASSERT_EQ(RunCommand(Cli("logs " + id + at), &out, true), 0);
+  EXPECT_NE(out.find("submitted"), std::string::npos) << out;
+  EXPECT_NE(out.find("job CANCELLED"), std::string::npos) << out;
+  EXPECT_NE(out.find("priority set to 90"), std::string::npos) << out;
+  ASSERT_EQ(RunCommand(Cli("logs " + id + " --segment 0" + at), &out, true), 0);
+  EXPECT_NE(out.find("segment 0 done"), std::string::npos) << out;
+  EXPECT_EQ(out.find("segment 1 "), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Cli("drain nobody" + at), &out, true), 2);
+}
+
+TEST(Farm, BadBytesOnTheWireAreDroppedAndCounted) {
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 0);
+  ASSERT_TRUE(farm.ok());
+  Client client(farm.endpoint(), 3000);
+  // Random bytes, truncated and oversized Cap'n Proto, an unknown message type.
+  std::string noise(256, '\0');
+  for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<char>((i * 7919 + 13) & 0xff);
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initSubmit().setManifestText(std::string(200, 'x'));
+  std::string good = Serialize(b);
+  capnp::MallocMessageBuilder u;
+  u.initRoot<wire::Envelope>().initWelcome();  // a type the coordinator never receives
+  for (const std::string& bad :
+       {noise, good.substr(0, good.size() - 16), good + std::string(24, '\x7f'), Serialize(u)}) {
+    auto reply = client.CallRaw(bad);
+    ASSERT_TRUE(reply.ok()) << reply.message();
+    auto in = Incoming::Parse(reply->data(), reply->size());
+    ASSERT_TRUE(in.ok());
+    EXPECT_TRUE((*in)->envelope().isError());
+  }
+  // A client pretending to be a worker with a stale attempt: fenced, no effect.
+  capnp::MallocMessageBuilder r;
+  auto res = r.initRoot<wire::Envelope>().initRenderResult();
+  res.setJobId(1);
+  res.setAttempt(99);
+  client.CallRaw(Serialize(r));  // no answer is expected
+  // Still serving.
+  auto jobs = Client(farm.endpoint()).Jobs();
+  EXPECT_TRUE(jobs.ok()) << jobs.message();
+  EXPECT_TRUE(farm.coordinator().Running());
+  std::ifstream log(dir / "farm/coordinator.log");
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("dropped a bad message"), std::string::npos);
+  EXPECT_NE(text.find("fenced off a stale result"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace segue
