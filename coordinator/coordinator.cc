@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -342,6 +343,8 @@ struct Coordinator::Impl {
           return OnEncodeResult(identity, env.getEncodeResult());
         case wire::Envelope::TASK_FAILURE:
           return OnTaskFailure(identity, env.getTaskFailure());
+        case wire::Envelope::CHECKPOINT:
+          return OnCheckpoint(identity, env.getCheckpoint());
         case wire::Envelope::CODENOISE_EXCHANGE:
           return OnCodenoiseExchange(identity, env.getCodenoiseExchange());
         case wire::Envelope::HEARTBEAT:
@@ -493,6 +496,7 @@ struct Coordinator::Impl {
     slot->state = rec::TaskState::DONE;
     batch.Put(Family::kLatents, TaskKey(job->id, r.getSegment()), EncodeTensor(*latents));
     batch.Put(Family::kSegments, TaskKey(job->id, r.getSegment()), EncodeSlot(*slot));
+    batch.Delete(Family::kCheckpoints, TaskKey(job->id, r.getSegment()));  // done: not needed
     AddEvent(batch, job->id,
              "segment " + std::to_string(r.getSegment()) + " done by " + w->name + " (attempt " +
                  std::to_string(r.getAttempt()) + ", " + std::to_string(r.getElapsedMs()) + " ms)");
@@ -509,6 +513,37 @@ struct Coordinator::Impl {
       if (job->segments_done == job->segments.size()) job->gang.reset();
     }
     Schedule();
+  }
+
+  void OnCheckpoint(const std::string& identity, wire::Checkpoint::Reader c) {
+    Worker* w = WorkerOf(identity);
+    Job* job = nullptr;
+    Slot* slot =
+        Fence(w, c.getJobId(), wire::TaskKind::RENDER, c.getSegment(), c.getAttempt(), &job);
+    if (!slot) return;
+    auto x = GetTensor(c.getLatents());
+    const SegmentSpan& span = job->segments[c.getSegment()];
+    if (!x.ok() || x->shape.size() != 4 || x->shape[1] != span.length() || c.getStep() == 0) {
+      ++counters.bad_messages;
+      spdlog::warn("job {}: dropped a malformed checkpoint of segment {}", job->id, c.getSegment());
+      return;
+    }
+    const uint32_t step = c.getStep();
+    std::string value(4, '\0');
+    std::memcpy(value.data(), &step, 4);
+    value += EncodeTensor(*x);
+    Store::Batch batch;
+    batch.Put(Family::kCheckpoints, TaskKey(job->id, c.getSegment()), value);
+    AddEvent(batch, job->id,
+             "segment " + std::to_string(c.getSegment()) + " checkpoint at step " +
+                 std::to_string(step) + " from " + w->name);
+    Commit(batch);
+    capnp::MallocMessageBuilder b;
+    auto ack = b.initRoot<wire::Envelope>().initCheckpointAck();
+    ack.setJobId(job->id);
+    ack.setSegment(c.getSegment());
+    ack.setStep(step);
+    Send(identity, Serialize(b));
   }
 
   void OnEncodeResult(const std::string& identity, wire::EncodeResult::Reader r) {
@@ -1152,6 +1187,8 @@ struct Coordinator::Impl {
     t.setSeed(span.seed);
     t.setCameraMotion(m.camera_motion);
     t.setCameraSpeed(m.camera_speed);
+    t.setCheckpointEverySteps(static_cast<uint32_t>(options.checkpoint_steps));
+    t.setCheckpointEverySeconds(static_cast<uint32_t>(options.checkpoint_seconds));
     // Only the keyframes that matter to this segment travel: from the one before the keyframe in
     // force at its start (a transition needs its predecessor) to the last one inside it.
     size_t first = 0;
@@ -1212,6 +1249,22 @@ struct Coordinator::Impl {
     auto t = b.initRoot<wire::Envelope>().initAssignment().initRender();
     FillRenderTask(j, index, slot.attempt, t);
     if (guide) SetTensor(t.initGuide(), *guide);
+    // Resume from the newest checkpoint: at most one checkpoint interval is redone.
+    auto cp = store->Get(Family::kCheckpoints, TaskKey(j.id, index));
+    if (cp.ok() && cp->size() > 4) {
+      uint32_t step = 0;
+      std::memcpy(&step, cp->data(), 4);
+      auto x = DecodeTensor(cp->substr(4));
+      if (x.ok() && step > 0 && step < static_cast<uint32_t>(j.manifest.steps)) {
+        t.setResumeStep(step);
+        SetTensor(t.initResumeLatents(), *x);
+        Store::Batch ev;
+        AddEvent(ev, j.id,
+                 "segment " + std::to_string(index) + " resumes at step " + std::to_string(step) +
+                     " on " + w.name);
+        Commit(ev);
+      }
+    }
     Send(w.identity, Serialize(b));
     spdlog::debug("job {} segment {} attempt {} -> {}", j.id, index, slot.attempt, w.name);
   }

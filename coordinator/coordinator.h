@@ -23,7 +23,9 @@ struct CoordinatorOptions {
   int liveness_ms = 10000;  // a worker silent this long is presumed dead
   int max_attempts = 3;     // a task failing this often fails its job
   std::string encoder_preset = "medium";
-  int gang_wait_ms = 2000;  // codenoise: wait this long for busy workers before a smaller gang
+  int checkpoint_steps = 10;    // workers send a segment's latents every K steps ...
+  int checkpoint_seconds = 60;  // ... or T seconds, whichever comes first (0: off)
+  int gang_wait_ms = 2000;      // codenoise: wait this long for busy workers before a smaller gang
 };
 
 struct CoordinatorCounters {

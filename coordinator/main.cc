@@ -46,6 +46,14 @@ int main(int argc, char** argv) {
   app.add_option("--encoder-preset", o.encoder_preset,
                  "x264 preset for chunks (ultrafast ... veryslow)")
       ->capture_default_str();
+  app.add_option("--checkpoint-steps", o.checkpoint_steps,
+                 "workers checkpoint a segment every K sampler steps (0: off)")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--checkpoint-seconds", o.checkpoint_seconds,
+                 "... or every T seconds, whichever comes first (0: off)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   app.add_option("--gang-wait-ms", o.gang_wait_ms,
                  "codenoise: how long to wait for busy workers before starting a smaller gang")
       ->check(CLI::Range(0, 3600000))

@@ -1,5 +1,7 @@
 #include "tests/test_util.h"
 
+#include "common/store/store.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -136,6 +138,18 @@ ProbeInfo Probe(const std::string& path) {
     }
   }
   return info;
+}
+
+std::vector<std::string> StoredLatents(const std::string& store_dir, uint64_t job) {
+  std::vector<std::string> out;
+  auto store = Store::Open(store_dir);
+  if (!store.ok()) return out;
+  (*store)->Scan(Family::kLatents, JobKey(job), JobKey(job + 1),
+                 [&](const std::string&, const std::string& v) {
+                   out.push_back(v);
+                   return true;
+                 });
+  return out;
 }
 
 std::string DecodedMd5(const std::string& path) {

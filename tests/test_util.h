@@ -73,6 +73,10 @@ struct ProbeInfo {
 // ffprobe -count_frames on `path`.
 ProbeInfo Probe(const std::string& path);
 
+// The final latents of every segment of `job` in a (stopped) coordinator's store, in order:
+// what the determinism contract is about (encoded bytes also depend on the H.264 encoder).
+std::vector<std::string> StoredLatents(const std::string& store_dir, uint64_t job);
+
 // MD5 of the decoded video frames (ffmpeg -f md5), to compare pictures regardless of container.
 std::string DecodedMd5(const std::string& path);
 

@@ -104,6 +104,12 @@ Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
     FramePrompt fp = PromptAt(timeline, r.frame_start + f);
     r.frames.push_back({index_of(fp.a), index_of(fp.b), fp.mix});
   }
+  if (t.getResumeStep() > 0) {
+    auto x = GetTensor(t.getResumeLatents());
+    if (!x.ok()) return R::Error("bad checkpoint latents: " + x.message());
+    r.resume_step = static_cast<int>(t.getResumeStep());
+    r.resume_latents = std::move(*x);
+  }
   if (t.hasGuide()) {
     auto g = GetTensor(t.getGuide());
     if (!g.ok()) return R::Error("bad guide latents: " + g.message());
@@ -112,17 +118,44 @@ Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
   return r;
 }
 
-Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink& link) {
+Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink& link,
+                  zmq::socket_t& outbox) {
   const auto start = Clock::now();
   auto req = RequestFromTask(t);
   if (!req.ok())
     return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
                    req.message());
   const model::SegmentRequest& r = *req;
-  // Between steps, a cancelled job stops the render: the worker is free within a step.
-  auto together = runtime.RenderTogether({r}, [&](int, std::vector<model::LatentView>&) {
-    std::lock_guard<std::mutex> lock(link.mu);
-    return link.cancelled ? Status::Error("cancelled: " + link.cancel_reason) : Status::Ok();
+  // Between steps: a cancelled job stops the render (the worker is free within a step), and
+  // every K steps or T seconds the latents go to the coordinator as a checkpoint.
+  const uint32_t every_steps = t.getCheckpointEverySteps(),
+                 every_seconds = t.getCheckpointEverySeconds();
+  auto last_checkpoint = Clock::now();
+  auto together = runtime.RenderTogether({r}, [&](int i, std::vector<model::LatentView>& views) {
+    {
+      std::lock_guard<std::mutex> lock(link.mu);
+      if (link.cancelled) return Status::Error("cancelled: " + link.cancel_reason);
+    }
+    const int done = i + 1;
+    const bool due = (every_steps > 0 && done % static_cast<int>(every_steps) == 0) ||
+                     (every_seconds > 0 &&
+                      Clock::now() - last_checkpoint >= std::chrono::seconds(every_seconds));
+    if (due && done < r.steps) {
+      Tensor x;
+      x.shape = views[0].shape;
+      x.data.assign(views[0].data, views[0].data + Tensor::NumElements(x.shape));
+      capnp::MallocMessageBuilder b;
+      auto c = b.initRoot<wire::Envelope>().initCheckpoint();
+      c.setJobId(t.getJobId());
+      c.setSegment(t.getSegment());
+      c.setAttempt(t.getAttempt());
+      c.setStep(static_cast<uint32_t>(done));
+      SetTensor(c.initLatents(), x);
+      std::string bytes = Serialize(b);
+      outbox.send(zmq::buffer(bytes), zmq::send_flags::none);
+      last_checkpoint = Clock::now();
+    }
+    return Status::Ok();
   });
   {
     std::lock_guard<std::mutex> lock(link.mu);
@@ -491,6 +524,7 @@ class WorkerLoop {
           StartTask(std::move(*in));
           return -1;
         case wire::Envelope::HEARTBEAT:
+        case wire::Envelope::CHECKPOINT_ACK:
           return -1;
         case wire::Envelope::CODENOISE_MERGED: {
           std::lock_guard<std::mutex> lock(link_.mu);
@@ -557,12 +591,13 @@ class WorkerLoop {
     task_ = std::make_unique<std::thread>([this, msg = std::shared_ptr<Incoming>(std::move(in))] {
       try {
         auto a = msg->envelope().getAssignment();
+        // The task thread's own way to the coordinator (via the socket thread).
+        zmq::socket_t push(ctx_, zmq::socket_type::push);
+        push.set(zmq::sockopt::linger, 1000);
+        push.connect(kTaskOutbox);
         if (a.isRender()) {
-          outcome_ = RunRender(*runtime_, a.getRender(), link_);
+          outcome_ = RunRender(*runtime_, a.getRender(), link_, push);
         } else if (a.isCodenoise()) {
-          zmq::socket_t push(ctx_, zmq::socket_type::push);
-          push.set(zmq::sockopt::linger, 1000);
-          push.connect(kTaskOutbox);
           outcome_ = RunCodenoise(*runtime_, a.getCodenoise(), link_, push);
         } else {
           std::string dir = o_.work_dir.empty() ? fs::temp_directory_path().string() : o_.work_dir;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -212,6 +213,12 @@ Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const ui
   AVDictionary* opts = nullptr;
   av_dict_set(&opts, "crf", std::to_string(v.crf).c_str(), 0);
   av_dict_set(&opts, "preset", v.preset.c_str(), 0);
+  // Pin x264's threading: automatic threads, and a threaded lookahead even with one thread, make
+  // its output depend on the machine and on timing; chunks must be the same bytes wherever they
+  // are encoded (tests/strategies_test.cc renders with 1, 2 and 3 workers and compares).
+  const std::string x264_params =
+      "threads=" + std::to_string(std::max(1, v.threads)) + ":lookahead-threads=1:sync-lookahead=0";
+  av_dict_set(&opts, "x264-params", x264_params.c_str(), 0);
   err = avcodec_open2(enc.get(), codec, &opts);
   av_dict_free(&opts);
   if (err < 0) return Fail("cannot open the H.264 encoder", err);
@@ -224,8 +231,11 @@ Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const ui
   err = avformat_write_header(out.get(), nullptr);
   if (err < 0) return Fail("cannot write chunk header", err);
 
+  // SWS_BITEXACT: the same pixels whatever SIMD path and buffer alignment, so a chunk is the same
+  // bytes on every worker.
   SwsPtr sws(sws_getContext(v.width, v.height, AV_PIX_FMT_RGB24, v.width, v.height,
-                            AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr, nullptr));
+                            AV_PIX_FMT_YUV420P, SWS_BICUBIC | SWS_BITEXACT | SWS_ACCURATE_RND,
+                            nullptr, nullptr, nullptr));
   const int* coeffs = sws_getCoefficients(SWS_CS_ITU709);
   sws_setColorspaceDetails(sws.get(), coeffs, 1, coeffs, 0, 0, 1 << 16, 1 << 16);
   FramePtr frame(av_frame_alloc());
@@ -236,6 +246,10 @@ Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const ui
   const size_t frame_bytes = static_cast<size_t>(v.width) * v.height * 3;
   for (int64_t i = 0; i < frames; ++i) {
     av_frame_make_writable(frame.get());
+    // Padding included: encoders' SIMD may read past the picture's width, and what it reads must
+    // not be whatever the allocator left there.
+    for (int p = 0; p < AV_NUM_DATA_POINTERS && frame->buf[p]; ++p)
+      std::memset(frame->buf[p]->data, 0, frame->buf[p]->size);
     const uint8_t* src[1] = {rgb + i * frame_bytes};
     int stride[1] = {v.width * 3};
     sws_scale(sws.get(), src, stride, 0, v.height, frame->data, frame->linesize);

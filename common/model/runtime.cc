@@ -33,8 +33,9 @@ struct Prepared {
   SamplerConfig config;
   Conditioning cond;
   std::optional<Conditioning> uncond;
-  torch::Tensor noise;  // [1, C, T, h, w]
-  torch::Tensor guide;  // [1, C, G, h, w] or undefined
+  torch::Tensor noise;   // [1, C, T, h, w]
+  torch::Tensor guide;   // [1, C, G, h, w] or undefined
+  torch::Tensor resume;  // [1, C, T, h, w] or undefined
 };
 
 class TorchRuntime final : public Runtime {
@@ -78,7 +79,11 @@ class TorchRuntime final : public Runtime {
         prepared.push_back(std::move(*p));
       }
       const int steps = requests[0].steps;
+      const int first_step = requests[0].resume_step;
+      if (first_step < 0 || first_step > steps) return R::Error("resume step out of range");
       for (const auto& r : requests) {
+        if (r.resume_step != first_step)
+          return R::Error("segments rendered together must resume at the same step");
         if (r.steps != steps)
           return R::Error("segments rendered together must use the same number of steps");
       }
@@ -86,10 +91,10 @@ class TorchRuntime final : public Runtime {
       std::vector<torch::Tensor> x;
       for (auto& p : prepared) {
         samplers.emplace_back(*p.model, p.config, p.cond, p.uncond);
-        x.push_back(samplers.back().Initial(p.noise));
+        x.push_back(p.resume.defined() ? p.resume : samplers.back().Initial(p.noise));
       }
       std::vector<LatentView> views(x.size());
-      for (int i = 0; i < steps; ++i) {
+      for (int i = first_step; i < steps; ++i) {
         for (size_t k = 0; k < x.size(); ++k) {
           ApplyGuide(prepared[k], samplers[k], x[k], i);
           x[k] = samplers[k].Step(i, x[k]).contiguous();
@@ -209,6 +214,16 @@ class TorchRuntime final : public Runtime {
     }
     const int64_t h = r.height / info.spatial_compression, w = r.width / info.spatial_compression;
     p.noise = SeededNoise(r.seed, {1, info.latent_channels, T, h, w});
+    if (r.resume_latents) {
+      const Tensor& x = *r.resume_latents;
+      if (x.shape != std::vector<int64_t>{info.latent_channels, T, h, w} || !x.Valid()) {
+        return R::Error("checkpoint latents of shape " + x.ShapeString() +
+                        " do not fit this segment");
+      }
+      p.resume = torch::from_blob(const_cast<float*>(x.data.data()), x.shape, torch::kFloat32)
+                     .clone()
+                     .unsqueeze(0);
+    }
     if (r.guide) {
       const Tensor& g = *r.guide;
       if (g.shape.size() != 4 || !g.Valid() || g.shape[0] != info.latent_channels ||

@@ -42,6 +42,10 @@ struct SegmentRequest {
   // Chained strategy: final latents [C, G, h, w] of the previous segment for this segment's
   // first G frames; they replace the model's own values at every step (re-noised).
   std::optional<Tensor> guide;
+  // Resume: the latents after `resume_step` steps ([C, T, h, w]), from a checkpoint. Sampling
+  // continues at that step; the result is bitwise what an uninterrupted run gives.
+  int resume_step = 0;
+  std::optional<Tensor> resume_latents;
 };
 
 struct RuntimeOptions {

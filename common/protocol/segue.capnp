@@ -64,13 +64,31 @@ struct RenderTask {
   cameraMotion @13 :Text;
   cameraSpeed @14 :Float64;
   timeline @15 :List(Keyframe);
-  checkpointEverySteps @16 :UInt32;  # 0: no checkpoints (reserved for the farm issue)
+  checkpointEverySteps @16 :UInt32;  # send a Checkpoint every K steps (0: never) ...
   sampler @17 :Text;         # "euler" | "ddim"
   shift @18 :Float64;
   eta @19 :Float64;
   guidance @20 :Float64;
   negativePrompt @21 :Text;
   guide @22 :TensorData;     # chained: the previous segment's final latents for our first frames
+  checkpointEverySeconds @23 :UInt32;  # ... or when this many seconds passed since the last one
+  resumeStep @24 :UInt32;    # > 0: start at this step from resumeLatents (a stored checkpoint)
+  resumeLatents @25 :TensorData;
+}
+
+# A segment's latents after `step` steps, so a new worker can resume there.
+struct Checkpoint {
+  jobId @0 :UInt64;
+  segment @1 :UInt32;
+  attempt @2 :UInt32;
+  step @3 :UInt32;
+  latents @4 :TensorData;  # [C, T, h, w]
+}
+
+struct CheckpointAck {
+  jobId @0 :UInt64;
+  segment @1 :UInt32;
+  step @2 :UInt32;
 }
 
 # Co-denoising: a worker advances a contiguous group of a job's segments one step at a time.
@@ -299,5 +317,7 @@ struct Envelope {
     drain @22 :Drain;
     getLogs @23 :GetLogs;
     logs @24 :Logs;
+    checkpoint @25 :Checkpoint;
+    checkpointAck @26 :CheckpointAck;
   }
 }
