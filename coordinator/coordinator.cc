@@ -65,6 +65,7 @@ struct Slot {
   std::string worker;    // name of the worker holding it while RUNNING
   uint32_t failures = 0;
   std::string error;
+  std::vector<std::string> failed_on;  // distinct workers it failed on, in order
 };
 
 struct Job {
@@ -100,6 +101,7 @@ struct Job {
   };
   std::optional<Gang> gang;
   uint64_t gang_wait_since = 0;  // when a gang could first have started with fewer workers
+  std::map<std::string, uint32_t> worker_failures;  // tasks of this job each worker failed
 };
 
 struct TaskRef {
@@ -174,6 +176,9 @@ struct Coordinator::Impl {
     r.setError(s.error);
     r.setUpdatedMs(NowMs());
     r.setFailures(s.failures);
+    auto list = r.initFailedOn(static_cast<unsigned>(s.failed_on.size()));
+    for (size_t i = 0; i < s.failed_on.size(); ++i)
+      list.set(static_cast<unsigned>(i), s.failed_on[i]);
     return Serialize(b);
   }
 
@@ -588,31 +593,69 @@ struct Coordinator::Impl {
   }
 
   // A task failed on worker `w`: retry it, or fail the job after max_attempts failures.
+  // A task failed on worker `w`: retry it elsewhere, or fail the job once it has failed on
+  // max_attempts distinct workers (or 2 x max_attempts times in all, on a farm too small to have
+  // that many), so that a task that cannot succeed does not cycle forever.
   void FailTask(Job& job, wire::TaskKind kind, uint32_t index, Worker& w,
                 const std::string& message) {
-    Slot& slot = (kind == wire::TaskKind::RENDER ? job.seg : job.chunk)[index];
+    Slot& slot = (kind == wire::TaskKind::ENCODE ? job.chunk : job.seg)[index];
     ++w.failures;
     ++slot.failures;
     slot.error = message;
     slot.worker.clear();
+    if (std::find(slot.failed_on.begin(), slot.failed_on.end(), w.name) == slot.failed_on.end()) {
+      slot.failed_on.push_back(w.name);
+    }
+    const uint32_t by_worker = ++job.worker_failures[w.name];
     const std::string what =
-        (kind == wire::TaskKind::RENDER ? "segment " : "chunk ") + std::to_string(index);
+        (kind == wire::TaskKind::ENCODE ? "chunk " : "segment ") + std::to_string(index);
     Store::Batch batch;
     AddEvent(batch, job.id, what + " failed on " + w.name + ": " + message);
-    if (slot.failures >= static_cast<uint32_t>(options.max_attempts)) {
+    const auto limit = static_cast<uint32_t>(options.max_attempts);
+    if (slot.failed_on.size() >= limit || slot.failures >= 2 * limit) {
       slot.state = rec::TaskState::FAILED;
       batch.Put(SlotFamily(kind), TaskKey(job.id, index), EncodeSlot(slot));
-      SetJobState(
-          job, rec::JobState::FAILED,
-          what + " failed " + std::to_string(slot.failures) + " times; last error: " + message,
-          batch);
+      SetJobState(job, rec::JobState::FAILED,
+                  what + " failed on " + std::to_string(slot.failed_on.size()) + " worker(s), " +
+                      std::to_string(slot.failures) + " time(s); last error: " + message,
+                  batch);
       spdlog::error("job {} failed: {} failed {} times: {}", job.id, what, slot.failures, message);
     } else {
       slot.state = rec::TaskState::PENDING;
       batch.Put(SlotFamily(kind), TaskKey(job.id, index), EncodeSlot(slot));
+      if (by_worker == kKeepOffAfter) {
+        AddEvent(batch, job.id,
+                 "worker " + w.name + " kept off this job after " + std::to_string(by_worker) +
+                     " failures");
+      }
       spdlog::warn("job {}: {} failed on {} ({}); retrying", job.id, what, w.name, message);
     }
     Commit(batch);
+  }
+
+  // A worker that failed this many of a job's tasks gets no more of them (while others can).
+  static constexpr uint32_t kKeepOffAfter = 2;
+
+  // The idle worker to give `slot` of `job`: one it has not failed on and that is not kept off
+  // the job; when every idle worker is, any of them (a small farm must still make progress).
+  Worker* PickWorker(const Job& job, const Slot& slot, const std::vector<Worker*>& idle) {
+    for (Worker* w : idle) {
+      const bool failed_here =
+          std::find(slot.failed_on.begin(), slot.failed_on.end(), w->name) != slot.failed_on.end();
+      auto it = job.worker_failures.find(w->name);
+      const bool kept_off = it != job.worker_failures.end() && it->second >= kKeepOffAfter;
+      if (!failed_here && !kept_off) return w;
+    }
+    // Only ineligible workers are idle. Wait for an eligible one if the farm has one.
+    for (const auto& [name, w] : workers) {
+      if (!w.models.count(job.manifest.model_name)) continue;
+      const bool failed_here =
+          std::find(slot.failed_on.begin(), slot.failed_on.end(), name) != slot.failed_on.end();
+      auto it = job.worker_failures.find(name);
+      if (!failed_here && (it == job.worker_failures.end() || it->second < kKeepOffAfter))
+        return nullptr;
+    }
+    return idle.empty() ? nullptr : idle.front();
   }
 
   // Puts a worker's task back in the queue (worker gone or reconnected).
@@ -854,6 +897,7 @@ struct Coordinator::Impl {
             if (sl.state == rec::TaskState::DONE) continue;
             sl.state = rec::TaskState::PENDING;
             sl.failures = 0;
+            sl.failed_on.clear();
             sl.error.clear();
             sl.worker.clear();
             batch.Put(slots == &j.seg ? Family::kSegments : Family::kChunks,
@@ -861,6 +905,7 @@ struct Coordinator::Impl {
           }
         }
         j.error.clear();
+        j.worker_failures.clear();
         j.finished_ms = 0;
         j.started_ms = NowMs();
         SetJobState(j, j.segments_done > 0 ? rec::JobState::RUNNING : rec::JobState::QUEUED, "",
@@ -980,7 +1025,8 @@ struct Coordinator::Impl {
         if (!ChunkReady(*j, c)) continue;
         auto idle = IdleWorkers(j->manifest.model_name);
         if (idle.empty()) break;
-        AssignEncode(*j, static_cast<uint32_t>(c), *idle.front());
+        if (Worker* w = PickWorker(*j, j->chunk[c], idle))
+          AssignEncode(*j, static_cast<uint32_t>(c), *w);
       }
     }
     for (Job* j : order) {
@@ -1006,7 +1052,8 @@ struct Coordinator::Impl {
         if (!SegmentRunnable(*j, s)) continue;
         auto idle = IdleWorkers(j->manifest.model_name);
         if (idle.empty()) break;
-        AssignRender(*j, static_cast<uint32_t>(s), *idle.front());
+        if (Worker* w = PickWorker(*j, j->seg[s], idle))
+          AssignRender(*j, static_cast<uint32_t>(s), *w);
       }
     }
   }

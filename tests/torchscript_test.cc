@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
+#include "common/client/client.h"
 #include "common/model/runtime.h"
 #include "common/util/process.h"
 #include "tests/test_util.h"
@@ -181,6 +183,72 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
   auto good = wait_for(LastWord(out));
   EXPECT_EQ(good["state"], "DONE") << good.dump();
   for (auto& w : farm.workers()) EXPECT_TRUE(w.Running());  // the workers survived the broken model
+}
+
+}  // namespace
+}  // namespace segue
+
+namespace segue {
+namespace {
+
+TEST(TorchScript, ASegmentThatAlwaysFailsFailsItsJobAfterDistinctWorkers) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "models");
+  // Fails every segment that starts after 0.3 s: one segment of the job below.
+  SaveModel(dir / "models", "flaky",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    if float(frame_times[0][0]) > 0.3:
+        return latents[:, :, 0:1]
+    return latents * 0.0
+)",
+             kDecode});
+  LocalFarm farm(dir / "farm", 3, {"--max-attempts", "3"}, {"--models", dir / "models"});
+  ASSERT_TRUE(farm.ok());
+  auto manifest = [&](const std::string& model) {
+    std::ofstream(dir / (model + ".yaml"))
+        << "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 12}\nmodel: {name: "
+        << model << ", steps: 2}\nsegments: {length: 8, overlap: 4}\n"
+        << "timeline: [{at: 0, prompt: hello}]\noutput: {path: out/" << model << ".mp4}\n";
+    return dir / (model + ".yaml");
+  };
+  Client client(farm.endpoint());
+  auto submit = [&](const std::string& model) {
+    std::string out;
+    EXPECT_EQ(RunCommand(Cli("submit '" + manifest(model) + "' --coordinator " + farm.endpoint()),
+                         &out, true),
+              0)
+        << out;
+    return std::stoull(LastWord(out));
+  };
+  auto wait = [&](uint64_t job) {
+    JobInfo j;
+    for (int i = 0; i < 1200 && !j.Finished(); ++i) {
+      auto st = client.Status(job);
+      if (st.ok()) j = *st;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return j;
+  };
+  uint64_t bad = submit("flaky");
+  JobInfo failed = wait(bad);
+  ASSERT_EQ(failed.state, "FAILED");
+  EXPECT_NE(failed.error.find("model 'flaky': denoise returned shape"), std::string::npos)
+      << failed.error;
+  EXPECT_NE(failed.error.find("failed on 3 worker(s)"), std::string::npos) << failed.error;
+  // It failed on three distinct workers, once each.
+  auto logs = client.Logs(bad, 1);
+  ASSERT_TRUE(logs.ok());
+  std::set<std::string> on;
+  for (const auto& l : *logs) {
+    auto at = l.find("segment 1 failed on ");
+    if (at == std::string::npos || l.find("job FAILED") != std::string::npos) continue;
+    on.insert(l.substr(at + 20, l.find(':', at + 20) - at - 20));
+  }
+  EXPECT_EQ(on, (std::set<std::string>{"w0", "w1", "w2"}));
+  // Other jobs are unaffected.
+  EXPECT_EQ(wait(submit("zoom")).state, "DONE");
+  for (auto& w : farm.workers()) EXPECT_TRUE(w.Running());
 }
 
 }  // namespace

@@ -45,4 +45,5 @@ struct Task {
   error @3 :Text;
   updatedMs @4 :UInt64;
   failures @5 :UInt32;
+  failedOn @6 :List(Text);  # distinct workers it failed on
 }
