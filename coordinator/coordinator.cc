@@ -114,6 +114,8 @@ struct Worker {
   std::string identity;  // ZeroMQ routing id
   std::string name, host, device;
   std::set<std::string> models;
+  std::set<std::string> tags;
+  uint64_t memory = 0;
   uint32_t credits = 0;
   std::optional<TaskRef> task;
   uint64_t last_seen_ms = 0;
@@ -418,6 +420,9 @@ struct Coordinator::Impl {
     w.device = h.getDevice().cStr();
     w.models.clear();
     for (auto m : h.getModels()) w.models.insert(m.cStr());
+    w.tags.clear();
+    for (auto t : h.getTags()) w.tags.insert(t.cStr());
+    w.memory = h.getMemoryBytes();
     w.credits = 0;
     w.task.reset();
     w.last_seen_ms = NowMs();
@@ -648,7 +653,7 @@ struct Coordinator::Impl {
     }
     // Only ineligible workers are idle. Wait for an eligible one if the farm has one.
     for (const auto& [name, w] : workers) {
-      if (!w.models.count(job.manifest.model_name)) continue;
+      if (!Capable(job, w)) continue;
       const bool failed_here =
           std::find(slot.failed_on.begin(), slot.failed_on.end(), name) != slot.failed_on.end();
       auto it = job.worker_failures.find(name);
@@ -1008,10 +1013,23 @@ struct Coordinator::Impl {
     return true;
   }
 
-  std::vector<Worker*> IdleWorkers(const std::string& model) {
+  // A worker can take the job's tasks: it has the model and meets the job's requirements.
+  static bool Capable(const Job& j, const Worker& w) {
+    const Manifest& m = j.manifest;
+    if (!w.models.count(m.model_name)) return false;
+    if (!m.require_device.empty() && w.device.substr(0, w.device.find(':')) != m.require_device)
+      return false;
+    if (m.require_memory > 0 && w.memory < m.require_memory) return false;
+    for (const auto& t : m.require_tags) {
+      if (!w.tags.count(t)) return false;
+    }
+    return true;
+  }
+
+  std::vector<Worker*> IdleWorkers(const Job& j) {
     std::vector<Worker*> out;
     for (auto& [name, w] : workers) {
-      if (w.credits > 0 && !w.task && !w.draining && w.models.count(model)) out.push_back(&w);
+      if (w.credits > 0 && !w.task && !w.draining && Capable(j, w)) out.push_back(&w);
     }
     return out;
   }
@@ -1023,7 +1041,7 @@ struct Coordinator::Impl {
     for (Job* j : order) {
       for (size_t c = 0; c < j->chunks.size(); ++c) {
         if (!ChunkReady(*j, c)) continue;
-        auto idle = IdleWorkers(j->manifest.model_name);
+        auto idle = IdleWorkers(*j);
         if (idle.empty()) break;
         if (Worker* w = PickWorker(*j, j->chunk[c], idle))
           AssignEncode(*j, static_cast<uint32_t>(c), *w);
@@ -1032,11 +1050,11 @@ struct Coordinator::Impl {
     for (Job* j : order) {
       if (j->manifest.strategy == "codenoise") {
         if (!j->gang && j->segments_done < j->segments.size()) {
-          auto idle = IdleWorkers(j->manifest.model_name);
+          auto idle = IdleWorkers(*j);
           if (idle.empty()) continue;
           // Give busy workers a moment to free up: a gang cannot grow once started.
           size_t able = 0;
-          for (const auto& [name, w] : workers) able += w.models.count(j->manifest.model_name);
+          for (const auto& [name, w] : workers) able += Capable(*j, w) ? 1 : 0;
           const uint64_t now = NowMs();
           if (j->gang_wait_since == 0) j->gang_wait_since = now;
           if (idle.size() < std::min(able, j->segments.size()) &&
@@ -1050,7 +1068,7 @@ struct Coordinator::Impl {
       }
       for (size_t s = 0; s < j->segments.size(); ++s) {
         if (!SegmentRunnable(*j, s)) continue;
-        auto idle = IdleWorkers(j->manifest.model_name);
+        auto idle = IdleWorkers(*j);
         if (idle.empty()) break;
         if (Worker* w = PickWorker(*j, j->seg[s], idle))
           AssignRender(*j, static_cast<uint32_t>(s), *w);

@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
                  "a worker silent this long is presumed dead and its task requeued")
       ->check(CLI::Range(200, 3600000))
       ->capture_default_str();
-  app.add_option("--max-attempts", o.max_attempts, "distinct workers one task may fail on before its job fails")
+  app.add_option("--max-attempts", o.max_attempts,
+                 "distinct workers one task may fail on before its job fails")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   app.add_option("--encoder-preset", o.encoder_preset,

@@ -194,6 +194,34 @@ TEST(Farm, CancelRetryPriorityDrainAndLogs) {
   EXPECT_EQ(RunCommand(Cli("drain nobody" + at), &out, true), 2);
 }
 
+TEST(Farm, RequirementsMatchWorkers) {
+  TempDir dir;
+  std::string m = WriteJob(dir);
+  std::ofstream(m, std::ios::app) << "requirements: {device: cpu, memory: 1GiB, tags: [big]}\n";
+  LocalFarm farm(dir / "farm", 1, kFast);  // an untagged worker
+  ASSERT_TRUE(farm.ok());
+  uint64_t job = Submit(farm, m);
+  std::this_thread::sleep_for(1500ms);
+  Client client(farm.endpoint());
+  EXPECT_EQ(client.Status(job)->state, "QUEUED");  // no worker meets the requirements yet
+  auto big = ChildProcess::Spawn({BinDir() + "/segue-worker", "--coordinator", farm.endpoint(),
+                                  "--name", "big", "--tags", "big,fast", "--memory", "2GiB"},
+                                 dir / "big.log");
+  ASSERT_TRUE(big.ok());
+  JobInfo done = WaitFor(farm, job, Finished);
+  ASSERT_EQ(done.state, "DONE") << done.error;
+  auto logs = client.Logs(job);
+  ASSERT_TRUE(logs.ok());
+  int by_big = 0, by_other = 0;
+  for (const auto& l : *logs) {
+    if (l.find(" done by ") == std::string::npos) continue;
+    (l.find(" done by big ") != std::string::npos ? by_big : by_other)++;
+  }
+  EXPECT_EQ(by_big, 5);
+  EXPECT_EQ(by_other, 0);
+  big->Stop();
+}
+
 TEST(Farm, BadBytesOnTheWireAreDroppedAndCounted) {
   TempDir dir;
   LocalFarm farm(dir / "farm", 0);

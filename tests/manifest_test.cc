@@ -236,3 +236,29 @@ TEST(ManifestRejects, FileErrorsNameTheFile) {
 
 }  // namespace
 }  // namespace segue
+
+namespace segue {
+namespace {
+
+TEST(Manifest, Requirements) {
+  auto m = Parse(
+      Good("priority: 50",
+           "priority: 50\nrequirements: {device: cuda, memory: 24GiB, tags: [a100, studio-b]}"));
+  ASSERT_TRUE(m.ok()) << m.message();
+  EXPECT_EQ(m->require_device, "cuda");
+  EXPECT_EQ(m->require_memory, 24ull << 30);
+  EXPECT_EQ(m->require_tags, (std::vector<std::string>{"a100", "studio-b"}));
+  EXPECT_EQ(*ParseBytes("512MiB"), 512ull << 20);
+  EXPECT_EQ(*ParseBytes("2GB"), 2000000000ull);
+  EXPECT_EQ(*ParseBytes("1024"), 1024ull);
+  EXPECT_FALSE(ParseBytes("lots").ok());
+  ExpectError(Good("priority: 50", "priority: 50\nrequirements: {device: tpu}"), 9, 24,
+              "requirements.device", "unsupported device 'tpu'");
+  ExpectError(Good("priority: 50", "priority: 50\nrequirements: {memory: huge}"), 9, 24,
+              "requirements.memory", "expected a size");
+  ExpectError(Good("priority: 50", "priority: 50\nrequirements: {tags: gpu}"), 9, 22,
+              "requirements.tags", "expected a list of tags");
+}
+
+}  // namespace
+}  // namespace segue

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/manifest/manifest.h"
 #include "common/util/log.h"
 #include "worker/worker.h"
 
@@ -28,6 +29,12 @@ int main(int argc, char** argv) {
   app.add_option("--models", o.models_dir,
                  "folder of TorchScript models: a manifest's model NAME loads NAME.pt")
       ->check(CLI::ExistingDirectory);
+  app.add_option("--tags", o.tags,
+                 "tags jobs can require (requirements.tags), e.g. --tags gpu-a100,studio-b")
+      ->delimiter(',');
+  std::string memory;
+  app.add_option("--memory", memory,
+                 "memory to advertise, e.g. 80GiB (default: the machine's physical memory)");
   app.add_option("--work-dir", o.work_dir,
                  "scratch folder for chunk files (default: the system temp folder)");
   app.add_option("--max-tasks", o.max_tasks, "leave after this many tasks (0: never)")
@@ -39,6 +46,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  }
+  if (!memory.empty()) {
+    auto bytes = segue::ParseBytes(memory);
+    if (!bytes.ok()) {
+      std::cerr << "segue-worker: --memory: " << bytes.message() << "\n";
+      return 2;
+    }
+    o.memory_bytes = *bytes;
   }
   if (!segue::SetUpLogging("worker", log_level)) {
     std::cerr << "segue-worker: --log-level: unknown level '" << log_level << "'\n";

@@ -483,6 +483,11 @@ class WorkerLoop {
     h.setDevice(o_.device);
     h.setPid(static_cast<uint32_t>(getpid()));
     h.setThreads(static_cast<uint32_t>(o_.threads));
+    h.setMemoryBytes(o_.memory_bytes > 0 ? o_.memory_bytes
+                                         : static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                                               static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
+    auto tags = h.initTags(static_cast<unsigned>(o_.tags.size()));
+    for (size_t i = 0; i < o_.tags.size(); ++i) tags.set(static_cast<unsigned>(i), o_.tags[i]);
     auto models = runtime_->Models();
     auto list = h.initModels(static_cast<unsigned>(models.size()));
     for (size_t i = 0; i < models.size(); ++i) list.set(static_cast<unsigned>(i), models[i]);

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace segue {
 
@@ -14,8 +16,10 @@ struct WorkerOptions {
   std::string name;  // default: HOST-PID-NONCE
   std::string device = "cpu";
   int threads = 1;
-  std::string models_dir;  // TorchScript models (NAME.pt)
-  std::string work_dir;    // scratch for chunk files (default: system temp)
+  std::string models_dir;         // TorchScript models (NAME.pt)
+  std::vector<std::string> tags;  // matched against jobs' requirements.tags
+  uint64_t memory_bytes = 0;      // advertised memory (0: the machine's physical memory)
+  std::string work_dir;           // scratch for chunk files (default: system temp)
   int reconnect_max_ms = 5000;
   int max_tasks = 0;  // exit after this many tasks (0: never); for tests and drains
 };

@@ -233,7 +233,7 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   if (root.IsNull()) Fail(root.Mark(), "manifest", "the manifest is empty");
   Map top(root, "",
           {"version", "name", "video", "model", "segments", "camera", "seed", "priority",
-           "timeline", "audio", "output", "negative_prompt"});
+           "timeline", "audio", "output", "negative_prompt", "requirements"});
 
   const YAML::Node& version = top.Get("version");
   int64_t v = Integer(version, "version");
@@ -439,6 +439,31 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     }
   }
 
+  // requirements
+  if (top.Has("requirements")) {
+    Map req(top.Get("requirements"), "requirements", {"device", "memory", "tags"});
+    if (req.Has("device"))
+      m.require_device = OneOf(req.Get("device"), req.Field("device"), {"cpu", "cuda"}, "device");
+    if (req.Has("memory")) {
+      const YAML::Node& n = req.Get("memory");
+      auto bytes = ParseBytes(Scalar(n, req.Field("memory"), "a size"));
+      if (!bytes.ok()) Fail(n.Mark(), req.Field("memory"), bytes.message());
+      m.require_memory = *bytes;
+    }
+    if (req.Has("tags")) {
+      const YAML::Node& n = req.Get("tags");
+      if (!n.IsSequence())
+        Fail(n.Mark(), req.Field("tags"), "expected a list of tags, got " + Describe(n));
+      for (size_t i = 0; i < n.size(); ++i) {
+        const std::string field = req.Field("tags") + "[" + std::to_string(i) + "]";
+        std::string tag = Scalar(n[i], field, "a tag");
+        if (!ValidModelName(tag))
+          Fail(n[i].Mark(), field, "tags use letters, digits, '-', '_' and '.', got '" + tag + "'");
+        m.require_tags.push_back(tag);
+      }
+    }
+  }
+
   // audio
   if (top.Has("audio")) {
     Map audio(top.Get("audio"), "audio", {"path"});
@@ -522,6 +547,23 @@ Result<double> ParseDuration(const std::string& raw) {
   }
   return Result<double>::Error("expected a time such as 40s, 40.5, 1m30s or 00:00:40.000, got '" +
                                raw + "'");
+}
+
+Result<uint64_t> ParseBytes(const std::string& raw) {
+  static const std::regex re(R"(^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$)");
+  std::smatch mt;
+  if (!std::regex_match(raw, mt, re)) {
+    return Result<uint64_t>::Error(
+        "expected a size such as 8GiB, 512MiB or a number of bytes, got '" + raw + "'");
+  }
+  const std::string unit = mt[2].matched ? mt[2].str() : "B";
+  const std::map<std::string, double> scale = {
+      {"B", 1},           {"KB", 1e3},           {"MB", 1e6},
+      {"GB", 1e9},        {"TB", 1e12},          {"KiB", 1024.0},
+      {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  const double bytes = std::stod(mt[1].str()) * scale.at(unit);
+  if (bytes > 1e18) return Result<uint64_t>::Error("size '" + raw + "' is too large");
+  return static_cast<uint64_t>(bytes);
 }
 
 Result<Rational> ParseFps(const std::string& s) {

@@ -65,6 +65,11 @@ struct Manifest {
   std::optional<std::string> audio_path;
   std::string audio_file;
 
+  // What a worker must offer to take this job's tasks (all optional).
+  std::string require_device;   // "cpu" or "cuda" (the kind, without an index); empty: any
+  uint64_t require_memory = 0;  // bytes; 0: any
+  std::vector<std::string> require_tags;
+
   std::string output_path;  // as written (relative); resolved by whoever writes it
   std::string output_codec = "h264";
   int output_crf = 18;
@@ -102,6 +107,9 @@ Result<Manifest> LoadManifestFile(const std::string& path, bool check_audio = tr
 // Durations as the manifest writes them: 40, 40.5, "40s", "1500ms", "2m", "1m30s",
 // "00:00:40.000", "00:40". Returns seconds, or an error message (without location).
 Result<double> ParseDuration(const std::string& text);
+
+// Sizes: 8589934592, "8GiB", "512MiB", "2GB" (decimal units), "1.5GiB". Returns bytes.
+Result<uint64_t> ParseBytes(const std::string& text);
 
 // Frames per second: 24, 29.97, "24000/1001".
 Result<Rational> ParseFps(const std::string& text);
