@@ -96,6 +96,8 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   }
   ASSERT_EQ(status["state"], "DONE") << status.dump();
   EXPECT_DOUBLE_EQ(status["progress"].get<double>(), 1.0);
+  EXPECT_EQ(status["segments"]["done"], 5);
+  EXPECT_EQ(status["segments"]["waiting"], 0);
   const std::string output = status["output"];
   EXPECT_EQ(output,
             fs::canonical(dir / "farm/root").string() + "/out/e2e.mp4");  // under the output root

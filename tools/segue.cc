@@ -162,8 +162,13 @@ Result<uint64_t> ParseJobId(const std::string& s) {
 }
 
 void PrintJob(const JobInfo& j) {
-  std::cout << "job " << j.id << " (" << j.name << "): " << j.state << "\n"
-            << "  " << ProgressDisplay::Line(j, 30) << "\n";
+  const uint32_t pending = j.segments_total - j.segments_done - j.segments_running;
+  std::cout << "job " << j.id << " (" << j.name << "): " << j.state << ", priority " << j.priority
+            << "\n"
+            << "  " << ProgressDisplay::Line(j, 30) << "\n"
+            << "  segments: " << j.segments_done << " done, " << j.segments_running << " running, "
+            << pending << " waiting; chunks: " << j.chunks_done << " of " << j.chunks_total
+            << " encoded\n";
   if (!j.output.empty()) std::cout << "  output: " << j.output << "\n";
   if (!j.error.empty()) std::cout << "  error: " << j.error << "\n";
 }

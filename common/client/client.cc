@@ -43,8 +43,10 @@ nlohmann::json JobInfo::ToJson() const {
   j["priority"] = priority;
   j["progress"] = progress;
   j["frames"] = {{"total", frames_total}, {"done", frames_done}};
-  j["segments"] = {
-      {"total", segments_total}, {"done", segments_done}, {"running", segments_running}};
+  j["segments"] = {{"total", segments_total},
+                   {"done", segments_done},
+                   {"running", segments_running},
+                   {"waiting", segments_total - segments_done - segments_running}};
   j["chunks"] = {{"total", chunks_total}, {"done", chunks_done}};
   j["eta_seconds"] = eta_seconds >= 0 ? nlohmann::json(eta_seconds) : nlohmann::json(nullptr);
   j["output"] = output.empty() ? nlohmann::json(nullptr) : nlohmann::json(output);
