@@ -644,21 +644,18 @@ struct Coordinator::Impl {
   // The idle worker to give `slot` of `job`: one it has not failed on and that is not kept off
   // the job; when every idle worker is, any of them (a small farm must still make progress).
   Worker* PickWorker(const Job& job, const Slot& slot, const std::vector<Worker*>& idle) {
+    auto eligible = [&](const std::string& name) {
+      if (std::find(slot.failed_on.begin(), slot.failed_on.end(), name) != slot.failed_on.end())
+        return false;
+      auto it = job.worker_failures.find(name);
+      return it == job.worker_failures.end() || it->second < kKeepOffAfter;
+    };
     for (Worker* w : idle) {
-      const bool failed_here =
-          std::find(slot.failed_on.begin(), slot.failed_on.end(), w->name) != slot.failed_on.end();
-      auto it = job.worker_failures.find(w->name);
-      const bool kept_off = it != job.worker_failures.end() && it->second >= kKeepOffAfter;
-      if (!failed_here && !kept_off) return w;
+      if (eligible(w->name)) return w;
     }
     // Only ineligible workers are idle. Wait for an eligible one if the farm has one.
     for (const auto& [name, w] : workers) {
-      if (!Capable(job, w)) continue;
-      const bool failed_here =
-          std::find(slot.failed_on.begin(), slot.failed_on.end(), name) != slot.failed_on.end();
-      auto it = job.worker_failures.find(name);
-      if (!failed_here && (it == job.worker_failures.end() || it->second < kKeepOffAfter))
-        return nullptr;
+      if (Capable(job, w) && eligible(name)) return nullptr;
     }
     return idle.empty() ? nullptr : idle.front();
   }
@@ -915,8 +912,6 @@ struct Coordinator::Impl {
         j.started_ms = NowMs();
         SetJobState(j, j.segments_done > 0 ? rec::JobState::RUNNING : rec::JobState::QUEUED, "",
                     batch);
-        j.error.clear();
-        batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
         spdlog::info("job {} retried", j.id);
         break;
       }

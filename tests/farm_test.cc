@@ -74,6 +74,11 @@ void ExpectSameAsFaultFree(LocalFarm& farm, const TempDir& dir, const std::strin
   EXPECT_TRUE(StoredLatents(dir / "farm/state", 1) == reference);
 }
 
+std::string CoordinatorLog(const TempDir& dir) {
+  std::ifstream log(dir / "farm/coordinator.log");
+  return std::string((std::istreambuf_iterator<char>(log)), {});
+}
+
 const std::vector<std::string> kFast = {"--heartbeat-ms", "200", "--liveness-ms", "1500"};
 
 TEST(Farm, KilledWorkerCostsAtMostOneCheckpointInterval) {
@@ -145,8 +150,7 @@ TEST(Farm, StoppedWorkerIsFencedOffWhenItWakes) {
   JobInfo done = WaitFor(farm, job, Finished);
   ASSERT_EQ(done.state, "DONE") << done.error;
   std::this_thread::sleep_for(3000ms);  // the woken worker finishes its stale segment
-  std::ifstream log(dir / "farm/coordinator.log");
-  std::string text((std::istreambuf_iterator<char>(log)), {});
+  const std::string text = CoordinatorLog(dir);
   EXPECT_NE(text.find("fenced off a stale result"), std::string::npos) << text;
   ExpectSameAsFaultFree(farm, dir, m);
 }
@@ -253,8 +257,7 @@ TEST(Farm, BadBytesOnTheWireAreDroppedAndCounted) {
   auto jobs = Client(farm.endpoint()).Jobs();
   EXPECT_TRUE(jobs.ok()) << jobs.message();
   EXPECT_TRUE(farm.coordinator().Running());
-  std::ifstream log(dir / "farm/coordinator.log");
-  std::string text((std::istreambuf_iterator<char>(log)), {});
+  const std::string text = CoordinatorLog(dir);
   EXPECT_NE(text.find("dropped a bad message"), std::string::npos);
   EXPECT_NE(text.find("fenced off a stale result"), std::string::npos);
 }

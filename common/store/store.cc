@@ -198,8 +198,6 @@ Result<std::string> Store::Get(Family f, const std::string& key) {
   return value;
 }
 
-bool Store::Exists(Family f, const std::string& key) { return Get(f, key).ok(); }
-
 Status Store::Scan(Family f, const std::string& begin, const std::string& end,
                    const std::function<bool(const std::string&, const std::string&)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(

@@ -78,7 +78,6 @@ class Store {
 
   // Returns the value, or an error whose message starts with "not found" when absent.
   Result<std::string> Get(Family f, const std::string& key);
-  bool Exists(Family f, const std::string& key);
 
   // Calls fn(key, value) for keys in [begin, end) in order (end empty: to the end); stops when
   // fn returns false.
