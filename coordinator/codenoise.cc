@@ -4,8 +4,9 @@
 
 namespace segue {
 
-StepExchange::StepExchange(std::vector<SegmentSpan> segments, BlendMode mode, int groups)
-    : segments_(std::move(segments)), mode_(mode), groups_(groups) {}
+StepExchange::StepExchange(std::vector<SegmentSpan> segments, BlendMode mode, int groups,
+                           uint32_t first_step)
+    : segments_(std::move(segments)), mode_(mode), groups_(groups), step_(first_step) {}
 
 Status StepExchange::Add(int group, std::vector<FrameValues> values) {
   if (group < 0 || group >= groups_) return Status::Error("no group " + std::to_string(group));

@@ -25,7 +25,9 @@ struct FrameValues {
 
 class StepExchange {
  public:
-  StepExchange(std::vector<SegmentSpan> segments, BlendMode mode, int groups);
+  // `first_step`: the step the gang starts at (above 0 when it resumes from a checkpoint).
+  StepExchange(std::vector<SegmentSpan> segments, BlendMode mode, int groups,
+               uint32_t first_step = 0);
 
   uint32_t step() const { return step_; }
   // Adds group `group`'s values for the current step. Errors for a repeated group or values

@@ -92,6 +92,9 @@ struct Job {
     };
     std::vector<Group> groups;
     std::unique_ptr<StepExchange> exchange;
+    // Gang checkpoints: a step counts once every segment's latents after it have arrived.
+    std::map<uint32_t, std::set<uint32_t>> checkpoint_arrivals;  // step -> segments
+    uint64_t last_checkpoint_ms = 0;
     int GroupOf(const std::string& worker) const {
       for (size_t g = 0; g < groups.size(); ++g) {
         if (groups[g].worker == worker) return static_cast<int>(g);
@@ -122,6 +125,28 @@ struct Worker {
   uint32_t tasks_done = 0, failures = 0;
   bool draining = false;  // finishes its task, gets no more
 };
+
+// A co-denoising gang's checkpoint of one segment: keyed by step as well, since a gang's
+// checkpoint at step s is only usable once every segment has one at s. kGangStepKey holds the
+// newest step at which all of them did.
+std::string GangCheckpointKey(uint64_t job, uint32_t segment, uint32_t step) {
+  std::string key = TaskKey(job, segment);
+  for (int shift = 24; shift >= 0; shift -= 8) key += static_cast<char>((step >> shift) & 0xff);
+  return key;
+}
+const char* const kGangStepKey = "gang-step";
+
+std::string EncodeStep(uint32_t step) {
+  std::string v(4, '\0');
+  std::memcpy(v.data(), &step, 4);
+  return v;
+}
+
+uint32_t DecodeStep(const std::string& v) {
+  uint32_t step = 0;
+  if (v.size() >= 4) std::memcpy(&step, v.data(), 4);
+  return step;
+}
 
 std::string FileExtension(const std::string& name) {
   std::string ext = fs::path(name).extension().string();
@@ -520,7 +545,12 @@ struct Coordinator::Impl {
           !group || std::all_of(job->seg.begin() + group->first, job->seg.begin() + group->end,
                                 [](const Slot& x) { return x.state == rec::TaskState::DONE; });
       if (group_done) w->task.reset();
-      if (job->segments_done == job->segments.size()) job->gang.reset();
+      if (job->segments_done == job->segments.size()) {
+        job->gang.reset();
+        Store::Batch drop;  // the gang's checkpoints are of no use any more
+        drop.DeleteRange(Family::kCheckpoints, JobKey(job->id), JobKey(job->id + 1));
+        Commit(drop);
+      }
     }
     Schedule();
   }
@@ -539,14 +569,16 @@ struct Coordinator::Impl {
       return;
     }
     const uint32_t step = c.getStep();
-    std::string value(4, '\0');
-    std::memcpy(value.data(), &step, 4);
-    value += EncodeTensor(*x);
     Store::Batch batch;
-    batch.Put(Family::kCheckpoints, TaskKey(job->id, c.getSegment()), value);
-    AddEvent(batch, job->id,
-             "segment " + std::to_string(c.getSegment()) + " checkpoint at step " +
-                 std::to_string(step) + " from " + w->name);
+    if (job->gang) {
+      AddGangCheckpoint(*job, c.getSegment(), step, *x, batch);
+    } else {
+      batch.Put(Family::kCheckpoints, TaskKey(job->id, c.getSegment()),
+                EncodeStep(step) + EncodeTensor(*x));
+      AddEvent(batch, job->id,
+               "segment " + std::to_string(c.getSegment()) + " checkpoint at step " +
+                   std::to_string(step) + " from " + w->name);
+    }
     Commit(batch);
     capnp::MallocMessageBuilder b;
     auto ack = b.initRoot<wire::Envelope>().initCheckpointAck();
@@ -554,6 +586,48 @@ struct Coordinator::Impl {
     ack.setSegment(c.getSegment());
     ack.setStep(step);
     Send(identity, Serialize(b));
+  }
+
+  // Stores a gang member's checkpoint; once every segment has one at `step`, makes `step` the
+  // gang's resume point in the same batch and drops the older ones.
+  void AddGangCheckpoint(Job& j, uint32_t segment, uint32_t step, const Tensor& x,
+                         Store::Batch& batch) {
+    batch.Put(Family::kCheckpoints, GangCheckpointKey(j.id, segment, step), EncodeTensor(x));
+    auto& arrivals = j.gang->checkpoint_arrivals;
+    auto& got = arrivals[step];
+    got.insert(segment);
+    if (got.size() < j.segments.size()) return;
+    batch.Put(Family::kCheckpoints, NamedKey(j.id, kGangStepKey), EncodeStep(step));
+    for (uint32_t s = 0; s < j.segments.size(); ++s) {
+      batch.DeleteRange(Family::kCheckpoints, GangCheckpointKey(j.id, s, 0),
+                        GangCheckpointKey(j.id, s, step));
+    }
+    arrivals.erase(arrivals.begin(), arrivals.upper_bound(step));
+    j.gang->last_checkpoint_ms = NowMs();
+    AddEvent(batch, j.id,
+             "co-denoising checkpoint at step " + std::to_string(step) + " (" +
+                 std::to_string(j.segments.size()) + " segments)");
+  }
+
+  // The gang checkpoint to resume from: its step and every segment's latents; step 0 if none.
+  uint32_t LoadGangCheckpoint(const Job& j, std::vector<Tensor>* latents) {
+    auto v = store->Get(Family::kCheckpoints, NamedKey(j.id, kGangStepKey));
+    const uint32_t step = v.ok() ? DecodeStep(*v) : 0;
+    if (step == 0 || step >= static_cast<uint32_t>(j.manifest.steps)) return 0;
+    latents->clear();
+    for (uint32_t s = 0; s < j.segments.size(); ++s) {
+      auto bytes = store->Get(Family::kCheckpoints, GangCheckpointKey(j.id, s, step));
+      auto t = bytes.ok() ? DecodeTensor(*bytes) : Result<Tensor>(bytes.status());
+      if (!t.ok()) {
+        spdlog::error(
+            "job {}: gang checkpoint of segment {} at step {} unreadable ({}); starting "
+            "from step 0",
+            j.id, s, step, t.message());
+        return 0;
+      }
+      latents->push_back(std::move(*t));
+    }
+    return step;
   }
 
   void OnEncodeResult(const std::string& identity, wire::EncodeResult::Reader r) {
@@ -790,7 +864,7 @@ struct Coordinator::Impl {
 
   // ---- status ------------------------------------------------------------------------------
 
-  void FillStatus(const Job& j, wire::JobStatus::Builder s) {
+  void FillStatus(const Job& j, wire::JobStatus::Builder s, bool with_segments = false) {
     s.setJobId(j.id);
     s.setName(j.name);
     s.setState(JobStateName(j.state));
@@ -828,13 +902,32 @@ struct Coordinator::Impl {
     s.setError(j.error);
     s.setCreatedMs(j.created_ms);
     s.setUpdatedMs(j.updated_ms);
+    if (with_segments) {
+      std::string states(j.seg.size(), '.');
+      for (size_t i = 0; i < j.seg.size(); ++i) {
+        switch (j.seg[i].state) {
+          case rec::TaskState::DONE:
+            states[i] = '#';
+            break;
+          case rec::TaskState::RUNNING:
+            states[i] = '>';
+            break;
+          case rec::TaskState::FAILED:
+            states[i] = 'x';
+            break;
+          default:
+            break;
+        }
+      }
+      s.setSegmentStates(states);
+    }
   }
 
   std::string OnStatus(uint64_t id) {
     auto it = jobs.find(id);
     if (it == jobs.end()) return ErrorMessage(3, "no job " + std::to_string(id));
     capnp::MallocMessageBuilder b;
-    FillStatus(it->second, b.initRoot<wire::Envelope>().initJobStatus());
+    FillStatus(it->second, b.initRoot<wire::Envelope>().initJobStatus(), true);
     return Serialize(b);
   }
 
@@ -1081,11 +1174,17 @@ struct Coordinator::Impl {
     Job::Gang gang;
     for (const Slot& s : j.seg) gang.attempt = std::max(gang.attempt, s.attempt);
     ++gang.attempt;
+    gang.last_checkpoint_ms = NowMs();
+    std::vector<Tensor> resume_latents;
+    const uint32_t resume_step = LoadGangCheckpoint(j, &resume_latents);
     Store::Batch batch;
     for (size_t g = 0; g < groups.size(); ++g) {
       gang.groups.push_back({groups[g].first, groups[g].second, idle[g]->name});
       for (uint32_t s = groups[g].first; s < groups[g].second; ++s) {
         Slot& slot = j.seg[s];
+        // A gang always runs every segment: ones a failed gang finished are done again (the
+        // same bits), so the gang's steps stay in lockstep.
+        if (slot.state == rec::TaskState::DONE) --j.segments_done;
         slot.state = rec::TaskState::RUNNING;
         slot.attempt = gang.attempt;
         slot.worker = idle[g]->name;
@@ -1096,9 +1195,11 @@ struct Coordinator::Impl {
     AddEvent(batch, j.id,
              "co-denoising on " + std::to_string(groups.size()) + " worker(s), attempt " +
                  std::to_string(gang.attempt));
+    if (resume_step > 0)
+      AddEvent(batch, j.id, "co-denoising resumes at step " + std::to_string(resume_step));
     Commit(batch);
-    gang.exchange =
-        std::make_unique<StepExchange>(j.segments, j.blend, static_cast<int>(groups.size()));
+    gang.exchange = std::make_unique<StepExchange>(j.segments, j.blend,
+                                                   static_cast<int>(groups.size()), resume_step);
     for (size_t g = 0; g < groups.size(); ++g) {
       Worker& w = *idle[g];
       capnp::MallocMessageBuilder b;
@@ -1112,7 +1213,12 @@ struct Coordinator::Impl {
       t.setBlend(j.manifest.blend);
       auto list = t.initSegments(groups[g].second - groups[g].first);
       for (uint32_t s = groups[g].first; s < groups[g].second; ++s) {
-        FillRenderTask(j, s, gang.attempt, list[s - groups[g].first]);
+        auto task = list[s - groups[g].first];
+        FillRenderTask(j, s, gang.attempt, task);
+        if (resume_step > 0) {
+          task.setResumeStep(resume_step);
+          SetTensor(task.initResumeLatents(), resume_latents[s]);
+        }
       }
       w.task = TaskRef{j.id, wire::TaskKind::CODENOISE, groups[g].first};
       --w.credits;
@@ -1151,6 +1257,11 @@ struct Coordinator::Impl {
     const uint32_t step = j->gang->exchange->step();
     auto merged = j->gang->exchange->Merge();
     if (!merged.ok()) return GangFailed(*j, *w, merged.message());
+    // The time trigger, decided here so that every group checkpoints after the same step.
+    const uint64_t every_ms = static_cast<uint64_t>(CheckpointSeconds(*j)) * 1000;
+    const bool checkpoint = every_ms > 0 && NowMs() - j->gang->last_checkpoint_ms >= every_ms &&
+                            step + 1 < static_cast<uint32_t>(j->manifest.steps);
+    if (checkpoint) j->gang->last_checkpoint_ms = NowMs();
     for (size_t g = 0; g < merged->size(); ++g) {
       auto member = workers.find(j->gang->groups[g].worker);
       if (member == workers.end()) continue;
@@ -1159,6 +1270,7 @@ struct Coordinator::Impl {
       m.setJobId(j->id);
       m.setAttempt(j->gang->attempt);
       m.setStep(step);
+      m.setCheckpoint(checkpoint);
       auto slices = m.initSlices(static_cast<unsigned>((*merged)[g].size()));
       for (size_t i = 0; i < (*merged)[g].size(); ++i) {
         auto& v = (*merged)[g][i];
@@ -1223,6 +1335,14 @@ struct Coordinator::Impl {
     --w.credits;
   }
 
+  // Checkpoint triggers: the manifest's when it sets them, else the coordinator's.
+  int CheckpointSteps(const Job& j) const {
+    return j.manifest.checkpoint_steps.value_or(options.checkpoint_steps);
+  }
+  int CheckpointSeconds(const Job& j) const {
+    return j.manifest.checkpoint_seconds.value_or(options.checkpoint_seconds);
+  }
+
   // Everything a worker needs to render segment `index` of `j`, except the guide.
   void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, wire::RenderTask::Builder t) {
     const SegmentSpan& span = j.segments[index];
@@ -1247,8 +1367,8 @@ struct Coordinator::Impl {
     t.setSeed(span.seed);
     t.setCameraMotion(m.camera_motion);
     t.setCameraSpeed(m.camera_speed);
-    t.setCheckpointEverySteps(static_cast<uint32_t>(options.checkpoint_steps));
-    t.setCheckpointEverySeconds(static_cast<uint32_t>(options.checkpoint_seconds));
+    t.setCheckpointEverySteps(static_cast<uint32_t>(CheckpointSteps(j)));
+    t.setCheckpointEverySeconds(static_cast<uint32_t>(CheckpointSeconds(j)));
     // Only the keyframes that matter to this segment travel: from the one before the keyframe in
     // force at its start (a transition needs its predecessor) to the last one inside it.
     size_t first = 0;

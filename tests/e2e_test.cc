@@ -98,12 +98,15 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   EXPECT_DOUBLE_EQ(status["progress"].get<double>(), 1.0);
   EXPECT_EQ(status["segments"]["done"], 5);
   EXPECT_EQ(status["segments"]["waiting"], 0);
+  EXPECT_EQ(status["segments"]["states"], "#####");  // the per-segment strip, every one done
   const std::string output = status["output"];
   EXPECT_EQ(output,
             fs::canonical(dir / "farm/root").string() + "/out/e2e.mp4");  // under the output root
   ExpectGoodOutput(output);
 
   // `segue jobs` lists it; an unknown job is bad input.
+  ASSERT_EQ(RunCommand(Cli("status " + id + " --coordinator " + endpoint), &out, true), 0) << out;
+  EXPECT_NE(out.find("[#####]"), std::string::npos) << out;
   ASSERT_EQ(RunCommand(Cli("jobs --coordinator " + endpoint), &out, true), 0) << out;
   EXPECT_NE(out.find("e2e"), std::string::npos) << out;
   EXPECT_EQ(RunCommand(Cli("status 999 --coordinator " + endpoint), &out, true), 2) << out;

@@ -22,9 +22,11 @@ using namespace std::chrono_literals;
 std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
 
 // 4 s at 512x288: 96 frames in 5 segments, long enough to interfere with.
-std::string WriteJob(const TempDir& dir, const std::string& name = "job") {
+// `extra`: more top-level YAML.
+std::string WriteJob(const TempDir& dir, const std::string& name = "job",
+                     const std::string& extra = "") {
   std::string path = dir / (name + ".yaml");
-  std::ofstream(path) << "version: 1\nname: " << name
+  std::ofstream(path) << extra << "version: 1\nname: " << name
                       << "\nvideo: {width: 512, height: 288, fps: 24, duration: 4s}\nmodel: {name: "
                          "zoom, steps: 60}\n"
                       << "segments: {length: 24, overlap: 6}\nseed: 3\ntimeline: [{at: 0s, prompt: "
@@ -122,6 +124,68 @@ TEST(Farm, KilledWorkerCostsAtMostOneCheckpointInterval) {
   EXPECT_GE(last_checkpoint, 10);
   EXPECT_EQ(resumed, last_checkpoint) << logs;
   ExpectSameAsFaultFree(farm, dir, m);  // resuming changes no bit
+}
+
+// Co-denoising gangs checkpoint together: a checkpoint step counts once every segment has one,
+// and a gang that loses a member restarts from it, on the workers left.
+TEST(Farm, KilledGangMemberResumesTheGangFromItsCheckpoint) {
+  TempDir dir;
+  // The manifest's checkpoint interval overrides the coordinator's (which is off here).
+  std::string m = WriteJob(dir, "job",
+                           "segments: {length: 24, overlap: 6, strategy: codenoise}\n"
+                           "checkpoint: {steps: 10}\n");
+  {  // WriteJob's own segments line would repeat the key: drop it.
+    std::ifstream in(m);
+    std::string text((std::istreambuf_iterator<char>(in)), {}),
+        own = "segments: {length: 24, overlap: 6}\n";
+    text.erase(text.find(own), own.size());
+    std::ofstream(m) << text;
+  }
+  std::vector<std::string> args = kFast;
+  args.insert(args.end(), {"--checkpoint-steps", "0", "--checkpoint-seconds", "0"});
+  LocalFarm farm(dir / "farm", 2, args);
+  ASSERT_TRUE(farm.ok());
+  {  // Both workers in before the gang forms.
+    Client client(farm.endpoint(), 2000);
+    for (int i = 0; i < 400; ++i) {
+      auto ws = client.Workers();
+      if (ws.ok() && ws->size() == 2) break;
+      std::this_thread::sleep_for(25ms);
+    }
+  }
+  uint64_t job = Submit(farm, m);
+  const std::string logs_cmd =
+      Cli("logs " + std::to_string(job) + " --coordinator " + farm.endpoint());
+  std::string logs;
+  for (int i = 0; i < 400 && logs.find("co-denoising checkpoint at step") == std::string::npos;
+       ++i) {
+    RunCommand(logs_cmd, &logs);
+    std::this_thread::sleep_for(25ms);
+  }
+  ASSERT_NE(logs.find("co-denoising checkpoint at step"), std::string::npos) << logs;
+  ASSERT_NE(logs.find("co-denoising on 2 worker(s)"), std::string::npos) << logs;
+  farm.workers()[0].Signal(SIGKILL);  // mid-gang
+  JobInfo done = WaitFor(farm, job, Finished);
+  ASSERT_EQ(done.state, "DONE") << done.error;
+  EXPECT_EQ(Probe(done.output).frames, 96);
+  // The new gang resumed at the newest step every segment had a checkpoint of before the kill.
+  RunCommand(logs_cmd, &logs);
+  const size_t dead = logs.find("worker presumed dead (w0)");
+  ASSERT_NE(dead, std::string::npos) << logs;
+  int last_before = 0, resumed = -1;
+  std::istringstream lines(logs);
+  size_t pos = 0;
+  for (std::string line; std::getline(lines, line); pos += line.size() + 1) {
+    size_t at = line.find("co-denoising checkpoint at step ");
+    if (at != std::string::npos && pos < dead) last_before = std::stoi(line.substr(at + 32));
+    at = line.find("co-denoising resumes at step ");
+    if (at != std::string::npos) resumed = std::stoi(line.substr(at + 29));
+  }
+  EXPECT_GE(last_before, 10);
+  EXPECT_EQ(last_before % 10, 0);  // the manifest's interval
+  EXPECT_EQ(resumed, last_before) << logs;
+  EXPECT_NE(logs.find("co-denoising on 1 worker(s)"), std::string::npos) << logs;
+  ExpectSameAsFaultFree(farm, dir, m);  // resuming a gang changes no bit
 }
 
 TEST(Farm, CoordinatorKilledAndRestartedResumes) {

@@ -260,5 +260,25 @@ TEST(Manifest, Requirements) {
               "requirements.tags", "expected a list of tags");
 }
 
+TEST(Manifest, CheckpointOverride) {
+  auto plain = Parse(Good("priority: 50", "priority: 50"));
+  ASSERT_TRUE(plain.ok()) << plain.message();
+  EXPECT_FALSE(plain->checkpoint_steps.has_value());
+  EXPECT_FALSE(plain->checkpoint_seconds.has_value());
+  auto m = Parse(Good("priority: 50", "priority: 50\ncheckpoint: {steps: 5, seconds: 2m}"));
+  ASSERT_TRUE(m.ok()) << m.message();
+  EXPECT_EQ(m->checkpoint_steps, 5);
+  EXPECT_EQ(m->checkpoint_seconds, 120);
+  auto off = Parse(Good("priority: 50", "priority: 50\ncheckpoint: {steps: 0}"));
+  ASSERT_TRUE(off.ok()) << off.message();
+  EXPECT_EQ(off->checkpoint_steps, 0);
+  ExpectError(Good("priority: 50", "priority: 50\ncheckpoint: {steps: -1}"), 9, 21,
+              "checkpoint.steps", "between 0 and 1000");
+  ExpectError(Good("priority: 50", "priority: 50\ncheckpoint: {seconds: 2d}"), 9, 23,
+              "checkpoint.seconds", "");
+  ExpectError(Good("priority: 50", "priority: 50\ncheckpoint: {every: 3}"), 9, 14, "checkpoint",
+              "every");
+}
+
 }  // namespace
 }  // namespace segue

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <string_view>
 
 namespace segue {
 
@@ -18,6 +20,25 @@ std::string ProgressDisplay::FormatDuration(double s) {
   else
     snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
   return buf;
+}
+
+std::string ProgressDisplay::SegmentStrip(const std::string& states, int width) {
+  const size_t n = states.size();
+  if (width <= 0 || n == 0) return "";
+  if (n <= static_cast<size_t>(width)) return states;
+  std::string out;
+  for (int c = 0; c < width; ++c) {
+    const size_t from = n * static_cast<size_t>(c) / static_cast<size_t>(width);
+    const size_t to = n * static_cast<size_t>(c + 1) / static_cast<size_t>(width);
+    const std::string_view run(states.data() + from, to - from);
+    const size_t done = static_cast<size_t>(std::count(run.begin(), run.end(), '#'));
+    out += run.find('x') != run.npos   ? 'x'
+           : run.find('>') != run.npos ? '>'
+           : done == run.size()        ? '#'
+           : done > 0                  ? ':'
+                                       : '.';
+  }
+  return out;
 }
 
 std::string ProgressDisplay::Line(const JobInfo& j, int bar_width) {

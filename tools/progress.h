@@ -20,6 +20,10 @@ class ProgressDisplay {
 
   static std::string FormatDuration(double seconds);
   static std::string Line(const JobInfo& job, int bar_width);
+  // The job's segments as a strip of at most `width` cells, in timeline order. One cell per
+  // segment when they fit; otherwise each cell stands for a run of segments and shows 'x' if one
+  // failed, '>' if one is running, '#' if all are done, ':' if some are, '.' if none.
+  static std::string SegmentStrip(const std::string& states, int width);
 
  private:
   FILE* out_;

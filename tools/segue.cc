@@ -169,6 +169,9 @@ void PrintJob(const JobInfo& j) {
             << "  segments: " << j.segments_done << " done, " << j.segments_running << " running, "
             << pending << " waiting; chunks: " << j.chunks_done << " of " << j.chunks_total
             << " encoded\n";
+  if (!j.segment_states.empty())
+    std::cout << "  [" << ProgressDisplay::SegmentStrip(j.segment_states, 64)
+              << "]  # done  > running  . waiting  x failed\n";
   if (!j.output.empty()) std::cout << "  output: " << j.output << "\n";
   if (!j.error.empty()) std::cout << "  error: " << j.error << "\n";
 }

@@ -118,6 +118,23 @@ Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
   return r;
 }
 
+// Sends segment `segment`'s latents after `done` steps to the coordinator as a checkpoint.
+void SendCheckpoint(zmq::socket_t& outbox, uint64_t job, uint32_t segment, uint32_t attempt,
+                    int done, const model::LatentView& view) {
+  Tensor x;
+  x.shape = view.shape;
+  x.data.assign(view.data, view.data + Tensor::NumElements(x.shape));
+  capnp::MallocMessageBuilder b;
+  auto c = b.initRoot<wire::Envelope>().initCheckpoint();
+  c.setJobId(job);
+  c.setSegment(segment);
+  c.setAttempt(attempt);
+  c.setStep(static_cast<uint32_t>(done));
+  SetTensor(c.initLatents(), x);
+  std::string bytes = Serialize(b);
+  outbox.send(zmq::buffer(bytes), zmq::send_flags::none);
+}
+
 Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink& link,
                   zmq::socket_t& outbox) {
   const auto start = Clock::now();
@@ -141,18 +158,7 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink&
                      (every_seconds > 0 &&
                       Clock::now() - last_checkpoint >= std::chrono::seconds(every_seconds));
     if (due && done < r.steps) {
-      Tensor x;
-      x.shape = views[0].shape;
-      x.data.assign(views[0].data, views[0].data + Tensor::NumElements(x.shape));
-      capnp::MallocMessageBuilder b;
-      auto c = b.initRoot<wire::Envelope>().initCheckpoint();
-      c.setJobId(t.getJobId());
-      c.setSegment(t.getSegment());
-      c.setAttempt(t.getAttempt());
-      c.setStep(static_cast<uint32_t>(done));
-      SetTensor(c.initLatents(), x);
-      std::string bytes = Serialize(b);
-      outbox.send(zmq::buffer(bytes), zmq::send_flags::none);
+      SendCheckpoint(outbox, t.getJobId(), t.getSegment(), t.getAttempt(), done, views[0]);
       last_checkpoint = Clock::now();
     }
     return Status::Ok();
@@ -292,8 +298,15 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
       external |= c < static_cast<int>(first) || c >= static_cast<int>(end);
     (external ? shared : local).push_back(f);
   }
+  // Checkpoints: every K steps (each group decides alike), or when the coordinator asks (its
+  // time trigger); a group that exchanges nothing keeps time itself.
+  const uint32_t every_steps = tasks[0].getCheckpointEverySteps(),
+                 every_seconds = tasks[0].getCheckpointEverySeconds();
+  const int steps = requests[0].steps;
+  auto last_checkpoint = Clock::now();
   std::vector<float> buf, out;
   auto after_step = [&](int step, std::vector<model::LatentView>& views) -> Status {
+    bool asked = false;
     const int64_t C = views[0].shape[0], hw = views[0].shape[2] * views[0].shape[3], n = C * hw;
     auto plane = [&](uint32_t k, int64_t f, int64_t c) {
       const model::LatentView& v = views[k - first];
@@ -349,6 +362,7 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
       auto m = (*in)->envelope().getCodenoiseMerged();
       if (m.getStep() != static_cast<uint32_t>(step))
         return Status::Error("consensus for the wrong step");
+      asked = m.getCheckpoint();
       for (auto sl : m.getSlices()) {
         auto values = GetTensor(sl.getLatents());
         if (!values.ok() || static_cast<int64_t>(values->data.size()) != n)
@@ -365,6 +379,16 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
       BlendFrame(
           spans, f, *mode, [&](int k) { return buf.data() + (k - first) * n; }, n, out.data());
       scatter(f, out.data());
+    }
+    const int done = step + 1;
+    const bool due =
+        done < steps && (asked || (every_steps > 0 && done % static_cast<int>(every_steps) == 0) ||
+                         (shared.empty() && every_seconds > 0 &&
+                          Clock::now() - last_checkpoint >= std::chrono::seconds(every_seconds)));
+    if (due) {
+      for (uint32_t k = first; k < end; ++k)
+        SendCheckpoint(outbox, job, k, attempt, done, views[k - first]);
+      last_checkpoint = Clock::now();
     }
     std::lock_guard<std::mutex> lock(link.mu);
     if (link.cancelled) return Status::Error("cancelled: " + link.cancel_reason);

@@ -30,6 +30,7 @@ JobInfo FromWire(wire::JobStatus::Reader r) {
   j.error = r.getError().cStr();
   j.created_ms = r.getCreatedMs();
   j.updated_ms = r.getUpdatedMs();
+  j.segment_states = r.getSegmentStates().cStr();
   return j;
 }
 
@@ -47,6 +48,7 @@ nlohmann::json JobInfo::ToJson() const {
                    {"done", segments_done},
                    {"running", segments_running},
                    {"waiting", segments_total - segments_done - segments_running}};
+  if (!segment_states.empty()) j["segments"]["states"] = segment_states;
   j["chunks"] = {{"total", chunks_total}, {"done", chunks_done}};
   j["eta_seconds"] = eta_seconds >= 0 ? nlohmann::json(eta_seconds) : nlohmann::json(nullptr);
   j["output"] = output.empty() ? nlohmann::json(nullptr) : nlohmann::json(output);

@@ -26,6 +26,7 @@ struct JobInfo {
   double eta_seconds = -1;
   std::string output, error;
   uint64_t created_ms = 0, updated_ms = 0;
+  std::string segment_states;  // per segment: '#' done, '>' running, '.' waiting, 'x' failed
 
   bool Finished() const { return state == "DONE" || state == "FAILED" || state == "CANCELLED"; }
   nlohmann::json ToJson() const;

@@ -233,7 +233,7 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   if (root.IsNull()) Fail(root.Mark(), "manifest", "the manifest is empty");
   Map top(root, "",
           {"version", "name", "video", "model", "segments", "camera", "seed", "priority",
-           "timeline", "audio", "output", "negative_prompt", "requirements"});
+           "timeline", "audio", "output", "negative_prompt", "requirements", "checkpoint"});
 
   const YAML::Node& version = top.Get("version");
   int64_t v = Integer(version, "version");
@@ -387,6 +387,21 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   if (top.Has("seed")) m.seed = Unsigned(top.Get("seed"), "seed");
   if (top.Has("priority"))
     m.priority = static_cast<int>(Ranged(top.Get("priority"), "priority", 0, 100));
+
+  // checkpoint
+  if (top.Has("checkpoint")) {
+    Map cp(top.Get("checkpoint"), "checkpoint", {"steps", "seconds"});
+    if (cp.Has("steps")) {
+      m.checkpoint_steps = static_cast<int>(
+          Ranged(cp.Get("steps"), cp.Field("steps"), 0, ManifestLimits::kMaxSteps));
+    }
+    if (cp.Has("seconds")) {
+      const YAML::Node& n = cp.Get("seconds");
+      double t = Seconds(n, cp.Field("seconds"));
+      if (t < 0 || t > 86400) Fail(n.Mark(), cp.Field("seconds"), "must be between 0s and 24h");
+      m.checkpoint_seconds = static_cast<int>(std::llround(t));
+    }
+  }
 
   // timeline
   {

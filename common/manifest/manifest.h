@@ -57,6 +57,11 @@ struct Manifest {
   uint64_t seed = 0;
   int priority = 50;
 
+  // Step checkpoints, overriding the coordinator's defaults (--checkpoint-steps/-seconds) when
+  // set. 0 turns that trigger off.
+  std::optional<int> checkpoint_steps;
+  std::optional<int> checkpoint_seconds;
+
   std::vector<Keyframe> timeline;
 
   // Audio, optional. `audio_path` is as written in the manifest; `audio_file` is resolved against

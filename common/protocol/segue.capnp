@@ -123,6 +123,9 @@ struct CodenoiseMerged {
   attempt @1 :UInt32;
   step @2 :UInt32;
   slices @3 :List(FrameSlice);  # segment unused: one consensus per frame
+  # After applying this consensus, send every segment's latents as a Checkpoint (the
+  # coordinator's time trigger; the step trigger each worker applies by itself).
+  checkpoint @4 :Bool;
 }
 
 # Stop working on a job's task (cancelled, or a co-denoising partner was lost).
@@ -230,6 +233,9 @@ struct JobStatus {
   createdMs @14 :UInt64;
   updatedMs @15 :UInt64;
   etaSeconds @16 :Float64;  # negative: unknown
+  # One character per segment, in order: '#' done, '>' running, '.' waiting, 'x' failed.
+  # Filled for a single job's status only (a job list leaves it empty).
+  segmentStates @17 :Text;
 }
 
 struct ListJobs {}
