@@ -66,6 +66,7 @@ struct Slot {
   uint32_t failures = 0;
   std::string error;
   std::vector<std::string> failed_on;  // distinct workers it failed on, in order
+  bool has_checkpoint = false;         // a render checkpoint of it is in the store
 };
 
 struct Job {
@@ -83,6 +84,9 @@ struct Job {
   std::vector<ChunkSpan> chunks;
   std::vector<Slot> chunk;
   uint32_t segments_done = 0, chunks_done = 0;
+  // Scheduling starts its walks here: every segment (chunk) below is DONE. Lowered wherever a
+  // DONE task goes back to the queue.
+  uint32_t segments_done_below = 0, chunks_done_below = 0;
   // codenoise: the running gang, if any.
   struct Gang {
     uint32_t attempt = 0;
@@ -218,14 +222,48 @@ struct Coordinator::Impl {
     batch.Put(Family::kEvents, key, std::to_string(NowMs()) + " " + text);
   }
 
-  // Writes `batch` or, if the disk refuses, stops the process: continuing with memory ahead of
-  // the store would hand out work that a restart forgets.
-  void Commit(Store::Batch& batch) {
-    Status s = store->Write(batch);
+  // Group commit. Every transition's writes go into one batch per turn of the event loop, written
+  // synced by Flush() before any message of that turn leaves: nothing is said to a worker or a
+  // client before it is on disk, and one fsync serves every message of the turn.
+  Store::Batch pending_writes;  // written by FlushWrites()
+  struct Outgoing {
+    std::string identity, payload;
+    bool req_envelope = false;
+  };
+  std::vector<Outgoing> outgoing;  // sent by Flush(), after pending_writes
+  bool schedule_due = false;       // Schedule() was asked for this turn
+
+  // Adds `batch` to this turn's writes.
+  void Commit(Store::Batch& batch) { pending_writes.Append(std::move(batch)); }
+
+  // Writes this turn's writes so far or, if the disk refuses, stops the process: continuing with
+  // memory ahead of the store would hand out work that a restart forgets. Reads of the store call
+  // it first, so they see every write before them.
+  void FlushWrites() {
+    if (pending_writes.empty()) return;
+    Status s = store->Write(pending_writes);
     if (!s.ok()) {
       spdlog::critical("cannot write the state store: {}; stopping", s.message());
       std::_Exit(3);
     }
+    pending_writes = Store::Batch();
+  }
+
+  // Ends a turn: the writes, then the messages they allow.
+  void Flush() {
+    FlushWrites();
+    for (auto& o : outgoing) SendNow(o.identity, o.payload, o.req_envelope);
+    outgoing.clear();
+  }
+
+  Result<std::string> Get(Family f, const std::string& key) {
+    FlushWrites();
+    return store->Get(f, key);
+  }
+  Status Scan(Family f, const std::string& begin, const std::string& end,
+              const std::function<bool(const std::string&, const std::string&)>& fn) {
+    FlushWrites();
+    return store->Scan(f, begin, end, fn);
   }
 
   void SetJobState(Job& j, rec::JobState state, const std::string& error, Store::Batch& batch) {
@@ -242,72 +280,78 @@ struct Coordinator::Impl {
 
   Status Restore() {
     std::vector<uint64_t> ids;
-    Status s =
-        store->Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
-          Job j;
-          try {
-            capnp::FlatArrayMessageReader reader(
-                kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
-                             value.size() / sizeof(capnp::word)));
-            auto r = reader.getRoot<rec::Job>();
-            j.id = r.getId();
-            j.name = r.getName().cStr();
-            j.state = r.getState();
-            j.priority = r.getPriority();
-            j.manifest_text = r.getManifestText().cStr();
-            j.manifest_name = r.getManifestName().cStr();
-            j.output_path = r.getOutputPath().cStr();
-            j.has_audio = r.getHasAudio();
-            j.audio_name = r.getAudioName().cStr();
-            j.error = r.getError().cStr();
-            j.created_ms = r.getCreatedMs();
-            j.updated_ms = r.getUpdatedMs();
-            j.finished_ms = r.getFinishedMs();
-            j.chunk_frames = r.getChunkFrames();
-          } catch (const kj::Exception& e) {
-            spdlog::error("job record {} is unreadable: {}", JobOfKey(key),
-                          e.getDescription().cStr());
-            return true;
-          }
-          auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
-          if (!m.ok()) {
-            spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
-            return true;
-          }
-          PlanJob(j, *m);
-          jobs.emplace(j.id, std::move(j));
-          ids.push_back(JobOfKey(key));
-          return true;
-        });
+    Status s = Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
+      Job j;
+      try {
+        capnp::FlatArrayMessageReader reader(
+            kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
+                         value.size() / sizeof(capnp::word)));
+        auto r = reader.getRoot<rec::Job>();
+        j.id = r.getId();
+        j.name = r.getName().cStr();
+        j.state = r.getState();
+        j.priority = r.getPriority();
+        j.manifest_text = r.getManifestText().cStr();
+        j.manifest_name = r.getManifestName().cStr();
+        j.output_path = r.getOutputPath().cStr();
+        j.has_audio = r.getHasAudio();
+        j.audio_name = r.getAudioName().cStr();
+        j.error = r.getError().cStr();
+        j.created_ms = r.getCreatedMs();
+        j.updated_ms = r.getUpdatedMs();
+        j.finished_ms = r.getFinishedMs();
+        j.chunk_frames = r.getChunkFrames();
+      } catch (const kj::Exception& e) {
+        spdlog::error("job record {} is unreadable: {}", JobOfKey(key), e.getDescription().cStr());
+        return true;
+      }
+      auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
+      if (!m.ok()) {
+        spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
+        return true;
+      }
+      PlanJob(j, *m);
+      jobs.emplace(j.id, std::move(j));
+      ids.push_back(JobOfKey(key));
+      return true;
+    });
     if (!s.ok()) return s;
     for (uint64_t id : ids) {
       Job& j = jobs.at(id);
       auto load = [&](Family f, std::vector<Slot>& slots) {
-        return store->Scan(f, TaskKey(id, 0), JobKey(id + 1),
-                           [&](const std::string& key, const std::string& value) {
-                             uint32_t idx = IndexOfKey(key);
-                             if (idx >= slots.size()) return true;
-                             try {
-                               capnp::FlatArrayMessageReader reader(
-                                   kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
-                                                value.size() / sizeof(capnp::word)));
-                               auto r = reader.getRoot<rec::Task>();
-                               Slot& sl = slots[idx];
-                               sl.state = r.getState();
-                               sl.attempt = r.getAttempt();
-                               sl.failures = r.getFailures();
-                               sl.error = r.getError().cStr();
-                               // A task that was running when we stopped goes back to the queue;
-                               // its worker, if alive, will be fenced off by the attempt number.
-                               if (sl.state == rec::TaskState::RUNNING)
-                                 sl.state = rec::TaskState::PENDING;
-                             } catch (const kj::Exception&) {
-                             }
-                             return true;
-                           });
+        return Scan(f, TaskKey(id, 0), JobKey(id + 1),
+                    [&](const std::string& key, const std::string& value) {
+                      uint32_t idx = IndexOfKey(key);
+                      if (idx >= slots.size()) return true;
+                      try {
+                        capnp::FlatArrayMessageReader reader(
+                            kj::arrayPtr(reinterpret_cast<const capnp::word*>(value.data()),
+                                         value.size() / sizeof(capnp::word)));
+                        auto r = reader.getRoot<rec::Task>();
+                        Slot& sl = slots[idx];
+                        sl.state = r.getState();
+                        sl.attempt = r.getAttempt();
+                        sl.failures = r.getFailures();
+                        sl.error = r.getError().cStr();
+                        // A task that was running when we stopped goes back to the queue;
+                        // its worker, if alive, will be fenced off by the attempt number.
+                        if (sl.state == rec::TaskState::RUNNING) sl.state = rec::TaskState::PENDING;
+                      } catch (const kj::Exception&) {
+                      }
+                      return true;
+                    });
       };
       if (Status ls = load(Family::kSegments, j.seg); !ls.ok()) return ls;
       if (Status ls = load(Family::kChunks, j.chunk); !ls.ok()) return ls;
+      const size_t task_key_size = TaskKey(id, 0).size();
+      Status cs = Scan(Family::kCheckpoints, JobKey(id), JobKey(id + 1),
+                       [&](const std::string& key, const std::string&) {
+                         const uint32_t idx = IndexOfKey(key);
+                         if (key.size() == task_key_size && idx < j.seg.size())
+                           j.seg[idx].has_checkpoint = true;
+                         return true;
+                       });
+      if (!cs.ok()) return cs;
       j.segments_done =
           static_cast<uint32_t>(std::count_if(j.seg.begin(), j.seg.end(), [](const Slot& x) {
             return x.state == rec::TaskState::DONE;
@@ -343,7 +387,12 @@ struct Coordinator::Impl {
 
   // ---- messages ----------------------------------------------------------------------------
 
-  void Send(const std::string& identity, const std::string& payload, bool req_envelope = false) {
+  // Queues a message; it leaves at the end of the turn, after the turn's writes (Flush).
+  void Send(const std::string& identity, std::string payload, bool req_envelope = false) {
+    outgoing.push_back({identity, std::move(payload), req_envelope});
+  }
+
+  void SendNow(const std::string& identity, const std::string& payload, bool req_envelope) {
     try {
       sock.send(zmq::buffer(identity), zmq::send_flags::sndmore);
       if (req_envelope) sock.send(zmq::message_t(), zmq::send_flags::sndmore);
@@ -532,6 +581,7 @@ struct Coordinator::Impl {
     batch.Put(Family::kLatents, TaskKey(job->id, r.getSegment()), EncodeTensor(*latents));
     batch.Put(Family::kSegments, TaskKey(job->id, r.getSegment()), EncodeSlot(*slot));
     batch.Delete(Family::kCheckpoints, TaskKey(job->id, r.getSegment()));  // done: not needed
+    slot->has_checkpoint = false;
     AddEvent(batch, job->id,
              "segment " + std::to_string(r.getSegment()) + " done by " + w->name + " (attempt " +
                  std::to_string(r.getAttempt()) + ", " + std::to_string(r.getElapsedMs()) + " ms)");
@@ -575,6 +625,7 @@ struct Coordinator::Impl {
     } else {
       batch.Put(Family::kCheckpoints, TaskKey(job->id, c.getSegment()),
                 EncodeStep(step) + EncodeTensor(*x));
+      slot->has_checkpoint = true;
       AddEvent(batch, job->id,
                "segment " + std::to_string(c.getSegment()) + " checkpoint at step " +
                    std::to_string(step) + " from " + w->name);
@@ -611,12 +662,12 @@ struct Coordinator::Impl {
 
   // The gang checkpoint to resume from: its step and every segment's latents; step 0 if none.
   uint32_t LoadGangCheckpoint(const Job& j, std::vector<Tensor>* latents) {
-    auto v = store->Get(Family::kCheckpoints, NamedKey(j.id, kGangStepKey));
+    auto v = Get(Family::kCheckpoints, NamedKey(j.id, kGangStepKey));
     const uint32_t step = v.ok() ? DecodeStep(*v) : 0;
     if (step == 0 || step >= static_cast<uint32_t>(j.manifest.steps)) return 0;
     latents->clear();
     for (uint32_t s = 0; s < j.segments.size(); ++s) {
-      auto bytes = store->Get(Family::kCheckpoints, GangCheckpointKey(j.id, s, step));
+      auto bytes = Get(Family::kCheckpoints, GangCheckpointKey(j.id, s, step));
       auto t = bytes.ok() ? DecodeTensor(*bytes) : Result<Tensor>(bytes.status());
       if (!t.ok()) {
         spdlog::error(
@@ -821,6 +872,7 @@ struct Coordinator::Impl {
     AddEvent(batch, j.id,
              "submitted: " + std::to_string(manifest.frames) + " frames in " +
                  std::to_string(j.segments.size()) + " segments, output " + j.output_path);
+    FlushWrites();  // a refused job is refused before anything else of this turn
     Status ws = store->Write(batch);
     if (!ws.ok()) return ErrorMessage(5, "cannot store the job: " + ws.message());
     spdlog::info("job {} ({}) accepted: {} frames, {} segments, {} chunks -> {}", j.id, j.name,
@@ -1040,12 +1092,12 @@ struct Coordinator::Impl {
     if (!jobs.count(r.getJobId())) return ErrorMessage(3, "no job " + std::to_string(r.getJobId()));
     std::vector<std::string> lines;
     const std::string needle = "segment " + std::to_string(r.getSegment()) + " ";
-    Status s = store->Scan(Family::kEvents, JobKey(r.getJobId()), JobKey(r.getJobId() + 1),
-                           [&](const std::string&, const std::string& v) {
-                             if (r.getSegment() < 0 || v.find(needle) != std::string::npos)
-                               lines.push_back(v);
-                             return lines.size() < 100000;
-                           });
+    Status s = Scan(Family::kEvents, JobKey(r.getJobId()), JobKey(r.getJobId() + 1),
+                    [&](const std::string&, const std::string& v) {
+                      if (r.getSegment() < 0 || v.find(needle) != std::string::npos)
+                        lines.push_back(v);
+                      return lines.size() < 100000;
+                    });
     if (!s.ok()) return ErrorMessage(5, s.message());
     capnp::MallocMessageBuilder b;
     auto out =
@@ -1095,8 +1147,14 @@ struct Coordinator::Impl {
 
   bool ChunkReady(const Job& j, size_t c) {
     if (j.chunk[c].state != rec::TaskState::PENDING) return false;
-    for (int s : SegmentsCovering(j.segments, j.chunks[c].start, j.chunks[c].end)) {
-      if (j.seg[static_cast<size_t>(s)].state != rec::TaskState::DONE) return false;
+    const int64_t start = j.chunks[c].start, end = j.chunks[c].end;
+    // The covering segments are a run (see SegmentsCovering), walked without allocating, from
+    // the first one not known to be DONE.
+    auto it = std::partition_point(j.segments.begin(), j.segments.end(),
+                                   [&](const SegmentSpan& s) { return s.end <= start; });
+    it = std::max(it, j.segments.begin() + j.segments_done_below);
+    for (; it != j.segments.end() && it->start < end; ++it) {
+      if (j.seg[static_cast<size_t>(it->index)].state != rec::TaskState::DONE) return false;
     }
     return true;
   }
@@ -1122,15 +1180,24 @@ struct Coordinator::Impl {
     return out;
   }
 
-  void Schedule() {
+  // Handlers ask for a scheduling pass; it runs once per turn of the event loop, after the turn's
+  // messages (a pass walks every runnable job's tasks).
+  void Schedule() { schedule_due = true; }
+
+  void ScheduleNow() {
+    schedule_due = false;
     std::vector<Job*> order = RunnableJobs();
     if (order.empty()) return;
     // Encodes first: they finish jobs and free the store of latents.
     for (Job* j : order) {
-      for (size_t c = 0; c < j->chunks.size(); ++c) {
-        if (!ChunkReady(*j, c)) continue;
+      while (j->chunks_done_below < j->chunks.size() &&
+             j->chunk[j->chunks_done_below].state == rec::TaskState::DONE)
+        ++j->chunks_done_below;
+      for (size_t c = j->chunks_done_below; c < j->chunks.size(); ++c) {
+        if (j->chunk[c].state != rec::TaskState::PENDING) continue;
         auto idle = IdleWorkers(*j);
         if (idle.empty()) break;
+        if (!ChunkReady(*j, c)) continue;
         if (Worker* w = PickWorker(*j, j->chunk[c], idle))
           AssignEncode(*j, static_cast<uint32_t>(c), *w);
       }
@@ -1154,7 +1221,10 @@ struct Coordinator::Impl {
         }
         continue;
       }
-      for (size_t s = 0; s < j->segments.size(); ++s) {
+      while (j->segments_done_below < j->segments.size() &&
+             j->seg[j->segments_done_below].state == rec::TaskState::DONE)
+        ++j->segments_done_below;
+      for (size_t s = j->segments_done_below; s < j->segments.size(); ++s) {
         if (!SegmentRunnable(*j, s)) continue;
         auto idle = IdleWorkers(*j);
         if (idle.empty()) break;
@@ -1185,6 +1255,7 @@ struct Coordinator::Impl {
         // A gang always runs every segment: ones a failed gang finished are done again (the
         // same bits), so the gang's steps stay in lockstep.
         if (slot.state == rec::TaskState::DONE) --j.segments_done;
+        j.segments_done_below = 0;
         slot.state = rec::TaskState::RUNNING;
         slot.attempt = gang.attempt;
         slot.worker = idle[g]->name;
@@ -1389,7 +1460,7 @@ struct Coordinator::Impl {
   Result<Tensor> GuideFor(const Job& j, uint32_t index) {
     const SegmentSpan& prev = j.segments[index - 1];
     const SegmentSpan& cur = j.segments[index];
-    auto bytes = store->Get(Family::kLatents, TaskKey(j.id, index - 1));
+    auto bytes = Get(Family::kLatents, TaskKey(j.id, index - 1));
     if (!bytes.ok()) return bytes.status();
     auto t = DecodeTensor(*bytes);
     if (!t.ok()) return t;
@@ -1409,14 +1480,7 @@ struct Coordinator::Impl {
       auto g = GuideFor(j, index);
       if (!g.ok()) {
         // The previous segment's latents are gone (store damage): render it again first.
-        spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id,
-                      index - 1, g.message());
-        Slot& s = j.seg[index - 1];
-        s.state = rec::TaskState::PENDING;
-        --j.segments_done;
-        Store::Batch batch;
-        batch.Put(Family::kSegments, TaskKey(j.id, index - 1), EncodeSlot(s));
-        Commit(batch);
+        Rerender(j, index - 1, g.message());
         return;
       }
       guide = std::move(*g);
@@ -1430,7 +1494,9 @@ struct Coordinator::Impl {
     FillRenderTask(j, index, slot.attempt, t);
     if (guide) SetTensor(t.initGuide(), *guide);
     // Resume from the newest checkpoint: at most one checkpoint interval is redone.
-    auto cp = store->Get(Family::kCheckpoints, TaskKey(j.id, index));
+    // (Only when there is one: a read flushes this turn's writes.)
+    auto cp = slot.has_checkpoint ? Get(Family::kCheckpoints, TaskKey(j.id, index))
+                                  : Result<std::string>::Error("not found");
     if (cp.ok() && cp->size() > 4) {
       uint32_t step = 0;
       std::memcpy(&step, cp->data(), 4);
@@ -1449,6 +1515,20 @@ struct Coordinator::Impl {
     spdlog::debug("job {} segment {} attempt {} -> {}", j.id, index, slot.attempt, w.name);
   }
 
+  // A DONE segment whose latents cannot be read goes back to the queue.
+  void Rerender(Job& j, uint32_t index, const std::string& why) {
+    spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id, index,
+                  why);
+    Slot& s = j.seg[index];
+    s.state = rec::TaskState::PENDING;
+    --j.segments_done;
+    j.segments_done_below = std::min(j.segments_done_below, index);
+    Store::Batch batch;
+    batch.Put(Family::kSegments, TaskKey(j.id, index), EncodeSlot(s));
+    AddEvent(batch, j.id, "segment " + std::to_string(index) + " requeued: " + why);
+    Commit(batch);
+  }
+
   // A segment may start: always for independent; for chained once its predecessor is done.
   bool SegmentRunnable(const Job& j, size_t s) {
     if (j.seg[s].state != rec::TaskState::PENDING) return false;
@@ -1463,18 +1543,11 @@ struct Coordinator::Impl {
     std::vector<Tensor> owned(cover.size());
     std::vector<const Tensor*> latents(j.segments.size(), nullptr);
     for (size_t i = 0; i < cover.size(); ++i) {
-      auto bytes = store->Get(Family::kLatents, TaskKey(j.id, static_cast<uint32_t>(cover[i])));
+      auto bytes = Get(Family::kLatents, TaskKey(j.id, static_cast<uint32_t>(cover[i])));
       auto t = bytes.ok() ? DecodeTensor(*bytes) : Result<Tensor>(bytes.status());
       if (!t.ok()) {
         // The latents vanished (store damage): render that segment again.
-        spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id,
-                      cover[i], t.message());
-        Slot& s = j.seg[static_cast<size_t>(cover[i])];
-        s.state = rec::TaskState::PENDING;
-        --j.segments_done;
-        Store::Batch batch;
-        batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(cover[i])), EncodeSlot(s));
-        Commit(batch);
+        Rerender(j, static_cast<uint32_t>(cover[i]), t.message());
         return false;
       }
       owned[i] = std::move(*t);
@@ -1528,7 +1601,7 @@ struct Coordinator::Impl {
     spec.output_path = j.output_path;
     Status s = Status::Ok();
     for (const auto& c : j.chunks) {
-      auto bytes = store->Get(Family::kOutputs, TaskKey(j.id, static_cast<uint32_t>(c.index)));
+      auto bytes = Get(Family::kOutputs, TaskKey(j.id, static_cast<uint32_t>(c.index)));
       if (!bytes.ok()) {
         s = Status::Error("chunk " + std::to_string(c.index) + " is missing from the store");
         break;
@@ -1540,7 +1613,7 @@ struct Coordinator::Impl {
       spec.chunk_starts.push_back(c.start);
     }
     if (s.ok() && j.has_audio) {
-      auto audio = store->Get(Family::kInputs, NamedKey(j.id, "audio"));
+      auto audio = Get(Family::kInputs, NamedKey(j.id, "audio"));
       if (!audio.ok()) {
         s = Status::Error("the job's audio is missing from the store");
       } else {
@@ -1602,6 +1675,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   if (!store.ok()) return R::Error(store.message());
   impl->store = std::move(*store);
   if (Status s = impl->Restore(); !s.ok()) return R::Error("cannot restore jobs: " + s.message());
+  impl->FlushWrites();
   try {
     impl->sock.set(zmq::sockopt::linger, 0);
     impl->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
@@ -1630,7 +1704,8 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
 void Coordinator::Run(const std::atomic<bool>& stop) {
   Impl& m = *impl_;
   uint64_t last_check = NowMs();
-  m.Schedule();
+  m.ScheduleNow();
+  m.Flush();
   while (!stop.load()) {
     zmq::pollitem_t item{m.sock.handle(), 0, ZMQ_POLLIN, 0};
     try {
@@ -1661,9 +1736,12 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
     if (now - last_check >= 500) {
       last_check = now;
       m.CheckLiveness();
-      m.Schedule();
+      m.schedule_due = true;
     }
+    if (m.schedule_due) m.ScheduleNow();
+    m.Flush();
   }
+  m.Flush();
   spdlog::info("coordinator stopping ({} bad messages, {} fenced results)", m.counters.bad_messages,
                m.counters.fenced_results);
 }

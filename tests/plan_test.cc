@@ -36,6 +36,20 @@ RC_GTEST_PROP(Plan, FollowsTheDesignRule, ()) {
   }
 }
 
+RC_GTEST_PROP(Plan, SegmentsCoveringIsEveryOverlappingSegment, ()) {
+  const int length = *rc::gen::inRange(1, 64);
+  const int overlap = *rc::gen::inRange(0, length);
+  const int64_t n = *rc::gen::inRange<int64_t>(1, 3000);
+  const auto segs = PlanSegments(n, length, overlap, 7);
+  const int64_t start = *rc::gen::inRange<int64_t>(0, n);
+  const int64_t end = *rc::gen::inRange<int64_t>(start + 1, n + 1);
+  std::vector<int> brute;
+  for (const auto& s : segs) {
+    if (s.start < end && s.end > start) brute.push_back(s.index);
+  }
+  RC_ASSERT(SegmentsCovering(segs, start, end) == brute);
+}
+
 RC_GTEST_PROP(Plan, CoversEveryFrame, ()) {
   const int length = *rc::gen::inRange(1, 64);
   const int overlap = *rc::gen::inRange(0, length);

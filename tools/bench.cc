@@ -1,6 +1,7 @@
 // segue-bench: measurements of segue, each against a baseline run in the same invocation.
 //   segue-bench model   the reference model's render speed (frames/s per core), 1 thread
 //   segue-bench plan    planning throughput for a 4-hour job
+//   segue-bench farm    dispatch rate and latency (null model), farm efficiency (fixed cost)
 // Results print as text; --json FILE writes them as JSON too.
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -10,6 +11,7 @@
 
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
+#include "tools/bench_farm.h"
 
 using namespace segue;
 using Clock = std::chrono::steady_clock;
@@ -70,6 +72,7 @@ nlohmann::json BenchPlan() {
 
 int main(int argc, char** argv) {
   CLI::App app{"segue-bench: benchmarks of segue (see docs/PERFORMANCE.md)", "segue-bench"};
+  app.fallthrough();  // --json and --quick also after the subcommand
   app.require_subcommand(1);
   std::string json_path;
   bool quick = false;
@@ -83,6 +86,27 @@ int main(int argc, char** argv) {
   model->add_option("--steps", steps)->capture_default_str();
   model->add_option("--reps", reps)->capture_default_str();
   auto* plan = app.add_subcommand("plan", "planning a 4-hour job");
+  FarmBenchOptions farm_options;
+  auto* farm = app.add_subcommand(
+      "farm",
+      "the coordinator against simulated workers: dispatch rate and latency with a null model, "
+      "efficiency (ideal / wall time) with a fixed-cost model");
+  farm->add_option("--workers", farm_options.workers, "simulated workers of the efficiency run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  farm->add_option("--dispatch-workers", farm_options.dispatch_workers,
+                   "simulated workers of the dispatch run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  farm->add_option("--tasks", farm_options.dispatch_tasks, "tasks of the null-model job")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  farm->add_option("--segments", farm_options.efficiency_segments, "segments of the fixed-cost job")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  farm->add_option("--task-ms", farm_options.task_ms, "the fixed-cost model's time per segment")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 60000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -94,6 +118,10 @@ int main(int argc, char** argv) {
     if (model->parsed())
       results.push_back(BenchModel(width, height, frames, quick ? 10 : steps, quick ? 1 : reps));
     if (plan->parsed()) results.push_back(BenchPlan());
+    if (farm->parsed()) {
+      if (quick) farm_options.dispatch_tasks = std::min(farm_options.dispatch_tasks, 2000);
+      results.push_back(BenchFarm(farm_options));
+    }
   } catch (const std::exception& e) {
     std::cerr << "segue-bench: " << e.what() << "\n";
     return 1;

@@ -75,13 +75,18 @@ Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments,
   const int64_t T = end - start, hw = h * w;
   Tensor out = Tensor::Zeros({C, T, h, w});
   std::vector<float> frame(static_cast<size_t>(C * hw));
+  // The covering segments are a run of consecutive indices: gathered[k - cover[0]] is segment k's.
+  std::vector<std::vector<float>> gathered(cover.size());
+  size_t lo = 0;  // the first of `cover` still covering f (ends are non-decreasing)
   for (int64_t f = start; f < end; ++f) {
+    while (segments[static_cast<size_t>(cover[lo])].end <= f) ++lo;
     // Segment tensors are [C, T, h, w]: gather frame f's planes, then blend them as one run.
-    std::vector<std::vector<float>> gathered(segments.size());
-    for (int k : cover) {
+    for (size_t i = lo; i < cover.size(); ++i) {
+      const int k = cover[i];
       const SegmentSpan& s = segments[static_cast<size_t>(k)];
-      if (f < s.start || f >= s.end) continue;
-      auto& g = gathered[static_cast<size_t>(k)];
+      if (s.start > f) break;
+      if (f >= s.end) continue;
+      auto& g = gathered[static_cast<size_t>(k - cover[0])];
       g.resize(static_cast<size_t>(C * hw));
       for (int64_t c = 0; c < C; ++c) {
         const float* src =
@@ -90,7 +95,8 @@ Result<Tensor> BlendRange(const std::vector<SegmentSpan>& segments,
       }
     }
     BlendFrame(
-        segments, f, mode, [&](int k) { return gathered[static_cast<size_t>(k)].data(); }, C * hw,
+        segments, f, mode,
+        [&](int k) { return gathered[static_cast<size_t>(k - cover[0])].data(); }, C * hw,
         frame.data());
     for (int64_t c = 0; c < C; ++c) {
       std::copy(frame.begin() + c * hw, frame.begin() + (c + 1) * hw,

@@ -81,9 +81,9 @@ std::vector<ChunkSpan> PlanChunks(int64_t n, int chunk_frames) {
 std::vector<int> SegmentsCovering(const std::vector<SegmentSpan>& segments, int64_t start,
                                   int64_t end) {
   std::vector<int> out;
-  for (const auto& s : segments) {
-    if (s.start < end && s.end > start) out.push_back(s.index);
-  }
+  auto it = std::partition_point(segments.begin(), segments.end(),
+                                 [&](const SegmentSpan& s) { return s.end <= start; });
+  for (; it != segments.end() && it->start < end; ++it) out.push_back(it->index);
   return out;
 }
 

@@ -52,7 +52,9 @@ struct ChunkSpan {
 };
 std::vector<ChunkSpan> PlanChunks(int64_t n, int chunk_frames);
 
-// Indices of the segments that contain at least one frame of [start, end).
+// Indices of the segments that contain at least one frame of [start, end), in order: a run of
+// consecutive indices. REQUIRES: segments as PlanSegments returns them (index i at position i,
+// starts and ends non-decreasing). O(log n + the answer).
 std::vector<int> SegmentsCovering(const std::vector<SegmentSpan>& segments, int64_t start,
                                   int64_t end);
 

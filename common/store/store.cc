@@ -112,6 +112,8 @@ struct Store::Batch::Rep {
 
 Store::Batch::Batch() : rep_(std::make_unique<Rep>()) {}
 Store::Batch::~Batch() = default;
+Store::Batch::Batch(Batch&&) noexcept = default;
+Store::Batch& Store::Batch::operator=(Batch&&) noexcept = default;
 void Store::Batch::Put(Family f, const std::string& key, const std::string& value) {
   rep_->ops.push_back({0, f, key, value});
 }
@@ -121,6 +123,15 @@ void Store::Batch::Delete(Family f, const std::string& key) {
 void Store::Batch::DeleteRange(Family f, const std::string& begin, const std::string& end) {
   rep_->ops.push_back({2, f, begin, end});
 }
+void Store::Batch::Append(Batch&& other) {
+  if (rep_->ops.empty()) {
+    rep_->ops = std::move(other.rep_->ops);
+  } else {
+    for (auto& op : other.rep_->ops) rep_->ops.push_back(std::move(op));
+  }
+  other.rep_->ops.clear();
+}
+bool Store::Batch::empty() const { return rep_->ops.empty(); }
 
 struct Store::Rep {
   std::unique_ptr<rocksdb::DB> db;

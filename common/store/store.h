@@ -59,9 +59,14 @@ class Store {
    public:
     Batch();
     ~Batch();
+    Batch(Batch&&) noexcept;
+    Batch& operator=(Batch&&) noexcept;
     void Put(Family f, const std::string& key, const std::string& value);
     void Delete(Family f, const std::string& key);
     void DeleteRange(Family f, const std::string& begin, const std::string& end);
+    // Moves `other`'s writes to the end of this batch (they are applied after this one's).
+    void Append(Batch&& other);
+    bool empty() const;
 
    private:
     friend class Store;

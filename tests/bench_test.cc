@@ -1,0 +1,43 @@
+// segue-bench runs and reports what it measured (the figures themselves are for
+// docs/PERFORMANCE.md, not for tests: nothing here depends on the machine's speed).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/test_util.h"
+
+namespace segue {
+namespace {
+
+TEST(Bench, FarmReportsDispatchAndEfficiency) {
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(RunCommand("'" + BinDir() +
+                           "/segue-bench' farm --tasks 300 --dispatch-workers 8 --workers 4 "
+                           "--segments 10 --task-ms 20 --json '" +
+                           dir / "farm.json" + "'",
+                       &out, true),
+            0)
+      << out;
+  EXPECT_NE(out.find("tasks/s"), std::string::npos) << out;
+  std::ifstream in(dir / "farm.json");
+  auto results = nlohmann::json::parse(in);
+  ASSERT_EQ(results.size(), 1u);
+  const auto& farm = results[0];
+  EXPECT_EQ(farm["bench"], "farm");
+  EXPECT_EQ(farm["dispatch"]["tasks"], 300);
+  EXPECT_GT(farm["dispatch"]["tasks_per_second"].get<double>(), 0);
+  EXPECT_GT(farm["dispatch"]["baseline_echo_tasks_per_second"].get<double>(), 0);
+  EXPECT_LE(farm["dispatch"]["latency_ms_p50"].get<double>(),
+            farm["dispatch"]["latency_ms_p99"].get<double>());
+  // 10 segments of 20 ms on 4 workers: 3 rounds, so the ideal is 60 ms, and no run beats it.
+  EXPECT_DOUBLE_EQ(farm["efficiency"]["ideal_seconds"].get<double>(), 0.06);
+  EXPECT_GT(farm["efficiency"]["efficiency"].get<double>(), 0);
+  EXPECT_LE(farm["efficiency"]["efficiency"].get<double>(), 1.0);
+  // Bad input is refused with exit code 2.
+  EXPECT_EQ(RunCommand("'" + BinDir() + "/segue-bench' farm --workers 0", &out, true), 2) << out;
+}
+
+}  // namespace
+}  // namespace segue

@@ -1,0 +1,331 @@
+#include "tools/bench_farm.h"
+
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+#include <zmq.hpp>
+
+#include "common/client/client.h"
+#include "common/protocol/protocol.h"
+#include "coordinator/coordinator.h"
+
+namespace segue {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// A folder under $TMPDIR (default /tmp), removed with its contents when this goes away.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const char* base = getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/segue-bench-XXXXXX";
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a scratch folder");
+    path_ = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string WorkRequest() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initWorkRequest().setCredits(1);
+  return Serialize(b);
+}
+
+// What one run of simulated workers saw.
+struct SimRun {
+  double seconds = 0;             // from the start to the end marker (every result processed)
+  std::vector<double> latencies;  // per assignment: work request sent -> assignment received, ms
+  uint64_t tasks = 0;
+};
+
+// `workers` simulated workers on one thread, each a DEALER socket speaking the worker protocol
+// to `endpoint`, advertising `model`. A render assignment costs `task_ms` (0: answered at once)
+// and is answered with zero latents of the right shape, then the worker asks for more. The run
+// ends when an encode assignment arrives (the coordinator issues it once every segment's result
+// is stored) or after `limit`.
+class SimulatedWorkers {
+ public:
+  SimulatedWorkers(zmq::context_t& ctx, const std::string& endpoint, int workers,
+                   const std::string& model, int task_ms)
+      : task_ms_(task_ms) {
+    for (int i = 0; i < workers; ++i) {
+      Sim s{zmq::socket_t(ctx, zmq::socket_type::dealer), {}, {}, {}};
+      s.sock.set(zmq::sockopt::linger, 0);
+      s.sock.set(zmq::sockopt::routing_id, "sim" + std::to_string(i));
+      s.sock.connect(endpoint);
+      capnp::MallocMessageBuilder b;
+      auto h = b.initRoot<wire::Envelope>().initHello();
+      h.setProtocolVersion(wire::PROTOCOL_VERSION);
+      h.setName("sim" + std::to_string(i));
+      h.setHost("bench");
+      h.setDevice("cpu");
+      h.initModels(1).set(0, model);
+      h.setMemoryBytes(1ull << 34);
+      s.sock.send(zmq::buffer(Serialize(b)), zmq::send_flags::none);
+      sims_.push_back(std::move(s));
+    }
+  }
+
+  // Serves until the end marker or `limit`; `start` is when the clock of the run starts.
+  SimRun Run(Clock::time_point start, std::chrono::seconds limit) {
+    SimRun run;
+    const std::string want = WorkRequest();
+    std::vector<zmq::pollitem_t> items;
+    for (auto& s : sims_) items.push_back({s.sock.handle(), 0, ZMQ_POLLIN, 0});
+    while (Clock::now() - start < limit) {
+      auto now = Clock::now();
+      auto wait = std::chrono::milliseconds(50);
+      for (auto& s : sims_) {
+        if (!s.result.empty())
+          wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::max(s.due - now, Clock::duration::zero())));
+      }
+      zmq::poll(items.data(), items.size(), wait);
+      for (size_t i = 0; i < sims_.size(); ++i) {
+        Sim& s = sims_[i];
+        if (!s.result.empty() && Clock::now() >= s.due) {
+          s.sock.send(zmq::buffer(s.result), zmq::send_flags::none);
+          s.result.clear();
+          s.asked = Clock::now();
+          s.sock.send(zmq::buffer(want), zmq::send_flags::none);
+        }
+        if (!(items[i].revents & ZMQ_POLLIN)) continue;
+        zmq::message_t msg;
+        while (s.sock.recv(msg, zmq::recv_flags::dontwait)) {
+          auto in = Incoming::Parse(msg.data(), msg.size());
+          if (!in.ok()) throw std::runtime_error("bad message from the coordinator");
+          auto env = (*in)->envelope();
+          if (env.isWelcome()) {
+            s.asked = Clock::now();
+            s.sock.send(zmq::buffer(want), zmq::send_flags::none);
+          } else if (env.isError()) {
+            throw std::runtime_error(std::string("coordinator: ") +
+                                     env.getError().getMessage().cStr());
+          } else if (env.isAssignment() && env.getAssignment().isEncode()) {
+            run.seconds = Seconds(Clock::now() - start);
+            return run;
+          } else if (env.isAssignment() && env.getAssignment().isRender()) {
+            auto t = env.getAssignment().getRender();
+            run.latencies.push_back(1000.0 * Seconds(Clock::now() - s.asked));
+            ++run.tasks;
+            capnp::MallocMessageBuilder b;
+            auto r = b.initRoot<wire::Envelope>().initRenderResult();
+            r.setJobId(t.getJobId());
+            r.setSegment(t.getSegment());
+            r.setAttempt(t.getAttempt());
+            SetTensor(r.initLatents(),
+                      Tensor::Zeros({4, t.getFrameCount(), t.getHeight() / 8, t.getWidth() / 8}));
+            r.setElapsedMs(static_cast<uint64_t>(task_ms_));
+            s.result = Serialize(b);
+            s.due = Clock::now() + std::chrono::milliseconds(task_ms_);
+            if (task_ms_ == 0) {
+              s.sock.send(zmq::buffer(s.result), zmq::send_flags::none);
+              s.result.clear();
+              s.asked = Clock::now();
+              s.sock.send(zmq::buffer(want), zmq::send_flags::none);
+            }
+          }
+        }
+      }
+    }
+    throw std::runtime_error("the run did not finish within " + std::to_string(limit.count()) +
+                             " s");
+  }
+
+ private:
+  struct Sim {
+    zmq::socket_t sock;
+    Clock::time_point asked{};  // when it last asked for work
+    Clock::time_point due{};    // when its result is ready (fixed-cost model)
+    std::string result;         // the result it holds until `due`
+  };
+  int task_ms_;
+  std::vector<Sim> sims_;
+};
+
+std::string JobManifest(const std::string& name, const std::string& model, int segments,
+                        int length) {
+  return "version: 1\nname: " + name +
+         "\nvideo: {width: 8, height: 8, fps: 24, frames: " + std::to_string(segments * length) +
+         "}\nmodel: {name: " + model + ", steps: 1}\nsegments: {length: " + std::to_string(length) +
+         ", overlap: 0}\ntimeline: [{at: 0s, prompt: bench}]\noutput: {path: out/" + name +
+         ".mp4}\n";
+}
+
+// A coordinator on its own thread over a fresh store; one job of `segments` segments submitted
+// once the simulated workers have joined; returns what they saw.
+SimRun RunFarm(const std::string& name, int workers, int segments, int length, int task_ms) {
+  ScratchDir dir;
+  CoordinatorOptions o;
+  o.listen = "tcp://127.0.0.1:*";
+  o.state_dir = dir / "state";
+  o.output_root = dir / "root";
+  o.liveness_ms = 600000;              // the simulated workers send no heartbeats
+  o.chunk_frames = segments * length;  // one encode task, the end marker
+  auto coordinator = Coordinator::Create(o);
+  if (!coordinator.ok()) throw std::runtime_error(coordinator.message());
+  std::atomic<bool> stop{false};
+  std::thread serve([&] { (*coordinator)->Run(stop); });
+  SimRun run;
+  try {
+    zmq::context_t ctx(1);
+    SimulatedWorkers sims(ctx, (*coordinator)->endpoint(), workers, name, task_ms);
+    Client client((*coordinator)->endpoint(), 10000);
+    for (int i = 0; i < 200; ++i) {  // every worker in before the job
+      auto ws = client.Workers();
+      if (ws.ok() && ws->size() == static_cast<size_t>(workers)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    SubmitRequest req;
+    req.manifest_text = JobManifest(name, name, segments, length);
+    req.manifest_name = name + ".yaml";
+    const auto start = Clock::now();
+    auto sub = client.Submit(req);
+    if (!sub.ok()) throw std::runtime_error(sub.message());
+    run = sims.Run(start, std::chrono::seconds(600));
+  } catch (...) {
+    stop = true;
+    serve.join();
+    throw;
+  }
+  stop = true;
+  serve.join();
+  if (run.tasks != static_cast<uint64_t>(segments))
+    throw std::runtime_error(name + ": " + std::to_string(run.tasks) + " assignments for " +
+                             std::to_string(segments) + " segments");
+  return run;
+}
+
+// The baseline of dispatch: the same simulated workers against a ROUTER that answers every
+// work request at once with a canned assignment and keeps no state, no store, no schedule.
+SimRun RunEcho(int workers, int tasks) {
+  zmq::context_t ctx(1);
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  std::atomic<bool> stop{false};
+  std::thread echo([&] {
+    capnp::MallocMessageBuilder wb;
+    wb.initRoot<wire::Envelope>().initWelcome().setWorkerId("sim");
+    const std::string welcome = Serialize(wb);
+    capnp::MallocMessageBuilder ab;
+    auto t = ab.initRoot<wire::Envelope>().initAssignment().initRender();
+    t.setJobId(1);
+    t.setWidth(8);
+    t.setHeight(8);
+    t.setFrameCount(2);
+    const std::string assignment = Serialize(ab);
+    capnp::MallocMessageBuilder eb;
+    eb.initRoot<wire::Envelope>().initAssignment().initEncode().setJobId(1);
+    const std::string done = Serialize(eb);
+    int given = 0, results = 0;
+    while (!stop) {
+      zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+      zmq::message_t id, body;
+      while (router.recv(id, zmq::recv_flags::dontwait)) {
+        (void)router.recv(body);
+        auto in = Incoming::Parse(body.data(), body.size());
+        if (!in.ok()) continue;
+        auto env = (*in)->envelope();
+        const std::string* reply = nullptr;
+        if (env.isHello()) reply = &welcome;
+        if (env.isWorkRequest() && given < tasks) {
+          reply = &assignment;
+          ++given;
+        }
+        if (env.isRenderResult() && ++results == tasks) reply = &done;
+        if (!reply) continue;
+        router.send(id, zmq::send_flags::sndmore);
+        router.send(zmq::buffer(*reply), zmq::send_flags::none);
+      }
+    }
+  });
+  SimRun run;
+  try {
+    SimulatedWorkers sims(ctx, endpoint, workers, "echo", 0);
+    run = sims.Run(Clock::now(), std::chrono::seconds(600));
+  } catch (...) {
+    stop = true;
+    echo.join();
+    throw;
+  }
+  stop = true;
+  echo.join();
+  return run;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size()))) - 1;
+  return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+nlohmann::json BenchFarm(const FarmBenchOptions& o) {
+  spdlog::set_level(spdlog::level::warn);
+  // Dispatch: the null model, many tasks.
+  SimRun echo = RunEcho(o.dispatch_workers, o.dispatch_tasks);
+  SimRun null = RunFarm("null-model", o.dispatch_workers, o.dispatch_tasks, 2, 0);
+  const double rate = static_cast<double>(null.tasks) / null.seconds;
+  const double echo_rate = static_cast<double>(echo.tasks) / echo.seconds;
+  const double p50 = Percentile(null.latencies, 0.50), p99 = Percentile(null.latencies, 0.99);
+  std::cout << "farm dispatch, null model, " << o.dispatch_workers << " simulated workers, "
+            << o.dispatch_tasks << " tasks: " << rate << " tasks/s (baseline, a stateless echo "
+            << "router: " << echo_rate << " tasks/s; ratio " << rate / echo_rate
+            << "); dispatch latency p50 " << p50 << " ms, p99 " << p99
+            << " ms (targets: >= 20000 tasks/s, p99 < 2 ms)\n";
+
+  // Efficiency: a fixed cost per segment; ideal = the makespan of indivisible equal tasks.
+  SimRun fixed = RunFarm("fixed-cost", o.workers, o.efficiency_segments, 8, o.task_ms);
+  const int rounds = (o.efficiency_segments + o.workers - 1) / o.workers;
+  const double ideal = rounds * o.task_ms / 1000.0;
+  const double efficiency = ideal / fixed.seconds;
+  std::cout << "farm efficiency, fixed-cost model (" << o.task_ms << " ms/segment), "
+            << o.efficiency_segments << " segments on " << o.workers << " simulated workers: wall "
+            << fixed.seconds << " s, ideal " << ideal << " s, efficiency " << efficiency
+            << " (target >= 0.98)\n";
+  return {{"bench", "farm"},
+          {"dispatch",
+           {{"workers", o.dispatch_workers},
+            {"tasks", o.dispatch_tasks},
+            {"tasks_per_second", rate},
+            {"baseline_echo_tasks_per_second", echo_rate},
+            {"ratio", rate / echo_rate},
+            {"latency_ms_p50", p50},
+            {"latency_ms_p99", p99},
+            {"target_tasks_per_second", 20000},
+            {"target_latency_ms_p99", 2}}},
+          {"efficiency",
+           {{"workers", o.workers},
+            {"segments", o.efficiency_segments},
+            {"task_ms", o.task_ms},
+            {"wall_seconds", fixed.seconds},
+            {"ideal_seconds", ideal},
+            {"efficiency", efficiency},
+            {"target", 0.98}}}};
+}
+
+}  // namespace segue

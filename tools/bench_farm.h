@@ -1,0 +1,26 @@
+// segue-bench farm: the coordinator's own cost, measured against simulated workers.
+//
+// A real coordinator (in this process, on its own thread, with a real RocksDB store in a
+// temporary folder) serves simulated workers that speak the real protocol over real ZeroMQ
+// sockets on loopback. The simulated workers' "model" costs nothing (dispatch) or a fixed time
+// per segment (efficiency), so what is measured is the farm: scheduling, the store's synced
+// writes, messaging.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace segue {
+
+struct FarmBenchOptions {
+  int workers = 16;            // the efficiency run's
+  int dispatch_workers = 32;   // the dispatch run's
+  int dispatch_tasks = 20000;  // segments of the null-model job
+  int efficiency_segments = 200;
+  int task_ms = 100;  // the fixed-cost model's time per segment
+};
+
+// Runs both measurements, prints them, returns them as JSON. Throws std::runtime_error when the
+// farm cannot be set up or a run does not finish.
+nlohmann::json BenchFarm(const FarmBenchOptions& options);
+
+}  // namespace segue
