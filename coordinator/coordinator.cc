@@ -109,6 +109,7 @@ struct Job {
   std::optional<Gang> gang;
   uint64_t gang_wait_since = 0;  // when a gang could first have started with fewer workers
   std::map<std::string, uint32_t> worker_failures;  // tasks of this job each worker failed
+  bool restored_stitching = false;                  // it was STITCHING when the coordinator started
 };
 
 struct TaskRef {
@@ -367,6 +368,7 @@ struct Coordinator::Impl {
       }
     }
     for (auto& [id, j] : jobs) {
+      j.restored_stitching = j.state == rec::JobState::STITCHING;
       if (j.state == rec::JobState::STITCHING ||
           (!Finished(j.state) && j.chunks_done == j.chunk.size())) {
         Finalize(j);
@@ -827,8 +829,12 @@ struct Coordinator::Impl {
     // Where the output goes: inside the output root, never outside.
     std::string rel =
         s.getOutputOverride().size() ? s.getOutputOverride().cStr() : manifest.output_path;
-    auto out = ResolveOutput(rel);
+    auto out = ResolveOutput(rel, manifest.output_codec == "png");
     if (!out.ok()) return ErrorMessage(2, name + ": output.path: " + out.message());
+    std::error_code exists_ec;
+    if (!manifest.output_overwrite && fs::exists(*out, exists_ec))
+      return ErrorMessage(2, name + ": output.path: '" + *out +
+                                 "' exists; set output.overwrite: true to replace it");
 
     Job j;
     j.name = manifest.name;
@@ -890,7 +896,8 @@ struct Coordinator::Impl {
     return Serialize(b);
   }
 
-  Result<std::string> ResolveOutput(const std::string& rel) {
+  // `folder`: the output is a folder (png frames), so an existing file there is the conflict.
+  Result<std::string> ResolveOutput(const std::string& rel, bool folder) {
     using R = Result<std::string>;
     if (rel.empty()) return R::Error("path is empty");
     fs::path p(rel);
@@ -910,7 +917,9 @@ struct Coordinator::Impl {
         std::mismatch(output_root.begin(), output_root.end(), resolved.begin(), resolved.end());
     if (root_end != output_root.end())
       return R::Error("'" + rel + "' resolves outside the output root (through a symlink)");
-    if (fs::is_directory(resolved, ec)) return R::Error("'" + rel + "' is a folder");
+    if (!folder && fs::is_directory(resolved, ec)) return R::Error("'" + rel + "' is a folder");
+    if (folder && fs::exists(resolved, ec) && !fs::is_directory(resolved, ec))
+      return R::Error("'" + rel + "' is a file; png output is a folder of frames");
     return resolved.string();
   }
 
@@ -1580,6 +1589,7 @@ struct Coordinator::Impl {
     SetTensor(t.initLatents(), *blended);
     t.setCodec(m.output_codec);
     t.setCrf(static_cast<uint32_t>(m.output_crf));
+    t.setProfile(m.output_profile);
     t.setPreset(options.encoder_preset);
     Send(w.identity, Serialize(b));
     return true;
@@ -1598,7 +1608,11 @@ struct Coordinator::Impl {
     AssembleSpec spec;
     spec.frames = j.manifest.frames;
     spec.fps = j.manifest.fps;
+    spec.codec = j.manifest.output_codec;
+    spec.audio_offset_seconds = j.manifest.audio_offset_seconds;
     spec.output_path = j.output_path;
+    // A job caught in STITCHING by a restart may have put its own output in place already.
+    spec.replace = j.manifest.output_overwrite || j.restored_stitching;
     Status s = Status::Ok();
     for (const auto& c : j.chunks) {
       auto bytes = Get(Family::kOutputs, TaskKey(j.id, static_cast<uint32_t>(c.index)));
@@ -1606,7 +1620,8 @@ struct Coordinator::Impl {
         s = Status::Error("chunk " + std::to_string(c.index) + " is missing from the store");
         break;
       }
-      fs::path f = tmp / ("chunk-" + std::to_string(c.index) + ".mp4");
+      fs::path f =
+          tmp / ("chunk-" + std::to_string(c.index) + ChunkExtension(j.manifest.output_codec));
       std::ofstream(f, std::ios::binary)
           .write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
       spec.chunk_files.push_back(f.string());

@@ -280,5 +280,55 @@ TEST(Manifest, CheckpointOverride) {
               "every");
 }
 
+TEST(Manifest, OutputCodecsPathsAndOverwrite) {
+  const std::string line = "output: {path: out/the_hardest_part.mp4, codec: h264, crf: 18}";
+  auto h264 = Parse(kGood);
+  ASSERT_TRUE(h264.ok());
+  EXPECT_FALSE(h264->output_overwrite);
+  auto prores =
+      Parse(Good(line, "output: {path: o.mov, codec: prores, profile: lt, overwrite: true}"));
+  ASSERT_TRUE(prores.ok()) << prores.message();
+  EXPECT_EQ(prores->output_codec, "prores");
+  EXPECT_EQ(prores->output_profile, "lt");
+  EXPECT_TRUE(prores->output_overwrite);
+  auto hevc = Parse(Good(line, "output: {codec: hevc}"));
+  ASSERT_TRUE(hevc.ok()) << hevc.message();
+  EXPECT_EQ(hevc->output_path, "out/the-hardest-part.mp4");  // defaults follow the codec
+  EXPECT_EQ(hevc->output_crf, 22);
+  auto png = Parse(Good(line, "output: {codec: png}"));
+  ASSERT_TRUE(png.ok()) << png.message();
+  EXPECT_EQ(png->output_path, "out/the-hardest-part");  // a folder
+  EXPECT_EQ(Parse(Good(line, "output: {codec: prores}"))->output_path, "out/the-hardest-part.mov");
+  // Line 12 of kGood; the column is the value's.
+  ExpectError(Good(line, "output: {path: o.mp4, codec: prores}"), 12, 16, "output.path",
+              "prores goes in a .mov file");
+  ExpectError(Good(line, "output: {path: o.mp4, codec: png}"), 12, 16, "output.path",
+              "folder of frames");
+  ExpectError(Good(line, "output: {path: o.avi}"), 12, 16, "output.path", ".mp4, .mov or .mkv");
+  ExpectError(Good(line, "output: {codec: prores, crf: 10}"), 12, 30, "output.crf",
+              "h264 and hevc only");
+  ExpectError(Good(line, "output: {codec: h264, profile: hq}"), 12, 32, "output.profile",
+              "prores only");
+  ExpectError(Good(line, "output: {codec: prores, profile: ultra}"), 12, 34, "output.profile",
+              "unsupported prores profile 'ultra'");
+  ExpectError(Good(line, "output: {codec: av1}"), 12, 17, "output.codec", "supported: h264, hevc");
+  ExpectError(Good(line, "output: {overwrite: yes please}"), 12, 21, "output.overwrite",
+              "true or false");
+}
+
+TEST(Manifest, AudioOffset) {
+  // Parsed without a folder, so the file is not looked for.
+  const std::string at = "output: {path: out/the_hardest_part.mp4, codec: h264, crf: 18}";
+  auto later = Parse(Good(at, at + "\naudio: {path: song.mp3, offset: 1.5s}"));
+  ASSERT_TRUE(later.ok()) << later.message();
+  EXPECT_DOUBLE_EQ(later->audio_offset_seconds, 1.5);
+  auto sooner = Parse(Good(at, at + "\naudio: {path: song.mp3, offset: -250ms}"));
+  ASSERT_TRUE(sooner.ok()) << sooner.message();
+  EXPECT_DOUBLE_EQ(sooner->audio_offset_seconds, -0.25);
+  ExpectError(Good(at, at + "\naudio: {path: song.mp3, offset: 2h}"), 13, 33, "audio.offset",
+              "within -1h and 1h");
+  ExpectError(Good(at, at + "\naudio: {path: song.mp3, offset: soon}"), 13, 33, "audio.offset", "");
+}
+
 }  // namespace
 }  // namespace segue

@@ -20,7 +20,8 @@ std::string Manifest(const TempDir& dir, const std::string& strategy, const std:
                       << "}\n"
                       << "model: {name: zoom, steps: " << steps << "}\n"
                       << "segments: {" << segments << ", strategy: " << strategy << "}\n"
-                      << "seed: 11\ntimeline:\n  - {at: 0s, prompt: \"a golden dance hall\"}\n"
+                      << "seed: 11\noutput: {overwrite: true}\ntimeline:\n  - {at: 0s, prompt: \"a "
+                         "golden dance hall\"}\n"
                       << (transition
                               ? "  - {at: 0.5s, prompt: \"blue night sea\", transition: 0.5s}\n"
                               : "");

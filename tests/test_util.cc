@@ -1,5 +1,8 @@
 #include "tests/test_util.h"
 
+#include <gtest/gtest.h>
+
+#include "common/media/video.h"
 #include "common/store/store.h"
 
 #include <signal.h>
@@ -121,7 +124,16 @@ ProbeInfo Probe(const std::string& path) {
   if (j.is_discarded() || !j.contains("streams")) return info;
   for (const auto& s : j["streams"]) {
     auto num = [&](const char* key) {
-      return s.contains(key) ? std::stod(s[key].get<std::string>()) : -1.0;
+      if (s.contains(key)) return std::stod(s[key].get<std::string>());
+      // Matroska keeps stream durations in a tag, "HH:MM:SS.nnnnnnnnn".
+      if (std::string(key) == "duration" && s.contains("tags") && s["tags"].contains("DURATION")) {
+        int hh = 0, mm = 0;
+        double ss = 0;
+        if (std::sscanf(s["tags"]["DURATION"].get<std::string>().c_str(), "%d:%d:%lf", &hh, &mm,
+                        &ss) == 3)
+          return hh * 3600.0 + mm * 60.0 + ss;
+      }
+      return -1.0;
     };
     if (s["codec_type"] == "video") {
       info.video_codec = s.value("codec_name", "");
@@ -131,6 +143,11 @@ ProbeInfo Probe(const std::string& path) {
       info.frames =
           s.contains("nb_read_frames") ? std::stol(s["nb_read_frames"].get<std::string>()) : -1;
       info.video_duration = num("duration");
+      info.pix_fmt = s.value("pix_fmt", "");
+      info.profile = s.value("profile", "");
+      info.color_primaries = s.value("color_primaries", "");
+      info.color_transfer = s.value("color_transfer", "");
+      info.color_space = s.value("color_space", "");
     } else if (s["codec_type"] == "audio") {
       info.has_audio = true;
       info.audio_codec = s.value("codec_name", "");
@@ -138,6 +155,49 @@ ProbeInfo Probe(const std::string& path) {
     }
   }
   return info;
+}
+
+void DrawStamp(uint8_t* rgb, int width, int height, int64_t value, int bars) {
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const int bar = x * bars / width;
+      const bool on = (value >> (bars - 1 - bar)) & 1;
+      uint8_t* p = rgb + (static_cast<size_t>(y) * width + x) * 3;
+      p[0] = p[1] = p[2] = on ? 255 : 0;
+    }
+  }
+}
+
+std::vector<int64_t> ReadStamps(const std::string& path, int bars) {
+  std::vector<int64_t> out;
+  Status s = ReadVideoFrames(path, [&](int64_t, const uint8_t* rgb, int w, int h) {
+    int64_t value = 0;
+    for (int b = 0; b < bars; ++b) {
+      // The middle half of the bar, over the middle half of the height: away from the edges
+      // that lossy coding blurs.
+      const int width = w / bars, x0 = b * w / bars + width / 4, x1 = x0 + std::max(1, width / 2);
+      double sum = 0;
+      int n = 0;
+      for (int y = h / 4; y < 3 * h / 4; ++y) {
+        for (int x = x0; x < x1 && x < w; ++x, ++n)
+          sum += rgb[(static_cast<size_t>(y) * w + x) * 3 + 1];
+      }
+      value = (value << 1) | (n > 0 && sum / n > 127 ? 1 : 0);
+    }
+    out.push_back(value);
+  });
+  if (!s.ok()) ADD_FAILURE() << s.message();
+  return out;
+}
+
+double MaxVolumeDb(const std::string& path, double from, double to) {
+  std::string out;
+  RunCommand("ffmpeg -hide_banner -nostats -i '" + path + "' -vn -af atrim=" +
+                 std::to_string(from) + ":" + std::to_string(to) + ",volumedetect -f null - 2>&1",
+             &out);
+  const size_t at = out.find("max_volume: ");
+  if (at == std::string::npos) return 0;
+  return std::stod(out.substr(at + 12));
 }
 
 std::vector<std::string> StoredLatents(const std::string& store_dir, uint64_t job) {

@@ -69,9 +69,20 @@ struct ProbeInfo {
   bool has_audio = false;
   std::string audio_codec;
   double audio_duration = -1;
+  std::string pix_fmt, profile, color_primaries, color_transfer, color_space;
 };
 // ffprobe -count_frames on `path`.
 ProbeInfo Probe(const std::string& path);
+
+// Frame stamps: `value`'s low `bars` bits as equal-width vertical bars over the whole picture,
+// most significant first, white = 1 (what the built-in `stamp` model draws: the frame's time in
+// milliseconds, 20 bars). DrawStamp paints one RGB24 frame; ReadStamps decodes every frame of a
+// video (or an image sequence pattern such as DIR/frame_%06d.png) and reads them back.
+void DrawStamp(uint8_t* rgb, int width, int height, int64_t value, int bars);
+std::vector<int64_t> ReadStamps(const std::string& path, int bars);
+
+// The loudest sample (dBFS, -91 for digital silence) of `path`'s audio within [from, to) seconds.
+double MaxVolumeDb(const std::string& path, double from, double to);
 
 // The final latents of every segment of `job` in a (stopped) coordinator's store, in order:
 // what the determinism contract is about (encoded bytes also depend on the H.264 encoder).

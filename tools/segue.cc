@@ -356,6 +356,7 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
   fs::path out = output_flag.empty() ? fs::absolute(path).parent_path() / m->output_path
                                      : fs::absolute(output_flag);
   out = out.lexically_normal();
+  if (out.filename().empty() && m->output_codec == "png") out = out.parent_path();  // "frames/"
   if (out.filename().empty())
     return Fail("--output: '" + out.string() + "' names a folder, not a file", kBadInput);
   req->output_override = out.filename().string();

@@ -209,10 +209,11 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
   v.codec = t.getCodec().cStr();
   v.crf = static_cast<int>(t.getCrf());
   v.preset = t.getPreset().size() ? t.getPreset().cStr() : "medium";
+  if (t.getProfile().size()) v.profile = t.getProfile().cStr();
   const int64_t frames = latents->shape[1];
   fs::path file = fs::path(work_dir) /
                   ("segue-chunk-" + std::to_string(getpid()) + "-" + std::to_string(t.getJobId()) +
-                   "-" + std::to_string(t.getChunk()) + ".mp4");
+                   "-" + std::to_string(t.getChunk()) + ChunkExtension(v.codec));
   Status s = EncodeChunkFile(file.string(), v, rgb->data(), frames);
   std::string bytes;
   if (s.ok()) {

@@ -142,6 +142,14 @@ uint64_t Unsigned(const YAML::Node& n, const std::string& field) {
   return v;
 }
 
+bool Bool(const YAML::Node& n, const std::string& field) {
+  std::string s = Scalar(n, field, "true or false");
+  if (s == "true") return true;
+  if (s == "false") return false;
+  Fail(n.Mark(), field, "expected true or false, got '" + s + "'");
+  return false;
+}
+
 double Number(const YAML::Node& n, const std::string& field) {
   std::string s = Scalar(n, field, "a number");
   double v = 0;
@@ -481,7 +489,16 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
 
   // audio
   if (top.Has("audio")) {
-    Map audio(top.Get("audio"), "audio", {"path"});
+    Map audio(top.Get("audio"), "audio", {"path", "offset"});
+    if (audio.Has("offset")) {
+      const YAML::Node& n = audio.Get("offset");
+      std::string text = Scalar(n, audio.Field("offset"), "a time");
+      const bool negative = !text.empty() && text[0] == '-';
+      auto t = ParseDuration(negative ? text.substr(1) : text);
+      if (!t.ok()) Fail(n.Mark(), audio.Field("offset"), t.message());
+      if (*t > 3600) Fail(n.Mark(), audio.Field("offset"), "must be within -1h and 1h");
+      m.audio_offset_seconds = negative ? -*t : *t;
+    }
     const YAML::Node& p = audio.Get("path");
     m.audio_path = Scalar(p, audio.Field("path"), "a file path");
     if (m.audio_path->empty()) Fail(p.Mark(), audio.Field("path"), "path is empty");
@@ -504,19 +521,51 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   }
 
   // output
-  m.output_path = "out/" + m.name + ".mp4";
   if (top.Has("output")) {
-    Map out(top.Get("output"), "output", {"path", "codec", "crf"});
-    if (out.Has("path")) {
-      m.output_path = Scalar(out.Get("path"), out.Field("path"), "a file path");
-      if (m.output_path.empty()) Fail(out.Get("path").Mark(), out.Field("path"), "path is empty");
-      if (m.output_path.size() > 1024)
-        Fail(out.Get("path").Mark(), out.Field("path"), "path is too long");
+    Map out(top.Get("output"), "output", {"path", "codec", "crf", "profile", "overwrite"});
+    if (out.Has("codec")) {
+      m.output_codec =
+          OneOf(out.Get("codec"), out.Field("codec"), {"h264", "hevc", "prores", "png"}, "codec");
     }
-    if (out.Has("codec"))
-      m.output_codec = OneOf(out.Get("codec"), out.Field("codec"), {"h264"}, "codec");
-    if (out.Has("crf"))
+    if (m.output_codec == "hevc") m.output_crf = 22;
+    if (out.Has("crf")) {
+      if (m.output_codec != "h264" && m.output_codec != "hevc")
+        Fail(out.Get("crf").Mark(), out.Field("crf"), "crf applies to h264 and hevc only");
       m.output_crf = static_cast<int>(Ranged(out.Get("crf"), out.Field("crf"), 0, 51));
+    }
+    if (out.Has("profile")) {
+      if (m.output_codec != "prores")
+        Fail(out.Get("profile").Mark(), out.Field("profile"), "profile applies to prores only");
+      m.output_profile = OneOf(out.Get("profile"), out.Field("profile"),
+                               {"proxy", "lt", "standard", "hq"}, "prores profile");
+    }
+    if (out.Has("overwrite"))
+      m.output_overwrite = Bool(out.Get("overwrite"), out.Field("overwrite"));
+    if (out.Has("path")) {
+      const YAML::Node& n = out.Get("path");
+      m.output_path = Scalar(n, out.Field("path"), "a file path");
+      if (m.output_path.empty()) Fail(n.Mark(), out.Field("path"), "path is empty");
+      if (m.output_path.size() > 1024) Fail(n.Mark(), out.Field("path"), "path is too long");
+      std::string ext = fs::path(m.output_path).extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      const bool video_ext = ext == ".mp4" || ext == ".mov" || ext == ".mkv";
+      if (m.output_codec == "png" && video_ext)
+        Fail(n.Mark(), out.Field("path"),
+             "png writes a folder of frames; '" + m.output_path + "' names a video file");
+      if (m.output_codec == "prores" && ext != ".mov")
+        Fail(n.Mark(), out.Field("path"),
+             "prores goes in a .mov file, got '" + m.output_path + "'");
+      if ((m.output_codec == "h264" || m.output_codec == "hevc") && !video_ext)
+        Fail(n.Mark(), out.Field("path"),
+             m.output_codec + " goes in a .mp4, .mov or .mkv file, got '" + m.output_path + "'");
+    }
+  }
+  if (m.output_path.empty()) {
+    m.output_path = "out/" + m.name +
+                    (m.output_codec == "prores" ? ".mov"
+                     : m.output_codec == "png"  ? ""
+                                                : ".mp4");
   }
   return m;
 }

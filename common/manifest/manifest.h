@@ -69,15 +69,18 @@ struct Manifest {
   // coordinator, which receives the audio's bytes with the job instead).
   std::optional<std::string> audio_path;
   std::string audio_file;
+  double audio_offset_seconds = 0;  // > 0: the song starts this late; < 0: its start is cut
 
   // What a worker must offer to take this job's tasks (all optional).
   std::string require_device;   // "cpu" or "cuda" (the kind, without an index); empty: any
   uint64_t require_memory = 0;  // bytes; 0: any
   std::vector<std::string> require_tags;
 
-  std::string output_path;  // as written (relative); resolved by whoever writes it
-  std::string output_codec = "h264";
-  int output_crf = 18;
+  std::string output_path;            // as written (relative); resolved by whoever writes it
+  std::string output_codec = "h264";  // h264 | hevc | prores | png
+  int output_crf = 18;                // h264: 18, hevc: 22 unless set
+  std::string output_profile = "hq";  // prores: proxy | lt | standard | hq
+  bool output_overwrite = false;      // replace an existing output
 };
 
 // Limits that keep a typo from asking for a year of video or a frame larger than 8K.

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -39,14 +42,18 @@ void TagBt709(AVCodecContext* c) {
   c->color_range = AVCOL_RANGE_MPEG;
 }
 
-// Produces AAC packets of exactly `total_samples` samples of the input audio, padded with
-// silence or trimmed, at 48 kHz stereo.
+// Produces exactly `total_samples` samples (48 kHz stereo) of the input audio, shifted by
+// `offset_samples` (> 0: that much silence first; < 0: that much of the song skipped), padded
+// with silence past its end or trimmed, encoded with `codec` (AAC or 16-bit PCM).
 class AudioTrack {
  public:
   static constexpr int kRate = 48000;
 
-  Status Open(const std::string& path, int64_t total_samples, AVFormatContext* out) {
+  Status Open(const std::string& path, int64_t total_samples, int64_t offset_samples,
+              AVCodecID codec, AVFormatContext* out) {
     total_ = total_samples;
+    lead_ = std::max<int64_t>(0, offset_samples);
+    skip_ = std::max<int64_t>(0, -offset_samples);
     std::string error;
     in_ = OpenInput(path, &error);
     if (!in_) return Status::Error("cannot open audio '" + path + "': " + error);
@@ -58,44 +65,38 @@ class AudioTrack {
     int err = avcodec_open2(dec_.get(), dec, nullptr);
     if (err < 0) return Fail("cannot open the audio decoder", err);
 
-    const AVCodec* aac = avcodec_find_encoder(AV_CODEC_ID_AAC);
-    if (!aac) return Status::Error("no AAC encoder in this FFmpeg");
-    enc_.reset(avcodec_alloc_context3(aac));
+    const AVCodec* encoder = avcodec_find_encoder(codec);
+    if (!encoder) return Status::Error(std::string("no ") + avcodec_get_name(codec) + " encoder");
+    fmt_ = codec == AV_CODEC_ID_AAC ? AV_SAMPLE_FMT_FLTP : AV_SAMPLE_FMT_S16;
+    enc_.reset(avcodec_alloc_context3(encoder));
     enc_->sample_rate = kRate;
-    enc_->sample_fmt = AV_SAMPLE_FMT_FLTP;
+    enc_->sample_fmt = fmt_;
     av_channel_layout_default(&enc_->ch_layout, 2);
-    enc_->bit_rate = 192000;
+    if (codec == AV_CODEC_ID_AAC) enc_->bit_rate = 192000;
     enc_->time_base = {1, kRate};
     if (out->oformat->flags & AVFMT_GLOBALHEADER) enc_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    err = avcodec_open2(enc_.get(), aac, nullptr);
-    if (err < 0) return Fail("cannot open the AAC encoder", err);
+    err = avcodec_open2(enc_.get(), encoder, nullptr);
+    if (err < 0) return Fail("cannot open the audio encoder", err);
     st_ = avformat_new_stream(out, nullptr);
     avcodec_parameters_from_context(st_->codecpar, enc_.get());
     st_->time_base = enc_->time_base;
 
     SwrContext* swr = nullptr;
-    err = swr_alloc_set_opts2(&swr, &enc_->ch_layout, AV_SAMPLE_FMT_FLTP, kRate, &dec_->ch_layout,
+    err = swr_alloc_set_opts2(&swr, &enc_->ch_layout, fmt_, kRate, &dec_->ch_layout,
                               dec_->sample_fmt, dec_->sample_rate, 0, nullptr);
     if (err < 0) return Fail("cannot set up audio resampling", err);
     swr_.reset(swr);
     err = swr_init(swr_.get());
     if (err < 0) return Fail("cannot set up audio resampling", err);
-    fifo_.reset(av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, 2, 4096));
+    fifo_.reset(av_audio_fifo_alloc(fmt_, 2, 4096));
     return Status::Ok();
   }
 
-  AVStream* stream() const { return st_; }
   bool finished() const { return finished_; }
 
-  // Writes the next encoder packets to `out`. Returns the pts (seconds) of the audio written
-  // so far, for interleaving.
+  // Encodes the next frame of samples (or, at the end, flushes) and writes its packets to `out`.
   Status Pump(AVFormatContext* out) {
-    const int fs = enc_->frame_size > 0 ? enc_->frame_size : 1024;
-    while (av_audio_fifo_size(fifo_.get()) < fs && !input_done_) {
-      Status s = Decode();
-      if (!s.ok()) return s;
-    }
-    int64_t remaining = total_ - sent_;
+    const int64_t remaining = total_ - sent_;
     if (remaining <= 0) {
       if (!flushed_) {
         flushed_ = true;
@@ -105,19 +106,27 @@ class AudioTrack {
       }
       return Status::Ok();
     }
-    int n = static_cast<int>(std::min<int64_t>(fs, remaining));
-    FramePtr frame(av_frame_alloc());
-    frame->nb_samples = n;
-    frame->format = AV_SAMPLE_FMT_FLTP;
-    av_channel_layout_copy(&frame->ch_layout, &enc_->ch_layout);
-    frame->sample_rate = kRate;
-    int err = av_frame_get_buffer(frame.get(), 0);
-    if (err < 0) return Fail("out of memory for audio", err);
-    int have = std::min(n, av_audio_fifo_size(fifo_.get()));
-    if (have > 0) av_audio_fifo_read(fifo_.get(), reinterpret_cast<void**>(frame->data), have);
-    for (int ch = 0; ch < 2; ++ch) {  // pad with silence past the end of the song
-      float* d = reinterpret_cast<float*>(frame->data[ch]);
-      for (int i = have; i < n; ++i) d[i] = 0.f;
+    const int fs = enc_->frame_size > 0 ? enc_->frame_size : 1024;
+    const int n = static_cast<int>(std::min<int64_t>(fs, remaining));
+    const int lead = static_cast<int>(std::min<int64_t>(lead_, n));  // leading silence first
+    lead_ -= lead;
+    const int want = n - lead;
+    while (!input_done_ && (skip_ > 0 || av_audio_fifo_size(fifo_.get()) < want)) {
+      Status s = Decode();
+      if (!s.ok()) return s;
+      const int drop = static_cast<int>(std::min<int64_t>(skip_, av_audio_fifo_size(fifo_.get())));
+      av_audio_fifo_drain(fifo_.get(), drop);
+      skip_ -= drop;
+    }
+    FramePtr frame = NewFrame(n);
+    if (!frame) return Status::Error("out of memory for audio");
+    av_samples_set_silence(frame->data, 0, n, 2, fmt_);  // silence past the end of the song
+    const int have = std::min(want, av_audio_fifo_size(fifo_.get()));
+    if (have > 0) {
+      FramePtr tmp = NewFrame(have);
+      if (!tmp) return Status::Error("out of memory for audio");
+      av_audio_fifo_read(fifo_.get(), reinterpret_cast<void**>(tmp->data), have);
+      av_samples_copy(frame->data, tmp->data, lead, 0, have, 2, fmt_);
     }
     frame->pts = sent_;
     sent_ += n;
@@ -127,6 +136,16 @@ class AudioTrack {
   double position_seconds() const { return static_cast<double>(sent_) / kRate; }
 
  private:
+  FramePtr NewFrame(int samples) {
+    FramePtr f(av_frame_alloc());
+    f->nb_samples = samples;
+    f->format = fmt_;
+    av_channel_layout_copy(&f->ch_layout, &enc_->ch_layout);
+    f->sample_rate = kRate;
+    if (av_frame_get_buffer(f.get(), 0) < 0) return nullptr;
+    return f;
+  }
+
   Status Decode() {
     PacketPtr pkt(av_packet_alloc());
     FramePtr frame(av_frame_alloc());
@@ -165,12 +184,8 @@ class AudioTrack {
   Status Convert(AVFrame* in) {
     int out_samples = swr_get_out_samples(swr_.get(), in ? in->nb_samples : 0);
     if (out_samples <= 0) return Status::Ok();
-    FramePtr tmp(av_frame_alloc());
-    tmp->nb_samples = out_samples;
-    tmp->format = AV_SAMPLE_FMT_FLTP;
-    av_channel_layout_copy(&tmp->ch_layout, &enc_->ch_layout);
-    tmp->sample_rate = kRate;
-    av_frame_get_buffer(tmp.get(), 0);
+    FramePtr tmp = NewFrame(out_samples);
+    if (!tmp) return Status::Error("out of memory for audio");
     int got = swr_convert(swr_.get(), tmp->data, out_samples,
                           in ? const_cast<const uint8_t**>(in->extended_data) : nullptr,
                           in ? in->nb_samples : 0);
@@ -184,64 +199,115 @@ class AudioTrack {
   CodecPtr dec_, enc_;
   SwrPtr swr_;
   FifoPtr fifo_;
+  AVSampleFormat fmt_ = AV_SAMPLE_FMT_FLTP;
   AVStream* st_ = nullptr;
-  int64_t total_ = 0, sent_ = 0;
+  int64_t total_ = 0, sent_ = 0, lead_ = 0, skip_ = 0;
   bool input_done_ = false, flushed_ = false, finished_ = false;
 };
 
+// How one codec is encoded: the libavcodec encoder, its pixel format, its options.
+struct CodecSetup {
+  const char* encoder;
+  AVPixelFormat pix_fmt;
+};
+
+CodecSetup SetupOf(const std::string& codec) {
+  if (codec == "hevc") return {"libx265", AV_PIX_FMT_YUV420P};
+  if (codec == "prores") return {"prores_ks", AV_PIX_FMT_YUV422P10LE};
+  if (codec == "png") return {"png", AV_PIX_FMT_RGB24};
+  return {"libx264", AV_PIX_FMT_YUV420P};
+}
+
+// Options that make each encoder's output a function of the frames alone: no threads whose
+// timing could change decisions (chunks must be the same bytes wherever they are encoded).
+void SetCodecOptions(const VideoSettings& v, AVDictionary** opts) {
+  const std::string threads = std::to_string(std::max(1, v.threads));
+  if (v.codec == "h264") {
+    av_dict_set(opts, "crf", std::to_string(v.crf).c_str(), 0);
+    av_dict_set(opts, "preset", v.preset.c_str(), 0);
+    // A threaded lookahead, even with one thread, made chunks differ from run to run.
+    av_dict_set(opts, "x264-params",
+                ("threads=" + threads + ":lookahead-threads=1:sync-lookahead=0").c_str(), 0);
+  } else if (v.codec == "hevc") {
+    av_dict_set(opts, "crf", std::to_string(v.crf).c_str(), 0);
+    av_dict_set(opts, "preset", v.preset.c_str(), 0);
+    av_dict_set(opts, "x265-params", "pools=none:frame-threads=1:wpp=0:log-level=error", 0);
+  } else if (v.codec == "prores") {
+    av_dict_set(opts, "profile", v.profile.c_str(), 0);
+    av_dict_set(opts, "vendor", "apl0", 0);
+  }
+}
+
 }  // namespace
+
+bool KnownCodec(const std::string& c) {
+  return c == "h264" || c == "hevc" || c == "prores" || c == "png";
+}
+
+std::string ChunkExtension(const std::string& codec) {
+  return codec == "prores" || codec == "png" ? ".mov" : ".mp4";
+}
 
 Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const uint8_t* rgb,
                        int64_t frames) {
   av_log_set_level(AV_LOG_ERROR);
-  if (v.codec != "h264") return Status::Error("unsupported codec '" + v.codec + "'");
+  if (!KnownCodec(v.codec)) return Status::Error("unsupported codec '" + v.codec + "'");
+  const CodecSetup setup = SetupOf(v.codec);
   AVFormatContext* raw = nullptr;
-  int err = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str());
+  int err = avformat_alloc_output_context2(
+      &raw, nullptr, ChunkExtension(v.codec) == ".mov" ? "mov" : "mp4", path.c_str());
   if (err < 0 || !raw) return Fail("cannot create chunk container", err);
   OutputPtr out(raw);
-  const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
-  if (!codec) return Status::Error("this FFmpeg has no libx264 encoder");
+  const AVCodec* codec = avcodec_find_encoder_by_name(setup.encoder);
+  if (!codec) return Status::Error(std::string("this FFmpeg has no ") + setup.encoder + " encoder");
   CodecPtr enc(avcodec_alloc_context3(codec));
   enc->width = v.width;
   enc->height = v.height;
-  enc->pix_fmt = AV_PIX_FMT_YUV420P;
+  enc->pix_fmt = setup.pix_fmt;
   enc->time_base = {static_cast<int>(v.fps.den), static_cast<int>(v.fps.num)};
   enc->framerate = {static_cast<int>(v.fps.num), static_cast<int>(v.fps.den)};
   enc->thread_count = v.threads;
-  TagBt709(enc.get());
+  const bool yuv = setup.pix_fmt != AV_PIX_FMT_RGB24;
+  if (yuv) TagBt709(enc.get());
+  if (v.codec == "hevc") enc->codec_tag = MKTAG('h', 'v', 'c', '1');  // what QuickTime plays
   if (out->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   AVDictionary* opts = nullptr;
-  av_dict_set(&opts, "crf", std::to_string(v.crf).c_str(), 0);
-  av_dict_set(&opts, "preset", v.preset.c_str(), 0);
-  // Pin x264's threading: automatic threads, and a threaded lookahead even with one thread, make
-  // its output depend on the machine and on timing; chunks must be the same bytes wherever they
-  // are encoded (tests/strategies_test.cc renders with 1, 2 and 3 workers and compares).
-  const std::string x264_params =
-      "threads=" + std::to_string(std::max(1, v.threads)) + ":lookahead-threads=1:sync-lookahead=0";
-  av_dict_set(&opts, "x264-params", x264_params.c_str(), 0);
+  SetCodecOptions(v, &opts);
   err = avcodec_open2(enc.get(), codec, &opts);
   av_dict_free(&opts);
-  if (err < 0) return Fail("cannot open the H.264 encoder", err);
+  if (err < 0) return Fail(std::string("cannot open the ") + setup.encoder + " encoder", err);
   AVStream* st = avformat_new_stream(out.get(), nullptr);
   avcodec_parameters_from_context(st->codecpar, enc.get());
   st->time_base = enc->time_base;
   st->avg_frame_rate = enc->framerate;
   err = avio_open(&out->pb, path.c_str(), AVIO_FLAG_WRITE);
   if (err < 0) return Fail("cannot create '" + path + "'", err);
-  err = avformat_write_header(out.get(), nullptr);
+  AVDictionary* mux = nullptr;
+  av_dict_set(&mux, "movflags", "+write_colr", 0);
+  err = avformat_write_header(out.get(), &mux);
+  av_dict_free(&mux);
   if (err < 0) return Fail("cannot write chunk header", err);
 
   // SWS_BITEXACT: the same pixels whatever SIMD path and buffer alignment, so a chunk is the same
   // bytes on every worker.
-  SwsPtr sws(sws_getContext(v.width, v.height, AV_PIX_FMT_RGB24, v.width, v.height,
-                            AV_PIX_FMT_YUV420P, SWS_BICUBIC | SWS_BITEXACT | SWS_ACCURATE_RND,
-                            nullptr, nullptr, nullptr));
-  const int* coeffs = sws_getCoefficients(SWS_CS_ITU709);
-  sws_setColorspaceDetails(sws.get(), coeffs, 1, coeffs, 0, 0, 1 << 16, 1 << 16);
+  SwsPtr sws(sws_getContext(v.width, v.height, AV_PIX_FMT_RGB24, v.width, v.height, setup.pix_fmt,
+                            SWS_BICUBIC | SWS_BITEXACT | SWS_ACCURATE_RND, nullptr, nullptr,
+                            nullptr));
+  if (!sws) return Status::Error("cannot convert RGB to the encoder's pixel format");
+  if (yuv) {
+    const int* coeffs = sws_getCoefficients(SWS_CS_ITU709);
+    sws_setColorspaceDetails(sws.get(), coeffs, 1, coeffs, 0, 0, 1 << 16, 1 << 16);
+  }
   FramePtr frame(av_frame_alloc());
-  frame->format = AV_PIX_FMT_YUV420P;
+  frame->format = setup.pix_fmt;
   frame->width = v.width;
   frame->height = v.height;
+  if (yuv) {  // prores_ks writes the frame's tags into every frame header, not the context's
+    frame->color_primaries = AVCOL_PRI_BT709;
+    frame->color_trc = AVCOL_TRC_BT709;
+    frame->colorspace = AVCOL_SPC_BT709;
+    frame->color_range = AVCOL_RANGE_MPEG;
+  }
   av_frame_get_buffer(frame.get(), 0);
   const size_t frame_bytes = static_cast<size_t>(v.width) * v.height * 3;
   for (int64_t i = 0; i < frames; ++i) {
@@ -254,7 +320,7 @@ Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const ui
     int stride[1] = {v.width * 3};
     sws_scale(sws.get(), src, stride, 0, v.height, frame->data, frame->linesize);
     frame->pts = i;
-    // Every chunk starts with an IDR frame: the chunk decodes on its own.
+    // Every chunk starts with a key frame (its encoder's first): the chunk decodes on its own.
     frame->pict_type = i == 0 ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
     Status s = EncodeAndWrite(enc.get(), frame.get(), out.get(), st);
     if (!s.ok()) return s;
@@ -266,92 +332,182 @@ Status EncodeChunkFile(const std::string& path, const VideoSettings& v, const ui
   return Status::Ok();
 }
 
+namespace {
+
+int64_t AudioSamples(const AssembleSpec& spec) {
+  return av_rescale(spec.frames, AudioTrack::kRate * spec.fps.den, spec.fps.num);
+}
+
+int64_t AudioOffsetSamples(const AssembleSpec& spec) {
+  return std::llround(spec.audio_offset_seconds * AudioTrack::kRate);
+}
+
+// The song alone, as 16-bit PCM WAV (beside png frames).
+Status WriteWav(const AssembleSpec& spec, const std::string& path) {
+  AVFormatContext* raw = nullptr;
+  int err = avformat_alloc_output_context2(&raw, nullptr, "wav", path.c_str());
+  if (err < 0 || !raw) return Fail("cannot create '" + path + "'", err);
+  OutputPtr out(raw);
+  AudioTrack audio;
+  Status s = audio.Open(spec.audio_file, AudioSamples(spec), AudioOffsetSamples(spec),
+                        AV_CODEC_ID_PCM_S16LE, out.get());
+  if (!s.ok()) return s;
+  err = avio_open(&out->pb, path.c_str(), AVIO_FLAG_WRITE);
+  if (err < 0) return Fail("cannot create '" + path + "'", err);
+  err = avformat_write_header(out.get(), nullptr);
+  if (err < 0) return Fail("cannot write the audio header", err);
+  while (!audio.finished()) {
+    s = audio.Pump(out.get());
+    if (!s.ok()) return s;
+  }
+  err = av_write_trailer(out.get());
+  return err < 0 ? Fail("cannot finish '" + path + "'", err) : Status::Ok();
+}
+
+// png: every chunk packet is one whole PNG image; they become DIR/frame_%06d.png by frame index.
+Status WriteImageSequence(const AssembleSpec& spec, const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::Error("cannot create '" + dir.string() + "': " + ec.message());
+  PacketPtr pkt(av_packet_alloc());
+  int64_t written = 0;
+  for (size_t c = 0; c < spec.chunk_files.size(); ++c) {
+    std::string error;
+    InputPtr in = OpenInput(spec.chunk_files[c], &error);
+    if (!in) return Status::Error("cannot open chunk " + std::to_string(c) + ": " + error);
+    int64_t frame = spec.chunk_starts[c];
+    int err;
+    while ((err = av_read_frame(in.get(), pkt.get())) >= 0) {
+      char name[32];
+      std::snprintf(name, sizeof name, "frame_%06lld.png", static_cast<long long>(frame++));
+      FILE* f = std::fopen((dir / name).c_str(), "wb");
+      if (!f) return Status::Error("cannot write '" + (dir / name).string() + "'");
+      const bool ok = std::fwrite(pkt->data, 1, static_cast<size_t>(pkt->size), f) ==
+                      static_cast<size_t>(pkt->size);
+      if (std::fclose(f) != 0 || !ok)
+        return Status::Error("cannot write '" + (dir / name).string() + "'");
+      av_packet_unref(pkt.get());
+      ++written;
+    }
+    if (err != AVERROR_EOF) return Fail("reading chunk " + std::to_string(c) + " failed", err);
+  }
+  if (written != spec.frames)
+    return Status::Error("chunks held " + std::to_string(written) + " frames, expected " +
+                         std::to_string(spec.frames));
+  if (!spec.audio_file.empty()) return WriteWav(spec, (dir / "audio.wav").string());
+  return Status::Ok();
+}
+
+// A video container: the chunks' packets, timestamps offset by each chunk's first frame.
+Status WriteVideoFile(const AssembleSpec& spec, const std::string& tmp, const std::string& ext) {
+  const char* format = ext == ".mov" ? "mov" : ext == ".mkv" ? "matroska" : "mp4";
+  AVFormatContext* raw = nullptr;
+  int err = avformat_alloc_output_context2(&raw, nullptr, format, tmp.c_str());
+  if (err < 0 || !raw) return Fail("cannot create the output container", err);
+  OutputPtr out(raw);
+
+  std::string error;
+  InputPtr first = OpenInput(spec.chunk_files[0], &error);
+  if (!first) return Status::Error("cannot open chunk 0: " + error);
+  AVStream* vst = avformat_new_stream(out.get(), nullptr);
+  avcodec_parameters_copy(vst->codecpar, first->streams[0]->codecpar);
+  vst->codecpar->codec_tag =
+      spec.codec == "hevc" && std::string(format) != "matroska" ? MKTAG('h', 'v', 'c', '1') : 0;
+  // BT.709, whatever the chunk's container kept (some codecs have no bitstream field for it).
+  vst->codecpar->color_primaries = AVCOL_PRI_BT709;
+  vst->codecpar->color_trc = AVCOL_TRC_BT709;
+  vst->codecpar->color_space = AVCOL_SPC_BT709;
+  vst->codecpar->color_range = AVCOL_RANGE_MPEG;
+  const AVRational frame_tb = {static_cast<int>(spec.fps.den), static_cast<int>(spec.fps.num)};
+  vst->time_base = frame_tb;
+  vst->avg_frame_rate = {static_cast<int>(spec.fps.num), static_cast<int>(spec.fps.den)};
+  first.reset();
+
+  std::optional<AudioTrack> audio;
+  if (!spec.audio_file.empty()) {
+    audio.emplace();
+    Status s = audio->Open(spec.audio_file, AudioSamples(spec), AudioOffsetSamples(spec),
+                           ext == ".mov" ? AV_CODEC_ID_PCM_S16LE : AV_CODEC_ID_AAC, out.get());
+    if (!s.ok()) return s;
+  }
+  err = avio_open(&out->pb, tmp.c_str(), AVIO_FLAG_WRITE);
+  if (err < 0) return Fail("cannot create '" + tmp + "'", err);
+  AVDictionary* mux = nullptr;
+  if (std::string(format) != "matroska") av_dict_set(&mux, "movflags", "+write_colr", 0);
+  err = avformat_write_header(out.get(), &mux);
+  av_dict_free(&mux);
+  if (err < 0) return Fail("cannot write the output header", err);
+
+  PacketPtr pkt(av_packet_alloc());
+  for (size_t c = 0; c < spec.chunk_files.size(); ++c) {
+    InputPtr in = OpenInput(spec.chunk_files[c], &error);
+    if (!in) return Status::Error("cannot open chunk " + std::to_string(c) + ": " + error);
+    AVStream* ist = in->streams[0];
+    const int64_t offset = av_rescale_q(spec.chunk_starts[c], frame_tb, ist->time_base);
+    while ((err = av_read_frame(in.get(), pkt.get())) >= 0) {
+      if (pkt->pts != AV_NOPTS_VALUE) pkt->pts += offset;
+      if (pkt->dts != AV_NOPTS_VALUE) pkt->dts += offset;
+      av_packet_rescale_ts(pkt.get(), ist->time_base, vst->time_base);
+      pkt->stream_index = vst->index;
+      pkt->pos = -1;
+      const double t = pkt->dts == AV_NOPTS_VALUE ? 0 : pkt->dts * av_q2d(vst->time_base);
+      err = av_interleaved_write_frame(out.get(), pkt.get());
+      if (err < 0) return Fail("writing video failed", err);
+      // Keep the audio up with the picture so the muxer buffers little.
+      while (audio && !audio->finished() && audio->position_seconds() < t + 1.0) {
+        Status s = audio->Pump(out.get());
+        if (!s.ok()) return s;
+      }
+    }
+    if (err != AVERROR_EOF) return Fail("reading chunk " + std::to_string(c) + " failed", err);
+  }
+  while (audio && !audio->finished()) {
+    Status s = audio->Pump(out.get());
+    if (!s.ok()) return s;
+  }
+  err = av_write_trailer(out.get());
+  if (err < 0) return Fail("cannot finish the output", err);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status AssembleOutput(const AssembleSpec& spec) {
   av_log_set_level(AV_LOG_ERROR);
   if (spec.chunk_files.empty()) return Status::Error("no chunks to assemble");
-  fs::path final_path(spec.output_path);
+  if (!KnownCodec(spec.codec)) return Status::Error("unsupported codec '" + spec.codec + "'");
+  fs::path final_path = fs::path(spec.output_path);
+  if (!final_path.has_filename()) final_path = final_path.parent_path();  // "out/frames/"
   std::error_code ec;
+  if (fs::exists(final_path, ec) && !spec.replace)
+    return Status::Error("'" + final_path.string() +
+                         "' exists (set output.overwrite: true to replace it)");
   fs::create_directories(final_path.parent_path(), ec);
   if (ec)
     return Status::Error("cannot create '" + final_path.parent_path().string() +
                          "': " + ec.message());
-  const std::string ext = final_path.extension().string();
-  std::string tmp = (final_path.parent_path() / ("." + final_path.filename().string() +
-                                                 ".partial-" + std::to_string(getpid()) + ext))
-                        .string();
-  const char* format = ext == ".mov" ? "mov" : ext == ".mkv" ? "matroska" : "mp4";
-
-  Status result = [&]() -> Status {
-    AVFormatContext* raw = nullptr;
-    int err = avformat_alloc_output_context2(&raw, nullptr, format, tmp.c_str());
-    if (err < 0 || !raw) return Fail("cannot create the output container", err);
-    OutputPtr out(raw);
-
-    std::string error;
-    InputPtr first = OpenInput(spec.chunk_files[0], &error);
-    if (!first) return Status::Error("cannot open chunk 0: " + error);
-    AVStream* vst = avformat_new_stream(out.get(), nullptr);
-    avcodec_parameters_copy(vst->codecpar, first->streams[0]->codecpar);
-    vst->codecpar->codec_tag = 0;
-    const AVRational frame_tb = {static_cast<int>(spec.fps.den), static_cast<int>(spec.fps.num)};
-    vst->time_base = frame_tb;
-    vst->avg_frame_rate = {static_cast<int>(spec.fps.num), static_cast<int>(spec.fps.den)};
-    first.reset();
-
-    std::optional<AudioTrack> audio;
-    if (!spec.audio_file.empty()) {
-      audio.emplace();
-      const int64_t samples =
-          av_rescale(spec.frames, AudioTrack::kRate * spec.fps.den, spec.fps.num);
-      Status s = audio->Open(spec.audio_file, samples, out.get());
-      if (!s.ok()) return s;
-    }
-    err = avio_open(&out->pb, tmp.c_str(), AVIO_FLAG_WRITE);
-    if (err < 0) return Fail("cannot create '" + tmp + "'", err);
-    err = avformat_write_header(out.get(), nullptr);
-    if (err < 0) return Fail("cannot write the output header", err);
-
-    PacketPtr pkt(av_packet_alloc());
-    for (size_t c = 0; c < spec.chunk_files.size(); ++c) {
-      InputPtr in = OpenInput(spec.chunk_files[c], &error);
-      if (!in) return Status::Error("cannot open chunk " + std::to_string(c) + ": " + error);
-      AVStream* ist = in->streams[0];
-      const int64_t offset = av_rescale_q(spec.chunk_starts[c], frame_tb, ist->time_base);
-      while ((err = av_read_frame(in.get(), pkt.get())) >= 0) {
-        if (pkt->pts != AV_NOPTS_VALUE) pkt->pts += offset;
-        if (pkt->dts != AV_NOPTS_VALUE) pkt->dts += offset;
-        av_packet_rescale_ts(pkt.get(), ist->time_base, vst->time_base);
-        pkt->stream_index = vst->index;
-        pkt->pos = -1;
-        const double t = pkt->dts == AV_NOPTS_VALUE ? 0 : pkt->dts * av_q2d(vst->time_base);
-        err = av_interleaved_write_frame(out.get(), pkt.get());
-        if (err < 0) return Fail("writing video failed", err);
-        // Keep the audio up with the picture so the muxer buffers little.
-        while (audio && !audio->finished() && audio->position_seconds() < t + 1.0) {
-          Status s = audio->Pump(out.get());
-          if (!s.ok()) return s;
-        }
-      }
-      if (err != AVERROR_EOF) return Fail("reading chunk " + std::to_string(c) + " failed", err);
-    }
-    while (audio && !audio->finished()) {
-      Status s = audio->Pump(out.get());
-      if (!s.ok()) return s;
-    }
-    err = av_write_trailer(out.get());
-    if (err < 0) return Fail("cannot finish the output", err);
-    return Status::Ok();
-  }();
-
+  const bool folder = spec.codec == "png";
+  const std::string ext = folder ? "" : final_path.extension().string();
+  const fs::path tmp = final_path.parent_path() / ("." + final_path.filename().string() +
+                                                   ".partial-" + std::to_string(getpid()) + ext);
+  fs::remove_all(tmp, ec);
+  Status result = folder ? WriteImageSequence(spec, tmp) : WriteVideoFile(spec, tmp.string(), ext);
   if (!result.ok()) {
-    fs::remove(tmp, ec);
+    fs::remove_all(tmp, ec);
     return result;
   }
+  // Into place. A folder cannot be renamed over a non-empty one: the old one steps aside first.
+  const fs::path old = final_path.parent_path() /
+                       ("." + final_path.filename().string() + ".old-" + std::to_string(getpid()));
+  const bool had_folder = fs::is_directory(final_path, ec);
+  if (had_folder) fs::rename(final_path, old, ec);
   fs::rename(tmp, final_path, ec);
   if (ec) {
-    fs::remove(tmp, ec);
-    return Status::Error("cannot move the output into place at '" + spec.output_path + "'");
+    fs::remove_all(tmp, ec);
+    if (had_folder) fs::rename(old, final_path, ec);
+    return Status::Error("cannot move the output into place at '" + final_path.string() + "'");
   }
+  if (had_folder) fs::remove_all(old, ec);
   return Status::Ok();
 }
 

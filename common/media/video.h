@@ -16,17 +16,31 @@
 
 namespace segue {
 
+// Output codecs (manifest `output.codec`):
+//   h264    libx264, 8-bit 4:2:0, crf + preset; chunks and outputs in MP4 (or .mov/.mkv outputs)
+//   hevc    libx265, 8-bit 4:2:0, crf + preset, tagged hvc1
+//   prores  prores_ks, 10-bit 4:2:2, profile proxy|lt|standard|hq; .mov
+//   png     lossless RGB images; the output is a folder of frame_000000.png ... (+ audio.wav)
+// Video codecs carry BT.709 colour tags (primaries, transfer, matrix; limited range).
 struct VideoSettings {
   int width = 0;
   int height = 0;
   Rational fps;
   std::string codec = "h264";
-  int crf = 18;
-  std::string preset = "medium";
+  int crf = 18;                   // h264, hevc
+  std::string preset = "medium";  // h264, hevc
+  std::string profile = "hq";     // prores
   int threads = 1;  // encoder threads; one per worker core keeps workers from fighting
 };
 
-// Encodes `frames` RGB24 frames (each height*width*3 bytes, rows top to bottom) to `path`.
+// True for the codec names above.
+bool KnownCodec(const std::string& codec);
+
+// The file extension of a chunk of `codec` (its container): ".mp4" or ".mov".
+std::string ChunkExtension(const std::string& codec);
+
+// Encodes `frames` RGB24 frames (each height*width*3 bytes, rows top to bottom) to `path`, a
+// self-contained chunk whose first frame is a key frame. `path` ends in ChunkExtension(codec).
 Status EncodeChunkFile(const std::string& path, const VideoSettings& settings, const uint8_t* rgb,
                        int64_t frames);
 
@@ -35,10 +49,16 @@ struct AssembleSpec {
   std::vector<int64_t> chunk_starts;
   int64_t frames = 0;  // N
   Rational fps;
-  std::string audio_file;   // empty: no audio
-  std::string output_path;  // written atomically
+  std::string codec = "h264";
+  std::string audio_file;           // empty: no audio
+  double audio_offset_seconds = 0;  // > 0: the song starts this late; < 0: its start is cut
+  std::string output_path;          // a file, or for png a folder; written atomically
+  bool replace = false;             // replace an existing output (else: an error)
 };
 
+// Concatenates the chunks' packets (no re-encoding) with the audio, trimmed or padded with silence
+// to exactly frames / fps seconds: AAC in MP4 and Matroska, PCM in MOV, audio.wav beside png
+// frames. Writes a temporary sibling and renames it into place.
 Status AssembleOutput(const AssembleSpec& spec);
 
 // Decodes the first video stream of `path` and calls on_frame(index, rgb, width, height) for

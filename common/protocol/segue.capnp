@@ -151,6 +151,7 @@ struct EncodeTask {
   codec @10 :Text;
   crf @11 :UInt32;
   preset @12 :Text;
+  profile @13 :Text;        # prores profile
 }
 
 struct Assignment {
