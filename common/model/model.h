@@ -52,8 +52,9 @@ class Model {
   virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
 };
 
-// Built-in models by name ("zoom"); nullptr when unknown.
+// Built-in models by name ("zoom", "stamp"); nullptr when unknown.
 std::unique_ptr<Model> CreateBuiltinModel(const std::string& name);
+std::vector<std::string> BuiltinModelNames();
 
 // A TorchScript file exposing the contract (docs/MODELS.md). Errors name the model, the file and
 // what is missing; calls that return the wrong shape or dtype throw std::runtime_error.

@@ -43,15 +43,17 @@ class TorchRuntime final : public Runtime {
   explicit TorchRuntime(const RuntimeOptions& o) : options_(o) {}
 
   std::vector<std::string> Models() const override {
-    std::vector<std::string> out = {"zoom"};
+    std::vector<std::string> out = BuiltinModelNames();
+    const size_t builtins = out.size();
     std::error_code ec;
     if (options_.models_dir.empty() || !std::filesystem::is_directory(options_.models_dir, ec))
       return out;
     for (const auto& e : std::filesystem::directory_iterator(options_.models_dir, ec)) {
-      if (e.path().extension() == ".pt" && e.path().stem() != "zoom")
-        out.push_back(e.path().stem().string());
+      const std::string stem = e.path().stem().string();
+      if (e.path().extension() == ".pt" && !CreateBuiltinModel(stem))  // built-ins win
+        out.push_back(stem);
     }
-    std::sort(out.begin() + 1, out.end());
+    std::sort(out.begin() + static_cast<std::ptrdiff_t>(builtins), out.end());
     return out;
   }
 
@@ -247,7 +249,7 @@ class TorchRuntime final : public Runtime {
       std::error_code ec;
       if (file.empty() || !std::filesystem::is_regular_file(file, ec)) {
         return Result<Model*>::Error(
-            "unknown model '" + name + "' (built-in: zoom" +
+            "unknown model '" + name + "' (built-in: zoom, stamp" +
             (file.empty() ? "; this worker has no --models folder)" : "; no " + file + ")"));
       }
       auto loaded = LoadTorchScriptModel(file, name);

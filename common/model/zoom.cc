@@ -23,7 +23,7 @@
 #include <deque>
 #include <mutex>
 
-#include "common/model/model.h"
+#include "common/model/builtin.h"
 
 namespace segue::model {
 namespace {
@@ -348,8 +348,13 @@ class ZoomModel final : public Model {
 
 }  // namespace
 
+std::unique_ptr<Model> CreateZoomModel() { return std::make_unique<ZoomModel>(); }
+
+std::vector<std::string> BuiltinModelNames() { return {"stamp", "zoom"}; }
+
 std::unique_ptr<Model> CreateBuiltinModel(const std::string& name) {
-  if (name == "zoom") return std::make_unique<ZoomModel>();
+  if (name == "zoom") return CreateZoomModel();
+  if (name == "stamp") return CreateStampModel();
   return nullptr;
 }
 

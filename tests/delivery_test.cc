@@ -1,0 +1,86 @@
+// Delivery through the whole farm: every codec, rendered by workers in chunks and concatenated by
+// the coordinator, has exactly N frames in order. The built-in `stamp` model draws each frame's
+// time into its pixels, so a frame duplicated, dropped or reordered at a chunk or segment join
+// would show.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/test_util.h"
+
+namespace segue {
+namespace {
+
+std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
+
+struct Case {
+  std::string codec, output, audio;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.codec << " to " << c.output; }
+
+class Delivery : public ::testing::TestWithParam<Case> {};
+
+// 3 s at 24 fps: 72 frames in segments of 16 (overlap 4) and chunks of 20, so chunk joins fall
+// inside segments and inside overlaps.
+TEST_P(Delivery, EveryFrameOnceInOrderWithTheSong) {
+  const Case& c = GetParam();
+  TempDir dir;
+  MakeTone(dir / c.audio, 2.0);  // shorter than the picture: padded with silence
+  const std::string manifest = dir / "job.yaml";
+  std::ofstream(manifest) << "version: 1\nname: stamped\n"
+                          << "video: {width: 160, height: 96, fps: 24, duration: 3s}\n"
+                          << "model: {name: stamp, steps: 2}\n"
+                          << "segments: {length: 16, overlap: 4}\n"
+                          << "timeline: [{at: 0s, prompt: frames}]\n"
+                          << "audio: {path: " << c.audio << "}\n"
+                          << "output: {path: " << c.output << ", codec: " << c.codec << "}\n";
+  std::string log;
+  ASSERT_EQ(RunCommand(Cli("render '" + manifest +
+                           "' --workers 2 --chunk-frames 20 --preset "
+                           "veryfast --state-dir '" +
+                           dir / "state" + "'"),
+                       &log, true),
+            0)
+      << log;
+  const std::string out = dir / c.output;
+  EXPECT_NE(log.find("output: " + out), std::string::npos) << log;
+  std::vector<int64_t> want;
+  for (int f = 0; f < 72; ++f) want.push_back(std::llround(f * 1000.0 / 24));
+  if (c.codec == "png") {
+    EXPECT_EQ(ReadStamps(out + "/frame_%06d.png", 20), want);
+    EXPECT_TRUE(std::filesystem::exists(out + "/frame_000071.png"));
+    EXPECT_FALSE(std::filesystem::exists(out + "/frame_000072.png"));
+    EXPECT_NEAR(Probe(out + "/audio.wav").audio_duration, 3.0, 1.0 / 24);
+  } else {
+    ProbeInfo p = Probe(out);
+    EXPECT_EQ(p.frames, 72);
+    EXPECT_NEAR(p.video_duration, 3.0, 1.0 / 24);
+    EXPECT_NEAR(p.audio_duration, p.video_duration, 1.0 / 24);
+    EXPECT_EQ(p.color_primaries, "bt709");
+    EXPECT_EQ(ReadStamps(out, 20), want);
+  }
+
+  // Rendering again to the same place is refused, and the first output stays as it was.
+  const auto before = std::filesystem::last_write_time(out);
+  EXPECT_EQ(
+      RunCommand(Cli("render '" + manifest + "' --workers 1 --state-dir '" + dir / "again" + "'"),
+                 &log, true),
+      2)
+      << log;
+  EXPECT_NE(log.find("output.path"), std::string::npos) << log;
+  EXPECT_NE(log.find("output.overwrite: true"), std::string::npos) << log;
+  EXPECT_EQ(std::filesystem::last_write_time(out), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCodecs, Delivery,
+                         ::testing::Values(Case{"h264", "out/v.mp4", "song.mp3"},
+                                           Case{"hevc", "out/v.mp4", "song.wav"},
+                                           Case{"prores", "out/v.mov", "song.flac"},
+                                           Case{"png", "out/frames", "song.m4a"}),
+                         [](const auto& info) { return info.param.codec; });
+
+}  // namespace
+}  // namespace segue
