@@ -188,6 +188,38 @@ TEST(Farm, KilledGangMemberResumesTheGangFromItsCheckpoint) {
   ExpectSameAsFaultFree(farm, dir, m);  // resuming a gang changes no bit
 }
 
+// Encode tasks are tasks like any other: one whose worker dies mid-encode goes back to the queue
+// and another worker encodes the chunk.
+TEST(Farm, KilledEncodeIsRetriedElsewhere) {
+  TempDir dir;
+  std::string m = WriteJob(dir);
+  std::vector<std::string> args = kFast;
+  args.insert(args.end(), {"--encoder-preset", "slower"});  // encodes long enough to catch
+  LocalFarm farm(dir / "farm", 2, args);
+  ASSERT_TRUE(farm.ok());
+  uint64_t job = Submit(farm, m);
+  Client client(farm.endpoint(), 2000);
+  std::string victim;
+  for (int i = 0; i < 4000 && victim.empty(); ++i) {
+    auto ws = client.Workers();
+    for (const auto& w : ws.ok() ? *ws : std::vector<WorkerInfo>{}) {
+      if (w.task.find("chunk") != std::string::npos) victim = w.name;
+    }
+    if (victim.empty()) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_FALSE(victim.empty()) << "no worker was seen encoding";
+  farm.workers()[victim == "w0" ? 0 : 1].Signal(SIGKILL);
+  JobInfo done = WaitFor(farm, job, Finished);
+  ASSERT_EQ(done.state, "DONE") << done.error;
+  EXPECT_EQ(Probe(done.output).frames, 96);
+  std::string logs;
+  RunCommand(Cli("logs " + std::to_string(job) + " --coordinator " + farm.endpoint()), &logs);
+  EXPECT_NE(logs.find("requeued: worker presumed dead (" + victim + ")"), std::string::npos)
+      << logs;
+  const std::string survivor = victim == "w0" ? "w1" : "w0";
+  EXPECT_NE(logs.find("chunk 0 encoded by " + survivor), std::string::npos) << logs;
+}
+
 TEST(Farm, CoordinatorKilledAndRestartedResumes) {
   TempDir dir;
   std::string m = WriteJob(dir);

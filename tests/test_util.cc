@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -83,9 +84,10 @@ bool LocalFarm::StartCoordinator(const std::string& listen) {
                                    "--state-dir",
                                    dir_ + "/state",
                                    "--output-root",
-                                   dir_ + "/root",
-                                   "--encoder-preset",
-                                   "veryfast"};
+                                   dir_ + "/root"};
+  if (std::find(coordinator_args_.begin(), coordinator_args_.end(), "--encoder-preset") ==
+      coordinator_args_.end())
+    argv.insert(argv.end(), {"--encoder-preset", "veryfast"});  // fast tests unless told
   argv.insert(argv.end(), coordinator_args_.begin(), coordinator_args_.end());
   auto c = ChildProcess::Spawn(argv, dir_ + "/coordinator.log");
   if (!c.ok()) return false;
