@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/media/video.h"
 #include "tests/test_util.h"
 
 namespace segue {
@@ -81,6 +82,54 @@ INSTANTIATE_TEST_SUITE_P(AllCodecs, Delivery,
                                            Case{"prores", "out/v.mov", "song.flac"},
                                            Case{"png", "out/frames", "song.m4a"}),
                          [](const auto& info) { return info.param.codec; });
+
+// The contact sheet puts the frames around each join where it says, for a person to look at.
+TEST(ContactSheet, RowsShowTheFramesAroundEveryJoin) {
+  TempDir dir;
+  const int w = 160, h = 96, bars = 10, n = 60;
+  std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3 * n);
+  for (int f = 0; f < n; ++f)
+    DrawStamp(rgb.data() + static_cast<size_t>(f) * w * h * 3, w, h, f, bars);
+  VideoSettings v;
+  v.width = w, v.height = h, v.fps = Rational{24, 1}, v.preset = "veryfast";
+  ASSERT_TRUE(EncodeChunkFile(dir / "v.mp4", v, rgb.data(), n).ok());
+  std::ofstream(dir / "plan.json")
+      << R"({"segments": [{"start": 0, "end": 24}, {"start": 18, "end": 42}, {"start": 36, "end": 60}]})";
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("contact-sheet '" + dir / "v.mp4" + "' --plan '" + dir / "plan.json" +
+                           "' -o '" + dir / "sheet.png" + "' --thumb-width 160"),
+                       &out, true),
+            0)
+      << out;
+  EXPECT_NE(out.find("row 2: join 1|2, frames 35 36 38 40 41 42"), std::string::npos) << out;
+  const std::vector<std::vector<int64_t>> rows = {{17, 18, 20, 22, 23, 24},
+                                                  {35, 36, 38, 40, 41, 42}};
+  int pictures = 0;
+  Status s = ReadVideoFrames(dir / "sheet.png", [&](int64_t, const uint8_t* sheet, int sw, int sh) {
+    ++pictures;
+    ASSERT_EQ(sw, 6 * w + 7 * 4);
+    ASSERT_EQ(sh, 2 * (h + 4) + 4);
+    for (int r = 0; r < 2; ++r) {
+      for (int c = 0; c < 6; ++c) {
+        const uint8_t* cell =
+            sheet + (static_cast<size_t>(4 + r * (h + 4)) * sw + 4 + c * (w + 4)) * 3;
+        EXPECT_EQ(ReadStamp(cell, sw, w, h, bars), rows[r][c]) << "row " << r << " column " << c;
+      }
+    }
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(pictures, 1);
+  // A plan that does not match the video is refused, and no sheet is written.
+  std::ofstream(dir / "short.json")
+      << R"({"segments": [{"start": 0, "end": 24}, {"start": 18, "end": 42}]})";
+  EXPECT_EQ(RunCommand(Cli("contact-sheet '" + dir / "v.mp4" + "' --plan '" + dir / "short.json" +
+                           "' -o '" + dir / "bad.png" + "'"),
+                       &out, true),
+            2)
+      << out;
+  EXPECT_NE(out.find("has 60 frames but the plan has 42"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad.png"));
+}
 
 }  // namespace
 }  // namespace segue

@@ -170,23 +170,27 @@ void DrawStamp(uint8_t* rgb, int width, int height, int64_t value, int bars) {
   }
 }
 
+int64_t ReadStamp(const uint8_t* rgb, int stride, int w, int h, int bars) {
+  int64_t value = 0;
+  for (int b = 0; b < bars; ++b) {
+    // The middle half of the bar, over the middle half of the height: away from the edges
+    // that lossy coding blurs.
+    const int width = w / bars, x0 = b * w / bars + width / 4, x1 = x0 + std::max(1, width / 2);
+    double sum = 0;
+    int n = 0;
+    for (int y = h / 4; y < 3 * h / 4; ++y) {
+      for (int x = x0; x < x1 && x < w; ++x, ++n)
+        sum += rgb[(static_cast<size_t>(y) * stride + x) * 3 + 1];
+    }
+    value = (value << 1) | (n > 0 && sum / n > 127 ? 1 : 0);
+  }
+  return value;
+}
+
 std::vector<int64_t> ReadStamps(const std::string& path, int bars) {
   std::vector<int64_t> out;
   Status s = ReadVideoFrames(path, [&](int64_t, const uint8_t* rgb, int w, int h) {
-    int64_t value = 0;
-    for (int b = 0; b < bars; ++b) {
-      // The middle half of the bar, over the middle half of the height: away from the edges
-      // that lossy coding blurs.
-      const int width = w / bars, x0 = b * w / bars + width / 4, x1 = x0 + std::max(1, width / 2);
-      double sum = 0;
-      int n = 0;
-      for (int y = h / 4; y < 3 * h / 4; ++y) {
-        for (int x = x0; x < x1 && x < w; ++x, ++n)
-          sum += rgb[(static_cast<size_t>(y) * w + x) * 3 + 1];
-      }
-      value = (value << 1) | (n > 0 && sum / n > 127 ? 1 : 0);
-    }
-    out.push_back(value);
+    out.push_back(ReadStamp(rgb, w, w, h, bars));
   });
   if (!s.ok()) ADD_FAILURE() << s.message();
   return out;

@@ -80,6 +80,8 @@ ProbeInfo Probe(const std::string& path);
 // video (or an image sequence pattern such as DIR/frame_%06d.png) and reads them back.
 void DrawStamp(uint8_t* rgb, int width, int height, int64_t value, int bars);
 std::vector<int64_t> ReadStamps(const std::string& path, int bars);
+// One stamp from a w x h region of an RGB24 picture whose rows are `stride` pixels apart.
+int64_t ReadStamp(const uint8_t* rgb, int stride, int w, int h, int bars);
 
 // The loudest sample (dBFS, -91 for digital silence) of `path`'s audio within [from, to) seconds.
 double MaxVolumeDb(const std::string& path, double from, double to);

@@ -7,6 +7,7 @@
 //   segue workers [--json]                   every worker the coordinator knows
 //   segue cancel|retry JOB, segue priority JOB N, segue drain WORKER, segue logs JOB [--segment I]
 //   segue seams VIDEO --plan P | --manifest M  how visible the joins between segments are
+//   segue contact-sheet VIDEO --plan P -o S.png the frames around every join, as one picture
 // Exit codes: 0 success, 1 failure (a job failed, the farm is unreachable), 2 bad input.
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "common/manifest/manifest.h"
 #include "common/plan/plan.h"
 #include "common/util/process.h"
+#include "tools/contact_sheet.h"
 #include "tools/progress.h"
 #include "tools/seams.h"
 
@@ -344,6 +346,27 @@ int CmdSeams(const std::string& video, const std::string& plan, const std::strin
   return 0;
 }
 
+int CmdContactSheet(const std::string& video, const std::string& plan, const std::string& manifest,
+                    const std::string& out, int thumb_width, int max_rows) {
+  if (plan.empty() == manifest.empty())
+    return Fail("contact-sheet: give exactly one of --plan or --manifest", kBadInput);
+  auto segments = LoadPlan(plan, manifest);
+  if (!segments.ok()) return Fail(segments.message(), kBadInput);
+  if (fs::path(out).extension() != ".png")
+    return Fail("--output: '" + out + "' should end in .png", kBadInput);
+  auto layout = WriteContactSheet(video, *segments, out, thumb_width, max_rows);
+  if (!layout.ok()) return Fail(layout.message(), kBadInput);
+  for (size_t r = 0; r < layout->rows.size(); ++r) {
+    const SheetRow& row = layout->rows[r];
+    printf("row %zu: join %d|%d, frames", r + 1, row.left, row.left + 1);
+    for (int64_t f : row.frames) printf(" %lld", static_cast<long long>(f));
+    printf("\n");
+  }
+  printf("contact sheet: %s (%dx%d, %zu joins)\n", out.c_str(), layout->width, layout->height,
+         layout->rows.size());
+  return 0;
+}
+
 // ---- render ----------------------------------------------------------------------------------
 
 int CmdRender(const std::string& path, int workers, const std::string& output_flag,
@@ -499,6 +522,23 @@ int main(int argc, char** argv) {
   seams->add_option("--manifest", manifest_file, "or the manifest the video was rendered from");
   seams->add_flag("--json", json, "print JSON");
 
+  std::string sheet_out;
+  int thumb_width = 240, max_rows = 100;
+  auto* sheet = app.add_subcommand(
+      "contact-sheet", "a PNG grid of the frames around every segment join, to judge seams by eye");
+  sheet->add_option("video", manifest, "the rendered video (or a png output's folder)")->required();
+  sheet->add_option("--plan", plan_file, "the plan, as `segue plan --json` prints it");
+  sheet->add_option("--manifest", manifest_file, "or the manifest the video was rendered from");
+  sheet->add_option("-o,--output", sheet_out, "the PNG to write")->required();
+  sheet->add_option("--thumb-width", thumb_width, "width of each frame on the sheet, in pixels")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 4096));
+  sheet
+      ->add_option("--max-rows", max_rows,
+                   "at most this many joins (every k-th join on longer videos)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+
   int priority = 50, segment = -1;
   std::string worker_name;
   auto* cancel = app.add_subcommand("cancel", "cancel a job; its workers stop within a step");
@@ -553,5 +593,7 @@ int main(int argc, char** argv) {
   if (drain->parsed()) return CmdDrain(worker_name, coordinator);
   if (logs->parsed()) return CmdLogs(job, segment, coordinator);
   if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
+  if (sheet->parsed())
+    return CmdContactSheet(manifest, plan_file, manifest_file, sheet_out, thumb_width, max_rows);
   return kBadInput;
 }

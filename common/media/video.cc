@@ -511,8 +511,54 @@ Status AssembleOutput(const AssembleSpec& spec) {
   return Status::Ok();
 }
 
-Status ReadVideoFrames(const std::string& path,
+Status WritePng(const std::string& path, const uint8_t* rgb, int width, int height) {
+  av_log_set_level(AV_LOG_ERROR);
+  const AVCodec* codec = avcodec_find_encoder(AV_CODEC_ID_PNG);
+  if (!codec) return Status::Error("this FFmpeg has no PNG encoder");
+  CodecPtr enc(avcodec_alloc_context3(codec));
+  enc->width = width;
+  enc->height = height;
+  enc->pix_fmt = AV_PIX_FMT_RGB24;
+  enc->time_base = {1, 1};
+  int err = avcodec_open2(enc.get(), codec, nullptr);
+  if (err < 0) return Fail("cannot open the PNG encoder", err);
+  FramePtr frame(av_frame_alloc());
+  frame->format = AV_PIX_FMT_RGB24;
+  frame->width = width;
+  frame->height = height;
+  if (av_frame_get_buffer(frame.get(), 0) < 0) return Status::Error("out of memory for a picture");
+  for (int y = 0; y < height; ++y)
+    std::memcpy(frame->data[0] + static_cast<size_t>(y) * frame->linesize[0],
+                rgb + static_cast<size_t>(y) * width * 3, static_cast<size_t>(width) * 3);
+  frame->pts = 0;
+  err = avcodec_send_frame(enc.get(), frame.get());
+  if (err >= 0) err = avcodec_send_frame(enc.get(), nullptr);
+  PacketPtr pkt(av_packet_alloc());
+  if (err >= 0) err = avcodec_receive_packet(enc.get(), pkt.get());
+  if (err < 0) return Fail("PNG encoding failed", err);
+  const std::string tmp = path + ".partial-" + std::to_string(getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Status::Error("cannot write '" + path + "'");
+  const bool ok = std::fwrite(pkt->data, 1, static_cast<size_t>(pkt->size), f) ==
+                  static_cast<size_t>(pkt->size);
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(tmp.c_str());
+    return Status::Error("cannot write '" + path + "'");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return Status::Error("cannot write '" + path + "': " + ec.message());
+  }
+  return Status::Ok();
+}
+
+Status ReadVideoFrames(const std::string& given,
                        const std::function<void(int64_t, const uint8_t*, int, int)>& on_frame) {
+  std::error_code ec;
+  const std::string path =
+      fs::is_directory(given, ec) ? (fs::path(given) / "frame_%06d.png").string() : given;
   std::string error;
   InputPtr in = OpenInput(path, &error);
   if (!in) return Status::Error("cannot open '" + path + "': " + error);

@@ -62,8 +62,12 @@ struct AssembleSpec {
 Status AssembleOutput(const AssembleSpec& spec);
 
 // Decodes the first video stream of `path` and calls on_frame(index, rgb, width, height) for
-// every frame in presentation order (RGB24, rows top to bottom).
+// every frame in presentation order (RGB24, rows top to bottom). A folder is read as the png
+// output's frame_%06d.png sequence.
 Status ReadVideoFrames(const std::string& path,
                        const std::function<void(int64_t, const uint8_t*, int, int)>& on_frame);
+
+// Writes one RGB24 picture as a PNG file (a temporary sibling, renamed into place).
+Status WritePng(const std::string& path, const uint8_t* rgb, int width, int height);
 
 }  // namespace segue

@@ -1,0 +1,42 @@
+// Contact sheet: the frames around every segment join of a rendered video, as one PNG grid, so a
+// person can judge the seams at a glance (`segue contact-sheet`).
+//
+// One row per join, in timeline order; six cells per row: the frame before the overlap, the
+// overlap's first frame, two frames inside it, its last frame and the frame after it (clamped to
+// the video). Cells are the frames scaled down to at most `thumb_width` pixels wide (box filter),
+// 4 px apart on a dark background.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/plan/plan.h"
+#include "common/status/status.h"
+
+namespace segue {
+
+constexpr int kSheetColumns = 6;
+constexpr int kSheetGap = 4;
+
+struct SheetRow {
+  int left = 0;                 // the join between segments left and left + 1
+  std::vector<int64_t> frames;  // kSheetColumns frame indices
+};
+
+struct SheetLayout {
+  std::vector<SheetRow> rows;
+  int cell_width = 0, cell_height = 0;
+  int width = 0, height = 0;  // the sheet's size in pixels
+};
+
+// The rows of a sheet for `segments` over `frames` frames. With more than `max_rows` joins, every
+// k-th join is shown (k as small as fits).
+std::vector<SheetRow> SheetRows(const std::vector<SegmentSpan>& segments, int64_t frames,
+                                int max_rows);
+
+// Decodes `video` (a file, or a png output's folder) and writes the sheet to `png_path`.
+Result<SheetLayout> WriteContactSheet(const std::string& video,
+                                      const std::vector<SegmentSpan>& segments,
+                                      const std::string& png_path, int thumb_width, int max_rows);
+
+}  // namespace segue
