@@ -39,5 +39,26 @@ TEST(Bench, FarmReportsDispatchAndEfficiency) {
   EXPECT_EQ(RunCommand("'" + BinDir() + "/segue-bench' farm --workers 0", &out, true), 2) << out;
 }
 
+TEST(Bench, EncodeReportsChunkedAgainstOneFfmpeg) {
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(RunCommand("'" + BinDir() +
+                           "/segue-bench' encode --width 64 --height 48 --frames 48 "
+                           "--chunk-frames 16 --preset veryfast --json '" +
+                           dir / "encode.json" + "'",
+                       &out, true),
+            0)
+      << out;
+  std::ifstream in(dir / "encode.json");
+  auto e = nlohmann::json::parse(in)[0];
+  EXPECT_EQ(e["bench"], "encode");
+  EXPECT_EQ(e["chunks"], 3);
+  EXPECT_GT(e["segue_seconds"].get<double>(), e["concat_seconds"].get<double>());
+  EXPECT_GT(e["ffmpeg_same_settings_seconds"].get<double>(), 0);
+  EXPECT_NEAR(e["ratio_same_settings"].get<double>(),
+              e["ffmpeg_same_settings_seconds"].get<double>() / e["segue_seconds"].get<double>(),
+              1e-9);
+}
+
 }  // namespace
 }  // namespace segue

@@ -2,6 +2,7 @@
 //   segue-bench model   the reference model's render speed (frames/s per core), 1 thread
 //   segue-bench plan    planning throughput for a 4-hour job
 //   segue-bench farm    dispatch rate and latency (null model), farm efficiency (fixed cost)
+//   segue-bench encode  chunked encoding on 2 workers + concatenation against one ffmpeg
 // Results print as text; --json FILE writes them as JSON too.
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
+#include "tools/bench_encode.h"
 #include "tools/bench_farm.h"
 
 using namespace segue;
@@ -107,6 +109,26 @@ int main(int argc, char** argv) {
   farm->add_option("--task-ms", farm_options.task_ms, "the fixed-cost model's time per segment")
       ->capture_default_str()
       ->check(CLI::Range(1, 60000));
+  EncodeBenchOptions encode_options;
+  auto* encode = app.add_subcommand("encode",
+                                    "chunks encoded by 2 workers and concatenated, against one "
+                                    "ffmpeg command on the same frames");
+  encode->add_option("--width", encode_options.width)
+      ->capture_default_str()
+      ->check(CLI::Range(16, 7680));
+  encode->add_option("--height", encode_options.height)
+      ->capture_default_str()
+      ->check(CLI::Range(16, 4320));
+  encode->add_option("--frames", encode_options.frames)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  encode->add_option("--chunk-frames", encode_options.chunk_frames)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  encode->add_option("--workers", encode_options.workers)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  encode->add_option("--preset", encode_options.preset, "x264 preset")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -118,6 +140,10 @@ int main(int argc, char** argv) {
     if (model->parsed())
       results.push_back(BenchModel(width, height, frames, quick ? 10 : steps, quick ? 1 : reps));
     if (plan->parsed()) results.push_back(BenchPlan());
+    if (encode->parsed()) {
+      if (quick) encode_options.frames = std::min(encode_options.frames, 192);
+      results.push_back(BenchEncode(encode_options));
+    }
     if (farm->parsed()) {
       if (quick) farm_options.dispatch_tasks = std::min(farm_options.dispatch_tasks, 2000);
       results.push_back(BenchFarm(farm_options));
