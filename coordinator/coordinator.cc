@@ -1,6 +1,7 @@
 #include "coordinator/coordinator.h"
 
 #include "coordinator/codenoise.h"
+#include "coordinator/pools.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "common/protocol/protocol.h"
 #include "common/store/records.capnp.h"
 #include "common/store/store.h"
+#include "common/util/process.h"
 
 namespace segue {
 namespace {
@@ -129,6 +131,7 @@ struct Worker {
   uint64_t last_seen_ms = 0;
   uint32_t tasks_done = 0, failures = 0;
   bool draining = false;  // finishes its task, gets no more
+  std::string pool;       // the pool that launched it, if any
 };
 
 // A co-denoising gang's checkpoint of one segment: keyed by step as well, since a gang's
@@ -174,7 +177,8 @@ struct Coordinator::Impl {
   std::map<std::string, Worker> workers;  // by name
   std::map<std::string, std::string> name_of_identity;
   CoordinatorCounters counters;
-  fs::path output_root;                  // canonical
+  fs::path output_root;  // canonical
+  std::unique_ptr<PoolManager> pools;
   std::vector<int64_t> exchange_shape_;  // [C, h, w] of the exchange being merged
 
   // ---- persistence -------------------------------------------------------------------------
@@ -432,6 +436,8 @@ struct Coordinator::Impl {
           return OnCodenoiseExchange(identity, env.getCodenoiseExchange());
         case wire::Envelope::HEARTBEAT:
           return OnHeartbeat(identity);
+        case wire::Envelope::GOODBYE:
+          return OnGoodbye(identity, env.getGoodbye().getReason().cStr());
         case wire::Envelope::SUBMIT:
           return Send(identity, OnSubmit(env.getSubmit()), req);
         case wire::Envelope::STATUS_REQUEST:
@@ -446,6 +452,8 @@ struct Coordinator::Impl {
           return Send(identity, OnDrainWorker(env.getDrainWorker().getName().cStr()), req);
         case wire::Envelope::GET_LOGS:
           return Send(identity, OnGetLogs(env.getGetLogs()), req);
+        case wire::Envelope::POOL_REQUEST:
+          return Send(identity, OnPoolRequest(env.getPoolRequest()), req);
         default:
           ++counters.bad_messages;
           spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",
@@ -499,6 +507,7 @@ struct Coordinator::Impl {
     w.tags.clear();
     for (auto t : h.getTags()) w.tags.insert(t.cStr());
     w.memory = h.getMemoryBytes();
+    w.pool = h.getPool().cStr();
     w.credits = 0;
     w.task.reset();
     w.last_seen_ms = NowMs();
@@ -520,6 +529,17 @@ struct Coordinator::Impl {
       return;
     }
     w->credits = std::min<uint32_t>(r.getCredits(), 4);
+    Schedule();
+  }
+
+  void OnGoodbye(const std::string& identity, const std::string& reason) {
+    Worker* w = WorkerOf(identity);
+    if (!w) return;
+    spdlog::info("worker {} left: {}", w->name, reason);
+    ReleaseTask(*w, "worker left (" + reason + ")");
+    const std::string name = w->name;
+    name_of_identity.erase(identity);
+    workers.erase(name);
     Schedule();
   }
 
@@ -1088,13 +1108,80 @@ struct Coordinator::Impl {
     auto it = workers.find(name);
     if (it == workers.end())
       return ErrorMessage(3, "no worker named '" + name + "' (see segue workers)");
-    Worker& w = it->second;
+    DrainWorker(it->second);
+    return OnListWorkers(name);
+  }
+
+  void DrainWorker(Worker& w) {
     w.draining = true;
     capnp::MallocMessageBuilder b;
     b.initRoot<wire::Envelope>().initDrain();
     Send(w.identity, Serialize(b));
-    spdlog::info("draining worker {}", name);
-    return OnListWorkers(name);
+    spdlog::info("draining worker {}", w.name);
+  }
+
+  // ---- pools ---------------------------------------------------------------------------------
+
+  PoolView ViewOfPools() {
+    PoolView v;
+    for (const auto& [name, w] : workers) {
+      if (!w.pool.empty()) v.connected[w.pool].push_back({name, !w.task.has_value(), w.draining});
+    }
+    // Demand: what could run now or runs. A chained job runs one segment at a time.
+    for (Job* j : RunnableJobs()) {
+      const int64_t left = static_cast<int64_t>(j->segments.size() - j->segments_done);
+      v.demand += j->manifest.strategy == "chained" ? std::min<int64_t>(left, 1) : left;
+      if (left == 0) v.demand += static_cast<int64_t>(j->chunks.size() - j->chunks_done);
+    }
+    return v;
+  }
+
+  void TickPools() {
+    if (!pools) return;
+    for (const std::string& name : pools->Tick(ViewOfPools(), NowMs())) {
+      auto it = workers.find(name);
+      if (it != workers.end()) DrainWorker(it->second);
+    }
+  }
+
+  std::string OnPoolRequest(wire::PoolRequest::Reader r) {
+    if (!pools) return ErrorMessage(3, "this coordinator has no pools");
+    Status s = Status::Ok();
+    switch (r.which()) {
+      case wire::PoolRequest::LIST:
+        break;
+      case wire::PoolRequest::SCALE:
+        s = pools->Scale(r.getScale().getName().cStr(), static_cast<int>(r.getScale().getSize()));
+        break;
+      case wire::PoolRequest::AUTOSCALE: {
+        auto a = r.getAutoscale();
+        s = pools->Autoscale(a.getName().cStr(), a.getEnabled(), static_cast<int>(a.getMin()),
+                             static_cast<int>(a.getMax()));
+        break;
+      }
+    }
+    if (!s.ok()) return ErrorMessage(2, s.message());
+    if (r.which() != wire::PoolRequest::LIST) TickPools();  // act now, not in a second
+    const auto list = pools->List(ViewOfPools());
+    capnp::MallocMessageBuilder b;
+    auto out =
+        b.initRoot<wire::Envelope>().initPoolList().initPools(static_cast<unsigned>(list.size()));
+    for (size_t i = 0; i < list.size(); ++i) {
+      const PoolStatus& p = list[i];
+      auto o = out[static_cast<unsigned>(i)];
+      o.setName(p.config.name);
+      o.setProvider(p.config.provider);
+      o.setSize(static_cast<uint32_t>(p.config.size));
+      o.setMembers(static_cast<uint32_t>(p.members));
+      o.setIdle(static_cast<uint32_t>(p.idle));
+      o.setBusy(static_cast<uint32_t>(p.busy));
+      o.setMin(static_cast<uint32_t>(p.config.min));
+      o.setMax(static_cast<uint32_t>(p.config.max));
+      o.setAutoscale(p.config.autoscale);
+      o.setCooldownS(static_cast<uint32_t>(p.config.cooldown_s));
+      o.setLastChange(p.last_change);
+    }
+    return Serialize(b);
   }
 
   std::string OnGetLogs(wire::GetLogs::Reader r) {
@@ -1703,6 +1790,42 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   } catch (const zmq::error_t& e) {
     return R::Error("cannot listen on '" + options.listen + "': " + e.what());
   }
+  // Pools, once the endpoint their workers join is known.
+  {
+    std::vector<PoolConfig> pool_configs = DefaultPools();
+    if (!options.config_file.empty()) {
+      auto loaded = LoadPoolsConfig(options.config_file);
+      if (!loaded.ok()) return R::Error(loaded.message());
+      pool_configs = std::move(*loaded);
+    }
+    PoolEnvironment env;
+    env.endpoint = options.advertise;
+    if (env.endpoint.empty()) {
+      env.endpoint = impl->endpoint;
+      const size_t any = env.endpoint.find("0.0.0.0");
+      if (any != std::string::npos) env.endpoint.replace(any, 7, "127.0.0.1");
+    }
+    env.worker_binary =
+        options.worker_binary.empty() ? ExecutableDir() + "/segue-worker" : options.worker_binary;
+    env.log_dir = (fs::path(options.state_dir) / "logs").string();
+    fs::create_directories(env.log_dir, ec);
+    // Provider commands run on the event loop: sbatch and kubectl answer in well under a second;
+    // one that hangs is cut off after 10 s (and the pool rests before trying again).
+    env.run = [](const std::vector<std::string>& argv) { return RunAndCapture(argv, 10000); };
+    impl->pools = std::make_unique<PoolManager>(std::move(pool_configs), std::move(env));
+    Impl* m = impl.get();
+    Status ps = impl->Scan(Family::kMeta, "pool/", "pool0",
+                           [&](const std::string& k, const std::string& v) {
+                             m->pools->Restore(k.substr(5), v);
+                             return true;
+                           });
+    if (!ps.ok()) return R::Error(ps.message());
+    impl->pools->OnChange([m](const std::string& pool, const std::string& settings) {
+      Store::Batch b;
+      b.Put(Family::kMeta, "pool/" + pool, settings);
+      m->Commit(b);
+    });
+  }
   std::string endpoint_file = options.endpoint_file.empty()
                                   ? (fs::path(options.state_dir) / "coordinator.endpoint").string()
                                   : options.endpoint_file;
@@ -1751,6 +1874,7 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
     if (now - last_check >= 500) {
       last_check = now;
       m.CheckLiveness();
+      m.TickPools();
       m.schedule_due = true;
     }
     if (m.schedule_due) m.ScheduleNow();

@@ -26,6 +26,9 @@ struct CoordinatorOptions {
   int checkpoint_steps = 10;    // workers send a segment's latents every K steps ...
   int checkpoint_seconds = 60;  // ... or T seconds, whichever comes first (0: off)
   int gang_wait_ms = 2000;      // codenoise: wait this long for busy workers before a smaller gang
+  std::string config_file;      // pools (configs/coordinator.yaml); empty: the built-in local pool
+  std::string advertise;        // endpoint pool workers connect to (default: the bound one)
+  std::string worker_binary;    // for local pools (default: segue-worker beside this binary)
 };
 
 struct CoordinatorCounters {

@@ -6,6 +6,7 @@
 
 #include "common/util/log.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/pools.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -59,6 +60,13 @@ int main(int argc, char** argv) {
                  "codenoise: how long to wait for busy workers before starting a smaller gang")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
+  app.add_option("--config", o.config_file,
+                 "the coordinator's config file: worker pools (configs/coordinator.yaml); "
+                 "without one there is a `local` pool of size 0");
+  app.add_option("--advertise", o.advertise,
+                 "endpoint that pool workers connect to (default: the bound --listen endpoint)");
+  app.add_option("--worker-binary", o.worker_binary,
+                 "segue-worker for local pools (default: the one beside this binary)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {
@@ -70,6 +78,13 @@ int main(int argc, char** argv) {
   if (!segue::SetUpLogging("coordinator", log_level)) {
     std::cerr << "segue-coordinator: --log-level: unknown level '" << log_level << "'\n";
     return 2;
+  }
+  if (!o.config_file.empty()) {  // a bad config is bad input: say where, exit 2
+    auto pools = segue::LoadPoolsConfig(o.config_file);
+    if (!pools.ok()) {
+      std::cerr << "segue-coordinator: " << pools.message() << "\n";
+      return 2;
+    }
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -275,6 +275,35 @@ int CmdWorkers(const std::string& coordinator, bool json) {
   return 0;
 }
 
+// ---- pools ---------------------------------------------------------------------------------
+
+// `action`: ls | scale | autoscale.
+int CmdPool(const std::string& action, const std::string& pool, int size, int min, int max,
+            bool off, const std::string& coordinator, bool json) {
+  Client client(CoordinatorAddress(coordinator));
+  Result<std::vector<PoolInfo>> r =
+      action == "scale" ? client.ScalePool(pool, static_cast<uint32_t>(size))
+      : action == "autoscale"
+          ? client.AutoscalePool(pool, !off, static_cast<uint32_t>(min), static_cast<uint32_t>(max))
+          : client.Pools();
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  if (json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& p : *r) j.push_back(p.ToJson());
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  printf("%-16s %-10s %5s %7s %5s %5s %5s %5s %-9s %s\n", "POOL", "PROVIDER", "SIZE", "MEMBERS",
+         "IDLE", "BUSY", "MIN", "MAX", "AUTOSCALE", "LAST CHANGE");
+  for (const auto& p : *r) {
+    printf("%-16.16s %-10s %5u %7u %5u %5u %5u %5u %-9s %s\n", p.name.c_str(), p.provider.c_str(),
+           p.size, p.members, p.idle, p.busy, p.min, p.max, p.autoscale ? "on" : "off",
+           p.last_change.c_str());
+  }
+  return 0;
+}
+
 // ---- seams ---------------------------------------------------------------------------------
 
 Result<std::vector<SegmentSpan>> LoadPlan(const std::string& plan_path,
@@ -566,6 +595,34 @@ int main(int argc, char** argv) {
   workers_cmd->add_flag("--json", json, "print JSON");
   add_coord(workers_cmd);
 
+  auto* pool_cmd = app.add_subcommand("pool", "the coordinator's worker pools");
+  pool_cmd->require_subcommand(1);
+  std::string pool_name;
+  int pool_size = 0, pool_min = 0, pool_max = 0;
+  bool pool_off = false;
+  auto* pool_ls = pool_cmd->add_subcommand("ls", "list pools: provider, size, members, autoscale");
+  pool_ls->add_flag("--json", json, "print JSON");
+  add_coord(pool_ls);
+  auto* pool_scale =
+      pool_cmd->add_subcommand("scale",
+                               "set a pool's size (turns its autoscale off); shrinking "
+                               "drains idle workers");
+  pool_scale->add_option("pool", pool_name, "pool name (see segue pool ls)")->required();
+  pool_scale->add_option("size", pool_size, "workers wanted")
+      ->required()
+      ->check(CLI::Range(0, 10000));
+  add_coord(pool_scale);
+  auto* pool_auto = pool_cmd->add_subcommand(
+      "autoscale", "size a pool from the runnable work, between --min and --max");
+  pool_auto->add_option("pool", pool_name, "pool name (see segue pool ls)")->required();
+  auto* min_opt =
+      pool_auto->add_option("--min", pool_min, "fewest workers")->check(CLI::Range(0, 10000));
+  auto* max_opt =
+      pool_auto->add_option("--max", pool_max, "most workers")->check(CLI::Range(0, 10000));
+  auto* off_opt = pool_auto->add_flag("--off", pool_off, "turn autoscaling off (the size stays)");
+  off_opt->excludes(min_opt)->excludes(max_opt);
+  add_coord(pool_auto);
+
   auto* jobs = app.add_subcommand("jobs", "list the coordinator's jobs");
   jobs->add_flag("--json", json, "print JSON");
   add_coord(jobs);
@@ -593,6 +650,16 @@ int main(int argc, char** argv) {
   if (drain->parsed()) return CmdDrain(worker_name, coordinator);
   if (logs->parsed()) return CmdLogs(job, segment, coordinator);
   if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
+  if (pool_ls->parsed()) return CmdPool("ls", "", 0, 0, 0, false, coordinator, json);
+  if (pool_scale->parsed())
+    return CmdPool("scale", pool_name, pool_size, 0, 0, false, coordinator, json);
+  if (pool_auto->parsed()) {
+    if (!pool_off && (min_opt->count() == 0 || max_opt->count() == 0))
+      return Fail("pool autoscale: give --min and --max (or --off)", kBadInput);
+    if (!pool_off && pool_min > pool_max)
+      return Fail("pool autoscale: --min must not exceed --max", kBadInput);
+    return CmdPool("autoscale", pool_name, 0, pool_min, pool_max, pool_off, coordinator, json);
+  }
   if (sheet->parsed())
     return CmdContactSheet(manifest, plan_file, manifest_file, sheet_out, thumb_width, max_rows);
   return kBadInput;

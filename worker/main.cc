@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   app.add_option("--models", o.models_dir,
                  "folder of TorchScript models: a manifest's model NAME loads NAME.pt")
       ->check(CLI::ExistingDirectory);
+  app.add_option("--pool", o.pool,
+                 "the pool this worker belongs to (set when a coordinator's pool launches it)");
   app.add_option("--tags", o.tags,
                  "tags jobs can require (requirements.tags), e.g. --tags gpu-a100,studio-b")
       ->delimiter(',');

@@ -452,15 +452,12 @@ class WorkerLoop {
         }
         ++tasks;
         if (o_.max_tasks > 0 && tasks >= o_.max_tasks) {
-          spdlog::info("finished {} tasks; leaving", tasks);
-          return 0;
+          return Leave("finished " + std::to_string(tasks) + " tasks");
         }
-        if (draining_) {
-          spdlog::info("drained; leaving");
-          return 0;
-        }
+        if (draining_) return Leave("drained");
         RequestWork();
       }
+      if (draining_ && !task_) return Leave("drained");
       const auto now = Clock::now();
       if (now - last_sent_hb_ > std::chrono::milliseconds(heartbeat_ms_)) {
         capnp::MallocMessageBuilder b;
@@ -475,6 +472,15 @@ class WorkerLoop {
         Connect();
       }
     }
+    return Leave("stopped");
+  }
+
+  // Says goodbye (so the coordinator forgets this worker at once) and returns the exit code.
+  int Leave(const std::string& why) {
+    spdlog::info("{}; leaving", why);
+    capnp::MallocMessageBuilder b;
+    b.initRoot<wire::Envelope>().initGoodbye().setReason(why);
+    Send(Serialize(b));
     return 0;
   }
 
@@ -511,6 +517,7 @@ class WorkerLoop {
     h.setMemoryBytes(o_.memory_bytes > 0 ? o_.memory_bytes
                                          : static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
                                                static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
+    h.setPool(o_.pool);
     auto tags = h.initTags(static_cast<unsigned>(o_.tags.size()));
     for (size_t i = 0; i < o_.tags.size(); ++i) tags.set(static_cast<unsigned>(i), o_.tags[i]);
     auto models = runtime_->Models();

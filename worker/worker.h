@@ -18,6 +18,7 @@ struct WorkerOptions {
   int threads = 1;
   std::string models_dir;         // TorchScript models (NAME.pt)
   std::vector<std::string> tags;  // matched against jobs' requirements.tags
+  std::string pool;               // the pool that launched this worker (set by the coordinator)
   uint64_t memory_bytes = 0;      // advertised memory (0: the machine's physical memory)
   std::string work_dir;           // scratch for chunk files (default: system temp)
   int reconnect_max_ms = 5000;

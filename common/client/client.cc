@@ -203,6 +203,68 @@ Result<WorkerInfo> Client::Drain(const std::string& worker) {
       });
 }
 
+nlohmann::json PoolInfo::ToJson() const {
+  return {{"name", name},
+          {"provider", provider},
+          {"size", size},
+          {"members", members},
+          {"idle", idle},
+          {"busy", busy},
+          {"min", min},
+          {"max", max},
+          {"autoscale", autoscale},
+          {"cooldown_s", cooldown_s},
+          {"last_change", last_change}};
+}
+
+namespace {
+
+Result<std::vector<PoolInfo>> PoolCall(Client& c, capnp::MallocMessageBuilder& b) {
+  using V = std::vector<PoolInfo>;
+  return Call<V>(c, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isPoolList()) return Result<V>::Error("unexpected reply to a pool request");
+    V out;
+    for (auto p : env.getPoolList().getPools()) {
+      PoolInfo i;
+      i.name = p.getName().cStr();
+      i.provider = p.getProvider().cStr();
+      i.last_change = p.getLastChange().cStr();
+      i.size = p.getSize(), i.members = p.getMembers(), i.idle = p.getIdle();
+      i.busy = p.getBusy(), i.min = p.getMin(), i.max = p.getMax();
+      i.autoscale = p.getAutoscale(), i.cooldown_s = p.getCooldownS();
+      out.push_back(std::move(i));
+    }
+    return out;
+  });
+}
+
+}  // namespace
+
+Result<std::vector<PoolInfo>> Client::Pools() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initPoolRequest().setList();
+  return PoolCall(*this, b);
+}
+
+Result<std::vector<PoolInfo>> Client::ScalePool(const std::string& pool, uint32_t size) {
+  capnp::MallocMessageBuilder b;
+  auto s = b.initRoot<wire::Envelope>().initPoolRequest().initScale();
+  s.setName(pool);
+  s.setSize(size);
+  return PoolCall(*this, b);
+}
+
+Result<std::vector<PoolInfo>> Client::AutoscalePool(const std::string& pool, bool enabled,
+                                                    uint32_t min, uint32_t max) {
+  capnp::MallocMessageBuilder b;
+  auto a = b.initRoot<wire::Envelope>().initPoolRequest().initAutoscale();
+  a.setName(pool);
+  a.setEnabled(enabled);
+  a.setMin(min);
+  a.setMax(max);
+  return PoolCall(*this, b);
+}
+
 Result<std::vector<std::string>> Client::Logs(uint64_t job, int segment) {
   capnp::MallocMessageBuilder b;
   auto g = b.initRoot<wire::Envelope>().initGetLogs();

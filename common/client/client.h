@@ -39,6 +39,13 @@ struct WorkerInfo {
   nlohmann::json ToJson() const;
 };
 
+struct PoolInfo {
+  std::string name, provider, last_change;
+  uint32_t size = 0, members = 0, idle = 0, busy = 0, min = 0, max = 0, cooldown_s = 0;
+  bool autoscale = false;
+  nlohmann::json ToJson() const;
+};
+
 struct SubmitRequest {
   std::string manifest_text;
   std::string manifest_name;
@@ -68,6 +75,11 @@ class Client {
   Result<JobInfo> Retry(uint64_t job_id);
   Result<JobInfo> SetPriority(uint64_t job_id, int priority);
   Result<WorkerInfo> Drain(const std::string& worker);
+  // Worker pools: the list, a wanted size (autoscale off), autoscale between min and max (or off).
+  Result<std::vector<PoolInfo>> Pools();
+  Result<std::vector<PoolInfo>> ScalePool(const std::string& pool, uint32_t size);
+  Result<std::vector<PoolInfo>> AutoscalePool(const std::string& pool, bool enabled, uint32_t min,
+                                              uint32_t max);
   // The job's event log (segment >= 0: only lines about that segment).
   Result<std::vector<std::string>> Logs(uint64_t job_id, int segment = -1);
 

@@ -34,6 +34,7 @@ struct Hello {
   tags @6 :List(Text);
   pid @7 :UInt32;
   threads @8 :UInt32;
+  pool @9 :Text;          # the pool that launched it (segue-worker --pool), empty: none
 }
 
 struct Welcome {
@@ -297,6 +298,51 @@ struct Error {
   message @1 :Text;
 }
 
+# A worker leaving on purpose (drained, stopped): the coordinator forgets it at once instead of
+# waiting out the liveness window.
+struct Goodbye {
+  reason @0 :Text;
+}
+
+# Worker pools (segue pool ...). Every request is answered with the pools as they are after it.
+struct PoolRequest {
+  union {
+    list @0 :Void;
+    scale @1 :PoolScale;
+    autoscale @2 :PoolAutoscale;
+  }
+}
+
+struct PoolScale {
+  name @0 :Text;
+  size @1 :UInt32;
+}
+
+struct PoolAutoscale {
+  name @0 :Text;
+  enabled @1 :Bool;
+  min @2 :UInt32;
+  max @3 :UInt32;
+}
+
+struct PoolInfo {
+  name @0 :Text;
+  provider @1 :Text;     # local | slurm | kubernetes
+  size @2 :UInt32;       # wanted
+  members @3 :UInt32;    # launched and not gone (joined or on their way)
+  idle @4 :UInt32;       # joined and without a task
+  busy @5 :UInt32;
+  min @6 :UInt32;
+  max @7 :UInt32;
+  autoscale @8 :Bool;
+  cooldownS @9 :UInt32;
+  lastChange @10 :Text;  # what the pool did last, for people
+}
+
+struct PoolList {
+  pools @0 :List(PoolInfo);
+}
+
 struct Envelope {
   union {
     hello @0 :Hello;
@@ -326,5 +372,8 @@ struct Envelope {
     logs @24 :Logs;
     checkpoint @25 :Checkpoint;
     checkpointAck @26 :CheckpointAck;
+    poolRequest @27 :PoolRequest;
+    poolList @28 :PoolList;
+    goodbye @29 :Goodbye;
   }
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <utility>
 
 namespace segue {
 
@@ -16,6 +17,70 @@ std::string ExecutableDir() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? "." : p.parent_path().string();
+}
+
+Result<std::string> RunAndCapture(const std::vector<std::string>& argv, int timeout_ms) {
+  using R = Result<std::string>;
+  if (argv.empty()) return R::Error("run: empty command");
+  std::string shown;
+  for (const auto& a : argv) shown += (shown.empty() ? "" : " ") + a;
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return R::Error("run: pipe failed");
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(out_pipe[0]), close(out_pipe[1]);
+    return R::Error("run: pipe failed");
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) return R::Error(std::string("run: fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    execvp(args[0], args.data());
+    dprintf(2, "cannot start: %s", std::strerror(errno));
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+  fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
+  std::string out, err;
+  char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  int status = 0;
+  bool done = false, timed_out = false;
+  while (!done) {
+    for (auto [fd, dst] : {std::pair{out_pipe[0], &out}, std::pair{err_pipe[0], &err}}) {
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof buf)) > 0) dst->append(buf, static_cast<size_t>(n));
+    }
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      done = true;
+    } else if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      done = timed_out = true;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  for (auto [fd, dst] : {std::pair{out_pipe[0], &out}, std::pair{err_pipe[0], &err}}) {
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) dst->append(buf, static_cast<size_t>(n));
+    close(fd);
+  }
+  while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+  if (timed_out)
+    return R::Error("'" + shown + "' did not finish within " + std::to_string(timeout_ms / 1000) +
+                    " s");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return R::Error("'" + shown + "' failed (exit " + std::to_string(code) + ")" +
+                    (err.empty() ? "" : ": " + err));
+  }
+  return out;
 }
 
 ChildProcess::ChildProcess(ChildProcess&& o) noexcept { *this = std::move(o); }

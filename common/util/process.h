@@ -14,6 +14,10 @@ namespace segue {
 // The folder holding the running executable (/proc/self/exe): sibling binaries live there.
 std::string ExecutableDir();
 
+// Runs `argv` (argv[0] looked up in PATH) to the end, for at most `timeout_ms`, and returns what
+// it printed on stdout; an error names the command, its exit status and its stderr.
+Result<std::string> RunAndCapture(const std::vector<std::string>& argv, int timeout_ms = 30000);
+
 class ChildProcess {
  public:
   ChildProcess() = default;
