@@ -1,6 +1,8 @@
 #include "coordinator/coordinator.h"
 
 #include "coordinator/codenoise.h"
+#include "coordinator/dashboard.h"
+#include "coordinator/http.h"
 #include "coordinator/pools.h"
 
 #include <spdlog/spdlog.h>
@@ -18,6 +20,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/blend/blend.h"
+#include "common/client/client.h"
 #include "common/manifest/manifest.h"
 #include "common/media/audio.h"
 #include "common/media/video.h"
@@ -130,8 +133,9 @@ struct Worker {
   std::optional<TaskRef> task;
   uint64_t last_seen_ms = 0;
   uint32_t tasks_done = 0, failures = 0;
-  bool draining = false;  // finishes its task, gets no more
-  std::string pool;       // the pool that launched it, if any
+  bool draining = false;          // finishes its task, gets no more
+  std::string pool;               // the pool that launched it, if any
+  uint64_t waiting_since_us = 0;  // when it last became idle with credit (dispatch latency)
 };
 
 // A co-denoising gang's checkpoint of one segment: keyed by step as well, since a gang's
@@ -154,6 +158,40 @@ uint32_t DecodeStep(const std::string& v) {
   uint32_t step = 0;
   if (v.size() >= 4) std::memcpy(&step, v.data(), 4);
   return step;
+}
+
+// A Prometheus histogram with fixed bucket bounds (seconds).
+struct Histogram {
+  std::vector<double> bounds;
+  std::vector<uint64_t> counts;  // per bucket, not cumulative
+  double sum = 0;
+  uint64_t count = 0;
+  explicit Histogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size() + 1) {}
+  void Observe(double v) {
+    size_t i =
+        static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
+    ++counts[i];
+    sum += v;
+    ++count;
+  }
+  void Write(std::string& out, const std::string& name, const std::string& help) const {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < bounds.size(); ++i) {
+      cumulative += counts[i];
+      out += name + "_bucket{le=\"" + fmt::format("{}", bounds[i]) + "\"} " +
+             std::to_string(cumulative) + "\n";
+    }
+    out += name + "_bucket{le=\"+Inf\"} " + std::to_string(count) + "\n";
+    out += name + "_sum " + fmt::format("{}", sum) + "\n" + name + "_count " +
+           std::to_string(count) + "\n";
+  }
+};
+
+uint64_t NowUs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
 }
 
 std::string FileExtension(const std::string& name) {
@@ -179,6 +217,9 @@ struct Coordinator::Impl {
   CoordinatorCounters counters;
   fs::path output_root;  // canonical
   std::unique_ptr<PoolManager> pools;
+  std::unique_ptr<HttpEndpoint> http;
+  Histogram dispatch_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
+  Histogram step_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
   std::vector<int64_t> exchange_shape_;  // [C, h, w] of the exchange being merged
 
   // ---- persistence -------------------------------------------------------------------------
@@ -529,6 +570,7 @@ struct Coordinator::Impl {
       return;
     }
     w->credits = std::min<uint32_t>(r.getCredits(), 4);
+    if (w->credits > 0 && !w->task && w->waiting_since_us == 0) w->waiting_since_us = NowUs();
     Schedule();
   }
 
@@ -610,6 +652,9 @@ struct Coordinator::Impl {
     Commit(batch);
     ++job->segments_done;
     ++w->tasks_done;
+    if (!in_gang && r.getElapsedMs() > 0)
+      step_seconds.Observe(static_cast<double>(r.getElapsedMs()) / 1000.0 /
+                           std::max(1, job->manifest.steps));
     if (in_gang) {
       int g = job->gang ? job->gang->GroupOf(w->name) : -1;
       const auto* group = g >= 0 ? &job->gang->groups[static_cast<size_t>(g)] : nullptr;
@@ -641,6 +686,7 @@ struct Coordinator::Impl {
       return;
     }
     const uint32_t step = c.getStep();
+    counters.checkpoint_bytes += x->data.size() * sizeof(float);
     Store::Batch batch;
     if (job->gang) {
       AddGangCheckpoint(*job, c.getSegment(), step, *x, batch);
@@ -1162,7 +1208,11 @@ struct Coordinator::Impl {
     }
     if (!s.ok()) return ErrorMessage(2, s.message());
     if (r.which() != wire::PoolRequest::LIST) TickPools();  // act now, not in a second
-    const auto list = pools->List(ViewOfPools());
+    return PoolListMessage();
+  }
+
+  std::string PoolListMessage() {
+    const auto list = pools ? pools->List(ViewOfPools()) : std::vector<PoolStatus>{};
     capnp::MallocMessageBuilder b;
     auto out =
         b.initRoot<wire::Envelope>().initPoolList().initPools(static_cast<unsigned>(list.size()));
@@ -1223,8 +1273,111 @@ struct Coordinator::Impl {
       o.setTasksDone(w.tasks_done);
       o.setFailures(w.failures);
       o.setLastSeenMs(w.last_seen_ms);
+      o.setPool(w.pool);
     }
     return Serialize(b);
+  }
+
+  // ---- HTTP: metrics, status, dashboard ------------------------------------------------------
+
+  HttpResponse OnHttp(const std::string& path) {
+    if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", Metrics()};
+    if (path == "/api/v1/status") return {200, "application/json", StatusJson().dump(2) + "\n"};
+    if (path == "/" || path == "/index.html")
+      return {200, "text/html; charset=utf-8", DashboardHtml()};
+    return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
+  }
+
+  // Jobs, workers and pools as `segue status --json`, `segue workers --json` and
+  // `segue pool ls --json` show them.
+  nlohmann::json StatusJson() {
+    nlohmann::json out = {{"jobs", nlohmann::json::array()},
+                          {"workers", nlohmann::json::array()},
+                          {"pools", nlohmann::json::array()}};
+    for (const auto& [id, j] : jobs) {
+      capnp::MallocMessageBuilder b;
+      auto s = b.initRoot<wire::JobStatus>();
+      FillStatus(j, s, true);
+      out["jobs"].push_back(FromWire(s.asReader()).ToJson());
+    }
+    auto add = [&](const std::string& bytes, const char* key) {
+      auto in = Incoming::Parse(bytes.data(), bytes.size());
+      if (!in.ok()) return;
+      auto env = (*in)->envelope();
+      if (env.isWorkerList()) {
+        for (auto w : env.getWorkerList().getWorkers()) out[key].push_back(FromWire(w).ToJson());
+      } else if (env.isPoolList()) {
+        for (auto p : env.getPoolList().getPools()) out[key].push_back(FromWire(p).ToJson());
+      }
+    };
+    add(OnListWorkers(), "workers");
+    add(PoolListMessage(), "pools");
+    return out;
+  }
+
+  std::string Metrics() {
+    std::string out;
+    auto gauge = [&](const std::string& name, const std::string& help) {
+      out += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n";
+    };
+    auto counter = [&](const std::string& name, const std::string& help, uint64_t v) {
+      out += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
+             std::to_string(v) + "\n";
+    };
+    std::map<std::string, int> job_states = {{"QUEUED", 0}, {"RUNNING", 0}, {"STITCHING", 0},
+                                             {"DONE", 0},   {"FAILED", 0},  {"CANCELLED", 0}};
+    std::map<std::string, int64_t> seg_states = {
+        {"done", 0}, {"running", 0}, {"waiting", 0}, {"failed", 0}};
+    int64_t queue = 0;
+    for (const auto& [id, j] : jobs) {
+      ++job_states[JobStateName(j.state)];
+      if (Finished(j.state)) continue;  // segments of live jobs
+      for (const Slot& s : j.seg) {
+        const char* k = s.state == rec::TaskState::DONE      ? "done"
+                        : s.state == rec::TaskState::RUNNING ? "running"
+                        : s.state == rec::TaskState::FAILED  ? "failed"
+                                                             : "waiting";
+        ++seg_states[k];
+        if (s.state == rec::TaskState::PENDING) ++queue;
+      }
+      for (const Slot& c : j.chunk) queue += c.state == rec::TaskState::PENDING ? 1 : 0;
+    }
+    gauge("segue_jobs", "Jobs by state.");
+    for (const auto& [k, v] : job_states)
+      out += "segue_jobs{state=\"" + k + "\"} " + std::to_string(v) + "\n";
+    gauge("segue_segments", "Segments of unfinished jobs by state.");
+    for (const auto& [k, v] : seg_states)
+      out += "segue_segments{state=\"" + k + "\"} " + std::to_string(v) + "\n";
+    gauge("segue_queue_depth", "Tasks (segments and chunks) of unfinished jobs not yet started.");
+    out += "segue_queue_depth " + std::to_string(queue) + "\n";
+    std::map<std::string, int> worker_states = {{"idle", 0}, {"busy", 0}, {"draining", 0}};
+    for (const auto& [name, w] : workers)
+      ++worker_states[w.draining ? "draining" : w.task ? "busy" : "idle"];
+    gauge("segue_workers", "Connected workers by state.");
+    for (const auto& [k, v] : worker_states)
+      out += "segue_workers{state=\"" + k + "\"} " + std::to_string(v) + "\n";
+    if (pools) {
+      gauge("segue_pool_size", "Workers each pool wants.");
+      const auto list = pools->List(ViewOfPools());
+      for (const auto& p : list)
+        out += "segue_pool_size{pool=\"" + p.config.name + "\"} " + std::to_string(p.config.size) +
+               "\n";
+      gauge("segue_pool_members", "Workers each pool has launched or counts as its own.");
+      for (const auto& p : list)
+        out += "segue_pool_members{pool=\"" + p.config.name + "\"} " + std::to_string(p.members) +
+               "\n";
+    }
+    dispatch_latency.Write(out, "segue_dispatch_latency_seconds",
+                           "From a worker asking for work to its task being sent.");
+    step_seconds.Write(out, "segue_step_seconds",
+                       "Sampler step time of finished segments (segment time / steps).");
+    counter("segue_checkpoint_bytes_total", "Bytes of step checkpoints received.",
+            counters.checkpoint_bytes);
+    counter("segue_fenced_results_total", "Results from stale attempts, dropped.",
+            counters.fenced_results);
+    counter("segue_bad_messages_total", "Malformed or unexpected messages, dropped.",
+            counters.bad_messages);
+    return out;
   }
 
   // ---- scheduling --------------------------------------------------------------------------
@@ -1389,6 +1542,7 @@ struct Coordinator::Impl {
       }
       w.task = TaskRef{j.id, wire::TaskKind::CODENOISE, groups[g].first};
       --w.credits;
+      ObserveDispatch(w);
       Send(w.identity, Serialize(b));
     }
     spdlog::info("job {}: co-denoising {} segments on {} worker(s), attempt {}", j.id,
@@ -1500,6 +1654,13 @@ struct Coordinator::Impl {
     if (j.state == rec::JobState::QUEUED) SetJobState(j, rec::JobState::RUNNING, "", batch);
     w.task = TaskRef{j.id, kind, index};
     --w.credits;
+    ObserveDispatch(w);
+  }
+
+  void ObserveDispatch(Worker& w) {
+    if (w.waiting_since_us == 0) return;
+    dispatch_latency.Observe(static_cast<double>(NowUs() - w.waiting_since_us) / 1e6);
+    w.waiting_since_us = 0;
   }
 
   // Checkpoint triggers: the manifest's when it sets them, else the coordinator's.
@@ -1826,6 +1987,17 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
       m->Commit(b);
     });
   }
+  if (!options.http.empty()) {
+    Impl* m = impl.get();
+    impl->http = std::make_unique<HttpEndpoint>(
+        impl->ctx, [m](const std::string& path) { return m->OnHttp(path); });
+    auto bound = impl->http->Bind(options.http);
+    if (!bound.ok()) return R::Error(bound.message());
+    const fs::path file = fs::path(options.state_dir) / "coordinator.http";
+    std::ofstream(file.string() + ".tmp") << *bound << "\n";
+    fs::rename(file.string() + ".tmp", file, ec);
+    spdlog::info("HTTP on http://{} (/metrics, /api/v1/status, / dashboard)", *bound);
+  }
   std::string endpoint_file = options.endpoint_file.empty()
                                   ? (fs::path(options.state_dir) / "coordinator.endpoint").string()
                                   : options.endpoint_file;
@@ -1845,13 +2017,16 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
   m.ScheduleNow();
   m.Flush();
   while (!stop.load()) {
-    zmq::pollitem_t item{m.sock.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::pollitem_t items[2] = {{m.sock.handle(), 0, ZMQ_POLLIN, 0},
+                                {m.http ? m.http->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      zmq::poll(items, m.http ? 2 : 1, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
     }
+    if (m.http && (items[1].revents & ZMQ_POLLIN)) m.http->OnReadable();
+    zmq::pollitem_t& item = items[0];
     if (item.revents & ZMQ_POLLIN) {
       // Drain what is waiting, but come back to the clock now and then.
       for (int n = 0; n < 256; ++n) {

@@ -29,11 +29,13 @@ struct CoordinatorOptions {
   std::string config_file;      // pools (configs/coordinator.yaml); empty: the built-in local pool
   std::string advertise;        // endpoint pool workers connect to (default: the bound one)
   std::string worker_binary;    // for local pools (default: segue-worker beside this binary)
+  std::string http;             // HOST:PORT for /metrics, /api/v1/status and /; empty: none
 };
 
 struct CoordinatorCounters {
   uint64_t bad_messages = 0;
   uint64_t fenced_results = 0;
+  uint64_t checkpoint_bytes = 0;
 };
 
 class Coordinator {

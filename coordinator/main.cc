@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
                  "endpoint that pool workers connect to (default: the bound --listen endpoint)");
   app.add_option("--worker-binary", o.worker_binary,
                  "segue-worker for local pools (default: the one beside this binary)");
+  app.add_option("--http", o.http,
+                 "serve /metrics (Prometheus), /api/v1/status (JSON) and / (a live dashboard) on "
+                 "HOST:PORT, e.g. 0.0.0.0:8080 (port 0: any free port, written to "
+                 "STATE-DIR/coordinator.http)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {

@@ -5,7 +5,10 @@
 #include "common/media/video.h"
 #include "common/store/store.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -194,6 +197,43 @@ std::vector<int64_t> ReadStamps(const std::string& path, int bars) {
   });
   if (!s.ok()) ADD_FAILURE() << s.message();
   return out;
+}
+
+std::string HttpExchange(const std::string& host_port, const std::string& request, int* status) {
+  *status = 0;
+  const size_t colon = host_port.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1))));
+  inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &addr.sin_addr);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return "";
+  }
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string reply;
+  char buf[8192];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) reply.append(buf, static_cast<size_t>(n));
+  close(fd);
+  if (reply.rfind("HTTP/1.1 ", 0) == 0) *status = std::stoi(reply.substr(9, 3));
+  return reply;
+}
+
+std::string HttpGet(const std::string& host_port, const std::string& path, int* status) {
+  std::string reply = HttpExchange(
+      host_port, "GET " + path + " HTTP/1.1\r\nHost: " + host_port + "\r\n\r\n", status);
+  const size_t body = reply.find("\r\n\r\n");
+  return body == std::string::npos ? "" : reply.substr(body + 4);
 }
 
 double MaxVolumeDb(const std::string& path, double from, double to) {

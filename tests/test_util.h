@@ -83,6 +83,12 @@ std::vector<int64_t> ReadStamps(const std::string& path, int bars);
 // One stamp from a w x h region of an RGB24 picture whose rows are `stride` pixels apart.
 int64_t ReadStamp(const uint8_t* rgb, int stride, int w, int h, int bars);
 
+// Sends `request` (raw bytes) to HOST:PORT over TCP and returns everything the server answers
+// until it closes; *status gets the HTTP status code (0 when there was no HTTP answer).
+std::string HttpExchange(const std::string& host_port, const std::string& request, int* status);
+// GET `path`; returns the body.
+std::string HttpGet(const std::string& host_port, const std::string& path, int* status);
+
 // The loudest sample (dBFS, -91 for digital silence) of `path`'s audio within [from, to) seconds.
 double MaxVolumeDb(const std::string& path, double from, double to);
 

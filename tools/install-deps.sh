@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs what segue needs to build, run and test on Debian 12, skipping what is already there.
+#   tools/install-deps.sh          to build and run
+#   tools/install-deps.sh --test   and what only the tests use (a headless browser, iproute2)
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
@@ -9,6 +11,9 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libxxhash-dev libzstd-dev
   libgtest-dev libgmock-dev librapidcheck-dev clang-format
 )
+if [ "${1:-}" = "--test" ]; then
+  packages+=(chromium iproute2 curl)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

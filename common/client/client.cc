@@ -9,7 +9,6 @@
 #include "common/protocol/protocol.h"
 
 namespace segue {
-namespace {
 
 JobInfo FromWire(wire::JobStatus::Reader r) {
   JobInfo j;
@@ -34,7 +33,22 @@ JobInfo FromWire(wire::JobStatus::Reader r) {
   return j;
 }
 
-}  // namespace
+WorkerInfo FromWire(wire::WorkerInfo::Reader w) {
+  return {w.getName().cStr(),  w.getHost().cStr(), w.getDevice().cStr(),
+          w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(),
+          w.getFailures(),     w.getLastSeenMs(),  w.getPool().cStr()};
+}
+
+PoolInfo FromWire(wire::PoolInfo::Reader p) {
+  PoolInfo i;
+  i.name = p.getName().cStr();
+  i.provider = p.getProvider().cStr();
+  i.last_change = p.getLastChange().cStr();
+  i.size = p.getSize(), i.members = p.getMembers(), i.idle = p.getIdle();
+  i.busy = p.getBusy(), i.min = p.getMin(), i.max = p.getMax();
+  i.autoscale = p.getAutoscale(), i.cooldown_s = p.getCooldownS();
+  return i;
+}
 
 nlohmann::json JobInfo::ToJson() const {
   nlohmann::json j;
@@ -156,11 +170,7 @@ Result<std::vector<WorkerInfo>> Client::Workers() {
   return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
     if (!env.isWorkerList()) return Result<V>::Error("unexpected reply to workers");
     V out;
-    for (auto w : env.getWorkerList().getWorkers()) {
-      out.push_back({w.getName().cStr(), w.getHost().cStr(), w.getDevice().cStr(),
-                     w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(), w.getFailures(),
-                     w.getLastSeenMs()});
-    }
+    for (auto w : env.getWorkerList().getWorkers()) out.push_back(FromWire(w));
     return out;
   });
 }
@@ -192,15 +202,12 @@ Result<JobInfo> Client::SetPriority(uint64_t job, int priority) {
 Result<WorkerInfo> Client::Drain(const std::string& worker) {
   capnp::MallocMessageBuilder b;
   b.initRoot<wire::Envelope>().initDrainWorker().setName(worker);
-  return Call<WorkerInfo>(
-      *this, Serialize(b), [](wire::Envelope::Reader env) -> Result<WorkerInfo> {
-        if (!env.isWorkerList() || env.getWorkerList().getWorkers().size() != 1)
-          return Result<WorkerInfo>::Error("unexpected reply");
-        auto w = env.getWorkerList().getWorkers()[0];
-        return WorkerInfo{w.getName().cStr(),  w.getHost().cStr(), w.getDevice().cStr(),
-                          w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(),
-                          w.getFailures(),     w.getLastSeenMs()};
-      });
+  return Call<WorkerInfo>(*this, Serialize(b),
+                          [](wire::Envelope::Reader env) -> Result<WorkerInfo> {
+                            if (!env.isWorkerList() || env.getWorkerList().getWorkers().size() != 1)
+                              return Result<WorkerInfo>::Error("unexpected reply");
+                            return FromWire(env.getWorkerList().getWorkers()[0]);
+                          });
 }
 
 nlohmann::json PoolInfo::ToJson() const {
@@ -224,16 +231,7 @@ Result<std::vector<PoolInfo>> PoolCall(Client& c, capnp::MallocMessageBuilder& b
   return Call<V>(c, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
     if (!env.isPoolList()) return Result<V>::Error("unexpected reply to a pool request");
     V out;
-    for (auto p : env.getPoolList().getPools()) {
-      PoolInfo i;
-      i.name = p.getName().cStr();
-      i.provider = p.getProvider().cStr();
-      i.last_change = p.getLastChange().cStr();
-      i.size = p.getSize(), i.members = p.getMembers(), i.idle = p.getIdle();
-      i.busy = p.getBusy(), i.min = p.getMin(), i.max = p.getMax();
-      i.autoscale = p.getAutoscale(), i.cooldown_s = p.getCooldownS();
-      out.push_back(std::move(i));
-    }
+    for (auto p : env.getPoolList().getPools()) out.push_back(FromWire(p));
     return out;
   });
 }
@@ -287,7 +285,8 @@ nlohmann::json WorkerInfo::ToJson() const {
           {"task", task.empty() ? nlohmann::json(nullptr) : nlohmann::json(task)},
           {"tasks_done", tasks_done},
           {"failures", failures},
-          {"last_seen_ms", last_seen_ms}};
+          {"last_seen_ms", last_seen_ms},
+          {"pool", pool.empty() ? nlohmann::json(nullptr) : nlohmann::json(pool)}};
 }
 
 std::string CoordinatorAddress(const std::string& flag) {

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/protocol/segue.capnp.h"
 #include "common/status/status.h"
 
 namespace segue {
@@ -36,6 +37,7 @@ struct WorkerInfo {
   std::string name, host, device, state, task;
   uint32_t tasks_done = 0, failures = 0;
   uint64_t last_seen_ms = 0;
+  std::string pool;
   nlohmann::json ToJson() const;
 };
 
@@ -60,6 +62,12 @@ struct SubmitInfo {
   uint32_t segments = 0;
   std::string output;
 };
+
+// The wire's records as the client's structs (also how the coordinator's HTTP API shows them,
+// so that its JSON is segue status --json's).
+JobInfo FromWire(wire::JobStatus::Reader r);
+WorkerInfo FromWire(wire::WorkerInfo::Reader r);
+PoolInfo FromWire(wire::PoolInfo::Reader r);
 
 class Client {
  public:

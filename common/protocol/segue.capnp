@@ -257,6 +257,7 @@ struct WorkerInfo {
   tasksDone @5 :UInt32;
   failures @6 :UInt32;
   lastSeenMs @7 :UInt64; # wall clock of the last message from it
+  pool @8 :Text;         # the pool that launched it, if any
 }
 
 struct WorkerList {

@@ -1,0 +1,107 @@
+#include "coordinator/http.h"
+
+#include <spdlog/spdlog.h>
+
+namespace segue {
+namespace {
+
+constexpr size_t kMaxRequestBytes = 16 << 10;
+
+const char* Reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 431:
+      return "Request Header Fields Too Large";
+    default:
+      return "Error";
+  }
+}
+
+}  // namespace
+
+HttpEndpoint::HttpEndpoint(zmq::context_t& ctx, Handler handler)
+    : sock_(ctx, zmq::socket_type::stream), handler_(std::move(handler)) {
+  sock_.set(zmq::sockopt::linger, 0);
+}
+
+Result<std::string> HttpEndpoint::Bind(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return Result<std::string>::Error("--http: expected HOST:PORT, got '" + host_port + "'");
+  std::string port = host_port.substr(colon + 1);
+  if (port == "0") port = "*";
+  try {
+    sock_.bind("tcp://" + host_port.substr(0, colon) + ":" + port);
+  } catch (const zmq::error_t& e) {
+    return Result<std::string>::Error("--http: cannot listen on '" + host_port + "': " + e.what());
+  }
+  std::string bound = sock_.get(zmq::sockopt::last_endpoint);  // tcp://HOST:PORT
+  return bound.substr(bound.find("//") + 2);
+}
+
+void HttpEndpoint::OnReadable() {
+  for (int n = 0; n < 256; ++n) {
+    zmq::message_t id, data;
+    if (!sock_.recv(id, zmq::recv_flags::dontwait)) return;
+    if (!sock_.recv(data, zmq::recv_flags::none)) return;
+    const std::string key = id.to_string();
+    if (data.size() == 0) {  // a connection opened or closed
+      pending_.erase(key);
+      continue;
+    }
+    std::string& req = pending_[key];
+    req.append(static_cast<const char*>(data.data()), data.size());
+    if (req.size() > kMaxRequestBytes) {
+      Respond(key, {431, "text/plain; charset=utf-8", "request too large\n"}, false);
+      continue;
+    }
+    if (req.find("\r\n\r\n") == std::string::npos) continue;  // more to come
+    const std::string line = req.substr(0, req.find("\r\n"));
+    const size_t sp1 = line.find(' '), sp2 = line.find(' ', sp1 + 1);
+    if (sp1 == std::string::npos || sp2 == std::string::npos) {
+      Respond(key, {400, "text/plain; charset=utf-8", "bad request line\n"}, false);
+      continue;
+    }
+    const std::string method = line.substr(0, sp1);
+    std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    path = path.substr(0, path.find('?'));
+    if (method != "GET" && method != "HEAD") {
+      Respond(key, {405, "text/plain; charset=utf-8", "only GET and HEAD\n"}, false);
+      continue;
+    }
+    HttpResponse r;
+    try {
+      r = handler_(path);
+    } catch (const std::exception& e) {
+      spdlog::error("http: {} failed: {}", path, e.what());
+      r = {500, "text/plain; charset=utf-8", "internal error\n"};
+    }
+    Respond(key, r, method == "HEAD");
+  }
+}
+
+void HttpEndpoint::Respond(const std::string& id, const HttpResponse& r, bool head) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + Reason(r.status) +
+                    "\r\nContent-Type: " + r.content_type +
+                    "\r\nContent-Length: " + std::to_string(r.body.size()) +
+                    "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
+  if (!head) out += r.body;
+  try {
+    sock_.send(zmq::buffer(id), zmq::send_flags::sndmore);
+    sock_.send(zmq::buffer(out), zmq::send_flags::dontwait);
+    sock_.send(zmq::buffer(id), zmq::send_flags::sndmore);  // an empty frame closes it
+    sock_.send(zmq::message_t(), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("http: cannot answer: {}", e.what());
+  }
+  pending_.erase(id);
+}
+
+}  // namespace segue
