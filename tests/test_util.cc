@@ -58,6 +58,8 @@ std::string LastWord(const std::string& text) {
 
 std::string BinDir() { return SEGUE_BIN_DIR; }
 
+std::string SourceDir() { return SEGUE_SOURCE_DIR; }
+
 LocalFarm::LocalFarm(const std::string& dir, int workers,
                      const std::vector<std::string>& coordinator_args,
                      const std::vector<std::string>& worker_args)

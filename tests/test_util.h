@@ -54,8 +54,9 @@ class LocalFarm {
 // The last whitespace-separated word of `text` (how `segue submit` reports the job id).
 std::string LastWord(const std::string& text);
 
-// Folder of the segue binaries (set by CMake).
+// Folder of the segue binaries, and the source tree (set by CMake).
 std::string BinDir();
+std::string SourceDir();
 
 // Writes a sine tone of `seconds` to `path` with the ffmpeg command.
 void MakeTone(const std::string& path, double seconds);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what segue needs to build, run and test on Debian 12, skipping what is already there.
 #   tools/install-deps.sh          to build and run
-#   tools/install-deps.sh --test   and what only the tests use (a headless browser, iproute2)
+#   tools/install-deps.sh --test   and what only the tests use (a headless browser, iproute2,
+#                                  a one-node Slurm)
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
@@ -12,7 +13,7 @@ packages=(
   libgtest-dev libgmock-dev librapidcheck-dev clang-format
 )
 if [ "${1:-}" = "--test" ]; then
-  packages+=(chromium iproute2 curl)
+  packages+=(chromium iproute2 curl slurm-wlm munge)
 fi
 missing=()
 for p in "${packages[@]}"; do
