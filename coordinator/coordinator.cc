@@ -26,6 +26,7 @@
 #include "common/media/video.h"
 #include "common/plan/plan.h"
 #include "common/protocol/protocol.h"
+#include "common/security/curve.h"
 #include "common/store/records.capnp.h"
 #include "common/store/store.h"
 #include "common/util/process.h"
@@ -218,6 +219,9 @@ struct Coordinator::Impl {
   fs::path output_root;  // canonical
   std::unique_ptr<PoolManager> pools;
   std::unique_ptr<HttpEndpoint> http;
+  // ZAP (ZeroMQ's authentication protocol): admits CURVE peers whose key is allowed.
+  std::unique_ptr<zmq::socket_t> zap;
+  std::set<std::string> allowed_keys;  // Z85
   Histogram dispatch_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
   Histogram step_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
   std::vector<int64_t> exchange_shape_;  // [C, h, w] of the exchange being merged
@@ -1278,6 +1282,35 @@ struct Coordinator::Impl {
     return Serialize(b);
   }
 
+  // Answers ZAP requests: [version, id, domain, address, identity, mechanism, key...].
+  void OnZapRequest() {
+    for (int n = 0; n < 64; ++n) {
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(*zap, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
+      if (frames.size() < 6) continue;
+      bool ok = false;
+      std::string who = frames[3].to_string();
+      if (frames[5].to_string() == "CURVE" && frames.size() >= 7 && frames[6].size() == 32) {
+        char z85[41];
+        zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
+        ok = allowed_keys.count(z85) > 0;
+        who += " (key " + std::string(z85) + ")";
+      }
+      if (!ok) {
+        ++counters.bad_messages;
+        spdlog::warn("refused a connection from {}: key not in --curve-clients", who);
+      }
+      std::vector<zmq::const_buffer> reply = {
+          zmq::str_buffer("1.0"),
+          zmq::buffer(frames[1].data(), frames[1].size()),
+          zmq::buffer(std::string_view(ok ? "200" : "400")),
+          zmq::buffer(std::string_view(ok ? "OK" : "key not allowed")),
+          zmq::str_buffer(""),
+          zmq::str_buffer("")};
+      zmq::send_multipart(*zap, reply);
+    }
+  }
+
   // ---- HTTP: metrics, status, dashboard ------------------------------------------------------
 
   HttpResponse OnHttp(const std::string& path) {
@@ -1939,6 +1972,27 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   impl->store = std::move(*store);
   if (Status s = impl->Restore(); !s.ok()) return R::Error("cannot restore jobs: " + s.message());
   impl->FlushWrites();
+  if (!options.curve_clients.empty() && options.curve_key.empty())
+    return R::Error("--curve-clients needs --curve-key");
+  if (!options.curve_key.empty()) {
+    auto keys = LoadCurveKeys(options.curve_key, true);
+    if (!keys.ok()) return R::Error("--curve-key: " + keys.message());
+    MakeCurveServer(impl->sock, *keys);
+    if (!options.curve_clients.empty()) {
+      auto allowed = LoadAllowedKeys(options.curve_clients);
+      if (!allowed.ok()) return R::Error("--curve-clients: " + allowed.message());
+      impl->allowed_keys.insert(allowed->begin(), allowed->end());
+      impl->allowed_keys.insert(keys->public_key);  // its own local pool workers
+      // The handler must exist before the first peer connects.
+      impl->zap = std::make_unique<zmq::socket_t>(impl->ctx, zmq::socket_type::rep);
+      impl->zap->set(zmq::sockopt::linger, 0);
+      impl->zap->bind("inproc://zeromq.zap.01");
+    }
+    spdlog::info("CURVE on: public key {}{}", keys->public_key,
+                 options.curve_clients.empty()
+                     ? ""
+                     : ", " + std::to_string(impl->allowed_keys.size()) + " allowed client keys");
+  }
   try {
     impl->sock.set(zmq::sockopt::linger, 0);
     impl->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
@@ -1969,6 +2023,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
     env.worker_binary =
         options.worker_binary.empty() ? ExecutableDir() + "/segue-worker" : options.worker_binary;
     env.log_dir = (fs::path(options.state_dir) / "logs").string();
+    env.curve_key_file = options.curve_key;
     fs::create_directories(env.log_dir, ec);
     // Provider commands run on the event loop: sbatch and kubectl answer in well under a second;
     // one that hangs is cut off after 10 s (and the pool rests before trying again).
@@ -2017,15 +2072,17 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
   m.ScheduleNow();
   m.Flush();
   while (!stop.load()) {
-    zmq::pollitem_t items[2] = {{m.sock.handle(), 0, ZMQ_POLLIN, 0},
-                                {m.http ? m.http->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{m.sock.handle(), 0, ZMQ_POLLIN, 0}};
+    if (m.http) items.push_back({m.http->socket().handle(), 0, ZMQ_POLLIN, 0});
+    if (m.zap) items.push_back({m.zap->handle(), 0, ZMQ_POLLIN, 0});
     try {
-      zmq::poll(items, m.http ? 2 : 1, std::chrono::milliseconds(100));
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
     }
     if (m.http && (items[1].revents & ZMQ_POLLIN)) m.http->OnReadable();
+    if (m.zap && (items.back().revents & ZMQ_POLLIN)) m.OnZapRequest();
     zmq::pollitem_t& item = items[0];
     if (item.revents & ZMQ_POLLIN) {
       // Drain what is waiting, but come back to the clock now and then.

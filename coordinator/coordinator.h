@@ -30,6 +30,8 @@ struct CoordinatorOptions {
   std::string advertise;        // endpoint pool workers connect to (default: the bound one)
   std::string worker_binary;    // for local pools (default: segue-worker beside this binary)
   std::string http;             // HOST:PORT for /metrics, /api/v1/status and /; empty: none
+  std::string curve_key;        // the coordinator's CURVE key file; empty: plain TCP
+  std::string curve_clients;    // allowed client public keys (a .pub file or a folder); empty: any
 };
 
 struct CoordinatorCounters {

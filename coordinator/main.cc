@@ -71,6 +71,12 @@ int main(int argc, char** argv) {
                  "serve /metrics (Prometheus), /api/v1/status (JSON) and / (a live dashboard) on "
                  "HOST:PORT, e.g. 0.0.0.0:8080 (port 0: any free port, written to "
                  "STATE-DIR/coordinator.http)");
+  app.add_option("--curve-key", o.curve_key,
+                 "the coordinator's CURVE key file (segue keygen): workers and clients must know "
+                 "its public key, and the traffic is encrypted");
+  app.add_option("--curve-clients", o.curve_clients,
+                 "only admit workers and clients whose public key is here (a .pub file or a "
+                 "folder of them); needs --curve-key");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {

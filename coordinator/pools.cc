@@ -35,6 +35,10 @@ class LocalProvider final : public Provider {
   Status Launch(const PoolConfig& pool, const std::string& name) override {
     std::vector<std::string> argv = {
         env_.worker_binary, "--coordinator", env_.endpoint, "--name", name, "--pool", pool.name};
+    if (!env_.curve_key_file.empty()) {
+      argv.insert(argv.end(),
+                  {"--curve-server-key", env_.curve_key_file, "--curve-key", env_.curve_key_file});
+    }
     argv.insert(argv.end(), pool.worker_args.begin(), pool.worker_args.end());
     auto child = ChildProcess::Spawn(argv, env_.log_dir + "/" + name + ".log");
     if (!child.ok()) return child.status();

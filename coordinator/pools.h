@@ -54,6 +54,9 @@ struct PoolEnvironment {
   std::string endpoint;
   std::string worker_binary;
   std::string log_dir;
+  // The coordinator's CURVE key file, if it uses CURVE: local workers use it as theirs too (they
+  // run beside the coordinator, as the same user).
+  std::string curve_key_file;
   // Runs argv, returns its stdout or an error naming the command and its exit status.
   std::function<Result<std::string>(const std::vector<std::string>&)> run;
 };

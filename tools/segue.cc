@@ -26,6 +26,7 @@
 #include "common/client/client.h"
 #include "common/manifest/manifest.h"
 #include "common/plan/plan.h"
+#include "common/security/curve.h"
 #include "common/util/process.h"
 #include "tools/contact_sheet.h"
 #include "tools/progress.h"
@@ -110,6 +111,13 @@ Result<SubmitRequest> BuildSubmit(const std::string& path, const Manifest& m) {
   return r;
 }
 
+// How long to wait for the coordinator's answer: $SEGUE_TIMEOUT_MS, default 15 s.
+int ClientTimeoutMs() {
+  const char* v = getenv("SEGUE_TIMEOUT_MS");
+  const int ms = v ? std::atoi(v) : 0;
+  return ms > 0 ? ms : 15000;
+}
+
 // Polls until the job finishes; returns its last state.
 Result<JobInfo> Follow(Client& client, uint64_t job, bool show) {
   ProgressDisplay display(stderr);
@@ -135,7 +143,7 @@ int CmdSubmit(const std::string& path, const std::string& coordinator, const std
   auto req = BuildSubmit(path, *m);
   if (!req.ok()) return Fail(req.message(), kBadInput);
   req->output_override = output;
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto r = client.Submit(*req);
   if (!r.ok())
     return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
@@ -181,7 +189,7 @@ void PrintJob(const JobInfo& j) {
 int CmdStatus(const std::string& job, const std::string& coordinator, bool json, bool watch) {
   auto id = ParseJobId(job);
   if (!id.ok()) return Fail(id.message(), kBadInput);
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto st = watch ? Follow(client, *id, !json) : client.Status(*id);
   if (!st.ok()) return Fail(st.message(), st.message().rfind("no job", 0) == 0 ? kBadInput : 1);
   if (json)
@@ -192,7 +200,7 @@ int CmdStatus(const std::string& job, const std::string& coordinator, bool json,
 }
 
 int CmdJobs(const std::string& coordinator, bool json) {
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto jobs = client.Jobs();
   if (!jobs.ok()) return Fail(jobs.message());
   if (json) {
@@ -215,7 +223,7 @@ int CmdJobAction(const std::string& action, const std::string& job, const std::s
                  int priority) {
   auto id = ParseJobId(job);
   if (!id.ok()) return Fail(id.message(), kBadInput);
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   Result<JobInfo> r = action == "cancel"  ? client.Cancel(*id)
                       : action == "retry" ? client.Retry(*id)
                                           : client.SetPriority(*id, priority);
@@ -226,7 +234,7 @@ int CmdJobAction(const std::string& action, const std::string& job, const std::s
 }
 
 int CmdDrain(const std::string& worker, const std::string& coordinator) {
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto r = client.Drain(worker);
   if (!r.ok())
     return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
@@ -238,7 +246,7 @@ int CmdDrain(const std::string& worker, const std::string& coordinator) {
 int CmdLogs(const std::string& job, int segment, const std::string& coordinator) {
   auto id = ParseJobId(job);
   if (!id.ok()) return Fail(id.message(), kBadInput);
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto lines = client.Logs(*id, segment);
   if (!lines.ok())
     return Fail(lines.message(),
@@ -257,7 +265,7 @@ int CmdLogs(const std::string& job, int segment, const std::string& coordinator)
 }
 
 int CmdWorkers(const std::string& coordinator, bool json) {
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto workers = client.Workers();
   if (!workers.ok()) return Fail(workers.message());
   if (json) {
@@ -280,7 +288,7 @@ int CmdWorkers(const std::string& coordinator, bool json) {
 // `action`: ls | scale | autoscale.
 int CmdPool(const std::string& action, const std::string& pool, int size, int min, int max,
             bool off, const std::string& coordinator, bool json) {
-  Client client(CoordinatorAddress(coordinator));
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   Result<std::vector<PoolInfo>> r =
       action == "scale" ? client.ScalePool(pool, static_cast<uint32_t>(size))
       : action == "autoscale"
@@ -494,9 +502,16 @@ int main(int argc, char** argv) {
       "segue"};
   app.require_subcommand(1);
   std::string coordinator;
+  std::string curve_server, curve_key;
   auto add_coord = [&](CLI::App* sub) {
     sub->add_option("--coordinator", coordinator,
                     "coordinator endpoint (default $SEGUE_COORDINATOR or tcp://127.0.0.1:7450)");
+    sub->add_option("--curve-server-key", curve_server,
+                    "the coordinator's public key file, when it uses CURVE (default "
+                    "$SEGUE_CURVE_SERVER_KEY)");
+    sub->add_option("--curve-key", curve_key,
+                    "your key file, when the coordinator admits known keys only (default "
+                    "$SEGUE_CURVE_KEY)");
   };
 
   std::string manifest, output, state_dir = ".segue-state", job, preset = "medium", models_dir;
@@ -623,6 +638,12 @@ int main(int argc, char** argv) {
   off_opt->excludes(min_opt)->excludes(max_opt);
   add_coord(pool_auto);
 
+  std::string key_path;
+  auto* keygen = app.add_subcommand(
+      "keygen", "make a CURVE keypair: PATH.key (secret, mode 600) and PATH.pub (public)");
+  keygen->add_option("path", key_path, "where to write, without extension, e.g. /etc/segue/farm")
+      ->required();
+
   auto* jobs = app.add_subcommand("jobs", "list the coordinator's jobs");
   jobs->add_flag("--json", json, "print JSON");
   add_coord(jobs);
@@ -636,6 +657,22 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
+  // The client library reads the CURVE key files from the environment.
+  if (!curve_server.empty()) setenv("SEGUE_CURVE_SERVER_KEY", curve_server.c_str(), 1);
+  if (!curve_key.empty()) setenv("SEGUE_CURVE_KEY", curve_key.c_str(), 1);
+  if (keygen->parsed()) {
+    auto keys = GenerateCurveKeys();
+    if (!keys.ok()) return Fail(keys.message());
+    for (const char* ext : {".key", ".pub"}) {
+      if (fs::exists(key_path + ext))
+        return Fail("'" + key_path + ext + "' exists; keys are not overwritten", kBadInput);
+    }
+    Status s = WriteCurveKeys(*keys, key_path + ".key", key_path + ".pub");
+    if (!s.ok()) return Fail(s.message(), kBadInput);
+    std::cout << "secret: " << key_path << ".key (keep it on the coordinator or the worker it "
+              << "names)\npublic: " << key_path << ".pub\npublic key: " << keys->public_key << "\n";
+    return 0;
+  }
   if (plan->parsed()) return CmdPlan(manifest, json);
   if (render->parsed())
     return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames,

@@ -41,6 +41,13 @@ int main(int argc, char** argv) {
                  "scratch folder for chunk files (default: the system temp folder)");
   app.add_option("--max-tasks", o.max_tasks, "leave after this many tasks (0: never)")
       ->check(CLI::NonNegativeNumber);
+  std::string curve_server, curve_key;
+  app.add_option("--curve-server-key", curve_server,
+                 "the coordinator's public key file (CURVE encryption and authentication)")
+      ->envname("SEGUE_CURVE_SERVER_KEY");
+  app.add_option("--curve-key", curve_key,
+                 "this worker's key file, for coordinators that only admit known keys")
+      ->envname("SEGUE_CURVE_KEY");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {
@@ -56,6 +63,22 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.memory_bytes = *bytes;
+  }
+  if (!curve_server.empty()) {
+    auto server = segue::LoadCurveKeys(curve_server, false);
+    if (!server.ok()) {
+      std::cerr << "segue-worker: --curve-server-key: " << server.message() << "\n";
+      return 2;
+    }
+    o.curve_server_key = server->public_key;
+  }
+  if (!curve_key.empty()) {
+    auto own = segue::LoadCurveKeys(curve_key, true);
+    if (!own.ok()) {
+      std::cerr << "segue-worker: --curve-key: " << own.message() << "\n";
+      return 2;
+    }
+    o.curve_keys = *own;
   }
   if (!segue::SetUpLogging("worker", log_level)) {
     std::cerr << "segue-worker: --log-level: unknown level '" << log_level << "'\n";

@@ -504,6 +504,8 @@ class WorkerLoop {
     sock_->set(zmq::sockopt::linger, 2000);  // a last result still leaves when we exit
     sock_->set(zmq::sockopt::routing_id, o_.name);
     sock_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
+    if (!o_.curve_server_key.empty())
+      MakeCurveClient(*sock_, o_.curve_server_key, o_.curve_keys);  // checked at start-up
     sock_->connect(o_.coordinator);
     last_heard_ = Clock::now();
     capnp::MallocMessageBuilder b;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/security/curve.h"
+
 namespace segue {
 
 struct WorkerOptions {
@@ -19,6 +21,8 @@ struct WorkerOptions {
   std::string models_dir;         // TorchScript models (NAME.pt)
   std::vector<std::string> tags;  // matched against jobs' requirements.tags
   std::string pool;               // the pool that launched this worker (set by the coordinator)
+  std::string curve_server_key;   // the coordinator's CURVE public key; empty: no CURVE
+  CurveKeys curve_keys;           // this worker's own keypair (empty: a fresh one per connection)
   uint64_t memory_bytes = 0;      // advertised memory (0: the machine's physical memory)
   std::string work_dir;           // scratch for chunk files (default: system temp)
   int reconnect_max_ms = 5000;

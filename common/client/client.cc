@@ -7,6 +7,7 @@
 #include <zmq.hpp>
 
 #include "common/protocol/protocol.h"
+#include "common/security/curve.h"
 
 namespace segue {
 
@@ -76,12 +77,16 @@ struct Client::Rep {
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::dealer};
   int timeout_ms;
+  segue::Status setup = segue::Status::Ok();
 };
 
 Client::Client(std::string endpoint, int timeout_ms) : rep_(std::make_unique<Rep>()) {
   rep_->timeout_ms = timeout_ms;
   rep_->sock.set(zmq::sockopt::linger, 0);
   rep_->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
+  // CURVE when SEGUE_CURVE_SERVER_KEY names the coordinator's public key; a bad key file shows
+  // up as the error of the first call.
+  rep_->setup = ApplyClientCurveFromEnvironment(rep_->sock);
   rep_->sock.connect(endpoint);
 }
 
@@ -89,6 +94,7 @@ Client::~Client() = default;
 
 Result<std::string> Client::CallRaw(const std::string& bytes) {
   using R = Result<std::string>;
+  if (!rep_->setup.ok()) return R::Error(rep_->setup.message());
   try {
     rep_->sock.send(zmq::buffer(bytes), zmq::send_flags::none);
     zmq::pollitem_t item{rep_->sock.handle(), 0, ZMQ_POLLIN, 0};
