@@ -60,5 +60,37 @@ TEST(Bench, EncodeReportsChunkedAgainstOneFfmpeg) {
               1e-9);
 }
 
+TEST(Bench, StoreRecoveryAndCodenoiseReportTheirFigures) {
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(RunCommand("'" + BinDir() + "/segue-bench' store --blobs 5 --json '" +
+                           dir / "store.json" + "'",
+                       &out, true),
+            0)
+      << out;
+  auto store = nlohmann::json::parse(std::ifstream(dir / "store.json"))[0];
+  EXPECT_EQ(store["blobs"], 5);
+  EXPECT_GT(store["rocksdb_mb_per_s"].get<double>(), 0);
+  EXPECT_GT(store["files_mb_per_s"].get<double>(), 0);
+  ASSERT_EQ(RunCommand("'" + BinDir() + "/segue-bench' recovery --segments 300 --json '" +
+                           dir / "recovery.json" + "'",
+                       &out, true),
+            0)
+      << out;
+  auto recovery = nlohmann::json::parse(std::ifstream(dir / "recovery.json"))[0];
+  EXPECT_EQ(recovery["segments"], 300);
+  EXPECT_GT(recovery["seconds"].get<double>(), 0);
+  ASSERT_EQ(RunCommand("'" + BinDir() + "/segue-bench' codenoise --segments 8 --workers 2 "
+                           "--steps 2 --json '" +
+                           dir / "codenoise.json" + "'",
+                       &out, true),
+            0)
+      << out;
+  auto gang = nlohmann::json::parse(std::ifstream(dir / "codenoise.json"))[0];
+  EXPECT_EQ(gang["workers"], 2);
+  EXPECT_GT(gang["slices"].get<int>(), 0);  // the two groups share a join's frames
+  EXPECT_GT(gang["step_ms"].get<double>(), 0);
+}
+
 }  // namespace
 }  // namespace segue

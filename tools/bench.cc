@@ -3,6 +3,12 @@
 //   segue-bench plan    planning throughput for a 4-hour job
 //   segue-bench farm    dispatch rate and latency (null model), farm efficiency (fixed cost)
 //   segue-bench encode  chunked encoding on 2 workers + concatenation against one ffmpeg
+//   segue-bench codenoise  one step's overlap exchange for 64 segments through the coordinator
+//   segue-bench store   RocksDB checkpoint writes against plain files with fdatasync
+//   segue-bench recovery  coordinator restart with 10,000 segments in the store
+//   segue-bench memory  coordinator RSS with a 4-hour job; worker RSS against video length
+//   segue-bench render  2 workers against 1 on the same job
+//   segue-bench all     every one of them (with --quick: small sizes, a few minutes)
 // Results print as text; --json FILE writes them as JSON too.
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -14,6 +20,7 @@
 #include "common/plan/plan.h"
 #include "tools/bench_encode.h"
 #include "tools/bench_farm.h"
+#include "tools/bench_system.h"
 
 using namespace segue;
 using Clock = std::chrono::steady_clock;
@@ -129,25 +136,58 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   encode->add_option("--preset", encode_options.preset, "x264 preset")->capture_default_str();
+  int gang_segments = 64, gang_workers = 8, gang_steps = 20;
+  auto* codenoise = app.add_subcommand(
+      "codenoise", "one sampler step's overlap exchange of a co-denoised job, through the coordinator");
+  codenoise->add_option("--segments", gang_segments)->capture_default_str()->check(
+      CLI::Range(2, 10000));
+  codenoise->add_option("--workers", gang_workers)->capture_default_str()->check(
+      CLI::Range(1, 1000));
+  codenoise->add_option("--steps", gang_steps, "exchange rounds measured")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  int store_blobs = 200, recovery_segments = 10000;
+  auto* store = app.add_subcommand(
+      "store", "checkpoint writes into RocksDB against plain files with fdatasync");
+  store->add_option("--blobs", store_blobs, "checkpoints of 1.7 MB written")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  auto* recovery =
+      app.add_subcommand("recovery", "a coordinator restarting on a store with many segments");
+  recovery->add_option("--segments", recovery_segments)->capture_default_str()->check(
+      CLI::Range(1, 1000000));
+  auto* memory = app.add_subcommand(
+      "memory", "coordinator RSS with a 4-hour job; worker RSS over short and long jobs");
+  auto* render = app.add_subcommand("render", "segue render with 2 workers against 1");
+  auto* all = app.add_subcommand("all", "every benchmark, one after the other");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
+  std::cout << std::unitbuf;  // each figure shows as soon as it is measured
   nlohmann::json results = nlohmann::json::array();
   try {
-    if (model->parsed())
+    const bool every = all->parsed();
+    if (model->parsed() || every)
       results.push_back(BenchModel(width, height, frames, quick ? 10 : steps, quick ? 1 : reps));
-    if (plan->parsed()) results.push_back(BenchPlan());
-    if (encode->parsed()) {
+    if (plan->parsed() || every) results.push_back(BenchPlan());
+    if (encode->parsed() || every) {
       if (quick) encode_options.frames = std::min(encode_options.frames, 192);
       results.push_back(BenchEncode(encode_options));
     }
-    if (farm->parsed()) {
+    if (farm->parsed() || every) {
       if (quick) farm_options.dispatch_tasks = std::min(farm_options.dispatch_tasks, 2000);
       results.push_back(BenchFarm(farm_options));
     }
+    if (codenoise->parsed() || every)
+      results.push_back(BenchCodenoise(gang_segments, gang_workers, quick ? 5 : gang_steps));
+    if (store->parsed() || every) results.push_back(BenchStore(quick ? 50 : store_blobs));
+    if (recovery->parsed() || every)
+      results.push_back(BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
+    if (memory->parsed() || every) results.push_back(BenchMemory(quick));
+    if (render->parsed() || every) results.push_back(BenchRender(quick));
   } catch (const std::exception& e) {
     std::cerr << "segue-bench: " << e.what() << "\n";
     return 1;

@@ -14,6 +14,7 @@
 #include <zmq.hpp>
 
 #include "common/client/client.h"
+#include "common/plan/plan.h"
 #include "common/protocol/protocol.h"
 #include "coordinator/coordinator.h"
 
@@ -282,7 +283,233 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
+// A gang member: answers its CodenoiseTask by exchanging zero latents for each step.
+struct GangMember {
+  zmq::socket_t sock;
+  std::string exchange;  // this member's CodenoiseExchange for the current step
+  uint64_t job = 0;
+  uint32_t attempt = 0;
+  std::vector<std::pair<uint32_t, int64_t>> items;  // (segment, frame) it exchanges
+};
+
+std::string ExchangeMessage(const GangMember& m, uint32_t step) {
+  capnp::MallocMessageBuilder b;
+  auto x = b.initRoot<wire::Envelope>().initCodenoiseExchange();
+  x.setJobId(m.job);
+  x.setAttempt(m.attempt);
+  x.setStep(step);
+  auto slices = x.initSlices(static_cast<unsigned>(m.items.size()));
+  const Tensor frame = Tensor::Zeros({4, 36, 64});
+  for (size_t i = 0; i < m.items.size(); ++i) {
+    slices[static_cast<unsigned>(i)].setSegment(m.items[i].first);
+    slices[static_cast<unsigned>(i)].setFrame(m.items[i].second);
+    SetTensor(slices[static_cast<unsigned>(i)].initLatents(), frame);
+  }
+  return Serialize(b);
+}
+
+// Runs `steps` exchange rounds over the members once each holds its task; returns the seconds of
+// each round, from the first exchange sent to the last answer received.
+std::vector<double> RunGang(std::vector<GangMember>& members, int steps) {
+  std::vector<zmq::pollitem_t> items;
+  for (auto& m : members) items.push_back({m.sock.handle(), 0, ZMQ_POLLIN, 0});
+  std::vector<double> rounds;
+  for (int s = 0; s < steps; ++s) {
+    const auto t0 = Clock::now();
+    for (auto& m : members) {
+      m.exchange = ExchangeMessage(m, static_cast<uint32_t>(s));
+      m.sock.send(zmq::buffer(m.exchange), zmq::send_flags::none);
+    }
+    size_t answered = 0;
+    while (answered < members.size()) {
+      if (Clock::now() - t0 > std::chrono::seconds(60))
+        throw std::runtime_error("no co-denoising consensus within 60 s");
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+      for (size_t i = 0; i < members.size(); ++i) {
+        if (!(items[i].revents & ZMQ_POLLIN)) continue;
+        zmq::message_t msg;
+        while (members[i].sock.recv(msg, zmq::recv_flags::dontwait)) {
+          auto in = Incoming::Parse(msg.data(), msg.size());
+          if (in.ok() && (*in)->envelope().isCodenoiseMerged()) ++answered;
+        }
+      }
+    }
+    rounds.push_back(Seconds(Clock::now() - t0));
+  }
+  return rounds;
+}
+
+// Which (segment, frame) pairs a member holding segments [first, end) exchanges: frames that a
+// segment outside its group also covers (the worker's own rule).
+std::vector<std::pair<uint32_t, int64_t>> SharedItems(const std::vector<SegmentSpan>& spans,
+                                                      uint32_t first, uint32_t end) {
+  std::vector<std::pair<uint32_t, int64_t>> out;
+  for (int64_t f = spans[first].start; f < spans[end - 1].end; ++f) {
+    const auto cover = SegmentsCovering(spans, f, f + 1);
+    bool external = false;
+    for (int c : cover) external |= c < static_cast<int>(first) || c >= static_cast<int>(end);
+    if (!external) continue;
+    for (int c : cover) {
+      if (c >= static_cast<int>(first) && c < static_cast<int>(end))
+        out.emplace_back(static_cast<uint32_t>(c), f);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
+  spdlog::set_level(spdlog::level::warn);
+  const int length = 48, overlap = 12;
+  const int64_t frames = static_cast<int64_t>(segments) * (length - overlap) + overlap;
+  const auto spans = PlanSegments(frames, length, overlap, 1);
+  // Through the coordinator: a codenoise job; the gang forms over the simulated workers.
+  ScratchDir dir;
+  CoordinatorOptions o;
+  o.listen = "tcp://127.0.0.1:*";
+  o.state_dir = dir / "state";
+  o.output_root = dir / "root";
+  o.liveness_ms = 600000;
+  o.gang_wait_ms = 60000;
+  auto coordinator = Coordinator::Create(o);
+  if (!coordinator.ok()) throw std::runtime_error(coordinator.message());
+  std::atomic<bool> stop{false};
+  std::thread serve([&] { (*coordinator)->Run(stop); });
+  std::vector<double> farm_rounds;
+  size_t slices = 0;
+  try {
+    zmq::context_t ctx(1);
+    std::vector<GangMember> members;
+    for (int i = 0; i < workers; ++i) {
+      GangMember m{zmq::socket_t(ctx, zmq::socket_type::dealer), {}, 0, 0, {}};
+      m.sock.set(zmq::sockopt::linger, 0);
+      m.sock.set(zmq::sockopt::routing_id, "gang" + std::to_string(i));
+      m.sock.connect((*coordinator)->endpoint());
+      capnp::MallocMessageBuilder b;
+      auto h = b.initRoot<wire::Envelope>().initHello();
+      h.setProtocolVersion(wire::PROTOCOL_VERSION);
+      h.setName("gang" + std::to_string(i));
+      h.initModels(1).set(0, "zoom");
+      m.sock.send(zmq::buffer(Serialize(b)), zmq::send_flags::none);
+      m.sock.send(zmq::buffer(WorkRequest()), zmq::send_flags::none);
+      members.push_back(std::move(m));
+    }
+    Client client((*coordinator)->endpoint(), 10000);
+    for (int i = 0; i < 400; ++i) {
+      auto ws = client.Workers();
+      if (ws.ok() && ws->size() == static_cast<size_t>(workers)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // The hello came before the work request: ask again now that everyone is in.
+    for (auto& m : members) m.sock.send(zmq::buffer(WorkRequest()), zmq::send_flags::none);
+    SubmitRequest req;
+    req.manifest_name = "gang.yaml";
+    req.manifest_text =
+        "version: 1\nname: gang\nvideo: {width: 512, height: 288, fps: 24, frames: " +
+        std::to_string(frames) + "}\nmodel: {name: zoom, steps: " + std::to_string(steps + 1) +
+        "}\nsegments: {length: 48, overlap: 12, strategy: codenoise}\ntimeline: [{at: 0s, "
+        "prompt: bench}]\n";
+    auto sub = client.Submit(req);
+    if (!sub.ok()) throw std::runtime_error(sub.message());
+    // Each member's task.
+    size_t assigned = 0;
+    const auto t0 = Clock::now();
+    while (assigned < members.size()) {
+      if (Clock::now() - t0 > std::chrono::seconds(30))
+        throw std::runtime_error("the gang did not form");
+      for (auto& m : members) {
+        zmq::message_t msg;
+        while (m.sock.recv(msg, zmq::recv_flags::dontwait)) {
+          auto in = Incoming::Parse(msg.data(), msg.size());
+          if (!in.ok()) continue;
+          auto env = (*in)->envelope();
+          if (!env.isAssignment() || !env.getAssignment().isCodenoise()) continue;
+          auto t = env.getAssignment().getCodenoise();
+          m.job = t.getJobId();
+          m.attempt = t.getAttempt();
+          const uint32_t first = t.getSegments()[0].getSegment();
+          m.items = SharedItems(spans, first, first + t.getSegments().size());
+          ++assigned;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (const auto& m : members) slices += m.items.size();
+    farm_rounds = RunGang(members, steps);
+  } catch (...) {
+    stop = true;
+    serve.join();
+    throw;
+  }
+  stop = true;
+  serve.join();
+
+  // Baseline: a ROUTER that returns each member's exchange as it is, once all have sent.
+  std::vector<double> echo_rounds;
+  {
+    zmq::context_t ctx(1);
+    zmq::socket_t router(ctx, zmq::socket_type::router);
+    router.set(zmq::sockopt::linger, 0);
+    router.bind("tcp://127.0.0.1:*");
+    const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+    std::atomic<bool> done{false};
+    std::thread echo([&] {
+      std::vector<std::pair<std::string, std::string>> posted;
+      while (!done) {
+        zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, std::chrono::milliseconds(50));
+        zmq::message_t id, body;
+        while (router.recv(id, zmq::recv_flags::dontwait)) {
+          (void)router.recv(body);
+          auto in = Incoming::Parse(body.data(), body.size());
+          if (!in.ok() || !(*in)->envelope().isCodenoiseExchange()) continue;
+          // Answer with a CodenoiseMerged carrying the same slices, as the coordinator would.
+          auto x = (*in)->envelope().getCodenoiseExchange();
+          capnp::MallocMessageBuilder b;
+          auto m = b.initRoot<wire::Envelope>().initCodenoiseMerged();
+          m.setStep(x.getStep());
+          m.setSlices(x.getSlices());
+          posted.emplace_back(id.to_string(), Serialize(b));
+          if (posted.size() < static_cast<size_t>(workers)) continue;
+          for (auto& [who, reply] : posted) {
+            router.send(zmq::buffer(who), zmq::send_flags::sndmore);
+            router.send(zmq::buffer(reply), zmq::send_flags::none);
+          }
+          posted.clear();
+        }
+      }
+    });
+    std::vector<GangMember> members;
+    for (int i = 0; i < workers; ++i) {
+      GangMember m{zmq::socket_t(ctx, zmq::socket_type::dealer), {}, 1, 1, {}};
+      m.sock.set(zmq::sockopt::linger, 0);
+      m.sock.connect(endpoint);
+      const uint32_t per = static_cast<uint32_t>(segments / workers);
+      const uint32_t first = static_cast<uint32_t>(i) * per;
+      const uint32_t end = i == workers - 1 ? static_cast<uint32_t>(segments) : first + per;
+      m.items = SharedItems(spans, first, end);
+      members.push_back(std::move(m));
+    }
+    echo_rounds = RunGang(members, steps);
+    done = true;
+    echo.join();
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double farm = median(farm_rounds), base = median(echo_rounds);
+  std::cout << "codenoise: one step's overlap exchange, " << segments << " segments on "
+            << workers << " workers (" << slices << " frame slices of 36 KiB): " << farm * 1000
+            << " ms through the coordinator (median of " << steps
+            << " steps); echo router: " << base * 1000 << " ms; ratio " << farm / base
+            << " (target < 5 ms)\n";
+  return {{"bench", "codenoise"},   {"segments", segments},
+          {"workers", workers},     {"slices", slices},
+          {"step_ms", farm * 1000}, {"echo_step_ms", base * 1000},
+          {"ratio", farm / base},   {"target_ms", 5}};
+}
 
 nlohmann::json BenchFarm(const FarmBenchOptions& o) {
   spdlog::set_level(spdlog::level::warn);

@@ -23,4 +23,9 @@ struct FarmBenchOptions {
 // farm cannot be set up or a run does not finish.
 nlohmann::json BenchFarm(const FarmBenchOptions& options);
 
+// segue-bench codenoise: one sampler step's overlap exchange of a co-denoised job of `segments`
+// segments (512x288 latents, overlap 12) over `workers` simulated gang members, through the
+// coordinator; the baseline is a ROUTER that returns each member's values unmerged.
+nlohmann::json BenchCodenoise(int segments, int workers, int steps);
+
 }  // namespace segue

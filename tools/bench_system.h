@@ -1,0 +1,21 @@
+// segue-bench store | recovery | memory | render: the store's write rate, restart time, memory
+// and the speed-up from a second worker, each against a baseline run in the same invocation.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace segue {
+
+// Checkpoint-sized blobs written into RocksDB (synced batches) against plain files written with
+// fdatasync each.
+nlohmann::json BenchStore(int blobs);
+// A coordinator starting on a store holding `segments` segments, until it answers, against one
+// starting on an empty store.
+nlohmann::json BenchRecovery(int segments);
+// The coordinator's peak RSS planning and tracking a 4-hour job (against an idle one), and a
+// worker's peak RSS over a short and a 10x longer job.
+nlohmann::json BenchMemory(bool quick);
+// `segue render` of one job with 2 workers against 1.
+nlohmann::json BenchRender(bool quick);
+
+}  // namespace segue
