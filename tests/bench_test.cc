@@ -80,7 +80,8 @@ TEST(Bench, StoreRecoveryAndCodenoiseReportTheirFigures) {
   auto recovery = nlohmann::json::parse(std::ifstream(dir / "recovery.json"))[0];
   EXPECT_EQ(recovery["segments"], 300);
   EXPECT_GT(recovery["seconds"].get<double>(), 0);
-  ASSERT_EQ(RunCommand("'" + BinDir() + "/segue-bench' codenoise --segments 8 --workers 2 "
+  ASSERT_EQ(RunCommand("'" + BinDir() +
+                           "/segue-bench' codenoise --segments 8 --workers 2 "
                            "--steps 2 --json '" +
                            dir / "codenoise.json" + "'",
                        &out, true),

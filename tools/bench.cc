@@ -138,11 +138,14 @@ int main(int argc, char** argv) {
   encode->add_option("--preset", encode_options.preset, "x264 preset")->capture_default_str();
   int gang_segments = 64, gang_workers = 8, gang_steps = 20;
   auto* codenoise = app.add_subcommand(
-      "codenoise", "one sampler step's overlap exchange of a co-denoised job, through the coordinator");
-  codenoise->add_option("--segments", gang_segments)->capture_default_str()->check(
-      CLI::Range(2, 10000));
-  codenoise->add_option("--workers", gang_workers)->capture_default_str()->check(
-      CLI::Range(1, 1000));
+      "codenoise",
+      "one sampler step's overlap exchange of a co-denoised job, through the coordinator");
+  codenoise->add_option("--segments", gang_segments)
+      ->capture_default_str()
+      ->check(CLI::Range(2, 10000));
+  codenoise->add_option("--workers", gang_workers)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   codenoise->add_option("--steps", gang_steps, "exchange rounds measured")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
@@ -154,8 +157,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   auto* recovery =
       app.add_subcommand("recovery", "a coordinator restarting on a store with many segments");
-  recovery->add_option("--segments", recovery_segments)->capture_default_str()->check(
-      CLI::Range(1, 1000000));
+  recovery->add_option("--segments", recovery_segments)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
   auto* memory = app.add_subcommand(
       "memory", "coordinator RSS with a 4-hour job; worker RSS over short and long jobs");
   auto* render = app.add_subcommand("render", "segue render with 2 workers against 1");
@@ -185,7 +189,8 @@ int main(int argc, char** argv) {
       results.push_back(BenchCodenoise(gang_segments, gang_workers, quick ? 5 : gang_steps));
     if (store->parsed() || every) results.push_back(BenchStore(quick ? 50 : store_blobs));
     if (recovery->parsed() || every)
-      results.push_back(BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
+      results.push_back(
+          BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
     if (memory->parsed() || every) results.push_back(BenchMemory(quick));
     if (render->parsed() || every) results.push_back(BenchRender(quick));
   } catch (const std::exception& e) {

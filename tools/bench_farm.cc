@@ -500,15 +500,14 @@ nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
     return v[v.size() / 2];
   };
   const double farm = median(farm_rounds), base = median(echo_rounds);
-  std::cout << "codenoise: one step's overlap exchange, " << segments << " segments on "
-            << workers << " workers (" << slices << " frame slices of 36 KiB): " << farm * 1000
+  std::cout << "codenoise: one step's overlap exchange, " << segments << " segments on " << workers
+            << " workers (" << slices << " frame slices of 36 KiB): " << farm * 1000
             << " ms through the coordinator (median of " << steps
             << " steps); echo router: " << base * 1000 << " ms; ratio " << farm / base
             << " (target < 5 ms)\n";
-  return {{"bench", "codenoise"},   {"segments", segments},
-          {"workers", workers},     {"slices", slices},
-          {"step_ms", farm * 1000}, {"echo_step_ms", base * 1000},
-          {"ratio", farm / base},   {"target_ms", 5}};
+  return {{"bench", "codenoise"}, {"segments", segments},   {"workers", workers},
+          {"slices", slices},     {"step_ms", farm * 1000}, {"echo_step_ms", base * 1000},
+          {"ratio", farm / base}, {"target_ms", 5}};
 }
 
 nlohmann::json BenchFarm(const FarmBenchOptions& o) {

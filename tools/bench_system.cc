@@ -55,9 +55,15 @@ CoordinatorProcess StartCoordinator(const std::string& state, const std::string&
   const std::string endpoint_file = state + ".endpoint";
   std::error_code ec;
   fs::remove(endpoint_file, ec);
-  std::vector<std::string> argv = {ExecutableDir() + "/segue-coordinator", "--listen",
-                                   "tcp://127.0.0.1:*", "--state-dir", state, "--output-root",
-                                   state + "-out", "--endpoint-file", endpoint_file};
+  std::vector<std::string> argv = {ExecutableDir() + "/segue-coordinator",
+                                   "--listen",
+                                   "tcp://127.0.0.1:*",
+                                   "--state-dir",
+                                   state,
+                                   "--output-root",
+                                   state + "-out",
+                                   "--endpoint-file",
+                                   endpoint_file};
   argv.insert(argv.end(), more.begin(), more.end());
   auto child = ChildProcess::Spawn(argv, log);
   if (!child.ok()) throw std::runtime_error(child.message());
@@ -82,8 +88,10 @@ uint64_t PeakRssBytes(pid_t pid) {
 std::string Manifest(const std::string& name, const std::string& video, const std::string& model,
                      const std::string& segments) {
   return "version: 1\nname: " + name + "\nvideo: {" + video + "}\nmodel: {" + model +
-         "}\nsegments: {" + segments + "}\ntimeline: [{at: 0s, prompt: golden hour}]\noutput: "
-         "{path: out/" + name + ".mp4, overwrite: true}\n";
+         "}\nsegments: {" + segments +
+         "}\ntimeline: [{at: 0s, prompt: golden hour}]\noutput: "
+         "{path: out/" +
+         name + ".mp4, overwrite: true}\n";
 }
 
 uint64_t Submit(Client& client, const std::string& manifest) {
@@ -101,7 +109,8 @@ nlohmann::json BenchStore(int blobs) {
   ScratchDir dir;
   // A checkpoint of a 48-frame 512x288 segment: [4, 48, 36, 64] floats, 1.77 MB.
   Tensor t = Tensor::Zeros({4, 48, 36, 64});
-  for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = static_cast<float>((i * 2654435761u) % 1000) / 999.f;
+  for (size_t i = 0; i < t.data.size(); ++i)
+    t.data[i] = static_cast<float>((i * 2654435761u) % 1000) / 999.f;
   const std::string value = EncodeTensor(t);
   auto store = Store::Open(dir / "store");
   if (!store.ok()) throw std::runtime_error(store.message());
@@ -134,9 +143,12 @@ nlohmann::json BenchStore(int blobs) {
   std::cout << "store: " << blobs << " checkpoints of " << value.size() / 1024
             << " KiB, each a synced RocksDB batch: " << mb / rocks << " MB/s; plain files with "
             << "fdatasync: " << mb / files << " MB/s; ratio " << ratio << " (target >= 0.8)\n";
-  return {{"bench", "store"},       {"blobs", blobs},
-          {"blob_bytes", value.size()}, {"rocksdb_mb_per_s", mb / rocks},
-          {"files_mb_per_s", mb / files}, {"ratio", ratio},
+  return {{"bench", "store"},
+          {"blobs", blobs},
+          {"blob_bytes", value.size()},
+          {"rocksdb_mb_per_s", mb / rocks},
+          {"files_mb_per_s", mb / files},
+          {"ratio", ratio},
           {"target_ratio", 0.8}};
 }
 
@@ -145,8 +157,8 @@ nlohmann::json BenchRecovery(int segments) {
   {  // The state: one job of `segments` segments, every record written.
     CoordinatorProcess c = StartCoordinator(dir / "full", dir / "build.log");
     Client client(c.endpoint, 60000);
-    Submit(client, Manifest("recovery", "width: 8, height: 8, fps: 24, frames: " +
-                                            std::to_string(segments * 2),
+    Submit(client, Manifest("recovery",
+                            "width: 8, height: 8, fps: 24, frames: " + std::to_string(segments * 2),
                             "name: null-model, steps: 1", "length: 2, overlap: 0"));
     c.process.Stop();
   }
@@ -166,9 +178,8 @@ nlohmann::json BenchRecovery(int segments) {
   std::cout << "recovery: coordinator restart on a store with " << segments
             << " segments serves again in " << full << " s (an empty store: " << empty
             << " s; ratio " << full / empty << ") (target < 2 s)\n";
-  return {{"bench", "recovery"},        {"segments", segments},
-          {"seconds", full},            {"empty_store_seconds", empty},
-          {"ratio", full / empty},      {"target_seconds", 2}};
+  return {{"bench", "recovery"},          {"segments", segments},  {"seconds", full},
+          {"empty_store_seconds", empty}, {"ratio", full / empty}, {"target_seconds", 2}};
 }
 
 nlohmann::json BenchMemory(bool quick) {
@@ -181,9 +192,9 @@ nlohmann::json BenchMemory(bool quick) {
     const uint64_t idle_rss = PeakRssBytes(idle.process.pid());
     CoordinatorProcess c = StartCoordinator(dir / "coordinator-4h", dir / "4h.log");
     Client client(c.endpoint, 60000);
-    const uint64_t job = Submit(client, Manifest("four-hours",
-                                                 "width: 512, height: 288, fps: 24, duration: 4h",
-                                                 "name: zoom, steps: 30", "length: 48, overlap: 12"));
+    const uint64_t job =
+        Submit(client, Manifest("four-hours", "width: 512, height: 288, fps: 24, duration: 4h",
+                                "name: zoom, steps: 30", "length: 48, overlap: 12"));
     for (int i = 0; i < 20; ++i) {  // tracking: status, the job list, the event log
       (void)client.Status(job);
       (void)client.Jobs();
@@ -201,15 +212,16 @@ nlohmann::json BenchMemory(bool quick) {
   auto worker_peak = [&](const std::string& name, int seconds) {
     CoordinatorProcess c = StartCoordinator(dir / ("worker-" + name), dir / (name + ".log"),
                                             {"--encoder-preset", "ultrafast"});
-    auto w = ChildProcess::Spawn({ExecutableDir() + "/segue-worker", "--coordinator", c.endpoint,
-                                  "--name", name},
-                                 dir / (name + "-worker.log"));
+    auto w = ChildProcess::Spawn(
+        {ExecutableDir() + "/segue-worker", "--coordinator", c.endpoint, "--name", name},
+        dir / (name + "-worker.log"));
     if (!w.ok()) throw std::runtime_error(w.message());
     Client client(c.endpoint, 60000);
-    const uint64_t job = Submit(client, Manifest(name,
-                                                 "width: 128, height: 72, fps: 24, duration: " +
-                                                     std::to_string(seconds) + "s",
-                                                 "name: zoom, steps: 4", "length: 48, overlap: 12"));
+    const uint64_t job = Submit(
+        client,
+        Manifest(name,
+                 "width: 128, height: 72, fps: 24, duration: " + std::to_string(seconds) + "s",
+                 "name: zoom, steps: 4", "length: 48, overlap: 12"));
     for (int i = 0; i < 36000; ++i) {
       auto st = client.Status(job);
       if (st.ok() && st->Finished()) break;
@@ -223,9 +235,9 @@ nlohmann::json BenchMemory(bool quick) {
   const int base = quick ? 10 : 30;
   const uint64_t short_rss = worker_peak("short", base);
   const uint64_t long_rss = worker_peak("long", base * 10);
-  std::cout << "memory: worker peak RSS (128x72, 4 steps) over a " << base << " s job " << short_rss / (1 << 20)
-            << " MiB, over a " << base * 10 << " s job " << long_rss / (1 << 20)
-            << " MiB (ratio " << static_cast<double>(long_rss) / short_rss
+  std::cout << "memory: worker peak RSS (128x72, 4 steps) over a " << base << " s job "
+            << short_rss / (1 << 20) << " MiB, over a " << base * 10 << " s job "
+            << long_rss / (1 << 20) << " MiB (ratio " << static_cast<double>(long_rss) / short_rss
             << "; target: does not grow with the video's length)" << std::endl;
   out["worker_short_job_seconds"] = base;
   out["worker_short_peak_rss_mib"] = short_rss / (1 << 20);
@@ -240,16 +252,15 @@ nlohmann::json BenchRender(bool quick) {
   // that the processes' start-up is small beside it.
   const int frames = quick ? 480 : 1440, steps = quick ? 30 : 60;
   const std::string manifest = dir / "job.yaml";
-  std::ofstream(manifest) << Manifest("render",
-                                      "width: 512, height: 288, fps: 24, frames: " +
-                                          std::to_string(frames),
-                                      "name: zoom, steps: " + std::to_string(steps),
-                                      "length: 48, overlap: 12");
+  std::ofstream(manifest) << Manifest(
+      "render", "width: 512, height: 288, fps: 24, frames: " + std::to_string(frames),
+      "name: zoom, steps: " + std::to_string(steps), "length: 48, overlap: 12");
   auto run = [&](int workers) {
     const auto t0 = Clock::now();
     std::string cmd = "'" + ExecutableDir() + "/segue' render '" + manifest + "' --workers " +
-                      std::to_string(workers) + " --state-dir '" + dir / ("s" + std::to_string(workers)) +
-                      "' --output '" + dir / ("o" + std::to_string(workers) + ".mp4") +
+                      std::to_string(workers) + " --state-dir '" +
+                      dir / ("s" + std::to_string(workers)) + "' --output '" +
+                      dir / ("o" + std::to_string(workers) + ".mp4") +
                       "' --preset veryfast > /dev/null 2>&1";
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("segue render failed: " + cmd);
     return Since(t0);
@@ -258,9 +269,8 @@ nlohmann::json BenchRender(bool quick) {
   std::cout << "render: " << frames << " frames 512x288 (segments of 48), zoom " << steps
             << " steps, chunks encoded (veryfast): 2 workers " << two << " s, 1 worker " << one
             << " s; speed-up " << one / two << " (target >= 1.8 on 2 cores)\n";
-  return {{"bench", "render"},        {"frames", frames},
-          {"steps", steps},           {"one_worker_seconds", one},
-          {"two_workers_seconds", two}, {"speedup", one / two},
+  return {{"bench", "render"},         {"frames", frames},           {"steps", steps},
+          {"one_worker_seconds", one}, {"two_workers_seconds", two}, {"speedup", one / two},
           {"target_speedup", 1.8}};
 }
 
