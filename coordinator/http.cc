@@ -29,6 +29,10 @@ const char* Reason(int status) {
 HttpEndpoint::HttpEndpoint(zmq::context_t& ctx, Handler handler)
     : sock_(ctx, zmq::socket_type::stream), handler_(std::move(handler)) {
   sock_.set(zmq::sockopt::linger, 0);
+  // Never wait on a client: a browser that stops reading gets its answer dropped, the loop goes
+  // on (a blocking send here once held the whole coordinator).
+  sock_.set(zmq::sockopt::sndtimeo, 0);
+  sock_.set(zmq::sockopt::sndhwm, 100000);
 }
 
 Result<std::string> HttpEndpoint::Bind(const std::string& host_port) {
@@ -93,11 +97,11 @@ void HttpEndpoint::Respond(const std::string& id, const HttpResponse& r, bool he
                     "\r\nContent-Length: " + std::to_string(r.body.size()) +
                     "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
   if (!head) out += r.body;
+  constexpr auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
   try {
-    sock_.send(zmq::buffer(id), zmq::send_flags::sndmore);
-    sock_.send(zmq::buffer(out), zmq::send_flags::dontwait);
-    sock_.send(zmq::buffer(id), zmq::send_flags::sndmore);  // an empty frame closes it
-    sock_.send(zmq::message_t(), zmq::send_flags::dontwait);
+    if (sock_.send(zmq::buffer(id), more)) sock_.send(zmq::buffer(out), zmq::send_flags::dontwait);
+    if (sock_.send(zmq::buffer(id), more))  // an empty frame closes the connection
+      sock_.send(zmq::message_t(), zmq::send_flags::dontwait);
   } catch (const zmq::error_t& e) {
     spdlog::warn("http: cannot answer: {}", e.what());
   }

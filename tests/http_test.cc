@@ -129,8 +129,9 @@ TEST(Http, DashboardInHeadlessChromiumShowsProgressAdvancing) {
   ASSERT_TRUE(farm.ok());
   const std::string url = "http://" + HttpAddress(dir) + "/";
   const uint64_t job = SubmitJob(dir, farm, 300);
+  // Each browser run is bounded: a browser that hangs fails the test instead of stalling the suite.
   const std::string chromium =
-      "chromium --headless --no-sandbox --disable-gpu --no-first-run "
+      "timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run "
       "--user-data-dir='" +
       dir / "profile" + "' ";
   // What the page shows for the job: its progress in percent, from the rendered DOM.
