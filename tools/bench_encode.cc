@@ -14,16 +14,18 @@
 
 #include "common/media/video.h"
 #include "common/plan/plan.h"
+#include "tools/bench_util.h"
 
 namespace segue {
 namespace {
 
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using bench::ScratchDir;
+using bench::ServingThread;
 
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+namespace fs = std::filesystem;
+using bench::Clock;
+using bench::Since;
+
 
 // Moving soft waves with a little grain: content an encoder has to work for, like a render's.
 std::vector<uint8_t> MakeFrames(int w, int h, int n) {
@@ -47,24 +49,6 @@ std::vector<uint8_t> MakeFrames(int w, int h, int n) {
   }
   return rgb;
 }
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/segue-bench-XXXXXX";
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a scratch folder");
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // One ffmpeg command over the raw frames with `x264_params` ("" for its own threading).
 double RunFfmpeg(const EncodeBenchOptions& o, const std::string& raw, const std::string& out,

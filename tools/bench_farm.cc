@@ -17,33 +17,18 @@
 #include "common/plan/plan.h"
 #include "common/protocol/protocol.h"
 #include "coordinator/coordinator.h"
+#include "tools/bench_util.h"
 
 namespace segue {
 namespace {
+
+using bench::ScratchDir;
+using bench::ServingThread;
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// A folder under $TMPDIR (default /tmp), removed with its contents when this goes away.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/segue-bench-XXXXXX";
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a scratch folder");
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::string WorkRequest() {
   capnp::MallocMessageBuilder b;
@@ -184,10 +169,9 @@ SimRun RunFarm(const std::string& name, int workers, int segments, int length, i
   o.chunk_frames = segments * length;  // one encode task, the end marker
   auto coordinator = Coordinator::Create(o);
   if (!coordinator.ok()) throw std::runtime_error(coordinator.message());
-  std::atomic<bool> stop{false};
-  std::thread serve([&] { (*coordinator)->Run(stop); });
   SimRun run;
-  try {
+  {
+    ServingThread serve([&](const std::atomic<bool>& stop) { (*coordinator)->Run(stop); });
     zmq::context_t ctx(1);
     SimulatedWorkers sims(ctx, (*coordinator)->endpoint(), workers, name, task_ms);
     Client client((*coordinator)->endpoint(), 10000);
@@ -203,13 +187,7 @@ SimRun RunFarm(const std::string& name, int workers, int segments, int length, i
     auto sub = client.Submit(req);
     if (!sub.ok()) throw std::runtime_error(sub.message());
     run = sims.Run(start, std::chrono::seconds(600));
-  } catch (...) {
-    stop = true;
-    serve.join();
-    throw;
   }
-  stop = true;
-  serve.join();
   if (run.tasks != static_cast<uint64_t>(segments))
     throw std::runtime_error(name + ": " + std::to_string(run.tasks) + " assignments for " +
                              std::to_string(segments) + " segments");
@@ -224,8 +202,7 @@ SimRun RunEcho(int workers, int tasks) {
   router.set(zmq::sockopt::linger, 0);
   router.bind("tcp://127.0.0.1:*");
   const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-  std::atomic<bool> stop{false};
-  std::thread echo([&] {
+  ServingThread echo([&](const std::atomic<bool>& stop) {
     capnp::MallocMessageBuilder wb;
     wb.initRoot<wire::Envelope>().initWelcome().setWorkerId("sim");
     const std::string welcome = Serialize(wb);
@@ -262,18 +239,8 @@ SimRun RunEcho(int workers, int tasks) {
       }
     }
   });
-  SimRun run;
-  try {
-    SimulatedWorkers sims(ctx, endpoint, workers, "echo", 0);
-    run = sims.Run(Clock::now(), std::chrono::seconds(600));
-  } catch (...) {
-    stop = true;
-    echo.join();
-    throw;
-  }
-  stop = true;
-  echo.join();
-  return run;
+  SimulatedWorkers sims(ctx, endpoint, workers, "echo", 0);
+  return sims.Run(Clock::now(), std::chrono::seconds(600));
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -374,11 +341,10 @@ nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
   o.gang_wait_ms = 60000;
   auto coordinator = Coordinator::Create(o);
   if (!coordinator.ok()) throw std::runtime_error(coordinator.message());
-  std::atomic<bool> stop{false};
-  std::thread serve([&] { (*coordinator)->Run(stop); });
   std::vector<double> farm_rounds;
   size_t slices = 0;
-  try {
+  {
+    ServingThread serve([&](const std::atomic<bool>& stop) { (*coordinator)->Run(stop); });
     zmq::context_t ctx(1);
     std::vector<GangMember> members;
     for (int i = 0; i < workers; ++i) {
@@ -437,13 +403,7 @@ nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
     }
     for (const auto& m : members) slices += m.items.size();
     farm_rounds = RunGang(members, steps);
-  } catch (...) {
-    stop = true;
-    serve.join();
-    throw;
   }
-  stop = true;
-  serve.join();
 
   // Baseline: a ROUTER that returns each member's exchange as it is, once all have sent.
   std::vector<double> echo_rounds;
@@ -453,8 +413,7 @@ nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
     router.set(zmq::sockopt::linger, 0);
     router.bind("tcp://127.0.0.1:*");
     const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-    std::atomic<bool> done{false};
-    std::thread echo([&] {
+    ServingThread echo([&](const std::atomic<bool>& done) {
       std::vector<std::pair<std::string, std::string>> posted;
       while (!done) {
         zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
@@ -492,8 +451,6 @@ nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
       members.push_back(std::move(m));
     }
     echo_rounds = RunGang(members, steps);
-    done = true;
-    echo.join();
   }
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());

@@ -15,34 +15,18 @@
 #include "common/store/store.h"
 #include "common/tensor/tensor.h"
 #include "common/util/process.h"
+#include "tools/bench_util.h"
 
 namespace segue {
 namespace {
 
+using bench::ScratchDir;
+using bench::ServingThread;
+
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::Since;
 
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/segue-bench-XXXXXX";
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a scratch folder");
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // A coordinator process on a fresh endpoint; its address once it listens.
 struct CoordinatorProcess {
