@@ -128,7 +128,7 @@ TEST(Http, DashboardInHeadlessChromiumShowsProgressAdvancing) {
   LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});
   ASSERT_TRUE(farm.ok());
   const std::string url = "http://" + HttpAddress(dir) + "/";
-  const uint64_t job = SubmitJob(dir, farm, 300);
+  const uint64_t job = SubmitJob(dir, farm, 1000) /* several seconds: long enough to watch */;
   // Each browser run is bounded: a browser that hangs fails the test instead of stalling the suite.
   const std::string chromium =
       "timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run "
