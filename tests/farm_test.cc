@@ -145,14 +145,7 @@ TEST(Farm, KilledGangMemberResumesTheGangFromItsCheckpoint) {
   args.insert(args.end(), {"--checkpoint-steps", "0", "--checkpoint-seconds", "0"});
   LocalFarm farm(dir / "farm", 2, args);
   ASSERT_TRUE(farm.ok());
-  {  // Both workers in before the gang forms.
-    Client client(farm.endpoint(), 2000);
-    for (int i = 0; i < 400; ++i) {
-      auto ws = client.Workers();
-      if (ws.ok() && ws->size() == 2) break;
-      std::this_thread::sleep_for(25ms);
-    }
-  }
+  ASSERT_TRUE(farm.WaitForWorkers());  // both in before the gang forms
   uint64_t job = Submit(farm, m);
   const std::string logs_cmd =
       Cli("logs " + std::to_string(job) + " --coordinator " + farm.endpoint());

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/client/client.h"
 #include "common/media/video.h"
 #include "common/store/store.h"
 
@@ -78,6 +79,16 @@ LocalFarm::LocalFarm(const std::string& dir, int workers,
     }
     workers_.push_back(std::move(*w));
   }
+}
+
+bool LocalFarm::WaitForWorkers(int seconds) {
+  Client client(endpoint_, 2000);
+  for (int i = 0; i < seconds * 40; ++i) {
+    auto ws = client.Workers();
+    if (ws.ok() && ws->size() >= workers_.size()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return false;
 }
 
 bool LocalFarm::StartCoordinator(const std::string& listen) {

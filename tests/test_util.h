@@ -41,6 +41,8 @@ class LocalFarm {
   ChildProcess& coordinator() { return coordinator_; }
   // kill -9 the coordinator and start it again on the same state and endpoint.
   bool RestartCoordinator();
+  // Waits until every worker it started has joined (a job submitted earlier may run on fewer).
+  bool WaitForWorkers(int seconds = 30);
 
  private:
   bool StartCoordinator(const std::string& listen);

@@ -205,6 +205,7 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
              kDecode});
   LocalFarm farm(dir / "farm", 3, {"--max-attempts", "3"}, {"--models", dir / "models"});
   ASSERT_TRUE(farm.ok());
+  ASSERT_TRUE(farm.WaitForWorkers());  // three distinct workers to fail on
   auto manifest = [&](const std::string& model) {
     std::ofstream(dir / (model + ".yaml"))
         << "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 12}\nmodel: {name: "
