@@ -1788,8 +1788,7 @@ struct Coordinator::Impl {
     auto cp = slot.has_checkpoint ? Get(Family::kCheckpoints, TaskKey(j.id, index))
                                   : Result<std::string>::Error("not found");
     if (cp.ok() && cp->size() > 4) {
-      uint32_t step = 0;
-      std::memcpy(&step, cp->data(), 4);
+      const uint32_t step = DecodeStep(*cp);
       auto x = DecodeTensor(cp->substr(4));
       if (x.ok() && step > 0 && step < static_cast<uint32_t>(j.manifest.steps)) {
         t.setResumeStep(step);

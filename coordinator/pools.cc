@@ -25,6 +25,8 @@ class Provider {
   virtual void Cancel(const std::string& name) = 0;
   // Whether a launched worker still runs or may still join.
   virtual bool Alive(const std::string& name, uint64_t now_ms) = 0;
+  // Once a tick: let go of what ended (local: reap exited children, joined ones included).
+  virtual void Reap() {}
   virtual Status SetReplicas(const PoolConfig&, int) { return Status::Ok(); }
 };
 
@@ -53,10 +55,12 @@ class LocalProvider final : public Provider {
 
   bool Alive(const std::string& name, uint64_t) override {
     auto it = children_.find(name);
-    if (it == children_.end()) return false;
-    if (it->second.Running()) return true;
-    children_.erase(it);  // reaped
-    return false;
+    return it != children_.end() && it->second.Running();
+  }
+
+  void Reap() override {
+    for (auto it = children_.begin(); it != children_.end();)
+      it = it->second.Running() ? std::next(it) : children_.erase(it);  // Running() reaps
   }
 
  private:
@@ -364,6 +368,7 @@ std::vector<std::string> PoolManager::Tick(const PoolView& view, uint64_t now_ms
   std::vector<std::string> drain;
   for (auto& pp : pools_) {
     Pool& p = *pp;
+    p.provider->Reap();
     const PoolConfig& c = p.config;
     static const std::vector<PoolView::Worker> kNone;
     auto it = view.connected.find(c.name);

@@ -14,8 +14,6 @@
 namespace segue {
 namespace {
 
-std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
-
 struct Case {
   std::string codec, output, audio;
 };

@@ -36,8 +36,6 @@ std::string WriteJob(const TempDir& dir) {
   return dir / "job.yaml";
 }
 
-std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
-
 void ExpectGoodOutput(const std::string& path) {
   ProbeInfo p = Probe(path);
   EXPECT_EQ(p.video_codec, "h264") << path;

@@ -19,8 +19,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
-
 // 4 s at 512x288: 96 frames in 5 segments, long enough to interfere with.
 // `extra`: more top-level YAML.
 std::string WriteJob(const TempDir& dir, const std::string& name = "job",

@@ -19,8 +19,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
-
 // A job long enough to watch: 4 s at 256x144, 9 segments on one worker.
 uint64_t SubmitJob(const TempDir& dir, const LocalFarm& farm, int steps) {
   std::ofstream(dir / "job.yaml") << "version: 1\nname: watched\n"

@@ -78,8 +78,8 @@ TEST(Network, WorkerLinkDownRequeuesItsTaskAndItRejoinsWhenBack) {
   ASSERT_TRUE(worker.ok()) << worker.message();
   // The CLI runs beside the coordinator (the test's own namespace reaches neither host).
   auto cli = [&](const std::string& args, std::string* output) {
-    return RunCommand(ip + " netns exec " + hosts.coordinator_ns() + " '" + BinDir() + "/segue' " +
-                          args + " --coordinator " + endpoint,
+    return RunCommand(ip + " netns exec " + hosts.coordinator_ns() + " " +
+                          Cli(args + " --coordinator " + endpoint),
                       output, true);
   };
   std::ofstream(dir / "job.yaml") << "version: 1\nname: remote\n"

@@ -20,8 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
-
 TEST(PoolsConfig, ReadsEveryProviderAndNamesBadFields) {
   TempDir dir;
   std::ofstream(dir / "ok.yaml") << "pools:\n"

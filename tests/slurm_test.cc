@@ -58,8 +58,7 @@ TEST(Slurm, PoolLaunchesWorkersWithSbatchRendersAndScalesDown) {
   unsetenv("SLURM_CONF");
   ASSERT_TRUE(farm.ok());
   std::string out;
-  const std::string cli = "'" + BinDir() + "/segue' ";
-  ASSERT_EQ(RunCommand(cli + "pool scale hpc 2 --coordinator " + farm.endpoint(), &out, true), 0)
+  ASSERT_EQ(RunCommand(Cli("pool scale hpc 2 --coordinator " + farm.endpoint()), &out, true), 0)
       << out;
   Client client(farm.endpoint(), 5000);
   bool joined = false;
@@ -80,16 +79,16 @@ TEST(Slurm, PoolLaunchesWorkersWithSbatchRendersAndScalesDown) {
                                   << "segments: {length: 16, overlap: 4}\n"
                                   << "timeline: [{at: 0s, prompt: snow}]\n";
   ASSERT_EQ(
-      RunCommand(cli + "submit '" + dir / "job.yaml" + "' --wait --coordinator " + farm.endpoint(),
+      RunCommand(Cli("submit '" + dir / "job.yaml" + "' --wait --coordinator " + farm.endpoint()),
                  &out, true),
       0)
       << out;
   std::string logs;
-  RunCommand(cli + "logs " + LastWord(out) + " --coordinator " + farm.endpoint(), &logs);
+  RunCommand(Cli("logs " + LastWord(out) + " --coordinator " + farm.endpoint()), &logs);
   EXPECT_NE(logs.find("done by hpc-"), std::string::npos) << logs;
 
   // Scaled down: the idle workers are drained, leave, and their batch jobs end.
-  ASSERT_EQ(RunCommand(cli + "pool scale hpc 0 --coordinator " + farm.endpoint(), &out, true), 0);
+  ASSERT_EQ(RunCommand(Cli("pool scale hpc 0 --coordinator " + farm.endpoint()), &out, true), 0);
   bool gone = false;
   for (int i = 0; i < 300 && !gone; ++i) {
     auto ws = client.Workers();

@@ -10,8 +10,6 @@
 namespace segue {
 namespace {
 
-std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
-
 std::string Manifest(const TempDir& dir, const std::string& strategy, const std::string& size,
                      const std::string& segments, int steps, const std::string& duration,
                      bool transition) {

@@ -61,6 +61,8 @@ std::string BinDir() { return SEGUE_BIN_DIR; }
 
 std::string SourceDir() { return SEGUE_SOURCE_DIR; }
 
+std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
+
 LocalFarm::LocalFarm(const std::string& dir, int workers,
                      const std::vector<std::string>& coordinator_args,
                      const std::vector<std::string>& worker_args)

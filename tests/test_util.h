@@ -56,6 +56,9 @@ class LocalFarm {
 // The last whitespace-separated word of `text` (how `segue submit` reports the job id).
 std::string LastWord(const std::string& text);
 
+// A shell command running the `segue` CLI with `args` (quote paths inside `args` yourself).
+std::string Cli(const std::string& args);
+
 // Folder of the segue binaries, and the source tree (set by CMake).
 std::string BinDir();
 std::string SourceDir();

@@ -122,8 +122,6 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
   EXPECT_TRUE(rt->Render(zoom).ok());
 }
 
-std::string Cli(const std::string& args) { return "'" + BinDir() + "/segue' " + args; }
-
 TEST(TorchScript, JobsThroughRealProcesses) {
   TempDir dir;
   std::filesystem::create_directories(dir / "models");
