@@ -26,8 +26,8 @@ Status StepExchange::Add(int group, std::vector<FrameValues> values) {
   return Status::Ok();
 }
 
-Result<std::vector<std::vector<FrameValues>>> StepExchange::Merge() {
-  using R = Result<std::vector<std::vector<FrameValues>>>;
+Result<std::vector<std::vector<FrameConsensus>>> StepExchange::Merge() {
+  using R = Result<std::vector<std::vector<FrameConsensus>>>;
   // frame -> segment -> values
   std::map<int64_t, std::map<uint32_t, const std::vector<float>*>> by_frame;
   size_t n = 0;
@@ -38,7 +38,7 @@ Result<std::vector<std::vector<FrameValues>>> StepExchange::Merge() {
       if (v.data.size() != n) return R::Error("frame values differ in size between groups");
     }
   }
-  std::map<int64_t, std::vector<float>> consensus;
+  std::map<int64_t, std::shared_ptr<const std::vector<float>>> consensus;
   for (const auto& [f, segs] : by_frame) {
     for (int k : SegmentsCovering(segments_, f, f + 1)) {
       if (!segs.count(static_cast<uint32_t>(k))) {
@@ -46,20 +46,20 @@ Result<std::vector<std::vector<FrameValues>>> StepExchange::Merge() {
                         " was not sent");
       }
     }
-    std::vector<float> out(n);
+    auto out = std::make_shared<std::vector<float>>(n);
     BlendFrame(
         segments_, f, mode_, [&](int k) { return segs.at(static_cast<uint32_t>(k))->data(); },
-        static_cast<int64_t>(n), out.data());
+        static_cast<int64_t>(n), out->data());
     consensus.emplace(f, std::move(out));
   }
-  std::vector<std::vector<FrameValues>> replies(static_cast<size_t>(groups_));
+  std::vector<std::vector<FrameConsensus>> replies(static_cast<size_t>(groups_));
   for (const auto& [g, values] : posted_) {
     std::vector<int64_t> frames;
     for (const auto& v : values) {
       if (std::find(frames.begin(), frames.end(), v.frame) == frames.end())
         frames.push_back(v.frame);
     }
-    for (int64_t f : frames) replies[static_cast<size_t>(g)].push_back({0, f, consensus.at(f)});
+    for (int64_t f : frames) replies[static_cast<size_t>(g)].push_back({f, consensus.at(f)});
   }
   posted_.clear();
   ++step_;

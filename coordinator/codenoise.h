@@ -5,10 +5,13 @@
 // frame that a segment outside the group also covers; once every group has sent step i, the
 // coordinator folds each frame's values with BlendFrame (the same function the workers use for
 // frames they hold alone) and answers each group with the consensus of the frames it sent.
+// Values travel in half precision both ways (common/tensor/half.h); workers round the frames
+// they blend locally the same way, so a frame's consensus is the same whoever holds its segments.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "common/blend/blend.h"
@@ -21,6 +24,11 @@ struct FrameValues {
   uint32_t segment = 0;
   int64_t frame = 0;
   std::vector<float> data;  // [C, h, w] of that frame
+};
+
+struct FrameConsensus {
+  int64_t frame = 0;
+  std::shared_ptr<const std::vector<float>> data;  // one copy for every group that sent it
 };
 
 class StepExchange {
@@ -36,7 +44,7 @@ class StepExchange {
   bool Complete() const { return static_cast<int>(posted_.size()) == groups_; }
   // REQUIRES: Complete(). Per group, the consensus of each frame it sent (segment unused), in the
   // order it sent them; then moves on to the next step.
-  Result<std::vector<std::vector<FrameValues>>> Merge();
+  Result<std::vector<std::vector<FrameConsensus>>> Merge();
 
  private:
   std::vector<SegmentSpan> segments_;

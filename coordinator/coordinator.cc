@@ -302,7 +302,7 @@ struct Coordinator::Impl {
   // Ends a turn: the writes, then the messages they allow.
   void Flush() {
     FlushWrites();
-    for (auto& o : outgoing) SendNow(o.identity, o.payload, o.req_envelope);
+    for (auto& o : outgoing) SendNow(o.identity, std::move(o.payload), o.req_envelope);
     outgoing.clear();
   }
 
@@ -443,18 +443,27 @@ struct Coordinator::Impl {
     outgoing.push_back({identity, std::move(payload), req_envelope});
   }
 
-  void SendNow(const std::string& identity, const std::string& payload, bool req_envelope) {
+  static constexpr size_t kZeroCopyBytes = 64 * 1024;
+  void SendNow(const std::string& identity, std::string payload, bool req_envelope) {
     try {
       sock.send(zmq::buffer(identity), zmq::send_flags::sndmore);
       if (req_envelope) sock.send(zmq::message_t(), zmq::send_flags::sndmore);
-      sock.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+      if (payload.size() < kZeroCopyBytes) {
+        sock.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+      } else {  // ZeroMQ takes the string itself instead of a copy (exchanges are megabytes)
+        auto* owned = new std::string(std::move(payload));
+        zmq::message_t msg(
+            owned->data(), owned->size(),
+            [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+        sock.send(msg, zmq::send_flags::dontwait);
+      }
     } catch (const zmq::error_t& e) {
       spdlog::warn("cannot send to {}: {}", identity, e.what());
     }
   }
 
   void HandleMessage(const std::string& identity, const zmq::message_t& payload, bool req) {
-    auto in = Incoming::Parse(payload.data(), payload.size());
+    auto in = Incoming::ParseInPlace(payload.data(), payload.size());
     if (!in.ok()) {
       ++counters.bad_messages;
       spdlog::warn("dropped a bad message ({} bytes): {} [{} so far]", payload.size(), in.message(),
@@ -1619,7 +1628,10 @@ struct Coordinator::Impl {
     for (size_t g = 0; g < merged->size(); ++g) {
       auto member = workers.find(j->gang->groups[g].worker);
       if (member == workers.end()) continue;
-      capnp::MallocMessageBuilder b;
+      // One first segment big enough for the whole reply: no segment chain to walk and copy.
+      const size_t half_words = (Tensor::NumElements(exchange_shape_) * 2 + 7) / 8;
+      capnp::MallocMessageBuilder b(
+          static_cast<unsigned>((*merged)[g].size() * (half_words + 16) + 64));
       auto m = b.initRoot<wire::Envelope>().initCodenoiseMerged();
       m.setJobId(j->id);
       m.setAttempt(j->gang->attempt);
@@ -1629,10 +1641,8 @@ struct Coordinator::Impl {
       for (size_t i = 0; i < (*merged)[g].size(); ++i) {
         auto& v = (*merged)[g][i];
         slices[static_cast<unsigned>(i)].setFrame(v.frame);
-        Tensor t;
-        t.shape = exchange_shape_;
-        t.data = std::move(v.data);
-        SetTensor(slices[static_cast<unsigned>(i)].initLatents(), t);
+        SetTensorHalf(slices[static_cast<unsigned>(i)].initLatents(), exchange_shape_,
+                      v.data->data());
       }
       Send(member->second.identity, Serialize(b));
     }

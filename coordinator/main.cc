@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "common/util/log.h"
+#include "common/util/memory.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/pools.h"
 
@@ -14,6 +15,7 @@ void OnSignal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  segue::KeepFreedMemoryForReuse();
   segue::CoordinatorOptions o;
   std::string log_level = "info";
   CLI::App app{

@@ -34,8 +34,8 @@ TEST(Codenoise, MergeIsTheStitchBlend) {
   ASSERT_EQ((*merged)[1].size(), 4u);
   // Frame 8: first frame of the 4-frame overlap: weight 0.8 on segment 1.
   EXPECT_EQ((*merged)[0][0].frame, 8);
-  EXPECT_FLOAT_EQ((*merged)[0][0].data[0], 0.8f * 10 + 0.2f * 20);
-  EXPECT_EQ((*merged)[0][0].data, (*merged)[1][0].data);  // both groups get the same consensus
+  EXPECT_FLOAT_EQ((*merged)[0][0].data->at(0), 0.8f * 10 + 0.2f * 20);
+  EXPECT_EQ(*(*merged)[0][0].data, *(*merged)[1][0].data);  // both groups get the same consensus
   EXPECT_EQ(x.step(), 1u);
 }
 

@@ -18,6 +18,7 @@
 
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
+#include "common/util/memory.h"
 #include "tools/bench_encode.h"
 #include "tools/bench_farm.h"
 #include "tools/bench_system.h"
@@ -80,6 +81,7 @@ nlohmann::json BenchPlan() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  segue::KeepFreedMemoryForReuse();  // as segue-coordinator and segue-worker do
   CLI::App app{"segue-bench: benchmarks of segue (see docs/PERFORMANCE.md)", "segue-bench"};
   app.fallthrough();  // --json and --quick also after the subcommand
   app.require_subcommand(1);

@@ -270,7 +270,7 @@ std::string ExchangeMessage(const GangMember& m, uint32_t step) {
   for (size_t i = 0; i < m.items.size(); ++i) {
     slices[static_cast<unsigned>(i)].setSegment(m.items[i].first);
     slices[static_cast<unsigned>(i)].setFrame(m.items[i].second);
-    SetTensor(slices[static_cast<unsigned>(i)].initLatents(), frame);
+    SetTensorHalf(slices[static_cast<unsigned>(i)].initLatents(), frame.shape, frame.data.data());
   }
   return Serialize(b);
 }
@@ -458,7 +458,7 @@ nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
   };
   const double farm = median(farm_rounds), base = median(echo_rounds);
   std::cout << "codenoise: one step's overlap exchange, " << segments << " segments on " << workers
-            << " workers (" << slices << " frame slices of 36 KiB): " << farm * 1000
+            << " workers (" << slices << " frame slices of 18 KiB, half precision): " << farm * 1000
             << " ms through the coordinator (median of " << steps
             << " steps); echo router: " << base * 1000 << " ms; ratio " << farm / base
             << " (target < 5 ms)\n";

@@ -5,6 +5,7 @@
 
 #include "common/manifest/manifest.h"
 #include "common/util/log.h"
+#include "common/util/memory.h"
 #include "worker/worker.h"
 
 namespace {
@@ -13,6 +14,7 @@ void OnSignal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  segue::KeepFreedMemoryForReuse();
   segue::WorkerOptions o;
   std::string log_level = "info";
   CLI::App app{"segue-worker: renders segments and encodes chunks for a segue coordinator.",

@@ -20,6 +20,7 @@
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
 #include "common/protocol/protocol.h"
+#include "common/tensor/half.h"
 
 namespace segue {
 namespace {
@@ -342,7 +343,8 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
         gather(items[i].first, items[i].second, frame.data.data());
         slices[static_cast<unsigned>(i)].setSegment(items[i].first);
         slices[static_cast<unsigned>(i)].setFrame(items[i].second);
-        SetTensor(slices[static_cast<unsigned>(i)].initLatents(), frame);
+        SetTensorHalf(slices[static_cast<unsigned>(i)].initLatents(), frame.shape,
+                      frame.data.data());
       }
       std::string bytes = Serialize(b);
       outbox.send(zmq::buffer(bytes), zmq::send_flags::none);
@@ -376,9 +378,17 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
     for (int64_t f : local) {
       auto cover = SegmentsCovering(spans, f, f + 1);
       if (cover.size() < 2) continue;  // one segment: nothing to agree on
-      for (int k : cover) gather(static_cast<uint32_t>(k), f, buf.data() + (k - first) * n);
+      // Rounded to half precision on the way in and out, exactly as the exchange through the
+      // coordinator rounds (the wire carries halves): the consensus of a frame does not depend
+      // on whether one worker or two held its segments.
+      for (int k : cover) {
+        float* v = buf.data() + (k - first) * n;
+        gather(static_cast<uint32_t>(k), f, v);
+        RoundToHalves(v, static_cast<size_t>(n));
+      }
       BlendFrame(
           spans, f, *mode, [&](int k) { return buf.data() + (k - first) * n; }, n, out.data());
+      RoundToHalves(out.data(), static_cast<size_t>(n));
       scatter(f, out.data());
     }
     const int done = step + 1;

@@ -2,32 +2,60 @@
 
 #include <cstring>
 
+#include "common/tensor/half.h"
+
 namespace segue {
 
 std::string Serialize(capnp::MessageBuilder& builder) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
-  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  // Straight into the string: one copy of the message, not two (it can be megabytes).
+  auto segments = builder.getSegmentsForOutput();
+  std::string out(capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word), '\0');
+  kj::ArrayOutputStream stream(kj::arrayPtr(reinterpret_cast<kj::byte*>(out.data()), out.size()));
+  capnp::writeMessage(stream, segments);
+  return out;
 }
 
-Result<std::unique_ptr<Incoming>> Incoming::Parse(const void* data, size_t size) {
-  using R = Result<std::unique_ptr<Incoming>>;
-  if (size == 0) return R::Error("empty message");
+namespace {
+
+Status CheckSize(size_t size) {
+  if (size == 0) return Status::Error("empty message");
   if (size > WireLimits::kMaxMessageBytes)
-    return R::Error("message of " + std::to_string(size) + " bytes exceeds the limit");
+    return Status::Error("message of " + std::to_string(size) + " bytes exceeds the limit");
   if (size % sizeof(capnp::word) != 0)
-    return R::Error("message size " + std::to_string(size) + " is not a whole number of words");
+    return Status::Error("message size " + std::to_string(size) +
+                         " is not a whole number of words");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Incoming>> Incoming::Parse(const void* data, size_t size) {
+  if (Status s = CheckSize(size); !s.ok()) return s;
   std::unique_ptr<Incoming> in(new Incoming());
   in->words_ = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
   std::memcpy(in->words_.begin(), data, size);
+  return Read(std::move(in), in->words_.asPtr());
+}
+
+Result<std::unique_ptr<Incoming>> Incoming::ParseInPlace(const void* data, size_t size) {
+  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) != 0) return Parse(data, size);
+  if (Status s = CheckSize(size); !s.ok()) return s;
+  std::unique_ptr<Incoming> in(new Incoming());
+  return Read(std::move(in),
+              kj::arrayPtr(static_cast<const capnp::word*>(data), size / sizeof(capnp::word)));
+}
+
+Result<std::unique_ptr<Incoming>> Incoming::Read(std::unique_ptr<Incoming> in,
+                                                 kj::ArrayPtr<const capnp::word> words) {
+  using R = Result<std::unique_ptr<Incoming>>;
   capnp::ReaderOptions options;
-  options.traversalLimitInWords = size / sizeof(capnp::word) * 4 + 1024;
+  options.traversalLimitInWords = words.size() * 4 + 1024;
   options.nestingLimit = WireLimits::kNestingLimit;
   try {
     // The segment table is validated here; a truncated message throws.
-    in->reader_ = std::make_unique<capnp::FlatArrayMessageReader>(in->words_.asPtr(), options);
+    in->reader_ = std::make_unique<capnp::FlatArrayMessageReader>(words, options);
     auto end = in->reader_->getEnd();
-    if (end != in->words_.end()) return R::Error("message has trailing bytes");
+    if (end != words.end()) return R::Error("message has trailing bytes");
     in->reader_->getRoot<wire::Envelope>().which();
   } catch (const kj::Exception& e) {
     return R::Error(std::string("malformed message: ") + e.getDescription().cStr());
@@ -44,11 +72,21 @@ void SetTensor(wire::TensorData::Builder out, const Tensor& t) {
                            t.data.size() * sizeof(float)));
 }
 
+void SetTensorHalf(wire::TensorData::Builder out, const std::vector<int64_t>& shape,
+                   const float* data) {
+  out.setDtype("f16");
+  auto s = out.initShape(static_cast<unsigned>(shape.size()));
+  for (size_t i = 0; i < shape.size(); ++i) s.set(static_cast<unsigned>(i), shape[i]);
+  const size_t n = static_cast<size_t>(Tensor::NumElements(shape));
+  auto bytes = out.initData(static_cast<unsigned>(n * sizeof(uint16_t)));
+  FloatsToHalves(data, reinterpret_cast<uint16_t*>(bytes.begin()), n);
+}
+
 Result<Tensor> GetTensor(wire::TensorData::Reader in) {
-  if (std::string(in.getDtype().cStr()) != "f32") {
-    return Result<Tensor>::Error("unsupported tensor dtype '" + std::string(in.getDtype().cStr()) +
-                                 "'");
-  }
+  const std::string dtype = in.getDtype().cStr();
+  if (dtype != "f32" && dtype != "f16")
+    return Result<Tensor>::Error("unsupported tensor dtype '" + dtype + "' (f32, f16)");
+  const size_t width = dtype == "f16" ? 2 : 4;
   Tensor t;
   auto shape = in.getShape();
   if (shape.size() > 8) return Result<Tensor>::Error("tensor has more than 8 dimensions");
@@ -61,13 +99,22 @@ Result<Tensor> GetTensor(wire::TensorData::Reader in) {
     if (n > (int64_t{1} << 34)) return Result<Tensor>::Error("tensor too large");
   }
   auto data = in.getData();
-  if (data.size() != static_cast<size_t>(n) * sizeof(float)) {
+  if (data.size() != static_cast<size_t>(n) * width) {
     return Result<Tensor>::Error("tensor data has " + std::to_string(data.size()) +
                                  " bytes, shape " + t.ShapeString() + " needs " +
-                                 std::to_string(n * 4));
+                                 std::to_string(static_cast<size_t>(n) * width));
   }
   t.data.resize(static_cast<size_t>(n));
-  std::memcpy(t.data.data(), data.begin(), data.size());
+  if (width == 2 && reinterpret_cast<uintptr_t>(data.begin()) % alignof(uint16_t) == 0) {
+    // Blobs start on a word boundary of the (word-aligned) message.
+    HalvesToFloats(reinterpret_cast<const uint16_t*>(data.begin()), t.data.data(), t.data.size());
+  } else if (width == 2) {
+    std::vector<uint16_t> halves(static_cast<size_t>(n));
+    std::memcpy(halves.data(), data.begin(), data.size());
+    HalvesToFloats(halves.data(), t.data.data(), halves.size());
+  } else {
+    std::memcpy(t.data.data(), data.begin(), data.size());
+  }
   return t;
 }
 

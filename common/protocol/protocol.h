@@ -25,21 +25,33 @@ struct WireLimits {
 // Serializes a built message to bytes ready for a ZeroMQ frame.
 std::string Serialize(capnp::MessageBuilder& builder);
 
-// A received message, checked against WireLimits. Owns the (word-aligned) copy of the bytes.
+// A received message, checked against WireLimits. Owns a word-aligned copy of the bytes, or
+// (ParseInPlace) reads them where they are.
 class Incoming {
  public:
   // Returns an error (never throws) for empty, oversized, truncated or misaligned input.
   static Result<std::unique_ptr<Incoming>> Parse(const void* data, size_t size);
+  // Like Parse, without the copy when `data` is word-aligned (large ZeroMQ frames are): for
+  // megabyte messages such as co-denoising exchanges.
+  // REQUIRES: the bytes stay valid and unchanged while the Incoming lives.
+  static Result<std::unique_ptr<Incoming>> ParseInPlace(const void* data, size_t size);
   // May throw kj::Exception later when a field turns out malformed: callers wrap their handler.
   wire::Envelope::Reader envelope() { return reader_->getRoot<wire::Envelope>(); }
 
  private:
   Incoming() = default;
-  kj::Array<capnp::word> words_;
+  static Result<std::unique_ptr<Incoming>> Read(std::unique_ptr<Incoming> in,
+                                                kj::ArrayPtr<const capnp::word> words);
+  kj::Array<capnp::word> words_;  // empty when parsed in place
   std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
 };
 
 void SetTensor(wire::TensorData::Builder out, const Tensor& t);
+// The same values in half precision (dtype "f16", rounded as common/tensor/half.h says): half
+// the bytes, for co-denoising's per-step exchange. `data` holds product(shape) floats.
+void SetTensorHalf(wire::TensorData::Builder out, const std::vector<int64_t>& shape,
+                   const float* data);
+// Reads "f32" or "f16" (widened exactly to float).
 Result<Tensor> GetTensor(wire::TensorData::Reader in);
 
 // Builds an Error envelope.
