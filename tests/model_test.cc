@@ -157,6 +157,27 @@ TEST(Runtime, ErrorsNameTheProblem) {
   EXPECT_FALSE(Runtime::Create({"tpu", 1, ""}).ok());
 }
 
+TEST(Runtime, DevicesAreCheckedAgainstThisLibtorch) {
+  auto bad = Runtime::Create({"cuda:x", 1, ""});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("unknown device 'cuda:x'"), std::string::npos) << bad.message();
+  auto far = Runtime::Create({"cuda:99", 1, ""});
+  ASSERT_FALSE(far.ok());  // no machine has 100 GPUs; a CPU libtorch has none at all
+  EXPECT_NE(far.message().find("'cuda:99'"), std::string::npos) << far.message();
+  if (!torch::cuda::is_available()) {
+    EXPECT_NE(far.message().find("no CUDA device"), std::string::npos) << far.message();
+    return;
+  }
+  // Where CUDA is: the built-in model renders the same bits with --device cuda (it computes
+  // on the CPU; only TorchScript models move to the device).
+  auto cpu = Make(1)->Render(Request(1));
+  auto rt = Runtime::Create({"cuda", 1, ""});
+  ASSERT_TRUE(rt.ok()) << rt.message();
+  auto gpu = (*rt)->Render(Request(1));
+  ASSERT_TRUE(cpu.ok() && gpu.ok());
+  EXPECT_EQ(cpu->data, gpu->data);
+}
+
 }  // namespace
 }  // namespace segue::model
 

@@ -1,6 +1,7 @@
 // TorchScript models: a studio's own model, made here with libtorch's C++ API, served by the
 // runtime and rendered through real processes; broken model files fail jobs, not workers.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <chrono>
@@ -64,6 +65,19 @@ model::SegmentRequest Request(const std::string& name) {
   r.prompts = {"a studio prompt"};
   r.frames.assign(6, {0, 0, 0.f});
   return r;
+}
+
+TEST(TorchScript, AStudioModelRunsOnTheWorkersCudaDeviceWhereThereIsOne) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "this libtorch has no CUDA device";
+  TempDir dir;
+  SaveModel(dir.path(), "studio", {kEncode, kDenoise, kDecode});
+  auto cpu = Make(dir.path())->Render(Request("studio"));
+  auto rt = model::Runtime::Create({"cuda:0", 1, dir.path()});
+  ASSERT_TRUE(rt.ok()) << rt.message();
+  auto gpu = (*rt)->Render(Request("studio"));
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.message();
+  ASSERT_EQ(cpu->data.size(), gpu->data.size());
+  for (size_t i = 0; i < cpu->data.size(); ++i) EXPECT_NEAR(cpu->data[i], gpu->data[i], 1e-5);
 }
 
 TEST(TorchScript, AStudioModelRendersThroughTheContract) {

@@ -52,13 +52,17 @@ class Model {
   virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
 };
 
-// Built-in models by name ("zoom", "stamp"); nullptr when unknown.
+// Built-in models by name ("zoom", "stamp"); nullptr when unknown. They compute on the CPU
+// whatever the worker's --device (they are procedural, not networks).
 std::unique_ptr<Model> CreateBuiltinModel(const std::string& name);
 std::vector<std::string> BuiltinModelNames();
 
-// A TorchScript file exposing the contract (docs/MODELS.md). Errors name the model, the file and
-// what is missing; calls that return the wrong shape or dtype throw std::runtime_error.
+// A TorchScript file exposing the contract (docs/MODELS.md), loaded onto `device`. Its calls take
+// and return CPU tensors (inputs move to the device and results back; the samplers run on the
+// CPU). Errors name the model, the file and what is missing; calls that return the wrong shape
+// or dtype throw std::runtime_error.
 Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
-                                                    const std::string& name);
+                                                    const std::string& name,
+                                                    torch::Device device = torch::kCPU);
 
 }  // namespace segue::model

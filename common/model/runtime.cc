@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "common/model/model.h"
 #include "common/model/sampler.h"
@@ -17,6 +18,27 @@ Result<CameraMotion> ParseCamera(const std::string& s) {
   if (s == "pan-right") return CameraMotion::kPanRight;
   if (s == "static") return CameraMotion::kStatic;
   return Result<CameraMotion>::Error("unknown camera motion '" + s + "'");
+}
+
+// "cpu", "cuda" or "cuda:N", checked against what this libtorch and machine have.
+Result<torch::Device> ParseDevice(const std::string& name) {
+  using R = Result<torch::Device>;
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name.rfind("cuda", 0) != 0) return R::Error("unknown device '" + name + "' (cpu, cuda[:N])");
+  std::optional<torch::Device> d;
+  try {
+    d.emplace(name);
+  } catch (const c10::Error&) {
+    return R::Error("unknown device '" + name + "' (cpu, cuda[:N])");
+  }
+  if (!torch::cuda::is_available())
+    return R::Error("device '" + name + "' requested but this libtorch has no CUDA device");
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (d->has_index() && d->index() >= count) {
+    return R::Error("device '" + name + "' requested but this machine has " +
+                    std::to_string(count) + " CUDA device(s)");
+  }
+  return *d;
 }
 
 Tensor ToPlain(const torch::Tensor& t) {
@@ -40,7 +62,7 @@ struct Prepared {
 
 class TorchRuntime final : public Runtime {
  public:
-  explicit TorchRuntime(const RuntimeOptions& o) : options_(o) {}
+  TorchRuntime(const RuntimeOptions& o, torch::Device device) : options_(o), device_(device) {}
 
   std::vector<std::string> Models() const override {
     std::vector<std::string> out = BuiltinModelNames();
@@ -252,7 +274,7 @@ class TorchRuntime final : public Runtime {
             "unknown model '" + name + "' (built-in: zoom, stamp" +
             (file.empty() ? "; this worker has no --models folder)" : "; no " + file + ")"));
       }
-      auto loaded = LoadTorchScriptModel(file, name);
+      auto loaded = LoadTorchScriptModel(file, name, device_);
       if (!loaded.ok())
         return Result<Model*>::Error(loaded.message());  // not cached: a fixed file loads next time
       m = std::move(*loaded);
@@ -263,6 +285,7 @@ class TorchRuntime final : public Runtime {
   }
 
   RuntimeOptions options_;
+  torch::Device device_;  // where TorchScript models run
   std::map<std::string, std::unique_ptr<Model>> models_;
 };
 
@@ -270,17 +293,11 @@ class TorchRuntime final : public Runtime {
 
 Result<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& options) {
   using R = Result<std::unique_ptr<Runtime>>;
-  if (options.device != "cpu") {
-    if (options.device.rfind("cuda", 0) != 0)
-      return R::Error("unknown device '" + options.device + "' (cpu, cuda[:N])");
-    if (!torch::cuda::is_available()) {
-      return R::Error("device '" + options.device +
-                      "' requested but this libtorch has no CUDA device");
-    }
-  }
+  auto device = ParseDevice(options.device);
+  if (!device.ok()) return device.status();
   if (options.threads < 1) return R::Error("threads must be at least 1");
   at::set_num_threads(options.threads);
-  return R(std::unique_ptr<Runtime>(new TorchRuntime(options)));
+  return R(std::unique_ptr<Runtime>(new TorchRuntime(options, *device)));
 }
 
 }  // namespace segue::model

@@ -20,8 +20,8 @@ std::string Shape(const torch::Tensor& t) {
 
 class TorchScriptModel final : public Model {
  public:
-  TorchScriptModel(torch::jit::Module module, ModelInfo info)
-      : module_(std::move(module)), info_(std::move(info)) {}
+  TorchScriptModel(torch::jit::Module module, ModelInfo info, torch::Device device)
+      : module_(std::move(module)), info_(std::move(info)), device_(device) {}
 
   const ModelInfo& info() const override { return info_; }
 
@@ -49,7 +49,15 @@ class TorchScriptModel final : public Model {
   }
 
  private:
+  // Runs `method` on the model's device; returns its tensor on the CPU, where the samplers and
+  // the strategies' arithmetic run (so results do not depend on which device a worker has,
+  // beyond the model's own arithmetic).
   torch::Tensor Call(const char* method, std::vector<c10::IValue> args) {
+    if (!device_.is_cpu()) {
+      for (auto& a : args) {
+        if (a.isTensor()) a = a.toTensor().to(device_);
+      }
+    }
     c10::IValue v;
     try {
       v = module_.get_method(method)(std::move(args));
@@ -62,7 +70,7 @@ class TorchScriptModel final : public Model {
     Require(t.scalar_type() == torch::kFloat32, std::string(method) + " returned " +
                                                     std::string(c10::toString(t.scalar_type())) +
                                                     ", expected float32");
-    return t.contiguous();
+    return t.to(torch::kCPU).contiguous();
   }
 
   void Require(bool ok, const std::string& what) const {
@@ -71,19 +79,20 @@ class TorchScriptModel final : public Model {
 
   torch::jit::Module module_;
   ModelInfo info_;
+  torch::Device device_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
-                                                    const std::string& name) {
+                                                    const std::string& name, torch::Device device) {
   using R = Result<std::unique_ptr<Model>>;
   auto fail = [&](const std::string& why) {
     return R::Error("model '" + name + "' (" + path + "): " + why);
   };
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path, torch::kCPU);
+    module = torch::jit::load(path, device);
   } catch (const c10::Error& e) {
     return fail("not a TorchScript file: " +
                 std::string(e.what_without_backtrace()).substr(0, 300));
@@ -126,7 +135,8 @@ Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
     info.prediction = Prediction::kVelocity;
   else
     return fail("prediction '" + p + "' is not one of x0, epsilon, velocity");
-  return R(std::unique_ptr<Model>(new TorchScriptModel(std::move(module), std::move(info))));
+  return R(
+      std::unique_ptr<Model>(new TorchScriptModel(std::move(module), std::move(info), device)));
 }
 
 }  // namespace segue::model
