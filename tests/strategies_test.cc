@@ -72,10 +72,11 @@ double WorstSeam(const TempDir& dir, const std::string& strategy) {
   return j.is_discarded() ? -1 : j["worst_ratio"].get<double>();
 }
 
-TEST(Seams, HardCutsShowAndChainedSegmentsDoNot) {
+TEST(Seams, HardCutsShowAndChainedOrCodenoisedSegmentsDoNot) {
   TempDir dir;
   EXPECT_GE(WorstSeam(dir, "independent, blend: none"), 3.0);
   EXPECT_LE(WorstSeam(dir, "chained"), 1.5);
+  EXPECT_LE(WorstSeam(dir, "codenoise"), 1.5);  // over the half-precision exchange
 }
 
 }  // namespace
