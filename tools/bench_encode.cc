@@ -26,7 +26,6 @@ namespace fs = std::filesystem;
 using bench::Clock;
 using bench::Since;
 
-
 // Moving soft waves with a little grain: content an encoder has to work for, like a render's.
 std::vector<uint8_t> MakeFrames(int w, int h, int n) {
   std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3 * n);

@@ -27,7 +27,6 @@ namespace fs = std::filesystem;
 using bench::Clock;
 using bench::Since;
 
-
 // A coordinator process on a fresh endpoint; its address once it listens.
 struct CoordinatorProcess {
   ChildProcess process;
