@@ -9,9 +9,11 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("segue::wire");
 
-const protocolVersion :UInt32 = 1;
+# 2: co-denoising exchanges carry half-precision ("f16") tensors.
+const protocolVersion :UInt32 = 2;
 
-# A tensor: dtype ("f32"), shape, and the elements as little-endian bytes.
+# A tensor: dtype ("f32", or "f16" in co-denoising exchanges), shape, and the elements as
+# little-endian bytes.
 struct TensorData {
   dtype @0 :Text;
   shape @1 :List(Int64);
