@@ -34,7 +34,8 @@ Result<std::unique_ptr<Incoming>> Incoming::Parse(const void* data, size_t size)
   std::unique_ptr<Incoming> in(new Incoming());
   in->words_ = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
   std::memcpy(in->words_.begin(), data, size);
-  return Read(std::move(in), in->words_.asPtr());
+  const kj::ArrayPtr<const capnp::word> words = in->words_.asPtr();  // before `in` moves
+  return Read(std::move(in), words);
 }
 
 Result<std::unique_ptr<Incoming>> Incoming::ParseInPlace(const void* data, size_t size) {
