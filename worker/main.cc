@@ -24,7 +24,10 @@ int main(int argc, char** argv) {
       ->envname("SEGUE_COORDINATOR")
       ->capture_default_str();
   app.add_option("--name", o.name, "worker name, unique in the farm (default HOST-PID-NONCE)");
-  app.add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  app.add_option("--device", o.device,
+                 "cpu or cuda[:N]: where TorchScript models run (needs a libtorch with CUDA; the "
+                 "built-in models always compute on the CPU)")
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "intra-op threads for the model")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
