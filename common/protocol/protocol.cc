@@ -106,13 +106,10 @@ Result<Tensor> GetTensor(wire::TensorData::Reader in) {
                                  std::to_string(static_cast<size_t>(n) * width));
   }
   t.data.resize(static_cast<size_t>(n));
-  if (width == 2 && reinterpret_cast<uintptr_t>(data.begin()) % alignof(uint16_t) == 0) {
-    // Blobs start on a word boundary of the (word-aligned) message.
+  if (width == 2) {
+    // Cap'n Proto blobs start on a word boundary of a word-aligned message (Incoming ensures
+    // one), so the halves can be read where they are.
     HalvesToFloats(reinterpret_cast<const uint16_t*>(data.begin()), t.data.data(), t.data.size());
-  } else if (width == 2) {
-    std::vector<uint16_t> halves(static_cast<size_t>(n));
-    std::memcpy(halves.data(), data.begin(), data.size());
-    HalvesToFloats(halves.data(), t.data.data(), halves.size());
   } else {
     std::memcpy(t.data.data(), data.begin(), data.size());
   }
