@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "common/model/builtin.h"
 #include "common/model/model.h"
 #include "common/model/runtime.h"
 #include "common/model/sampler.h"
@@ -89,26 +90,94 @@ TEST(Zoom, ContentDependsOnTheSeedSoIndependentOverlapsDisagree) {
   EXPECT_GE(disagree, 3);
 }
 
+// E[x0 | x] by enumerating every choice of worlds for the blocks the frames touch, straight from
+// the prior's definition (zoom.cc): no expansion of the norm, no forward-backward.
+torch::Tensor BruteForcePosteriorMean(const ZoomPrior& prior, const torch::Tensor& times,
+                                      const torch::Tensor& x, const std::vector<double>& levels,
+                                      double* top_weight) {
+  const int64_t K = prior.worlds.size(0), T = times.size(1);
+  std::vector<int64_t> block(static_cast<size_t>(T));
+  std::vector<double> fade(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {
+    const double u = times[0][t].item<double>() / prior.block_seconds;
+    block[static_cast<size_t>(t)] = static_cast<int64_t>(std::floor(u));
+    fade[static_cast<size_t>(t)] = std::pow(std::cos(M_PI / 2 * (u - std::floor(u))), 2);
+  }
+  const int64_t lo = block.front(), vars = block.back() - lo + 2;
+  int64_t combos = 1;
+  for (int64_t v = 0; v < vars; ++v) combos *= K;
+  torch::Tensor W = prior.worlds.to(torch::kFloat64), X = x[0].to(torch::kFloat64);
+  std::vector<double> logw;
+  std::vector<torch::Tensor> means;
+  for (int64_t n = 0; n < combos; ++n) {
+    std::vector<int64_t> pick(static_cast<size_t>(vars));
+    for (int64_t v = 0, r = n; v < vars; ++v, r /= K) pick[static_cast<size_t>(v)] = r % K;
+    torch::Tensor x0 = torch::empty_like(X);
+    double lw = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const size_t b = static_cast<size_t>(block[static_cast<size_t>(t)] - lo);
+      const double c = fade[static_cast<size_t>(t)], s = levels[static_cast<size_t>(t)];
+      torch::Tensor f = W[pick[b]].select(1, t) * c + W[pick[b + 1]].select(1, t) * (1 - c);
+      x0.select(1, t).copy_(f);
+      lw -= (X.select(1, t) - f * (1 - s)).pow(2).sum().item<double>() / (2 * s * s);
+    }
+    logw.push_back(lw);
+    means.push_back(x0);
+  }
+  const double best = *std::max_element(logw.begin(), logw.end());
+  double total = 0;
+  for (double& l : logw) total += (l = std::exp(l - best));
+  torch::Tensor mean = torch::zeros_like(X);
+  *top_weight = 0;
+  for (size_t n = 0; n < means.size(); ++n) {
+    mean += means[n] * (logw[n] / total);
+    *top_weight = std::max(*top_weight, logw[n] / total);
+  }
+  return mean.to(torch::kFloat32).unsqueeze(0);
+}
+
 TEST(Zoom, DenoiserIsTheExactPosteriorMean) {
   auto m = CreateBuiltinModel("zoom");
   ASSERT_TRUE(m);
-  const int64_t T = 4;
-  torch::Tensor emb = torch::stack({m->EncodePrompt("golden"), m->EncodePrompt("golden"),
-                                    m->EncodePrompt("golden"), m->EncodePrompt("golden")})
-                          .unsqueeze(0);
-  torch::Tensor times = torch::arange(T, torch::kFloat64).unsqueeze(0) / 12.0;
-  Conditioning cond{emb, times, CameraMotion::kZoomIn, 0.3, 64, 48};
+  const int64_t T = 5, h = 6, w = 8;
+  torch::Tensor emb = m->EncodePrompt("golden").unsqueeze(0).expand({T, -1}).unsqueeze(0);
+  // Frames from 1.2 s to 3.6 s touch blocks 0..2: four block picks, 256 combinations.
+  torch::Tensor times = (torch::arange(T, torch::kFloat64) * 0.6 + 1.2).unsqueeze(0);
+  Conditioning cond{emb.contiguous(), times, CameraMotion::kZoomIn, 0.3, 64, 48, {}};
+  const ZoomPrior prior = ZoomPriorFor(cond, h, w);
+  ASSERT_EQ(prior.worlds.size(0), 4);
   // At sigma = 1 the data says nothing: the mean of the worlds, whatever x is.
-  torch::Tensor x1 = SeededNoise(1, {1, 4, T, 6, 8});
-  torch::Tensor x2 = SeededNoise(2, {1, 4, T, 6, 8});
+  torch::Tensor x1 = SeededNoise(1, {1, 4, T, h, w});
   torch::Tensor mean1 = m->Denoise(x1, torch::ones({1}), cond);
-  torch::Tensor mean2 = m->Denoise(x2, torch::ones({1}), cond);
-  EXPECT_TRUE(torch::allclose(mean1, mean2));
-  // A finished sample is one world; at low noise right on it, the posterior is that world.
-  torch::Tensor w = SampleFlowMatchEuler(*m, x1, cond, 10, 1.0);
-  torch::Tensor back = m->Denoise(w * 0.99f, torch::full({1}, 0.01f), cond);
-  EXPECT_TRUE(torch::equal(back, w));
-  EXPECT_FALSE(torch::allclose(w, mean1, 1e-3, 1e-3));  // and not the blurry mean
+  EXPECT_TRUE(
+      torch::allclose(mean1, m->Denoise(SeededNoise(2, {1, 4, T, h, w}), torch::ones({1}), cond)));
+  EXPECT_TRUE(torch::allclose(mean1, prior.worlds.mean(0).unsqueeze(0), 1e-5, 1e-5));
+  // Part way: against the enumeration, at levels where the posterior is neither flat nor settled.
+  for (double s : {0.95, 0.85}) {
+    torch::Tensor x = SeededNoise(7, {1, 4, T, h, w}) * s + mean1 * (1 - s);
+    double top = 0;
+    torch::Tensor expect =
+        BruteForcePosteriorMean(prior, times, x, std::vector<double>(T, s), &top);
+    EXPECT_LT(top, 0.99) << "sigma " << s << ": the test needs an unsettled posterior";
+    torch::Tensor got = m->Denoise(x, torch::full({1}, s), cond);
+    EXPECT_TRUE(torch::allclose(got, expect, 1e-4, 1e-4))
+        << "sigma " << s << ": max difference " << (got - expect).abs().max().item<float>();
+  }
+  // Frames at their own levels (a chained guide is level ~0): the same enumeration, per frame.
+  std::vector<double> levels = {0.05, 0.05, 0.9, 0.9, 0.9};
+  torch::Tensor level_tensor = torch::tensor(levels, torch::kFloat64).unsqueeze(0);
+  Conditioning guided = cond;
+  guided.frame_sigma = level_tensor;
+  torch::Tensor x =
+      SeededNoise(8, {1, 4, T, h, w}) * level_tensor.to(torch::kFloat32).view({1, 1, T, 1, 1}) +
+      prior.worlds[2].unsqueeze(0) * (1 - level_tensor.to(torch::kFloat32)).view({1, 1, T, 1, 1});
+  double top = 0;
+  torch::Tensor expect = BruteForcePosteriorMean(prior, times, x, levels, &top);
+  torch::Tensor got = m->Denoise(x, torch::full({1}, 0.9), guided);
+  EXPECT_TRUE(torch::allclose(got, expect, 1e-4, 1e-4))
+      << "max difference " << (got - expect).abs().max().item<float>();
+  // Which differs from treating every frame at the call's level.
+  EXPECT_FALSE(torch::allclose(got, m->Denoise(x, torch::full({1}, 0.9), cond), 1e-3, 1e-3));
 }
 
 TEST(Zoom, LooksFollowThePromptAndTheCameraMoves) {

@@ -32,5 +32,37 @@ TEST(Seams, BaselineIgnoresOverlaps) {
   EXPECT_DOUBLE_EQ(r.worst, 25.0);
 }
 
+TEST(Seams, LocalScoreDiscountsATransitionButNotACutInsideIt) {
+  auto segs = PlanSegments(60, 12, 4, 1);  // segments start every 8 frames
+  std::vector<double> changes(60, 1.0);
+  changes[0] = 0;
+  for (int64_t f = 24; f < 44; ++f) changes[static_cast<size_t>(f)] = 3.0;  // a transition
+  SeamReport r = ScoreSeams(segs, changes);
+  EXPECT_DOUBLE_EQ(r.baseline, 1.0);
+  // The join [32, 36) lies inside the transition, as do both segments it joins.
+  ASSERT_EQ(r.joins[3].start, 32);
+  EXPECT_DOUBLE_EQ(r.joins[3].ratio, 3.0);
+  EXPECT_DOUBLE_EQ(r.joins[3].local_baseline, 3.0);
+  EXPECT_DOUBLE_EQ(r.joins[3].local_ratio, 1.0);
+  changes[33] = 30.0;  // a hard cut in that join
+  r = ScoreSeams(segs, changes);
+  EXPECT_DOUBLE_EQ(r.joins[3].local_ratio, 10.0);
+  EXPECT_DOUBLE_EQ(r.worst_local, 10.0);
+}
+
+TEST(Seams, LocalScoreTakesTheBusierSide) {
+  auto segs = PlanSegments(60, 12, 4, 1);
+  std::vector<double> changes(60, 1.0);
+  changes[0] = 0;
+  for (int64_t f = 32; f < 60; ++f) changes[static_cast<size_t>(f)] = 2.0;  // starts at a join
+  SeamReport r = ScoreSeams(segs, changes);
+  EXPECT_DOUBLE_EQ(r.joins[3].ratio, 2.0);
+  EXPECT_DOUBLE_EQ(r.joins[3].local_ratio, 1.0);
+  // A crossfade: busier inside the overlap than on either side.
+  for (int64_t f = 16; f <= 20; ++f) changes[static_cast<size_t>(f)] = 2.5;
+  r = ScoreSeams(segs, changes);
+  EXPECT_DOUBLE_EQ(r.joins[1].local_ratio, 2.5);
+}
+
 }  // namespace
 }  // namespace segue

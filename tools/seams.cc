@@ -18,17 +18,25 @@ SeamReport ScoreSeams(const std::vector<SegmentSpan>& segments,
     for (int64_t f = segments[k + 1].start; f < std::min(segments[k].end, n); ++f)
       in_overlap[static_cast<size_t>(f)] = true;
   }
-  std::vector<double> away;
-  for (int64_t f = 1; f < n; ++f) {
-    if (!in_overlap[static_cast<size_t>(f)] && !in_overlap[static_cast<size_t>(f - 1)])
-      away.push_back(changes[static_cast<size_t>(f)]);
-  }
-  if (away.empty()) {
-    for (int64_t f = 1; f < n; ++f) away.push_back(changes[static_cast<size_t>(f)]);
-  }
-  if (!away.empty()) {
+  // Median change over frames in [from, to) that touch no overlap; -1 when there are none.
+  auto median_away = [&](int64_t from, int64_t to) {
+    std::vector<double> away;
+    for (int64_t f = std::max<int64_t>(1, from); f < std::min(to, n); ++f) {
+      if (!in_overlap[static_cast<size_t>(f)] && !in_overlap[static_cast<size_t>(f - 1)])
+        away.push_back(changes[static_cast<size_t>(f)]);
+    }
+    if (away.empty()) return -1.0;
     std::nth_element(away.begin(), away.begin() + static_cast<long>(away.size() / 2), away.end());
-    r.baseline = away[away.size() / 2];
+    return away[away.size() / 2];
+  };
+  r.baseline = median_away(1, n);
+  if (r.baseline < 0) {
+    std::vector<double> all(changes.begin() + std::min<int64_t>(1, n), changes.end());
+    r.baseline = 0;
+    if (!all.empty()) {
+      std::nth_element(all.begin(), all.begin() + static_cast<long>(all.size() / 2), all.end());
+      r.baseline = all[all.size() / 2];
+    }
   }
   for (size_t k = 0; k + 1 < segments.size(); ++k) {
     JoinScore j;
@@ -41,6 +49,13 @@ SeamReport ScoreSeams(const std::vector<SegmentSpan>& segments,
     }
     j.ratio = r.baseline > 0 ? j.peak / r.baseline : 0;
     r.worst = std::max(r.worst, j.ratio);
+    // The busier side: a transition that starts or ends at the overlap is busy on that side.
+    const int64_t reach = segments[k].end - segments[k].start;
+    j.local_baseline =
+        std::max(median_away(j.start - reach, j.start), median_away(j.end + 1, j.end + 1 + reach));
+    if (j.local_baseline < 0) j.local_baseline = r.baseline;
+    j.local_ratio = j.local_baseline > 0 ? j.peak / j.local_baseline : 0;
+    r.worst_local = std::max(r.worst_local, j.local_ratio);
     r.joins.push_back(j);
   }
   return r;

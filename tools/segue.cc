@@ -358,6 +358,7 @@ int CmdSeams(const std::string& video, const std::string& plan, const std::strin
     nlohmann::json j = {{"frames", report->frames},
                         {"baseline", report->baseline},
                         {"worst_ratio", report->worst},
+                        {"worst_local_ratio", report->worst_local},
                         {"changes", report->changes}};
     j["joins"] = nlohmann::json::array();
     for (const auto& s : report->joins) {
@@ -365,21 +366,26 @@ int CmdSeams(const std::string& video, const std::string& plan, const std::strin
                             {"start", s.start},
                             {"end", s.end},
                             {"peak", s.peak},
-                            {"ratio", s.ratio}});
+                            {"ratio", s.ratio},
+                            {"local_baseline", s.local_baseline},
+                            {"local_ratio", s.local_ratio}});
     }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
   printf("%lld frames; median frame-to-frame change away from overlaps: %.3f\n",
          static_cast<long long>(report->frames), report->baseline);
-  printf("%-8s %-16s %10s %8s\n", "JOIN", "OVERLAP", "PEAK", "RATIO");
+  printf("%-8s %-16s %10s %8s %13s %12s\n", "JOIN", "OVERLAP", "PEAK", "RATIO", "LOCAL MEDIAN",
+         "LOCAL RATIO");
   for (const auto& s : report->joins) {
     char range[48];
     snprintf(range, sizeof range, "[%lld, %lld)", static_cast<long long>(s.start),
              static_cast<long long>(s.end));
-    printf("%3d|%-4d %-16s %10.3f %8.2f\n", s.left, s.left + 1, range, s.peak, s.ratio);
+    printf("%3d|%-4d %-16s %10.3f %8.2f %13.3f %12.2f\n", s.left, s.left + 1, range, s.peak,
+           s.ratio, s.local_baseline, s.local_ratio);
   }
-  printf("worst ratio: %.2f\n", report->worst);
+  printf("worst ratio: %.2f against the whole video, %.2f against each join's own segments\n",
+         report->worst, report->worst_local);
   return 0;
 }
 

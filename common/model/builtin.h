@@ -10,4 +10,12 @@ namespace segue::model {
 std::unique_ptr<Model> CreateZoomModel();   // zoom.cc: the reference model
 std::unique_ptr<Model> CreateStampModel();  // stamp.cc: frames that show their own time
 
+// The zoom model's prior (zoom.cc), for tests that check its denoiser against a brute-force
+// posterior: the worlds under batch item 0 of `cond`, [K, C, T, h, w], and the block length.
+struct ZoomPrior {
+  torch::Tensor worlds;
+  double block_seconds = 0;
+};
+ZoomPrior ZoomPriorFor(const Conditioning& cond, int64_t h, int64_t w);
+
 }  // namespace segue::model

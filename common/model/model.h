@@ -24,6 +24,9 @@ struct ModelInfo {
   int native_clip_length = 48;   // frames one call renders best
   Prediction prediction = Prediction::kX0;
   int default_steps = 30;
+  // Denoise honours Conditioning::frame_sigma: frames may sit at different noise levels, and
+  // frames at level 0 are observations the others are conditioned on (chained segments use it).
+  bool frame_noise_levels = false;
 };
 
 enum class CameraMotion { kZoomIn, kZoomOut, kPanLeft, kPanRight, kStatic };
@@ -36,6 +39,9 @@ struct Conditioning {
   double camera_speed = 0.15;
   int width = 0;  // output picture size in pixels
   int height = 0;
+  // [B, T] float64, optional: each frame's own noise level, for models whose
+  // info().frame_noise_levels is set. Undefined: every frame is at the call's sigma.
+  torch::Tensor frame_sigma;
 };
 
 class Model {

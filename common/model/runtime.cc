@@ -115,6 +115,7 @@ class TorchRuntime final : public Runtime {
       std::vector<torch::Tensor> x;
       for (auto& p : prepared) {
         samplers.emplace_back(*p.model, p.config, p.cond, p.uncond);
+        if (p.guide.defined()) samplers.back().SetGuide(p.guide);
         x.push_back(p.resume.defined() ? p.resume : samplers.back().Initial(p.noise));
       }
       std::vector<LatentView> views(x.size());
@@ -227,14 +228,14 @@ class TorchRuntime final : public Runtime {
                   prompt_emb[static_cast<size_t>(f.b)] * f.mix;
       times[0][t] = static_cast<double>(r.frame_start + t) / r.fps;
     }
-    p.cond = Conditioning{emb, times, *camera, r.camera_speed, r.width, r.height};
+    p.cond = Conditioning{emb, times, *camera, r.camera_speed, r.width, r.height, {}};
     if (r.guidance != 1.0) {
       torch::Tensor neg = model.EncodePrompt(r.negative_prompt)
                               .unsqueeze(0)
                               .unsqueeze(0)
                               .expand({1, T, D})
                               .contiguous();
-      p.uncond = Conditioning{neg, times, *camera, r.camera_speed, r.width, r.height};
+      p.uncond = Conditioning{neg, times, *camera, r.camera_speed, r.width, r.height, {}};
     }
     const int64_t h = r.height / info.spatial_compression, w = r.width / info.spatial_compression;
     p.noise = SeededNoise(r.seed, {1, info.latent_channels, T, h, w});

@@ -61,12 +61,29 @@ Sampler::Sampler(Model& model, const SamplerConfig& config, Conditioning cond,
 torch::Tensor Sampler::PredictX0(const torch::Tensor& x_fm, double sigma) {
   const int64_t batch = x_fm.size(0);
   torch::Tensor s = torch::full({batch}, sigma, torch::kFloat32);
-  torch::Tensor pred = model_.Denoise(x_fm, s, cond_);
-  if (config_.guidance != 1.0 && uncond_) {
-    torch::Tensor un = model_.Denoise(x_fm, s, *uncond_);
+  const bool held = guide_.defined() && model_.info().frame_noise_levels;
+  torch::Tensor x_in = x_fm;
+  Conditioning cond = cond_;
+  std::optional<Conditioning> uncond = uncond_;
+  if (held) {  // the guide frames enter clean, at level 0
+    const int64_t g = guide_.size(2);
+    x_in = x_fm.clone();
+    x_in.narrow(2, 0, g).copy_(guide_);
+    torch::Tensor levels = torch::full({batch, x_fm.size(2)}, sigma, torch::kFloat64);
+    levels.narrow(1, 0, g).zero_();
+    cond.frame_sigma = levels;
+    if (uncond) uncond->frame_sigma = levels;
+  }
+  torch::Tensor pred = model_.Denoise(x_in, s, cond);
+  if (config_.guidance != 1.0 && uncond) {
+    torch::Tensor un = model_.Denoise(x_in, s, *uncond);
     pred = un + (pred - un) * config_.guidance;
   }
-  return PredictionToX0(model_.info().prediction, x_fm, pred, sigma);
+  torch::Tensor x0 = PredictionToX0(model_.info().prediction, x_in, pred, sigma);
+  // Known frames are their own clean estimate: then an Euler or DDIM step takes x's re-noised
+  // guide frames exactly to the guide re-noised at the next level.
+  if (held) x0.narrow(2, 0, guide_.size(2)).copy_(guide_);
+  return x0;
 }
 
 torch::Tensor Sampler::Step(int i, const torch::Tensor& x) {

@@ -70,6 +70,12 @@ class Sampler {
   // `clean` latents brought to the noise level x has before step i (i == steps: clean), with
   // the given noise: what a chained segment's guide frames are set to.
   torch::Tensor Renoise(const torch::Tensor& clean, const torch::Tensor& noise, int i) const;
+  // Chained: the first G frames are known, `clean_head` [B, C, G, h, w]; the caller keeps
+  // setting them in x to Renoise(clean_head, ...) before every step. A model with
+  // info().frame_noise_levels sees them clean (level 0) in every prediction, so the rest of the
+  // segment is conditioned on them; other models see only the re-noised frames (the
+  // "replacement" method, which ties the rest of the segment to the guide more loosely).
+  void SetGuide(torch::Tensor clean_head) { guide_ = std::move(clean_head); }
 
  private:
   torch::Tensor PredictX0(const torch::Tensor& x_fm, double sigma);
@@ -78,6 +84,7 @@ class Sampler {
   SamplerConfig config_;
   Conditioning cond_;
   std::optional<Conditioning> uncond_;
+  torch::Tensor guide_;         // undefined unless SetGuide
   std::vector<double> sigmas_;  // euler
   DdimSchedule ddim_;           // ddim
 };

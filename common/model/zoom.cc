@@ -1,15 +1,28 @@
 // The built-in reference model `zoom`: an endless zoom into a procedural world whose look follows
 // the prompts. It needs no weights, so the whole farm runs, is tested and benchmarked on a CPU.
 //
-// Prior: the clean latent video x0 is one of K procedural "worlds" W_k (k < K), each equally
-// likely. W_k depends on the per-frame conditioning (palette and pattern follow the prompt),
-// the global frame time (the camera: zoom or pan) and k (the phases of every layer's waves and
-// a tint; the waves' directions and frequencies are shared, so worlds are variations of one
-// look). Under
-// flow matching x_t = (1 - s) x0 + s eps, the denoiser returns the exact posterior mean
-//     E[x0 | x_t] = sum_k r_k W_k,  r = softmax_k( -|x_t - (1 - s) W_k|^2 / (2 s^2) ),
-// with the norm over the whole segment. Which world a segment ends in depends on its initial
-// noise, so independently rendered neighbours disagree in their overlap, as with real models.
+// Prior: K procedural "worlds" W_k (k < K). W_k depends on the per-frame conditioning (palette
+// and pattern follow the prompt), the global frame time (the camera: zoom or pan) and k (small
+// offsets to every layer's wave phases and a tint; directions and frequencies are shared, so
+// worlds are variations of one look). Global time is cut into blocks kBlockSeconds long; each
+// block b independently picks a world k_b, uniformly, and the clean latent video crossfades
+// between the picks of neighbouring block centres:
+//     x0(t) = c(t) W_{k_b}(t) + (1 - c(t)) W_{k_{b+1}}(t),  c = cos^2(pi/2 * (u - b)),
+// u = time / kBlockSeconds, b = floor(u). A mixture, then, over the K^B block choices, local in
+// global time: what a frame becomes depends on the noise of the frames near it, so segments
+// rendered apart disagree where they overlap, and a segment that shares frames with its
+// neighbour (co-denoised) or starts from its frames (chained) can agree with it, as with real
+// video models. (A single world per segment decided everything at the sampler's second step from
+// the whole segment, before any exchange could matter.)
+//
+// Denoiser: the exact posterior mean under flow matching x_t = (1 - s) x0 + s eps. Each frame
+// t couples the picks of its two blocks through
+//     log psi(k_b, k_{b+1}) += -|x_t - (1 - s_t)(c W_i + (1 - c) W_j)|^2 / (2 s_t^2),
+// which expands into <x_t, W_k(t)> (per step) and the worlds' Gram matrix (cached); the forward-
+// backward recursions over the chain of blocks give each block's posterior gamma_b, and
+//     E[x0(t) | x] = sum_k (c gamma_b(k) + (1 - c) gamma_{b+1}(k)) W_k(t).
+// s_t is the call's sigma, or the frame's own level from Conditioning::frame_sigma: frames at
+// level 0 are observations (a chained segment's guide), which is what lets the rest follow them.
 //
 // Latents: 4 channels at 1/8 of the picture size, one latent frame per frame. Channels 0-2 hold
 // colour, channel 3 a smooth "relief" field that the decoder turns into fine contour lines at
@@ -37,6 +50,15 @@ constexpr int kLayers =
 // Latents are the pictures' features times this, so that they stand out of unit noise as a
 // trained VAE's scaled latents do; the decoder divides it out.
 constexpr float kLatentScale = 3.f;
+// Seconds between the centres of consecutive world blocks (file comment).
+constexpr double kBlockSeconds = 1.5;
+// How far worlds stray from one another: the part of a full turn their wave phases may differ
+// by, and the scale of their tints. Small enough that a block's world is settled over several
+// sampler steps (so exchanged or guiding frames can still steer it), large enough that two
+// worlds cut together show (segue seams: about 4-6 for independent segments without blending).
+constexpr double kWorldSpread = 0.1;
+// Noise levels below this count as this: a frame at level 0 is an exact observation.
+constexpr double kMinSigma = 1e-3;
 
 float HashUnit(uint64_t h, int lane) {  // deterministic value in [0, 1)
   uint64_t x = h ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(lane + 1));
@@ -72,9 +94,15 @@ class ZoomModel final : public Model {
     info_.native_clip_length = 48;
     info_.prediction = Prediction::kX0;
     info_.default_steps = 30;
+    info_.frame_noise_levels = true;
   }
 
   const ModelInfo& info() const override { return info_; }
+
+  // The prior's worlds under batch item 0 of `cond`, [K, C, T, h, w] (ZoomPriorFor).
+  torch::Tensor WorldsOf(const Conditioning& cond, int64_t h, int64_t w) {
+    return Worlds(cond, 0, cond.frame_times.size(1), h, w).worlds.clone();
+  }
 
   torch::Tensor EncodePrompt(const std::string& text) override {
     torch::Tensor e = torch::zeros({kEmbedDim}, torch::kFloat32);
@@ -119,17 +147,23 @@ class ZoomModel final : public Model {
     torch::Tensor x = latents.contiguous();
     torch::Tensor out = torch::empty_like(x);
     torch::Tensor sig = sigma.to(torch::kFloat64).contiguous();
+    torch::Tensor frame_sig;
+    if (cond.frame_sigma.defined()) {
+      frame_sig = cond.frame_sigma.to(torch::kFloat64).contiguous();
+      TORCH_CHECK(frame_sig.dim() == 2 && frame_sig.size(0) == B && frame_sig.size(1) == T,
+                  "zoom: frame_sigma must be [B, T]");
+    }
     for (int64_t b = 0; b < B; ++b) {
-      const torch::Tensor& worlds = Worlds(cond, b, T, h, w);  // [K, C, T, h, w]
-      const float* W = worlds.data_ptr<float>();
+      const CachedWorlds& cached = Worlds(cond, b, T, h, w);
+      const float* W = cached.worlds.data_ptr<float>();  // [K, C, T, h, w]
       const float* xb = x.data_ptr<float>() + b * kChannels * T * h * w;
       float* ob = out.data_ptr<float>() + b * kChannels * T * h * w;
-      const double s = sig.data_ptr<double>()[b];
+      std::vector<double> levels(static_cast<size_t>(T), sig.data_ptr<double>()[b]);
+      if (frame_sig.defined()) std::copy_n(frame_sig.data_ptr<double>() + b * T, T, levels.begin());
       const int64_t per_world = kChannels * T * h * w;
       const int64_t frame = h * w;
-      // Squared distances per world, reduced per (world, frame) then in a fixed order.
-      std::vector<double> partial(static_cast<size_t>(kWorlds * T), 0.0);
-      const float a = static_cast<float>(1.0 - s);
+      // <x_t, W_k(t)> per (world, frame); each a fixed-order sum.
+      std::vector<double> dot(static_cast<size_t>(kWorlds * T), 0.0);
       at::parallel_for(0, kWorlds * T, 1, [&](int64_t begin, int64_t end) {
         for (int64_t kt = begin; kt < end; ++kt) {
           const int64_t k = kt / T, t = kt % T;
@@ -137,31 +171,20 @@ class ZoomModel final : public Model {
           for (int c = 0; c < kChannels; ++c) {
             const float* wp = W + k * per_world + (c * T + t) * frame;
             const float* xp = xb + (c * T + t) * frame;
-            for (int64_t i = 0; i < frame; ++i) {
-              const double d = static_cast<double>(xp[i]) - static_cast<double>(a * wp[i]);
-              acc += d * d;
-            }
+            for (int64_t i = 0; i < frame; ++i)
+              acc += static_cast<double>(xp[i]) * static_cast<double>(wp[i]);
           }
-          partial[static_cast<size_t>(kt)] = acc;
+          dot[static_cast<size_t>(kt)] = acc;
         }
       });
-      double logw[kWorlds], best = -INFINITY;
-      for (int k = 0; k < kWorlds; ++k) {
-        double d2 = 0;
-        for (int64_t t = 0; t < T; ++t) d2 += partial[static_cast<size_t>(k * T + t)];
-        logw[k] = s > 0 ? -d2 / (2.0 * s * s) : 0.0;
-        best = std::max(best, logw[k]);
-      }
-      double total = 0;
-      for (double& l : logw) total += (l = std::exp(l - best));
-      float r[kWorlds];
-      for (int k = 0; k < kWorlds; ++k) r[k] = static_cast<float>(logw[k] / total);
+      const std::vector<float> r = FrameWeights(cached, dot, levels, T);  // [T, K]
       at::parallel_for(0, kChannels * T, 1, [&](int64_t begin, int64_t end) {
         for (int64_t ct = begin; ct < end; ++ct) {
+          const float* rt = r.data() + (ct % T) * kWorlds;
           float* op = ob + ct * frame;
           for (int64_t i = 0; i < frame; ++i) {
             float v = 0.f;
-            for (int k = 0; k < kWorlds; ++k) v += r[k] * W[k * per_world + ct * frame + i];
+            for (int k = 0; k < kWorlds; ++k) v += rt[k] * W[k * per_world + ct * frame + i];
             op[i] = v;
           }
         }
@@ -215,27 +238,105 @@ class ZoomModel final : public Model {
   }
 
  private:
-  // World latents for batch item b: [K, C, T, h, w]. Cached: a sampler calls Denoise with the
-  // same conditioning at every step.
-  const torch::Tensor& Worlds(const Conditioning& cond, int64_t b, int64_t T, int64_t h,
-                              int64_t w) {
+  // The worlds under one conditioning, with what every denoise call under it needs.
+  struct CachedWorlds {
+    uint64_t key = 0;
+    torch::Tensor worlds;        // [K, C, T, h, w] float32
+    std::vector<double> gram;    // [T, K, K]: <W_i(t), W_j(t)>
+    std::vector<int64_t> block;  // [T]: the world block whose centre is at or before frame t
+    std::vector<double> fade;    // [T]: weight of `block` at frame t; block + 1 has the rest
+  };
+
+  // Posterior weight of each world at each frame, [T, K], given <x_t, W_k(t)> in `dot` [K, T].
+  // Exact for the chain prior (file comment): pair potentials per block interval, then the
+  // forward-backward recursions in log space, all in a fixed order.
+  static std::vector<float> FrameWeights(const CachedWorlds& cw, const std::vector<double>& dot,
+                                         const std::vector<double>& levels, int64_t T) {
+    std::vector<float> r(static_cast<size_t>(T * kWorlds));
+    const int64_t lo = cw.block.front(), blocks = cw.block.back() - lo + 2;
+    // log psi[interval][i][j]: -|x_t - a (c W_i + (1 - c) W_j)|^2 / 2s^2 summed over the
+    // interval's frames, less the |x_t|^2 term every state shares.
+    std::vector<double> psi(static_cast<size_t>((blocks - 1) * kWorlds * kWorlds), 0.0);
+    for (int64_t t = 0; t < T; ++t) {
+      // A frame at level 0 is an exact observation; the floor keeps its evidence finite.
+      const double s = std::max(levels[static_cast<size_t>(t)], kMinSigma);
+      const double a = 1.0 - s, inv = 1.0 / (2.0 * s * s);
+      const double c = cw.fade[static_cast<size_t>(t)], d = 1.0 - c;
+      const double* g = cw.gram.data() + t * kWorlds * kWorlds;
+      double* p = psi.data() + (cw.block[static_cast<size_t>(t)] - lo) * kWorlds * kWorlds;
+      for (int i = 0; i < kWorlds; ++i) {
+        for (int j = 0; j < kWorlds; ++j) {
+          const double cross =
+              c * dot[static_cast<size_t>(i * T + t)] + d * dot[static_cast<size_t>(j * T + t)];
+          const double norm2 = c * c * g[i * kWorlds + i] + 2 * c * d * g[i * kWorlds + j] +
+                               d * d * g[j * kWorlds + j];
+          p[i * kWorlds + j] += (2 * a * cross - a * a * norm2) * inv;
+        }
+      }
+    }
+    auto log_sum_exp = [](const double* v, int n, int stride) {
+      double m = -INFINITY, total = 0;
+      for (int i = 0; i < n; ++i) m = std::max(m, v[i * stride]);
+      for (int i = 0; i < n; ++i) total += std::exp(v[i * stride] - m);
+      return m + std::log(total);
+    };
+    std::vector<double> alpha(static_cast<size_t>(blocks * kWorlds), 0.0), beta(alpha.size(), 0.0);
+    double tmp[kWorlds];
+    for (int64_t n = 0; n + 1 < blocks; ++n) {
+      const double* p = psi.data() + n * kWorlds * kWorlds;
+      for (int j = 0; j < kWorlds; ++j) {
+        for (int i = 0; i < kWorlds; ++i) tmp[i] = alpha[n * kWorlds + i] + p[i * kWorlds + j];
+        alpha[(n + 1) * kWorlds + j] = log_sum_exp(tmp, kWorlds, 1);
+      }
+    }
+    for (int64_t n = blocks - 2; n >= 0; --n) {
+      const double* p = psi.data() + n * kWorlds * kWorlds;
+      for (int i = 0; i < kWorlds; ++i) {
+        for (int j = 0; j < kWorlds; ++j) tmp[j] = p[i * kWorlds + j] + beta[(n + 1) * kWorlds + j];
+        beta[n * kWorlds + i] = log_sum_exp(tmp, kWorlds, 1);
+      }
+    }
+    std::vector<double> gamma(alpha.size());
+    for (int64_t n = 0; n < blocks; ++n) {
+      for (int k = 0; k < kWorlds; ++k) tmp[k] = alpha[n * kWorlds + k] + beta[n * kWorlds + k];
+      const double z = log_sum_exp(tmp, kWorlds, 1);
+      for (int k = 0; k < kWorlds; ++k) gamma[n * kWorlds + k] = std::exp(tmp[k] - z);
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      const double c = cw.fade[static_cast<size_t>(t)];
+      const int64_t n = cw.block[static_cast<size_t>(t)] - lo;
+      for (int k = 0; k < kWorlds; ++k)
+        r[static_cast<size_t>(t * kWorlds + k)] =
+            static_cast<float>(c * gamma[n * kWorlds + k] + (1 - c) * gamma[(n + 1) * kWorlds + k]);
+    }
+    return r;
+  }
+
+  // World latents for batch item b. Cached: a sampler calls Denoise with the same conditioning
+  // at every step.
+  const CachedWorlds& Worlds(const Conditioning& cond, int64_t b, int64_t T, int64_t h, int64_t w) {
     torch::Tensor emb = cond.embeddings[b].to(torch::kFloat32).contiguous();     // [T, D]
     torch::Tensor times = cond.frame_times[b].to(torch::kFloat64).contiguous();  // [T]
     TORCH_CHECK(emb.size(0) == T && emb.size(1) == kEmbedDim,
                 "zoom: conditioning must be [B, T, 16]");
     TORCH_CHECK(times.size(0) == T, "zoom: frame_times must be [B, T]");
+    for (int64_t t = 1; t < T; ++t)
+      TORCH_CHECK(times.data_ptr<double>()[t] >= times.data_ptr<double>()[t - 1],
+                  "zoom: frame_times must not decrease");
     uint64_t key = Hash(emb.data_ptr<float>(), static_cast<size_t>(emb.numel()) * 4, 1);
     key = Hash(times.data_ptr<double>(), static_cast<size_t>(T) * 8, key);
     double extra[5] = {static_cast<double>(cond.camera), cond.camera_speed, static_cast<double>(h),
                        static_cast<double>(w),
                        static_cast<double>(cond.width) / std::max(1, cond.height)};
     key = Hash(extra, sizeof extra, key);
-    for (auto& [k, worlds] : cache_) {
-      if (k == key) return worlds;
+    for (const CachedWorlds& c : cache_) {
+      if (c.key == key) return c;
     }
     if (cache_.size() >= kCacheEntries) cache_.pop_front();  // oldest first
-    cache_.emplace_back(key, torch::empty({kWorlds, kChannels, T, h, w}, torch::kFloat32));
-    float* out = cache_.back().second.data_ptr<float>();
+    CachedWorlds& cw = cache_.emplace_back();
+    cw.key = key;
+    cw.worlds = torch::empty({kWorlds, kChannels, T, h, w}, torch::kFloat32);
+    float* out = cw.worlds.data_ptr<float>();
     const float* e = emb.data_ptr<float>();
     const double* tt = times.data_ptr<double>();
     const double aspect = cond.height > 0 ? static_cast<double>(cond.width) / cond.height
@@ -248,7 +349,35 @@ class ZoomModel final : public Model {
                          h, w, out + static_cast<int64_t>(k) * kChannels * T * h * w);
       }
     });
-    return cache_.back().second;
+    const int64_t per_world = kChannels * T * h * w, frame = h * w;
+    cw.gram.assign(static_cast<size_t>(T * kWorlds * kWorlds), 0.0);
+    at::parallel_for(0, T, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        double* g = cw.gram.data() + t * kWorlds * kWorlds;
+        for (int i = 0; i < kWorlds; ++i) {
+          for (int j = i; j < kWorlds; ++j) {
+            double acc = 0;
+            for (int c = 0; c < kChannels; ++c) {
+              const float* wi = out + i * per_world + (c * T + t) * frame;
+              const float* wj = out + j * per_world + (c * T + t) * frame;
+              for (int64_t q = 0; q < frame; ++q)
+                acc += static_cast<double>(wi[q]) * static_cast<double>(wj[q]);
+            }
+            g[i * kWorlds + j] = g[j * kWorlds + i] = acc;
+          }
+        }
+      }
+    });
+    cw.block.resize(static_cast<size_t>(T));
+    cw.fade.resize(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      const double u = tt[t] / kBlockSeconds;
+      const double f = std::floor(u);
+      cw.block[static_cast<size_t>(t)] = static_cast<int64_t>(f);
+      const double cosine = std::cos(M_PI / 2 * (u - f));
+      cw.fade[static_cast<size_t>(t)] = cosine * cosine;
+    }
+    return cw;
   }
 
   // Writes world k's latents for one frame (time `time`) into channel planes of `dst`.
@@ -277,7 +406,8 @@ class ZoomModel final : public Model {
     for (int c = 0; c < 3; ++c) {
       base[c] = 0.8f * std::tanh(1.5f * e[c]);
       accent[c] = 0.9f * std::tanh(2.f * e[3 + c]);
-      tint[c] = 0.25f * (2.f * HashUnit(world_seed, 40 + c) - 1.f);
+      tint[c] =
+          static_cast<float>(kWorldSpread) * 0.25f * (2.f * HashUnit(world_seed, 40 + c) - 1.f);
     }
     const double freq = 1.0 + 0.4 * std::tanh(static_cast<double>(e[6]));
     const double swirl = 0.6 * std::tanh(static_cast<double>(e[7]));
@@ -301,9 +431,9 @@ class ZoomModel final : public Model {
       const double a1 = 2 * M_PI * HashUnit(lh, 1), a2 = 2 * M_PI * HashUnit(lh, 2) + swirl;
       d1x[l] = std::cos(a1), d1y[l] = std::sin(a1);
       d2x[l] = std::cos(a2), d2y[l] = std::sin(a2);
-      p1[l] = 2 * M_PI * HashUnit(ph, 3);
-      p2[l] = 2 * M_PI * HashUnit(ph, 4);
-      p3[l] = 2 * M_PI * HashUnit(ph, 5);
+      p1[l] = 2 * M_PI * HashUnit(lh, 8) + kWorldSpread * 2 * M_PI * (HashUnit(ph, 3) - 0.5);
+      p2[l] = 2 * M_PI * HashUnit(lh, 9) + kWorldSpread * 2 * M_PI * (HashUnit(ph, 4) - 0.5);
+      p3[l] = 2 * M_PI * HashUnit(lh, 10) + kWorldSpread * 2 * M_PI * (HashUnit(ph, 5) - 0.5);
     }
     const double zoom = std::exp2(L);
     for (int64_t i = 0; i < h; ++i) {
@@ -343,12 +473,16 @@ class ZoomModel final : public Model {
   // several at every step.
   static constexpr size_t kCacheEntries = 16;
   ModelInfo info_;
-  std::deque<std::pair<uint64_t, torch::Tensor>> cache_;
+  std::deque<CachedWorlds> cache_;
 };
 
 }  // namespace
 
 std::unique_ptr<Model> CreateZoomModel() { return std::make_unique<ZoomModel>(); }
+
+ZoomPrior ZoomPriorFor(const Conditioning& cond, int64_t h, int64_t w) {
+  return {ZoomModel().WorldsOf(cond, h, w), kBlockSeconds};
+}
 
 std::vector<std::string> BuiltinModelNames() { return {"stamp", "zoom"}; }
 
