@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -40,7 +41,8 @@ def decode(self, latents: Tensor) -> Tensor:
 
 // Writes DIR/NAME.pt with the contract's metadata and the given methods.
 void SaveModel(const std::string& dir, const std::string& name,
-               const std::vector<std::string>& methods, const std::string& prediction = "x0") {
+               const std::vector<std::string>& methods, const std::string& prediction = "x0",
+               std::optional<c10::IValue> frame_noise_levels = {}) {
   torch::jit::Module m("StudioModel");
   m.register_attribute("latent_channels", c10::IntType::get(), 4);
   m.register_attribute("spatial_compression", c10::IntType::get(), 8);
@@ -48,6 +50,11 @@ void SaveModel(const std::string& dir, const std::string& name,
   m.register_attribute("clip_length", c10::IntType::get(), 16);
   m.register_attribute("default_steps", c10::IntType::get(), 10);
   m.register_attribute("prediction", c10::StringType::get(), prediction);
+  if (frame_noise_levels) {
+    c10::TypePtr type = frame_noise_levels->isBool() ? c10::TypePtr(c10::BoolType::get())
+                                                     : c10::TypePtr(c10::IntType::get());
+    m.register_attribute("frame_noise_levels", type, *frame_noise_levels);
+  }
   for (const auto& src : methods) m.define(src);
   m.save(dir + "/" + name + ".pt");
 }
@@ -95,6 +102,32 @@ TEST(TorchScript, AStudioModelRendersThroughTheContract) {
   auto rgb = rt->DecodeRgb("studio", *lat, 32, 16);
   ASSERT_TRUE(rgb.ok()) << rgb.message();
   EXPECT_EQ(rgb->size(), 6u * 32 * 16 * 3);
+}
+
+// A model that declares frame_noise_levels gets sigma as [B, T]; a chained guide's frames arrive
+// at level 0. This one predicts, for every frame, the lowest level among the frames it was given.
+TEST(TorchScript, FrameNoiseLevelsReachTheModelPerFrame) {
+  TempDir dir;
+  const char* lowest = R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    assert sigma.dim() == 2 and sigma.size(1) == latents.size(2)
+    return torch.zeros_like(latents) + sigma.min()
+)";
+  SaveModel(dir.path(), "levels", {kEncode, lowest, kDecode}, "x0", c10::IValue(true));
+  SaveModel(dir.path(), "notbool", {kEncode, kDenoise, kDecode}, "x0", c10::IValue(int64_t{1}));
+  auto rt = Make(dir.path());
+  auto plain = rt->Render(Request("levels"));
+  ASSERT_TRUE(plain.ok()) << plain.message();
+  EXPECT_FLOAT_EQ(plain->data[0], 0.25f);  // the last of 4 steps is at level 1/4, every frame
+  auto chained = Request("levels");
+  chained.guide = Tensor::Zeros({4, 2, 2, 4});  // frames 0 and 1 known
+  auto guided = rt->Render(chained);
+  ASSERT_TRUE(guided.ok()) << guided.message();
+  EXPECT_FLOAT_EQ(guided->data[5 * 8], 0.f);  // frame 5 was predicted with the guide at level 0
+  auto bad = rt->Render(Request("notbool"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("'frame_noise_levels' must be a bool"), std::string::npos)
+      << bad.message();
 }
 
 TEST(TorchScript, BrokenModelsFailWithTheirNameAndProblem) {

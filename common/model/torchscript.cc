@@ -34,7 +34,17 @@ class TorchScriptModel final : public Model {
 
   torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma,
                         const Conditioning& cond) override {
-    torch::Tensor out = Call("denoise", {latents, sigma, cond.embeddings.to(torch::kFloat32),
+    // Models with per-frame noise levels get sigma as [B, T]: the frames' own levels where the
+    // sampler gives them (a chained guide at 0), else the call's level for every frame.
+    torch::Tensor levels = sigma;
+    if (info_.frame_noise_levels) {
+      levels =
+          cond.frame_sigma.defined()
+              ? cond.frame_sigma.to(torch::kFloat32)
+              : sigma.to(torch::kFloat32).unsqueeze(1).expand({latents.size(0), latents.size(2)});
+      levels = levels.contiguous();
+    }
+    torch::Tensor out = Call("denoise", {latents, levels, cond.embeddings.to(torch::kFloat32),
                                          cond.frame_times.to(torch::kFloat64)});
     Require(out.sizes() == latents.sizes(),
             "denoise returned shape " + Shape(out) + " for latents of shape " + Shape(latents));
@@ -135,6 +145,11 @@ Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
     info.prediction = Prediction::kVelocity;
   else
     return fail("prediction '" + p + "' is not one of x0, epsilon, velocity");
+  if (module.hasattr("frame_noise_levels")) {
+    c10::IValue v = module.attr("frame_noise_levels");
+    if (!v.isBool()) return fail("attribute 'frame_noise_levels' must be a bool");
+    info.frame_noise_levels = v.toBool();
+  }
   return R(
       std::unique_ptr<Model>(new TorchScriptModel(std::move(module), std::move(info), device)));
 }
