@@ -1,6 +1,10 @@
 // The RocksDB store: everything survives close and reopen; batches are atomic.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <set>
+
 #include "common/store/store.h"
 #include "tests/test_util.h"
 
@@ -70,6 +74,127 @@ TEST(Store, RefusesAFolderItCannotUse) {
   RunCommand("touch '" + file + "'");
   auto s = Store::Open(file);
   EXPECT_FALSE(s.ok());
+}
+
+// Names of the files in a store's values folder; empty ones (the pool of files ready to be
+// written) only when `with_empty`.
+std::set<std::string> ValueFiles(const std::string& dir, bool with_empty = false) {
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/values")) {
+    if (with_empty || std::filesystem::file_size(e.path()) > 0)
+      names.insert(e.path().filename().string());
+  }
+  return names;
+}
+
+std::string Big(char fill, size_t n = 300 * 1024) {
+  std::string v(n, fill);
+  for (size_t i = 0; i < n; i += 4096) v[i] = static_cast<char>(i / 4096);
+  return v;
+}
+
+TEST(Store, BigValuesLiveInFilesAndGoWithTheirRecords) {
+  TempDir dir;
+  auto s = Store::Open(dir.path());
+  ASSERT_TRUE(s.ok()) << s.message();
+  Store::Batch b;
+  b.Put(Family::kCheckpoints, TaskKey(1, 0), Big('a'));
+  b.Put(Family::kCheckpoints, TaskKey(1, 1), "small");  // stays in RocksDB
+  b.Put(Family::kCheckpoints, TaskKey(1, 2), Big('c'));
+  b.Put(Family::kLatents, TaskKey(1, 0), Big('l'));
+  b.Put(Family::kSegments, TaskKey(1, 0), Big('s'));  // not a big family: RocksDB
+  ASSERT_TRUE((*s)->Write(b).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 3u);
+  EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, TaskKey(1, 0)), Big('a'));
+  EXPECT_EQ(*(*s)->Get(Family::kSegments, TaskKey(1, 0)), Big('s'));
+  // Scans merge values in files with values inline, in key order, within the range.
+  std::vector<std::string> seen;
+  ASSERT_TRUE((*s)->Scan(Family::kCheckpoints, JobKey(1), JobKey(2),
+                         [&](const std::string& k, const std::string& v) {
+                           seen.push_back(std::to_string(IndexOfKey(k)) + ":" + v.substr(1, 1));
+                           return true;
+                         })
+                  .ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"0:a", "1:m", "2:c"}));
+  // Overwriting with a big value replaces the file; with a small one, removes it.
+  b.Put(Family::kCheckpoints, TaskKey(1, 0), Big('b'));
+  b.Put(Family::kCheckpoints, TaskKey(1, 2), "tiny");
+  ASSERT_TRUE((*s)->Write(b).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 2u);
+  EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, TaskKey(1, 0)), Big('b'));
+  EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, TaskKey(1, 2)), "tiny");
+  // A big value written and overwritten in one batch leaves one file; deletes remove theirs.
+  b.Put(Family::kCheckpoints, TaskKey(1, 5), Big('x'));
+  b.Put(Family::kCheckpoints, TaskKey(1, 5), Big('y'));
+  b.Delete(Family::kLatents, TaskKey(1, 0));
+  ASSERT_TRUE((*s)->Write(b).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 2u);
+  EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, TaskKey(1, 5)), Big('y'));
+  EXPECT_FALSE((*s)->Get(Family::kLatents, TaskKey(1, 0)).ok());
+  b.DeleteRange(Family::kCheckpoints, JobKey(1), JobKey(2));
+  ASSERT_TRUE((*s)->Write(b).ok());
+  EXPECT_TRUE(ValueFiles(dir.path()).empty());
+  auto gone = (*s)->Get(Family::kCheckpoints, TaskKey(1, 0));
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.message().rfind("not found", 0), 0u);
+}
+
+TEST(Store, OpenDeletesFilesNoRecordNamesAndReadsCheckFiles) {
+  TempDir dir;
+  {
+    auto s = Store::Open(dir.path());
+    ASSERT_TRUE(s.ok());
+    Store::Batch b;
+    b.Put(Family::kOutputs, TaskKey(3, 0), Big('o'));
+    ASSERT_TRUE((*s)->Write(b).ok());
+  }
+  // What a crash between writing a file and committing its batch leaves behind.
+  std::ofstream(dir / "values/999.value") << "half a checkpoint";
+  std::ofstream(dir / "values/notes.txt") << "not the store's";
+  EXPECT_GT(ValueFiles(dir.path(), true).size(), 3u);  // the first store's unused pool too
+  auto s = Store::Open(dir.path());
+  ASSERT_TRUE(s.ok()) << s.message();
+  // Left: the one file a record names, and what is not the store's.
+  EXPECT_EQ(ValueFiles(dir.path(), true).size(), 2u);
+  EXPECT_EQ(ValueFiles(dir.path()).count("999.value"), 0u);
+  EXPECT_EQ(ValueFiles(dir.path()).count("notes.txt"), 1u);
+  EXPECT_EQ(*(*s)->Get(Family::kOutputs, TaskKey(3, 0)), Big('o'));
+  // New files never reuse a number Open saw.
+  Store::Batch b;
+  b.Put(Family::kOutputs, TaskKey(3, 1), Big('p'));
+  ASSERT_TRUE((*s)->Write(b).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).count("1000.value"), 1u);
+  // A damaged file is an error naming it, not wrong bytes.
+  std::string victim;
+  for (const auto& name : ValueFiles(dir.path()))
+    if (name != "1000.value" && name != "notes.txt") victim = name;
+  {
+    std::fstream f(dir / ("values/" + victim), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('!');
+  }
+  auto damaged = (*s)->Get(Family::kOutputs, TaskKey(3, 0));
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_NE(damaged.message().find(victim), std::string::npos) << damaged.message();
+  EXPECT_NE(damaged.message().find("damaged"), std::string::npos) << damaged.message();
+}
+
+TEST(Store, AFailedBigWriteCommitsNothing) {
+  TempDir dir;
+  auto s = Store::Open(dir.path());
+  ASSERT_TRUE(s.ok());
+  Store::Batch b;
+  b.Put(Family::kJobs, JobKey(4), "job");
+  b.Put(Family::kCheckpoints, TaskKey(4, 0), Big('z'));
+  // The value files' folder gone and a plain file in its place: no file can be created there,
+  // root or not.
+  std::filesystem::remove_all(dir / "values");
+  std::ofstream(dir / "values") << "in the way";
+  Status w = (*s)->Write(b);
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.message().find("values"), std::string::npos) << w.message();
+  EXPECT_FALSE((*s)->Get(Family::kJobs, JobKey(4)).ok());  // the whole batch, not half
+  EXPECT_FALSE((*s)->Get(Family::kCheckpoints, TaskKey(4, 0)).ok());
 }
 
 }  // namespace

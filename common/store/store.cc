@@ -1,13 +1,22 @@
 #include "common/store/store.h"
 
+#include <fcntl.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 
 namespace segue {
 namespace {
@@ -47,6 +56,10 @@ bool IsBig(Family f) {
          f == Family::kInputs;
 }
 
+// Big values of at least this many bytes live in value files (store.h).
+constexpr size_t kFileValueBytes = 64 * 1024;
+constexpr char kValueFilesFamily[] = "value_files";
+
 void PutBE(std::string& s, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
@@ -55,6 +68,98 @@ uint64_t GetBE(const std::string& s, size_t at, int bytes) {
   for (int i = 0; i < bytes && at + i < s.size(); ++i)
     v = (v << 8) | static_cast<unsigned char>(s[at + i]);
   return v;
+}
+
+// Key in the value_files family: the family's byte, then the record's key. Ranges of one family
+// stay contiguous and in the same order.
+std::string FileKey(Family f, const std::string& key) {
+  return std::string(1, static_cast<char>(f)) + key;
+}
+std::string FamilyEnd(Family f) {
+  return std::string(1, static_cast<char>(static_cast<int>(f) + 1));
+}
+
+// What value_files holds for a record: "SGF1", file number, size, XXH3-64 of the bytes.
+struct FileRef {
+  uint64_t number = 0, size = 0, hash = 0;
+  std::string Encode() const {
+    std::string out = "SGF1";
+    PutBE(out, number, 8);
+    PutBE(out, size, 8);
+    PutBE(out, hash, 8);
+    return out;
+  }
+  static std::optional<FileRef> Decode(const std::string& v) {
+    if (v.size() != 28 || v.compare(0, 4, "SGF1") != 0) return std::nullopt;
+    return FileRef{GetBE(v, 4, 8), GetBE(v, 12, 8), GetBE(v, 20, 8)};
+  }
+};
+
+std::string ValuePath(const std::string& dir, uint64_t number) {
+  return dir + "/" + std::to_string(number) + ".value";
+}
+
+std::string ErrnoText() { return std::strerror(errno); }
+
+// Fills an empty value file from the pool (its name is already durable), syncs its data and
+// returns the bytes' XXH3-64 in `hash`. The hash is computed on another thread while this one
+// waits for the disk in fdatasync, so checking values costs no time on the write path.
+Status WriteValueFile(const std::string& path, const std::string& value, uint64_t* hash) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error("store: cannot open " + path + ": " + ErrnoText());
+  size_t done = 0;
+  while (done < value.size()) {
+    ssize_t n = write(fd, value.data() + done, value.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string why = ErrnoText();
+      close(fd);
+      return Status::Error("store: cannot write " + path + ": " + why);
+    }
+    done += static_cast<size_t>(n);
+  }
+  auto digest =
+      std::async(std::launch::async, [&value] { return XXH3_64bits(value.data(), value.size()); });
+  const int synced = fdatasync(fd);
+  const std::string why = synced != 0 ? ErrnoText() : "";
+  *hash = digest.get();
+  if (synced != 0) {
+    close(fd);
+    return Status::Error("store: cannot sync " + path + ": " + why);
+  }
+  if (close(fd) != 0) return Status::Error("store: cannot close " + path + ": " + ErrnoText());
+  return Status::Ok();
+}
+
+// Makes the names of files just created in `dir` durable.
+Status SyncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Error("store: cannot open " + dir + ": " + ErrnoText());
+  int rc = fsync(fd);
+  std::string why = rc != 0 ? ErrnoText() : "";
+  close(fd);
+  if (rc != 0) return Status::Error("store: cannot sync " + dir + ": " + why);
+  return Status::Ok();
+}
+
+Result<std::string> ReadValueFile(const std::string& path, const FileRef& ref) {
+  using R = Result<std::string>;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return R::Error("store: value file " + path + " is missing: " + ErrnoText());
+  std::string value(ref.size, '\0');
+  size_t done = 0;
+  while (done < value.size()) {
+    ssize_t n = read(fd, value.data() + done, value.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  char extra;
+  const bool longer = read(fd, &extra, 1) > 0;
+  close(fd);
+  if (done != value.size() || longer || XXH3_64bits(value.data(), value.size()) != ref.hash)
+    return R::Error("store: value file " + path + " is damaged (size or checksum differs)");
+  return value;
 }
 
 }  // namespace
@@ -117,6 +222,9 @@ Store::Batch& Store::Batch::operator=(Batch&&) noexcept = default;
 void Store::Batch::Put(Family f, const std::string& key, const std::string& value) {
   rep_->ops.push_back({0, f, key, value});
 }
+void Store::Batch::Put(Family f, const std::string& key, std::string&& value) {
+  rep_->ops.push_back({0, f, key, std::move(value)});
+}
 void Store::Batch::Delete(Family f, const std::string& key) {
   rep_->ops.push_back({1, f, key, {}});
 }
@@ -136,7 +244,32 @@ bool Store::Batch::empty() const { return rep_->ops.empty(); }
 struct Store::Rep {
   std::unique_ptr<rocksdb::DB> db;
   std::map<Family, rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::ColumnFamilyHandle* files = nullptr;  // value_files
   std::vector<rocksdb::ColumnFamilyHandle*> owned;
+  std::string values_dir;  // DIR/values
+  std::mutex pool_mu;
+  uint64_t next_file = 1;      // GUARDED_BY(pool_mu): number of the next value file
+  std::vector<uint64_t> pool;  // GUARDED_BY(pool_mu): empty files whose names are durable
+  // Held from reading the references a batch replaces to unlinking their files, so two batches
+  // never both think they own the same old file.
+  std::mutex write_mu;
+
+  std::optional<FileRef> RefOf(const std::string& file_key) {
+    std::string v;
+    if (!db->Get(rocksdb::ReadOptions(), files, file_key, &v).ok()) return std::nullopt;
+    return FileRef::Decode(v);
+  }
+  Result<std::string> Resolve(const std::string& stored_ref) {
+    auto ref = FileRef::Decode(stored_ref);
+    if (!ref) return Result<std::string>::Error("store: a value reference is damaged");
+    return ReadValueFile(ValuePath(values_dir, ref->number), *ref);
+  }
+  // Hands out an empty value file whose name is already on disk. Creating files and syncing
+  // their folder is paid once per kPoolRefill files rather than once per value.
+  Result<uint64_t> TakeFile();
+  // Deletes value files that no reference names: left by a crash between writing a file and
+  // committing its batch, or between committing and unlinking the file a batch replaced.
+  Status CollectOrphans();
   std::mutex counters_mu;
   std::map<std::string, uint64_t> counters;  // GUARDED_BY(counters_mu)
   ~Rep() {
@@ -144,6 +277,62 @@ struct Store::Rep {
     if (db) db->Close();
   }
 };
+
+Result<uint64_t> Store::Rep::TakeFile() {
+  constexpr int kPoolRefill = 16;
+  std::lock_guard<std::mutex> lock(pool_mu);
+  if (pool.empty()) {
+    for (int i = 0; i < kPoolRefill; ++i) {
+      const uint64_t number = next_file++;
+      const std::string path = ValuePath(values_dir, number);
+      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        std::string why = ErrnoText();
+        for (uint64_t n : pool) unlink(ValuePath(values_dir, n).c_str());
+        pool.clear();
+        return Result<uint64_t>::Error("store: cannot create " + path + ": " + why);
+      }
+      close(fd);
+      pool.push_back(number);
+    }
+    Status s = SyncDir(values_dir);
+    if (!s.ok()) {
+      for (uint64_t n : pool) unlink(ValuePath(values_dir, n).c_str());
+      pool.clear();
+      return s;
+    }
+    std::reverse(pool.begin(), pool.end());  // hand out in increasing order
+  }
+  const uint64_t number = pool.back();
+  pool.pop_back();
+  return number;
+}
+
+Status Store::Rep::CollectOrphans() {
+  std::set<uint64_t> referenced;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), files));
+  uint64_t highest = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (auto ref = FileRef::Decode(it->value().ToString())) {
+      referenced.insert(ref->number);
+      highest = std::max(highest, ref->number);
+    }
+  }
+  if (!it->status().ok()) return Status::Error("store: scan failed: " + it->status().ToString());
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(values_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    char* end = nullptr;
+    const uint64_t number = std::strtoull(name.c_str(), &end, 10);
+    if (end == name.c_str() || std::string(end) != ".value") continue;  // not ours
+    highest = std::max(highest, number);
+    if (!referenced.count(number)) std::filesystem::remove(entry.path(), ec);
+  }
+  if (ec) return Status::Error("store: cannot list " + values_dir + ": " + ec.message());
+  std::lock_guard<std::mutex> lock(pool_mu);
+  next_file = highest + 1;
+  return Status::Ok();
+}
 
 Store::Store(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 Store::~Store() = default;
@@ -168,6 +357,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
     }
     descriptors.emplace_back(FamilyName(f), cf);
   }
+  descriptors.emplace_back(kValueFilesFamily, rocksdb::ColumnFamilyOptions());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
@@ -175,32 +365,127 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   auto rep = std::make_unique<Rep>();
   rep->db.reset(raw);
   rep->owned = handles;
-  for (size_t i = 0; i < handles.size(); ++i) rep->handles[kAllFamilies[i]] = handles[i];
+  for (size_t i = 0; i + 1 < handles.size(); ++i) rep->handles[kAllFamilies[i]] = handles[i];
+  rep->files = handles.back();
+  rep->values_dir = dir + "/values";
+  std::filesystem::create_directories(rep->values_dir, ec);
+  if (ec) return R::Error("cannot create '" + rep->values_dir + "': " + ec.message());
+  Status orphans = rep->CollectOrphans();
+  if (!orphans.ok()) return R::Error(orphans.message());
   return R(std::unique_ptr<Store>(new Store(std::move(rep))));
 }
 
 Status Store::Write(Batch& batch) {
+  auto& ops = batch.rep_->ops;
+  // 1. Big values go to files first, synced, into files whose names are already synced
+  //    (TakeFile): a batch that commits never names a file that is not whole on disk. (Outside
+  //    the lock: files taken from the pool are private.)
+  std::vector<std::optional<FileRef>> written(ops.size());
+  std::vector<uint64_t> created;
+  auto discard_created = [&] {
+    for (uint64_t n : created) unlink(ValuePath(rep_->values_dir, n).c_str());
+  };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const auto& op = ops[i];
+    if (op.kind != 0 || !IsBig(op.f) || op.b.size() < kFileValueBytes) continue;
+    auto number = rep_->TakeFile();
+    if (!number.ok()) {
+      discard_created();
+      return number.status();
+    }
+    created.push_back(*number);
+    FileRef ref{*number, op.b.size(), 0};
+    Status s = WriteValueFile(ValuePath(rep_->values_dir, ref.number), op.b, &ref.hash);
+    if (!s.ok()) {
+      discard_created();
+      return s;
+    }
+    written[i] = ref;
+  }
+  // 2. One RocksDB batch: each big record lives either inline in its family or as a reference
+  //    in value_files, never both, so every write to a big record clears the other place.
+  std::lock_guard<std::mutex> lock(rep_->write_mu);
+  std::set<uint64_t> replaced;          // files referenced before this batch
+  std::set<std::string> looked_up;      // file keys whose old reference is known
+  std::map<std::string, uint64_t> now;  // file key -> file this batch leaves (0: none)
+  auto forget_old = [&](const std::string& fk) {
+    if (!looked_up.insert(fk).second) return;
+    if (auto old = rep_->RefOf(fk)) replaced.insert(old->number);
+  };
   rocksdb::WriteBatch wb;
-  for (const auto& op : batch.rep_->ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const auto& op = ops[i];
     auto* h = rep_->handles.at(op.f);
     rocksdb::Status s;
-    if (op.kind == 0)
-      s = wb.Put(h, op.a, op.b);
-    else if (op.kind == 1)
-      s = wb.Delete(h, op.a);
-    else
+    if (!IsBig(op.f)) {
+      if (op.kind == 0)
+        s = wb.Put(h, op.a, op.b);
+      else if (op.kind == 1)
+        s = wb.Delete(h, op.a);
+      else
+        s = wb.DeleteRange(h, op.a, op.b);
+    } else if (op.kind == 2) {
+      const std::string from = FileKey(op.f, op.a), to = FileKey(op.f, op.b);
+      std::unique_ptr<rocksdb::Iterator> it(
+          rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->files));
+      for (it->Seek(from); it->Valid() && it->key().ToString() < to; it->Next()) {
+        looked_up.insert(it->key().ToString());
+        if (auto old = FileRef::Decode(it->value().ToString())) replaced.insert(old->number);
+      }
+      for (auto& [fk, number] : now) {
+        if (fk >= from && fk < to) number = 0;
+      }
       s = wb.DeleteRange(h, op.a, op.b);
-    if (!s.ok()) return Status::Error("store: cannot build batch: " + s.ToString());
+      if (s.ok()) s = wb.DeleteRange(rep_->files, from, to);
+    } else {
+      const std::string fk = FileKey(op.f, op.a);
+      forget_old(fk);
+      if (written[i]) {
+        s = wb.Put(rep_->files, fk, written[i]->Encode());
+        if (s.ok()) s = wb.Delete(h, op.a);
+        now[fk] = written[i]->number;
+      } else {
+        s = op.kind == 0 ? wb.Put(h, op.a, op.b) : wb.Delete(h, op.a);
+        if (s.ok()) s = wb.Delete(rep_->files, fk);
+        now[fk] = 0;
+      }
+    }
+    if (!s.ok()) {
+      discard_created();
+      return Status::Error("store: cannot build batch: " + s.ToString());
+    }
   }
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = rep_->db->Write(wo, &wb);
-  if (!s.ok()) return Status::Error("store: write failed: " + s.ToString());
-  batch.rep_->ops.clear();
+  if (!s.ok()) {
+    discard_created();
+    return Status::Error("store: write failed: " + s.ToString());
+  }
+  // 3. Files no record names any more: the replaced ones, and this batch's own that a later
+  //    write in the same batch overwrote. A crash before this leaves orphans for Open to delete.
+  std::set<uint64_t> kept;
+  for (const auto& [fk, number] : now) {
+    if (number) kept.insert(number);
+  }
+  for (uint64_t n : created) {
+    if (!kept.count(n)) replaced.insert(n);
+  }
+  for (uint64_t n : replaced) {
+    if (!kept.count(n)) unlink(ValuePath(rep_->values_dir, n).c_str());
+  }
+  ops.clear();
   return Status::Ok();
 }
 
 Result<std::string> Store::Get(Family f, const std::string& key) {
+  if (IsBig(f)) {
+    std::string stored;
+    rocksdb::Status s =
+        rep_->db->Get(rocksdb::ReadOptions(), rep_->files, FileKey(f, key), &stored);
+    if (s.ok()) return rep_->Resolve(stored);
+    if (!s.IsNotFound()) return Result<std::string>::Error("store: read failed: " + s.ToString());
+  }
   std::string value;
   rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->handles.at(f), key, &value);
   if (s.IsNotFound())
@@ -213,12 +498,33 @@ Status Store::Scan(Family f, const std::string& begin, const std::string& end,
                    const std::function<bool(const std::string&, const std::string&)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(
       rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->handles.at(f)));
-  for (it->Seek(begin); it->Valid(); it->Next()) {
-    std::string k = it->key().ToString();
-    if (!end.empty() && k >= end) break;
-    if (!fn(k, it->value().ToString())) break;
+  // Big families: merge the inline records with the references, in key order.
+  std::unique_ptr<rocksdb::Iterator> refs;
+  const std::string refs_end = end.empty() ? FamilyEnd(f) : FileKey(f, end);
+  auto refs_valid = [&] { return refs && refs->Valid() && refs->key().ToString() < refs_end; };
+  if (IsBig(f)) {
+    refs.reset(rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->files));
+    refs->Seek(FileKey(f, begin));
+  }
+  it->Seek(begin);
+  for (;;) {
+    const bool inline_valid = it->Valid() && (end.empty() || it->key().ToString() < end);
+    const bool ref_valid = refs_valid();
+    if (!inline_valid && !ref_valid) break;
+    std::string ref_key = ref_valid ? refs->key().ToString().substr(1) : std::string();
+    if (ref_valid && (!inline_valid || ref_key < it->key().ToString())) {
+      auto value = rep_->Resolve(refs->value().ToString());
+      if (!value.ok()) return Status::Error(value.message());
+      if (!fn(ref_key, *value)) break;
+      refs->Next();
+    } else {
+      if (!fn(it->key().ToString(), it->value().ToString())) break;
+      it->Next();
+    }
   }
   if (!it->status().ok()) return Status::Error("store: scan failed: " + it->status().ToString());
+  if (refs && !refs->status().ok())
+    return Status::Error("store: scan failed: " + refs->status().ToString());
   return Status::Ok();
 }
 

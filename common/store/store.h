@@ -11,10 +11,17 @@
 //   inputs       job id + name                         -> files that came with the job (audio)
 //   events       job id + sequence (8 bytes)           -> one line of the job's event log
 //   workers      worker name                           -> reserved for the worker registry
-// latents, checkpoints, outputs and inputs hold big values and use blob files.
+// latents, checkpoints, outputs and inputs hold big values. Those of 64 KiB or more live in
+// value files, DIR/values/N.value, each written once and synced; the internal column family
+// value_files maps the record (family byte + key) to the file's number, size and XXH3-64.
+// Smaller ones stay in RocksDB (in blob files). Why: a synced RocksDB write puts a value in the
+// write-ahead log and again in a blob file when the memtable flushes, twice the bytes of writing
+// it once (segue-bench store, docs/PERFORMANCE.md).
 //
 // Every state transition is one WriteBatch written with sync=true: either all of it is on disk
-// or none of it is.
+// or none of it is. Value files keep that: a batch's files and their names are synced before the
+// batch commits, and files a committed batch no longer names are deleted after it; a crash in
+// between leaves only unnamed files, which Open deletes. Reads check size and checksum.
 #pragma once
 
 #include <cstdint>
@@ -62,6 +69,7 @@ class Store {
     Batch(Batch&&) noexcept;
     Batch& operator=(Batch&&) noexcept;
     void Put(Family f, const std::string& key, const std::string& value);
+    void Put(Family f, const std::string& key, std::string&& value);  // takes the bytes, no copy
     void Delete(Family f, const std::string& key);
     void DeleteRange(Family f, const std::string& begin, const std::string& end);
     // Moves `other`'s writes to the end of this batch (they are applied after this one's).
