@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <system_error>
 
 namespace segue {
 namespace {
@@ -118,11 +119,15 @@ Status WriteValueFile(const std::string& path, const std::string& value, uint64_
     }
     done += static_cast<size_t>(n);
   }
-  auto digest =
-      std::async(std::launch::async, [&value] { return XXH3_64bits(value.data(), value.size()); });
+  auto checksum = [&value] { return XXH3_64bits(value.data(), value.size()); };
+  std::future<uint64_t> digest;
+  try {
+    digest = std::async(std::launch::async, checksum);
+  } catch (const std::system_error&) {  // no thread to be had: hash here, after the sync
+  }
   const int synced = fdatasync(fd);
   const std::string why = synced != 0 ? ErrnoText() : "";
-  *hash = digest.get();
+  *hash = digest.valid() ? digest.get() : checksum();
   if (synced != 0) {
     close(fd);
     return Status::Error("store: cannot sync " + path + ": " + why);
