@@ -147,10 +147,9 @@ Status SyncDir(const std::string& dir) {
   return Status::Ok();
 }
 
-Result<std::string> ReadValueFile(const std::string& path, const FileRef& ref) {
+// Reads a value file opened as `fd` (and closes it), checking size and checksum.
+Result<std::string> ReadValueFile(int fd, const std::string& path, const FileRef& ref) {
   using R = Result<std::string>;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return R::Error("store: value file " + path + " is missing: " + ErrnoText());
   std::string value(ref.size, '\0');
   size_t done = 0;
   while (done < value.size()) {
@@ -255,19 +254,41 @@ struct Store::Rep {
   std::mutex pool_mu;
   uint64_t next_file = 1;      // GUARDED_BY(pool_mu): number of the next value file
   std::vector<uint64_t> pool;  // GUARDED_BY(pool_mu): empty files whose names are durable
-  // Held from reading the references a batch replaces to unlinking their files, so two batches
-  // never both think they own the same old file.
+  // Held from reading the references a batch replaces to committing it, so two batches never
+  // both think they own the same old file.
   std::mutex write_mu;
+  // Every reference in value_files, mirrored in memory: loaded by CollectOrphans, updated by
+  // Write after each commit. Writes and reads consult it instead of RocksDB, so records without
+  // a file (all but big values) cost nothing extra. A Write updates it and unlinks the files it
+  // replaced in one critical section; readers open a file under it, and an open file stays
+  // readable after an unlink.
+  std::mutex refs_mu;
+  std::map<std::string, FileRef> refs;  // GUARDED_BY(refs_mu): file key -> reference
 
-  std::optional<FileRef> RefOf(const std::string& file_key) {
-    std::string v;
-    if (!db->Get(rocksdb::ReadOptions(), files, file_key, &v).ok()) return std::nullopt;
-    return FileRef::Decode(v);
+  // The committed reference of `fk`, if any.
+  std::optional<FileRef> CommittedRef(const std::string& fk) {
+    std::lock_guard<std::mutex> lock(refs_mu);
+    auto it = refs.find(fk);
+    if (it == refs.end()) return std::nullopt;
+    return it->second;
   }
-  Result<std::string> Resolve(const std::string& stored_ref) {
-    auto ref = FileRef::Decode(stored_ref);
-    if (!ref) return Result<std::string>::Error("store: a value reference is damaged");
-    return ReadValueFile(ValuePath(values_dir, ref->number), *ref);
+  // The value of the record `fk`, if a file holds it; nullopt if none does.
+  std::optional<Result<std::string>> ReadIfFile(const std::string& fk) {
+    int fd = -1;
+    FileRef ref;
+    std::string path;
+    {
+      std::lock_guard<std::mutex> lock(refs_mu);
+      auto it = refs.find(fk);
+      if (it == refs.end()) return std::nullopt;
+      ref = it->second;
+      path = ValuePath(values_dir, ref.number);
+      fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0)
+      return Result<std::string>::Error("store: value file " + path +
+                                        " is missing: " + ErrnoText());
+    return ReadValueFile(fd, path, ref);
   }
   // Hands out an empty value file whose name is already on disk. Creating files and syncing
   // their folder is paid once per kPoolRefill files rather than once per value.
@@ -317,10 +338,13 @@ Status Store::Rep::CollectOrphans() {
   std::set<uint64_t> referenced;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), files));
   uint64_t highest = 0;
+  std::lock_guard<std::mutex> refs_lock(refs_mu);
+  refs.clear();
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (auto ref = FileRef::Decode(it->value().ToString())) {
       referenced.insert(ref->number);
       highest = std::max(highest, ref->number);
+      refs[it->key().ToString()] = *ref;
     }
   }
   if (!it->status().ok()) return Status::Error("store: scan failed: " + it->status().ToString());
@@ -408,14 +432,16 @@ Status Store::Write(Batch& batch) {
     written[i] = ref;
   }
   // 2. One RocksDB batch: each big record lives either inline in its family or as a reference
-  //    in value_files, never both, so every write to a big record clears the other place.
+  //    in value_files, never both, so a write to a big record that has a file clears it.
   std::lock_guard<std::mutex> lock(rep_->write_mu);
-  std::set<uint64_t> replaced;          // files referenced before this batch
-  std::set<std::string> looked_up;      // file keys whose old reference is known
-  std::map<std::string, uint64_t> now;  // file key -> file this batch leaves (0: none)
-  auto forget_old = [&](const std::string& fk) {
-    if (!looked_up.insert(fk).second) return;
-    if (auto old = rep_->RefOf(fk)) replaced.insert(old->number);
+  std::set<uint64_t> replaced;                        // committed files this batch unnames
+  std::map<std::string, std::optional<FileRef>> now;  // file key -> what this batch leaves
+  // Whether `fk` has a file before the op at hand; a committed one is noted as replaced.
+  auto had_file = [&](const std::string& fk) {
+    if (auto it = now.find(fk); it != now.end()) return it->second.has_value();
+    auto old = rep_->CommittedRef(fk);
+    if (old) replaced.insert(old->number);
+    return old.has_value();
   };
   rocksdb::WriteBatch wb;
   for (size_t i = 0; i < ops.size(); ++i) {
@@ -431,28 +457,33 @@ Status Store::Write(Batch& batch) {
         s = wb.DeleteRange(h, op.a, op.b);
     } else if (op.kind == 2) {
       const std::string from = FileKey(op.f, op.a), to = FileKey(op.f, op.b);
-      std::unique_ptr<rocksdb::Iterator> it(
-          rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->files));
-      for (it->Seek(from); it->Valid() && it->key().ToString() < to; it->Next()) {
-        looked_up.insert(it->key().ToString());
-        if (auto old = FileRef::Decode(it->value().ToString())) replaced.insert(old->number);
+      bool any = false;
+      {
+        std::lock_guard<std::mutex> refs_lock(rep_->refs_mu);
+        for (auto it = rep_->refs.lower_bound(from); it != rep_->refs.end() && it->first < to;
+             ++it) {
+          if (!now.count(it->first)) replaced.insert(it->second.number);
+          now.emplace(it->first, std::nullopt);
+          any = true;
+        }
       }
-      for (auto& [fk, number] : now) {
-        if (fk >= from && fk < to) number = 0;
+      for (auto it = now.lower_bound(from); it != now.end() && it->first < to; ++it) {
+        any = any || it->second.has_value();
+        it->second.reset();
       }
       s = wb.DeleteRange(h, op.a, op.b);
-      if (s.ok()) s = wb.DeleteRange(rep_->files, from, to);
+      if (s.ok() && any) s = wb.DeleteRange(rep_->files, from, to);
     } else {
       const std::string fk = FileKey(op.f, op.a);
-      forget_old(fk);
+      const bool had = had_file(fk);
       if (written[i]) {
         s = wb.Put(rep_->files, fk, written[i]->Encode());
         if (s.ok()) s = wb.Delete(h, op.a);
-        now[fk] = written[i]->number;
+        now[fk] = written[i];
       } else {
         s = op.kind == 0 ? wb.Put(h, op.a, op.b) : wb.Delete(h, op.a);
-        if (s.ok()) s = wb.Delete(rep_->files, fk);
-        now[fk] = 0;
+        if (s.ok() && had) s = wb.Delete(rep_->files, fk);
+        now[fk] = std::nullopt;
       }
     }
     if (!s.ok()) {
@@ -467,15 +498,20 @@ Status Store::Write(Batch& batch) {
     discard_created();
     return Status::Error("store: write failed: " + s.ToString());
   }
-  // 3. Files no record names any more: the replaced ones, and this batch's own that a later
-  //    write in the same batch overwrote. A crash before this leaves orphans for Open to delete.
+  // 3. The index follows the commit, and files no record names any more go: the replaced ones
+  //    and this batch's own that a later write in the same batch overwrote. A crash before this
+  //    leaves orphans for Open to delete.
   std::set<uint64_t> kept;
-  for (const auto& [fk, number] : now) {
-    if (number) kept.insert(number);
+  std::lock_guard<std::mutex> refs_lock(rep_->refs_mu);
+  for (const auto& [fk, ref] : now) {
+    if (ref) {
+      kept.insert(ref->number);
+      rep_->refs[fk] = *ref;
+    } else {
+      rep_->refs.erase(fk);
+    }
   }
-  for (uint64_t n : created) {
-    if (!kept.count(n)) replaced.insert(n);
-  }
+  for (uint64_t n : created) replaced.insert(n);
   for (uint64_t n : replaced) {
     if (!kept.count(n)) unlink(ValuePath(rep_->values_dir, n).c_str());
   }
@@ -485,11 +521,7 @@ Status Store::Write(Batch& batch) {
 
 Result<std::string> Store::Get(Family f, const std::string& key) {
   if (IsBig(f)) {
-    std::string stored;
-    rocksdb::Status s =
-        rep_->db->Get(rocksdb::ReadOptions(), rep_->files, FileKey(f, key), &stored);
-    if (s.ok()) return rep_->Resolve(stored);
-    if (!s.IsNotFound()) return Result<std::string>::Error("store: read failed: " + s.ToString());
+    if (auto in_file = rep_->ReadIfFile(FileKey(f, key))) return std::move(*in_file);
   }
   std::string value;
   rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->handles.at(f), key, &value);
@@ -503,33 +535,34 @@ Status Store::Scan(Family f, const std::string& begin, const std::string& end,
                    const std::function<bool(const std::string&, const std::string&)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(
       rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->handles.at(f)));
-  // Big families: merge the inline records with the references, in key order.
-  std::unique_ptr<rocksdb::Iterator> refs;
-  const std::string refs_end = end.empty() ? FamilyEnd(f) : FileKey(f, end);
-  auto refs_valid = [&] { return refs && refs->Valid() && refs->key().ToString() < refs_end; };
+  // Big families: merge the inline records with the files' records, in key order. The keys with
+  // files are those of the index when the scan starts; one deleted since is skipped.
+  std::vector<std::string> file_keys;
   if (IsBig(f)) {
-    refs.reset(rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->files));
-    refs->Seek(FileKey(f, begin));
+    const std::string from = FileKey(f, begin), to = end.empty() ? FamilyEnd(f) : FileKey(f, end);
+    std::lock_guard<std::mutex> lock(rep_->refs_mu);
+    for (auto r = rep_->refs.lower_bound(from); r != rep_->refs.end() && r->first < to; ++r)
+      file_keys.push_back(r->first);
   }
+  size_t next_file = 0;
   it->Seek(begin);
   for (;;) {
     const bool inline_valid = it->Valid() && (end.empty() || it->key().ToString() < end);
-    const bool ref_valid = refs_valid();
-    if (!inline_valid && !ref_valid) break;
-    std::string ref_key = ref_valid ? refs->key().ToString().substr(1) : std::string();
-    if (ref_valid && (!inline_valid || ref_key < it->key().ToString())) {
-      auto value = rep_->Resolve(refs->value().ToString());
-      if (!value.ok()) return Status::Error(value.message());
-      if (!fn(ref_key, *value)) break;
-      refs->Next();
+    if (!inline_valid && next_file == file_keys.size()) break;
+    if (next_file < file_keys.size() &&
+        (!inline_valid ||
+         file_keys[next_file].compare(1, std::string::npos, it->key().ToString()) < 0)) {
+      const std::string& fk = file_keys[next_file++];
+      auto value = rep_->ReadIfFile(fk);
+      if (!value) continue;
+      if (!value->ok()) return Status::Error(value->message());
+      if (!fn(fk.substr(1), **value)) break;
     } else {
       if (!fn(it->key().ToString(), it->value().ToString())) break;
       it->Next();
     }
   }
   if (!it->status().ok()) return Status::Error("store: scan failed: " + it->status().ToString());
-  if (refs && !refs->status().ok())
-    return Status::Error("store: scan failed: " + refs->status().ToString());
   return Status::Ok();
 }
 
