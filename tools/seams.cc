@@ -6,6 +6,16 @@
 #include "common/media/video.h"
 
 namespace segue {
+namespace {
+
+// The median of `v` (the upper one of an even count); -1 when empty.
+double Median(std::vector<double> v) {
+  if (v.empty()) return -1.0;
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
 
 SeamReport ScoreSeams(const std::vector<SegmentSpan>& segments,
                       const std::vector<double>& changes) {
@@ -25,18 +35,12 @@ SeamReport ScoreSeams(const std::vector<SegmentSpan>& segments,
       if (!in_overlap[static_cast<size_t>(f)] && !in_overlap[static_cast<size_t>(f - 1)])
         away.push_back(changes[static_cast<size_t>(f)]);
     }
-    if (away.empty()) return -1.0;
-    std::nth_element(away.begin(), away.begin() + static_cast<long>(away.size() / 2), away.end());
-    return away[away.size() / 2];
+    return Median(std::move(away));
   };
   r.baseline = median_away(1, n);
-  if (r.baseline < 0) {
-    std::vector<double> all(changes.begin() + std::min<int64_t>(1, n), changes.end());
-    r.baseline = 0;
-    if (!all.empty()) {
-      std::nth_element(all.begin(), all.begin() + static_cast<long>(all.size() / 2), all.end());
-      r.baseline = all[all.size() / 2];
-    }
+  if (r.baseline < 0) {  // every frame touches an overlap: all of them
+    r.baseline = std::max(
+        0.0, Median(std::vector<double>(changes.begin() + std::min<int64_t>(1, n), changes.end())));
   }
   for (size_t k = 0; k + 1 < segments.size(); ++k) {
     JoinScore j;

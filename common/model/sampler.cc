@@ -63,18 +63,25 @@ torch::Tensor Sampler::PredictX0(const torch::Tensor& x_fm, double sigma) {
   torch::Tensor s = torch::full({batch}, sigma, torch::kFloat32);
   const bool held = guide_.defined() && model_.info().frame_noise_levels;
   torch::Tensor x_in = x_fm;
-  Conditioning cond = cond_;
-  std::optional<Conditioning> uncond = uncond_;
-  if (held) {  // the guide frames enter clean, at level 0
+  const Conditioning* cond = &cond_;
+  const Conditioning* uncond = uncond_ ? &*uncond_ : nullptr;
+  Conditioning held_cond, held_uncond;  // copies with per-frame levels, when the guide is held
+  if (held) {                           // the guide frames enter clean, at level 0
     const int64_t g = guide_.size(2);
     x_in = x_fm.clone();
     x_in.narrow(2, 0, g).copy_(guide_);
     torch::Tensor levels = torch::full({batch, x_fm.size(2)}, sigma, torch::kFloat64);
     levels.narrow(1, 0, g).zero_();
-    cond.frame_sigma = levels;
-    if (uncond) uncond->frame_sigma = levels;
+    held_cond = cond_;
+    held_cond.frame_sigma = levels;
+    cond = &held_cond;
+    if (uncond) {
+      held_uncond = *uncond_;
+      held_uncond.frame_sigma = levels;
+      uncond = &held_uncond;
+    }
   }
-  torch::Tensor pred = model_.Denoise(x_in, s, cond);
+  torch::Tensor pred = model_.Denoise(x_in, s, *cond);
   if (config_.guidance != 1.0 && uncond) {
     torch::Tensor un = model_.Denoise(x_in, s, *uncond);
     pred = un + (pred - un) * config_.guidance;

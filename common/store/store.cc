@@ -4,7 +4,6 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
