@@ -657,7 +657,8 @@ struct Coordinator::Impl {
     slot->state = rec::TaskState::DONE;
     batch.Put(Family::kLatents, TaskKey(job->id, r.getSegment()), EncodeTensor(*latents));
     batch.Put(Family::kSegments, TaskKey(job->id, r.getSegment()), EncodeSlot(*slot));
-    batch.Delete(Family::kCheckpoints, TaskKey(job->id, r.getSegment()));  // done: not needed
+    if (slot->has_checkpoint)  // done: not needed any more
+      batch.Delete(Family::kCheckpoints, TaskKey(job->id, r.getSegment()));
     slot->has_checkpoint = false;
     AddEvent(batch, job->id,
              "segment " + std::to_string(r.getSegment()) + " done by " + w->name + " (attempt " +

@@ -2,6 +2,7 @@
 // docs/PERFORMANCE.md, not for tests: nothing here depends on the machine's speed).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -15,7 +16,7 @@ TEST(Bench, FarmReportsDispatchAndEfficiency) {
   std::string out;
   ASSERT_EQ(RunCommand("'" + BinDir() +
                            "/segue-bench' farm --tasks 300 --dispatch-workers 8 --workers 4 "
-                           "--segments 10 --task-ms 20 --json '" +
+                           "--segments 10 --task-ms 20 --rounds 3 --json '" +
                            dir / "farm.json" + "'",
                        &out, true),
             0)
@@ -31,6 +32,15 @@ TEST(Bench, FarmReportsDispatchAndEfficiency) {
   EXPECT_GT(farm["dispatch"]["baseline_echo_tasks_per_second"].get<double>(), 0);
   EXPECT_LE(farm["dispatch"]["latency_ms_p50"].get<double>(),
             farm["dispatch"]["latency_ms_p99"].get<double>());
+  // Each figure is the median of the rounds' (every round kept).
+  EXPECT_EQ(farm["rounds"], 3);
+  for (const char* key : {"rounds_tasks_per_second", "rounds_latency_ms_p99"}) {
+    auto v = farm["dispatch"][key].get<std::vector<double>>();
+    ASSERT_EQ(v.size(), 3u) << key;
+    std::sort(v.begin(), v.end());
+    EXPECT_DOUBLE_EQ(v[1], farm["dispatch"][std::string(key).substr(7)].get<double>()) << key;
+  }
+  EXPECT_EQ(farm["efficiency"]["rounds_efficiency"].size(), 3u);
   // 10 segments of 20 ms on 4 workers: 3 rounds, so the ideal is 60 ms, and no run beats it.
   EXPECT_DOUBLE_EQ(farm["efficiency"]["ideal_seconds"].get<double>(), 0.06);
   EXPECT_GT(farm["efficiency"]["efficiency"].get<double>(), 0);

@@ -50,6 +50,44 @@ TEST(Store, KeepsEverythingAcrossReopen) {
   EXPECT_EQ((*s)->NextId("job", b), first_id + 1);  // counters persist
 }
 
+// Later writes of a key in one batch win, whatever came between (the store leaves out the
+// writes they override), and counters bumped many times in a batch keep their last value.
+TEST(Store, TheLastWriteOfAKeyInABatchWins) {
+  TempDir dir;
+  uint64_t last = 0;
+  {
+    auto s = Store::Open(dir.path());
+    ASSERT_TRUE(s.ok()) << s.message();
+    Store::Batch first;
+    first.Put(Family::kSegments, TaskKey(1, 9), "kept from an earlier batch");
+    ASSERT_TRUE((*s)->Write(first).ok());
+    Store::Batch b;
+    b.Put(Family::kSegments, TaskKey(1, 0), "a");
+    b.Put(Family::kSegments, TaskKey(1, 0), "b");
+    b.Put(Family::kSegments, TaskKey(1, 1), "put, then deleted");
+    b.Delete(Family::kSegments, TaskKey(1, 1));
+    b.Delete(Family::kSegments, TaskKey(1, 2));
+    b.Put(Family::kSegments, TaskKey(1, 2), "deleted, then put");
+    b.Put(Family::kJobs, TaskKey(1, 0), "same key, another family");
+    b.Put(Family::kSegments, TaskKey(1, 3), "before the range");
+    b.DeleteRange(Family::kSegments, TaskKey(1, 3), TaskKey(1, 10));
+    b.Put(Family::kSegments, TaskKey(1, 4), "after the range");
+    for (int i = 0; i < 5; ++i) last = (*s)->NextId("event", b);
+    ASSERT_TRUE((*s)->Write(b).ok());
+  }
+  auto s = Store::Open(dir.path());
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(*(*s)->Get(Family::kSegments, TaskKey(1, 0)), "b");
+  EXPECT_FALSE((*s)->Get(Family::kSegments, TaskKey(1, 1)).ok());
+  EXPECT_EQ(*(*s)->Get(Family::kSegments, TaskKey(1, 2)), "deleted, then put");
+  EXPECT_EQ(*(*s)->Get(Family::kJobs, TaskKey(1, 0)), "same key, another family");
+  EXPECT_FALSE((*s)->Get(Family::kSegments, TaskKey(1, 3)).ok());
+  EXPECT_EQ(*(*s)->Get(Family::kSegments, TaskKey(1, 4)), "after the range");
+  EXPECT_FALSE((*s)->Get(Family::kSegments, TaskKey(1, 9)).ok());
+  Store::Batch b;
+  EXPECT_EQ((*s)->NextId("event", b), last + 1);
+}
+
 TEST(Store, KeysSortByJobThenIndex) {
   EXPECT_LT(TaskKey(1, 300), TaskKey(2, 0));
   EXPECT_LT(TaskKey(1, 2), TaskKey(1, 256));

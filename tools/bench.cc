@@ -118,6 +118,10 @@ int main(int argc, char** argv) {
   farm->add_option("--task-ms", farm_options.task_ms, "the fixed-cost model's time per segment")
       ->capture_default_str()
       ->check(CLI::Range(1, 60000));
+  farm->add_option("--rounds", farm_options.rounds,
+                   "rounds of both runs; each figure is the median of the rounds' (--quick: 3)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 101));
   EncodeBenchOptions encode_options;
   auto* encode = app.add_subcommand("encode",
                                     "chunks encoded by 2 workers and concatenated, against one "
@@ -184,7 +188,10 @@ int main(int argc, char** argv) {
       results.push_back(BenchEncode(encode_options));
     }
     if (farm->parsed() || every) {
-      if (quick) farm_options.dispatch_tasks = std::min(farm_options.dispatch_tasks, 2000);
+      if (quick) {
+        farm_options.dispatch_tasks = std::min(farm_options.dispatch_tasks, 2000);
+        farm_options.rounds = std::min(farm_options.rounds, 3);
+      }
       results.push_back(BenchFarm(farm_options));
     }
     if (codenoise->parsed() || every)

@@ -17,6 +17,7 @@ struct FarmBenchOptions {
   int dispatch_tasks = 20000;  // segments of the null-model job
   int efficiency_segments = 200;
   int task_ms = 100;  // the fixed-cost model's time per segment
+  int rounds = 5;     // each figure is the median of this many rounds
 };
 
 // Runs both measurements, prints them, returns them as JSON. Throws std::runtime_error when the

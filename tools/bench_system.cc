@@ -147,9 +147,7 @@ nlohmann::json BenchStore(int blobs) {
   // The figure: the median of the rounds' rate ratios (the store's MB/s over the files'), so a
   // stall of the disk during one round moves it little. The overall ratio is printed too.
   const double overall = files / rocks;
-  std::nth_element(round_ratios.begin(), round_ratios.begin() + round_ratios.size() / 2,
-                   round_ratios.end());
-  const double ratio = round_ratios[round_ratios.size() / 2];
+  const double ratio = bench::Median(round_ratios);
   std::cout << "store: " << blobs << " checkpoints of " << value.size() / 1024
             << " KiB, each a synced store batch: " << mb / rocks << " MB/s; plain files with "
             << "fdatasync: " << mb / files << " MB/s; ratio " << ratio << " (median of "

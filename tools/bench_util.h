@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace segue::bench {
 
@@ -17,6 +19,14 @@ using Clock = std::chrono::steady_clock;
 
 inline double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The median of several rounds' figures (the upper one of an even count): this VM's disk and
+// CPU stall for whole seconds now and then, and one stalled round moves a median little.
+// REQUIRES: !v.empty()
+inline double Median(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
 }
 
 // A folder under $TMPDIR (default /tmp), removed with its contents when this goes away.

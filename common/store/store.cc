@@ -16,7 +16,9 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <system_error>
+#include <unordered_set>
 
 namespace segue {
 namespace {
@@ -442,9 +444,22 @@ Status Store::Write(Batch& batch) {
     if (old) replaced.insert(old->number);
     return old.has_value();
   };
+  // A put or delete of a small record that a later put or delete of the same key in this batch
+  // overrides changes nothing the batch leaves behind; leaving it out spares the memtable an
+  // insert (a turn of the coordinator bumps the event counter once per event).
+  std::vector<bool> superseded(ops.size(), false);
+  {
+    std::unordered_set<std::string_view> later[std::size(kAllFamilies)];
+    for (size_t i = ops.size(); i-- > 0;) {
+      const auto& op = ops[i];
+      if (op.kind == 2 || IsBig(op.f)) continue;
+      superseded[i] = !later[static_cast<size_t>(op.f)].insert(op.a).second;
+    }
+  }
   rocksdb::WriteBatch wb;
   for (size_t i = 0; i < ops.size(); ++i) {
     const auto& op = ops[i];
+    if (superseded[i]) continue;
     auto* h = rep_->handles.at(op.f);
     rocksdb::Status s;
     if (!IsBig(op.f)) {
