@@ -282,6 +282,7 @@ struct Coordinator::Impl {
   };
   std::vector<Outgoing> outgoing;  // sent by Flush(), after pending_writes
   bool schedule_due = false;       // Schedule() was asked for this turn
+  uint64_t turn_started_us = 0;    // when this turn's messages began to be read
 
   // Adds `batch` to this turn's writes.
   void Commit(Store::Batch& batch) { pending_writes.Append(std::move(batch)); }
@@ -1467,7 +1468,11 @@ struct Coordinator::Impl {
   std::vector<Worker*> IdleWorkers(const Job& j) {
     std::vector<Worker*> out;
     for (auto& [name, w] : workers) {
-      if (w.credits > 0 && !w.task && !w.draining && Capable(j, w)) out.push_back(&w);
+      if (w.credits > 0 && !w.task && !w.draining && Capable(j, w)) {
+        // Freed this turn by a result that came after its request (segue-worker asks first).
+        if (w.waiting_since_us == 0) w.waiting_since_us = turn_started_us;
+        out.push_back(&w);
+      }
     }
     return out;
   }
@@ -2094,6 +2099,7 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
     if (m.http && (items[1].revents & ZMQ_POLLIN)) m.http->OnReadable();
     if (m.zap && (items.back().revents & ZMQ_POLLIN)) m.OnZapRequest();
     zmq::pollitem_t& item = items[0];
+    m.turn_started_us = NowUs();
     if (item.revents & ZMQ_POLLIN) {
       // Drain what is waiting, but come back to the clock now and then.
       for (int n = 0; n < 256; ++n) {

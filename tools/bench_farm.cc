@@ -79,13 +79,20 @@ class SimulatedWorkers {
     for (auto& s : sims_) items.push_back({s.sock.handle(), 0, ZMQ_POLLIN, 0});
     while (Clock::now() - start < limit) {
       auto now = Clock::now();
-      auto wait = std::chrono::milliseconds(50);
+      Clock::duration until = std::chrono::milliseconds(50);  // the next result falls due
       for (auto& s : sims_) {
-        if (!s.result.empty())
-          wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::max(s.due - now, Clock::duration::zero())));
+        if (!s.result.empty()) until = std::min(until, std::max(s.due - now, Clock::duration{}));
       }
-      zmq::poll(items.data(), items.size(), wait);
+      // zmq::poll waits whole milliseconds. The last fraction before a result falls due is
+      // slept in short naps, between looks at the sockets: spinning there would take a core
+      // from the coordinator under test (there are two).
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until);
+      if (zmq::poll(items.data(), items.size(), wait) == 0 && until > Clock::duration{} &&
+          wait.count() == 0) {
+        std::this_thread::sleep_for(
+            std::min<Clock::duration>(until, std::chrono::microseconds(100)));
+        continue;
+      }
       // Every waiting message comes off the sockets first, stamped as it arrives: one thread
       // serves all the workers, and a latency stamped only once the thread got round to the
       // message would also count the time it spent answering the ones before it.
@@ -98,10 +105,7 @@ class SimulatedWorkers {
       }
       for (auto& s : sims_) {
         if (!s.result.empty() && Clock::now() >= s.due) {
-          s.sock.send(zmq::buffer(s.result), zmq::send_flags::none);
-          s.result.clear();
-          s.asked = Clock::now();
-          s.sock.send(zmq::buffer(want), zmq::send_flags::none);
+          s.Deliver(want);
         }
       }
       for (auto& [i, msg, arrived] : inbox_) {
@@ -132,12 +136,7 @@ class SimulatedWorkers {
           r.setElapsedMs(static_cast<uint64_t>(task_ms_));
           s.result = Serialize(b);
           s.due = Clock::now() + std::chrono::milliseconds(task_ms_);
-          if (task_ms_ == 0) {
-            s.asked = Clock::now();
-            s.sock.send(zmq::buffer(s.result), zmq::send_flags::none);
-            s.result.clear();
-            s.sock.send(zmq::buffer(want), zmq::send_flags::none);
-          }
+          if (task_ms_ == 0) s.Deliver(want);
         }
       }
     }
@@ -151,6 +150,13 @@ class SimulatedWorkers {
     Clock::time_point asked{};  // when it last asked for work
     Clock::time_point due{};    // when its result is ready (fixed-cost model)
     std::string result;         // the result it holds until `due`
+    // As segue-worker does: the request for the next task, then the result.
+    void Deliver(const std::string& request) {
+      asked = Clock::now();
+      sock.send(zmq::buffer(request), zmq::send_flags::none);
+      sock.send(zmq::buffer(result), zmq::send_flags::none);
+      result.clear();
+    }
   };
   struct Arrival {
     size_t sim;
