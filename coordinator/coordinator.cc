@@ -384,6 +384,8 @@ struct Coordinator::Impl {
                         sl.attempt = r.getAttempt();
                         sl.failures = r.getFailures();
                         sl.error = r.getError().cStr();
+                        sl.failed_on.clear();
+                        for (auto name : r.getFailedOn()) sl.failed_on.emplace_back(name.cStr());
                         // A task that was running when we stopped goes back to the queue;
                         // its worker, if alive, will be fenced off by the attempt number.
                         if (sl.state == rec::TaskState::RUNNING) sl.state = rec::TaskState::PENDING;

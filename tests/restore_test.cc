@@ -1,0 +1,173 @@
+// What a coordinator restart keeps of a task's history: a coordinator in this process over a real
+// store, raw protocol peers on real ZeroMQ sockets, stopped and started again on the same store.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <zmq.hpp>
+
+#include "common/client/client.h"
+#include "common/protocol/protocol.h"
+#include "coordinator/coordinator.h"
+#include "tests/test_util.h"
+
+namespace segue {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A coordinator serving on its own thread until this goes away.
+class Serving {
+ public:
+  explicit Serving(const CoordinatorOptions& o) {
+    auto c = Coordinator::Create(o);
+    if (!c.ok()) {
+      ADD_FAILURE() << c.message();
+      return;
+    }
+    coordinator_ = std::move(*c);
+    thread_ = std::thread([this] { coordinator_->Run(stop_); });
+  }
+  ~Serving() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  bool ok() const { return coordinator_ != nullptr; }
+  std::string endpoint() const { return coordinator_->endpoint(); }
+
+ private:
+  std::unique_ptr<Coordinator> coordinator_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// A worker reduced to its messages.
+class Peer {
+ public:
+  Peer(zmq::context_t& ctx, const std::string& endpoint, const std::string& name)
+      : sock_(ctx, zmq::socket_type::dealer) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.set(zmq::sockopt::routing_id, name);
+    sock_.connect(endpoint);
+    capnp::MallocMessageBuilder b;
+    auto h = b.initRoot<wire::Envelope>().initHello();
+    h.setProtocolVersion(wire::PROTOCOL_VERSION);
+    h.setName(name);
+    h.setHost("test");
+    h.setDevice("cpu");
+    h.initModels(1).set(0, "zoom");
+    Send(Serialize(b));
+  }
+  void Send(const std::string& bytes) { sock_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+  void AskForWork() {
+    capnp::MallocMessageBuilder b;
+    b.initRoot<wire::Envelope>().initWorkRequest().setCredits(1);
+    Send(Serialize(b));
+  }
+  // The render assignment that arrives within `wait` as (job, segment, attempt), or nullopt.
+  std::optional<std::tuple<uint64_t, uint32_t, uint32_t>> Assignment(
+      std::chrono::milliseconds wait) {
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < until) {
+      zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, 20ms);
+      zmq::message_t msg;
+      while (sock_.recv(msg, zmq::recv_flags::dontwait)) {
+        auto in = Incoming::Parse(msg.data(), msg.size());
+        if (!in.ok()) continue;
+        auto env = (*in)->envelope();
+        if (!env.isAssignment() || !env.getAssignment().isRender()) continue;
+        auto t = env.getAssignment().getRender();
+        return std::make_tuple(t.getJobId(), t.getSegment(), t.getAttempt());
+      }
+    }
+    return std::nullopt;
+  }
+  void Fail(uint64_t job, uint32_t segment, uint32_t attempt) {
+    capnp::MallocMessageBuilder b;
+    auto f = b.initRoot<wire::Envelope>().initTaskFailure();
+    f.setJobId(job);
+    f.setKind(wire::TaskKind::RENDER);
+    f.setIndex(segment);
+    f.setAttempt(attempt);
+    f.setMessage("out of memory");
+    Send(Serialize(b));
+  }
+
+ private:
+  zmq::socket_t sock_;
+};
+
+bool WaitForWorkers(Client& client, size_t n) {
+  for (int i = 0; i < 200; ++i) {
+    auto ws = client.Workers();
+    if (ws.ok() && ws->size() == n) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+// The workers a task failed on outlive a restart: the task still avoids them, and its job fails
+// once it has failed on max_attempts distinct workers, counting those before the restart.
+TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
+  TempDir dir;
+  CoordinatorOptions o;
+  o.listen = "tcp://127.0.0.1:*";
+  o.state_dir = dir / "state";
+  o.output_root = dir / "root";
+  o.max_attempts = 2;
+  o.liveness_ms = 600000;
+  zmq::context_t ctx(1);
+  uint64_t job = 0;
+  {
+    Serving first(o);
+    ASSERT_TRUE(first.ok());
+    Peer w0(ctx, first.endpoint(), "w0");
+    Client client(first.endpoint(), 5000);
+    ASSERT_TRUE(WaitForWorkers(client, 1));
+    SubmitRequest req;
+    req.manifest_name = "one.yaml";
+    req.manifest_text =
+        "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 8}\nmodel: {name: zoom, "
+        "steps: 2}\nsegments: {length: 8, overlap: 0}\ntimeline: [{at: 0, prompt: hello}]\n"
+        "output: {path: out/one.mp4}\n";
+    auto sub = client.Submit(req);
+    ASSERT_TRUE(sub.ok()) << sub.message();
+    job = sub->job_id;
+    w0.AskForWork();
+    auto a = w0.Assignment(5000ms);
+    ASSERT_TRUE(a.has_value());
+    w0.Fail(job, std::get<1>(*a), std::get<2>(*a));
+    for (int i = 0; i < 200; ++i) {  // the failure is recorded before the coordinator stops
+      auto st = client.Status(job);
+      if (st.ok() && st->segments_running == 0) break;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  Serving second(o);
+  ASSERT_TRUE(second.ok());
+  Peer w0(ctx, second.endpoint(), "w0");
+  Peer w1(ctx, second.endpoint(), "w1");
+  Client client(second.endpoint(), 5000);
+  ASSERT_TRUE(WaitForWorkers(client, 2));
+  // w0 asks first, alone: it failed this task, and w1 could take it, so it gets nothing.
+  w0.AskForWork();
+  EXPECT_FALSE(w0.Assignment(500ms).has_value());
+  w1.AskForWork();
+  auto a = w1.Assignment(5000ms);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(std::get<0>(*a), job);
+  w1.Fail(job, std::get<1>(*a), std::get<2>(*a));
+  JobInfo last;
+  for (int i = 0; i < 200 && !last.Finished(); ++i) {
+    auto st = client.Status(job);
+    if (st.ok()) last = *st;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(last.state, "FAILED");
+  EXPECT_NE(last.error.find("failed on 2 worker(s)"), std::string::npos) << last.error;
+}
+
+}  // namespace
+}  // namespace segue
