@@ -14,12 +14,14 @@ namespace {
 TEST(Bench, FarmReportsDispatchAndEfficiency) {
   TempDir dir;
   std::string out;
-  ASSERT_EQ(RunCommand("'" + BinDir() +
-                           "/segue-bench' farm --tasks 300 --dispatch-workers 8 --workers 4 "
-                           "--segments 10 --task-ms 20 --rounds 3 --json '" +
-                           dir / "farm.json" + "'",
-                       &out, true),
-            0)
+  ASSERT_EQ(
+      RunCommand("'" + BinDir() +
+                     "/segue-bench' farm --tasks 300 --dispatch-workers 8 --workers 4 "
+                     "--segments 10 --task-ms 20 --rounds 3 --paced-workers 16 --paced-rate 4000 "
+                     "--json '" +
+                     dir / "farm.json" + "'",
+                 &out, true),
+      0)
       << out;
   EXPECT_NE(out.find("tasks/s"), std::string::npos) << out;
   std::ifstream in(dir / "farm.json");
@@ -41,6 +43,16 @@ TEST(Bench, FarmReportsDispatchAndEfficiency) {
     EXPECT_DOUBLE_EQ(v[1], farm["dispatch"][std::string(key).substr(7)].get<double>()) << key;
   }
   EXPECT_EQ(farm["efficiency"]["rounds_efficiency"].size(), 3u);
+  // The paced run: offered the asked rate by the asked workers, every task served.
+  const auto& paced = farm["dispatch_paced"];
+  EXPECT_EQ(paced["workers"], 16);
+  EXPECT_EQ(paced["offered_tasks_per_second"], 4000);
+  EXPECT_GT(paced["tasks_per_second"].get<double>(), 0);
+  // Never faster than offered, but for each worker's first task, asked for before the job came.
+  EXPECT_LE(paced["tasks_per_second"].get<double>(), 4000.0 * 300 / (300 - 16));
+  EXPECT_LE(paced["latency_ms_p50"].get<double>(), paced["latency_ms_p99"].get<double>());
+  EXPECT_GT(paced["baseline_echo_latency_ms_p99"].get<double>(), 0);
+  EXPECT_EQ(paced["rounds_latency_ms_p99"].size(), 3u);
   // 10 segments of 20 ms on 4 workers: 3 rounds, so the ideal is 60 ms, and no run beats it.
   EXPECT_DOUBLE_EQ(farm["efficiency"]["ideal_seconds"].get<double>(), 0.06);
   EXPECT_GT(farm["efficiency"]["efficiency"].get<double>(), 0);

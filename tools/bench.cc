@@ -109,7 +109,15 @@ int main(int argc, char** argv) {
                    "simulated workers of the dispatch run")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  farm->add_option("--tasks", farm_options.dispatch_tasks, "tasks of the null-model job")
+  farm->add_option("--tasks", farm_options.dispatch_tasks, "tasks of the null-model jobs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  farm->add_option("--paced-workers", farm_options.paced_workers,
+                   "simulated workers of the paced dispatch run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  farm->add_option("--paced-rate", farm_options.paced_rate,
+                   "tasks/s the paced workers offer together")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   farm->add_option("--segments", farm_options.efficiency_segments, "segments of the fixed-cost job")

@@ -2,11 +2,14 @@
 
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <stdexcept>
@@ -38,23 +41,64 @@ std::string WorkRequest() {
 
 // What one run of simulated workers saw.
 struct SimRun {
-  double seconds = 0;             // from the start to the end marker (every result processed)
-  std::vector<double> latencies;  // per assignment: work request sent -> assignment received, ms
+  double seconds = 0;  // from the start to the end marker (every result processed)
+  // Per assignment asked for after the start: work request sent (paced: due) -> assignment
+  // received, ms. (Requests sent before the start waited for the job to exist.)
+  std::vector<double> latencies;
   uint64_t tasks = 0;
 };
 
+// How a simulated worker answers a render assignment.
+struct SimPace {
+  // Closed loop: the result (with the next request) goes this long after the assignment came;
+  // zero: at once, as fast as the farm dispatches.
+  Clock::duration cost{};
+  // Paced (open loop), when not zero: worker i of n asks for work at o + i*period/n + k*period,
+  // o being when the first assignment of the run arrived; its latency runs from that due time,
+  // not from when it got round to asking (so a farm running late is not excused by asking less
+  // often). The farm is then offered n/period tasks a second however fast it answers.
+  Clock::duration period{};
+};
+
+// A one-shot timer whose file descriptor turns readable at a set time (CLOCK_MONOTONIC, the
+// steady clock's on Linux).
+class Timer {
+ public:
+  Timer() : fd_(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {
+    if (fd_ < 0) throw std::runtime_error("cannot create a timer: " + std::string(strerror(errno)));
+  }
+  ~Timer() { close(fd_); }
+  Timer(const Timer&) = delete;
+  int fd() const { return fd_; }
+  void WakeAt(Clock::time_point t) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
+    itimerspec spec{};
+    spec.it_value.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
+    spec.it_value.tv_nsec = static_cast<long>(ns.count() % 1000000000);
+    if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+    timerfd_settime(fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+  }
+  void Clear() {
+    uint64_t expirations;
+    [[maybe_unused]] ssize_t n = read(fd_, &expirations, sizeof(expirations));
+  }
+
+ private:
+  int fd_;
+};
+
 // `workers` simulated workers on one thread, each a DEALER socket speaking the worker protocol
-// to `endpoint`, advertising `model`. A render assignment costs `task_ms` (0: answered at once)
-// and is answered with zero latents of the right shape, then the worker asks for more. The run
-// ends when an encode assignment arrives (the coordinator issues it once every segment's result
-// is stored) or after `limit`.
+// to `endpoint`, advertising `model`. A render assignment is answered as `pace` says, with zero
+// latents of the right shape and, first, a request for the next task (as segue-worker does).
+// The run ends when an encode assignment arrives (the coordinator issues it once every
+// segment's result is stored) or after `limit`.
 class SimulatedWorkers {
  public:
   SimulatedWorkers(zmq::context_t& ctx, const std::string& endpoint, int workers,
-                   const std::string& model, int task_ms)
-      : task_ms_(task_ms) {
+                   const std::string& model, SimPace pace)
+      : pace_(pace) {
     for (int i = 0; i < workers; ++i) {
-      Sim s{zmq::socket_t(ctx, zmq::socket_type::dealer), {}, {}, {}};
+      Sim s{zmq::socket_t(ctx, zmq::socket_type::dealer), {}, {}, {}, {}};
       s.sock.set(zmq::sockopt::linger, 0);
       s.sock.set(zmq::sockopt::routing_id, "sim" + std::to_string(i));
       s.sock.connect(endpoint);
@@ -77,21 +121,22 @@ class SimulatedWorkers {
     const std::string want = WorkRequest();
     std::vector<zmq::pollitem_t> items;
     for (auto& s : sims_) items.push_back({s.sock.handle(), 0, ZMQ_POLLIN, 0});
+    // zmq::poll waits whole milliseconds; results fall due to the microsecond. A timer file
+    // descriptor, polled with the sockets, wakes the thread when the next one falls due: no
+    // spinning, which would take a core from the coordinator under test (there are two).
+    Timer timer;
+    items.push_back({nullptr, timer.fd(), ZMQ_POLLIN, 0});
     while (Clock::now() - start < limit) {
-      auto now = Clock::now();
-      Clock::duration until = std::chrono::milliseconds(50);  // the next result falls due
+      Clock::time_point next = Clock::time_point::max();  // the next result falls due
       for (auto& s : sims_) {
-        if (!s.result.empty()) until = std::min(until, std::max(s.due - now, Clock::duration{}));
+        if (!s.result.empty()) next = std::min(next, s.due);
       }
-      // zmq::poll waits whole milliseconds. The last fraction before a result falls due is
-      // slept in short naps, between looks at the sockets: spinning there would take a core
-      // from the coordinator under test (there are two).
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until);
-      if (zmq::poll(items.data(), items.size(), wait) == 0 && until > Clock::duration{} &&
-          wait.count() == 0) {
-        std::this_thread::sleep_for(
-            std::min<Clock::duration>(until, std::chrono::microseconds(100)));
-        continue;
+      if (next <= Clock::now()) {
+        zmq::poll(items.data(), items.size() - 1, std::chrono::milliseconds(0));
+      } else {
+        timer.WakeAt(next);
+        zmq::poll(items.data(), items.size(), std::chrono::milliseconds(50));
+        if (items.back().revents & ZMQ_POLLIN) timer.Clear();
       }
       // Every waiting message comes off the sockets first, stamped as it arrives: one thread
       // serves all the workers, and a latency stamped only once the thread got round to the
@@ -104,9 +149,7 @@ class SimulatedWorkers {
           inbox_.push_back({i, std::move(msg), Clock::now()});
       }
       for (auto& s : sims_) {
-        if (!s.result.empty() && Clock::now() >= s.due) {
-          s.Deliver(want);
-        }
+        if (!s.result.empty() && Clock::now() >= s.due) s.Deliver(want);
       }
       for (auto& [i, msg, arrived] : inbox_) {
         Sim& s = sims_[i];
@@ -124,7 +167,7 @@ class SimulatedWorkers {
           return run;
         } else if (env.isAssignment() && env.getAssignment().isRender()) {
           auto t = env.getAssignment().getRender();
-          run.latencies.push_back(1000.0 * Seconds(arrived - s.asked));
+          if (s.asked >= start) run.latencies.push_back(1000.0 * Seconds(arrived - s.asked));
           ++run.tasks;
           capnp::MallocMessageBuilder b;
           auto r = b.initRoot<wire::Envelope>().initRenderResult();
@@ -133,10 +176,20 @@ class SimulatedWorkers {
           r.setAttempt(t.getAttempt());
           SetTensor(r.initLatents(),
                     Tensor::Zeros({4, t.getFrameCount(), t.getHeight() / 8, t.getWidth() / 8}));
-          r.setElapsedMs(static_cast<uint64_t>(task_ms_));
+          r.setElapsedMs(static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(pace_.cost).count()));
           s.result = Serialize(b);
-          s.due = Clock::now() + std::chrono::milliseconds(task_ms_);
-          if (task_ms_ == 0) s.Deliver(want);
+          if (pace_.period > Clock::duration{}) {
+            if (paced_origin_ == Clock::time_point{}) paced_origin_ = arrived;
+            if (s.paced == Clock::time_point{})
+              s.paced = paced_origin_ + pace_.period * static_cast<int64_t>(i + 1) /
+                                            static_cast<int64_t>(sims_.size());
+            s.due = s.paced;
+            s.paced += pace_.period;
+          } else {
+            s.due = Clock::now() + pace_.cost;
+          }
+          if (Clock::now() >= s.due) s.Deliver(want);
         }
       }
     }
@@ -147,12 +200,13 @@ class SimulatedWorkers {
  private:
   struct Sim {
     zmq::socket_t sock;
-    Clock::time_point asked{};  // when it last asked for work
-    Clock::time_point due{};    // when its result is ready (fixed-cost model)
+    Clock::time_point asked{};  // when it last asked for work (paced: was due to)
+    Clock::time_point due{};    // when its result goes, with its next request
+    Clock::time_point paced{};  // paced: its next due time after `due`
     std::string result;         // the result it holds until `due`
     // As segue-worker does: the request for the next task, then the result.
     void Deliver(const std::string& request) {
-      asked = Clock::now();
+      asked = std::min(due, Clock::now());
       sock.send(zmq::buffer(request), zmq::send_flags::none);
       sock.send(zmq::buffer(result), zmq::send_flags::none);
       result.clear();
@@ -163,7 +217,8 @@ class SimulatedWorkers {
     zmq::message_t msg;
     Clock::time_point at;
   };
-  int task_ms_;
+  SimPace pace_;
+  Clock::time_point paced_origin_{};  // paced: when the run's first assignment arrived
   std::vector<Sim> sims_;
   std::vector<Arrival> inbox_;  // this wake-up's messages, in arrival order
 };
@@ -179,7 +234,7 @@ std::string JobManifest(const std::string& name, const std::string& model, int s
 
 // A coordinator on its own thread over a fresh store; one job of `segments` segments submitted
 // once the simulated workers have joined; returns what they saw.
-SimRun RunFarm(const std::string& name, int workers, int segments, int length, int task_ms) {
+SimRun RunFarm(const std::string& name, int workers, int segments, int length, SimPace pace) {
   ScratchDir dir;
   CoordinatorOptions o;
   o.listen = "tcp://127.0.0.1:*";
@@ -193,7 +248,7 @@ SimRun RunFarm(const std::string& name, int workers, int segments, int length, i
   {
     ServingThread serve([&](const std::atomic<bool>& stop) { (*coordinator)->Run(stop); });
     zmq::context_t ctx(1);
-    SimulatedWorkers sims(ctx, (*coordinator)->endpoint(), workers, name, task_ms);
+    SimulatedWorkers sims(ctx, (*coordinator)->endpoint(), workers, name, pace);
     Client client((*coordinator)->endpoint(), 10000);
     for (int i = 0; i < 200; ++i) {  // every worker in before the job
       auto ws = client.Workers();
@@ -216,7 +271,7 @@ SimRun RunFarm(const std::string& name, int workers, int segments, int length, i
 
 // The baseline of dispatch: the same simulated workers against a ROUTER that answers every
 // work request at once with a canned assignment and keeps no state, no store, no schedule.
-SimRun RunEcho(int workers, int tasks) {
+SimRun RunEcho(int workers, int tasks, SimPace pace) {
   zmq::context_t ctx(1);
   zmq::socket_t router(ctx, zmq::socket_type::router);
   router.set(zmq::sockopt::linger, 0);
@@ -259,7 +314,7 @@ SimRun RunEcho(int workers, int tasks) {
       }
     }
   });
-  SimulatedWorkers sims(ctx, endpoint, workers, "echo", 0);
+  SimulatedWorkers sims(ctx, endpoint, workers, "echo", pace);
   return sims.Run(Clock::now(), std::chrono::seconds(600));
 }
 
@@ -485,53 +540,77 @@ nlohmann::json BenchCodenoise(int segments, int workers, int steps) {
 
 nlohmann::json BenchFarm(const FarmBenchOptions& o) {
   spdlog::set_level(spdlog::level::warn);
-  // Rounds, each the baseline then the farm on a fresh store; the figures are the medians of the
-  // rounds' (every round is printed and kept in the JSON).
+  // Rounds, each every run below on a fresh store (baselines first); the figures are the medians
+  // of the rounds' (every round is printed and kept in the JSON).
   struct Round {
-    double rate, echo_rate, p50, p99, efficiency, wall;
+    double rate, echo_rate, p50, p99;  // saturation: as fast as the farm dispatches
+    double paced_rate, paced_p50, paced_p99, echo_paced_p99;  // offered `paced_rate` tasks/s
+    double efficiency, wall;
   };
   std::vector<Round> rounds;
   const int efficiency_rounds = (o.efficiency_segments + o.workers - 1) / o.workers;
   const double ideal = efficiency_rounds * o.task_ms / 1000.0;
+  // Each of the paced workers asks once per period: the offered rate is the target rate.
+  const SimPace paced{{},
+                      std::chrono::nanoseconds(static_cast<int64_t>(
+                          1e9 * o.paced_workers / static_cast<double>(o.paced_rate)))};
+  auto rate_of = [](const SimRun& r) { return static_cast<double>(r.tasks) / r.seconds; };
   for (int i = 0; i < o.rounds; ++i) {
-    // Dispatch: the null model, many tasks.
-    SimRun echo = RunEcho(o.dispatch_workers, o.dispatch_tasks);
-    SimRun null = RunFarm("null-model", o.dispatch_workers, o.dispatch_tasks, 2, 0);
+    // Dispatch at saturation: the null model, answered at once.
+    SimRun echo = RunEcho(o.dispatch_workers, o.dispatch_tasks, {});
+    SimRun null = RunFarm("null-model", o.dispatch_workers, o.dispatch_tasks, 2, {});
+    // Dispatch latency at the target rate.
+    SimRun echo_paced = RunEcho(o.paced_workers, o.dispatch_tasks, paced);
+    SimRun null_paced = RunFarm("paced", o.paced_workers, o.dispatch_tasks, 2, paced);
     // Efficiency: a fixed cost per segment; ideal = the makespan of indivisible equal tasks.
-    SimRun fixed = RunFarm("fixed-cost", o.workers, o.efficiency_segments, 8, o.task_ms);
-    Round r{static_cast<double>(null.tasks) / null.seconds,
-            static_cast<double>(echo.tasks) / echo.seconds,
+    SimRun fixed = RunFarm("fixed-cost", o.workers, o.efficiency_segments, 8,
+                           {std::chrono::milliseconds(o.task_ms), {}});
+    Round r{rate_of(null),
+            rate_of(echo),
             Percentile(null.latencies, 0.50),
             Percentile(null.latencies, 0.99),
+            rate_of(null_paced),
+            Percentile(null_paced.latencies, 0.50),
+            Percentile(null_paced.latencies, 0.99),
+            Percentile(echo_paced.latencies, 0.99),
             ideal / fixed.seconds,
             fixed.seconds};
-    std::cout << "  round " << i + 1 << ": dispatch " << r.rate << " tasks/s (echo " << r.echo_rate
-              << "), p50 " << r.p50 << " ms, p99 " << r.p99 << " ms; efficiency " << r.efficiency
-              << "\n";
+    std::cout << "  round " << i + 1 << ": saturation " << r.rate << " tasks/s (echo "
+              << r.echo_rate << "), latency p50 " << r.p50 << " ms, p99 " << r.p99 << " ms; paced "
+              << r.paced_rate << " tasks/s, latency p50 " << r.paced_p50 << " ms, p99 "
+              << r.paced_p99 << " ms (echo " << r.echo_paced_p99 << " ms); efficiency "
+              << r.efficiency << "\n";
     rounds.push_back(r);
   }
-  auto median_of = [&](double Round::*field) {
-    std::vector<double> v;
-    for (const Round& r : rounds) v.push_back(r.*field);
-    return bench::Median(v);
-  };
   auto all_of = [&](double Round::*field) {
     std::vector<double> v;
     for (const Round& r : rounds) v.push_back(r.*field);
     return v;
   };
+  auto median_of = [&](double Round::*field) { return bench::Median(all_of(field)); };
   const double rate = median_of(&Round::rate), echo_rate = median_of(&Round::echo_rate);
   const double p50 = median_of(&Round::p50), p99 = median_of(&Round::p99);
+  const double paced_rate = median_of(&Round::paced_rate);
+  const double paced_p50 = median_of(&Round::paced_p50), paced_p99 = median_of(&Round::paced_p99);
+  const double echo_paced_p99 = median_of(&Round::echo_paced_p99);
   const double efficiency = median_of(&Round::efficiency), wall = median_of(&Round::wall);
   std::cout << "farm dispatch, null model, " << o.dispatch_workers << " simulated workers, "
-            << o.dispatch_tasks << " tasks: " << rate << " tasks/s (baseline, a stateless echo "
-            << "router: " << echo_rate << " tasks/s; ratio " << rate / echo_rate
-            << "); dispatch latency p50 " << p50 << " ms, p99 " << p99 << " ms (medians of "
-            << o.rounds << " rounds; targets: >= 20000 tasks/s, p99 < 2 ms)\n";
+            << o.dispatch_tasks << " tasks, as fast as it goes: " << rate
+            << " tasks/s (baseline, a stateless echo router: " << echo_rate << " tasks/s; ratio "
+            << rate / echo_rate << "; target >= 20000 tasks/s); latency p50 " << p50 << " ms, p99 "
+            << p99 << " ms (at saturation every worker waits its turn: the latency is the "
+            << "workers over the rate)\n";
+  std::cout << "farm dispatch latency at " << o.paced_rate << " tasks/s offered ("
+            << o.paced_workers << " simulated workers, each asking every "
+            << std::chrono::duration<double, std::milli>(paced.period).count() << " ms): served "
+            << paced_rate << " tasks/s, p50 " << paced_p50 << " ms, p99 " << paced_p99
+            << " ms (echo router: p99 " << echo_paced_p99 << " ms; ratio "
+            << paced_p99 / echo_paced_p99 << "; target p99 < 2 ms)\n";
   std::cout << "farm efficiency, fixed-cost model (" << o.task_ms << " ms/segment), "
             << o.efficiency_segments << " segments on " << o.workers << " simulated workers: wall "
-            << wall << " s, ideal " << ideal << " s, efficiency " << efficiency << " (median of "
-            << o.rounds << " rounds; target >= 0.98)\n";
+            << wall << " s, ideal " << ideal << " s, efficiency " << efficiency
+            << " (target >= 0.98)\n";
+  std::cout << "(each figure the median of " << o.rounds << " rounds)\n";
   return {{"bench", "farm"},
           {"rounds", o.rounds},
           {"dispatch",
@@ -544,7 +623,17 @@ nlohmann::json BenchFarm(const FarmBenchOptions& o) {
             {"latency_ms_p99", p99},
             {"rounds_tasks_per_second", all_of(&Round::rate)},
             {"rounds_latency_ms_p99", all_of(&Round::p99)},
-            {"target_tasks_per_second", 20000},
+            {"target_tasks_per_second", 20000}}},
+          {"dispatch_paced",
+           {{"workers", o.paced_workers},
+            {"tasks", o.dispatch_tasks},
+            {"offered_tasks_per_second", o.paced_rate},
+            {"tasks_per_second", paced_rate},
+            {"latency_ms_p50", paced_p50},
+            {"latency_ms_p99", paced_p99},
+            {"baseline_echo_latency_ms_p99", echo_paced_p99},
+            {"ratio", paced_p99 / echo_paced_p99},
+            {"rounds_latency_ms_p99", all_of(&Round::paced_p99)},
             {"target_latency_ms_p99", 2}}},
           {"efficiency",
            {{"workers", o.workers},
