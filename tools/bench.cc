@@ -100,8 +100,8 @@ int main(int argc, char** argv) {
   FarmBenchOptions farm_options;
   auto* farm = app.add_subcommand(
       "farm",
-      "the coordinator against simulated workers: dispatch rate and latency with a null model, "
-      "efficiency (ideal / wall time) with a fixed-cost model");
+      "the coordinator against simulated workers: dispatch rate at saturation and latency at a "
+      "paced rate with a null model, efficiency (ideal / wall time) with a fixed-cost model");
   farm->add_option("--workers", farm_options.workers, "simulated workers of the efficiency run")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
