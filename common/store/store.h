@@ -22,7 +22,6 @@
 // or none of it is. Value files keep that: a batch's files and their names are synced before the
 // batch commits, and files a committed batch no longer names are deleted after it; a crash in
 // between leaves only unnamed files, which Open deletes. Reads check size and checksum.
-
 #pragma once
 
 #include <cstdint>
