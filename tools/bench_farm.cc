@@ -53,10 +53,11 @@ struct SimPace {
   // Closed loop: the result (with the next request) goes this long after the assignment came;
   // zero: at once, as fast as the farm dispatches.
   Clock::duration cost{};
-  // Paced (open loop), when not zero: worker i of n asks for work at o + i*period/n + k*period,
-  // o being when the first assignment of the run arrived; its latency runs from that due time,
-  // not from when it got round to asking (so a farm running late is not excused by asking less
-  // often). The farm is then offered n/period tasks a second however fast it answers.
+  // Paced (open loop), when not zero: worker i of n asks for work at
+  // o + (i+1)*period/n + k*period, o being when the first assignment of the run arrived; its
+  // latency runs from that due time, not from when it got round to asking (so a farm running late
+  // is not excused by asking less often). The farm is then offered n/period tasks a second however
+  // fast it answers.
   Clock::duration period{};
 };
 
@@ -133,6 +134,8 @@ class SimulatedWorkers {
       }
       if (next <= Clock::now()) {
         zmq::poll(items.data(), items.size() - 1, std::chrono::milliseconds(0));
+      } else if (next == Clock::time_point::max()) {  // nothing falls due: the sockets alone
+        zmq::poll(items.data(), items.size() - 1, std::chrono::milliseconds(50));
       } else {
         timer.WakeAt(next);
         zmq::poll(items.data(), items.size(), std::chrono::milliseconds(50));
