@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 60000));
   farm->add_option("--rounds", farm_options.rounds,
-                   "rounds of both runs; each figure is the median of the rounds' (--quick: 3)")
+                   "rounds of every run; each figure is the median of the rounds' (--quick: 3)")
       ->capture_default_str()
       ->check(CLI::Range(1, 101));
   EncodeBenchOptions encode_options;
