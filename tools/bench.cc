@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
     }
     if (codenoise->parsed() || every)
       results.push_back(BenchCodenoise(gang_segments, gang_workers, quick ? 5 : gang_steps));
-    if (store->parsed() || every) results.push_back(BenchStore(quick ? 50 : store_blobs));
+    if (store->parsed() || every) results.push_back(BenchStore(quick ? 100 : store_blobs));
     if (recovery->parsed() || every)
       results.push_back(
           BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
