@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -72,6 +73,8 @@ class Timer {
   Timer(const Timer&) = delete;
   int fd() const { return fd_; }
   void WakeAt(Clock::time_point t) {
+    if (t == armed_) return;  // set already (once it has gone off, t is past: not asked again)
+    armed_ = t;
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
     itimerspec spec{};
     spec.it_value.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
@@ -86,6 +89,7 @@ class Timer {
 
  private:
   int fd_;
+  Clock::time_point armed_{};
 };
 
 // `workers` simulated workers on one thread, each a DEALER socket speaking the worker protocol
@@ -120,39 +124,70 @@ class SimulatedWorkers {
   SimRun Run(Clock::time_point start, std::chrono::seconds limit) {
     SimRun run;
     const std::string want = WorkRequest();
-    std::vector<zmq::pollitem_t> items;
-    for (auto& s : sims_) items.push_back({s.sock.handle(), 0, ZMQ_POLLIN, 0});
-    // zmq::poll waits whole milliseconds; results fall due to the microsecond. A timer file
-    // descriptor, polled with the sockets, wakes the thread when the next one falls due: no
-    // spinning, which would take a core from the coordinator under test (there are two).
+    // One epoll set over every socket's ZMQ_FD and a timer, rather than zmq::poll over them all:
+    // zmq::poll asks each of the sockets for its state on every wake-up (a system call or two
+    // each), which made this thread the largest user of the two cores the coordinator under test
+    // also needs. A ZMQ_FD turns readable when the socket has commands to process; a send can
+    // process them too and swallow the signal of a message that came in meanwhile, so a socket
+    // sent on is read again on the next turn whatever epoll says (`recheck_`).
+    const int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) throw std::runtime_error("epoll_create1: " + std::string(strerror(errno)));
+    struct CloseFd {
+      int fd;
+      ~CloseFd() { close(fd); }
+    } close_epfd{epfd};
+    // zmq::poll waits whole milliseconds; results fall due to the microsecond. The timer wakes
+    // the thread when the next one falls due: no spinning, which would take a core from the
+    // coordinator under test (there are two).
     Timer timer;
-    items.push_back({nullptr, timer.fd(), ZMQ_POLLIN, 0});
+    const uint64_t timer_key = sims_.size();
+    auto watch = [&](int fd, uint64_t key) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = key;
+      if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        throw std::runtime_error("epoll_ctl: " + std::string(strerror(errno)));
+    };
+    for (size_t i = 0; i < sims_.size(); ++i) {
+      watch(sims_[i].sock.get(zmq::sockopt::fd), i);
+      Recheck(i);  // messages may be waiting already
+    }
+    watch(timer.fd(), timer_key);
+    std::vector<epoll_event> events(sims_.size() + 1);
+    std::vector<size_t> ready;
     while (Clock::now() - start < limit) {
       Clock::time_point next = Clock::time_point::max();  // the next result falls due
       for (auto& s : sims_) {
         if (!s.result.empty()) next = std::min(next, s.due);
       }
-      if (next <= Clock::now()) {
-        zmq::poll(items.data(), items.size() - 1, std::chrono::milliseconds(0));
-      } else if (next == Clock::time_point::max()) {  // nothing falls due: the sockets alone
-        zmq::poll(items.data(), items.size() - 1, std::chrono::milliseconds(50));
-      } else {
+      int timeout_ms = 50;
+      if (!recheck_.empty() || next <= Clock::now()) {
+        timeout_ms = 0;
+      } else if (next != Clock::time_point::max()) {
         timer.WakeAt(next);
-        zmq::poll(items.data(), items.size(), std::chrono::milliseconds(50));
-        if (items.back().revents & ZMQ_POLLIN) timer.Clear();
+      }
+      const int n = epoll_wait(epfd, events.data(), static_cast<int>(events.size()), timeout_ms);
+      ready.swap(recheck_);
+      recheck_.clear();
+      std::fill(rechecking_.begin(), rechecking_.end(), false);
+      for (int e = 0; e < n; ++e) {
+        if (events[e].data.u64 == timer_key) {
+          timer.Clear();
+        } else {
+          ready.push_back(events[e].data.u64);
+        }
       }
       // Every waiting message comes off the sockets first, stamped as it arrives: one thread
       // serves all the workers, and a latency stamped only once the thread got round to the
       // message would also count the time it spent answering the ones before it.
       inbox_.clear();
-      for (size_t i = 0; i < sims_.size(); ++i) {
-        if (!(items[i].revents & ZMQ_POLLIN)) continue;
+      for (size_t i : ready) {
         zmq::message_t msg;
         while (sims_[i].sock.recv(msg, zmq::recv_flags::dontwait))
           inbox_.push_back({i, std::move(msg), Clock::now()});
       }
-      for (auto& s : sims_) {
-        if (!s.result.empty() && Clock::now() >= s.due) s.Deliver(want);
+      for (size_t i = 0; i < sims_.size(); ++i) {
+        if (!sims_[i].result.empty() && Clock::now() >= sims_[i].due) Deliver(i, want);
       }
       for (auto& [i, msg, arrived] : inbox_) {
         Sim& s = sims_[i];
@@ -162,6 +197,7 @@ class SimulatedWorkers {
         if (env.isWelcome()) {
           s.asked = Clock::now();
           s.sock.send(zmq::buffer(want), zmq::send_flags::none);
+          Recheck(i);
         } else if (env.isError()) {
           throw std::runtime_error(std::string("coordinator: ") +
                                    env.getError().getMessage().cStr());
@@ -192,7 +228,7 @@ class SimulatedWorkers {
           } else {
             s.due = Clock::now() + pace_.cost;
           }
-          if (Clock::now() >= s.due) s.Deliver(want);
+          if (Clock::now() >= s.due) Deliver(i, want);
         }
       }
     }
@@ -215,6 +251,17 @@ class SimulatedWorkers {
       result.clear();
     }
   };
+  void Deliver(size_t i, const std::string& request) {
+    sims_[i].Deliver(request);
+    Recheck(i);
+  }
+  // Socket i is read on the next turn whether or not epoll reports it.
+  void Recheck(size_t i) {
+    if (rechecking_.size() < sims_.size()) rechecking_.resize(sims_.size(), false);
+    if (rechecking_[i]) return;
+    rechecking_[i] = true;
+    recheck_.push_back(i);
+  }
   struct Arrival {
     size_t sim;
     zmq::message_t msg;
@@ -223,7 +270,9 @@ class SimulatedWorkers {
   SimPace pace_;
   Clock::time_point paced_origin_{};  // paced: when the run's first assignment arrived
   std::vector<Sim> sims_;
-  std::vector<Arrival> inbox_;  // this wake-up's messages, in arrival order
+  std::vector<Arrival> inbox_;    // this wake-up's messages, in arrival order
+  std::vector<size_t> recheck_;   // sockets sent on since the last wake-up
+  std::vector<bool> rechecking_;  // by socket: in recheck_
 };
 
 std::string JobManifest(const std::string& name, const std::string& model, int segments,
