@@ -4,6 +4,7 @@
 #include "coordinator/dashboard.h"
 #include "coordinator/http.h"
 #include "coordinator/pools.h"
+#include "coordinator/syncer.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -73,6 +75,7 @@ struct Slot {
   std::string error;
   std::vector<std::string> failed_on;  // distinct workers it failed on, in order
   bool has_checkpoint = false;         // a render checkpoint of it is in the store
+  uint64_t assigned_in_write = 0;      // number of the write that holds its latest assignment
 };
 
 struct Job {
@@ -209,6 +212,7 @@ std::string FileExtension(const std::string& name) {
 struct Coordinator::Impl {
   CoordinatorOptions options;
   std::unique_ptr<Store> store;
+  std::unique_ptr<Syncer> syncer;  // after store: destroyed (and done syncing) before it
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::router};
   std::string endpoint;
@@ -272,39 +276,94 @@ struct Coordinator::Impl {
     batch.Put(Family::kEvents, key, std::to_string(NowMs()) + " " + text);
   }
 
-  // Group commit. Every transition's writes go into one batch per turn of the event loop, written
-  // synced by Flush() before any message of that turn leaves: nothing is said to a worker or a
-  // client before it is on disk, and one fsync serves every message of the turn.
+  // Group commit. Every transition's writes go into one batch per turn of the event loop,
+  // written unsynced at the end of the turn (FlushWrites) and made durable by the syncer's thread
+  // while the loop goes on. What a message may say before that sync:
+  // - an assignment leaves at once. A crash can forget it: the restart re-queues the task with
+  //   its attempt number moved past the forgotten one (Restore), so the worker holding it is
+  //   fenced off, and determinism makes anything computed from it again the same bits. For that
+  //   one number to be enough, a task is only assigned again once its previous assignment is
+  //   durable (MarkRunning).
+  // - everything else (replies to clients, acks, welcomes, cancels) leaves once the writes of
+  //   its turn are durable: nothing that a restart could contradict is said before it is on
+  //   disk. Messages to one peer keep their order: once one is held, the later ones wait too.
   Store::Batch pending_writes;  // written by FlushWrites()
+  uint64_t written = 0;         // writes so far, numbered from 1 (the syncer counts in these)
   struct Outgoing {
     std::string identity, payload;
     bool req_envelope = false;
+    bool before_sync = false;  // an assignment: may leave before its turn's writes are durable
+    uint64_t after_write = 0;  // held: leaves once write number after_write is durable
   };
-  std::vector<Outgoing> outgoing;  // sent by Flush(), after pending_writes
-  bool schedule_due = false;       // Schedule() was asked for this turn
-  uint64_t turn_started_us = 0;    // when this turn's messages began to be read
+  std::vector<Outgoing> outgoing;       // this turn's messages, sent or held by Flush()
+  std::deque<Outgoing> held;            // waiting for the syncer, in the order they were sent
+  std::map<std::string, int> held_for;  // identity -> messages of it in `held`
+  bool schedule_due = false;            // Schedule() was asked for this turn
+  uint64_t turn_started_us = 0;         // when this turn's messages began to be read
 
   // Adds `batch` to this turn's writes.
   void Commit(Store::Batch& batch) { pending_writes.Append(std::move(batch)); }
 
-  // Writes this turn's writes so far or, if the disk refuses, stops the process: continuing with
-  // memory ahead of the store would hand out work that a restart forgets. Reads of the store call
-  // it first, so they see every write before them.
+  // Writes this turn's writes so far (unsynced) or, if the disk refuses, stops the process:
+  // continuing with memory ahead of the store would hand out work that a restart forgets. Reads
+  // of the store call it first, so they see every write before them.
   void FlushWrites() {
     if (pending_writes.empty()) return;
-    Status s = store->Write(pending_writes);
-    if (!s.ok()) {
-      spdlog::critical("cannot write the state store: {}; stopping", s.message());
-      std::_Exit(3);
-    }
+    Status s = store->Write(pending_writes, Store::Sync::kLater);
+    if (!s.ok()) StopOnStoreFailure(s);
+    ++written;
     pending_writes = Store::Batch();
   }
 
-  // Ends a turn: the writes, then the messages they allow.
+  // Makes every write so far durable before it returns.
+  void SyncAll() {
+    FlushWrites();
+    if (Status s = syncer->SyncNow(written); !s.ok()) StopOnStoreFailure(s);
+  }
+
+  [[noreturn]] void StopOnStoreFailure(const Status& s) {
+    spdlog::critical("cannot write the state store: {}; stopping", s.message());
+    std::_Exit(3);
+  }
+
+  // Ends a turn: the writes, then the messages they allow; asks the syncer for the rest.
   void Flush() {
     FlushWrites();
-    for (auto& o : outgoing) SendNow(o.identity, std::move(o.payload), o.req_envelope);
+    ReleaseHeld();
+    const bool synced = syncer->durable() >= written;
+    for (auto& o : outgoing) {
+      if ((synced || o.before_sync) && (held_for.empty() || !held_for.count(o.identity))) {
+        SendNow(o.identity, std::move(o.payload), o.req_envelope);
+      } else {
+        o.after_write = written;
+        ++held_for[o.identity];
+        held.push_back(std::move(o));
+      }
+    }
     outgoing.clear();
+    if (!synced) syncer->Request(written);
+    WaitForHeld();
+  }
+
+  // Has the syncer wake the loop when the oldest held message may go.
+  void WaitForHeld() {
+    for (;;) {
+      syncer->WakeAt(held.empty() ? 0 : held.front().after_write);
+      if (held.empty() || held.front().after_write > syncer->durable()) return;
+      ReleaseHeld();  // synced before the syncer could see what we wait for
+    }
+  }
+
+  // Sends the held messages whose writes are durable now.
+  void ReleaseHeld() {
+    if (Status f = syncer->failure(); !f.ok()) StopOnStoreFailure(f);
+    const uint64_t durable = syncer->durable();
+    while (!held.empty() && held.front().after_write <= durable) {
+      Outgoing& o = held.front();
+      if (--held_for[o.identity] == 0) held_for.erase(o.identity);
+      SendNow(o.identity, std::move(o.payload), o.req_envelope);
+      held.pop_front();
+    }
   }
 
   Result<std::string> Get(Family f, const std::string& key) {
@@ -389,6 +448,11 @@ struct Coordinator::Impl {
                         // A task that was running when we stopped goes back to the queue;
                         // its worker, if alive, will be fenced off by the attempt number.
                         if (sl.state == rec::TaskState::RUNNING) sl.state = rec::TaskState::PENDING;
+                        // An assignment made after the last sync may have been lost while its
+                        // worker holds it (assignments leave before their sync): that attempt
+                        // number is skipped, so that worker is fenced off too. (One is enough:
+                        // MarkRunning keeps at most one assignment of a task unsynced.)
+                        if (sl.state != rec::TaskState::DONE) ++sl.attempt;
                       } catch (const kj::Exception&) {
                       }
                       return true;
@@ -441,9 +505,14 @@ struct Coordinator::Impl {
 
   // ---- messages ----------------------------------------------------------------------------
 
-  // Queues a message; it leaves at the end of the turn, after the turn's writes (Flush).
+  // Queues a message; it leaves at the end of the turn once the turn's writes are durable
+  // (Flush).
   void Send(const std::string& identity, std::string payload, bool req_envelope = false) {
-    outgoing.push_back({identity, std::move(payload), req_envelope});
+    outgoing.push_back({identity, std::move(payload), req_envelope, false, 0});
+  }
+  // Queues an assignment; it leaves at the end of the turn, once the turn's writes are written.
+  void SendAssignment(const std::string& identity, std::string payload) {
+    outgoing.push_back({identity, std::move(payload), false, true, 0});
   }
 
   static constexpr size_t kZeroCopyBytes = 64 * 1024;
@@ -1696,8 +1765,13 @@ struct Coordinator::Impl {
     j.gang.reset();
   }
 
+  // REQUIRES: `batch` is committed before the turn's writes are next flushed.
   void MarkRunning(Job& j, Slot& slot, wire::TaskKind kind, uint32_t index, Worker& w,
                    Store::Batch& batch) {
+    // At most one assignment of a task may be missing from the disk after a crash (Restore
+    // skips one attempt number): the previous one must be durable before this one is made.
+    if (slot.assigned_in_write > syncer->durable()) SyncAll();
+    slot.assigned_in_write = written + 1;
     slot.state = rec::TaskState::RUNNING;
     ++slot.attempt;
     slot.worker = w.name;
@@ -1818,7 +1892,7 @@ struct Coordinator::Impl {
         Commit(ev);
       }
     }
-    Send(w.identity, Serialize(b));
+    SendAssignment(w.identity, Serialize(b));
     spdlog::debug("job {} segment {} attempt {} -> {}", j.id, index, slot.attempt, w.name);
   }
 
@@ -1889,7 +1963,7 @@ struct Coordinator::Impl {
     t.setCrf(static_cast<uint32_t>(m.output_crf));
     t.setProfile(m.output_profile);
     t.setPreset(options.encoder_preset);
-    Send(w.identity, Serialize(b));
+    SendAssignment(w.identity, Serialize(b));
     return true;
   }
 
@@ -1965,6 +2039,11 @@ struct Coordinator::Impl {
       }
     }
   }
+
+  // Whatever was written (a coordinator created and never run, say) is durable when it goes.
+  ~Impl() {
+    if (syncer) (void)syncer->SyncNow(written);
+  }
 };
 
 Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -1987,6 +2066,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   auto store = Store::Open(options.state_dir);
   if (!store.ok()) return R::Error(store.message());
   impl->store = std::move(*store);
+  impl->syncer = std::make_unique<Syncer>(impl->store.get());
   if (Status s = impl->Restore(); !s.ok()) return R::Error("cannot restore jobs: " + s.message());
   impl->FlushWrites();
   if (!options.curve_clients.empty() && options.curve_key.empty())
@@ -2089,7 +2169,8 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
   m.ScheduleNow();
   m.Flush();
   while (!stop.load()) {
-    std::vector<zmq::pollitem_t> items = {{m.sock.handle(), 0, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{m.sock.handle(), 0, ZMQ_POLLIN, 0},
+                                          {nullptr, m.syncer->fd(), ZMQ_POLLIN, 0}};
     if (m.http) items.push_back({m.http->socket().handle(), 0, ZMQ_POLLIN, 0});
     if (m.zap) items.push_back({m.zap->handle(), 0, ZMQ_POLLIN, 0});
     try {
@@ -2098,7 +2179,12 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
       if (e.num() == EINTR) continue;
       throw;
     }
-    if (m.http && (items[1].revents & ZMQ_POLLIN)) m.http->OnReadable();
+    if (items[1].revents & ZMQ_POLLIN) {  // writes became durable: their messages may go
+      m.syncer->Clear();
+      m.ReleaseHeld();
+      m.WaitForHeld();
+    }
+    if (m.http && (items[2].revents & ZMQ_POLLIN)) m.http->OnReadable();
     if (m.zap && (items.back().revents & ZMQ_POLLIN)) m.OnZapRequest();
     zmq::pollitem_t& item = items[0];
     m.turn_started_us = NowUs();
@@ -2131,6 +2217,8 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
     m.Flush();
   }
   m.Flush();
+  m.SyncAll();
+  m.ReleaseHeld();
   spdlog::info("coordinator stopping ({} bad messages, {} fenced results)", m.counters.bad_messages,
                m.counters.fenced_results);
 }

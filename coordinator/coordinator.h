@@ -1,6 +1,7 @@
 // segue-coordinator: owns the jobs. Accepts manifests, plans segments, hands tasks to workers,
 // stores results in RocksDB, blends finished neighbours, issues encode tasks per chunk, and
-// assembles the output. Single-threaded event loop: all state below is touched only by Run().
+// assembles the output. Single-threaded event loop: all state below is touched only by Run()
+// (a second thread, the Syncer's, only syncs the store's write-ahead log).
 #pragma once
 
 #include <atomic>

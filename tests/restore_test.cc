@@ -9,6 +9,8 @@
 
 #include "common/client/client.h"
 #include "common/protocol/protocol.h"
+#include "common/store/records.capnp.h"
+#include "common/store/store.h"
 #include "coordinator/coordinator.h"
 #include "tests/test_util.h"
 
@@ -167,6 +169,64 @@ TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
   }
   EXPECT_EQ(last.state, "FAILED");
   EXPECT_NE(last.error.find("failed on 2 worker(s)"), std::string::npos) << last.error;
+}
+
+// Assignments leave the coordinator before their write is synced, so a crash of the machine can
+// lose the record of one while its worker holds it. The restart must not hand the task out again
+// under that worker's attempt number: the old worker's result would pass the fence. Here the
+// store is put back as the crash would leave it (the task PENDING at its attempt before), and
+// the worker that holds the lost attempt comes back and asks again.
+TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
+  TempDir dir;
+  CoordinatorOptions o;
+  o.listen = "tcp://127.0.0.1:*";
+  o.state_dir = dir / "state";
+  o.output_root = dir / "root";
+  o.liveness_ms = 600000;
+  zmq::context_t ctx(1);
+  uint64_t job = 0;
+  uint32_t held = 0;  // the attempt w0 holds
+  {
+    Serving first(o);
+    ASSERT_TRUE(first.ok());
+    Peer w0(ctx, first.endpoint(), "w0");
+    Client client(first.endpoint(), 5000);
+    ASSERT_TRUE(WaitForWorkers(client, 1));
+    SubmitRequest req;
+    req.manifest_name = "one.yaml";
+    req.manifest_text =
+        "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 8}\nmodel: {name: zoom, "
+        "steps: 2}\nsegments: {length: 8, overlap: 0}\ntimeline: [{at: 0, prompt: hello}]\n"
+        "output: {path: out/one.mp4}\n";
+    auto sub = client.Submit(req);
+    ASSERT_TRUE(sub.ok()) << sub.message();
+    job = sub->job_id;
+    w0.AskForWork();
+    auto a = w0.Assignment(5000ms);
+    ASSERT_TRUE(a.has_value());
+    held = std::get<2>(*a);
+  }
+  {  // what a crash before the assignment's sync leaves on disk
+    auto store = Store::Open(o.state_dir);
+    ASSERT_TRUE(store.ok()) << store.message();
+    capnp::MallocMessageBuilder b;
+    auto r = b.initRoot<rec::Task>();
+    r.setState(rec::TaskState::PENDING);
+    r.setAttempt(held - 1);
+    Store::Batch batch;
+    batch.Put(Family::kSegments, TaskKey(job, 0), Serialize(b));
+    ASSERT_TRUE((*store)->Write(batch).ok());
+  }
+  Serving second(o);
+  ASSERT_TRUE(second.ok());
+  Peer w0(ctx, second.endpoint(), "w0");
+  Client client(second.endpoint(), 5000);
+  ASSERT_TRUE(WaitForWorkers(client, 1));
+  w0.AskForWork();
+  auto again = w0.Assignment(5000ms);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(std::get<0>(*again), job);
+  EXPECT_GT(std::get<2>(*again), held);
 }
 
 }  // namespace

@@ -177,6 +177,41 @@ TEST(Store, BigValuesLiveInFilesAndGoWithTheirRecords) {
   EXPECT_EQ(gone.message().rfind("not found", 0), 0u);
 }
 
+// A write synced later (the coordinator's group commit) is read at once, but the value file it
+// replaces stays until the write is durable: a crash of the machine could bring back the old
+// record, which must still find its file. A SyncWal, a synced write or closing the store lets
+// the file go.
+TEST(Store, AnUnsyncedWriteKeepsTheFileItReplacesUntilASync) {
+  TempDir dir;
+  const std::string key = TaskKey(1, 0);
+  {
+    auto s = Store::Open(dir.path());
+    ASSERT_TRUE(s.ok()) << s.message();
+    Store::Batch b;
+    b.Put(Family::kCheckpoints, key, Big('a'));
+    ASSERT_TRUE((*s)->Write(b).ok());
+    b.Put(Family::kCheckpoints, key, Big('b'));
+    ASSERT_TRUE((*s)->Write(b, Store::Sync::kLater).ok());
+    EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, key), Big('b'));
+    EXPECT_EQ(ValueFiles(dir.path()).size(), 2u);  // 'a' is kept
+    ASSERT_TRUE((*s)->SyncWal().ok());
+    EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);
+    b.Put(Family::kCheckpoints, key, Big('c'));
+    ASSERT_TRUE((*s)->Write(b, Store::Sync::kLater).ok());
+    EXPECT_EQ(ValueFiles(dir.path()).size(), 2u);
+    b.Put(Family::kSegments, key, "a synced write syncs the ones before it");
+    ASSERT_TRUE((*s)->Write(b).ok());
+    EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);
+    b.Put(Family::kCheckpoints, key, Big('d'));
+    ASSERT_TRUE((*s)->Write(b, Store::Sync::kLater).ok());
+    EXPECT_EQ(ValueFiles(dir.path()).size(), 2u);
+  }
+  auto s = Store::Open(dir.path());
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, key), Big('d'));
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);
+}
+
 TEST(Store, OpenDeletesFilesNoRecordNamesAndReadsCheckFiles) {
   TempDir dir;
   {

@@ -278,6 +278,14 @@ struct Store::Rep {
   // readable after an unlink.
   std::mutex refs_mu;
   std::map<std::string, FileRef> refs;  // GUARDED_BY(refs_mu): file key -> reference
+  // Value files unnamed by Sync::kLater writes: a crash before the next sync could bring back
+  // the records that name them, so they stay until SyncWal (or a synced write) makes the
+  // writes durable.
+  std::mutex unlink_mu;
+  std::vector<uint64_t> unlink_after_sync;  // GUARDED_BY(unlink_mu)
+  void Unlink(const std::vector<uint64_t>& numbers) {
+    for (uint64_t n : numbers) unlink(ValuePath(values_dir, n).c_str());
+  }
 
   // The committed reference of `fk`, if any.
   std::optional<FileRef> CommittedRef(const std::string& fk) {
@@ -313,6 +321,7 @@ struct Store::Rep {
   std::mutex counters_mu;
   std::map<std::string, uint64_t> counters;  // GUARDED_BY(counters_mu)
   ~Rep() {
+    if (db && !unlink_after_sync.empty() && db->SyncWAL().ok()) Unlink(unlink_after_sync);
     for (auto* h : owned) db->DestroyColumnFamilyHandle(h);
     if (db) db->Close();
   }
@@ -418,7 +427,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   return R(std::unique_ptr<Store>(new Store(std::move(rep))));
 }
 
-Status Store::Write(Batch& batch) {
+Status Store::Write(Batch& batch, Sync sync) {
   QuietPerfCounters();
   auto& ops = batch.rep_->ops;
   // 1. Big values go to files first, synced, into files whose names are already synced
@@ -519,16 +528,27 @@ Status Store::Write(Batch& batch) {
       return Status::Error("store: cannot build batch: " + s.ToString());
     }
   }
+  // A synced write makes the unsynced ones before it durable too: their files can go after it.
+  std::vector<uint64_t> unlink_now;
+  if (sync == Sync::kNow) {
+    std::lock_guard<std::mutex> unlink_lock(rep_->unlink_mu);
+    unlink_now.swap(rep_->unlink_after_sync);
+  }
   rocksdb::WriteOptions wo;
-  wo.sync = true;
+  wo.sync = sync == Sync::kNow;
   rocksdb::Status s = rep_->db->Write(wo, &wb);
+  if (!s.ok() && !unlink_now.empty()) {
+    std::lock_guard<std::mutex> unlink_lock(rep_->unlink_mu);
+    rep_->unlink_after_sync.insert(rep_->unlink_after_sync.end(), unlink_now.begin(),
+                                   unlink_now.end());
+  }
   if (!s.ok()) {
     discard_created();
     return Status::Error("store: write failed: " + s.ToString());
   }
-  // 3. The index follows the commit, and files no record names any more go: the replaced ones
-  //    and this batch's own that a later write in the same batch overwrote. A crash before this
-  //    leaves orphans for Open to delete.
+  // 3. The index follows the commit, and files no record names any more go: this batch's own
+  //    that a later write in the same batch overwrote at once, the replaced ones once the batch
+  //    is durable. A crash before this leaves orphans for Open to delete.
   std::set<uint64_t> kept;
   std::lock_guard<std::mutex> refs_lock(rep_->refs_mu);
   for (const auto& [fk, ref] : now) {
@@ -539,11 +559,39 @@ Status Store::Write(Batch& batch) {
       rep_->refs.erase(fk);
     }
   }
-  for (uint64_t n : created) replaced.insert(n);
-  for (uint64_t n : replaced) {
-    if (!kept.count(n)) unlink(ValuePath(rep_->values_dir, n).c_str());
+  for (uint64_t n : created) {
+    if (!kept.count(n)) unlink_now.push_back(n);
   }
+  std::vector<uint64_t> unnamed;
+  for (uint64_t n : replaced) {
+    if (!kept.count(n)) unnamed.push_back(n);
+  }
+  if (sync == Sync::kNow) {
+    unlink_now.insert(unlink_now.end(), unnamed.begin(), unnamed.end());
+  } else if (!unnamed.empty()) {
+    std::lock_guard<std::mutex> unlink_lock(rep_->unlink_mu);
+    rep_->unlink_after_sync.insert(rep_->unlink_after_sync.end(), unnamed.begin(), unnamed.end());
+  }
+  rep_->Unlink(unlink_now);
   ops.clear();
+  return Status::Ok();
+}
+
+Status Store::SyncWal() {
+  QuietPerfCounters();
+  // Taken before the sync: these files were unnamed by writes that the sync below covers.
+  std::vector<uint64_t> doomed;
+  {
+    std::lock_guard<std::mutex> lock(rep_->unlink_mu);
+    doomed.swap(rep_->unlink_after_sync);
+  }
+  rocksdb::Status s = rep_->db->SyncWAL();
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(rep_->unlink_mu);
+    rep_->unlink_after_sync.insert(rep_->unlink_after_sync.end(), doomed.begin(), doomed.end());
+    return Status::Error("store: cannot sync the write-ahead log: " + s.ToString());
+  }
+  rep_->Unlink(doomed);
   return Status::Ok();
 }
 

@@ -18,10 +18,13 @@
 // write-ahead log and again in a blob file when the memtable flushes, twice the bytes of writing
 // it once (segue-bench store, docs/PERFORMANCE.md).
 //
-// Every state transition is one WriteBatch written with sync=true: either all of it is on disk
-// or none of it is. Value files keep that: a batch's files and their names are synced before the
-// batch commits, and files a committed batch no longer names are deleted after it; a crash in
-// between leaves only unnamed files, which Open deletes. Reads check size and checksum.
+// Every state transition is one WriteBatch: either all of it is on disk or none of it is. A
+// batch is synced as it is written (Sync::kNow) or later (Sync::kLater, made durable by the next
+// SyncWal or synced write): the write-ahead log is one sequence, so a crash of the machine can
+// only lose a suffix of the kLater writes, never a write from the middle. Value files keep that:
+// a batch's files and their names are synced before the batch commits, and files a batch no
+// longer names are deleted once the batch is durable; a crash in between leaves only unnamed
+// files, which Open deletes. Reads check size and checksum.
 #pragma once
 
 #include <cstdint>
@@ -86,8 +89,20 @@ class Store {
   static Result<std::unique_ptr<Store>> Open(const std::string& dir);
   ~Store();
 
-  // Applies `batch` atomically, synced to disk.
-  Status Write(Batch& batch);
+  // When Write makes a batch durable.
+  enum class Sync {
+    kNow,    // synced before Write returns (with every kLater write before it)
+    kLater,  // written to the write-ahead log: a crash of the process keeps it, one of the
+             // machine may lose it (and every later write) until the next SyncWal
+  };
+
+  // Applies `batch` atomically. Reads see it as soon as Write returns, either way.
+  Status Write(Batch& batch, Sync sync = Sync::kNow);
+
+  // Makes every write that returned before the call durable, then deletes the value files those
+  // writes no longer name. Thread-safe, also against Write: the coordinator calls it from a
+  // thread of its own while its event loop goes on writing.
+  Status SyncWal();
 
   // Returns the value, or an error whose message starts with "not found" when absent.
   Result<std::string> Get(Family f, const std::string& key);

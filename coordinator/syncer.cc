@@ -1,0 +1,106 @@
+#include "coordinator/syncer.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "common/store/store.h"
+
+namespace segue {
+namespace {
+
+int NewEventFd() {
+  const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("syncer: cannot create an eventfd");
+  return fd;
+}
+
+}  // namespace
+
+Syncer::Syncer(Store* store)
+    : store_(store), event_fd_(NewEventFd()), thread_([this] { Loop(); }) {}
+
+Syncer::~Syncer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+  close(event_fd_);
+}
+
+void Syncer::Request(uint64_t seq) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (seq <= requested_) return;
+    requested_ = seq;
+  }
+  cv_.notify_one();
+}
+
+Status Syncer::SyncNow(uint64_t seq) {
+  if (durable() >= seq) return Status::Ok();
+  // Every write up to seq has returned (the caller wrote them), so this sync covers them; a sync
+  // of the syncer's own running at the same time is harmless (RocksDB orders them).
+  Status s = store_->SyncWal();
+  if (!s.ok()) return s;
+  Publish(seq);
+  return Status::Ok();
+}
+
+void Syncer::Clear() {
+  uint64_t n;
+  [[maybe_unused]] ssize_t r = read(event_fd_, &n, sizeof(n));
+}
+
+Status Syncer::failure() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+void Syncer::Publish(uint64_t seq) {
+  uint64_t was = durable_.load();
+  while (was < seq && !durable_.compare_exchange_weak(was, seq)) {
+  }
+  // Sequentially consistent with WakeAt: either this sees the loop's wish, or the loop sees the
+  // new durable() when it checks after making it.
+  const uint64_t want = wake_at_.load();
+  if (want != 0 && want <= seq) Wake();
+}
+
+void Syncer::Wake() {
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = write(event_fd_, &one, sizeof(one));
+}
+
+void Syncer::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || requested_ > durable(); });
+    if (requested_ <= durable()) return;  // stopping, nothing left to sync
+    if (!failure_.ok()) {                 // the loop stops the process; do not spin
+      if (stop_) return;
+      cv_.wait(lock, [&] { return stop_; });
+      return;
+    }
+    // Every write numbered up to `target` returned before it was requested: one sync covers
+    // them all, however many turns asked meanwhile (group commit).
+    const uint64_t target = requested_;
+    lock.unlock();
+    Status s = store_->SyncWal();
+    lock.lock();
+    if (!s.ok()) {
+      failure_ = s;
+      Wake();
+      continue;
+    }
+    lock.unlock();
+    Publish(target);
+    lock.lock();
+  }
+}
+
+}  // namespace segue

@@ -1,0 +1,65 @@
+// Group commit off the event loop's thread. The loop writes each turn's batch unsynced
+// (Store::Sync::kLater), numbers it, asks for it to be made durable and goes on serving; a thread
+// of the syncer's own calls Store::SyncWal and publishes how far the disk has caught up. The loop
+// holds the messages that depend on a write until durable() reaches it, woken by fd().
+//
+// Why: a synced write per turn put an fdatasync (0.2-2 ms here) in front of every assignment, and
+// the loop could not read new requests while it waited (docs/PERFORMANCE.md, dispatch).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+#include "common/status/status.h"
+
+namespace segue {
+
+class Store;
+
+class Syncer {
+ public:
+  // REQUIRES: `store` outlives the syncer.
+  explicit Syncer(Store* store);
+  ~Syncer();  // syncs what was asked for, then joins the thread
+  Syncer(const Syncer&) = delete;
+  Syncer& operator=(const Syncer&) = delete;
+
+  // Asks for the writes numbered up to `seq` (all written already) to be made durable.
+  void Request(uint64_t seq);
+  // Makes the writes numbered up to `seq` durable before it returns, on the caller's thread if
+  // the syncer has not got there yet. Error when the store cannot sync.
+  Status SyncNow(uint64_t seq);
+  // The highest write number known durable. Any thread.
+  uint64_t durable() const { return durable_.load(); }
+  // Readable once durable() reaches the number last given to WakeAt (0: never), or a sync
+  // failed; Clear() empties it. Waking the loop only when it waits for something keeps it off the
+  // CPU the rest of the time.
+  int fd() const { return event_fd_; }
+  // REQUIRES: called from one thread. After it, check durable() again: a sync that finished
+  // meanwhile may not have woken fd().
+  void WakeAt(uint64_t seq) { wake_at_.store(seq); }
+  void Clear();
+  // Not OK once a sync has failed: the store's state on disk is then unknown.
+  Status failure() const;
+
+ private:
+  void Loop();
+  void Publish(uint64_t seq);  // REQUIRES: writes up to seq are durable
+  void Wake();
+
+  Store* const store_;
+  const int event_fd_;
+  std::atomic<uint64_t> durable_{0};
+  std::atomic<uint64_t> wake_at_{0};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t requested_ = 0;  // GUARDED_BY(mu_)
+  bool stop_ = false;       // GUARDED_BY(mu_)
+  Status failure_;          // GUARDED_BY(mu_)
+  std::thread thread_;      // last: starts once the members above exist
+};
+
+}  // namespace segue
