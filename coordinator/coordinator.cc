@@ -1492,6 +1492,16 @@ struct Coordinator::Impl {
             counters.fenced_results);
     counter("segue_bad_messages_total", "Malformed or unexpected messages, dropped.",
             counters.bad_messages);
+    counter("segue_store_syncs_total",
+            "Syncs of the store's write-ahead log (one serves every write since the last).",
+            syncer->syncs());
+    out +=
+        "# HELP segue_store_sync_seconds_total Time the syncs took: over segue_store_syncs_total, "
+        "the disk's flush time.\n# TYPE segue_store_sync_seconds_total counter\n"
+        "segue_store_sync_seconds_total " +
+        fmt::format("{}", syncer->sync_seconds()) + "\n";
+    gauge("segue_held_messages", "Replies and acknowledgements waiting for their writes' sync.");
+    out += "segue_held_messages " + std::to_string(held.size()) + "\n";
     return out;
   }
 

@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -46,7 +47,7 @@ Status Syncer::SyncNow(uint64_t seq) {
   if (durable() >= seq) return Status::Ok();
   // Every write up to seq has returned (the caller wrote them), so this sync covers them; a sync
   // of the syncer's own running at the same time is harmless (RocksDB orders them).
-  Status s = store_->SyncWal();
+  Status s = TimedSync();
   if (!s.ok()) return s;
   Publish(seq);
   return Status::Ok();
@@ -72,6 +73,16 @@ void Syncer::Publish(uint64_t seq) {
   if (want != 0 && want <= seq) Wake();
 }
 
+Status Syncer::TimedSync() {
+  const auto start = std::chrono::steady_clock::now();
+  Status s = store_->SyncWal();
+  sync_ns_ += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
+  ++syncs_;
+  return s;
+}
+
 void Syncer::Wake() {
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t r = write(event_fd_, &one, sizeof(one));
@@ -92,7 +103,7 @@ void Syncer::Loop() {
     // them all, however many turns asked meanwhile (group commit).
     const uint64_t target = requested_;
     lock.unlock();
-    Status s = store_->SyncWal();
+    Status s = TimedSync();
     lock.lock();
     if (!s.ok()) {
       failure_ = s;

@@ -44,16 +44,22 @@ class Syncer {
   void Clear();
   // Not OK once a sync has failed: the store's state on disk is then unknown.
   Status failure() const;
+  // Syncs made so far, and the seconds they took together (the disk's flush time, for
+  // /metrics). Any thread.
+  uint64_t syncs() const { return syncs_.load(); }
+  double sync_seconds() const { return static_cast<double>(sync_ns_.load()) / 1e9; }
 
  private:
   void Loop();
   void Publish(uint64_t seq);  // REQUIRES: writes up to seq are durable
   void Wake();
+  Status TimedSync();  // Store::SyncWal, counted
 
   Store* const store_;
   const int event_fd_;
   std::atomic<uint64_t> durable_{0};
   std::atomic<uint64_t> wake_at_{0};
+  std::atomic<uint64_t> syncs_{0}, sync_ns_{0};
   mutable std::mutex mu_;
   std::condition_variable cv_;
   uint64_t requested_ = 0;  // GUARDED_BY(mu_)

@@ -65,7 +65,8 @@ TEST(Http, MetricsStatusAndBadRequests) {
   for (const char* family :
        {"segue_jobs", "segue_segments", "segue_queue_depth", "segue_workers",
         "segue_dispatch_latency_seconds", "segue_step_seconds", "segue_checkpoint_bytes_total",
-        "segue_fenced_results_total", "segue_bad_messages_total", "segue_pool_size"}) {
+        "segue_fenced_results_total", "segue_bad_messages_total", "segue_pool_size",
+        "segue_store_syncs_total", "segue_store_sync_seconds_total", "segue_held_messages"}) {
     EXPECT_NE(metrics.find("# TYPE " + std::string(family) + " "), std::string::npos) << family;
   }
   EXPECT_EQ(Metric(metrics, "segue_jobs{state=\"RUNNING\"}"), 1) << metrics;
@@ -116,6 +117,9 @@ TEST(Http, MetricsStatusAndBadRequests) {
   EXPECT_EQ(status, 200);
   EXPECT_EQ(Metric(metrics, "segue_jobs{state=\"DONE\"}"), 1) << metrics;
   EXPECT_GT(Metric(metrics, "segue_step_seconds_count"), 0);
+  // Every transition was synced by the syncer, which timed it.
+  EXPECT_GT(Metric(metrics, "segue_store_syncs_total"), 0);
+  EXPECT_GT(Metric(metrics, "segue_store_sync_seconds_total"), 0);
 }
 
 // The dashboard in a real browser: the job's progress shown on the page advances while it
