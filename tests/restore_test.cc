@@ -110,16 +110,32 @@ bool WaitForWorkers(Client& client, size_t n) {
   return false;
 }
 
-// The workers a task failed on outlive a restart: the task still avoids them, and its job fails
-// once it has failed on max_attempts distinct workers, counting those before the restart.
-TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
-  TempDir dir;
+// A coordinator over DIR/state; the raw peers send no heartbeats.
+CoordinatorOptions Options(const TempDir& dir) {
   CoordinatorOptions o;
   o.listen = "tcp://127.0.0.1:*";
   o.state_dir = dir / "state";
   o.output_root = dir / "root";
-  o.max_attempts = 2;
   o.liveness_ms = 600000;
+  return o;
+}
+
+SubmitRequest OneSegmentJob() {
+  SubmitRequest req;
+  req.manifest_name = "one.yaml";
+  req.manifest_text =
+      "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 8}\nmodel: {name: zoom, "
+      "steps: 2}\nsegments: {length: 8, overlap: 0}\ntimeline: [{at: 0, prompt: hello}]\n"
+      "output: {path: out/one.mp4}\n";
+  return req;
+}
+
+// The workers a task failed on outlive a restart: the task still avoids them, and its job fails
+// once it has failed on max_attempts distinct workers, counting those before the restart.
+TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
+  TempDir dir;
+  CoordinatorOptions o = Options(dir);
+  o.max_attempts = 2;
   zmq::context_t ctx(1);
   uint64_t job = 0;
   {
@@ -128,13 +144,7 @@ TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
     Peer w0(ctx, first.endpoint(), "w0");
     Client client(first.endpoint(), 5000);
     ASSERT_TRUE(WaitForWorkers(client, 1));
-    SubmitRequest req;
-    req.manifest_name = "one.yaml";
-    req.manifest_text =
-        "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 8}\nmodel: {name: zoom, "
-        "steps: 2}\nsegments: {length: 8, overlap: 0}\ntimeline: [{at: 0, prompt: hello}]\n"
-        "output: {path: out/one.mp4}\n";
-    auto sub = client.Submit(req);
+    auto sub = client.Submit(OneSegmentJob());
     ASSERT_TRUE(sub.ok()) << sub.message();
     job = sub->job_id;
     w0.AskForWork();
@@ -178,11 +188,7 @@ TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
 // the worker that holds the lost attempt comes back and asks again.
 TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
   TempDir dir;
-  CoordinatorOptions o;
-  o.listen = "tcp://127.0.0.1:*";
-  o.state_dir = dir / "state";
-  o.output_root = dir / "root";
-  o.liveness_ms = 600000;
+  const CoordinatorOptions o = Options(dir);
   zmq::context_t ctx(1);
   uint64_t job = 0;
   uint32_t held = 0;  // the attempt w0 holds
@@ -192,13 +198,7 @@ TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
     Peer w0(ctx, first.endpoint(), "w0");
     Client client(first.endpoint(), 5000);
     ASSERT_TRUE(WaitForWorkers(client, 1));
-    SubmitRequest req;
-    req.manifest_name = "one.yaml";
-    req.manifest_text =
-        "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 8}\nmodel: {name: zoom, "
-        "steps: 2}\nsegments: {length: 8, overlap: 0}\ntimeline: [{at: 0, prompt: hello}]\n"
-        "output: {path: out/one.mp4}\n";
-    auto sub = client.Submit(req);
+    auto sub = client.Submit(OneSegmentJob());
     ASSERT_TRUE(sub.ok()) << sub.message();
     job = sub->job_id;
     w0.AskForWork();
