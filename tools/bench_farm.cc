@@ -136,9 +136,9 @@ class SimulatedWorkers {
       int fd;
       ~CloseFd() { close(fd); }
     } close_epfd{epfd};
-    // zmq::poll waits whole milliseconds; results fall due to the microsecond. The timer wakes
-    // the thread when the next one falls due: no spinning, which would take a core from the
-    // coordinator under test (there are two).
+    // epoll_wait's timeout is in whole milliseconds; results fall due to the microsecond. The
+    // timer wakes the thread when the next one falls due: no spinning, which would take a core
+    // from the coordinator under test (there are two).
     Timer timer;
     const uint64_t timer_key = sims_.size();
     auto watch = [&](int fd, uint64_t key) {
