@@ -2107,6 +2107,10 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
     // A worker that reconnects (new socket, same name) takes its identity over at once; the
     // default would drop the new connection while the old one lingers.
     impl->sock.set(zmq::sockopt::router_handover, 1);
+    // A farm's workers all reconnect at once when the coordinator restarts. ZeroMQ's default
+    // listen backlog (100) drops the connections beyond it, and each dropped one waits a second
+    // for TCP to retry; the kernel caps this at net.core.somaxconn.
+    impl->sock.set(zmq::sockopt::backlog, 1024);
     impl->sock.bind(options.listen);
     impl->endpoint = impl->sock.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {

@@ -327,6 +327,7 @@ SimRun RunEcho(int workers, int tasks, SimPace pace) {
   zmq::context_t ctx(1);
   zmq::socket_t router(ctx, zmq::socket_type::router);
   router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::backlog, 1024);  // as the coordinator's: every worker connects at once
   router.bind("tcp://127.0.0.1:*");
   const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
   ServingThread echo([&](const std::atomic<bool>& stop) {
