@@ -2076,7 +2076,8 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   auto store = Store::Open(options.state_dir);
   if (!store.ok()) return R::Error(store.message());
   impl->store = std::move(*store);
-  impl->syncer = std::make_unique<Syncer>(impl->store.get());
+  impl->syncer = std::make_unique<Syncer>(impl->store.get(),
+                                          std::chrono::microseconds(options.sync_interval_us));
   if (Status s = impl->Restore(); !s.ok()) return R::Error("cannot restore jobs: " + s.message());
   impl->FlushWrites();
   if (!options.curve_clients.empty() && options.curve_key.empty())

@@ -62,6 +62,11 @@ int main(int argc, char** argv) {
                  "codenoise: how long to wait for busy workers before starting a smaller gang")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
+  app.add_option("--sync-interval-us", o.sync_interval_us,
+                 "sync the state store's log at most this often under load: replies and acks "
+                 "wait for their sync, assignments do not (0: sync as often as asked)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
   app.add_option("--config", o.config_file,
                  "the coordinator's config file: worker pools (configs/coordinator.yaml); "
                  "without one there is a `local` pool of size 0");

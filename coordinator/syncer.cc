@@ -21,8 +21,8 @@ int NewEventFd() {
 
 }  // namespace
 
-Syncer::Syncer(Store* store)
-    : store_(store), event_fd_(NewEventFd()), thread_([this] { Loop(); }) {}
+Syncer::Syncer(Store* store, std::chrono::microseconds interval)
+    : store_(store), interval_(interval), event_fd_(NewEventFd()), thread_([this] { Loop(); }) {}
 
 Syncer::~Syncer() {
   {
@@ -91,6 +91,7 @@ void Syncer::Wake() {
 void Syncer::Loop() {
   pthread_setname_np(pthread_self(), "segue-syncer");  // as top -H and perf show it
   std::unique_lock<std::mutex> lock(mu_);
+  std::chrono::steady_clock::time_point last_start{};
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || requested_ > durable(); });
     if (requested_ <= durable()) return;  // stopping, nothing left to sync
@@ -99,6 +100,11 @@ void Syncer::Loop() {
       cv_.wait(lock, [&] { return stop_; });
       return;
     }
+    // At most one sync per interval; a request after a quiet spell is synced at once. Stopping
+    // cuts the wait short.
+    cv_.wait_until(lock, last_start + interval_, [&] { return stop_; });
+    if (requested_ <= durable()) continue;  // SyncNow got there meanwhile
+    last_start = std::chrono::steady_clock::now();
     // Every write numbered up to `target` returned before it was requested: one sync covers
     // them all, however many turns asked meanwhile (group commit).
     const uint64_t target = requested_;

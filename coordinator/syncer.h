@@ -4,10 +4,14 @@
 // holds the messages that depend on a write until durable() reaches it, woken by fd().
 //
 // Why: a synced write per turn put an fdatasync (0.2-2 ms here) in front of every assignment, and
-// the loop could not read new requests while it waited (docs/PERFORMANCE.md, dispatch).
+// the loop could not read new requests while it waited (docs/PERFORMANCE.md, dispatch). Under
+// load the thread starts a sync at most once per `interval`: each sync costs CPU and an interrupt
+// whatever it carries, and on a loaded machine fewer, fuller syncs left more of the cores to the
+// loop (the held messages wait up to that much longer; assignments never wait).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -22,7 +26,7 @@ class Store;
 class Syncer {
  public:
   // REQUIRES: `store` outlives the syncer.
-  explicit Syncer(Store* store);
+  Syncer(Store* store, std::chrono::microseconds interval);
   ~Syncer();  // syncs what was asked for, then joins the thread
   Syncer(const Syncer&) = delete;
   Syncer& operator=(const Syncer&) = delete;
@@ -56,6 +60,7 @@ class Syncer {
   Status TimedSync();  // Store::SyncWal, counted
 
   Store* const store_;
+  const std::chrono::microseconds interval_;  // between the starts of two of its syncs
   const int event_fd_;
   std::atomic<uint64_t> durable_{0};
   std::atomic<uint64_t> wake_at_{0};

@@ -40,7 +40,7 @@ TEST(Syncer, MakesRequestedWritesDurableAndWakesOnlyAWaitingLoop) {
   TempDir dir;
   auto store = Store::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.message();
-  Syncer syncer(store->get());
+  Syncer syncer(store->get(), std::chrono::microseconds(0));
   EXPECT_EQ(syncer.durable(), 0u);
 
   // Nothing waits: the sync happens, the loop sleeps on.
@@ -68,6 +68,26 @@ TEST(Syncer, MakesRequestedWritesDurableAndWakesOnlyAWaitingLoop) {
 }
 
 // Value files holding a value (the store keeps a few empty ones ready).
+// Under load a sync starts at most once per interval, and a request after a quiet spell is synced
+// at once; SyncNow (the loop's own, rare) does not wait for it.
+TEST(Syncer, SyncsAtMostOncePerInterval) {
+  TempDir dir;
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.message();
+  Syncer syncer(store->get(), std::chrono::seconds(5));
+  WriteUnsynced(**store, 1);
+  syncer.Request(1);
+  ASSERT_TRUE(DurableBy(syncer, 1));  // the first: at once
+  WriteUnsynced(**store, 2);
+  syncer.Request(2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(syncer.durable(), 1u);  // the second waits out the interval
+  EXPECT_EQ(syncer.syncs(), 1u);
+  ASSERT_TRUE(syncer.SyncNow(2).ok());
+  EXPECT_EQ(syncer.durable(), 2u);
+  EXPECT_GT(syncer.sync_seconds(), 0.0);
+}
+
 size_t ValueFiles(const std::string& dir) {
   size_t n = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir + "/values"))
@@ -86,7 +106,7 @@ TEST(Syncer, DestroyingItFinishesWhatWasRequested) {
   b.Put(Family::kCheckpoints, TaskKey(1, 0), big);
   ASSERT_TRUE((*store)->Write(b).ok());
   {
-    Syncer syncer(store->get());
+    Syncer syncer(store->get(), std::chrono::microseconds(0));
     b.Put(Family::kCheckpoints, TaskKey(1, 0), bigger);
     ASSERT_TRUE((*store)->Write(b, Store::Sync::kLater).ok());
     EXPECT_EQ(ValueFiles(dir.path()), 2u);
