@@ -27,14 +27,14 @@ struct CoordinatorOptions {
   int checkpoint_steps = 10;    // workers send a segment's latents every K steps ...
   int checkpoint_seconds = 60;  // ... or T seconds, whichever comes first (0: off)
   int gang_wait_ms = 2000;      // codenoise: wait this long for busy workers before a smaller gang
-  int sync_interval_us =
-      2000;                   // the store's log is synced at most this often (0: as often as asked)
-  std::string config_file;    // pools (configs/coordinator.yaml); empty: the built-in local pool
-  std::string advertise;      // endpoint pool workers connect to (default: the bound one)
-  std::string worker_binary;  // for local pools (default: segue-worker beside this binary)
-  std::string http;           // HOST:PORT for /metrics, /api/v1/status and /; empty: none
-  std::string curve_key;      // the coordinator's CURVE key file; empty: plain TCP
-  std::string curve_clients;  // allowed client public keys (a .pub file or a folder); empty: any
+  std::string config_file;      // pools (configs/coordinator.yaml); empty: the built-in local pool
+  std::string advertise;        // endpoint pool workers connect to (default: the bound one)
+  std::string worker_binary;    // for local pools (default: segue-worker beside this binary)
+  std::string http;             // HOST:PORT for /metrics, /api/v1/status and /; empty: none
+  std::string curve_key;        // the coordinator's CURVE key file; empty: plain TCP
+  std::string curve_clients;    // allowed client public keys (a .pub file or a folder); empty: any
+  // Under load the store's log is synced at most this often (0: as often as asked).
+  int sync_interval_us = 2000;
 };
 
 struct CoordinatorCounters {

@@ -59,6 +59,7 @@ void Syncer::Clear() {
 }
 
 Status Syncer::failure() const {
+  if (!failed_.load()) return Status::Ok();
   std::lock_guard<std::mutex> lock(mu_);
   return failure_;
 }
@@ -113,6 +114,7 @@ void Syncer::Loop() {
     lock.lock();
     if (!s.ok()) {
       failure_ = s;
+      failed_ = true;
       Wake();
       continue;
     }

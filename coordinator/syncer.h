@@ -44,9 +44,12 @@ class Syncer {
   int fd() const { return event_fd_; }
   // REQUIRES: called from one thread. After it, check durable() again: a sync that finished
   // meanwhile may not have woken fd().
-  void WakeAt(uint64_t seq) { wake_at_.store(seq); }
+  void WakeAt(uint64_t seq) {
+    if (wake_at_.load(std::memory_order_relaxed) != seq) wake_at_.store(seq);  // most turns: same
+  }
   void Clear();
-  // Not OK once a sync has failed: the store's state on disk is then unknown.
+  // Not OK once a sync has failed: the store's state on disk is then unknown. (Checked every turn
+  // of the loop: no lock unless one has failed.)
   Status failure() const;
   // Syncs made so far, and the seconds they took together (the disk's flush time, for
   // /metrics). Any thread.
@@ -65,6 +68,7 @@ class Syncer {
   std::atomic<uint64_t> durable_{0};
   std::atomic<uint64_t> wake_at_{0};
   std::atomic<uint64_t> syncs_{0}, sync_ns_{0};
+  std::atomic<bool> failed_{false};  // failure_ is set
   mutable std::mutex mu_;
   std::condition_variable cv_;
   uint64_t requested_ = 0;  // GUARDED_BY(mu_)

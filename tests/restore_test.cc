@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <thread>
 #include <zmq.hpp>
 
@@ -130,6 +131,27 @@ SubmitRequest OneSegmentJob() {
   return req;
 }
 
+// A first coordinator over `o`: w0 joins, the one-segment job is submitted and w0 takes its task,
+// (job, segment, attempt) into *assigned; `then` runs before the coordinator stops.
+testing::AssertionResult FirstAssignment(
+    const CoordinatorOptions& o, zmq::context_t& ctx,
+    std::tuple<uint64_t, uint32_t, uint32_t>* assigned,
+    const std::function<void(Peer& w0, Client& client)>& then = {}) {
+  Serving first(o);
+  if (!first.ok()) return testing::AssertionFailure() << "the coordinator did not start";
+  Peer w0(ctx, first.endpoint(), "w0");
+  Client client(first.endpoint(), 5000);
+  if (!WaitForWorkers(client, 1)) return testing::AssertionFailure() << "w0 did not join";
+  auto sub = client.Submit(OneSegmentJob());
+  if (!sub.ok()) return testing::AssertionFailure() << sub.message();
+  w0.AskForWork();
+  auto a = w0.Assignment(5000ms);
+  if (!a.has_value()) return testing::AssertionFailure() << "w0 got no task";
+  *assigned = *a;
+  if (then) then(w0, client);
+  return testing::AssertionSuccess();
+}
+
 // The workers a task failed on outlive a restart: the task still avoids them, and its job fails
 // once it has failed on max_attempts distinct workers, counting those before the restart.
 TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
@@ -137,26 +159,17 @@ TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
   CoordinatorOptions o = Options(dir);
   o.max_attempts = 2;
   zmq::context_t ctx(1);
-  uint64_t job = 0;
-  {
-    Serving first(o);
-    ASSERT_TRUE(first.ok());
-    Peer w0(ctx, first.endpoint(), "w0");
-    Client client(first.endpoint(), 5000);
-    ASSERT_TRUE(WaitForWorkers(client, 1));
-    auto sub = client.Submit(OneSegmentJob());
-    ASSERT_TRUE(sub.ok()) << sub.message();
-    job = sub->job_id;
-    w0.AskForWork();
-    auto a = w0.Assignment(5000ms);
-    ASSERT_TRUE(a.has_value());
-    w0.Fail(job, std::get<1>(*a), std::get<2>(*a));
+  std::tuple<uint64_t, uint32_t, uint32_t> first;
+  ASSERT_TRUE(FirstAssignment(o, ctx, &first, [&](Peer& w0, Client& client) {
+    const auto [job, segment, attempt] = first;
+    w0.Fail(job, segment, attempt);
     for (int i = 0; i < 200; ++i) {  // the failure is recorded before the coordinator stops
       auto st = client.Status(job);
       if (st.ok() && st->segments_running == 0) break;
       std::this_thread::sleep_for(10ms);
     }
-  }
+  }));
+  const uint64_t job = std::get<0>(first);
   Serving second(o);
   ASSERT_TRUE(second.ok());
   Peer w0(ctx, second.endpoint(), "w0");
@@ -190,22 +203,10 @@ TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
   TempDir dir;
   const CoordinatorOptions o = Options(dir);
   zmq::context_t ctx(1);
-  uint64_t job = 0;
-  uint32_t held = 0;  // the attempt w0 holds
-  {
-    Serving first(o);
-    ASSERT_TRUE(first.ok());
-    Peer w0(ctx, first.endpoint(), "w0");
-    Client client(first.endpoint(), 5000);
-    ASSERT_TRUE(WaitForWorkers(client, 1));
-    auto sub = client.Submit(OneSegmentJob());
-    ASSERT_TRUE(sub.ok()) << sub.message();
-    job = sub->job_id;
-    w0.AskForWork();
-    auto a = w0.Assignment(5000ms);
-    ASSERT_TRUE(a.has_value());
-    held = std::get<2>(*a);
-  }
+  std::tuple<uint64_t, uint32_t, uint32_t> first;
+  ASSERT_TRUE(FirstAssignment(o, ctx, &first));
+  const uint64_t job = std::get<0>(first);
+  const uint32_t held = std::get<2>(first);  // the attempt w0 holds
   {  // what a crash before the assignment's sync leaves on disk
     auto store = Store::Open(o.state_dir);
     ASSERT_TRUE(store.ok()) << store.message();
