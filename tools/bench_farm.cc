@@ -22,6 +22,7 @@
 #include "common/protocol/protocol.h"
 #include "coordinator/coordinator.h"
 #include "tools/bench_util.h"
+#include "tools/zmtp_dealer.h"
 
 namespace segue {
 namespace {
@@ -92,21 +93,17 @@ class Timer {
   Clock::time_point armed_{};
 };
 
-// `workers` simulated workers on one thread, each a DEALER socket speaking the worker protocol
-// to `endpoint`, advertising `model`. A render assignment is answered as `pace` says, with zero
-// latents of the right shape and, first, a request for the next task (as segue-worker does).
-// The run ends when an encode assignment arrives (the coordinator issues it once every
-// segment's result is stored) or after `limit`.
+// `workers` simulated workers on one thread, each a ZMTP DEALER connection (tools/zmtp_dealer.h)
+// speaking the worker protocol to `endpoint`, advertising `model`. A render assignment is
+// answered as `pace` says, with zero latents of the right shape and, first, a request for the
+// next task (as segue-worker does). The run ends when an encode assignment arrives (the
+// coordinator issues it once every segment's result is stored) or after `limit`.
 class SimulatedWorkers {
  public:
-  SimulatedWorkers(zmq::context_t& ctx, const std::string& endpoint, int workers,
-                   const std::string& model, SimPace pace)
+  SimulatedWorkers(const std::string& endpoint, int workers, const std::string& model, SimPace pace)
       : pace_(pace) {
     for (int i = 0; i < workers; ++i) {
-      Sim s{zmq::socket_t(ctx, zmq::socket_type::dealer), {}, {}, {}, {}};
-      s.sock.set(zmq::sockopt::linger, 0);
-      s.sock.set(zmq::sockopt::routing_id, "sim" + std::to_string(i));
-      s.sock.connect(endpoint);
+      Sim s{ZmtpDealer(endpoint, "sim" + std::to_string(i)), {}, {}, {}, {}};
       capnp::MallocMessageBuilder b;
       auto h = b.initRoot<wire::Envelope>().initHello();
       h.setProtocolVersion(wire::PROTOCOL_VERSION);
@@ -115,7 +112,7 @@ class SimulatedWorkers {
       h.setDevice("cpu");
       h.initModels(1).set(0, model);
       h.setMemoryBytes(1ull << 34);
-      s.sock.send(zmq::buffer(Serialize(b)), zmq::send_flags::none);
+      s.peer.Send(Serialize(b));
       sims_.push_back(std::move(s));
     }
   }
@@ -124,67 +121,59 @@ class SimulatedWorkers {
   SimRun Run(Clock::time_point start, std::chrono::seconds limit) {
     SimRun run;
     const std::string want = WorkRequest();
-    // One epoll set over every socket's ZMQ_FD and a timer, rather than zmq::poll over them all:
-    // zmq::poll asks each of the sockets for its state on every wake-up (a system call or two
-    // each), which made this thread the largest user of the two cores the coordinator under test
-    // also needs. A ZMQ_FD turns readable when the socket has commands to process; a send can
-    // process them too and swallow the signal of a message that came in meanwhile, so a socket
-    // sent on is read again on the next turn whatever epoll says (`recheck_`).
-    const int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0) throw std::runtime_error("epoll_create1: " + std::string(strerror(errno)));
+    // One epoll set over every connection and a timer: the thread sleeps until a message comes
+    // or a result falls due.
+    epfd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) throw std::runtime_error("epoll_create1: " + std::string(strerror(errno)));
     struct CloseFd {
-      int fd;
-      ~CloseFd() { close(fd); }
-    } close_epfd{epfd};
+      int& fd;
+      ~CloseFd() {
+        close(fd);
+        fd = -1;
+      }
+    } close_epfd{epfd_};
     // epoll_wait's timeout is in whole milliseconds; results fall due to the microsecond. The
     // timer wakes the thread when the next one falls due: no spinning, which would take a core
     // from the coordinator under test (there are two).
     Timer timer;
     const uint64_t timer_key = sims_.size();
-    auto watch = [&](int fd, uint64_t key) {
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = key;
-      if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-        throw std::runtime_error("epoll_ctl: " + std::string(strerror(errno)));
-    };
-    for (size_t i = 0; i < sims_.size(); ++i) {
-      watch(sims_[i].sock.get(zmq::sockopt::fd), i);
-      Recheck(i);  // messages may be waiting already
-    }
-    watch(timer.fd(), timer_key);
+    for (size_t i = 0; i < sims_.size(); ++i) Watch(sims_[i].peer.fd(), i, EPOLL_CTL_ADD);
+    Watch(timer.fd(), timer_key, EPOLL_CTL_ADD);
     std::vector<epoll_event> events(sims_.size() + 1);
-    std::vector<size_t> ready;
+    std::vector<std::string> messages;
     while (Clock::now() - start < limit) {
       Clock::time_point next = Clock::time_point::max();  // the next result falls due
       for (auto& s : sims_) {
         if (!s.result.empty()) next = std::min(next, s.due);
       }
       int timeout_ms = 50;
-      if (!recheck_.empty() || next <= Clock::now()) {
+      if (next <= Clock::now()) {
         timeout_ms = 0;
       } else if (next != Clock::time_point::max()) {
         timer.WakeAt(next);
       }
-      const int n = epoll_wait(epfd, events.data(), static_cast<int>(events.size()), timeout_ms);
-      ready.swap(recheck_);
-      recheck_.clear();
-      std::fill(rechecking_.begin(), rechecking_.end(), false);
-      for (int e = 0; e < n; ++e) {
-        if (events[e].data.u64 == timer_key) {
-          timer.Clear();
-        } else {
-          ready.push_back(events[e].data.u64);
-        }
-      }
-      // Every waiting message comes off the sockets first, stamped as it arrives: one thread
-      // serves all the workers, and a latency stamped only once the thread got round to the
-      // message would also count the time it spent answering the ones before it.
+      const int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+      // Every waiting message is read first, stamped as it arrives: one thread serves all the
+      // workers, and a latency stamped only once the thread got round to the message would also
+      // count the time it spent answering the ones before it.
       inbox_.clear();
-      for (size_t i : ready) {
-        zmq::message_t msg;
-        while (sims_[i].sock.recv(msg, zmq::recv_flags::dontwait))
-          inbox_.push_back({i, std::move(msg), Clock::now()});
+      for (int e = 0; e < n; ++e) {
+        const uint64_t key = events[e].data.u64;
+        if (key == timer_key) {
+          timer.Clear();
+          continue;
+        }
+        Sim& s = sims_[key];
+        if (events[e].events & EPOLLOUT) {
+          s.peer.Flush();
+          if (!s.peer.wants_write()) Watch(s.peer.fd(), key, EPOLL_CTL_MOD);
+        }
+        if (!(events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+        messages.clear();
+        const bool open = s.peer.Receive(messages);
+        const auto arrived = Clock::now();
+        for (auto& m : messages) inbox_.push_back({key, std::move(m), arrived});
+        if (!open) throw std::runtime_error("the coordinator closed a worker's connection");
       }
       for (size_t i = 0; i < sims_.size(); ++i) {
         if (!sims_[i].result.empty() && Clock::now() >= sims_[i].due) Deliver(i, want);
@@ -196,8 +185,7 @@ class SimulatedWorkers {
         auto env = (*in)->envelope();
         if (env.isWelcome()) {
           s.asked = Clock::now();
-          s.sock.send(zmq::buffer(want), zmq::send_flags::none);
-          Recheck(i);
+          Send(i, want);
         } else if (env.isError()) {
           throw std::runtime_error(std::string("coordinator: ") +
                                    env.getError().getMessage().cStr());
@@ -238,41 +226,44 @@ class SimulatedWorkers {
 
  private:
   struct Sim {
-    zmq::socket_t sock;
+    ZmtpDealer peer;
     Clock::time_point asked{};  // when it last asked for work (paced: was due to)
     Clock::time_point due{};    // when its result goes, with its next request
     Clock::time_point paced{};  // paced: its next due time after `due`
     std::string result;         // the result it holds until `due`
-    // As segue-worker does: the request for the next task, then the result.
-    void Deliver(const std::string& request) {
-      asked = std::min(due, Clock::now());
-      sock.send(zmq::buffer(request), zmq::send_flags::none);
-      sock.send(zmq::buffer(result), zmq::send_flags::none);
-      result.clear();
-    }
   };
-  void Deliver(size_t i, const std::string& request) {
-    sims_[i].Deliver(request);
-    Recheck(i);
+  void Watch(int fd, uint64_t key, int op, uint32_t events = EPOLLIN) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = key;
+    if (epoll_ctl(epfd_, op, fd, &ev) != 0)
+      throw std::runtime_error("epoll_ctl: " + std::string(strerror(errno)));
   }
-  // Socket i is read on the next turn whether or not epoll reports it.
-  void Recheck(size_t i) {
-    if (rechecking_.size() < sims_.size()) rechecking_.resize(sims_.size(), false);
-    if (rechecking_[i]) return;
-    rechecking_[i] = true;
-    recheck_.push_back(i);
+  // Sends on connection i; what the socket did not take waits for it to turn writable.
+  void Send(size_t i, std::string_view body) {
+    ZmtpDealer& peer = sims_[i].peer;
+    const bool waiting = peer.wants_write();
+    peer.Send(body);
+    if (!waiting && peer.wants_write()) Watch(peer.fd(), i, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
+  }
+  // As segue-worker does: the request for the next task, then the result.
+  void Deliver(size_t i, const std::string& request) {
+    Sim& s = sims_[i];
+    s.asked = std::min(s.due, Clock::now());
+    Send(i, request);
+    Send(i, s.result);
+    s.result.clear();
   }
   struct Arrival {
     size_t sim;
-    zmq::message_t msg;
+    std::string msg;
     Clock::time_point at;
   };
   SimPace pace_;
   Clock::time_point paced_origin_{};  // paced: when the run's first assignment arrived
   std::vector<Sim> sims_;
-  std::vector<Arrival> inbox_;    // this wake-up's messages, in arrival order
-  std::vector<size_t> recheck_;   // sockets sent on since the last wake-up
-  std::vector<bool> rechecking_;  // by socket: in recheck_
+  std::vector<Arrival> inbox_;  // this wake-up's messages, in arrival order
+  int epfd_ = -1;               // Run's epoll set
 };
 
 std::string JobManifest(const std::string& name, const std::string& model, int segments,
@@ -299,8 +290,7 @@ SimRun RunFarm(const std::string& name, int workers, int segments, int length, S
   SimRun run;
   {
     ServingThread serve([&](const std::atomic<bool>& stop) { (*coordinator)->Run(stop); });
-    zmq::context_t ctx(1);
-    SimulatedWorkers sims(ctx, (*coordinator)->endpoint(), workers, name, pace);
+    SimulatedWorkers sims((*coordinator)->endpoint(), workers, name, pace);
     Client client((*coordinator)->endpoint(), 10000);
     for (int i = 0; i < 200; ++i) {  // every worker in before the job
       auto ws = client.Workers();
@@ -367,7 +357,7 @@ SimRun RunEcho(int workers, int tasks, SimPace pace) {
       }
     }
   });
-  SimulatedWorkers sims(ctx, endpoint, workers, "echo", pace);
+  SimulatedWorkers sims(endpoint, workers, "echo", pace);
   return sims.Run(Clock::now(), std::chrono::seconds(600));
 }
 
