@@ -59,6 +59,11 @@ TEST_F(ZmtpDealerTest, TheRouterSeesItsIdentityAndBothWaysCarryShortAndLongFrame
   auto [id2, body2] = RouterReceive();
   EXPECT_EQ(id2, "sim7");
   EXPECT_EQ(body2, long_body);
+  dealer.Queue("first");  // queued messages go in one write, each its own message
+  dealer.Queue("second");
+  dealer.Flush();
+  EXPECT_EQ(RouterReceive().second, "first");
+  EXPECT_EQ(RouterReceive().second, "second");
 
   std::string reply(300, '\0');  // a long frame of every byte value, zeros included
   for (size_t i = 0; i < reply.size(); ++i) reply[i] = static_cast<char>(i);

@@ -84,7 +84,7 @@ ZmtpDealer::ZmtpDealer(const std::string& endpoint, const std::string& identity)
   ready += "READY";
   AppendProperty(ready, "Socket-Type", "DEALER");
   AppendProperty(ready, "Identity", identity);
-  Queue(kCommand, ready);
+  QueueFrame(kCommand, ready);
   Flush();
   // A peer reads the frames after the handshake as commands until it has sent its own READY:
   // a message sent before the peer's READY has come is refused (ZeroMQ's own sockets wait too).
@@ -130,7 +130,7 @@ ZmtpDealer::ZmtpDealer(ZmtpDealer&& other) noexcept
   other.fd_ = -1;
 }
 
-void ZmtpDealer::Queue(uint8_t flags, std::string_view body) {
+void ZmtpDealer::QueueFrame(uint8_t flags, std::string_view body) {
   if (body.size() > 255) {
     out_.push_back(static_cast<char>(flags | kLong));
     AppendBigEndian(out_, body.size(), 8);
@@ -141,8 +141,10 @@ void ZmtpDealer::Queue(uint8_t flags, std::string_view body) {
   out_.append(body);
 }
 
+void ZmtpDealer::Queue(std::string_view body) { QueueFrame(0, body); }
+
 void ZmtpDealer::Send(std::string_view body) {
-  Queue(0, body);
+  QueueFrame(0, body);
   Flush();
 }
 
@@ -213,7 +215,7 @@ void ZmtpDealer::ParseFrames(std::vector<std::string>& out) {
         pong.push_back(4);
         pong += "PONG";
         if (body.size() > 7) pong.append(body.substr(7));
-        Queue(kCommand, pong);
+        QueueFrame(kCommand, pong);
         Flush();
       }
       continue;

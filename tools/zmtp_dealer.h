@@ -37,7 +37,10 @@ class ZmtpDealer {
   // Sends a one-frame message: written at once as far as the socket takes it, the rest kept for
   // Flush. Throws when the connection is gone.
   void Send(std::string_view body);
-  // Writes what Send could not. Throws when the connection is gone.
+  // Queues a one-frame message without writing it: messages queued together go out in one
+  // system call at the next Send or Flush (as a ZeroMQ I/O thread batches what it finds queued).
+  void Queue(std::string_view body);
+  // Writes what is queued, as far as the socket takes it. Throws when the connection is gone.
   void Flush();
   bool wants_write() const { return out_sent_ < out_.size(); }
 
@@ -49,7 +52,7 @@ class ZmtpDealer {
  private:
   // Takes complete frames off the front of in_; REQUIRES: the greeting has been read.
   void ParseFrames(std::vector<std::string>& out);
-  void Queue(uint8_t flags, std::string_view body);
+  void QueueFrame(uint8_t flags, std::string_view body);
 
   int fd_ = -1;
   std::string in_;           // bytes read, not yet whole frames
