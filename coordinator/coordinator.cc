@@ -75,7 +75,11 @@ struct Slot {
   std::string error;
   std::vector<std::string> failed_on;  // distinct workers it failed on, in order
   bool has_checkpoint = false;         // a render checkpoint of it is in the store
-  uint64_t assigned_in_write = 0;      // number of the write that holds its latest assignment
+  // The attempt number in its latest record, and the number of the write that holds that record
+  // (0: a synced write, or one before this process). An assignment is not recorded (the paths
+  // that end one record it: PutSlot), so while RUNNING, attempt is recorded_attempt + 1.
+  uint32_t recorded_attempt = 0;
+  uint64_t recorded_in_write = 0;
 };
 
 struct Job {
@@ -426,6 +430,7 @@ struct Coordinator::Impl {
       return true;
     });
     if (!s.ok()) return s;
+    Store::Batch skips;  // the attempt numbers skipped (below)
     for (uint64_t id : ids) {
       Job& j = jobs.at(id);
       auto load = [&](Family f, std::vector<Slot>& slots) {
@@ -441,17 +446,21 @@ struct Coordinator::Impl {
                         Slot& sl = slots[idx];
                         sl.state = r.getState();
                         sl.attempt = r.getAttempt();
+                        sl.recorded_attempt = sl.attempt;
                         sl.failures = r.getFailures();
                         sl.error = r.getError().cStr();
                         sl.failed_on.clear();
                         for (auto name : r.getFailedOn()) sl.failed_on.emplace_back(name.cStr());
                         // A task that was running when we stopped goes back to the queue;
                         // its worker, if alive, will be fenced off by the attempt number.
+                        // (Only a co-denoising gang records RUNNING tasks.)
                         if (sl.state == rec::TaskState::RUNNING) sl.state = rec::TaskState::PENDING;
-                        // An assignment made after the last sync may have been lost while its
-                        // worker holds it (assignments leave before their sync): that attempt
-                        // number is skipped, so that worker is fenced off too. (One is enough:
-                        // MarkRunning keeps at most one assignment of a task unsynced.)
+                        // A task's latest assignment is not on disk (assignments are not
+                        // recorded; the record that ends one may be lost with the unsynced end
+                        // of the log), and its worker may still hold it: that attempt number is
+                        // skipped, so that worker is fenced off too. One is enough: MarkRunning
+                        // makes an assignment only once the task's attempt is durable. The
+                        // skip is written below, so that a second restart skips past it.
                         if (sl.state != rec::TaskState::DONE) ++sl.attempt;
                       } catch (const kj::Exception&) {
                       }
@@ -481,7 +490,22 @@ struct Coordinator::Impl {
         spdlog::info("job {} ({}) resumes: {}/{} segments, {}/{} chunks done", j.id, j.name,
                      j.segments_done, j.seg.size(), j.chunks_done, j.chunk.size());
         j.started_ms = NowMs();
+        // The skipped attempt numbers, on disk before any new assignment: a crash after this
+        // restart must not hand out again what this run hands out. (A finished job's tasks wait
+        // for a retry, which records them.)
+        for (auto [f, slots] :
+             {std::pair{Family::kSegments, &j.seg}, {Family::kChunks, &j.chunk}}) {
+          for (size_t i = 0; i < slots->size(); ++i) {
+            Slot& sl = (*slots)[i];
+            if (sl.state == rec::TaskState::DONE) continue;
+            skips.Put(f, TaskKey(id, static_cast<uint32_t>(i)), EncodeSlot(sl));
+            sl.recorded_attempt = sl.attempt;
+          }
+        }
       }
+    }
+    if (!skips.empty()) {
+      if (Status ws = store->Write(skips); !ws.ok()) return ws;  // synced
     }
     for (auto& [id, j] : jobs) {
       j.restored_stitching = j.state == rec::JobState::STITCHING;
@@ -728,7 +752,7 @@ struct Coordinator::Impl {
     Store::Batch batch;
     slot->state = rec::TaskState::DONE;
     batch.Put(Family::kLatents, TaskKey(job->id, r.getSegment()), EncodeTensor(*latents));
-    batch.Put(Family::kSegments, TaskKey(job->id, r.getSegment()), EncodeSlot(*slot));
+    PutSlot(batch, Family::kSegments, job->id, r.getSegment(), *slot);
     if (slot->has_checkpoint)  // done: not needed any more
       batch.Delete(Family::kCheckpoints, TaskKey(job->id, r.getSegment()));
     slot->has_checkpoint = false;
@@ -853,7 +877,7 @@ struct Coordinator::Impl {
     slot->state = rec::TaskState::DONE;
     batch.Put(Family::kOutputs, TaskKey(job->id, r.getChunk()),
               std::string(reinterpret_cast<const char*>(data.begin()), data.size()));
-    batch.Put(Family::kChunks, TaskKey(job->id, r.getChunk()), EncodeSlot(*slot));
+    PutSlot(batch, Family::kChunks, job->id, r.getChunk(), *slot);
     AddEvent(batch, job->id, "chunk " + std::to_string(r.getChunk()) + " encoded by " + w->name);
     Commit(batch);
     ++job->chunks_done;
@@ -898,7 +922,7 @@ struct Coordinator::Impl {
     const auto limit = static_cast<uint32_t>(options.max_attempts);
     if (slot.failed_on.size() >= limit || slot.failures >= 2 * limit) {
       slot.state = rec::TaskState::FAILED;
-      batch.Put(SlotFamily(kind), TaskKey(job.id, index), EncodeSlot(slot));
+      PutSlot(batch, SlotFamily(kind), job.id, index, slot);
       SetJobState(job, rec::JobState::FAILED,
                   what + " failed on " + std::to_string(slot.failed_on.size()) + " worker(s), " +
                       std::to_string(slot.failures) + " time(s); last error: " + message,
@@ -906,7 +930,7 @@ struct Coordinator::Impl {
       spdlog::error("job {} failed: {} failed {} times: {}", job.id, what, slot.failures, message);
     } else {
       slot.state = rec::TaskState::PENDING;
-      batch.Put(SlotFamily(kind), TaskKey(job.id, index), EncodeSlot(slot));
+      PutSlot(batch, SlotFamily(kind), job.id, index, slot);
       if (by_worker == kKeepOffAfter) {
         AddEvent(batch, job.id,
                  "worker " + w.name + " kept off this job after " + std::to_string(by_worker) +
@@ -956,7 +980,7 @@ struct Coordinator::Impl {
         s.state = rec::TaskState::PENDING;
         s.worker.clear();
         Store::Batch batch;
-        batch.Put(SlotFamily(w.task->kind), TaskKey(j.id, w.task->index), EncodeSlot(s));
+        PutSlot(batch, SlotFamily(w.task->kind), j.id, w.task->index, s);
         AddEvent(batch, j.id,
                  std::string(w.task->kind == wire::TaskKind::RENDER ? "segment " : "chunk ") +
                      std::to_string(w.task->index) + " requeued: " + why + " (" + w.name + ")");
@@ -1020,6 +1044,7 @@ struct Coordinator::Impl {
     Store::Batch batch;
     j.id = store->NextId("job", batch);
     batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
+    // Synced below: the slots' recorded_attempt (0) and recorded_in_write (0) hold as they are.
     for (size_t i = 0; i < j.seg.size(); ++i)
       batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(j.seg[i]));
     for (size_t i = 0; i < j.chunk.size(); ++i)
@@ -1186,8 +1211,8 @@ struct Coordinator::Impl {
             if (sl.state != rec::TaskState::RUNNING) continue;
             sl.state = rec::TaskState::PENDING;
             sl.worker.clear();
-            batch.Put(slots == &j.seg ? Family::kSegments : Family::kChunks,
-                      TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(sl));
+            PutSlot(batch, slots == &j.seg ? Family::kSegments : Family::kChunks, j.id,
+                    static_cast<uint32_t>(i), sl);
           }
         }
         SetJobState(j, rec::JobState::CANCELLED, "", batch);
@@ -1208,8 +1233,8 @@ struct Coordinator::Impl {
             sl.failed_on.clear();
             sl.error.clear();
             sl.worker.clear();
-            batch.Put(slots == &j.seg ? Family::kSegments : Family::kChunks,
-                      TaskKey(j.id, static_cast<uint32_t>(i)), EncodeSlot(sl));
+            PutSlot(batch, slots == &j.seg ? Family::kSegments : Family::kChunks, j.id,
+                    static_cast<uint32_t>(i), sl);
           }
         }
         j.error.clear();
@@ -1619,6 +1644,17 @@ struct Coordinator::Impl {
   void StartGang(Job& j, const std::vector<Worker*>& idle) {
     const auto groups = SplitIntoGroups(static_cast<uint32_t>(j.segments.size()),
                                         static_cast<uint32_t>(idle.size()));
+    // As for MarkRunning: the gang's attempt number is one past every segment's, and may be lost
+    // in a crash with the gang's records, so every segment's own number must be durable first.
+    Store::Batch record;
+    for (size_t s = 0; s < j.seg.size(); ++s) {
+      if (j.seg[s].recorded_attempt != j.seg[s].attempt)
+        PutSlot(record, Family::kSegments, j.id, static_cast<uint32_t>(s), j.seg[s]);
+    }
+    Commit(record);
+    if (std::any_of(j.seg.begin(), j.seg.end(),
+                    [&](const Slot& x) { return x.recorded_in_write > syncer->durable(); }))
+      SyncAll();
     Job::Gang gang;
     for (const Slot& s : j.seg) gang.attempt = std::max(gang.attempt, s.attempt);
     ++gang.attempt;
@@ -1637,7 +1673,7 @@ struct Coordinator::Impl {
         slot.state = rec::TaskState::RUNNING;
         slot.attempt = gang.attempt;
         slot.worker = idle[g]->name;
-        batch.Put(Family::kSegments, TaskKey(j.id, s), EncodeSlot(slot));
+        PutSlot(batch, Family::kSegments, j.id, s, slot);
       }
     }
     if (j.state == rec::JobState::QUEUED) SetJobState(j, rec::JobState::RUNNING, "", batch);
@@ -1767,7 +1803,7 @@ struct Coordinator::Impl {
       if (j.seg[s].state != rec::TaskState::RUNNING) continue;
       j.seg[s].state = rec::TaskState::PENDING;
       j.seg[s].worker.clear();
-      batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(s)), EncodeSlot(j.seg[s]));
+      PutSlot(batch, Family::kSegments, j.id, static_cast<uint32_t>(s), j.seg[s]);
     }
     AddEvent(batch, j.id, "co-denoising stopped: " + why);
     Commit(batch);
@@ -1775,17 +1811,35 @@ struct Coordinator::Impl {
     j.gang.reset();
   }
 
+  // Puts a task's record in `batch`, which then holds the task's attempt number.
+  // REQUIRES: `batch` is committed before the turn's writes are next flushed.
+  void PutSlot(Store::Batch& batch, Family f, uint64_t job, uint32_t index, Slot& slot) {
+    batch.Put(f, TaskKey(job, index), EncodeSlot(slot));
+    slot.recorded_attempt = slot.attempt;
+    slot.recorded_in_write = written + 1;
+  }
+
+  // An assignment is not written: a fifth of the loop's time went into the record of every task
+  // started (docs/PERFORMANCE.md). Instead, every path that ends an assignment (result, failure,
+  // release, cancel, abort) records the task with its attempt number, and Restore skips one
+  // attempt number past the stored one, which is safe while at most one assignment of a task is
+  // not on disk: this one. So the task's current attempt must be durable before it is made.
   // REQUIRES: `batch` is committed before the turn's writes are next flushed.
   void MarkRunning(Job& j, Slot& slot, wire::TaskKind kind, uint32_t index, Worker& w,
                    Store::Batch& batch) {
-    // At most one assignment of a task may be missing from the disk after a crash (Restore
-    // skips one attempt number): the previous one must be durable before this one is made.
-    if (slot.assigned_in_write > syncer->durable()) SyncAll();
-    slot.assigned_in_write = written + 1;
+    if (slot.recorded_attempt != slot.attempt) {
+      // Not a path of this coordinator's; should one end an assignment without a record, the
+      // record is made here.
+      spdlog::error("job {} {} {}: attempt {} was not recorded; recording it", j.id,
+                    kind == wire::TaskKind::ENCODE ? "chunk" : "segment", index, slot.attempt);
+      Store::Batch record;
+      PutSlot(record, SlotFamily(kind), j.id, index, slot);
+      Commit(record);
+    }
+    if (slot.recorded_in_write > syncer->durable()) SyncAll();
     slot.state = rec::TaskState::RUNNING;
     ++slot.attempt;
     slot.worker = w.name;
-    batch.Put(SlotFamily(kind), TaskKey(j.id, index), EncodeSlot(slot));
     if (j.state == rec::JobState::QUEUED) SetJobState(j, rec::JobState::RUNNING, "", batch);
     w.task = TaskRef{j.id, kind, index};
     --w.credits;
@@ -1915,7 +1969,7 @@ struct Coordinator::Impl {
     --j.segments_done;
     j.segments_done_below = std::min(j.segments_done_below, index);
     Store::Batch batch;
-    batch.Put(Family::kSegments, TaskKey(j.id, index), EncodeSlot(s));
+    PutSlot(batch, Family::kSegments, j.id, index, s);
     AddEvent(batch, j.id, "segment " + std::to_string(index) + " requeued: " + why);
     Commit(batch);
   }

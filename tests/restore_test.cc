@@ -230,5 +230,41 @@ TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
   EXPECT_GT(std::get<2>(*again), held);
 }
 
+// Assignments are not written at all (only what ends one is), so the attempt number a restart
+// skips to must itself be on disk: otherwise a second restart reads the same stored number,
+// skips to the same place, and hands out again the attempt a worker of the first restart holds.
+TEST(Restore, ASecondRestartSkipsPastWhatTheFirstHandedOut) {
+  TempDir dir;
+  const CoordinatorOptions o = Options(dir);
+  zmq::context_t ctx(1);
+  std::tuple<uint64_t, uint32_t, uint32_t> first;
+  ASSERT_TRUE(FirstAssignment(o, ctx, &first));
+  const uint64_t job = std::get<0>(first);
+  uint32_t held_by_w1 = 0;
+  {
+    Serving second(o);
+    ASSERT_TRUE(second.ok());
+    Peer w1(ctx, second.endpoint(), "w1");
+    Client client(second.endpoint(), 5000);
+    ASSERT_TRUE(WaitForWorkers(client, 1));
+    w1.AskForWork();
+    auto a = w1.Assignment(5000ms);
+    ASSERT_TRUE(a.has_value());
+    EXPECT_EQ(std::get<0>(*a), job);
+    EXPECT_GT(std::get<2>(*a), std::get<2>(first));
+    held_by_w1 = std::get<2>(*a);
+  }
+  Serving third(o);
+  ASSERT_TRUE(third.ok());
+  Peer w2(ctx, third.endpoint(), "w2");
+  Client client(third.endpoint(), 5000);
+  ASSERT_TRUE(WaitForWorkers(client, 1));
+  w2.AskForWork();
+  auto again = w2.Assignment(5000ms);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(std::get<0>(*again), job);
+  EXPECT_GT(std::get<2>(*again), held_by_w1);
+}
+
 }  // namespace
 }  // namespace segue
