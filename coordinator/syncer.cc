@@ -29,18 +29,21 @@ Syncer::~Syncer() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  cv_.notify_one();
+  requested_cv_.notify_one();
+  stop_cv_.notify_one();
   thread_.join();
   close(event_fd_);
 }
 
 void Syncer::Request(uint64_t seq) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (seq <= requested_) return;
     requested_ = seq;
+    wake = waiting_for_request_;
   }
-  cv_.notify_one();
+  if (wake) requested_cv_.notify_one();
 }
 
 Status Syncer::SyncNow(uint64_t seq) {
@@ -94,16 +97,17 @@ void Syncer::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   std::chrono::steady_clock::time_point last_start{};
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || requested_ > durable(); });
+    waiting_for_request_ = true;
+    requested_cv_.wait(lock, [&] { return stop_ || requested_ > durable(); });
+    waiting_for_request_ = false;
     if (requested_ <= durable()) return;  // stopping, nothing left to sync
     if (!failure_.ok()) {                 // the loop stops the process; do not spin
-      if (stop_) return;
-      cv_.wait(lock, [&] { return stop_; });
+      stop_cv_.wait(lock, [&] { return stop_; });
       return;
     }
     // At most one sync per interval; a request after a quiet spell is synced at once. Stopping
     // cuts the wait short.
-    cv_.wait_until(lock, last_start + interval_, [&] { return stop_; });
+    stop_cv_.wait_until(lock, last_start + interval_, [&] { return stop_; });
     if (requested_ <= durable()) continue;  // SyncNow got there meanwhile
     last_start = std::chrono::steady_clock::now();
     // Every write numbered up to `target` returned before it was requested: one sync covers

@@ -70,11 +70,16 @@ class Syncer {
   std::atomic<uint64_t> syncs_{0}, sync_ns_{0};
   std::atomic<bool> failed_{false};  // failure_ is set
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t requested_ = 0;  // GUARDED_BY(mu_)
-  bool stop_ = false;       // GUARDED_BY(mu_)
-  Status failure_;          // GUARDED_BY(mu_)
-  std::thread thread_;      // last: starts once the members above exist
+  std::condition_variable requested_cv_;  // a request comes while the thread waits for one
+  std::condition_variable stop_cv_;       // stopping, while it waits out the interval
+  uint64_t requested_ = 0;                // GUARDED_BY(mu_)
+  // The thread waits for a request: only then does Request wake it. A request made while it
+  // syncs or waits out the interval is seen when it looks next; waking it for each (a turn of
+  // the loop each) cost the loop a futex call and the thread a wake-up, per turn.
+  bool waiting_for_request_ = false;  // GUARDED_BY(mu_)
+  bool stop_ = false;                 // GUARDED_BY(mu_)
+  Status failure_;                    // GUARDED_BY(mu_)
+  std::thread thread_;                // last: starts once the members above exist
 };
 
 }  // namespace segue
