@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "common/store/store.h"
@@ -210,6 +211,45 @@ TEST(Store, AnUnsyncedWriteKeepsTheFileItReplacesUntilASync) {
   ASSERT_TRUE(s.ok()) << s.message();
   EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, key), Big('d'));
   EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);
+}
+
+// The write-ahead log is buffered in the process (kLater writes cost no system call), so a
+// process that dies without closing the store (kill -9, a crash) loses what no sync covered; what
+// a SyncWal or a synced write covered must be on disk.
+TEST(StoreDeathTest, WhatASyncCoveredOutlivesAProcessThatDiesWithoutClosing) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // The dying child runs this test again from the start: it takes the parent's folder.
+  const char* kDirVar = "SEGUE_STORE_DEATH_TEST_DIR";
+  std::optional<TempDir> own;
+  std::string path;
+  if (const char* inherited = getenv(kDirVar)) {
+    path = inherited;
+  } else {
+    own.emplace();
+    path = own->path();
+    setenv(kDirVar, path.c_str(), 1);
+  }
+  EXPECT_EXIT(
+      {
+        auto s = Store::Open(path);
+        if (!s.ok()) _exit(1);
+        Store::Batch b;
+        b.Put(Family::kJobs, JobKey(2), "a synced write");
+        if (!(*s)->Write(b).ok()) _exit(2);
+        b.Put(Family::kJobs, JobKey(1), "covered by SyncWal");
+        b.Put(Family::kCheckpoints, TaskKey(1, 0), Big('s'));  // a value file too
+        if (!(*s)->Write(b, Store::Sync::kLater).ok() || !(*s)->SyncWal().ok()) _exit(3);
+        b.Put(Family::kJobs, JobKey(3), "never synced");
+        if (!(*s)->Write(b, Store::Sync::kLater).ok()) _exit(4);
+        _exit(0);  // no close, no destructors
+      },
+      ::testing::ExitedWithCode(0), "");
+  unsetenv(kDirVar);
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(*(*s)->Get(Family::kJobs, JobKey(1)), "covered by SyncWal");
+  EXPECT_EQ(*(*s)->Get(Family::kCheckpoints, TaskKey(1, 0)), Big('s'));
+  EXPECT_EQ(*(*s)->Get(Family::kJobs, JobKey(2)), "a synced write");
 }
 
 TEST(Store, OpenDeletesFilesNoRecordNamesAndReadsCheckFiles) {

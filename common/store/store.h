@@ -20,11 +20,11 @@
 //
 // Every state transition is one WriteBatch: either all of it is on disk or none of it is. A
 // batch is synced as it is written (Sync::kNow) or later (Sync::kLater, made durable by the next
-// SyncWal or synced write): the write-ahead log is one sequence, so a crash of the machine can
-// only lose a suffix of the kLater writes, never a write from the middle. Value files keep that:
-// a batch's files and their names are synced before the batch commits, and files a batch no
-// longer names are deleted once the batch is durable; a crash in between leaves only unnamed
-// files, which Open deletes. Reads check size and checksum.
+// SyncWal or synced write): the write-ahead log is one sequence, so a crash (of the process or
+// the machine) can only lose a suffix of the kLater writes, never a write from the middle. Value
+// files keep that: a batch's files and their names are synced before the batch commits, and
+// files a batch no longer names are deleted once the batch is durable; a crash in between leaves
+// only unnamed files, which Open deletes. Reads check size and checksum.
 #pragma once
 
 #include <cstdint>
@@ -92,8 +92,8 @@ class Store {
   // When Write makes a batch durable.
   enum class Sync {
     kNow,    // synced before Write returns (with every kLater write before it)
-    kLater,  // written to the write-ahead log: a crash of the process keeps it, one of the
-             // machine may lose it (and every later write) until the next SyncWal
+    kLater,  // appended to the write-ahead log's buffer in memory: a crash of the process or
+             // of the machine may lose it (and every later write) until the next SyncWal
   };
 
   // Applies `batch` atomically. Reads see it as soon as Write returns, either way.
