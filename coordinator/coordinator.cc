@@ -1819,11 +1819,12 @@ struct Coordinator::Impl {
     slot.recorded_in_write = written + 1;
   }
 
-  // An assignment is not written: a fifth of the loop's time went into the record of every task
-  // started (docs/PERFORMANCE.md). Instead, every path that ends an assignment (result, failure,
-  // release, cancel, abort) records the task with its attempt number, and Restore skips one
-  // attempt number past the stored one, which is safe while at most one assignment of a task is
-  // not on disk: this one. So the task's current attempt must be durable before it is made.
+  // An assignment is not written: the record of every task started was a tenth of the loop's
+  // time under load (docs/PERFORMANCE.md, fourth pass). Instead, every path that ends an
+  // assignment (result, failure, release, cancel, abort) records the task with its attempt
+  // number, and Restore skips one attempt number past the stored one, which is safe while at
+  // most one assignment of a task is not on disk: this one. So the task's current attempt must
+  // be durable before it is made.
   // REQUIRES: `batch` is committed before the turn's writes are next flushed.
   void MarkRunning(Job& j, Slot& slot, wire::TaskKind kind, uint32_t index, Worker& w,
                    Store::Batch& batch) {
