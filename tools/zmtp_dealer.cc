@@ -66,18 +66,22 @@ ZmtpDealer::ZmtpDealer(const std::string& endpoint, const std::string& identity)
     throw std::runtime_error("zmtp: not a numeric IPv4 address: " + host);
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw Failure("socket");
+  try {
+    Handshake(addr, endpoint, identity);
+  } catch (...) {
+    close(fd_);  // no destructor runs for a constructor that throws
+    fd_ = -1;
+    throw;
+  }
+}
+
+void ZmtpDealer::Handshake(const sockaddr_in& addr, const std::string& endpoint,
+                           const std::string& identity) {
   const int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // as ZeroMQ sets it
-  if (connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    const auto e = Failure("connect to " + endpoint);
-    close(fd_);
-    throw e;
-  }
-  if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK) != 0) {
-    const auto e = Failure("fcntl");
-    close(fd_);
-    throw e;
-  }
+  if (connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0)
+    throw Failure("connect to " + endpoint);
+  if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK) != 0) throw Failure("fcntl");
   out_ = Greeting();
   std::string ready;
   ready.push_back(5);
@@ -93,24 +97,13 @@ ZmtpDealer::ZmtpDealer(const std::string& endpoint, const std::string& identity)
   while (!peer_ready_) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      close(fd_);
+    if (left.count() <= 0)
       throw std::runtime_error("zmtp: no handshake from " + endpoint + " within 10 s");
-    }
     pollfd p{fd_, static_cast<short>(POLLIN | (wants_write() ? POLLOUT : 0)), 0};
     poll(&p, 1, static_cast<int>(left.count()));
-    bool open = false;
-    try {
-      Flush();
-      open = Receive(none);
-    } catch (...) {
-      close(fd_);
-      throw;
-    }
-    if (!open) {
-      close(fd_);
+    Flush();
+    if (!Receive(none))
       throw std::runtime_error("zmtp: " + endpoint + " closed the connection in the handshake");
-    }
   }
 }
 

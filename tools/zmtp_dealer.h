@@ -13,6 +13,8 @@
 // but for PING, answered with PONG as the specification asks.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -50,6 +52,8 @@ class ZmtpDealer {
   bool Receive(std::vector<std::string>& out);
 
  private:
+  // Connects fd_ to `addr` and greets the peer; waits for its READY. Throws on failure.
+  void Handshake(const sockaddr_in& addr, const std::string& endpoint, const std::string& identity);
   // Takes complete frames off the front of in_; REQUIRES: the greeting has been read.
   void ParseFrames(std::vector<std::string>& out);
   void QueueFrame(uint8_t flags, std::string_view body);
