@@ -194,11 +194,28 @@ TEST(Restore, ATaskRemembersTheWorkersItFailedOn) {
   EXPECT_NE(last.error.find("failed on 2 worker(s)"), std::string::npos) << last.error;
 }
 
-// Assignments leave the coordinator before their write is synced, so a crash of the machine can
-// lose the record of one while its worker holds it. The restart must not hand the task out again
-// under that worker's attempt number: the old worker's result would pass the fence. Here the
-// store is put back as the crash would leave it (the task PENDING at its attempt before), and
-// the worker that holds the lost attempt comes back and asks again.
+// A coordinator over `o` in which worker `name` joins and asks for work: the assignment it gets
+// as (job, segment, attempt) into *assigned. The coordinator stops on return.
+testing::AssertionResult AssignmentAfterRestart(
+    const CoordinatorOptions& o, zmq::context_t& ctx, const std::string& name,
+    std::tuple<uint64_t, uint32_t, uint32_t>* assigned) {
+  Serving serving(o);
+  if (!serving.ok()) return testing::AssertionFailure() << "the coordinator did not start";
+  Peer w(ctx, serving.endpoint(), name);
+  Client client(serving.endpoint(), 5000);
+  if (!WaitForWorkers(client, 1)) return testing::AssertionFailure() << name << " did not join";
+  w.AskForWork();
+  auto a = w.Assignment(5000ms);
+  if (!a.has_value()) return testing::AssertionFailure() << name << " got no task";
+  *assigned = *a;
+  return testing::AssertionSuccess();
+}
+
+// An assignment leaves the coordinator without being written (only what ends one is), so after
+// a crash the store does not know the attempt a worker may still hold. The restart must not hand
+// the task out again under that attempt number: the old worker's result would pass the fence.
+// Here the store is put back as a crash leaves it (the task PENDING at the attempt before the
+// one w0 holds), and the worker that holds the lost attempt comes back and asks again.
 TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
   TempDir dir;
   const CoordinatorOptions o = Options(dir);
@@ -207,7 +224,7 @@ TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
   ASSERT_TRUE(FirstAssignment(o, ctx, &first));
   const uint64_t job = std::get<0>(first);
   const uint32_t held = std::get<2>(first);  // the attempt w0 holds
-  {  // what a crash before the assignment's sync leaves on disk
+  {                                          // what a crash leaves on disk
     auto store = Store::Open(o.state_dir);
     ASSERT_TRUE(store.ok()) << store.message();
     capnp::MallocMessageBuilder b;
@@ -218,52 +235,27 @@ TEST(Restore, ARestartSkipsTheAttemptOfAnAssignmentItMayHaveLost) {
     batch.Put(Family::kSegments, TaskKey(job, 0), Serialize(b));
     ASSERT_TRUE((*store)->Write(batch).ok());
   }
-  Serving second(o);
-  ASSERT_TRUE(second.ok());
-  Peer w0(ctx, second.endpoint(), "w0");
-  Client client(second.endpoint(), 5000);
-  ASSERT_TRUE(WaitForWorkers(client, 1));
-  w0.AskForWork();
-  auto again = w0.Assignment(5000ms);
-  ASSERT_TRUE(again.has_value());
-  EXPECT_EQ(std::get<0>(*again), job);
-  EXPECT_GT(std::get<2>(*again), held);
+  std::tuple<uint64_t, uint32_t, uint32_t> again;
+  ASSERT_TRUE(AssignmentAfterRestart(o, ctx, "w0", &again));
+  EXPECT_EQ(std::get<0>(again), job);
+  EXPECT_GT(std::get<2>(again), held);
 }
 
-// Assignments are not written at all (only what ends one is), so the attempt number a restart
-// skips to must itself be on disk: otherwise a second restart reads the same stored number,
-// skips to the same place, and hands out again the attempt a worker of the first restart holds.
+// The attempt number a restart skips to must itself be on disk: otherwise a second restart
+// reads the same stored number, skips to the same place, and hands out again the attempt a
+// worker of the first restart holds.
 TEST(Restore, ASecondRestartSkipsPastWhatTheFirstHandedOut) {
   TempDir dir;
   const CoordinatorOptions o = Options(dir);
   zmq::context_t ctx(1);
-  std::tuple<uint64_t, uint32_t, uint32_t> first;
+  std::tuple<uint64_t, uint32_t, uint32_t> first, second, third;
   ASSERT_TRUE(FirstAssignment(o, ctx, &first));
-  const uint64_t job = std::get<0>(first);
-  uint32_t held_by_w1 = 0;
-  {
-    Serving second(o);
-    ASSERT_TRUE(second.ok());
-    Peer w1(ctx, second.endpoint(), "w1");
-    Client client(second.endpoint(), 5000);
-    ASSERT_TRUE(WaitForWorkers(client, 1));
-    w1.AskForWork();
-    auto a = w1.Assignment(5000ms);
-    ASSERT_TRUE(a.has_value());
-    EXPECT_EQ(std::get<0>(*a), job);
-    EXPECT_GT(std::get<2>(*a), std::get<2>(first));
-    held_by_w1 = std::get<2>(*a);
-  }
-  Serving third(o);
-  ASSERT_TRUE(third.ok());
-  Peer w2(ctx, third.endpoint(), "w2");
-  Client client(third.endpoint(), 5000);
-  ASSERT_TRUE(WaitForWorkers(client, 1));
-  w2.AskForWork();
-  auto again = w2.Assignment(5000ms);
-  ASSERT_TRUE(again.has_value());
-  EXPECT_EQ(std::get<0>(*again), job);
-  EXPECT_GT(std::get<2>(*again), held_by_w1);
+  ASSERT_TRUE(AssignmentAfterRestart(o, ctx, "w1", &second));
+  EXPECT_EQ(std::get<0>(second), std::get<0>(first));
+  EXPECT_GT(std::get<2>(second), std::get<2>(first));
+  ASSERT_TRUE(AssignmentAfterRestart(o, ctx, "w2", &third));
+  EXPECT_EQ(std::get<0>(third), std::get<0>(first));
+  EXPECT_GT(std::get<2>(third), std::get<2>(second));
 }
 
 }  // namespace
