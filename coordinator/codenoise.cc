@@ -78,4 +78,11 @@ std::vector<std::pair<uint32_t, uint32_t>> SplitIntoGroups(uint32_t count, uint3
   return out;
 }
 
+int Gang::GroupOf(const std::string& worker) const {
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups[g].worker == worker) return static_cast<int>(g);
+  }
+  return -1;
+}
+
 }  // namespace segue

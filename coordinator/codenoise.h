@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "common/blend/blend.h"
@@ -56,5 +58,24 @@ class StepExchange {
 
 // Splits segments [0, count) into `groups` contiguous runs of near-equal size: [first, end).
 std::vector<std::pair<uint32_t, uint32_t>> SplitIntoGroups(uint32_t count, uint32_t groups);
+
+// A codenoise job's running gang: which worker holds which group of segments, the attempt number
+// they all share, the step exchange, and the gang checkpoints that have arrived.
+struct Gang {
+  uint32_t attempt = 0;
+  struct Group {
+    uint32_t first = 0, end = 0;  // segments [first, end)
+    std::string worker;
+  };
+  std::vector<Group> groups;
+  std::unique_ptr<StepExchange> exchange;
+  std::vector<int64_t> exchange_shape;  // [C, h, w] of the frames being exchanged
+  // A gang checkpoint counts once every segment's latents after its step have arrived.
+  std::map<uint32_t, std::set<uint32_t>> checkpoint_arrivals;  // step -> segments
+  uint64_t last_checkpoint_ms = 0;
+
+  // The group `worker` holds, or -1.
+  int GroupOf(const std::string& worker) const;
+};
 
 }  // namespace segue

@@ -10,38 +10,9 @@
 #include <string>
 
 #include "common/status/status.h"
+#include "coordinator/options.h"
 
 namespace segue {
-
-struct CoordinatorOptions {
-  std::string listen = "tcp://127.0.0.1:7450";  // "tcp://127.0.0.1:*" picks a free port
-  std::string state_dir = "segue-state";
-  std::string output_root = ".";
-  std::string
-      endpoint_file;      // where to write the bound endpoint (default: STATE/coordinator.endpoint)
-  int chunk_frames = 96;  // frames per encoded chunk
-  int heartbeat_ms = 1000;
-  int liveness_ms = 10000;  // a worker silent this long is presumed dead
-  int max_attempts = 3;     // a task failing this often fails its job
-  std::string encoder_preset = "medium";
-  int checkpoint_steps = 10;    // workers send a segment's latents every K steps ...
-  int checkpoint_seconds = 60;  // ... or T seconds, whichever comes first (0: off)
-  int gang_wait_ms = 2000;      // codenoise: wait this long for busy workers before a smaller gang
-  std::string config_file;      // pools (configs/coordinator.yaml); empty: the built-in local pool
-  std::string advertise;        // endpoint pool workers connect to (default: the bound one)
-  std::string worker_binary;    // for local pools (default: segue-worker beside this binary)
-  std::string http;             // HOST:PORT for /metrics, /api/v1/status and /; empty: none
-  std::string curve_key;        // the coordinator's CURVE key file; empty: plain TCP
-  std::string curve_clients;    // allowed client public keys (a .pub file or a folder); empty: any
-  // Under load the store's log is synced at most this often (0: as often as asked).
-  int sync_interval_us = 2000;
-};
-
-struct CoordinatorCounters {
-  uint64_t bad_messages = 0;
-  uint64_t fenced_results = 0;
-  uint64_t checkpoint_bytes = 0;
-};
 
 class Coordinator {
  public:

@@ -8,6 +8,9 @@
 // load the thread starts a sync at most once per `interval`: each sync costs CPU and an interrupt
 // whatever it carries, and on a loaded machine fewer, fuller syncs left more of the cores to the
 // loop (the held messages wait up to that much longer; assignments never wait).
+//
+// A test can make the syncer do nothing of its own accord (Mode::kOnDemand): no thread, and
+// writes become durable only when SyncNow says so, so a test decides where each sync falls.
 #pragma once
 
 #include <atomic>
@@ -17,6 +20,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/env/env.h"
 #include "common/status/status.h"
 
 namespace segue {
@@ -25,8 +29,13 @@ class Store;
 
 class Syncer {
  public:
-  // REQUIRES: `store` outlives the syncer.
-  Syncer(Store* store, std::chrono::microseconds interval);
+  enum class Mode {
+    kBackground,  // a thread of its own syncs what Request asks for
+    kOnDemand,    // no thread: Request only records; SyncNow syncs (tests)
+  };
+  // REQUIRES: `store` and `env` (its clock) outlive the syncer.
+  Syncer(Store* store, std::chrono::microseconds interval, Env* env = Env::Default(),
+         Mode mode = Mode::kBackground);
   ~Syncer();  // syncs what was asked for, then joins the thread
   Syncer(const Syncer&) = delete;
   Syncer& operator=(const Syncer&) = delete;
@@ -63,6 +72,7 @@ class Syncer {
   Status TimedSync();  // Store::SyncWal, counted
 
   Store* const store_;
+  Env* const env_;
   const std::chrono::microseconds interval_;  // between the starts of two of its syncs
   const int event_fd_;
   std::atomic<uint64_t> durable_{0};
@@ -79,7 +89,7 @@ class Syncer {
   bool waiting_for_request_ = false;  // GUARDED_BY(mu_)
   bool stop_ = false;                 // GUARDED_BY(mu_)
   Status failure_;                    // GUARDED_BY(mu_)
-  std::thread thread_;                // last: starts once the members above exist
+  std::thread thread_;                // kBackground only; last: starts once the members above exist
 };
 
 }  // namespace segue

@@ -601,11 +601,11 @@ class WorkerLoop {
         }
         case wire::Envelope::ERROR: {
           auto e = env.getError();
-          if (e.getCode() == 4) {
+          if (CodeOf(e) == wire::ErrorCode::VERSION_MISMATCH) {
             spdlog::error("refused by the coordinator: {}", e.getMessage().cStr());
             return 4;
           }
-          if (e.getCode() == 3) {  // the coordinator forgot us (restart): introduce ourselves again
+          if (CodeOf(e) == wire::ErrorCode::NOT_FOUND) {  // forgotten (a restart): say hello again
             Connect();
             return -1;
           }

@@ -357,8 +357,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
         Fail(overlap_node->Mark(), seg.Field("overlap"), "must not be negative");
     }
     if (seg.Has("strategy")) {
-      m.strategy = OneOf(seg.Get("strategy"), seg.Field("strategy"),
-                         {"independent", "chained", "codenoise"}, "strategy");
+      m.strategy = *ParseStrategy(OneOf(seg.Get("strategy"), seg.Field("strategy"),
+                                        {"independent", "chained", "codenoise"}, "strategy"));
     }
     if (seg.Has("blend")) {
       m.blend = OneOf(seg.Get("blend"), seg.Field("blend"), {"linear", "cosine", "none"}, "blend");
@@ -571,6 +571,25 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
 }
 
 }  // namespace
+
+const char* StrategyName(Strategy s) {
+  switch (s) {
+    case Strategy::kIndependent:
+      return "independent";
+    case Strategy::kChained:
+      return "chained";
+    case Strategy::kCodenoise:
+      return "codenoise";
+  }
+  return "independent";
+}
+
+std::optional<Strategy> ParseStrategy(const std::string& name) {
+  for (Strategy s : {Strategy::kIndependent, Strategy::kChained, Strategy::kCodenoise}) {
+    if (name == StrategyName(s)) return s;
+  }
+  return std::nullopt;
+}
 
 std::string Rational::ToString() const {
   return den == 1 ? std::to_string(num) : std::to_string(num) + "/" + std::to_string(den);

@@ -29,6 +29,17 @@ struct Keyframe {
   std::string prompt;
 };
 
+// How a long video's segments relate (docs/MANIFEST.md, `segments.strategy`).
+enum class Strategy {
+  kIndependent,  // rendered in parallel, overlaps blended at stitch time
+  kChained,      // each segment continues the one before it (its overlap follows the guide)
+  kCodenoise,    // all segments denoise together as a gang, overlaps averaged after every step
+};
+// "independent", "chained", "codenoise": how manifests and messages write it.
+const char* StrategyName(Strategy s);
+// The strategy named `name`, or nullopt.
+std::optional<Strategy> ParseStrategy(const std::string& name);
+
 struct Manifest {
   int version = 1;
   std::string name;
@@ -48,8 +59,8 @@ struct Manifest {
 
   int segment_length = 48;
   int segment_overlap = 12;
-  std::string strategy = "independent";  // independent | chained | codenoise
-  std::string blend = "linear";          // linear | cosine | none
+  Strategy strategy = Strategy::kIndependent;
+  std::string blend = "linear";  // linear | cosine | none
 
   std::string camera_motion = "zoom-in";  // zoom-in | zoom-out | pan-left | pan-right | static
   double camera_speed = 0.15;             // zoom: log2 scale per second; pan: widths per second

@@ -116,12 +116,19 @@ Result<Tensor> GetTensor(wire::TensorData::Reader in) {
   return t;
 }
 
-std::string ErrorMessage(uint32_t code, const std::string& message) {
+std::string ErrorMessage(wire::ErrorCode code, const std::string& message) {
   capnp::MallocMessageBuilder b;
   auto e = b.initRoot<wire::Envelope>().initError();
-  e.setCode(code);
+  e.setCode(static_cast<uint32_t>(code));
   e.setMessage(message);
   return Serialize(b);
+}
+
+wire::ErrorCode CodeOf(wire::Error::Reader error) {
+  const uint32_t code = error.getCode();
+  return code <= static_cast<uint32_t>(wire::ErrorCode::INTERNAL)
+             ? static_cast<wire::ErrorCode>(code)
+             : wire::ErrorCode::FAILURE;
 }
 
 }  // namespace segue

@@ -55,6 +55,8 @@ void SetTensorHalf(wire::TensorData::Builder out, const std::vector<int64_t>& sh
 Result<Tensor> GetTensor(wire::TensorData::Reader in);
 
 // Builds an Error envelope.
-std::string ErrorMessage(uint32_t code, const std::string& message);
+std::string ErrorMessage(wire::ErrorCode code, const std::string& message);
+// The code of a received Error (an unknown value reads as FAILURE).
+wire::ErrorCode CodeOf(wire::Error::Reader error);
 
 }  // namespace segue

@@ -296,8 +296,19 @@ struct Logs {
   lines @0 :List(Text);
 }
 
+# What went wrong, as Error.code carries it (a UInt32 on the wire since protocol version 1; the
+# values are this enum's).
+enum ErrorCode {
+  none @0;             # not sent
+  failure @1;          # not sent
+  badRequest @2;       # the request or its manifest is wrong: the message says where
+  notFound @3;         # no such job or worker; to a worker: the coordinator forgot it, say Hello
+  versionMismatch @4;  # Hello's protocol version is not the coordinator's
+  internal @5;         # the coordinator could not do it (its store refused a write)
+}
+
 struct Error {
-  code @0 :UInt32;   # 2: bad request, 3: not found, 4: version mismatch, 5: internal
+  code @0 :UInt32;   # an ErrorCode
   message @1 :Text;
 }
 

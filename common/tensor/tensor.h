@@ -1,12 +1,14 @@
 // A plain float32 tensor in row-major order: what travels on the wire and sits in the store.
 // The coordinator works with these and never links libtorch; the worker converts at the model
-// boundary (common/model/torch_bridge.h).
+// boundary, inside common/model/runtime.cc (runtime.h speaks Tensor).
 #pragma once
 
 #include <cstdint>
 #include <numeric>
 #include <string>
 #include <vector>
+
+#include "common/status/status.h"
 
 namespace segue {
 
@@ -35,5 +37,10 @@ struct Tensor {
     return s + "]";
   }
 };
+
+// Tensor bytes as the coordinator stores them: "SGT1", u32 rank, i64 dims, f32 data, all
+// little-endian. DecodeTensor checks the header, the rank and the length.
+std::string EncodeTensor(const Tensor& t);
+Result<Tensor> DecodeTensor(const std::string& bytes);
 
 }  // namespace segue

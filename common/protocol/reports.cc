@@ -1,0 +1,140 @@
+#include "common/protocol/reports.h"
+
+namespace segue {
+
+JobInfo FromWire(wire::JobStatus::Reader r) {
+  JobInfo j;
+  j.id = r.getJobId();
+  j.name = r.getName().cStr();
+  j.state = r.getState().cStr();
+  j.priority = r.getPriority();
+  j.frames_total = r.getFramesTotal();
+  j.frames_done = r.getFramesDone();
+  j.segments_total = r.getSegmentsTotal();
+  j.segments_done = r.getSegmentsDone();
+  j.segments_running = r.getSegmentsRunning();
+  j.chunks_total = r.getChunksTotal();
+  j.chunks_done = r.getChunksDone();
+  j.progress = r.getProgress();
+  j.eta_seconds = r.getEtaSeconds();
+  j.output = r.getOutput().cStr();
+  j.error = r.getError().cStr();
+  j.created_ms = r.getCreatedMs();
+  j.updated_ms = r.getUpdatedMs();
+  j.segment_states = r.getSegmentStates().cStr();
+  return j;
+}
+
+WorkerInfo FromWire(wire::WorkerInfo::Reader w) {
+  return {w.getName().cStr(),  w.getHost().cStr(), w.getDevice().cStr(),
+          w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(),
+          w.getFailures(),     w.getLastSeenMs(),  w.getPool().cStr()};
+}
+
+PoolInfo FromWire(wire::PoolInfo::Reader p) {
+  PoolInfo i;
+  i.name = p.getName().cStr();
+  i.provider = p.getProvider().cStr();
+  i.last_change = p.getLastChange().cStr();
+  i.size = p.getSize(), i.members = p.getMembers(), i.idle = p.getIdle();
+  i.busy = p.getBusy(), i.min = p.getMin(), i.max = p.getMax();
+  i.autoscale = p.getAutoscale(), i.cooldown_s = p.getCooldownS();
+  return i;
+}
+
+void ToWire(const JobInfo& j, wire::JobStatus::Builder s) {
+  s.setJobId(j.id);
+  s.setName(j.name);
+  s.setState(j.state);
+  s.setPriority(j.priority);
+  s.setFramesTotal(j.frames_total);
+  s.setFramesDone(j.frames_done);
+  s.setSegmentsTotal(j.segments_total);
+  s.setSegmentsDone(j.segments_done);
+  s.setSegmentsRunning(j.segments_running);
+  s.setChunksTotal(j.chunks_total);
+  s.setChunksDone(j.chunks_done);
+  s.setProgress(j.progress);
+  s.setEtaSeconds(j.eta_seconds);
+  s.setOutput(j.output);
+  s.setError(j.error);
+  s.setCreatedMs(j.created_ms);
+  s.setUpdatedMs(j.updated_ms);
+  s.setSegmentStates(j.segment_states);
+}
+
+void ToWire(const WorkerInfo& w, wire::WorkerInfo::Builder o) {
+  o.setName(w.name);
+  o.setHost(w.host);
+  o.setDevice(w.device);
+  o.setState(w.state);
+  o.setTask(w.task);
+  o.setTasksDone(w.tasks_done);
+  o.setFailures(w.failures);
+  o.setLastSeenMs(w.last_seen_ms);
+  o.setPool(w.pool);
+}
+
+void ToWire(const PoolInfo& p, wire::PoolInfo::Builder o) {
+  o.setName(p.name);
+  o.setProvider(p.provider);
+  o.setSize(p.size);
+  o.setMembers(p.members);
+  o.setIdle(p.idle);
+  o.setBusy(p.busy);
+  o.setMin(p.min);
+  o.setMax(p.max);
+  o.setAutoscale(p.autoscale);
+  o.setCooldownS(p.cooldown_s);
+  o.setLastChange(p.last_change);
+}
+
+nlohmann::json JobInfo::ToJson() const {
+  nlohmann::json j;
+  j["id"] = id;
+  j["name"] = name;
+  j["state"] = state;
+  j["priority"] = priority;
+  j["progress"] = progress;
+  j["frames"] = {{"total", frames_total}, {"done", frames_done}};
+  j["segments"] = {{"total", segments_total},
+                   {"done", segments_done},
+                   {"running", segments_running},
+                   {"waiting", segments_total - segments_done - segments_running}};
+  if (!segment_states.empty()) j["segments"]["states"] = segment_states;
+  j["chunks"] = {{"total", chunks_total}, {"done", chunks_done}};
+  j["eta_seconds"] = eta_seconds >= 0 ? nlohmann::json(eta_seconds) : nlohmann::json(nullptr);
+  j["output"] = output.empty() ? nlohmann::json(nullptr) : nlohmann::json(output);
+  j["error"] = error.empty() ? nlohmann::json(nullptr) : nlohmann::json(error);
+  j["created_ms"] = created_ms;
+  j["updated_ms"] = updated_ms;
+  return j;
+}
+
+nlohmann::json WorkerInfo::ToJson() const {
+  return {{"name", name},
+          {"host", host},
+          {"device", device},
+          {"state", state},
+          {"task", task.empty() ? nlohmann::json(nullptr) : nlohmann::json(task)},
+          {"tasks_done", tasks_done},
+          {"failures", failures},
+          {"last_seen_ms", last_seen_ms},
+          {"pool", pool.empty() ? nlohmann::json(nullptr) : nlohmann::json(pool)}};
+}
+
+nlohmann::json PoolInfo::ToJson() const {
+  return {{"name", name},
+          {"provider", provider},
+          {"size", size},
+          {"members", members},
+          {"idle", idle},
+          {"busy", busy},
+          {"min", min},
+          {"max", max},
+          {"autoscale", autoscale},
+          {"cooldown_s", cooldown_s},
+          {"last_change", last_change}};
+}
+
+}  // namespace segue

@@ -1,0 +1,58 @@
+// What the control API reports about jobs, workers and pools, as plain structs: the coordinator
+// fills them from its own state and sends them (ToWire); the CLI and the tests read them back
+// (FromWire); both show them as JSON (ToJson), so `segue status --json` and the coordinator's
+// /api/v1/status speak the same shape from one definition.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/protocol/segue.capnp.h"
+
+namespace segue {
+
+// A job, as wire::JobStatus carries it.
+struct JobInfo {
+  uint64_t id = 0;
+  std::string name;
+  std::string state;  // QUEUED RUNNING STITCHING DONE FAILED CANCELLED
+  int priority = 0;
+  int64_t frames_total = 0, frames_done = 0;
+  uint32_t segments_total = 0, segments_done = 0, segments_running = 0;
+  uint32_t chunks_total = 0, chunks_done = 0;
+  double progress = 0;
+  double eta_seconds = -1;
+  std::string output, error;
+  uint64_t created_ms = 0, updated_ms = 0;
+  std::string segment_states;  // per segment: '#' done, '>' running, '.' waiting, 'x' failed
+
+  bool Finished() const { return state == "DONE" || state == "FAILED" || state == "CANCELLED"; }
+  nlohmann::json ToJson() const;
+};
+
+struct WorkerInfo {
+  std::string name, host, device, state, task;
+  uint32_t tasks_done = 0, failures = 0;
+  uint64_t last_seen_ms = 0;
+  std::string pool;
+  nlohmann::json ToJson() const;
+};
+
+struct PoolInfo {
+  std::string name, provider, last_change;
+  uint32_t size = 0, members = 0, idle = 0, busy = 0, min = 0, max = 0, cooldown_s = 0;
+  bool autoscale = false;
+  nlohmann::json ToJson() const;
+};
+
+JobInfo FromWire(wire::JobStatus::Reader r);
+WorkerInfo FromWire(wire::WorkerInfo::Reader r);
+PoolInfo FromWire(wire::PoolInfo::Reader r);
+
+void ToWire(const JobInfo& j, wire::JobStatus::Builder out);
+void ToWire(const WorkerInfo& w, wire::WorkerInfo::Builder out);
+void ToWire(const PoolInfo& p, wire::PoolInfo::Builder out);
+
+}  // namespace segue

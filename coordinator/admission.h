@@ -1,0 +1,32 @@
+// Admission: whether a submitted job may enter, and as what. The coordinator never trusts a
+// client: it parses and validates the manifest again, checks that the audio came with it and that
+// FFmpeg can read it (a job must not fail at the very end over its audio), resolves the output
+// path inside its output root (never outside: no absolute paths, no "..", no symlink out) and
+// refuses an existing output unless the manifest allows replacing it. An admitted job is planned
+// but not stored: the caller hands it to the journal.
+#pragma once
+
+#include <string>
+
+#include "common/env/env.h"
+#include "common/protocol/segue.capnp.h"
+#include "common/status/status.h"
+#include "coordinator/jobs.h"
+
+namespace segue {
+
+struct AdmissionOptions {
+  std::string output_root;  // canonical
+  std::string scratch_dir;  // where the audio is probed (STATE/tmp)
+  uint32_t chunk_frames = 96;
+};
+
+// The job `submit` asks for (id 0, every task PENDING), or why not, naming the manifest and the
+// field. REQUIRES: `env` is the coordinator's.
+Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, Env* env);
+
+// `rel` as a path inside the canonical `root`, or why not. `folder`: the output is a folder (png
+// frames), so an existing file there is the conflict, not an existing folder.
+Result<std::string> ResolveOutput(const std::string& root, const std::string& rel, bool folder);
+
+}  // namespace segue

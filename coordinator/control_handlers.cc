@@ -1,0 +1,174 @@
+// Clients and admins: submit, status, job actions, workers, logs and pools (handlers.h). Each
+// handler returns its reply, which leaves once the turn's writes are durable.
+#include <spdlog/spdlog.h>
+
+#include "common/protocol/protocol.h"
+#include "common/protocol/reports.h"
+#include "coordinator/handlers.h"
+
+namespace segue {
+namespace {
+
+std::string NoJob(uint64_t id) {
+  return ErrorMessage(wire::ErrorCode::NOT_FOUND, "no job " + std::to_string(id));
+}
+
+std::string StatusReply(HandlerContext& c, const Job& j) {
+  capnp::MallocMessageBuilder b;
+  ToWire(ReportJob(j, c.env->NowMillis(), true), b.initRoot<wire::Envelope>().initJobStatus());
+  return Serialize(b);
+}
+
+// The workers (all, or the one named `only`) as a WorkerList reply.
+std::string WorkerListReply(HandlerContext& c, const std::string& only) {
+  const auto& all = c.workers.all();
+  capnp::MallocMessageBuilder b;
+  auto list = b.initRoot<wire::Envelope>().initWorkerList().initWorkers(
+      static_cast<unsigned>(only.empty() ? all.size() : all.count(only)));
+  unsigned i = 0;
+  for (const auto& [name, w] : all) {
+    if (only.empty() || name == only) ToWire(ReportWorker(w), list[i++]);
+  }
+  return Serialize(b);
+}
+
+std::string PoolListReply(HandlerContext& c) {
+  const auto pools = c.pools ? c.pools->List(ViewOfPools(c)) : std::vector<PoolStatus>{};
+  capnp::MallocMessageBuilder b;
+  auto out =
+      b.initRoot<wire::Envelope>().initPoolList().initPools(static_cast<unsigned>(pools.size()));
+  for (size_t i = 0; i < pools.size(); ++i)
+    ToWire(ReportPool(pools[i]), out[static_cast<unsigned>(i)]);
+  return Serialize(b);
+}
+
+// Tells every worker holding one of the job's tasks to stop it.
+void StopJobTasks(HandlerContext& c, const Job& j, const std::string& why) {
+  for (auto& [name, w] : c.workers.all()) {
+    if (!w.task || w.task->job != j.id) continue;
+    capnp::MallocMessageBuilder b;
+    auto cancel = b.initRoot<wire::Envelope>().initCancel();
+    cancel.setJobId(j.id);
+    cancel.setReason(why);
+    c.outbox.Send(w.identity, Serialize(b));
+    w.task.reset();
+  }
+}
+
+}  // namespace
+
+std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s) {
+  auto admitted = Admit(s, c.admission, c.env);
+  if (!admitted.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, admitted.message());
+  Job& j = *admitted;
+  auto audio = s.getAudioData();
+  Status ws = c.journal.AddJob(
+      j, std::string_view(reinterpret_cast<const char*>(audio.begin()), audio.size()),
+      "submitted: " + std::to_string(j.manifest.frames) + " frames in " +
+          std::to_string(j.segments.size()) + " segments, output " + j.output_path);
+  if (!ws.ok())
+    return ErrorMessage(wire::ErrorCode::INTERNAL, "cannot store the job: " + ws.message());
+  spdlog::info("job {} ({}) accepted: {} frames, {} segments, {} chunks -> {}", j.id, j.name,
+               j.manifest.frames, j.segments.size(), j.chunks.size(), j.output_path);
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<wire::Envelope>().initSubmitReply();
+  r.setJobId(j.id);
+  r.setFrames(j.manifest.frames);
+  r.setSegments(static_cast<uint32_t>(j.segments.size()));
+  r.setOutput(j.output_path);
+  j.started_ms = c.env->NowMillis();
+  const uint64_t id = j.id;
+  c.jobs.emplace(id, std::move(j));
+  c.schedule_due = true;
+  return Serialize(b);
+}
+
+std::string OnStatusRequest(HandlerContext& c, uint64_t job) {
+  auto it = c.jobs.find(job);
+  if (it == c.jobs.end()) return NoJob(job);
+  return StatusReply(c, it->second);
+}
+
+std::string OnListJobs(HandlerContext& c) {
+  capnp::MallocMessageBuilder b;
+  auto list =
+      b.initRoot<wire::Envelope>().initJobList().initJobs(static_cast<unsigned>(c.jobs.size()));
+  unsigned i = 0;
+  const uint64_t now = c.env->NowMillis();
+  for (const auto& [id, j] : c.jobs) ToWire(ReportJob(j, now, false), list[i++]);
+  return Serialize(b);
+}
+
+std::string OnListWorkers(HandlerContext& c) { return WorkerListReply(c, ""); }
+
+std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
+  auto it = c.jobs.find(a.getJobId());
+  if (it == c.jobs.end()) return NoJob(a.getJobId());
+  Job& j = it->second;
+  Status s;
+  switch (a.getAction()) {
+    case wire::JobActionKind::CANCEL:
+      if (!IsFinished(j.state)) StopJobTasks(c, j, "job cancelled");
+      s = c.machine.Cancel(j);
+      break;
+    case wire::JobActionKind::RETRY:
+      s = c.machine.Retry(j);
+      break;
+    case wire::JobActionKind::PRIORITY:
+      s = c.machine.SetPriority(j, a.getPriority());
+      break;
+  }
+  if (!s.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, s.message());
+  c.schedule_due = true;
+  return StatusReply(c, j);
+}
+
+std::string OnDrainWorker(HandlerContext& c, const std::string& name) {
+  Worker* w = c.workers.ByName(name);
+  if (!w)
+    return ErrorMessage(wire::ErrorCode::NOT_FOUND,
+                        "no worker named '" + name + "' (see segue workers)");
+  DrainWorker(c, *w);
+  return WorkerListReply(c, name);
+}
+
+std::string OnGetLogs(HandlerContext& c, wire::GetLogs::Reader r) {
+  if (!c.jobs.count(r.getJobId())) return NoJob(r.getJobId());
+  const int segment = r.getSegment();
+  const std::string needle = "segment " + std::to_string(segment) + " ";
+  auto lines = c.journal.Events(
+      r.getJobId(),
+      [&](const std::string& line) {
+        return segment < 0 || line.find(needle) != std::string::npos;
+      },
+      100000);
+  if (!lines.ok()) return ErrorMessage(wire::ErrorCode::INTERNAL, lines.message());
+  capnp::MallocMessageBuilder b;
+  auto out =
+      b.initRoot<wire::Envelope>().initLogs().initLines(static_cast<unsigned>(lines->size()));
+  for (size_t i = 0; i < lines->size(); ++i) out.set(static_cast<unsigned>(i), (*lines)[i]);
+  return Serialize(b);
+}
+
+std::string OnPoolRequest(HandlerContext& c, wire::PoolRequest::Reader r) {
+  if (!c.pools) return ErrorMessage(wire::ErrorCode::NOT_FOUND, "this coordinator has no pools");
+  Status s;
+  switch (r.which()) {
+    case wire::PoolRequest::LIST:
+      break;
+    case wire::PoolRequest::SCALE:
+      s = c.pools->Scale(r.getScale().getName().cStr(), static_cast<int>(r.getScale().getSize()));
+      break;
+    case wire::PoolRequest::AUTOSCALE: {
+      auto a = r.getAutoscale();
+      s = c.pools->Autoscale(a.getName().cStr(), a.getEnabled(), static_cast<int>(a.getMin()),
+                             static_cast<int>(a.getMax()));
+      break;
+    }
+  }
+  if (!s.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, s.message());
+  if (r.which() != wire::PoolRequest::LIST) TickPools(c);  // act now, not in a second
+  return PoolListReply(c);
+}
+
+}  // namespace segue

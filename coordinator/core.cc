@@ -1,0 +1,297 @@
+#include "coordinator/core.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "coordinator/assembly.h"
+#include "coordinator/assignments.h"
+#include "coordinator/dashboard.h"
+#include "coordinator/handlers.h"
+#include "coordinator/jobs.h"
+#include "coordinator/journal.h"
+#include "coordinator/reporting.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/state_machine.h"
+#include "coordinator/workers.h"
+
+namespace segue {
+
+struct Core::Rep {
+  Rep(const CoordinatorOptions& o, Env* e, std::unique_ptr<Journal> j, Transport* transport,
+      std::string output_root)
+      : options(o),
+        env(e),
+        assignment{o.checkpoint_steps, o.checkpoint_seconds, o.encoder_preset},
+        admission{std::move(output_root), o.state_dir + "/tmp",
+                  static_cast<uint32_t>(o.chunk_frames)},
+        journal(std::move(j)),
+        machine(journal.get(), e, o.max_attempts),
+        outbox(transport),
+        ctx{options, assignment, admission, env,     *journal, machine, jobs,
+            workers, outbox,     nullptr,   metrics, false,    {}} {}
+
+  const CoordinatorOptions options;
+  Env* const env;
+  const AssignmentOptions assignment;
+  const AdmissionOptions admission;
+  std::unique_ptr<Journal> journal;
+  StateMachine machine;
+  JobTable jobs;  // every job, finished ones included
+  WorkerRegistry workers;
+  Outbox outbox;
+  std::unique_ptr<PoolManager> pools;
+  FarmMetrics metrics;
+  HandlerContext ctx;            // last: refers to the parts above
+  uint64_t turn_started_us = 0;  // when this turn's messages began to be read
+
+  // ---- the scheduling pass ----
+
+  void ScheduleNow();
+  bool Carry(const Decision& d);
+  void Give(Worker& w, const TaskRef& task);
+  void Assemble();
+
+  // ---- group commit: the journal writes, the outbox sends or holds ----
+
+  void Flush();
+  void ReleaseHeld();
+  void WaitForHeld();
+};
+
+// Handlers ask for a pass; it runs once per turn, after the turn's messages (a pass walks every
+// runnable job's running window). A decision that cannot be carried out (a task's inputs are
+// unreadable: the state machine queued what it needs first) leaves its worker idle, so the pass
+// runs again, a few times at most.
+void Core::Rep::ScheduleNow() {
+  ctx.schedule_due = false;
+  const SchedulerOptions so{static_cast<uint64_t>(options.gang_wait_ms)};
+  for (int pass = 0; pass < 4; ++pass) {
+    bool again = false;
+    for (const Decision& d : Schedule(jobs, workers.all(), env->NowMillis(), so))
+      again = !Carry(d) || again;
+    if (!again) return;
+  }
+}
+
+bool Core::Rep::Carry(const Decision& d) {
+  Job& j = jobs.at(d.job);
+  switch (d.kind) {
+    case Decision::Kind::kGangWait:
+      j.gang_wait_since = d.since_ms;
+      return true;
+    case Decision::Kind::kRender: {
+      Worker& w = *workers.ByName(d.workers[0]);
+      auto in = ReadRenderInputs(j, d.index, *journal);
+      if (auto* f = std::get_if<ReadFailure>(&in)) {
+        machine.Rerender(j, *f->rerender, f->message);
+        return false;
+      }
+      const RenderInputs& inputs = std::get<RenderInputs>(in);
+      const uint32_t attempt = machine.Assign(j, TaskKind::kRender, d.index, w.name);
+      if (inputs.resume_step > 0)
+        journal->AddEvent(j.id, TaskName(TaskKind::kRender, d.index) + " resumes at step " +
+                                    std::to_string(inputs.resume_step) + " on " + w.name);
+      Give(w, {j.id, TaskKind::kRender, d.index});
+      outbox.SendAssignment(w.identity, RenderAssignment(j, d.index, attempt, inputs, assignment));
+      spdlog::debug("job {} segment {} attempt {} -> {}", j.id, d.index, attempt, w.name);
+      return true;
+    }
+    case Decision::Kind::kEncode: {
+      Worker& w = *workers.ByName(d.workers[0]);
+      auto in = ReadEncodeInputs(j, d.index, *journal);
+      if (auto* f = std::get_if<ReadFailure>(&in)) {
+        if (f->rerender) {
+          machine.Rerender(j, *f->rerender, f->message);
+        } else {
+          machine.FailJob(j, f->message);
+        }
+        return false;
+      }
+      const uint32_t attempt = machine.Assign(j, TaskKind::kEncode, d.index, w.name);
+      Give(w, {j.id, TaskKind::kEncode, d.index});
+      outbox.SendAssignment(
+          w.identity, EncodeAssignment(j, d.index, attempt, std::get<Tensor>(in), assignment));
+      return true;
+    }
+    case Decision::Kind::kGang: {
+      std::vector<Tensor> resume_latents;
+      const uint32_t resume_step = ReadGangResume(j, *journal, &resume_latents);
+      std::vector<Gang::Group> groups;
+      const auto split = SplitIntoGroups(static_cast<uint32_t>(j.segments.size()),
+                                         static_cast<uint32_t>(d.workers.size()));
+      for (size_t g = 0; g < split.size(); ++g)
+        groups.push_back({split[g].first, split[g].second, d.workers[g]});
+      const uint32_t attempt = machine.StartGang(j, groups, resume_step);
+      for (const Gang::Group& g : groups) {
+        Worker& w = *workers.ByName(g.worker);
+        Give(w, {j.id, TaskKind::kGang, g.first});
+        // Unlike a single task's, a gang's start is written (every segment RUNNING): its
+        // assignments wait for that write to be durable.
+        outbox.Send(w.identity,
+                    GangAssignment(j, g, attempt, resume_step, resume_latents, assignment));
+      }
+      return true;
+    }
+  }
+  return true;
+}
+
+// Gives `w` its task: the worker is busy, its credit spent, its wait measured.
+void Core::Rep::Give(Worker& w, const TaskRef& task) {
+  w.task = task;
+  --w.credits;
+  const uint64_t since = w.waiting_since_us != 0 ? w.waiting_since_us : turn_started_us;
+  metrics.dispatch_latency.Observe(static_cast<double>(env->NowMicros() - since) / 1e6);
+  w.waiting_since_us = 0;
+}
+
+void Core::Rep::Assemble() {
+  std::vector<uint64_t> due;
+  due.swap(ctx.to_assemble);
+  std::sort(due.begin(), due.end());
+  due.erase(std::unique(due.begin(), due.end()), due.end());
+  for (uint64_t id : due) {
+    Job& j = jobs.at(id);
+    if (IsFinished(j.state)) continue;
+    machine.BeginStitching(j);
+    machine.EndStitching(j, AssembleJob(j, *journal, env, options.state_dir + "/tmp"));
+  }
+}
+
+void Core::Rep::Flush() {
+  journal->Flush();
+  if (Status f = journal->syncer().failure(); !f.ok()) Journal::StopOnStoreFailure(f);
+  const uint64_t written = journal->written(), durable = journal->syncer().durable();
+  outbox.EndTurn(written, durable);
+  if (durable < written) journal->syncer().Request(written);
+  WaitForHeld();
+}
+
+void Core::Rep::ReleaseHeld() {
+  if (Status f = journal->syncer().failure(); !f.ok()) Journal::StopOnStoreFailure(f);
+  outbox.Release(journal->syncer().durable());
+}
+
+// Has the syncer wake the loop when the oldest held message may go.
+void Core::Rep::WaitForHeld() {
+  for (;;) {
+    const uint64_t wait = outbox.oldest_wait();
+    journal->syncer().WakeAt(wait);
+    if (wait == 0 || wait > journal->syncer().durable()) return;
+    ReleaseHeld();  // synced before the syncer could see what we wait for
+  }
+}
+
+Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env* env,
+                                         Transport* transport, Syncer::Mode mode) {
+  using R = Result<std::unique_ptr<Core>>;
+  if (Status s = env->CreateDirs(options.output_root); !s.ok())
+    return R::Error("cannot create the output root '" + options.output_root + "': " + s.message());
+  std::error_code ec;
+  const std::string output_root = std::filesystem::canonical(options.output_root, ec).string();
+  if (ec)
+    return R::Error("cannot resolve the output root '" + options.output_root +
+                    "': " + ec.message());
+  auto journal = Journal::Open(options.state_dir, env,
+                               std::chrono::microseconds(options.sync_interval_us), mode);
+  if (!journal.ok()) return journal.status();
+  auto rep = std::make_unique<Rep>(options, env, std::move(*journal), transport, output_root);
+  if (Status s = rep->journal->Load(rep->jobs, static_cast<uint32_t>(options.chunk_frames));
+      !s.ok())
+    return R::Error("cannot restore jobs: " + s.message());
+  auto due = rep->machine.Recover(rep->jobs);
+  if (!due.ok()) return R::Error("cannot restore jobs: " + due.message());
+  rep->ctx.to_assemble = std::move(*due);
+  rep->ctx.schedule_due = true;
+  return std::unique_ptr<Core>(new Core(std::move(rep)));
+}
+
+Core::Core(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+Core::~Core() = default;
+
+Status Core::SetPools(std::unique_ptr<PoolManager> pools) {
+  Rep& r = *rep_;
+  r.pools = std::move(pools);
+  r.ctx.pools = r.pools.get();
+  Status s = r.journal->ForEachPoolSettings(
+      [&](const std::string& pool, const std::string& saved) { r.pools->Restore(pool, saved); });
+  Journal* journal = r.journal.get();
+  r.pools->OnChange([journal](const std::string& pool, const std::string& settings) {
+    journal->PutPoolSettings(pool, settings);
+  });
+  return s;
+}
+
+void Core::BeginTurn() { rep_->turn_started_us = rep_->env->NowMicros(); }
+
+void Core::Receive(const std::string& identity, const void* payload, size_t size, bool req) {
+  HandleMessage(rep_->ctx, identity, payload, size, req);
+}
+
+void Core::CountBadFrames(size_t frames) {
+  ++rep_->metrics.bad_messages;
+  spdlog::warn("dropped a message of {} frames [{} bad so far]", frames,
+               rep_->metrics.bad_messages);
+}
+
+void Core::CountRefusedPeer() { ++rep_->metrics.bad_messages; }
+
+void Core::Tick() {
+  Rep& r = *rep_;
+  const uint64_t now = r.env->NowMillis();
+  for (const std::string& name :
+       r.workers.Lost(now, static_cast<uint64_t>(r.options.liveness_ms))) {
+    Worker& w = *r.workers.ByName(name);
+    spdlog::warn("worker {} silent for {} ms: presumed dead", name, now - w.last_seen_ms);
+    ReleaseTask(r.ctx, w, "worker presumed dead");
+    r.workers.Remove(name);
+  }
+  TickPools(r.ctx);
+  r.ctx.schedule_due = true;
+}
+
+void Core::EndTurn() {
+  Rep& r = *rep_;
+  if (!r.ctx.to_assemble.empty()) r.Assemble();
+  if (r.ctx.schedule_due) r.ScheduleNow();
+  r.Flush();
+}
+
+void Core::Durable() {
+  rep_->journal->syncer().Clear();
+  rep_->ReleaseHeld();
+  rep_->WaitForHeld();
+}
+
+void Core::Sync() {
+  rep_->Flush();
+  rep_->journal->SyncAll();
+  rep_->ReleaseHeld();
+}
+
+int Core::sync_fd() { return rep_->journal->syncer().fd(); }
+
+HttpResponse Core::Http(const std::string& path) {
+  Rep& r = *rep_;
+  const std::vector<PoolStatus> pools =
+      r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{};
+  if (path == "/metrics") {
+    const SyncFigures sync{r.journal->syncer().syncs(), r.journal->syncer().sync_seconds(),
+                           r.outbox.held()};
+    return {200, "text/plain; version=0.0.4; charset=utf-8",
+            MetricsText(r.jobs, r.workers.all(), r.pools ? &pools : nullptr, r.metrics, sync)};
+  }
+  if (path == "/api/v1/status")
+    return {200, "application/json",
+            StatusJson(r.jobs, r.workers.all(), pools, r.env->NowMillis()).dump(2) + "\n"};
+  if (path == "/" || path == "/index.html")
+    return {200, "text/html; charset=utf-8", DashboardHtml()};
+  return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
+}
+
+uint64_t Core::bad_messages() const { return rep_->metrics.bad_messages; }
+uint64_t Core::fenced_results() const { return rep_->metrics.fenced_results; }
+
+}  // namespace segue

@@ -1,0 +1,89 @@
+// The coordinator's core: everything the coordinator does, driven by messages and the clock,
+// without its sockets. Like LevelDB's DBImpl it is the hub that hands each concern to a part with
+// a header of its own, and no part calls back up into it:
+//
+//   handlers.h       one function per message kind; they leave requests for the end of the turn
+//   state_machine.h  every transition of a task or a job, fencing, what a restart means
+//   scheduler.h      which idle worker gets which task: decisions, nothing done
+//   assignments.h    the messages that hand out tasks, from what the store holds
+//   journal.h        the store's records and keys, the turn's batch, the syncer
+//   outbox.h         messages held until their writes are durable
+//   workers.h        the worker registry and liveness
+//   admission.h, assembly.h, reporting.h, pools.h
+//
+// The event loop (coordinator.cc) feeds the core what its sockets receive and gives it a
+// Transport to send through; a test can do the same in memory (tests/unit). One turn:
+// BeginTurn, any number of Receive, Tick when its 500 ms are up, EndTurn. EndTurn runs the
+// scheduling pass if one was asked for and carries out its decisions, assembles jobs whose
+// chunks are all stored, writes the turn's batch and sends what may leave. When the syncer's fd
+// turns readable, Durable sends what waited for it.
+//
+// Not thread-safe: one thread drives it (the syncer's thread only syncs).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/env/env.h"
+#include "common/status/status.h"
+#include "coordinator/http.h"
+#include "coordinator/options.h"
+#include "coordinator/outbox.h"
+#include "coordinator/pools.h"
+#include "coordinator/syncer.h"
+
+namespace segue {
+
+class Core {
+ public:
+  // Opens the journal in options.state_dir (through `env`), restores the jobs and applies what a
+  // restart means (StateMachine::Recover). Jobs due for assembly are assembled in the first
+  // EndTurn, not here: nothing runs before the caller's socket is bound.
+  // REQUIRES: `env` and `transport` outlive the core.
+  static Result<std::unique_ptr<Core>> Open(const CoordinatorOptions& options, Env* env,
+                                            Transport* transport,
+                                            Syncer::Mode mode = Syncer::Mode::kBackground);
+  ~Core();
+
+  // Worker pools, once the endpoint their workers join is known; their saved settings are
+  // restored from the store.
+  Status SetPools(std::unique_ptr<PoolManager> pools);
+
+  // ---- A turn -------------------------------------------------------------------------------
+  // Marks when the turn's messages began to be read (dispatch latency).
+  void BeginTurn();
+  // A message from `identity`. `req`: the peer is a REQ socket (replies get a delimiter).
+  void Receive(const std::string& identity, const void* payload, size_t size, bool req);
+  // A message that arrived with the wrong frames: counted and dropped.
+  void CountBadFrames(size_t frames);
+  // A peer the CURVE handshake refused: counted.
+  void CountRefusedPeer();
+  // The clock's work (every 500 ms): lost workers' tasks back to the queue, pools, a scheduling
+  // pass.
+  void Tick();
+  // Ends the turn (above).
+  void EndTurn();
+  // The syncer's fd turned readable: sends what waited for the writes now durable.
+  void Durable();
+  // Makes every write so far durable and sends what waited for it: the loop's last act, and how
+  // a test with an on-demand syncer (Syncer::Mode::kOnDemand) decides where syncs fall.
+  void Sync();
+
+  // The syncer's eventfd: readable when held messages may go (Syncer::fd).
+  int sync_fd();
+  // GET `path` on the HTTP side: /metrics, /api/v1/status, the dashboard.
+  HttpResponse Http(const std::string& path);
+
+  // Counters for the stop message.
+  uint64_t bad_messages() const;
+  uint64_t fenced_results() const;
+
+ private:
+  struct Rep;
+  explicit Core(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace segue

@@ -1,0 +1,157 @@
+// The dispatcher, and what transitions mean for workers (handlers.h).
+#include "coordinator/handlers.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/protocol/protocol.h"
+#include "coordinator/scheduler.h"
+
+namespace segue {
+namespace {
+
+// Counts and answers a message that cannot be read: `what` says what was wrong.
+void DropBad(HandlerContext& c, const std::string& identity, bool req, const std::string& what,
+             const std::string& detail) {
+  ++c.metrics.bad_messages;
+  spdlog::warn("dropped a {}: {} [{} so far]", what, detail, c.metrics.bad_messages);
+  c.outbox.Send(
+      identity,
+      ErrorMessage(wire::ErrorCode::BAD_REQUEST, what.substr(0, what.find(" (")) + ": " + detail),
+      req);
+}
+
+void Dispatch(HandlerContext& c, const std::string& identity, wire::Envelope::Reader env,
+              bool req) {
+  auto reply = [&](std::string payload) { c.outbox.Send(identity, std::move(payload), req); };
+  switch (env.which()) {
+    case wire::Envelope::HELLO:
+      return OnHello(c, identity, env.getHello());
+    case wire::Envelope::WORK_REQUEST:
+      return OnWorkRequest(c, identity, env.getWorkRequest());
+    case wire::Envelope::RENDER_RESULT:
+      return OnRenderResult(c, identity, env.getRenderResult());
+    case wire::Envelope::ENCODE_RESULT:
+      return OnEncodeResult(c, identity, env.getEncodeResult());
+    case wire::Envelope::TASK_FAILURE:
+      return OnTaskFailure(c, identity, env.getTaskFailure());
+    case wire::Envelope::CHECKPOINT:
+      return OnCheckpoint(c, identity, env.getCheckpoint());
+    case wire::Envelope::CODENOISE_EXCHANGE:
+      return OnCodenoiseExchange(c, identity, env.getCodenoiseExchange());
+    case wire::Envelope::HEARTBEAT:
+      return OnHeartbeat(c, identity);
+    case wire::Envelope::GOODBYE:
+      return OnGoodbye(c, identity, env.getGoodbye().getReason().cStr());
+    case wire::Envelope::SUBMIT:
+      return reply(OnSubmit(c, env.getSubmit()));
+    case wire::Envelope::STATUS_REQUEST:
+      return reply(OnStatusRequest(c, env.getStatusRequest().getJobId()));
+    case wire::Envelope::LIST_JOBS:
+      return reply(OnListJobs(c));
+    case wire::Envelope::LIST_WORKERS:
+      return reply(OnListWorkers(c));
+    case wire::Envelope::JOB_ACTION:
+      return reply(OnJobAction(c, env.getJobAction()));
+    case wire::Envelope::DRAIN_WORKER:
+      return reply(OnDrainWorker(c, env.getDrainWorker().getName().cStr()));
+    case wire::Envelope::GET_LOGS:
+      return reply(OnGetLogs(c, env.getGetLogs()));
+    case wire::Envelope::POOL_REQUEST:
+      return reply(OnPoolRequest(c, env.getPoolRequest()));
+    default:
+      ++c.metrics.bad_messages;
+      spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",
+                   static_cast<int>(env.which()), c.metrics.bad_messages);
+      c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST, "unexpected message type"),
+                    req);
+  }
+}
+
+}  // namespace
+
+void HandleMessage(HandlerContext& c, const std::string& identity, const void* payload, size_t size,
+                   bool req) {
+  auto in = Incoming::ParseInPlace(payload, size);
+  if (!in.ok()) {
+    DropBad(c, identity, req, "bad message (" + std::to_string(size) + " bytes)", in.message());
+    return;
+  }
+  try {
+    Dispatch(c, identity, (*in)->envelope(), req);
+  } catch (const kj::Exception& e) {
+    DropBad(c, identity, req, "malformed message", e.getDescription().cStr());
+  }
+}
+
+void StopGang(HandlerContext& c, Job& j, const std::string& why, const std::string& except) {
+  if (!j.gang) return;
+  const uint32_t attempt = j.gang->attempt;
+  for (const Gang::Group& g : c.machine.AbortGang(j, why)) {
+    Worker* member = c.workers.ByName(g.worker);
+    if (!member || g.worker == except) continue;
+    if (member->task && member->task->job == j.id) member->task.reset();
+    capnp::MallocMessageBuilder b;
+    auto cancel = b.initRoot<wire::Envelope>().initCancel();
+    cancel.setJobId(j.id);
+    cancel.setAttempt(attempt);
+    cancel.setReason(why);
+    c.outbox.Send(member->identity, Serialize(b));
+  }
+}
+
+void FailTask(HandlerContext& c, Job& j, TaskKind kind, uint32_t index, Worker& w,
+              const std::string& message) {
+  WorkerRegistry::Free(w, c.env->NowMicros());
+  ++w.failures;
+  if (kind == TaskKind::kGang) {
+    // Counted against the group's first segment; the next gang starts with a new attempt.
+    index = 0;
+    if (j.gang) {
+      const int g = j.gang->GroupOf(w.name);
+      if (g >= 0) index = j.gang->groups[static_cast<size_t>(g)].first;
+    }
+    StopGang(c, j, "co-denoising failed on " + w.name + ": " + message, "");
+    kind = TaskKind::kRender;
+  }
+  c.machine.Fail(j, kind, index, w.name, message);
+}
+
+void ReleaseTask(HandlerContext& c, Worker& w, const std::string& why) {
+  if (!w.task) return;
+  const TaskRef task = *w.task;
+  w.task.reset();
+  auto it = c.jobs.find(task.job);
+  if (it == c.jobs.end()) return;
+  Job& j = it->second;
+  if (task.kind == TaskKind::kGang) return StopGang(c, j, why + " (" + w.name + ")", w.name);
+  if (IsFinished(j.state)) return;
+  const Task& t = j.tasks(task.kind)[task.index];
+  if (t.state == TaskState::kRunning && t.worker == w.name)
+    c.machine.Requeue(j, task.kind, task.index, why + " (" + w.name + ")");
+}
+
+void DrainWorker(HandlerContext& c, Worker& w) {
+  w.draining = true;
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initDrain();
+  c.outbox.Send(w.identity, Serialize(b));
+  spdlog::info("draining worker {}", w.name);
+}
+
+PoolView ViewOfPools(const HandlerContext& c) {
+  PoolView v;
+  for (const auto& [name, w] : c.workers.all()) {
+    if (!w.pool.empty()) v.connected[w.pool].push_back({name, !w.task.has_value(), w.draining});
+  }
+  v.demand = Demand(c.jobs);
+  return v;
+}
+
+void TickPools(HandlerContext& c) {
+  if (!c.pools) return;
+  for (const std::string& name : c.pools->Tick(ViewOfPools(c), c.env->NowMillis())) {
+    if (Worker* w = c.workers.ByName(name)) DrainWorker(c, *w);
+  }
+}
+
+}  // namespace segue

@@ -1,0 +1,102 @@
+// The message handlers: one function per kind of Envelope the coordinator receives (after
+// Flamenco's api_impl and OpenCue's HostReportHandler: messages in, apart from placement and
+// state). A handler reads its message, asks the state machine for the transition it means,
+// updates the worker registry, and queues replies and notices in the outbox. It never sends,
+// writes or schedules by itself: it leaves requests in its context (schedule_due, to_assemble)
+// for the core to carry out at the end of the turn (coordinator/core.h).
+//
+//   workers (worker_handlers.cc):  Hello, WorkRequest, Heartbeat, Goodbye
+//   results (result_handlers.cc):  RenderResult, EncodeResult, TaskFailure, Checkpoint,
+//                                  CodenoiseExchange
+//   control (control_handlers.cc): Submit, StatusRequest, ListJobs, ListWorkers, JobAction,
+//                                  DrainWorker, GetLogs, PoolRequest (each returns its reply)
+//
+// Not thread-safe: called on the event loop.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/env/env.h"
+#include "common/protocol/segue.capnp.h"
+#include "coordinator/admission.h"
+#include "coordinator/assignments.h"
+#include "coordinator/jobs.h"
+#include "coordinator/journal.h"
+#include "coordinator/options.h"
+#include "coordinator/outbox.h"
+#include "coordinator/pools.h"
+#include "coordinator/reporting.h"
+#include "coordinator/state_machine.h"
+#include "coordinator/workers.h"
+
+namespace segue {
+
+// The coordinator's parts as its handlers see them (owned by the core), and what the handlers
+// ask of the end of the turn.
+struct HandlerContext {
+  const CoordinatorOptions& options;
+  const AssignmentOptions& assignment;
+  const AdmissionOptions& admission;
+  Env* env;
+  Journal& journal;
+  StateMachine& machine;
+  JobTable& jobs;
+  WorkerRegistry& workers;
+  Outbox& outbox;
+  PoolManager* pools;  // nullptr: no pools
+  FarmMetrics& metrics;
+
+  bool schedule_due = false;          // a scheduling pass is wanted
+  std::vector<uint64_t> to_assemble;  // jobs whose chunks are all stored
+};
+
+// Parses `payload` from `identity` and hands it to its handler; a malformed or unexpected message
+// is counted, answered with an error and dropped. `req`: the peer is a REQ socket.
+void HandleMessage(HandlerContext& c, const std::string& identity, const void* payload, size_t size,
+                   bool req);
+
+// ---- Workers ----------------------------------------------------------------------------------
+void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader h);
+void OnWorkRequest(HandlerContext& c, const std::string& identity, wire::WorkRequest::Reader r);
+void OnHeartbeat(HandlerContext& c, const std::string& identity);
+void OnGoodbye(HandlerContext& c, const std::string& identity, const std::string& reason);
+
+// ---- Results ----------------------------------------------------------------------------------
+void OnRenderResult(HandlerContext& c, const std::string& identity, wire::RenderResult::Reader r);
+void OnEncodeResult(HandlerContext& c, const std::string& identity, wire::EncodeResult::Reader r);
+void OnTaskFailure(HandlerContext& c, const std::string& identity, wire::TaskFailure::Reader r);
+void OnCheckpoint(HandlerContext& c, const std::string& identity, wire::Checkpoint::Reader cp);
+void OnCodenoiseExchange(HandlerContext& c, const std::string& identity,
+                         wire::CodenoiseExchange::Reader x);
+
+// ---- Control: each returns its reply ------------------------------------------------------------
+std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s);
+std::string OnStatusRequest(HandlerContext& c, uint64_t job);
+std::string OnListJobs(HandlerContext& c);
+std::string OnListWorkers(HandlerContext& c);
+std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a);
+std::string OnDrainWorker(HandlerContext& c, const std::string& name);
+std::string OnGetLogs(HandlerContext& c, wire::GetLogs::Reader r);
+std::string OnPoolRequest(HandlerContext& c, wire::PoolRequest::Reader r);
+
+// ---- What a transition means for workers, shared by the handlers and the core's clock -----------
+// Puts the task `w` holds back in the queue (worker gone, reconnected); a gang member's loss
+// stops its gang.
+void ReleaseTask(HandlerContext& c, Worker& w, const std::string& why);
+// Stops `j`'s gang: its members but `except` are told to stop, its segments go back to the queue.
+void StopGang(HandlerContext& c, Job& j, const std::string& why, const std::string& except);
+// A task failed on `w` (its failure is counted against both); a gang member's failure stops its
+// gang first.
+void FailTask(HandlerContext& c, Job& j, TaskKind kind, uint32_t index, Worker& w,
+              const std::string& message);
+// Tells a worker to finish its task, take no more and leave.
+void DrainWorker(HandlerContext& c, Worker& w);
+// What the pools see of the farm now: their connected workers and the runnable work.
+PoolView ViewOfPools(const HandlerContext& c);
+// Lets the pools launch or drain workers to match the work (every 500 ms, and at once after a
+// pool request).
+void TickPools(HandlerContext& c);
+
+}  // namespace segue

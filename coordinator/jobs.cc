@@ -1,0 +1,53 @@
+#include "coordinator/jobs.h"
+
+#include <cctype>
+#include <filesystem>
+
+namespace segue {
+
+const char* JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kQueued:
+      return "QUEUED";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kStitching:
+      return "STITCHING";
+    case JobState::kDone:
+      return "DONE";
+    case JobState::kFailed:
+      return "FAILED";
+    case JobState::kCancelled:
+      return "CANCELLED";
+  }
+  return "UNKNOWN";
+}
+
+bool IsFinished(JobState s) {
+  return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+std::string TaskName(TaskKind kind, uint32_t index) {
+  return (kind == TaskKind::kEncode ? "chunk " : "segment ") + std::to_string(index);
+}
+
+std::string AudioExtension(const std::string& name) {
+  std::string ext = std::filesystem::path(name).extension().string();
+  if (ext.size() > 8) return "";
+  for (char c : ext) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.') return "";
+  }
+  return ext;
+}
+
+void PlanJob(Job& j, const Manifest& m, uint32_t default_chunk_frames) {
+  j.manifest = m;
+  j.blend = *ParseBlendMode(m.blend);
+  j.segments = PlanSegments(m.frames, m.segment_length, m.segment_overlap, m.seed);
+  j.seg.assign(j.segments.size(), Task{});
+  if (j.chunk_frames == 0) j.chunk_frames = default_chunk_frames;
+  j.chunks = PlanChunks(m.frames, static_cast<int>(j.chunk_frames));
+  j.chunk.assign(j.chunks.size(), Task{});
+}
+
+}  // namespace segue

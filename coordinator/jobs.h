@@ -1,0 +1,102 @@
+// The coordinator's jobs and their tasks as it holds them in memory: the types every part of the
+// coordinator speaks. Plain data. Every change of a job's or a task's state is made by the state
+// machine (coordinator/state_machine.h), which also keeps the derived counters below true; other
+// parts read these types and do not write their states.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/blend/blend.h"
+#include "common/manifest/manifest.h"
+#include "common/plan/plan.h"
+#include "coordinator/codenoise.h"
+
+namespace segue {
+
+enum class JobState { kQueued, kRunning, kStitching, kDone, kFailed, kCancelled };
+enum class TaskState { kPending, kRunning, kDone, kFailed };
+
+// What a worker works on: a segment to render, a chunk to decode and encode, or (co-denoising)
+// its group of a gang's segments, named by the group's first segment.
+enum class TaskKind { kRender, kEncode, kGang };
+
+// "QUEUED" ... "CANCELLED", as status reports write them.
+const char* JobStateName(JobState s);
+// DONE, FAILED and CANCELLED: nothing of the job runs, and only a retry brings it back.
+bool IsFinished(JobState s);
+// A worker that failed this many of a job's tasks gets no more of them (while others can).
+constexpr uint32_t kKeepWorkerOffAfter = 2;
+
+// "segment 3", "chunk 2": how events and logs name a task.
+std::string TaskName(TaskKind kind, uint32_t index);
+
+// One render (segment) or encode (chunk) task of a job.
+struct Task {
+  TaskState state = TaskState::kPending;
+  uint32_t attempt = 0;  // the attempt number of its latest assignment (0: never assigned)
+  std::string worker;    // the worker holding it while RUNNING
+  uint32_t failures = 0;
+  std::string error;
+  std::vector<std::string> failed_on;  // the distinct workers it failed on, in order
+  bool has_checkpoint = false;         // a render checkpoint of it is in the store
+  // Kept by the journal: the attempt number of the task's latest record, and the number of the
+  // write that holds it (0: synced, or written before this process). Assignments are not
+  // recorded (the transitions that end one are), so while RUNNING attempt == recorded_attempt+1.
+  uint32_t recorded_attempt = 0;
+  uint64_t recorded_in_write = 0;
+};
+
+struct Job {
+  uint64_t id = 0;
+  JobState state = JobState::kQueued;
+  int priority = 50;
+  std::string name;
+  std::string manifest_text, manifest_name;  // as submitted; restored jobs parse it again
+  std::string output_path;                   // absolute, inside the output root
+  std::string error;
+  bool has_audio = false;
+  std::string audio_name;  // the audio file's name as submitted (its extension is kept)
+  uint64_t created_ms = 0, updated_ms = 0, finished_ms = 0;
+  uint64_t started_ms = 0;  // when this process began (or resumed) working on it: the ETA's start
+  uint32_t chunk_frames = 96;
+
+  Manifest manifest;
+  BlendMode blend = BlendMode::kLinear;
+  std::vector<SegmentSpan> segments;
+  std::vector<Task> seg;  // one per segment
+  std::vector<ChunkSpan> chunks;
+  std::vector<Task> chunk;  // one per chunk
+
+  // Derived from the tasks' states; kept by the state machine.
+  uint32_t segments_done = 0, chunks_done = 0;
+  // Every segment (chunk) below this index is DONE: scheduling walks start here.
+  uint32_t segments_done_below = 0, chunks_done_below = 0;
+
+  std::optional<Gang> gang;      // codenoise: the running gang, if any
+  uint64_t gang_wait_since = 0;  // when a gang could first have started with fewer workers
+  std::map<std::string, uint32_t> worker_failures;  // tasks of this job each worker failed
+  bool restored_stitching = false;  // it was STITCHING when this coordinator started
+
+  std::vector<Task>& tasks(TaskKind kind) { return kind == TaskKind::kEncode ? chunk : seg; }
+  const std::vector<Task>& tasks(TaskKind kind) const {
+    return kind == TaskKind::kEncode ? chunk : seg;
+  }
+  Strategy strategy() const { return manifest.strategy; }
+};
+
+// The extension of a submitted audio file's name (".mp3"), kept on its copies because FFmpeg
+// guesses the format by it; empty when it is not a plausible one.
+std::string AudioExtension(const std::string& name);
+
+// Every job the coordinator knows, finished ones included, by id.
+using JobTable = std::map<uint64_t, Job>;
+
+// Plans `j`'s segments and chunks from `m`, every task PENDING. A job without a chunk size yet
+// (chunk_frames 0) gets `default_chunk_frames`. REQUIRES: `m` is a validated manifest.
+void PlanJob(Job& j, const Manifest& m, uint32_t default_chunk_frames);
+
+}  // namespace segue

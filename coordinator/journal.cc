@@ -1,0 +1,424 @@
+#include "coordinator/journal.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/protocol/protocol.h"
+#include "coordinator/records.capnp.h"
+
+namespace segue {
+namespace {
+
+void PutBE(std::string& s, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t GetBE(const std::string& s, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes && at + i < s.size(); ++i)
+    v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  return v;
+}
+
+// A gang member's checkpoint: the segment's key and the step, so a job's gang checkpoints sort
+// by segment, then step. kGangStepName names the gang's resume step.
+std::string GangCheckpointKey(uint64_t job, uint32_t segment, uint32_t step) {
+  std::string key = TaskKey(job, segment);
+  PutBE(key, step, 4);
+  return key;
+}
+const char* const kGangStepName = "gang-step";
+
+std::string EncodeStep(uint32_t step) {
+  std::string v(4, '\0');
+  std::memcpy(v.data(), &step, 4);
+  return v;
+}
+uint32_t DecodeStep(const std::string& v) {
+  uint32_t step = 0;
+  if (v.size() >= 4) std::memcpy(&step, v.data(), 4);
+  return step;
+}
+
+Family FamilyOf(TaskKind kind) {
+  return kind == TaskKind::kEncode ? Family::kChunks : Family::kSegments;
+}
+
+rec::JobState ToRecord(JobState s) {
+  switch (s) {
+    case JobState::kQueued:
+      return rec::JobState::QUEUED;
+    case JobState::kRunning:
+      return rec::JobState::RUNNING;
+    case JobState::kStitching:
+      return rec::JobState::STITCHING;
+    case JobState::kDone:
+      return rec::JobState::DONE;
+    case JobState::kFailed:
+      return rec::JobState::FAILED;
+    case JobState::kCancelled:
+      return rec::JobState::CANCELLED;
+  }
+  return rec::JobState::QUEUED;
+}
+JobState FromRecord(rec::JobState s) {
+  switch (s) {
+    case rec::JobState::QUEUED:
+      return JobState::kQueued;
+    case rec::JobState::RUNNING:
+      return JobState::kRunning;
+    case rec::JobState::STITCHING:
+      return JobState::kStitching;
+    case rec::JobState::DONE:
+      return JobState::kDone;
+    case rec::JobState::FAILED:
+      return JobState::kFailed;
+    case rec::JobState::CANCELLED:
+      return JobState::kCancelled;
+  }
+  return JobState::kQueued;
+}
+rec::TaskState ToRecord(TaskState s) {
+  switch (s) {
+    case TaskState::kPending:
+      return rec::TaskState::PENDING;
+    case TaskState::kRunning:
+      return rec::TaskState::RUNNING;
+    case TaskState::kDone:
+      return rec::TaskState::DONE;
+    case TaskState::kFailed:
+      return rec::TaskState::FAILED;
+  }
+  return rec::TaskState::PENDING;
+}
+TaskState FromRecord(rec::TaskState s) {
+  switch (s) {
+    case rec::TaskState::PENDING:
+      return TaskState::kPending;
+    case rec::TaskState::RUNNING:
+      return TaskState::kRunning;
+    case rec::TaskState::DONE:
+      return TaskState::kDone;
+    case rec::TaskState::FAILED:
+      return TaskState::kFailed;
+  }
+  return TaskState::kPending;
+}
+
+std::string EncodeJob(const Job& j) {
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<rec::Job>();
+  r.setId(j.id);
+  r.setName(j.name);
+  r.setState(ToRecord(j.state));
+  r.setPriority(j.priority);
+  r.setManifestText(j.manifest_text);
+  r.setManifestName(j.manifest_name);
+  r.setOutputPath(j.output_path);
+  r.setHasAudio(j.has_audio);
+  r.setAudioName(j.audio_name);
+  r.setError(j.error);
+  r.setCreatedMs(j.created_ms);
+  r.setUpdatedMs(j.updated_ms);
+  r.setFinishedMs(j.finished_ms);
+  r.setChunkFrames(j.chunk_frames);
+  return Serialize(b);
+}
+
+std::string EncodeTask(const Task& t, uint64_t now_ms) {
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<rec::Task>();
+  r.setState(ToRecord(t.state));
+  r.setAttempt(t.attempt);
+  r.setWorker(t.worker);
+  r.setError(t.error);
+  r.setUpdatedMs(now_ms);
+  r.setFailures(t.failures);
+  auto list = r.initFailedOn(static_cast<unsigned>(t.failed_on.size()));
+  for (size_t i = 0; i < t.failed_on.size(); ++i)
+    list.set(static_cast<unsigned>(i), t.failed_on[i]);
+  return Serialize(b);
+}
+
+capnp::FlatArrayMessageReader ReaderOf(const std::string& value) {
+  return capnp::FlatArrayMessageReader(kj::arrayPtr(
+      reinterpret_cast<const capnp::word*>(value.data()), value.size() / sizeof(capnp::word)));
+}
+
+}  // namespace
+
+std::string JobKey(uint64_t job) {
+  std::string k;
+  PutBE(k, job, 8);
+  return k;
+}
+std::string TaskKey(uint64_t job, uint32_t index) {
+  std::string k = JobKey(job);
+  PutBE(k, index, 4);
+  return k;
+}
+std::string NamedKey(uint64_t job, const std::string& name) { return JobKey(job) + name; }
+uint64_t JobOfKey(const std::string& key) { return GetBE(key, 0, 8); }
+uint32_t IndexOfKey(const std::string& key) { return static_cast<uint32_t>(GetBE(key, 8, 4)); }
+
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, Env* env,
+                                               std::chrono::microseconds sync_interval,
+                                               Syncer::Mode mode) {
+  auto store = Store::Open(dir, env);
+  if (!store.ok()) return store.status();
+  auto syncer = std::make_unique<Syncer>(store->get(), sync_interval, env, mode);
+  return std::unique_ptr<Journal>(new Journal(std::move(*store), std::move(syncer), env));
+}
+
+Journal::Journal(std::unique_ptr<Store> store, std::unique_ptr<Syncer> syncer, Env* env)
+    : env_(env), store_(std::move(store)), syncer_(std::move(syncer)) {}
+
+Journal::~Journal() {
+  if (!batch_.empty() && store_->Write(batch_, Store::Sync::kLater).ok()) ++written_;
+  (void)syncer_->SyncNow(written_);
+}
+
+void Journal::PutJob(const Job& j) { batch_.Put(Family::kJobs, JobKey(j.id), EncodeJob(j)); }
+
+void Journal::PutTask(uint64_t job, TaskKind kind, uint32_t index, Task& task) {
+  batch_.Put(FamilyOf(kind), TaskKey(job, index), EncodeTask(task, env_->NowMillis()));
+  task.recorded_attempt = task.attempt;
+  task.recorded_in_write = written_ + 1;  // the write this turn's batch becomes
+}
+
+void Journal::AddEvent(uint64_t job, const std::string& text) {
+  batch_.Put(Family::kEvents, JobKey(job) + JobKey(store_->NextId("event", batch_)),
+             std::to_string(env_->NowMillis()) + " " + text);
+}
+
+void Journal::PutLatents(uint64_t job, uint32_t segment, const Tensor& latents) {
+  batch_.Put(Family::kLatents, TaskKey(job, segment), EncodeTensor(latents));
+}
+
+void Journal::PutChunk(uint64_t job, uint32_t chunk, std::string_view container) {
+  batch_.Put(Family::kOutputs, TaskKey(job, chunk), std::string(container));
+}
+
+void Journal::PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents) {
+  batch_.Put(Family::kCheckpoints, TaskKey(job, segment), EncodeStep(step) + EncodeTensor(latents));
+}
+
+void Journal::DeleteCheckpoint(uint64_t job, uint32_t segment) {
+  batch_.Delete(Family::kCheckpoints, TaskKey(job, segment));
+}
+
+void Journal::PutGangCheckpoint(uint64_t job, uint32_t segment, uint32_t step,
+                                const Tensor& latents) {
+  batch_.Put(Family::kCheckpoints, GangCheckpointKey(job, segment, step), EncodeTensor(latents));
+}
+
+void Journal::SetGangStep(uint64_t job, uint32_t segments, uint32_t step) {
+  batch_.Put(Family::kCheckpoints, NamedKey(job, kGangStepName), EncodeStep(step));
+  for (uint32_t s = 0; s < segments; ++s) {
+    batch_.DeleteRange(Family::kCheckpoints, GangCheckpointKey(job, s, 0),
+                       GangCheckpointKey(job, s, step));
+  }
+}
+
+void Journal::DropCheckpoints(uint64_t job) {
+  batch_.DeleteRange(Family::kCheckpoints, JobKey(job), JobKey(job + 1));
+}
+
+void Journal::PutPoolSettings(const std::string& pool, const std::string& settings) {
+  batch_.Put(Family::kMeta, "pool/" + pool, settings);
+}
+
+Status Journal::AddJob(Job& j, std::string_view audio, const std::string& first_event) {
+  Flush();  // what the turn wrote before stays before the job
+  Store::Batch batch;
+  j.id = store_->NextId("job", batch);
+  batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
+  // Synced below: the tasks' recorded_attempt (0) and recorded_in_write (0) hold as they are.
+  const uint64_t now = env_->NowMillis();
+  for (size_t i = 0; i < j.seg.size(); ++i)
+    batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(i)),
+              EncodeTask(j.seg[i], now));
+  for (size_t i = 0; i < j.chunk.size(); ++i)
+    batch.Put(Family::kChunks, TaskKey(j.id, static_cast<uint32_t>(i)),
+              EncodeTask(j.chunk[i], now));
+  if (j.has_audio) batch.Put(Family::kInputs, NamedKey(j.id, "audio"), std::string(audio));
+  batch.Put(Family::kEvents, JobKey(j.id) + JobKey(store_->NextId("event", batch)),
+            std::to_string(now) + " " + first_event);
+  return store_->Write(batch);  // synced, with every write before it
+}
+
+void Journal::Flush() {
+  if (batch_.empty()) return;
+  Status s = store_->Write(batch_, Store::Sync::kLater);
+  if (!s.ok()) StopOnStoreFailure(s);
+  ++written_;
+  batch_ = Store::Batch();
+}
+
+void Journal::SyncAll() {
+  if (Status s = TrySyncAll(); !s.ok()) StopOnStoreFailure(s);
+}
+
+Status Journal::TrySyncAll() {
+  if (!batch_.empty()) {
+    if (Status s = store_->Write(batch_, Store::Sync::kLater); !s.ok()) return s;
+    ++written_;
+    batch_ = Store::Batch();
+  }
+  return syncer_->SyncNow(written_);
+}
+
+void Journal::StopOnStoreFailure(const Status& s) {
+  spdlog::critical("cannot write the state store: {}; stopping", s.message());
+  std::_Exit(3);
+}
+
+Result<Tensor> Journal::Latents(uint64_t job, uint32_t segment) {
+  Flush();
+  auto bytes = store_->Get(Family::kLatents, TaskKey(job, segment));
+  if (!bytes.ok()) return bytes.status();
+  return DecodeTensor(*bytes);
+}
+
+Result<Journal::Checkpoint> Journal::SegmentCheckpoint(uint64_t job, uint32_t segment) {
+  using R = Result<Checkpoint>;
+  Flush();
+  auto bytes = store_->Get(Family::kCheckpoints, TaskKey(job, segment));
+  if (!bytes.ok()) return bytes.status();
+  if (bytes->size() <= 4) return R::Error("checkpoint record is truncated");
+  auto latents = DecodeTensor(bytes->substr(4));
+  if (!latents.ok()) return latents.status();
+  return Checkpoint{DecodeStep(*bytes), std::move(*latents)};
+}
+
+uint32_t Journal::GangStep(uint64_t job) {
+  Flush();
+  auto v = store_->Get(Family::kCheckpoints, NamedKey(job, kGangStepName));
+  return v.ok() ? DecodeStep(*v) : 0;
+}
+
+Result<Tensor> Journal::GangCheckpoint(uint64_t job, uint32_t segment, uint32_t step) {
+  Flush();
+  auto bytes = store_->Get(Family::kCheckpoints, GangCheckpointKey(job, segment, step));
+  if (!bytes.ok()) return bytes.status();
+  return DecodeTensor(*bytes);
+}
+
+Result<std::string> Journal::Chunk(uint64_t job, uint32_t chunk) {
+  Flush();
+  return store_->Get(Family::kOutputs, TaskKey(job, chunk));
+}
+
+Result<std::string> Journal::Audio(uint64_t job) {
+  Flush();
+  return store_->Get(Family::kInputs, NamedKey(job, "audio"));
+}
+
+Result<std::vector<std::string>> Journal::Events(
+    uint64_t job, const std::function<bool(const std::string&)>& keep, size_t limit) {
+  Flush();
+  std::vector<std::string> lines;
+  Status s = store_->Scan(Family::kEvents, JobKey(job), JobKey(job + 1),
+                          [&](const std::string&, const std::string& v) {
+                            if (keep(v)) lines.push_back(v);
+                            return lines.size() < limit;
+                          });
+  if (!s.ok()) return s;
+  return lines;
+}
+
+Status Journal::ForEachPoolSettings(
+    const std::function<void(const std::string&, const std::string&)>& fn) {
+  Flush();
+  return store_->Scan(Family::kMeta, "pool/", "pool0",
+                      [&](const std::string& k, const std::string& v) {
+                        fn(k.substr(5), v);
+                        return true;
+                      });
+}
+
+Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
+  Flush();
+  std::vector<uint64_t> ids;
+  Status s =
+      store_->Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
+        Job j;
+        try {
+          auto reader = ReaderOf(value);
+          auto r = reader.getRoot<rec::Job>();
+          j.id = r.getId();
+          j.name = r.getName().cStr();
+          j.state = FromRecord(r.getState());
+          j.priority = r.getPriority();
+          j.manifest_text = r.getManifestText().cStr();
+          j.manifest_name = r.getManifestName().cStr();
+          j.output_path = r.getOutputPath().cStr();
+          j.has_audio = r.getHasAudio();
+          j.audio_name = r.getAudioName().cStr();
+          j.error = r.getError().cStr();
+          j.created_ms = r.getCreatedMs();
+          j.updated_ms = r.getUpdatedMs();
+          j.finished_ms = r.getFinishedMs();
+          j.chunk_frames = r.getChunkFrames();
+        } catch (const kj::Exception& e) {
+          spdlog::error("job record {} is unreadable: {}", JobOfKey(key),
+                        e.getDescription().cStr());
+          return true;
+        }
+        auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
+        if (!m.ok()) {
+          spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
+          return true;
+        }
+        PlanJob(j, *m, default_chunk_frames);
+        ids.push_back(j.id);
+        jobs[j.id] = std::move(j);
+        return true;
+      });
+  if (!s.ok()) return s;
+  for (uint64_t id : ids) {
+    Job& j = jobs.at(id);
+    for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
+      std::vector<Task>& tasks = j.tasks(kind);
+      Status ls = store_->Scan(FamilyOf(kind), TaskKey(id, 0), JobKey(id + 1),
+                               [&](const std::string& key, const std::string& value) {
+                                 const uint32_t index = IndexOfKey(key);
+                                 if (index >= tasks.size()) return true;
+                                 try {
+                                   auto reader = ReaderOf(value);
+                                   auto r = reader.getRoot<rec::Task>();
+                                   Task& t = tasks[index];
+                                   t.state = FromRecord(r.getState());
+                                   t.attempt = r.getAttempt();
+                                   t.recorded_attempt = t.attempt;
+                                   t.failures = r.getFailures();
+                                   t.error = r.getError().cStr();
+                                   t.failed_on.clear();
+                                   for (auto name : r.getFailedOn())
+                                     t.failed_on.emplace_back(name.cStr());
+                                 } catch (const kj::Exception& e) {
+                                   spdlog::error("job {}: record of {} is unreadable: {}", id,
+                                                 TaskName(kind, index), e.getDescription().cStr());
+                                 }
+                                 return true;
+                               });
+      if (!ls.ok()) return ls;
+    }
+    const size_t task_key_size = TaskKey(id, 0).size();
+    Status cs = store_->Scan(Family::kCheckpoints, JobKey(id), JobKey(id + 1),
+                             [&](const std::string& key, const std::string&) {
+                               const uint32_t index = IndexOfKey(key);
+                               if (key.size() == task_key_size && index < j.seg.size())
+                                 j.seg[index].has_checkpoint = true;
+                               return true;
+                             });
+    if (!cs.ok()) return cs;
+  }
+  return Status::Ok();
+}
+
+}  // namespace segue

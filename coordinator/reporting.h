@@ -1,0 +1,65 @@
+// Reporting: what the coordinator says about its jobs, workers and pools, built from its own
+// state. Control replies carry the reports of common/protocol/reports.h; /api/v1/status shows
+// the same reports as JSON (their ToJson, as `segue status --json` does); /metrics is
+// Prometheus text. Nothing here changes state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/protocol/reports.h"
+#include "coordinator/jobs.h"
+#include "coordinator/pools.h"
+#include "coordinator/workers.h"
+
+namespace segue {
+
+// A Prometheus histogram with fixed bucket bounds (seconds).
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double v);
+  // Appends the histogram in Prometheus text form.
+  void Write(std::string& out, const std::string& name, const std::string& help) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+// What the coordinator counts as it goes.
+struct FarmMetrics {
+  uint64_t bad_messages = 0;      // malformed or unexpected messages, dropped
+  uint64_t fenced_results = 0;    // results from stale attempts, dropped
+  uint64_t checkpoint_bytes = 0;  // of step checkpoints received
+  Histogram dispatch_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
+  Histogram step_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
+};
+
+// The state disk as the syncer and the outbox see it.
+struct SyncFigures {
+  uint64_t syncs = 0;
+  double sync_seconds = 0;
+  size_t held_messages = 0;
+};
+
+// `j` at `now_ms` (progress, ETA); `with_segments`: with a strip of every segment's state.
+JobInfo ReportJob(const Job& j, uint64_t now_ms, bool with_segments);
+WorkerInfo ReportWorker(const Worker& w);
+PoolInfo ReportPool(const PoolStatus& p);
+
+// /metrics. `pools` may be empty (a coordinator without pools shows no pool series).
+std::string MetricsText(const JobTable& jobs, const WorkerRegistry::Map& workers,
+                        const std::vector<PoolStatus>* pools, const FarmMetrics& metrics,
+                        const SyncFigures& sync);
+
+// /api/v1/status: every job (with segments), worker and pool, as the CLI's --json shows them.
+nlohmann::json StatusJson(const JobTable& jobs, const WorkerRegistry::Map& workers,
+                          const std::vector<PoolStatus>& pools, uint64_t now_ms);
+
+}  // namespace segue

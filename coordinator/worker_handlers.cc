@@ -1,0 +1,77 @@
+// Workers joining, asking for work, keeping alive and leaving (handlers.h).
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "common/protocol/protocol.h"
+#include "coordinator/handlers.h"
+
+namespace segue {
+
+void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader h) {
+  if (h.getProtocolVersion() != wire::PROTOCOL_VERSION) {
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::VERSION_MISMATCH,
+                                         "protocol version mismatch: worker speaks " +
+                                             std::to_string(h.getProtocolVersion()) +
+                                             ", coordinator speaks " +
+                                             std::to_string(wire::PROTOCOL_VERSION)));
+    return;
+  }
+  WorkerHello hello;
+  hello.name = h.getName().cStr();
+  if (hello.name.empty() || hello.name.size() > 200) {
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                                         "hello: worker name must be 1 to 200 characters"));
+    return;
+  }
+  if (Worker* existing = c.workers.ByName(hello.name)) {
+    // The same worker again (it reconnected): whatever it held goes back to the queue.
+    ReleaseTask(c, *existing, "worker reconnected");
+  }
+  hello.host = h.getHost().cStr();
+  hello.device = h.getDevice().cStr();
+  for (auto m : h.getModels()) hello.models.insert(m.cStr());
+  for (auto t : h.getTags()) hello.tags.insert(t.cStr());
+  hello.memory = h.getMemoryBytes();
+  hello.pool = h.getPool().cStr();
+  Worker& w = c.workers.Join(identity, hello, c.env->NowMillis());
+  spdlog::info("worker {} joined ({} on {}, models: {})", w.name, w.device, w.host,
+               fmt::join(w.models, ","));
+  capnp::MallocMessageBuilder b;
+  auto welcome = b.initRoot<wire::Envelope>().initWelcome();
+  welcome.setWorkerId(w.name);
+  welcome.setHeartbeatMs(static_cast<uint32_t>(c.options.heartbeat_ms));
+  welcome.setLivenessMs(static_cast<uint32_t>(c.options.liveness_ms));
+  c.outbox.Send(identity, Serialize(b));
+}
+
+void OnWorkRequest(HandlerContext& c, const std::string& identity, wire::WorkRequest::Reader r) {
+  Worker* w = c.workers.Heard(identity, c.env->NowMillis());
+  if (!w) {
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST, "say hello first"));
+    return;
+  }
+  WorkerRegistry::Ask(*w, r.getCredits(), c.env->NowMicros());
+  c.schedule_due = true;
+}
+
+void OnHeartbeat(HandlerContext& c, const std::string& identity) {
+  if (!c.workers.Heard(identity, c.env->NowMillis())) {
+    c.outbox.Send(identity,
+                  ErrorMessage(wire::ErrorCode::NOT_FOUND, "unknown worker: say hello again"));
+    return;
+  }
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initHeartbeat().setBusy(false);
+  c.outbox.Send(identity, Serialize(b));
+}
+
+void OnGoodbye(HandlerContext& c, const std::string& identity, const std::string& reason) {
+  Worker* w = c.workers.Heard(identity, c.env->NowMillis());
+  if (!w) return;
+  spdlog::info("worker {} left: {}", w->name, reason);
+  ReleaseTask(c, *w, "worker left (" + reason + ")");
+  c.workers.Remove(w->name);
+  c.schedule_due = true;
+}
+
+}  // namespace segue

@@ -1,0 +1,167 @@
+// The coordinator's HTTP side on a running render: Prometheus metrics, the status API, the
+// dashboard (driven by Debian's headless Chromium, which must see the progress advance), and bad
+// HTTP requests that change nothing.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "tests/support/test_util.h"
+#include "tools/cli/client.h"
+
+namespace segue {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// A job long enough to watch: 4 s at 256x144, 9 segments on one worker.
+uint64_t SubmitJob(const TempDir& dir, const LocalFarm& farm, int steps) {
+  std::ofstream(dir / "job.yaml") << "version: 1\nname: watched\n"
+                                  << "video: {width: 256, height: 144, fps: 24, duration: 4s}\n"
+                                  << "model: {name: zoom, steps: " << steps << "}\n"
+                                  << "segments: {length: 16, overlap: 4}\n"
+                                  << "timeline: [{at: 0s, prompt: golden hour}]\n";
+  std::string out;
+  EXPECT_EQ(RunCommand(Cli("submit '" + dir / "job.yaml" + "' --coordinator " + farm.endpoint()),
+                       &out, true),
+            0)
+      << out;
+  return std::stoull(LastWord(out));
+}
+
+std::string HttpAddress(const TempDir& dir) {
+  std::ifstream f(dir / "farm/state/coordinator.http");
+  std::string a;
+  std::getline(f, a);
+  return a;
+}
+
+double Metric(const std::string& metrics, const std::string& series) {
+  const size_t at = metrics.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 2));
+}
+
+TEST(Http, MetricsStatusAndBadRequests) {
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});
+  ASSERT_TRUE(farm.ok());
+  const std::string http = HttpAddress(dir);
+  ASSERT_FALSE(http.empty());
+  const uint64_t job = SubmitJob(dir, farm, 80);
+  Client client(farm.endpoint(), 5000);
+  for (int i = 0; i < 400; ++i) {  // until it is running, two segments done
+    auto st = client.Status(job);
+    if (st.ok() && st->segments_done >= 2) break;
+    std::this_thread::sleep_for(25ms);
+  }
+  int status = 0;
+  std::string metrics = HttpGet(http, "/metrics", &status);
+  ASSERT_EQ(status, 200) << metrics;
+  for (const char* family :
+       {"segue_jobs", "segue_segments", "segue_queue_depth", "segue_workers",
+        "segue_dispatch_latency_seconds", "segue_step_seconds", "segue_checkpoint_bytes_total",
+        "segue_fenced_results_total", "segue_bad_messages_total", "segue_pool_size",
+        "segue_store_syncs_total", "segue_store_sync_seconds_total", "segue_held_messages"}) {
+    EXPECT_NE(metrics.find("# TYPE " + std::string(family) + " "), std::string::npos) << family;
+  }
+  EXPECT_EQ(Metric(metrics, "segue_jobs{state=\"RUNNING\"}"), 1) << metrics;
+  EXPECT_EQ(Metric(metrics, "segue_workers{state=\"busy\"}") +
+                Metric(metrics, "segue_workers{state=\"idle\"}"),
+            1);
+  // Every assignment is timed, also those of a worker that asked before its result came.
+  EXPECT_GE(Metric(metrics, "segue_segments{state=\"done\"}"), 2);
+  EXPECT_GE(Metric(metrics, "segue_dispatch_latency_seconds_count"),
+            Metric(metrics, "segue_segments{state=\"done\"}"));
+
+  std::string body = HttpGet(http, "/api/v1/status", &status);
+  ASSERT_EQ(status, 200);
+  auto j = nlohmann::json::parse(body);
+  ASSERT_EQ(j["jobs"].size(), 1u);
+  EXPECT_EQ(j["jobs"][0]["id"], job);
+  EXPECT_EQ(j["jobs"][0]["segments"]["states"].get<std::string>().size(),
+            j["jobs"][0]["segments"]["total"].get<size_t>());
+  ASSERT_EQ(j["workers"].size(), 1u);
+  EXPECT_EQ(j["workers"][0]["name"], "w0");
+  EXPECT_EQ(j["pools"][0]["name"], "local");
+
+  body = HttpGet(http, "/", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(body.find("<title>segue</title>"), std::string::npos);
+  HttpGet(http, "/nowhere", &status);
+  EXPECT_EQ(status, 404);
+
+  // Bad requests are answered and change nothing.
+  HttpExchange(http, "DELETE /api/v1/status HTTP/1.1\r\n\r\n", &status);
+  EXPECT_EQ(status, 405);
+  HttpExchange(http, "nonsense\r\n\r\n", &status);
+  EXPECT_EQ(status, 400);
+  HttpExchange(http, "GET / HTTP/1.1\r\nX-Junk: " + std::string(20000, 'x') + "\r\n\r\n", &status);
+  EXPECT_EQ(status, 431);
+  HttpExchange(http, std::string("\0\1\2\3 garbage", 13), &status);  // no request at all
+  JobInfo done;
+  for (int i = 0; i < 2400; ++i) {
+    auto st = client.Status(job);
+    if (st.ok() && st->Finished()) {
+      done = *st;
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(done.state, "DONE") << done.error;
+  metrics = HttpGet(http, "/metrics", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(Metric(metrics, "segue_jobs{state=\"DONE\"}"), 1) << metrics;
+  EXPECT_GT(Metric(metrics, "segue_step_seconds_count"), 0);
+  // Every transition was synced by the syncer, which timed it.
+  EXPECT_GT(Metric(metrics, "segue_store_syncs_total"), 0);
+  EXPECT_GT(Metric(metrics, "segue_store_sync_seconds_total"), 0);
+}
+
+// The dashboard in a real browser: the job's progress shown on the page advances while it
+// renders. Saves a screenshot (build/dashboard.png) for a person to look at.
+TEST(Http, DashboardInHeadlessChromiumShowsProgressAdvancing) {
+  std::string out;
+  if (RunCommand("command -v chromium", &out) != 0)
+    GTEST_SKIP() << "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});
+  ASSERT_TRUE(farm.ok());
+  const std::string url = "http://" + HttpAddress(dir) + "/";
+  const uint64_t job = SubmitJob(dir, farm, 1000) /* several seconds: long enough to watch */;
+  // Each browser run is bounded: a browser that hangs fails the test instead of stalling the suite.
+  const std::string chromium =
+      "timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run "
+      "--user-data-dir='" +
+      dir / "profile" + "' ";
+  // What the page shows for the job: its progress in percent, from the rendered DOM.
+  auto shown = [&]() {
+    std::string dom;
+    RunCommand(chromium + "--virtual-time-budget=3000 --dump-dom '" + url + "' 2>/dev/null", &dom);
+    std::smatch m;
+    const std::regex re("data-id=\"" + std::to_string(job) + "\" data-progress=\"([0-9]+)\"");
+    return std::regex_search(dom, m, re) ? std::stoi(m[1]) : -1;
+  };
+  const int first = shown();
+  ASSERT_GE(first, 0) << "the dashboard did not show job " << job;
+  int later = first;
+  for (int i = 0; i < 30 && later <= first; ++i) {
+    std::this_thread::sleep_for(500ms);
+    later = shown();
+  }
+  EXPECT_GT(later, first) << "the progress on the page did not advance";
+  const std::string shot = fs::path(BinDir()).parent_path().string() + "/dashboard.png";
+  fs::remove(shot);
+  RunCommand(chromium + "--virtual-time-budget=3000 --window-size=1280,720 --screenshot='" + shot +
+                 "' '" + url + "' 2>/dev/null",
+             &out);
+  EXPECT_TRUE(fs::exists(shot)) << out;
+  EXPECT_GT(fs::exists(shot) ? fs::file_size(shot) : 0, 10000u);
+}
+
+}  // namespace
+}  // namespace segue

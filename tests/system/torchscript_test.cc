@@ -1,0 +1,301 @@
+// TorchScript models: a studio's own model, made here with libtorch's C++ API, served by the
+// runtime and rendered through real processes; broken model files fail jobs, not workers.
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "common/model/runtime.h"
+#include "common/util/process.h"
+#include "tests/support/test_util.h"
+#include "tools/cli/client.h"
+
+namespace segue {
+namespace {
+
+const char* kEncode = R"(
+def encode_prompt(self, text: str) -> Tensor:
+    return torch.ones([8]) * float(len(text) % 7)
+)";
+const char* kDenoise = R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    b = latents.size(0)
+    t = latents.size(2)
+    phase = frame_times.float().view([b, 1, t, 1, 1])
+    level = cond.mean(dim=2).view([b, 1, t, 1, 1]) * 0.05
+    return torch.zeros_like(latents) + torch.sin(phase * 3.0) * 0.5 + level
+)";
+const char* kDecode = R"(
+def decode(self, latents: Tensor) -> Tensor:
+    rgb = latents[:, 0:3]
+    rgb = rgb.repeat_interleave(8, dim=3).repeat_interleave(8, dim=4)
+    return torch.sigmoid(rgb)
+)";
+
+// Writes DIR/NAME.pt with the contract's metadata and the given methods.
+void SaveModel(const std::string& dir, const std::string& name,
+               const std::vector<std::string>& methods, const std::string& prediction = "x0",
+               std::optional<c10::IValue> frame_noise_levels = {}) {
+  torch::jit::Module m("StudioModel");
+  m.register_attribute("latent_channels", c10::IntType::get(), 4);
+  m.register_attribute("spatial_compression", c10::IntType::get(), 8);
+  m.register_attribute("temporal_compression", c10::IntType::get(), 1);
+  m.register_attribute("clip_length", c10::IntType::get(), 16);
+  m.register_attribute("default_steps", c10::IntType::get(), 10);
+  m.register_attribute("prediction", c10::StringType::get(), prediction);
+  if (frame_noise_levels) {
+    c10::TypePtr type = frame_noise_levels->isBool() ? c10::TypePtr(c10::BoolType::get())
+                                                     : c10::TypePtr(c10::IntType::get());
+    m.register_attribute("frame_noise_levels", type, *frame_noise_levels);
+  }
+  for (const auto& src : methods) m.define(src);
+  m.save(dir + "/" + name + ".pt");
+}
+
+std::unique_ptr<model::Runtime> Make(const std::string& dir) {
+  auto rt = model::Runtime::Create({"cpu", 1, dir});
+  EXPECT_TRUE(rt.ok()) << rt.message();
+  return std::move(*rt);
+}
+
+model::SegmentRequest Request(const std::string& name) {
+  model::SegmentRequest r;
+  r.model = name;
+  r.width = 32, r.height = 16, r.steps = 4, r.fps = 12, r.frame_count = 6;
+  r.prompts = {"a studio prompt"};
+  r.frames.assign(6, {0, 0, 0.f});
+  return r;
+}
+
+TEST(TorchScript, AStudioModelRunsOnTheWorkersCudaDeviceWhereThereIsOne) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "this libtorch has no CUDA device";
+  TempDir dir;
+  SaveModel(dir.path(), "studio", {kEncode, kDenoise, kDecode});
+  auto cpu = Make(dir.path())->Render(Request("studio"));
+  auto rt = model::Runtime::Create({"cuda:0", 1, dir.path()});
+  ASSERT_TRUE(rt.ok()) << rt.message();
+  auto gpu = (*rt)->Render(Request("studio"));
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.message();
+  ASSERT_EQ(cpu->data.size(), gpu->data.size());
+  for (size_t i = 0; i < cpu->data.size(); ++i) EXPECT_NEAR(cpu->data[i], gpu->data[i], 1e-5);
+}
+
+TEST(TorchScript, AStudioModelRendersThroughTheContract) {
+  TempDir dir;
+  SaveModel(dir.path(), "studio", {kEncode, kDenoise, kDecode});
+  auto rt = Make(dir.path());
+  auto models = rt->Models();
+  EXPECT_NE(std::find(models.begin(), models.end(), "studio"), models.end());
+  auto lat = rt->Render(Request("studio"));
+  ASSERT_TRUE(lat.ok()) << lat.message();
+  EXPECT_EQ(lat->shape, (std::vector<int64_t>{4, 6, 2, 4}));
+  // x0 prediction at the last step: sin(3 t) * 0.5 + mean(cond) * 0.05, t = frame / 12.
+  EXPECT_NEAR(lat->data[8], std::sin(3.0 * 1 / 12.0) * 0.5 + 1.0 * 0.05,
+              1e-5);  // frame 1; "a studio prompt" -> 15 % 7 = 1
+  auto rgb = rt->DecodeRgb("studio", *lat, 32, 16);
+  ASSERT_TRUE(rgb.ok()) << rgb.message();
+  EXPECT_EQ(rgb->size(), 6u * 32 * 16 * 3);
+}
+
+// A model that declares frame_noise_levels gets sigma as [B, T]; a chained guide's frames arrive
+// at level 0. This one predicts, for every frame, the lowest level among the frames it was given.
+TEST(TorchScript, FrameNoiseLevelsReachTheModelPerFrame) {
+  TempDir dir;
+  const char* lowest = R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    assert sigma.dim() == 2 and sigma.size(1) == latents.size(2)
+    return torch.zeros_like(latents) + sigma.min()
+)";
+  SaveModel(dir.path(), "levels", {kEncode, lowest, kDecode}, "x0", c10::IValue(true));
+  SaveModel(dir.path(), "notbool", {kEncode, kDenoise, kDecode}, "x0", c10::IValue(int64_t{1}));
+  auto rt = Make(dir.path());
+  auto plain = rt->Render(Request("levels"));
+  ASSERT_TRUE(plain.ok()) << plain.message();
+  EXPECT_FLOAT_EQ(plain->data[0], 0.25f);  // the last of 4 steps is at level 1/4, every frame
+  auto chained = Request("levels");
+  chained.guide = Tensor::Zeros({4, 2, 2, 4});  // frames 0 and 1 known
+  auto guided = rt->Render(chained);
+  ASSERT_TRUE(guided.ok()) << guided.message();
+  EXPECT_FLOAT_EQ(guided->data[5 * 8], 0.f);  // frame 5 was predicted with the guide at level 0
+  auto bad = rt->Render(Request("notbool"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("'frame_noise_levels' must be a bool"), std::string::npos)
+      << bad.message();
+}
+
+TEST(TorchScript, BrokenModelsFailWithTheirNameAndProblem) {
+  TempDir dir;
+  SaveModel(dir.path(), "nodecode", {kEncode, kDenoise});
+  SaveModel(dir.path(), "badshape",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    return latents[:, :, 0:1]
+)",
+             kDecode});
+  SaveModel(dir.path(), "baddtype",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    return latents.double()
+)",
+             kDecode});
+  SaveModel(dir.path(), "badpred", {kEncode, kDenoise, kDecode}, "noise");
+  std::ofstream(dir / "garbage.pt") << "this is not a TorchScript archive";
+  auto rt = Make(dir.path());
+  struct Case {
+    const char* name;
+    const char* words;
+  };
+  for (Case c :
+       {Case{"nodecode", "has no method 'decode'"}, Case{"badshape", "denoise returned shape"},
+        Case{"baddtype", "expected float32"}, Case{"badpred", "prediction 'noise'"},
+        Case{"garbage", "not a TorchScript file"}, Case{"missing", "unknown model 'missing'"}}) {
+    auto r = rt->Render(Request(c.name));
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_NE(r.message().find(std::string("model '") + c.name + "'"), std::string::npos)
+        << r.message();
+    EXPECT_NE(r.message().find(c.words), std::string::npos) << r.message();
+  }
+  // The runtime keeps serving: the built-in model and a good file still render.
+  SaveModel(dir.path(), "good", {kEncode, kDenoise, kDecode});
+  EXPECT_TRUE(rt->Render(Request("good")).ok());
+  auto zoom = Request("zoom");
+  EXPECT_TRUE(rt->Render(zoom).ok());
+}
+
+TEST(TorchScript, JobsThroughRealProcesses) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "models");
+  SaveModel(dir / "models", "studio", {kEncode, kDenoise, kDecode});
+  SaveModel(dir / "models", "broken",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    return latents[:, :, 0:1]
+)",
+             kDecode});
+  auto manifest = [&](const std::string& model, const std::string& file) {
+    std::ofstream(dir / file)
+        << "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 20}\nmodel: {name: "
+        << model
+        << ", steps: 4}\nsegments: {length: 8, overlap: 2}\ntimeline: [{at: 0, prompt: hello}]\n"
+        << "output: {path: out/" << model << ".mp4}\n";
+    return dir / file;
+  };
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("render '" + manifest("studio", "studio.yaml") + "' --models '" +
+                           dir / "models" + "' --state-dir '" + dir / "s1" + "' --preset veryfast"),
+                       &out, true),
+            0)
+      << out;
+  EXPECT_EQ(Probe(dir / "out/studio.mp4").frames, 20);
+
+  // A farm whose workers have the broken model: that job fails, naming the model and the
+  // problem; the next job renders on the same workers.
+  LocalFarm farm(dir / "farm", 2, {}, {"--models", dir / "models"});
+  ASSERT_TRUE(farm.ok());
+  const std::string endpoint = farm.endpoint();
+  auto wait_for = [&](const std::string& id) {
+    nlohmann::json st;
+    for (int i = 0; i < 600; ++i) {
+      if (RunCommand(Cli("status " + id + " --json --coordinator " + endpoint), &out) != 0) break;
+      st = nlohmann::json::parse(out, nullptr, false);
+      if (!st.is_discarded() && (st["state"] == "DONE" || st["state"] == "FAILED")) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return st;
+  };
+  ASSERT_EQ(RunCommand(
+                Cli("submit '" + manifest("broken", "broken.yaml") + "' --coordinator " + endpoint),
+                &out, true),
+            0)
+      << out;
+  auto bad = wait_for(LastWord(out));
+  ASSERT_EQ(bad["state"], "FAILED") << bad.dump();
+  EXPECT_NE(bad["error"].get<std::string>().find("model 'broken': denoise returned shape"),
+            std::string::npos)
+      << bad.dump();
+  ASSERT_EQ(
+      RunCommand(Cli("submit '" + manifest("zoom", "zoom.yaml") + "' --coordinator " + endpoint),
+                 &out, true),
+      0)
+      << out;
+  auto good = wait_for(LastWord(out));
+  EXPECT_EQ(good["state"], "DONE") << good.dump();
+  for (auto& w : farm.workers()) EXPECT_TRUE(w.Running());  // the workers survived the broken model
+}
+
+}  // namespace
+}  // namespace segue
+
+namespace segue {
+namespace {
+
+TEST(TorchScript, ASegmentThatAlwaysFailsFailsItsJobAfterDistinctWorkers) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "models");
+  // Fails every segment that starts after 0.3 s: one segment of the job below.
+  SaveModel(dir / "models", "flaky",
+            {kEncode, R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    if float(frame_times[0][0]) > 0.3:
+        return latents[:, :, 0:1]
+    return latents * 0.0
+)",
+             kDecode});
+  LocalFarm farm(dir / "farm", 3, {"--max-attempts", "3"}, {"--models", dir / "models"});
+  ASSERT_TRUE(farm.ok());
+  ASSERT_TRUE(farm.WaitForWorkers());  // three distinct workers to fail on
+  auto manifest = [&](const std::string& model) {
+    std::ofstream(dir / (model + ".yaml"))
+        << "version: 1\nvideo: {width: 64, height: 32, fps: 12, frames: 12}\nmodel: {name: "
+        << model << ", steps: 2}\nsegments: {length: 8, overlap: 4}\n"
+        << "timeline: [{at: 0, prompt: hello}]\noutput: {path: out/" << model << ".mp4}\n";
+    return dir / (model + ".yaml");
+  };
+  Client client(farm.endpoint());
+  auto submit = [&](const std::string& model) {
+    std::string out;
+    EXPECT_EQ(RunCommand(Cli("submit '" + manifest(model) + "' --coordinator " + farm.endpoint()),
+                         &out, true),
+              0)
+        << out;
+    return std::stoull(LastWord(out));
+  };
+  auto wait = [&](uint64_t job) {
+    JobInfo j;
+    for (int i = 0; i < 1200 && !j.Finished(); ++i) {
+      auto st = client.Status(job);
+      if (st.ok()) j = *st;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return j;
+  };
+  uint64_t bad = submit("flaky");
+  JobInfo failed = wait(bad);
+  ASSERT_EQ(failed.state, "FAILED");
+  EXPECT_NE(failed.error.find("model 'flaky': denoise returned shape"), std::string::npos)
+      << failed.error;
+  EXPECT_NE(failed.error.find("failed on 3 worker(s)"), std::string::npos) << failed.error;
+  // It failed on three distinct workers, once each.
+  auto logs = client.Logs(bad, 1);
+  ASSERT_TRUE(logs.ok());
+  std::set<std::string> on;
+  for (const auto& l : *logs) {
+    auto at = l.find("segment 1 failed on ");
+    if (at == std::string::npos || l.find("job FAILED") != std::string::npos) continue;
+    on.insert(l.substr(at + 20, l.find(':', at + 20) - at - 20));
+  }
+  EXPECT_EQ(on, (std::set<std::string>{"w0", "w1", "w2"}));
+  // Other jobs are unaffected.
+  EXPECT_EQ(wait(submit("zoom")).state, "DONE");
+  for (auto& w : farm.workers()) EXPECT_TRUE(w.Running());
+}
+
+}  // namespace
+}  // namespace segue

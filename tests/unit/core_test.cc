@@ -1,0 +1,221 @@
+// The coordinator's core driven by hand: workers played with FakeWorker's messages, turns and
+// syncs stepped by the test, the clock a FaultEnv's. Real store, no sockets, no sleeps.
+#include "coordinator/core.h"
+
+#include <capnp/message.h>
+#include <gtest/gtest.h>
+
+#include "common/protocol/protocol.h"
+
+#include "tests/support/core_harness.h"
+#include "tests/support/fake_worker.h"
+#include "tests/support/test_util.h"
+
+namespace segue {
+namespace {
+
+// The assignments among `messages`.
+std::vector<FakeAssignment> Assignments(const std::vector<std::string>& messages) {
+  std::vector<FakeAssignment> out;
+  for (const auto& m : messages) {
+    if (auto a = FakeWorker::AsAssignment(m)) out.push_back(*a);
+  }
+  return out;
+}
+
+bool Has(const std::vector<std::string>& messages, wire::Envelope::Which kind) {
+  for (const auto& m : messages) {
+    if (FakeWorker::KindOf(m) == kind) return true;
+  }
+  return false;
+}
+
+class CoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+  void Open() {
+    harness_.reset();
+    harness_ = std::make_unique<CoreHarness>(&env_, options_);
+    ASSERT_TRUE(harness_->ok()) << harness_->error();
+  }
+  // `w` joins and asks for a task.
+  void Join(const FakeWorker& w) {
+    harness_->Deliver(w.name(), w.Hello());
+    harness_->Deliver(w.name(), FakeWorker::WorkRequest());
+  }
+
+  TempDir dir_;
+  FaultEnv env_;
+  CoordinatorOptions options_ = TestOptions(dir_.path());
+  std::unique_ptr<CoreHarness> harness_;
+};
+
+TEST_F(CoreTest, OnlyTheHolderOfTheCurrentAttemptIsHeard) {
+  const uint64_t job = harness_->Submit(TestManifest("job", 16, 16, 4));
+  ASSERT_GT(job, 0u);
+  FakeWorker w1("w1"), w2("w2");
+  Join(w1);
+  harness_->Deliver(w2.name(), w2.Hello());
+  auto a = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].attempt, 1u);
+  FakeAssignment stale = a[0];
+  stale.attempt = 0;
+  harness_->Deliver("w1", FakeWorker::RenderResult(stale, FakeLatents(a[0])));
+  harness_->Deliver("w2", FakeWorker::RenderResult(a[0], FakeLatents(a[0])));  // not its task
+  EXPECT_EQ(harness_->core().fenced_results(), 2u);
+  EXPECT_EQ(harness_->Status(job).segment_states, ">");
+  harness_->Deliver("w1", FakeWorker::RenderResult(a[0], FakeLatents(a[0])));
+  EXPECT_EQ(harness_->core().fenced_results(), 2u);
+  EXPECT_EQ(harness_->Status(job).segment_states, "#");
+}
+
+TEST_F(CoreTest, ResultsThatDoNotFitTheirTaskFailIt) {
+  const uint64_t job = harness_->Submit(TestManifest("job", 16, 16, 4));
+  FakeWorker w1("w1");
+  Join(w1);
+  auto a = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(a.size(), 1u);
+  harness_->Deliver("w1", FakeWorker::RenderResult(a[0], Tensor::Zeros({2, 3, 2, 2})));
+  JobInfo st = harness_->Status(job);
+  EXPECT_EQ(st.segment_states, ".");
+  EXPECT_EQ(st.segments_running, 0u);
+}
+
+// Liveness on the fake clock: a worker silent past the window is presumed dead, its task goes to
+// another with the next attempt, and what it says when it wakes is fenced off.
+TEST_F(CoreTest, ASilentWorkerIsPresumedDeadAndItsTaskMovesOn) {
+  const uint64_t job = harness_->Submit(TestManifest("job", 16, 16, 4));
+  FakeWorker w1("w1"), w2("w2");
+  Join(w1);
+  auto first = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(first.size(), 1u);
+  Join(w2);
+  EXPECT_TRUE(Assignments(harness_->Take("w2")).empty());
+  env_.Advance(static_cast<uint64_t>(options_.liveness_ms) - 1);
+  harness_->Deliver("w2", FakeWorker::Heartbeat());
+  harness_->Tick();
+  EXPECT_TRUE(Assignments(harness_->Take("w2")).empty());  // w1 is not late yet
+  env_.Advance(2);
+  harness_->Deliver("w2", FakeWorker::Heartbeat());
+  harness_->Tick();
+  auto second = Assignments(harness_->Take("w2"));
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].index, first[0].index);
+  EXPECT_EQ(second[0].attempt, first[0].attempt + 1);
+  harness_->Deliver("w1", FakeWorker::RenderResult(first[0], FakeLatents(first[0])));
+  EXPECT_EQ(harness_->core().fenced_results(), 1u);
+  harness_->Deliver("w1", FakeWorker::Heartbeat());  // it is a stranger now
+  EXPECT_TRUE(Has(harness_->Take("w1"), wire::Envelope::ERROR));
+  harness_->Deliver("w2", FakeWorker::RenderResult(second[0], FakeLatents(second[0])));
+  EXPECT_EQ(harness_->Status(job).segments_done, 1u);
+}
+
+// Group commit: an assignment leaves at the end of its turn; a reply or an acknowledgement only
+// once the turn's writes are durable.
+TEST_F(CoreTest, AcknowledgementsWaitForTheirWritesAssignmentsDoNot) {
+  harness_->Submit(TestManifest("job", 16, 16, 4));
+  FakeWorker w1("w1");
+  Join(w1);
+  auto a = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(a.size(), 1u);  // no sync was needed for it
+  harness_->Deliver("w1", FakeWorker::Checkpoint(a[0], 2, FakeLatents(a[0])));
+  EXPECT_TRUE(harness_->Take("w1").empty());
+  harness_->Sync();
+  EXPECT_TRUE(Has(harness_->Take("w1"), wire::Envelope::CHECKPOINT_ACK));
+}
+
+// A restart: the worker holding an assignment the new coordinator cannot know of is fenced off,
+// and the task resumes from its checkpoint under a new attempt number.
+TEST_F(CoreTest, ARestartResumesFromTheCheckpointUnderANewAttempt) {
+  const uint64_t job = harness_->Submit(TestManifest("job", 16, 16, 4));
+  FakeWorker w1("w1");
+  Join(w1);
+  auto a = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(a.size(), 1u);
+  harness_->Deliver("w1", FakeWorker::Checkpoint(a[0], 3, FakeLatents(a[0])));
+  harness_->Sync();
+  Open();
+  Join(w1);
+  auto again = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_GT(again[0].attempt, a[0].attempt);
+  EXPECT_EQ(again[0].resume_step, 3u);
+  harness_->Deliver("w1", FakeWorker::RenderResult(a[0], FakeLatents(a[0])));
+  EXPECT_EQ(harness_->core().fenced_results(), 1u);
+  harness_->Deliver("w1", FakeWorker::RenderResult(again[0], FakeLatents(again[0])));
+  EXPECT_EQ(harness_->Status(job).segments_done, 1u);
+}
+
+TEST_F(CoreTest, AChainedSegmentCarriesItsPredecessorsLatentsAsItsGuide) {
+  options_.chunk_frames = 96;  // one chunk: no encode before both segments are done
+  Open();
+  harness_->Submit(TestManifest("job", 28, 16, 4, "chained"));
+  FakeWorker w1("w1");
+  Join(w1);
+  auto a = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_FALSE(a[0].guide.has_value());
+  const Tensor latents = FakeLatents(a[0]);
+  harness_->Deliver("w1", FakeWorker::WorkRequest());
+  harness_->Deliver("w1", FakeWorker::RenderResult(a[0], latents));
+  auto b = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].index, 1u);
+  ASSERT_TRUE(b[0].guide.has_value());
+  ASSERT_EQ(b[0].guide->shape, (std::vector<int64_t>{2, 4, 2, 2}));  // the 4 frames they share
+  for (int64_t c = 0; c < 2; ++c) {
+    for (int64_t f = 0; f < 4; ++f) {
+      for (int64_t p = 0; p < 4; ++p) {
+        EXPECT_EQ(b[0].guide->data[static_cast<size_t>((c * 4 + f) * 4 + p)],
+                  latents.data[static_cast<size_t>((c * 16 + 12 + f) * 4 + p)]);
+      }
+    }
+  }
+}
+
+TEST_F(CoreTest, AGangMembersDepartureStopsTheGangAndTheNextOneTakesANewAttempt) {
+  const uint64_t job = harness_->Submit(TestManifest("job", 64, 16, 4, "codenoise"));
+  FakeWorker w1("w1"), w2("w2");
+  harness_->Deliver("w1", w1.Hello());
+  harness_->Deliver("w2", w2.Hello());
+  harness_->Deliver("w1", FakeWorker::WorkRequest());
+  harness_->Deliver("w2", FakeWorker::WorkRequest());
+  harness_->Sync();  // a gang's start is written: its tasks wait for the sync
+  auto g1 = Assignments(harness_->Take("w1"));
+  auto g2 = Assignments(harness_->Take("w2"));
+  ASSERT_EQ(g1.size(), 1u);
+  ASSERT_EQ(g2.size(), 1u);
+  EXPECT_EQ(g1[0].kind, wire::TaskKind::CODENOISE);
+  EXPECT_EQ(g1[0].attempt, g2[0].attempt);
+  EXPECT_EQ(g1[0].segments, (std::vector<uint32_t>{0, 1, 2}));
+  EXPECT_EQ(g2[0].segments, (std::vector<uint32_t>{3, 4}));
+  EXPECT_EQ(harness_->Status(job).segment_states, ">>>>>");
+  harness_->Deliver("w2", FakeWorker::Goodbye("drained"));
+  harness_->Sync();
+  EXPECT_TRUE(Has(harness_->Take("w1"), wire::Envelope::CANCEL));
+  EXPECT_EQ(harness_->Status(job).segment_states, ".....");
+  harness_->Deliver("w1", FakeWorker::WorkRequest());
+  harness_->Sync();
+  auto next = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].attempt, g1[0].attempt + 1);
+  EXPECT_EQ(next[0].segments.size(), 5u);
+}
+
+TEST_F(CoreTest, WhateverAPeerSendsIsCountedAndAnswered) {
+  capnp::MallocMessageBuilder welcome;  // a coordinator's message: not one it takes
+  welcome.initRoot<wire::Envelope>().initWelcome().setWorkerId("me");
+  for (const std::string& bytes : {std::string(), std::string("garbage"), Serialize(welcome)}) {
+    harness_->Deliver("peer", bytes);
+    auto replies = harness_->Take("peer");
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(FakeWorker::KindOf(replies[0]), wire::Envelope::ERROR);
+  }
+  EXPECT_EQ(harness_->core().bad_messages(), 3u);
+  harness_->Deliver("peer", FakeWorker::WorkRequest());  // before Hello
+  EXPECT_TRUE(Has(harness_->Take("peer"), wire::Envelope::ERROR));
+}
+
+}  // namespace
+}  // namespace segue

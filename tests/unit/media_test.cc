@@ -1,0 +1,253 @@
+// FFmpeg output: chunks encode on their own and concatenate exactly; audio fits the picture.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/media/audio.h"
+#include "common/media/video.h"
+#include "tests/support/test_util.h"
+
+namespace segue {
+namespace {
+
+std::vector<uint8_t> Frames(int w, int h, int n, int first) {
+  std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3 * n);
+  for (int f = 0; f < n; ++f)
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        uint8_t* p = &rgb[((static_cast<size_t>(f) * h + y) * w + x) * 3];
+        p[0] = static_cast<uint8_t>((x * 4 + (first + f) * 9) & 255);
+        p[1] = static_cast<uint8_t>(y * 4);
+        p[2] = static_cast<uint8_t>((first + f) * 20);
+      }
+  return rgb;
+}
+
+VideoSettings Settings() {
+  VideoSettings v;
+  v.width = 64, v.height = 48, v.fps = Rational{24, 1}, v.crf = 20, v.preset = "veryfast";
+  return v;
+}
+
+TEST(Media, ChunksConcatenateToExactlyNFramesWithPaddedAudio) {
+  TempDir dir;
+  const int counts[] = {10, 7, 13};
+  AssembleSpec spec;
+  int start = 0;
+  for (int c = 0; c < 3; ++c) {
+    std::string f = dir / ("c" + std::to_string(c) + ".mp4");
+    auto rgb = Frames(64, 48, counts[c], start);
+    ASSERT_TRUE(EncodeChunkFile(f, Settings(), rgb.data(), counts[c]).ok());
+    EXPECT_EQ(Probe(f).frames, counts[c]);  // a chunk decodes on its own
+    spec.chunk_files.push_back(f);
+    spec.chunk_starts.push_back(start);
+    start += counts[c];
+  }
+  spec.frames = start;  // 30 frames = 1.25 s
+  spec.fps = Rational{24, 1};
+  MakeTone(dir / "short.wav", 0.5);  // shorter than the picture: padded
+  spec.audio_file = dir / "short.wav";
+  spec.output_path = dir / "out/final.mp4";
+  Status s = AssembleOutput(spec);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ProbeInfo p = Probe(spec.output_path);
+  EXPECT_EQ(p.video_codec, "h264");
+  EXPECT_EQ(p.frames, 30);
+  EXPECT_EQ(p.width, 64);
+  EXPECT_EQ(p.frame_rate, "24/1");
+  ASSERT_TRUE(p.has_audio);
+  EXPECT_EQ(p.audio_codec, "aac");
+  EXPECT_NEAR(p.audio_duration, 1.25, 1.0 / 24);
+  EXPECT_NEAR(p.video_duration, 1.25, 1.0 / 24);
+  // No temporary file is left beside the output.
+  int files = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir / "out")) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);
+}
+
+TEST(Media, LongAudioIsTrimmedToThePicture) {
+  TempDir dir;
+  auto rgb = Frames(64, 48, 12, 0);
+  ASSERT_TRUE(EncodeChunkFile(dir / "c.mp4", Settings(), rgb.data(), 12).ok());
+  MakeTone(dir / "long.wav", 3.0);
+  AssembleSpec spec;
+  spec.chunk_files = {dir / "c.mp4"};
+  spec.chunk_starts = {0};
+  spec.frames = 12;
+  spec.fps = Rational{24, 1};
+  spec.audio_file = dir / "long.wav";
+  spec.output_path = dir / "o.mp4";
+  ASSERT_TRUE(AssembleOutput(spec).ok());
+  ProbeInfo p = Probe(dir / "o.mp4");
+  EXPECT_EQ(p.frames, 12);
+  EXPECT_NEAR(p.audio_duration, 0.5, 1.0 / 24);
+}
+
+TEST(Media, FailureLeavesNoOutput) {
+  TempDir dir;
+  std::ofstream(dir / "bad.mp4") << "not a video";
+  AssembleSpec spec;
+  spec.chunk_files = {dir / "bad.mp4"};
+  spec.chunk_starts = {0};
+  spec.frames = 12;
+  spec.fps = Rational{24, 1};
+  spec.output_path = dir / "o.mp4";
+  EXPECT_FALSE(AssembleOutput(spec).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir / "o.mp4"));
+  int files = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir.path())) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);  // only bad.mp4
+}
+
+// Every codec: chunks of stamped frames (each frame's index drawn into its pixels) concatenate
+// to exactly N frames in order, none duplicated, dropped or reordered at the joins; colour tags,
+// pixel formats and the audio's codec and length are what the codec promises.
+struct CodecCase {
+  std::string codec, output, audio_in, video_codec, pix_fmt, audio_codec;
+};
+
+void PrintTo(const CodecCase& c, std::ostream* os) { *os << c.codec << " in " << c.output; }
+
+class Codecs : public ::testing::TestWithParam<CodecCase> {};
+
+TEST_P(Codecs, StampedFramesSurviveChunkJoinsExactly) {
+  const CodecCase& c = GetParam();
+  TempDir dir;
+  const int w = 160, h = 96, bars = 10;
+  const int counts[] = {9, 14, 11};  // odd sizes: joins fall anywhere in a GOP
+  VideoSettings v;
+  v.width = w, v.height = h, v.fps = Rational{24, 1}, v.codec = c.codec, v.preset = "veryfast";
+  v.crf = 20;
+  AssembleSpec spec;
+  spec.codec = c.codec;
+  int start = 0;
+  for (int k = 0; k < 3; ++k) {
+    std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3 * counts[k]);
+    for (int f = 0; f < counts[k]; ++f)
+      DrawStamp(rgb.data() + static_cast<size_t>(f) * w * h * 3, w, h, start + f, bars);
+    std::string file = dir / ("c" + std::to_string(k) + ChunkExtension(c.codec));
+    Status s = EncodeChunkFile(file, v, rgb.data(), counts[k]);
+    ASSERT_TRUE(s.ok()) << s.message();
+    spec.chunk_files.push_back(file);
+    spec.chunk_starts.push_back(start);
+    start += counts[k];
+  }
+  spec.frames = start;  // 34 frames = 1.4167 s
+  spec.fps = Rational{24, 1};
+  MakeTone(dir / c.audio_in, 1.0);  // shorter than the picture: padded
+  spec.audio_file = dir / c.audio_in;
+  spec.output_path = dir / c.output;
+  Status s = AssembleOutput(spec);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const double seconds = 34.0 / 24;
+
+  std::vector<int64_t> want(34);
+  for (int f = 0; f < 34; ++f) want[static_cast<size_t>(f)] = f;
+  if (c.codec == "png") {
+    int pngs = 0;
+    for (auto& e : std::filesystem::directory_iterator(dir / c.output))
+      pngs += e.path().extension() == ".png";
+    EXPECT_EQ(pngs, 34);
+    EXPECT_EQ(ReadStamps(dir / c.output + "/frame_%06d.png", bars), want);
+    ProbeInfo a = Probe(dir / c.output + "/audio.wav");
+    EXPECT_EQ(a.audio_codec, "pcm_s16le");
+    EXPECT_NEAR(a.audio_duration, seconds, 1.0 / 24);
+  } else {
+    ProbeInfo p = Probe(spec.output_path);
+    EXPECT_EQ(p.video_codec, c.video_codec);
+    EXPECT_EQ(p.frames, 34);
+    EXPECT_EQ(p.pix_fmt, c.pix_fmt);
+    EXPECT_EQ(p.color_primaries, "bt709");
+    EXPECT_EQ(p.color_transfer, "bt709");
+    EXPECT_EQ(p.color_space, "bt709");
+    EXPECT_EQ(p.audio_codec, c.audio_codec);
+    EXPECT_NEAR(p.video_duration, seconds, 1.0 / 24);
+    EXPECT_NEAR(p.audio_duration, p.video_duration, 1.0 / 24);
+    EXPECT_EQ(ReadStamps(spec.output_path, bars), want);
+    if (c.codec == "prores") {
+      EXPECT_EQ(p.profile, "HQ");
+    }
+  }
+  // Nothing else is left beside the output.
+  int entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir.path()))
+    entries += e.path().filename().string()[0] == '.';
+  EXPECT_EQ(entries, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllCodecs, Codecs,
+    ::testing::Values(CodecCase{"h264", "o.mp4", "song.wav", "h264", "yuv420p", "aac"},
+                      CodecCase{"hevc", "o.mp4", "song.flac", "hevc", "yuv420p", "aac"},
+                      CodecCase{"prores", "o.mov", "song.mp3", "prores", "yuv422p10le",
+                                "pcm_s16le"},
+                      CodecCase{"h264", "o.mkv", "song.m4a", "h264", "yuv420p", "aac"},
+                      CodecCase{"png", "frames", "song.wav", "png", "rgb24", ""}),
+    [](const auto& info) {
+      return info.param.codec + "_" + info.param.output.substr(info.param.output.find('.') + 1);
+    });
+
+TEST(Media, AudioOffsetShiftsTheSong) {
+  TempDir dir;
+  auto rgb = Frames(64, 48, 48, 0);  // 2 s
+  ASSERT_TRUE(EncodeChunkFile(dir / "c.mp4", Settings(), rgb.data(), 48).ok());
+  // A song that is silent for its first second, then a tone.
+  RunCommand(
+      "ffmpeg -loglevel error -y -f lavfi -i "
+      "\"aevalsrc=if(gt(t\\,1)\\,sin(2*PI*330*t)\\,0):d=3\" '" +
+      dir / "late.wav" + "'");
+  AssembleSpec spec;
+  spec.chunk_files = {dir / "c.mp4"};
+  spec.chunk_starts = {0};
+  spec.frames = 48;
+  spec.fps = Rational{24, 1};
+  spec.audio_file = dir / "late.wav";
+  // +0.5 s: the tone starts at 1.5 s.
+  spec.audio_offset_seconds = 0.5;
+  spec.output_path = dir / "later.mp4";
+  ASSERT_TRUE(AssembleOutput(spec).ok());
+  EXPECT_LT(MaxVolumeDb(spec.output_path, 0.0, 1.4), -60);
+  EXPECT_GT(MaxVolumeDb(spec.output_path, 1.6, 2.0), -20);
+  // -1 s: the silent second is cut, the tone starts at once.
+  spec.audio_offset_seconds = -1.0;
+  spec.output_path = dir / "sooner.mp4";
+  ASSERT_TRUE(AssembleOutput(spec).ok());
+  EXPECT_GT(MaxVolumeDb(spec.output_path, 0.1, 0.5), -20);
+  ProbeInfo p = Probe(spec.output_path);
+  EXPECT_NEAR(p.audio_duration, 2.0, 1.0 / 24);
+}
+
+TEST(Media, AnExistingOutputIsKeptUnlessReplacing) {
+  TempDir dir;
+  auto rgb = Frames(64, 48, 12, 0);
+  ASSERT_TRUE(EncodeChunkFile(dir / "c.mp4", Settings(), rgb.data(), 12).ok());
+  std::ofstream(dir / "o.mp4") << "precious";
+  AssembleSpec spec;
+  spec.chunk_files = {dir / "c.mp4"};
+  spec.chunk_starts = {0};
+  spec.frames = 12;
+  spec.fps = Rational{24, 1};
+  spec.output_path = dir / "o.mp4";
+  Status s = AssembleOutput(spec);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("output.overwrite"), std::string::npos) << s.message();
+  std::ifstream in(dir / "o.mp4");
+  std::string kept((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(kept, "precious");
+  spec.replace = true;
+  ASSERT_TRUE(AssembleOutput(spec).ok());
+  EXPECT_EQ(Probe(dir / "o.mp4").frames, 12);
+}
+
+TEST(Media, ProbeAudio) {
+  TempDir dir;
+  MakeTone(dir / "a.wav", 0.2);
+  EXPECT_TRUE(ProbeAudioFile(dir / "a.wav").ok());
+  std::ofstream(dir / "b.wav") << "RIFF nonsense";
+  EXPECT_FALSE(ProbeAudioFile(dir / "b.wav").ok());
+  EXPECT_FALSE(ProbeAudioFile(dir / "missing.wav").ok());
+}
+
+}  // namespace
+}  // namespace segue

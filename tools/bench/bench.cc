@@ -1,0 +1,219 @@
+// segue-bench: measurements of segue, each against a baseline run in the same invocation.
+//   segue-bench model   the reference model's render speed (frames/s per core), 1 thread
+//   segue-bench plan    planning throughput for a 4-hour job
+//   segue-bench farm    dispatch rate and latency (null model), farm efficiency (fixed cost)
+//   segue-bench encode  chunked encoding on 2 workers + concatenation against one ffmpeg
+//   segue-bench codenoise  one step's overlap exchange for 64 segments through the coordinator
+//   segue-bench store   RocksDB checkpoint writes against plain files with fdatasync
+//   segue-bench recovery  coordinator restart with 10,000 segments in the store
+//   segue-bench memory  coordinator RSS with a 4-hour job; worker RSS against video length
+//   segue-bench render  2 workers against 1 on the same job
+//   segue-bench all     every one of them (with --quick: small sizes, a few minutes)
+// Results print as text; --json FILE writes them as JSON too.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "common/model/runtime.h"
+#include "common/plan/plan.h"
+#include "common/util/memory.h"
+#include "tools/bench/bench_encode.h"
+#include "tools/bench/bench_farm.h"
+#include "tools/bench/bench_system.h"
+
+using namespace segue;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Seconds(Clock::time_point a) {
+  return std::chrono::duration<double>(Clock::now() - a).count();
+}
+
+nlohmann::json BenchModel(int width, int height, int frames, int steps, int reps) {
+  auto rt = model::Runtime::Create({"cpu", 1, ""});
+  if (!rt.ok()) throw std::runtime_error(rt.message());
+  model::SegmentRequest r;
+  r.width = width, r.height = height, r.steps = steps, r.frame_count = frames, r.fps = 24;
+  r.prompts = {"two teenagers meet at a high-school dance, 1990s, film grain"};
+  r.frames.assign(static_cast<size_t>(frames), {0, 0, 0.f});
+  double render_s = 0, decode_s = 0;
+  for (int i = 0; i < reps; ++i) {
+    r.seed = static_cast<uint64_t>(i + 1);
+    auto t0 = Clock::now();
+    auto lat = (*rt)->Render(r);
+    render_s += Seconds(t0);
+    if (!lat.ok()) throw std::runtime_error(lat.message());
+    t0 = Clock::now();
+    auto rgb = (*rt)->DecodeRgb("zoom", *lat, width, height);
+    decode_s += Seconds(t0);
+  }
+  const double f = static_cast<double>(frames) * reps;
+  nlohmann::json j = {{"bench", "model"},
+                      {"width", width},
+                      {"height", height},
+                      {"steps", steps},
+                      {"frames", f},
+                      {"render_fps_per_core", f / render_s},
+                      {"decode_fps_per_core", f / decode_s},
+                      {"target_render_fps_per_core", 60}};
+  std::cout << "model zoom " << width << "x" << height << ", " << steps
+            << " steps, 1 thread: render " << j["render_fps_per_core"].get<double>()
+            << " frames/s, decode " << j["decode_fps_per_core"].get<double>()
+            << " frames/s (target: render >= 60 frames/s per core)\n";
+  return j;
+}
+
+nlohmann::json BenchPlan() {
+  const int64_t n = 345600;  // 4 hours at 24 fps
+  auto t0 = Clock::now();
+  auto segs = PlanSegments(n, 48, 12, 42);
+  double plan_s = Seconds(t0);
+  nlohmann::json j = {
+      {"bench", "plan"}, {"frames", n}, {"segments", segs.size()}, {"seconds", plan_s}};
+  std::cout << "plan: " << segs.size() << " segments for a 4-hour job in " << plan_s * 1000
+            << " ms\n";
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  segue::KeepFreedMemoryForReuse();  // as segue-coordinator and segue-worker do
+  CLI::App app{"segue-bench: benchmarks of segue (see docs/PERFORMANCE.md)", "segue-bench"};
+  app.fallthrough();  // --json and --quick also after the subcommand
+  app.require_subcommand(1);
+  std::string json_path;
+  bool quick = false;
+  app.add_option("--json", json_path, "also write results as JSON to this file");
+  app.add_flag("--quick", quick, "small sizes");
+  int width = 512, height = 288, frames = 48, steps = 30, reps = 3;
+  auto* model = app.add_subcommand("model", "reference model render and decode speed on one core");
+  model->add_option("--width", width)->capture_default_str();
+  model->add_option("--height", height)->capture_default_str();
+  model->add_option("--frames", frames)->capture_default_str();
+  model->add_option("--steps", steps)->capture_default_str();
+  model->add_option("--reps", reps)->capture_default_str();
+  auto* plan = app.add_subcommand("plan", "planning a 4-hour job");
+  FarmBenchOptions farm_options;
+  auto* farm = app.add_subcommand(
+      "farm",
+      "the coordinator against simulated workers: dispatch rate at saturation and latency at a "
+      "paced rate with a null model, efficiency (ideal / wall time) with a fixed-cost model");
+  farm->add_option("--workers", farm_options.workers, "simulated workers of the efficiency run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  farm->add_option("--dispatch-workers", farm_options.dispatch_workers,
+                   "simulated workers of the dispatch run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  farm->add_option("--tasks", farm_options.dispatch_tasks, "tasks of the null-model jobs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  farm->add_option("--paced-workers", farm_options.paced_workers,
+                   "simulated workers of the paced dispatch run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  farm->add_option("--paced-rate", farm_options.paced_rate,
+                   "tasks/s the paced workers offer together")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  farm->add_option("--segments", farm_options.efficiency_segments, "segments of the fixed-cost job")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  farm->add_option("--task-ms", farm_options.task_ms, "the fixed-cost model's time per segment")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 60000));
+  farm->add_option("--rounds", farm_options.rounds,
+                   "rounds of every run; each figure is the median of the rounds' (--quick: 3)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 101));
+  EncodeBenchOptions encode_options;
+  auto* encode = app.add_subcommand("encode",
+                                    "chunks encoded by 2 workers and concatenated, against one "
+                                    "ffmpeg command on the same frames");
+  encode->add_option("--width", encode_options.width)
+      ->capture_default_str()
+      ->check(CLI::Range(16, 7680));
+  encode->add_option("--height", encode_options.height)
+      ->capture_default_str()
+      ->check(CLI::Range(16, 4320));
+  encode->add_option("--frames", encode_options.frames)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  encode->add_option("--chunk-frames", encode_options.chunk_frames)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  encode->add_option("--workers", encode_options.workers)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  encode->add_option("--preset", encode_options.preset, "x264 preset")->capture_default_str();
+  int gang_segments = 64, gang_workers = 8, gang_steps = 20;
+  auto* codenoise = app.add_subcommand(
+      "codenoise",
+      "one sampler step's overlap exchange of a co-denoised job, through the coordinator");
+  codenoise->add_option("--segments", gang_segments)
+      ->capture_default_str()
+      ->check(CLI::Range(2, 10000));
+  codenoise->add_option("--workers", gang_workers)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  codenoise->add_option("--steps", gang_steps, "exchange rounds measured")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  int store_blobs = 200, recovery_segments = 10000;
+  auto* store = app.add_subcommand(
+      "store", "checkpoint writes into RocksDB against plain files with fdatasync");
+  store->add_option("--blobs", store_blobs, "checkpoints of 1.7 MB written")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  auto* recovery =
+      app.add_subcommand("recovery", "a coordinator restarting on a store with many segments");
+  recovery->add_option("--segments", recovery_segments)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  auto* memory = app.add_subcommand(
+      "memory", "coordinator RSS with a 4-hour job; worker RSS over short and long jobs");
+  auto* render = app.add_subcommand("render", "segue render with 2 workers against 1");
+  auto* all = app.add_subcommand("all", "every benchmark, one after the other");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  std::cout << std::unitbuf;  // each figure shows as soon as it is measured
+  nlohmann::json results = nlohmann::json::array();
+  try {
+    const bool every = all->parsed();
+    if (model->parsed() || every)
+      results.push_back(BenchModel(width, height, frames, quick ? 10 : steps, quick ? 1 : reps));
+    if (plan->parsed() || every) results.push_back(BenchPlan());
+    if (encode->parsed() || every) {
+      if (quick) encode_options.frames = std::min(encode_options.frames, 192);
+      results.push_back(BenchEncode(encode_options));
+    }
+    if (farm->parsed() || every) {
+      if (quick) {
+        farm_options.dispatch_tasks = std::min(farm_options.dispatch_tasks, 2000);
+        farm_options.rounds = std::min(farm_options.rounds, 3);
+      }
+      results.push_back(BenchFarm(farm_options));
+    }
+    if (codenoise->parsed() || every)
+      results.push_back(BenchCodenoise(gang_segments, gang_workers, quick ? 5 : gang_steps));
+    if (store->parsed() || every) results.push_back(BenchStore(quick ? 100 : store_blobs));
+    if (recovery->parsed() || every)
+      results.push_back(
+          BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
+    if (memory->parsed() || every) results.push_back(BenchMemory(quick));
+    if (render->parsed() || every) results.push_back(BenchRender(quick));
+  } catch (const std::exception& e) {
+    std::cerr << "segue-bench: " << e.what() << "\n";
+    return 1;
+  }
+  if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
+  return 0;
+}

@@ -1,0 +1,216 @@
+#include "tools/cli/client.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+#include <zmq.hpp>
+
+#include "common/protocol/protocol.h"
+#include "common/security/curve.h"
+
+namespace segue {
+
+struct Client::Rep {
+  zmq::context_t ctx{1};
+  zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+  int timeout_ms;
+  segue::Status setup = segue::Status::Ok();
+};
+
+Client::Client(std::string endpoint, int timeout_ms) : rep_(std::make_unique<Rep>()) {
+  rep_->timeout_ms = timeout_ms;
+  rep_->sock.set(zmq::sockopt::linger, 0);
+  rep_->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
+  // CURVE when SEGUE_CURVE_SERVER_KEY names the coordinator's public key; a bad key file shows
+  // up as the error of the first call.
+  rep_->setup = ApplyClientCurveFromEnvironment(rep_->sock);
+  rep_->sock.connect(endpoint);
+}
+
+Client::~Client() = default;
+
+Result<std::string> Client::CallRaw(const std::string& bytes) {
+  using R = Result<std::string>;
+  if (!rep_->setup.ok()) return R::Error(rep_->setup.message());
+  try {
+    rep_->sock.send(zmq::buffer(bytes), zmq::send_flags::none);
+    zmq::pollitem_t item{rep_->sock.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(rep_->timeout_ms));
+    if (!(item.revents & ZMQ_POLLIN)) {
+      return R::Error("no answer from the coordinator within " +
+                      std::to_string(rep_->timeout_ms / 1000) +
+                      " s (is it running at that address?)");
+    }
+    zmq::message_t reply;
+    (void)rep_->sock.recv(reply, zmq::recv_flags::none);
+    return std::string(static_cast<const char*>(reply.data()), reply.size());
+  } catch (const zmq::error_t& e) {
+    return R::Error(std::string("network error: ") + e.what());
+  }
+}
+
+namespace {
+// Calls and decodes; maps an Error envelope to an error result.
+template <typename T, typename F>
+Result<T> Call(Client& c, const std::string& request, F&& take) {
+  auto raw = c.CallRaw(request);
+  if (!raw.ok()) return Result<T>::Error(raw.message());
+  auto in = Incoming::Parse(raw->data(), raw->size());
+  if (!in.ok()) return Result<T>::Error("bad reply from the coordinator: " + in.message());
+  try {
+    auto env = (*in)->envelope();
+    if (env.isError()) return Result<T>::Error(env.getError().getMessage().cStr());
+    return take(env);
+  } catch (const kj::Exception& e) {
+    return Result<T>::Error(std::string("bad reply from the coordinator: ") +
+                            e.getDescription().cStr());
+  }
+}
+}  // namespace
+
+Result<SubmitInfo> Client::Submit(const SubmitRequest& r) {
+  capnp::MallocMessageBuilder b;
+  auto s = b.initRoot<wire::Envelope>().initSubmit();
+  s.setManifestText(r.manifest_text);
+  s.setManifestName(r.manifest_name);
+  s.setAudioData(
+      kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.audio_data.data()), r.audio_data.size()));
+  s.setAudioName(r.audio_name);
+  s.setOutputOverride(r.output_override);
+  return Call<SubmitInfo>(
+      *this, Serialize(b), [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
+        if (!env.isSubmitReply()) return Result<SubmitInfo>::Error("unexpected reply to submit");
+        auto r = env.getSubmitReply();
+        return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(), r.getOutput().cStr()};
+      });
+}
+
+Result<JobInfo> Client::Status(uint64_t job_id) {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initStatusRequest().setJobId(job_id);
+  return Call<JobInfo>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<JobInfo> {
+    if (!env.isJobStatus()) return Result<JobInfo>::Error("unexpected reply to status");
+    return FromWire(env.getJobStatus());
+  });
+}
+
+Result<std::vector<JobInfo>> Client::Jobs() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initListJobs();
+  using V = std::vector<JobInfo>;
+  return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isJobList()) return Result<V>::Error("unexpected reply to jobs");
+    V out;
+    for (auto j : env.getJobList().getJobs()) out.push_back(FromWire(j));
+    return out;
+  });
+}
+
+Result<std::vector<WorkerInfo>> Client::Workers() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initListWorkers();
+  using V = std::vector<WorkerInfo>;
+  return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isWorkerList()) return Result<V>::Error("unexpected reply to workers");
+    V out;
+    for (auto w : env.getWorkerList().getWorkers()) out.push_back(FromWire(w));
+    return out;
+  });
+}
+
+namespace {
+Result<JobInfo> Action(Client& c, uint64_t job, wire::JobActionKind kind, int priority) {
+  capnp::MallocMessageBuilder b;
+  auto a = b.initRoot<wire::Envelope>().initJobAction();
+  a.setJobId(job);
+  a.setAction(kind);
+  a.setPriority(priority);
+  return Call<JobInfo>(c, Serialize(b), [](wire::Envelope::Reader env) -> Result<JobInfo> {
+    if (!env.isJobStatus()) return Result<JobInfo>::Error("unexpected reply");
+    return FromWire(env.getJobStatus());
+  });
+}
+}  // namespace
+
+Result<JobInfo> Client::Cancel(uint64_t job) {
+  return Action(*this, job, wire::JobActionKind::CANCEL, 0);
+}
+Result<JobInfo> Client::Retry(uint64_t job) {
+  return Action(*this, job, wire::JobActionKind::RETRY, 0);
+}
+Result<JobInfo> Client::SetPriority(uint64_t job, int priority) {
+  return Action(*this, job, wire::JobActionKind::PRIORITY, priority);
+}
+
+Result<WorkerInfo> Client::Drain(const std::string& worker) {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initDrainWorker().setName(worker);
+  return Call<WorkerInfo>(*this, Serialize(b),
+                          [](wire::Envelope::Reader env) -> Result<WorkerInfo> {
+                            if (!env.isWorkerList() || env.getWorkerList().getWorkers().size() != 1)
+                              return Result<WorkerInfo>::Error("unexpected reply");
+                            return FromWire(env.getWorkerList().getWorkers()[0]);
+                          });
+}
+
+namespace {
+
+Result<std::vector<PoolInfo>> PoolCall(Client& c, capnp::MallocMessageBuilder& b) {
+  using V = std::vector<PoolInfo>;
+  return Call<V>(c, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isPoolList()) return Result<V>::Error("unexpected reply to a pool request");
+    V out;
+    for (auto p : env.getPoolList().getPools()) out.push_back(FromWire(p));
+    return out;
+  });
+}
+
+}  // namespace
+
+Result<std::vector<PoolInfo>> Client::Pools() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initPoolRequest().setList();
+  return PoolCall(*this, b);
+}
+
+Result<std::vector<PoolInfo>> Client::ScalePool(const std::string& pool, uint32_t size) {
+  capnp::MallocMessageBuilder b;
+  auto s = b.initRoot<wire::Envelope>().initPoolRequest().initScale();
+  s.setName(pool);
+  s.setSize(size);
+  return PoolCall(*this, b);
+}
+
+Result<std::vector<PoolInfo>> Client::AutoscalePool(const std::string& pool, bool enabled,
+                                                    uint32_t min, uint32_t max) {
+  capnp::MallocMessageBuilder b;
+  auto a = b.initRoot<wire::Envelope>().initPoolRequest().initAutoscale();
+  a.setName(pool);
+  a.setEnabled(enabled);
+  a.setMin(min);
+  a.setMax(max);
+  return PoolCall(*this, b);
+}
+
+Result<std::vector<std::string>> Client::Logs(uint64_t job, int segment) {
+  capnp::MallocMessageBuilder b;
+  auto g = b.initRoot<wire::Envelope>().initGetLogs();
+  g.setJobId(job);
+  g.setSegment(segment);
+  using V = std::vector<std::string>;
+  return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+    if (!env.isLogs()) return Result<V>::Error("unexpected reply to logs");
+    V out;
+    for (auto l : env.getLogs().getLines()) out.push_back(l.cStr());
+    return out;
+  });
+}
+
+std::string CoordinatorAddress(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("SEGUE_COORDINATOR");
+  return env && *env ? env : "tcp://127.0.0.1:7450";
+}
+
+}  // namespace segue

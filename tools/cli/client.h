@@ -1,0 +1,64 @@
+// A client of the coordinator's control API: what `segue submit/status/jobs` and the tests use.
+// One DEALER socket; each call sends one Envelope and waits for the reply with a timeout. What it
+// returns about jobs, workers and pools are the protocol's reports (common/protocol/reports.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/protocol/reports.h"
+#include "common/status/status.h"
+
+namespace segue {
+
+struct SubmitRequest {
+  std::string manifest_text;
+  std::string manifest_name;
+  std::string audio_data;
+  std::string audio_name;
+  std::string output_override;
+};
+
+struct SubmitInfo {
+  uint64_t job_id = 0;
+  int64_t frames = 0;
+  uint32_t segments = 0;
+  std::string output;
+};
+
+class Client {
+ public:
+  // `endpoint`: the coordinator's address, e.g. tcp://127.0.0.1:7450.
+  explicit Client(std::string endpoint, int timeout_ms = 15000);
+  ~Client();
+
+  Result<SubmitInfo> Submit(const SubmitRequest& request);
+  Result<JobInfo> Status(uint64_t job_id);
+  Result<std::vector<JobInfo>> Jobs();
+  Result<std::vector<WorkerInfo>> Workers();
+  Result<JobInfo> Cancel(uint64_t job_id);
+  Result<JobInfo> Retry(uint64_t job_id);
+  Result<JobInfo> SetPriority(uint64_t job_id, int priority);
+  Result<WorkerInfo> Drain(const std::string& worker);
+  // Worker pools: the list, a wanted size (autoscale off), autoscale between min and max (or off).
+  Result<std::vector<PoolInfo>> Pools();
+  Result<std::vector<PoolInfo>> ScalePool(const std::string& pool, uint32_t size);
+  Result<std::vector<PoolInfo>> AutoscalePool(const std::string& pool, bool enabled, uint32_t min,
+                                              uint32_t max);
+  // The job's event log (segment >= 0: only lines about that segment).
+  Result<std::vector<std::string>> Logs(uint64_t job_id, int segment = -1);
+
+  // Sends raw bytes and returns the raw reply (tests use it to send malformed messages).
+  Result<std::string> CallRaw(const std::string& bytes);
+
+ private:
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+// Reads the coordinator address from --coordinator or SEGUE_COORDINATOR (flag wins).
+std::string CoordinatorAddress(const std::string& flag);
+
+}  // namespace segue

@@ -1,0 +1,82 @@
+#include "tools/cli/contact_sheet.h"
+
+#include <algorithm>
+#include <map>
+
+#include "common/media/video.h"
+
+namespace segue {
+
+std::vector<SheetRow> SheetRows(const std::vector<SegmentSpan>& segments, int64_t frames,
+                                int max_rows) {
+  std::vector<SheetRow> rows;
+  const size_t joins = segments.size() > 1 ? segments.size() - 1 : 0;
+  if (joins == 0 || frames <= 0 || max_rows <= 0) return rows;
+  const size_t step = (joins + static_cast<size_t>(max_rows) - 1) / static_cast<size_t>(max_rows);
+  for (size_t j = 0; j < joins; j += step) {
+    const int64_t start = segments[j + 1].start, end = std::max(segments[j].end, start + 1);
+    const int64_t len = end - start;
+    SheetRow row;
+    row.left = static_cast<int>(j);
+    for (int64_t f : {start - 1, start, start + len / 3, start + 2 * len / 3, end - 1, end})
+      row.frames.push_back(std::clamp<int64_t>(f, 0, frames - 1));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+Result<SheetLayout> WriteContactSheet(const std::string& video,
+                                      const std::vector<SegmentSpan>& segments,
+                                      const std::string& png_path, int thumb_width, int max_rows) {
+  using R = Result<SheetLayout>;
+  if (segments.empty()) return R::Error("the plan has no segments");
+  const int64_t frames = segments.back().end;
+  SheetLayout layout;
+  layout.rows = SheetRows(segments, frames, max_rows);
+  if (layout.rows.empty()) return R::Error("the plan has one segment: there is no join to show");
+  // Which cells each frame fills, so the video is decoded once and only thumbnails are kept.
+  std::map<int64_t, std::vector<std::pair<size_t, int>>> wanted;
+  for (size_t r = 0; r < layout.rows.size(); ++r)
+    for (int c = 0; c < kSheetColumns; ++c) wanted[layout.rows[r].frames[c]].push_back({r, c});
+  std::vector<uint8_t> sheet;
+  int64_t seen = 0;
+  Status s = ReadVideoFrames(video, [&](int64_t index, const uint8_t* rgb, int w, int h) {
+    seen = index + 1;
+    if (sheet.empty()) {
+      layout.cell_width = std::min(w, std::max(16, thumb_width));
+      layout.cell_height = std::max(1, h * layout.cell_width / w);
+      layout.width = kSheetColumns * layout.cell_width + (kSheetColumns + 1) * kSheetGap;
+      layout.height =
+          static_cast<int>(layout.rows.size()) * (layout.cell_height + kSheetGap) + kSheetGap;
+      sheet.assign(static_cast<size_t>(layout.width) * layout.height * 3, 32);
+    }
+    auto it = wanted.find(index);
+    if (it == wanted.end()) return;
+    const int cw = layout.cell_width, ch = layout.cell_height;
+    for (auto [r, c] : it->second) {
+      const int x0 = kSheetGap + c * (cw + kSheetGap);
+      const int y0 = kSheetGap + static_cast<int>(r) * (ch + kSheetGap);
+      for (int y = 0; y < ch; ++y) {
+        const int sy0 = y * h / ch, sy1 = std::max(sy0 + 1, (y + 1) * h / ch);
+        for (int x = 0; x < cw; ++x) {
+          const int sx0 = x * w / cw, sx1 = std::max(sx0 + 1, (x + 1) * w / cw);
+          int sum[3] = {0, 0, 0}, n = 0;
+          for (int sy = sy0; sy < sy1; ++sy)
+            for (int sx = sx0; sx < sx1; ++sx, ++n)
+              for (int k = 0; k < 3; ++k) sum[k] += rgb[(static_cast<size_t>(sy) * w + sx) * 3 + k];
+          uint8_t* d = &sheet[(static_cast<size_t>(y0 + y) * layout.width + x0 + x) * 3];
+          for (int k = 0; k < 3; ++k) d[k] = static_cast<uint8_t>(sum[k] / n);
+        }
+      }
+    }
+  });
+  if (!s.ok()) return s;
+  if (seen != frames)
+    return R::Error("the video has " + std::to_string(seen) + " frames but the plan has " +
+                    std::to_string(frames));
+  Status w = WritePng(png_path, sheet.data(), layout.width, layout.height);
+  if (!w.ok()) return w;
+  return layout;
+}
+
+}  // namespace segue

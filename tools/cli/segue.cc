@@ -1,0 +1,709 @@
+// segue: the command line a pipeline TD types.
+//   segue plan MANIFEST [--json]            how the video is cut into segments
+//   segue render MANIFEST [--workers N]      a local farm on this machine, start to finish
+//   segue submit MANIFEST --coordinator A    hand a job to a running farm
+//   segue status JOB [--json] [--watch]      one job's state and progress
+//   segue jobs [--json]                      every job the coordinator knows
+//   segue workers [--json]                   every worker the coordinator knows
+//   segue cancel|retry JOB, segue priority JOB N, segue drain WORKER, segue logs JOB [--segment I]
+//   segue seams VIDEO --plan P | --manifest M  how visible the joins between segments are
+//   segue contact-sheet VIDEO --plan P -o S.png the frames around every join, as one picture
+// Exit codes: 0 success, 1 failure (a job failed, the farm is unreachable), 2 bad input.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "common/manifest/manifest.h"
+#include "common/plan/plan.h"
+#include "common/security/curve.h"
+#include "common/util/process.h"
+#include "tools/cli/client.h"
+#include "tools/cli/contact_sheet.h"
+#include "tools/cli/progress.h"
+#include "tools/cli/seams.h"
+
+namespace fs = std::filesystem;
+using namespace segue;
+
+namespace {
+
+constexpr int kBadInput = 2;
+std::atomic<bool> g_interrupted{false};
+void OnSignal(int) { g_interrupted = true; }
+
+int Fail(const std::string& msg, int code = 1) {
+  std::cerr << "segue: " << msg << "\n";
+  return code;
+}
+
+std::string ReadFile(const std::string& path, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read '" + path + "': " + std::strerror(errno);
+    return "";
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ---- plan ------------------------------------------------------------------------------------
+
+int CmdPlan(const std::string& path, bool json) {
+  auto m = LoadManifestFile(path);
+  if (!m.ok()) return Fail(m.message(), kBadInput);
+  auto segments = PlanSegments(m->frames, m->segment_length, m->segment_overlap, m->seed);
+  if (json) {
+    nlohmann::json j;
+    j["frames"] = m->frames;
+    j["fps"] = m->fps.ToString();
+    j["length"] = m->segment_length;
+    j["overlap"] = m->segment_overlap;
+    j["segments"] = nlohmann::json::array();
+    for (const auto& s : segments) {
+      j["segments"].push_back({{"index", s.index},
+                               {"start", s.start},
+                               {"end", s.end},
+                               {"seed", s.seed},
+                               {"prompts", PromptsOf(m->timeline, s.start, s.end)}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << m->name << ": " << m->frames << " frames (" << m->width << "x" << m->height << " at "
+            << m->fps.ToString() << " fps), " << segments.size() << " segments of "
+            << std::min<int64_t>(m->frames, m->segment_length) << " frames, overlap "
+            << m->segment_overlap << ", strategy " << StrategyName(m->strategy) << "\n";
+  for (const auto& s : segments) {
+    auto prompts = PromptsOf(m->timeline, s.start, s.end);
+    std::cout << "  #" << s.index << "  [" << s.start << ", " << s.end << ")  seed " << s.seed
+              << "  ";
+    for (size_t i = 0; i < prompts.size(); ++i)
+      std::cout << (i ? " -> " : "") << "\"" << prompts[i] << "\"";
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+// ---- submit ----------------------------------------------------------------------------------
+
+Result<SubmitRequest> BuildSubmit(const std::string& path, const Manifest& m) {
+  SubmitRequest r;
+  std::string error;
+  r.manifest_text = ReadFile(path, &error);
+  if (!error.empty()) return Result<SubmitRequest>::Error(error);
+  r.manifest_name = fs::path(path).filename().string();
+  if (m.audio_path) {
+    r.audio_data = ReadFile(m.audio_file, &error);
+    if (!error.empty()) return Result<SubmitRequest>::Error(error);
+    r.audio_name = fs::path(m.audio_file).filename().string();
+  }
+  return r;
+}
+
+// How long to wait for the coordinator's answer: $SEGUE_TIMEOUT_MS, default 15 s.
+int ClientTimeoutMs() {
+  const char* v = getenv("SEGUE_TIMEOUT_MS");
+  const int ms = v ? std::atoi(v) : 0;
+  return ms > 0 ? ms : 15000;
+}
+
+// Polls until the job finishes; returns its last state.
+Result<JobInfo> Follow(Client& client, uint64_t job, bool show) {
+  ProgressDisplay display(stderr);
+  while (true) {
+    auto st = client.Status(job);
+    if (!st.ok()) {
+      display.Finish();
+      return st;
+    }
+    if (show) display.Update(*st);
+    if (st->Finished() || g_interrupted) {
+      display.Finish();
+      return st;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+int CmdSubmit(const std::string& path, const std::string& coordinator, const std::string& output,
+              bool wait) {
+  auto m = LoadManifestFile(path);
+  if (!m.ok()) return Fail(m.message(), kBadInput);
+  auto req = BuildSubmit(path, *m);
+  if (!req.ok()) return Fail(req.message(), kBadInput);
+  req->output_override = output;
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto r = client.Submit(*req);
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  std::cout << "job " << r->job_id << " accepted: " << r->frames << " frames in " << r->segments
+            << " segments, output " << r->output << "\n";
+  if (wait) {
+    auto st = Follow(client, r->job_id, true);
+    if (!st.ok()) return Fail(st.message());
+    if (st->state != "DONE")
+      return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error);
+  }
+  std::cout << "job id: " << r->job_id << "\n";
+  return 0;
+}
+
+// ---- status / jobs ---------------------------------------------------------------------------
+
+Result<uint64_t> ParseJobId(const std::string& s) {
+  uint64_t id = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
+  if (ec != std::errc() || p != s.data() + s.size() || id == 0) {
+    return Result<uint64_t>::Error(
+        "'" + s + "' is not a job id (a positive number, as `segue submit` prints)");
+  }
+  return id;
+}
+
+void PrintJob(const JobInfo& j) {
+  const uint32_t pending = j.segments_total - j.segments_done - j.segments_running;
+  std::cout << "job " << j.id << " (" << j.name << "): " << j.state << ", priority " << j.priority
+            << "\n"
+            << "  " << ProgressDisplay::Line(j, 30) << "\n"
+            << "  segments: " << j.segments_done << " done, " << j.segments_running << " running, "
+            << pending << " waiting; chunks: " << j.chunks_done << " of " << j.chunks_total
+            << " encoded\n";
+  if (!j.segment_states.empty())
+    std::cout << "  [" << ProgressDisplay::SegmentStrip(j.segment_states, 64)
+              << "]  # done  > running  . waiting  x failed\n";
+  if (!j.output.empty()) std::cout << "  output: " << j.output << "\n";
+  if (!j.error.empty()) std::cout << "  error: " << j.error << "\n";
+}
+
+int CmdStatus(const std::string& job, const std::string& coordinator, bool json, bool watch) {
+  auto id = ParseJobId(job);
+  if (!id.ok()) return Fail(id.message(), kBadInput);
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto st = watch ? Follow(client, *id, !json) : client.Status(*id);
+  if (!st.ok()) return Fail(st.message(), st.message().rfind("no job", 0) == 0 ? kBadInput : 1);
+  if (json)
+    std::cout << st->ToJson().dump(2) << "\n";
+  else
+    PrintJob(*st);
+  return 0;
+}
+
+int CmdJobs(const std::string& coordinator, bool json) {
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto jobs = client.Jobs();
+  if (!jobs.ok()) return Fail(jobs.message());
+  if (json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& job : *jobs) j.push_back(job.ToJson());
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  printf("%-6s %-28s %-10s %5s %9s %s\n", "ID", "NAME", "STATE", "PRIO", "PROGRESS",
+         "OUTPUT / ERROR");
+  for (const auto& j : *jobs) {
+    printf("%-6llu %-28.28s %-10s %5d %8.0f%% %s\n", static_cast<unsigned long long>(j.id),
+           j.name.c_str(), j.state.c_str(), j.priority, j.progress * 100,
+           !j.error.empty() ? j.error.c_str() : j.output.c_str());
+  }
+  return 0;
+}
+
+int CmdJobAction(const std::string& action, const std::string& job, const std::string& coordinator,
+                 int priority) {
+  auto id = ParseJobId(job);
+  if (!id.ok()) return Fail(id.message(), kBadInput);
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  Result<JobInfo> r = action == "cancel"  ? client.Cancel(*id)
+                      : action == "retry" ? client.Retry(*id)
+                                          : client.SetPriority(*id, priority);
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  PrintJob(*r);
+  return 0;
+}
+
+int CmdDrain(const std::string& worker, const std::string& coordinator) {
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto r = client.Drain(worker);
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  std::cout << "worker " << r->name << " is draining: it finishes "
+            << (r->task.empty() ? "nothing" : r->task) << " and leaves\n";
+  return 0;
+}
+
+int CmdLogs(const std::string& job, int segment, const std::string& coordinator) {
+  auto id = ParseJobId(job);
+  if (!id.ok()) return Fail(id.message(), kBadInput);
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto lines = client.Logs(*id, segment);
+  if (!lines.ok())
+    return Fail(lines.message(),
+                lines.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  for (const auto& l : *lines) {
+    // "MS text": print the time as ISO 8601 UTC.
+    const size_t sp = l.find(' ');
+    const long long ms = std::atoll(l.substr(0, sp).c_str());
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", std::gmtime(&secs));
+    printf("%s.%03lldZ %s\n", when, ms % 1000,
+           sp == std::string::npos ? "" : l.substr(sp + 1).c_str());
+  }
+  return 0;
+}
+
+int CmdWorkers(const std::string& coordinator, bool json) {
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto workers = client.Workers();
+  if (!workers.ok()) return Fail(workers.message());
+  if (json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& w : *workers) j.push_back(w.ToJson());
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  printf("%-28s %-16s %-8s %-6s %-26s %6s %8s\n", "NAME", "HOST", "DEVICE", "STATE", "TASK", "DONE",
+         "FAILURES");
+  for (const auto& w : *workers) {
+    printf("%-28.28s %-16.16s %-8s %-6s %-26.26s %6u %8u\n", w.name.c_str(), w.host.c_str(),
+           w.device.c_str(), w.state.c_str(), w.task.c_str(), w.tasks_done, w.failures);
+  }
+  return 0;
+}
+
+// ---- pools ---------------------------------------------------------------------------------
+
+// `action`: ls | scale | autoscale.
+int CmdPool(const std::string& action, const std::string& pool, int size, int min, int max,
+            bool off, const std::string& coordinator, bool json) {
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  Result<std::vector<PoolInfo>> r =
+      action == "scale" ? client.ScalePool(pool, static_cast<uint32_t>(size))
+      : action == "autoscale"
+          ? client.AutoscalePool(pool, !off, static_cast<uint32_t>(min), static_cast<uint32_t>(max))
+          : client.Pools();
+  if (!r.ok())
+    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  if (json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& p : *r) j.push_back(p.ToJson());
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  printf("%-16s %-10s %5s %7s %5s %5s %5s %5s %-9s %s\n", "POOL", "PROVIDER", "SIZE", "MEMBERS",
+         "IDLE", "BUSY", "MIN", "MAX", "AUTOSCALE", "LAST CHANGE");
+  for (const auto& p : *r) {
+    printf("%-16.16s %-10s %5u %7u %5u %5u %5u %5u %-9s %s\n", p.name.c_str(), p.provider.c_str(),
+           p.size, p.members, p.idle, p.busy, p.min, p.max, p.autoscale ? "on" : "off",
+           p.last_change.c_str());
+  }
+  return 0;
+}
+
+// ---- seams ---------------------------------------------------------------------------------
+
+Result<std::vector<SegmentSpan>> LoadPlan(const std::string& plan_path,
+                                          const std::string& manifest_path) {
+  using R = Result<std::vector<SegmentSpan>>;
+  if (!manifest_path.empty()) {
+    auto m = LoadManifestFile(manifest_path, false);
+    if (!m.ok()) return R::Error(m.message());
+    return PlanSegments(m->frames, m->segment_length, m->segment_overlap, m->seed);
+  }
+  std::string error;
+  std::string text = ReadFile(plan_path, &error);
+  if (!error.empty()) return R::Error(error);
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("segments") || !j["segments"].is_array()) {
+    return R::Error(plan_path + ": not a plan (expected the JSON of `segue plan --json`)");
+  }
+  std::vector<SegmentSpan> out;
+  for (size_t i = 0; i < j["segments"].size(); ++i) {
+    const auto& s = j["segments"][i];
+    if (!s.is_object() || !s.contains("start") || !s.contains("end") ||
+        !s["start"].is_number_integer() || !s["end"].is_number_integer() ||
+        s["end"].get<int64_t>() <= s["start"].get<int64_t>()) {
+      return R::Error(plan_path + ": segments[" + std::to_string(i) +
+                      "] needs integer start < end");
+    }
+    out.push_back({static_cast<int>(i), s["start"].get<int64_t>(), s["end"].get<int64_t>(), 0});
+    if (i > 0 && out[i].start <= out[i - 1].start) {
+      return R::Error(plan_path + ": segments[" + std::to_string(i) + "] is out of order");
+    }
+  }
+  return out;
+}
+
+int CmdSeams(const std::string& video, const std::string& plan, const std::string& manifest,
+             bool json) {
+  if (plan.empty() == manifest.empty())
+    return Fail("seams: give exactly one of --plan or --manifest", kBadInput);
+  auto segments = LoadPlan(plan, manifest);
+  if (!segments.ok()) return Fail(segments.message(), kBadInput);
+  auto report = MeasureSeams(video, *segments);
+  if (!report.ok()) return Fail(report.message(), kBadInput);
+  if (json) {
+    nlohmann::json j = {{"frames", report->frames},
+                        {"baseline", report->baseline},
+                        {"worst_ratio", report->worst},
+                        {"worst_local_ratio", report->worst_local},
+                        {"changes", report->changes}};
+    j["joins"] = nlohmann::json::array();
+    for (const auto& s : report->joins) {
+      j["joins"].push_back({{"left", s.left},
+                            {"start", s.start},
+                            {"end", s.end},
+                            {"peak", s.peak},
+                            {"ratio", s.ratio},
+                            {"local_baseline", s.local_baseline},
+                            {"local_ratio", s.local_ratio}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  printf("%lld frames; median frame-to-frame change away from overlaps: %.3f\n",
+         static_cast<long long>(report->frames), report->baseline);
+  printf("%-8s %-16s %10s %8s %13s %12s\n", "JOIN", "OVERLAP", "PEAK", "RATIO", "LOCAL MEDIAN",
+         "LOCAL RATIO");
+  for (const auto& s : report->joins) {
+    char range[48];
+    snprintf(range, sizeof range, "[%lld, %lld)", static_cast<long long>(s.start),
+             static_cast<long long>(s.end));
+    printf("%3d|%-4d %-16s %10.3f %8.2f %13.3f %12.2f\n", s.left, s.left + 1, range, s.peak,
+           s.ratio, s.local_baseline, s.local_ratio);
+  }
+  printf("worst ratio: %.2f against the whole video, %.2f against each join's own segments\n",
+         report->worst, report->worst_local);
+  return 0;
+}
+
+int CmdContactSheet(const std::string& video, const std::string& plan, const std::string& manifest,
+                    const std::string& out, int thumb_width, int max_rows) {
+  if (plan.empty() == manifest.empty())
+    return Fail("contact-sheet: give exactly one of --plan or --manifest", kBadInput);
+  auto segments = LoadPlan(plan, manifest);
+  if (!segments.ok()) return Fail(segments.message(), kBadInput);
+  if (fs::path(out).extension() != ".png")
+    return Fail("--output: '" + out + "' should end in .png", kBadInput);
+  auto layout = WriteContactSheet(video, *segments, out, thumb_width, max_rows);
+  if (!layout.ok()) return Fail(layout.message(), kBadInput);
+  for (size_t r = 0; r < layout->rows.size(); ++r) {
+    const SheetRow& row = layout->rows[r];
+    printf("row %zu: join %d|%d, frames", r + 1, row.left, row.left + 1);
+    for (int64_t f : row.frames) printf(" %lld", static_cast<long long>(f));
+    printf("\n");
+  }
+  printf("contact sheet: %s (%dx%d, %zu joins)\n", out.c_str(), layout->width, layout->height,
+         layout->rows.size());
+  return 0;
+}
+
+// ---- render ----------------------------------------------------------------------------------
+
+int CmdRender(const std::string& path, int workers, const std::string& output_flag,
+              const std::string& state_dir, int threads, const std::string& preset,
+              int chunk_frames, const std::string& models) {
+  auto m = LoadManifestFile(path);
+  if (!m.ok()) return Fail(m.message(), kBadInput);
+  auto req = BuildSubmit(path, *m);
+  if (!req.ok()) return Fail(req.message(), kBadInput);
+  fs::path out = output_flag.empty() ? fs::absolute(path).parent_path() / m->output_path
+                                     : fs::absolute(output_flag);
+  out = out.lexically_normal();
+  if (out.filename().empty() && m->output_codec == "png") out = out.parent_path();  // "frames/"
+  if (out.filename().empty())
+    return Fail("--output: '" + out.string() + "' names a folder, not a file", kBadInput);
+  req->output_override = out.filename().string();
+  fs::path state = fs::absolute(state_dir).lexically_normal();
+  std::error_code ec;
+  fs::create_directories(state / "logs", ec);
+  if (ec)
+    return Fail("--state-dir: cannot create '" + state.string() + "': " + ec.message(), kBadInput);
+
+  const std::string bin = ExecutableDir();
+  const fs::path endpoint_file = state / ("render-" + std::to_string(getpid()) + ".endpoint");
+  fs::remove(endpoint_file, ec);
+  auto coord = ChildProcess::Spawn(
+      {bin + "/segue-coordinator", "--listen", "tcp://127.0.0.1:*", "--state-dir",
+       (state / "store").string(), "--output-root", out.parent_path().string(), "--endpoint-file",
+       endpoint_file.string(), "--encoder-preset", preset, "--chunk-frames",
+       std::to_string(chunk_frames)},
+      (state / "logs" / "coordinator.log").string());
+  if (!coord.ok()) return Fail(coord.message());
+  std::string endpoint;
+  for (int i = 0; i < 600 && endpoint.empty(); ++i) {
+    if (!coord->Running()) {
+      return Fail("the coordinator stopped at start-up; see " +
+                  (state / "logs" / "coordinator.log").string());
+    }
+    std::ifstream f(endpoint_file);
+    std::getline(f, endpoint);
+    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  fs::remove(endpoint_file, ec);
+  if (endpoint.empty()) return Fail("the coordinator did not start within 30 s");
+  std::vector<ChildProcess> pool;
+  for (int i = 0; i < workers; ++i) {
+    std::vector<std::string> argv = {bin + "/segue-worker",
+                                     "--coordinator",
+                                     endpoint,
+                                     "--threads",
+                                     std::to_string(threads),
+                                     "--name",
+                                     "local-" + std::to_string(getpid()) + "-" + std::to_string(i)};
+    if (!models.empty()) argv.insert(argv.end(), {"--models", fs::absolute(models).string()});
+    auto w = ChildProcess::Spawn(
+        argv, (state / "logs" / ("worker-" + std::to_string(i) + ".log")).string());
+    if (!w.ok()) return Fail(w.message());
+    pool.push_back(std::move(*w));
+  }
+  std::cerr << "segue: rendering " << path << " (" << m->frames << " frames, " << m->width << "x"
+            << m->height << " at " << m->fps.ToString() << " fps) on " << workers << " local worker"
+            << (workers == 1 ? "" : "s") << "; state in " << state.string() << "\n";
+  Client client(endpoint);
+  // All workers in before the job: a codenoise gang forms from the workers present.
+  for (int i = 0; i < 600; ++i) {
+    auto ws = client.Workers();
+    if (ws.ok() && static_cast<int>(ws->size()) >= workers) break;
+    if (g_interrupted) return Fail("interrupted", 130);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto r = client.Submit(*req);
+  if (!r.ok()) return Fail(r.message(), kBadInput);
+  auto st = Follow(client, r->job_id, true);
+  for (auto& w : pool) w.Stop();
+  coord->Stop();
+  if (g_interrupted)
+    return Fail(
+        "interrupted; the job stays in " + state.string() + " (rerun resumes the farm's state)",
+        130);
+  if (!st.ok()) return Fail(st.message());
+  if (st->state != "DONE") {
+    return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error +
+                " (logs in " + (state / "logs").string() + ")");
+  }
+  std::cout << "output: " << st->output << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "segue: a render farm for long generative videos.\n"
+      "Renders a YAML manifest (timeline of prompts, camera, model) into one frame-exact video "
+      "with its song.",
+      "segue"};
+  app.require_subcommand(1);
+  std::string coordinator;
+  std::string curve_server, curve_key;
+  auto add_coord = [&](CLI::App* sub) {
+    sub->add_option("--coordinator", coordinator,
+                    "coordinator endpoint (default $SEGUE_COORDINATOR or tcp://127.0.0.1:7450)");
+    sub->add_option("--curve-server-key", curve_server,
+                    "the coordinator's public key file, when it uses CURVE (default "
+                    "$SEGUE_CURVE_SERVER_KEY)");
+    sub->add_option("--curve-key", curve_key,
+                    "your key file, when the coordinator admits known keys only (default "
+                    "$SEGUE_CURVE_KEY)");
+  };
+
+  std::string manifest, output, state_dir = ".segue-state", job, preset = "medium", models_dir;
+  bool json = false, watch = false, wait = false;
+  int workers = 2, threads = 1, chunk_frames = 96;
+
+  auto* plan =
+      app.add_subcommand("plan", "show how a manifest is cut into segments (validates it too)");
+  plan->add_option("manifest", manifest, "the manifest (YAML)")->required();
+  plan->add_flag("--json", json, "print {\"frames\": N, \"segments\": [...]} instead of text");
+
+  auto* render = app.add_subcommand(
+      "render", "render a manifest on this machine: a coordinator and local workers");
+  render->add_option("manifest", manifest, "the manifest (YAML)")->required();
+  render->add_option("--workers", workers, "local worker processes")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  render->add_option("--threads", threads, "model threads per worker")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  render->add_option("--output", output,
+                     "output file (default: output.path of the manifest, relative to its folder)");
+  render->add_option("--state-dir", state_dir, "folder for the RocksDB state and logs")
+      ->capture_default_str();
+  render->add_option("--preset", preset, "x264 preset for the chunks")->capture_default_str();
+  render->add_option("--models", models_dir, "folder of TorchScript models for the local workers")
+      ->check(CLI::ExistingDirectory);
+  render->add_option("--chunk-frames", chunk_frames, "frames per encoded chunk")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+
+  auto* submit = app.add_subcommand(
+      "submit", "submit a manifest to a running coordinator; prints the job id last");
+  submit->add_option("manifest", manifest, "the manifest (YAML)")->required();
+  submit->add_option(
+      "--output", output,
+      "output path relative to the coordinator's output root (default: output.path)");
+  submit->add_flag("--wait", wait, "follow the job with a progress bar until it finishes");
+  add_coord(submit);
+
+  auto* status = app.add_subcommand("status", "show a job's state, progress and output");
+  status->add_option("job", job, "job id")->required();
+  status->add_flag("--json", json, "print JSON (state, progress, output, ...)");
+  status->add_flag("--watch", watch, "follow the job until it finishes");
+  add_coord(status);
+
+  std::string plan_file, manifest_file;
+  auto* seams = app.add_subcommand(
+      "seams", "score how visible the joins between segments are in a rendered video");
+  seams->add_option("video", manifest, "the rendered video")->required();
+  seams->add_option("--plan", plan_file, "the plan, as `segue plan --json` prints it");
+  seams->add_option("--manifest", manifest_file, "or the manifest the video was rendered from");
+  seams->add_flag("--json", json, "print JSON");
+
+  std::string sheet_out;
+  int thumb_width = 240, max_rows = 100;
+  auto* sheet = app.add_subcommand(
+      "contact-sheet", "a PNG grid of the frames around every segment join, to judge seams by eye");
+  sheet->add_option("video", manifest, "the rendered video (or a png output's folder)")->required();
+  sheet->add_option("--plan", plan_file, "the plan, as `segue plan --json` prints it");
+  sheet->add_option("--manifest", manifest_file, "or the manifest the video was rendered from");
+  sheet->add_option("-o,--output", sheet_out, "the PNG to write")->required();
+  sheet->add_option("--thumb-width", thumb_width, "width of each frame on the sheet, in pixels")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 4096));
+  sheet
+      ->add_option("--max-rows", max_rows,
+                   "at most this many joins (every k-th join on longer videos)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+
+  int priority = 50, segment = -1;
+  std::string worker_name;
+  auto* cancel = app.add_subcommand("cancel", "cancel a job; its workers stop within a step");
+  cancel->add_option("job", job, "job id")->required();
+  add_coord(cancel);
+  auto* retry = app.add_subcommand(
+      "retry", "put a FAILED or CANCELLED job back in the queue (finished segments are kept)");
+  retry->add_option("job", job, "job id")->required();
+  add_coord(retry);
+  auto* prio = app.add_subcommand("priority", "change a job's priority (0-100, higher first)");
+  prio->add_option("job", job, "job id")->required();
+  prio->add_option("priority", priority, "new priority")->required()->check(CLI::Range(0, 100));
+  add_coord(prio);
+  auto* drain =
+      app.add_subcommand("drain", "let a worker finish its task, take no more, and leave");
+  drain->add_option("worker", worker_name, "worker name (see segue workers)")->required();
+  add_coord(drain);
+  auto* logs = app.add_subcommand("logs", "a job's event log, from the coordinator's store");
+  logs->add_option("job", job, "job id")->required();
+  logs->add_option("--segment", segment, "only lines about this segment")
+      ->check(CLI::NonNegativeNumber);
+  add_coord(logs);
+
+  auto* workers_cmd = app.add_subcommand("workers", "list the coordinator's workers");
+  workers_cmd->add_flag("--json", json, "print JSON");
+  add_coord(workers_cmd);
+
+  auto* pool_cmd = app.add_subcommand("pool", "the coordinator's worker pools");
+  pool_cmd->require_subcommand(1);
+  std::string pool_name;
+  int pool_size = 0, pool_min = 0, pool_max = 0;
+  bool pool_off = false;
+  auto* pool_ls = pool_cmd->add_subcommand("ls", "list pools: provider, size, members, autoscale");
+  pool_ls->add_flag("--json", json, "print JSON");
+  add_coord(pool_ls);
+  auto* pool_scale =
+      pool_cmd->add_subcommand("scale",
+                               "set a pool's size (turns its autoscale off); shrinking "
+                               "drains idle workers");
+  pool_scale->add_option("pool", pool_name, "pool name (see segue pool ls)")->required();
+  pool_scale->add_option("size", pool_size, "workers wanted")
+      ->required()
+      ->check(CLI::Range(0, 10000));
+  add_coord(pool_scale);
+  auto* pool_auto = pool_cmd->add_subcommand(
+      "autoscale", "size a pool from the runnable work, between --min and --max");
+  pool_auto->add_option("pool", pool_name, "pool name (see segue pool ls)")->required();
+  auto* min_opt =
+      pool_auto->add_option("--min", pool_min, "fewest workers")->check(CLI::Range(0, 10000));
+  auto* max_opt =
+      pool_auto->add_option("--max", pool_max, "most workers")->check(CLI::Range(0, 10000));
+  auto* off_opt = pool_auto->add_flag("--off", pool_off, "turn autoscaling off (the size stays)");
+  off_opt->excludes(min_opt)->excludes(max_opt);
+  add_coord(pool_auto);
+
+  std::string key_path;
+  auto* keygen = app.add_subcommand(
+      "keygen", "make a CURVE keypair: PATH.key (secret, mode 600) and PATH.pub (public)");
+  keygen->add_option("path", key_path, "where to write, without extension, e.g. /etc/segue/farm")
+      ->required();
+
+  auto* jobs = app.add_subcommand("jobs", "list the coordinator's jobs");
+  jobs->add_flag("--json", json, "print JSON");
+  add_coord(jobs);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kBadInput;
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  // The client library reads the CURVE key files from the environment.
+  if (!curve_server.empty()) setenv("SEGUE_CURVE_SERVER_KEY", curve_server.c_str(), 1);
+  if (!curve_key.empty()) setenv("SEGUE_CURVE_KEY", curve_key.c_str(), 1);
+  if (keygen->parsed()) {
+    auto keys = GenerateCurveKeys();
+    if (!keys.ok()) return Fail(keys.message());
+    for (const char* ext : {".key", ".pub"}) {
+      if (fs::exists(key_path + ext))
+        return Fail("'" + key_path + ext + "' exists; keys are not overwritten", kBadInput);
+    }
+    Status s = WriteCurveKeys(*keys, key_path + ".key", key_path + ".pub");
+    if (!s.ok()) return Fail(s.message(), kBadInput);
+    std::cout << "secret: " << key_path << ".key (keep it on the coordinator or the worker it "
+              << "names)\npublic: " << key_path << ".pub\npublic key: " << keys->public_key << "\n";
+    return 0;
+  }
+  if (plan->parsed()) return CmdPlan(manifest, json);
+  if (render->parsed())
+    return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames,
+                     models_dir);
+  if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait);
+  if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
+  if (jobs->parsed()) return CmdJobs(coordinator, json);
+  if (workers_cmd->parsed()) return CmdWorkers(coordinator, json);
+  if (cancel->parsed()) return CmdJobAction("cancel", job, coordinator, 0);
+  if (retry->parsed()) return CmdJobAction("retry", job, coordinator, 0);
+  if (prio->parsed()) return CmdJobAction("priority", job, coordinator, priority);
+  if (drain->parsed()) return CmdDrain(worker_name, coordinator);
+  if (logs->parsed()) return CmdLogs(job, segment, coordinator);
+  if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
+  if (pool_ls->parsed()) return CmdPool("ls", "", 0, 0, 0, false, coordinator, json);
+  if (pool_scale->parsed())
+    return CmdPool("scale", pool_name, pool_size, 0, 0, false, coordinator, json);
+  if (pool_auto->parsed()) {
+    if (!pool_off && (min_opt->count() == 0 || max_opt->count() == 0))
+      return Fail("pool autoscale: give --min and --max (or --off)", kBadInput);
+    if (!pool_off && pool_min > pool_max)
+      return Fail("pool autoscale: --min must not exceed --max", kBadInput);
+    return CmdPool("autoscale", pool_name, 0, pool_min, pool_max, pool_off, coordinator, json);
+  }
+  if (sheet->parsed())
+    return CmdContactSheet(manifest, plan_file, manifest_file, sheet_out, thumb_width, max_rows);
+  return kBadInput;
+}
