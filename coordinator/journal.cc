@@ -9,26 +9,17 @@
 #include <cstring>
 
 #include "common/protocol/protocol.h"
+#include "common/util/big_endian.h"
 #include "coordinator/records.capnp.h"
 
 namespace segue {
 namespace {
 
-void PutBE(std::string& s, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t GetBE(const std::string& s, size_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes && at + i < s.size(); ++i)
-    v = (v << 8) | static_cast<unsigned char>(s[at + i]);
-  return v;
-}
-
 // A gang member's checkpoint: the segment's key and the step, so a job's gang checkpoints sort
 // by segment, then step. kGangStepName names the gang's resume step.
 std::string GangCheckpointKey(uint64_t job, uint32_t segment, uint32_t step) {
   std::string key = TaskKey(job, segment);
-  PutBE(key, step, 4);
+  PutBigEndian(key, step, 4);
   return key;
 }
 const char* const kGangStepName = "gang-step";
@@ -153,17 +144,19 @@ capnp::FlatArrayMessageReader ReaderOf(const std::string& value) {
 
 std::string JobKey(uint64_t job) {
   std::string k;
-  PutBE(k, job, 8);
+  PutBigEndian(k, job, 8);
   return k;
 }
 std::string TaskKey(uint64_t job, uint32_t index) {
   std::string k = JobKey(job);
-  PutBE(k, index, 4);
+  PutBigEndian(k, index, 4);
   return k;
 }
 std::string NamedKey(uint64_t job, const std::string& name) { return JobKey(job) + name; }
-uint64_t JobOfKey(const std::string& key) { return GetBE(key, 0, 8); }
-uint32_t IndexOfKey(const std::string& key) { return static_cast<uint32_t>(GetBE(key, 8, 4)); }
+uint64_t JobOfKey(const std::string& key) { return GetBigEndian(key, 0, 8); }
+uint32_t IndexOfKey(const std::string& key) {
+  return static_cast<uint32_t>(GetBigEndian(key, 8, 4));
+}
 
 Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, Env* env,
                                                std::chrono::microseconds sync_interval,

@@ -21,6 +21,8 @@
 #include <system_error>
 #include <unordered_set>
 
+#include "common/util/big_endian.h"
+
 namespace segue {
 namespace {
 
@@ -63,16 +65,6 @@ bool IsBig(Family f) {
 constexpr size_t kFileValueBytes = 64 * 1024;
 constexpr char kValueFilesFamily[] = "value_files";
 
-void PutBE(std::string& s, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t GetBE(const std::string& s, size_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes && at + i < s.size(); ++i)
-    v = (v << 8) | static_cast<unsigned char>(s[at + i]);
-  return v;
-}
-
 // Key in the value_files family: the family's byte, then the record's key. Ranges of one family
 // stay contiguous and in the same order.
 std::string FileKey(Family f, const std::string& key) {
@@ -87,14 +79,14 @@ struct FileRef {
   uint64_t number = 0, size = 0, hash = 0;
   std::string Encode() const {
     std::string out = "SGF1";
-    PutBE(out, number, 8);
-    PutBE(out, size, 8);
-    PutBE(out, hash, 8);
+    PutBigEndian(out, number, 8);
+    PutBigEndian(out, size, 8);
+    PutBigEndian(out, hash, 8);
     return out;
   }
   static std::optional<FileRef> Decode(const std::string& v) {
     if (v.size() != 28 || v.compare(0, 4, "SGF1") != 0) return std::nullopt;
-    return FileRef{GetBE(v, 4, 8), GetBE(v, 12, 8), GetBE(v, 20, 8)};
+    return FileRef{GetBigEndian(v, 4, 8), GetBigEndian(v, 12, 8), GetBigEndian(v, 20, 8)};
   }
 };
 
@@ -699,12 +691,12 @@ uint64_t Store::NextId(const std::string& counter, Batch& batch) {
   if (it == rep_->counters.end()) {
     uint64_t v = 0;
     auto stored = Get(Family::kMeta, "counter/" + counter);
-    if (stored.ok() && stored->size() == 8) v = GetBE(*stored, 0, 8);
+    if (stored.ok() && stored->size() == 8) v = GetBigEndian(*stored, 0, 8);
     it = rep_->counters.emplace(counter, v).first;
   }
   uint64_t next = ++it->second;
   std::string value;
-  PutBE(value, next, 8);
+  PutBigEndian(value, next, 8);
   batch.Put(Family::kMeta, "counter/" + counter, value);
   return next;
 }
