@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/protocol/protocol.h"
+#include "tests/support/fake_worker.h"
 #include "tests/support/test_util.h"
 #include "tools/cli/client.h"
 
@@ -339,11 +340,10 @@ TEST(Farm, BadBytesOnTheWireAreDroppedAndCounted) {
     EXPECT_TRUE((*in)->envelope().isError());
   }
   // A client pretending to be a worker with a stale attempt: fenced, no effect.
-  capnp::MallocMessageBuilder r;
-  auto res = r.initRoot<wire::Envelope>().initRenderResult();
-  res.setJobId(1);
-  res.setAttempt(99);
-  client.CallRaw(Serialize(r));  // no answer is expected
+  FakeAssignment stale;
+  stale.job = 1;
+  stale.attempt = 99;
+  client.CallRaw(FakeWorker::RenderResult(stale, Tensor{}));  // no answer is expected
   // Still serving.
   auto jobs = Client(farm.endpoint()).Jobs();
   EXPECT_TRUE(jobs.ok()) << jobs.message();
