@@ -51,7 +51,7 @@ void StopJobTasks(HandlerContext& c, const Job& j, const std::string& why) {
     cancel.setJobId(j.id);
     cancel.setReason(why);
     c.outbox.Send(w.identity, Serialize(b));
-    w.task.reset();
+    WorkerRegistry::Free(w, c.env->NowMicros());
   }
 }
 

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "coordinator/assembly.h"
 #include "coordinator/assignments.h"
 #include "coordinator/dashboard.h"
 #include "coordinator/handlers.h"
@@ -29,8 +28,8 @@ struct Core::Rep {
         journal(std::move(j)),
         machine(journal.get(), e, o.max_attempts),
         outbox(transport),
-        ctx{options, assignment, admission, env,     *journal, machine, jobs,
-            workers, outbox,     nullptr,   metrics, false,    {}} {}
+        ctx{options, assignment, admission, env,     *journal, machine,
+            jobs,    workers,    outbox,    nullptr, metrics,  false} {}
 
   const CoordinatorOptions options;
   Env* const env;
@@ -43,15 +42,17 @@ struct Core::Rep {
   Outbox outbox;
   std::unique_ptr<PoolManager> pools;
   FarmMetrics metrics;
-  HandlerContext ctx;            // last: refers to the parts above
+  HandlerContext ctx;            // refers to the parts above
   uint64_t turn_started_us = 0;  // when this turn's messages began to be read
+  // Jobs the restart found STITCHING or with every chunk stored: assembled in the first turn,
+  // once the caller's socket is bound.
+  std::vector<uint64_t> restored_to_assemble;
 
   // ---- the scheduling pass ----
 
   void ScheduleNow();
   bool Carry(const Decision& d);
   void Give(Worker& w, const TaskRef& task);
-  void Assemble();
 
   // ---- group commit: the journal writes, the outbox sends or holds ----
 
@@ -77,6 +78,7 @@ void Core::Rep::ScheduleNow() {
 
 bool Core::Rep::Carry(const Decision& d) {
   Job& j = jobs.at(d.job);
+  if (!StillHolds(j, d)) return false;  // an earlier decision of the pass changed the job
   switch (d.kind) {
     case Decision::Kind::kGangWait:
       j.gang_wait_since = d.since_ms;
@@ -147,19 +149,6 @@ void Core::Rep::Give(Worker& w, const TaskRef& task) {
   w.waiting_since_us = 0;
 }
 
-void Core::Rep::Assemble() {
-  std::vector<uint64_t> due;
-  due.swap(ctx.to_assemble);
-  std::sort(due.begin(), due.end());
-  due.erase(std::unique(due.begin(), due.end()), due.end());
-  for (uint64_t id : due) {
-    Job& j = jobs.at(id);
-    if (IsFinished(j.state)) continue;
-    machine.BeginStitching(j);
-    machine.EndStitching(j, AssembleJob(j, *journal, env, options.state_dir + "/tmp"));
-  }
-}
-
 void Core::Rep::Flush() {
   journal->Flush();
   if (Status f = journal->syncer().failure(); !f.ok()) Journal::StopOnStoreFailure(f);
@@ -187,9 +176,11 @@ void Core::Rep::WaitForHeld() {
 Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env* env,
                                          Transport* transport, Syncer::Mode mode) {
   using R = Result<std::unique_ptr<Core>>;
-  if (Status s = env->CreateDirs(options.output_root); !s.ok())
-    return R::Error("cannot create the output root '" + options.output_root + "': " + s.message());
+  // The output root is where FFmpeg writes outputs, not state: it is not the Env's.
   std::error_code ec;
+  std::filesystem::create_directories(options.output_root, ec);
+  if (ec)
+    return R::Error("cannot create the output root '" + options.output_root + "': " + ec.message());
   const std::string output_root = std::filesystem::canonical(options.output_root, ec).string();
   if (ec)
     return R::Error("cannot resolve the output root '" + options.output_root +
@@ -203,7 +194,7 @@ Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env*
     return R::Error("cannot restore jobs: " + s.message());
   auto due = rep->machine.Recover(rep->jobs);
   if (!due.ok()) return R::Error("cannot restore jobs: " + due.message());
-  rep->ctx.to_assemble = std::move(*due);
+  rep->restored_to_assemble = std::move(*due);
   rep->ctx.schedule_due = true;
   return std::unique_ptr<Core>(new Core(std::move(rep)));
 }
@@ -254,7 +245,8 @@ void Core::Tick() {
 
 void Core::EndTurn() {
   Rep& r = *rep_;
-  if (!r.ctx.to_assemble.empty()) r.Assemble();
+  for (uint64_t id : r.restored_to_assemble) Assemble(r.ctx, r.jobs.at(id));
+  r.restored_to_assemble.clear();
   if (r.ctx.schedule_due) r.ScheduleNow();
   r.Flush();
 }

@@ -2,7 +2,7 @@
 // without its sockets. Like LevelDB's DBImpl it is the hub that hands each concern to a part with
 // a header of its own, and no part calls back up into it:
 //
-//   handlers.h       one function per message kind; they leave requests for the end of the turn
+//   handlers.h       one function per message kind; they ask for a scheduling pass
 //   state_machine.h  every transition of a task or a job, fencing, what a restart means
 //   scheduler.h      which idle worker gets which task: decisions, nothing done
 //   assignments.h    the messages that hand out tasks, from what the store holds
@@ -13,10 +13,10 @@
 //
 // The event loop (coordinator.cc) feeds the core what its sockets receive and gives it a
 // Transport to send through; a test can do the same in memory (tests/unit). One turn:
-// BeginTurn, any number of Receive, Tick when its 500 ms are up, EndTurn. EndTurn runs the
-// scheduling pass if one was asked for and carries out its decisions, assembles jobs whose
-// chunks are all stored, writes the turn's batch and sends what may leave. When the syncer's fd
-// turns readable, Durable sends what waited for it.
+// BeginTurn, any number of Receive, Tick when its 500 ms are up, EndTurn. EndTurn (the first
+// one: assembles the jobs the restart left STITCHING) runs the scheduling pass if one was asked
+// for and carries out its decisions, writes the turn's batch and sends what may leave. When the
+// syncer's fd turns readable, Durable sends what waited for it.
 //
 // Not thread-safe: one thread drives it (the syncer's thread only syncs).
 #pragma once

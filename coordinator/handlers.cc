@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/protocol/protocol.h"
+#include "coordinator/assembly.h"
 #include "coordinator/scheduler.h"
 
 namespace segue {
@@ -89,7 +90,8 @@ void StopGang(HandlerContext& c, Job& j, const std::string& why, const std::stri
   for (const Gang::Group& g : c.machine.AbortGang(j, why)) {
     Worker* member = c.workers.ByName(g.worker);
     if (!member || g.worker == except) continue;
-    if (member->task && member->task->job == j.id) member->task.reset();
+    if (member->task && member->task->job == j.id)
+      WorkerRegistry::Free(*member, c.env->NowMicros());
     capnp::MallocMessageBuilder b;
     auto cancel = b.initRoot<wire::Envelope>().initCancel();
     cancel.setJobId(j.id);
@@ -128,6 +130,11 @@ void ReleaseTask(HandlerContext& c, Worker& w, const std::string& why) {
   const Task& t = j.tasks(task.kind)[task.index];
   if (t.state == TaskState::kRunning && t.worker == w.name)
     c.machine.Requeue(j, task.kind, task.index, why + " (" + w.name + ")");
+}
+
+void Assemble(HandlerContext& c, Job& j) {
+  c.machine.BeginStitching(j);
+  c.machine.EndStitching(j, AssembleJob(j, c.journal, c.env, c.options.state_dir + "/tmp"));
 }
 
 void DrainWorker(HandlerContext& c, Worker& w) {

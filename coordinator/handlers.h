@@ -1,9 +1,10 @@
 // The message handlers: one function per kind of Envelope the coordinator receives (after
 // Flamenco's api_impl and OpenCue's HostReportHandler: messages in, apart from placement and
 // state). A handler reads its message, asks the state machine for the transition it means,
-// updates the worker registry, and queues replies and notices in the outbox. It never sends,
-// writes or schedules by itself: it leaves requests in its context (schedule_due, to_assemble)
-// for the core to carry out at the end of the turn (coordinator/core.h).
+// updates the worker registry, and queues replies and notices in the outbox. It sends only
+// through the outbox and writes only through the state machine and the journal (a submission is
+// a synced write of its own); the scheduling pass it leaves to the core, at the end of the turn
+// (schedule_due; coordinator/core.h).
 //
 //   workers (worker_handlers.cc):  Hello, WorkRequest, Heartbeat, Goodbye
 //   results (result_handlers.cc):  RenderResult, EncodeResult, TaskFailure, Checkpoint,
@@ -48,8 +49,7 @@ struct HandlerContext {
   PoolManager* pools;  // nullptr: no pools
   FarmMetrics& metrics;
 
-  bool schedule_due = false;          // a scheduling pass is wanted
-  std::vector<uint64_t> to_assemble;  // jobs whose chunks are all stored
+  bool schedule_due = false;  // a scheduling pass is wanted
 };
 
 // Parses `payload` from `identity` and hands it to its handler; a malformed or unexpected message
@@ -91,6 +91,8 @@ void StopGang(HandlerContext& c, Job& j, const std::string& why, const std::stri
 // gang first.
 void FailTask(HandlerContext& c, Job& j, TaskKind kind, uint32_t index, Worker& w,
               const std::string& message);
+// Assembles `j`'s output now that every chunk is stored: STITCHING, then DONE or FAILED.
+void Assemble(HandlerContext& c, Job& j);
 // Tells a worker to finish its task, take no more and leave.
 void DrainWorker(HandlerContext& c, Worker& w);
 // What the pools see of the farm now: their connected workers and the runnable work.

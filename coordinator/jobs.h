@@ -1,7 +1,8 @@
 // The coordinator's jobs and their tasks as it holds them in memory: the types every part of the
 // coordinator speaks. Plain data. Every change of a job's or a task's state is made by the state
 // machine (coordinator/state_machine.h), which also keeps the derived counters below true; other
-// parts read these types and do not write their states.
+// parts read the states (and keep their own bookkeeping here: a gang's exchange and timers, when
+// a gang began to wait).
 #pragma once
 
 #include <cstdint>
@@ -44,8 +45,9 @@ struct Task {
   std::vector<std::string> failed_on;  // the distinct workers it failed on, in order
   bool has_checkpoint = false;         // a render checkpoint of it is in the store
   // Kept by the journal: the attempt number of the task's latest record, and the number of the
-  // write that holds it (0: synced, or written before this process). Assignments are not
-  // recorded (the transitions that end one are), so while RUNNING attempt == recorded_attempt+1.
+  // write that holds it (0: synced, or written before this process). Single assignments are not
+  // recorded (the transitions that end one are), so while RUNNING outside a gang, attempt ==
+  // recorded_attempt + 1.
   uint32_t recorded_attempt = 0;
   uint64_t recorded_in_write = 0;
 };

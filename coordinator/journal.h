@@ -8,7 +8,8 @@
 // (coordinator/syncer.h, owned here) makes the writes durable on its own thread, and the outbox
 // (coordinator/outbox.h) holds back the messages that must not leave before their writes are.
 // A read of the store first flushes the turn's batch, so it sees every earlier write; so that a
-// crash cannot keep half of a transition, a transition makes its reads before its writes.
+// crash cannot keep half of a transition, no read comes between the writes of one (the state
+// machine reads nothing; its callers read first).
 // If the disk refuses a write or a sync the process stops (exit 3): running ahead of the store
 // would hand out work that a restart forgets.
 //

@@ -2,7 +2,8 @@
 // are durable (group commit's sending half; the journal is the writing half).
 //
 // What a message may say before its turn's writes are synced:
-// - an assignment leaves at the end of its turn, at once. A crash can forget it: the restart
+// - a single task's assignment leaves at the end of its turn, at once (a gang's start is written
+//   and waits like the rest). A crash can forget it: the restart
 //   moves the task's attempt number past the forgotten one (StateMachine::Recover), so the worker
 //   holding it is fenced off, and determinism makes anything computed from it the same bits.
 // - everything else (replies to clients, acks, welcomes, cancels) leaves once the writes of its

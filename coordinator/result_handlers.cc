@@ -96,8 +96,7 @@ void OnEncodeResult(HandlerContext& c, const std::string& identity, wire::Encode
   ++w->tasks_done;
   auto data = r.getContainer();
   const std::string_view container(reinterpret_cast<const char*>(data.begin()), data.size());
-  if (c.machine.CompleteChunk(*j, index, container, "encoded by " + w->name))
-    c.to_assemble.push_back(j->id);
+  if (c.machine.CompleteChunk(*j, index, container, "encoded by " + w->name)) Assemble(c, *j);
 }
 
 void OnTaskFailure(HandlerContext& c, const std::string& identity, wire::TaskFailure::Reader r) {

@@ -66,6 +66,21 @@ const Worker* PickWorker(const Job& j, const Task& t, const std::vector<const Wo
 
 }  // namespace
 
+bool StillHolds(const Job& j, const Decision& d) {
+  if (IsFinished(j.state) || j.state == JobState::kStitching) return false;
+  switch (d.kind) {
+    case Decision::Kind::kEncode:
+      return ChunkReady(j, d.index);
+    case Decision::Kind::kRender:
+      return SegmentRunnable(j, d.index);
+    case Decision::Kind::kGang:
+      return !j.gang && j.segments_done < j.segments.size();
+    case Decision::Kind::kGangWait:
+      return true;
+  }
+  return false;
+}
+
 std::vector<const Job*> RunnableJobs(const JobTable& jobs) {
   std::vector<const Job*> out;
   for (const auto& [id, j] : jobs) {

@@ -8,8 +8,9 @@
 // requirements, has not failed the task and is not kept off the job; when only such workers are
 // idle it waits for a better one if the farm has one, and takes one of them if not (a small farm
 // must still make progress). Independent segments run as soon as a worker is free; a chained
-// segment once its predecessor is DONE; a codenoise job starts as one gang over every idle worker
-// able to take it, after waiting up to gang_wait_ms for busy ones (a gang cannot grow later).
+// segment once its predecessor is DONE; a codenoise job starts as one gang over the idle workers
+// able to take it (one per segment at most), after waiting up to gang_wait_ms for busy ones (a
+// gang cannot grow later).
 // Each job's walk starts after the prefix of tasks known DONE, so a pass costs the running
 // window, not the job's length.
 #pragma once
@@ -45,6 +46,11 @@ struct SchedulerOptions {
 // Each worker appears in at most one.
 std::vector<Decision> Schedule(const JobTable& jobs, const WorkerRegistry::Map& workers,
                                uint64_t now_ms, const SchedulerOptions& options);
+
+// Whether decision `d` of a pass may still be carried out once the ones before it were: carrying
+// one out can change a job (a segment whose latents turn out unreadable is queued again, a chunk
+// that cannot be blended fails its job), which a later decision of the same pass did not see.
+bool StillHolds(const Job& j, const Decision& d);
 
 // Unfinished jobs not being assembled, higher priority first, then first come.
 std::vector<const Job*> RunnableJobs(const JobTable& jobs);

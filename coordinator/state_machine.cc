@@ -130,6 +130,7 @@ void StateMachine::Requeue(Job& j, TaskKind kind, uint32_t index, const std::str
 }
 
 void StateMachine::Rerender(Job& j, uint32_t index, const std::string& why) {
+  if (j.seg[index].state != TaskState::kDone) return;  // queued again already
   spdlog::error("job {}: latents of segment {} unreadable ({}); re-rendering it", j.id, index, why);
   Task& t = j.seg[index];
   t.state = TaskState::kPending;

@@ -5,20 +5,23 @@
 // means for a worker (cancel its task, count a failure) is its caller's, told by the return value.
 //
 //   task:  PENDING --Assign--> RUNNING --CompleteSegment/Chunk--> DONE
+//          PENDING or DONE --StartGang--> RUNNING (every segment of a codenoise job)
 //          RUNNING --Fail--> PENDING (retry elsewhere) or FAILED (job fails)
 //          RUNNING --Requeue--> PENDING (worker gone, job cancelled, gang stopped)
 //          DONE --Rerender--> PENDING (its stored result is unreadable)
-//   job:   QUEUED --first Assign--> RUNNING --BeginStitching--> STITCHING --EndStitching--> DONE
-//          any unfinished --Cancel--> CANCELLED, --a task's last failure--> FAILED
+//   job:   QUEUED --first Assign or StartGang--> RUNNING --BeginStitching--> STITCHING
+//          STITCHING --EndStitching--> DONE or FAILED
+//          any unfinished --Cancel--> CANCELLED; --a task's last failure, FailJob--> FAILED
 //          FAILED or CANCELLED --Retry--> QUEUED or RUNNING
 //
-// Fencing lives here too. Every assignment carries the task's attempt number, one past the one
-// before (Assign); a result, failure or checkpoint counts only from the worker holding the
-// current attempt of a RUNNING task (IsCurrent). Assignments are not written, so two more rules
-// keep numbers unique across crashes: a task is assigned only once its current attempt number is
-// durable (Assign syncs first when it is not), and a restart moves every unfinished task's number
-// one past the stored one and makes that durable before serving (Recover). A worker holding an
-// assignment that a crash made the coordinator forget is therefore fenced off like a stale one.
+// Fencing lives here too. Every assignment carries an attempt number past any the task had
+// (Assign: one past its own; StartGang: one past the highest of the gang's segments); a result,
+// failure or checkpoint counts only from the worker holding the current attempt of a RUNNING
+// task (IsCurrent). Single assignments are not written, so two more rules keep numbers unique
+// across crashes: a task is assigned only once its current attempt number is durable (Assign
+// syncs first when it is not), and a restart moves every unfinished task's number one past the
+// stored one and makes that durable before serving (Recover). A worker holding an assignment
+// that a crash made the coordinator forget is therefore fenced off like a stale one.
 //
 // Not thread-safe: owned by the event loop.
 #pragma once
@@ -44,7 +47,8 @@ class StateMachine {
 
   // ---- Tasks ----------------------------------------------------------------------------------
   // PENDING -> RUNNING on `worker` with the next attempt number (returned). Makes the task's
-  // current attempt durable first if it is not (a sync: only right after a failure).
+  // current attempt durable first if it is not (a sync, only when the task's last record, from a
+  // failure, a requeue, a cancel or a rerender, has not been synced yet).
   uint32_t Assign(Job& j, TaskKind kind, uint32_t index, const std::string& worker);
 
   // Whether `worker` holds attempt `attempt` of a RUNNING task (job, kind, index) of an
@@ -69,7 +73,8 @@ class StateMachine {
 
   // RUNNING -> PENDING, its worker forgotten (worker gone, reconnected). `why` goes to the event.
   void Requeue(Job& j, TaskKind kind, uint32_t index, const std::string& why);
-  // DONE -> PENDING: a segment whose stored latents cannot be read is rendered again.
+  // DONE -> PENDING: a segment whose stored latents cannot be read is rendered again. Nothing
+  // if it is not DONE (two tasks of one pass may find the same latents unreadable).
   void Rerender(Job& j, uint32_t index, const std::string& why);
 
   // A segment's step checkpoint from its worker (replacing the previous one).

@@ -107,23 +107,23 @@ void QuietPerfCounters() {
 
 Status StoreError(const Status& s) { return Status::Error("store: " + s.message()); }
 
-// Fills an empty value file from the pool (its name is already durable), syncs its data and
-// returns the bytes' XXH3-64 in `hash`. The hash is computed on another thread while this one
-// waits for the disk in fdatasync, so checking values costs no time on the write path.
-Status WriteValueFile(Env* env, const std::string& path, const std::string& value, uint64_t* hash) {
-  auto file = env->OpenWritable(path, Env::Open::kTruncate);  // empty already
-  if (!file.ok()) return StoreError(file.status());
-  if (Status s = (*file)->Append(value); !s.ok()) return StoreError(s);
+// Fills an empty value file from the pool (open, its name already durable), syncs its data,
+// closes it and returns the bytes' XXH3-64 in `hash`. The hash is computed on another thread
+// while this one waits for the disk in fdatasync, so checking values costs no time on the write
+// path.
+Status WriteValueFile(std::unique_ptr<WritableFile> file, const std::string& value,
+                      uint64_t* hash) {
+  if (Status s = file->Append(value); !s.ok()) return StoreError(s);
   auto checksum = [&value] { return XXH3_64bits(value.data(), value.size()); };
   std::future<uint64_t> digest;
   try {
     digest = std::async(std::launch::async, checksum);
   } catch (const std::system_error&) {  // no thread to be had: hash here, after the sync
   }
-  Status synced = (*file)->Sync();
+  Status synced = file->Sync();
   *hash = digest.valid() ? digest.get() : checksum();
   if (!synced.ok()) return StoreError(synced);
-  if (Status c = (*file)->Close(); !c.ok()) return StoreError(c);
+  if (Status c = file->Close(); !c.ok()) return StoreError(c);
   return Status::Ok();
 }
 
@@ -302,9 +302,22 @@ struct Store::Rep {
   rocksdb::ColumnFamilyHandle* files = nullptr;  // value_files
   std::vector<rocksdb::ColumnFamilyHandle*> owned;
   std::string values_dir;  // DIR/values
+  // An empty value file, open, whose name is durable.
+  struct PooledFile {
+    uint64_t number = 0;
+    std::unique_ptr<WritableFile> file;
+  };
   std::mutex pool_mu;
-  uint64_t next_file = 1;      // GUARDED_BY(pool_mu): number of the next value file
-  std::vector<uint64_t> pool;  // GUARDED_BY(pool_mu): empty files whose names are durable
+  uint64_t next_file = 1;        // GUARDED_BY(pool_mu): number of the next value file
+  std::vector<PooledFile> pool;  // GUARDED_BY(pool_mu)
+  // Removes the pool's files (a refill that failed half-way). REQUIRES: pool_mu held.
+  void DiscardPool() {
+    for (PooledFile& p : pool) {
+      (void)p.file->Close();
+      (void)env->RemoveFile(ValuePath(values_dir, p.number));
+    }
+    pool.clear();
+  }
   // Held from reading the references a batch replaces to committing it, so two batches never
   // both think they own the same old file.
   std::mutex write_mu;
@@ -349,9 +362,9 @@ struct Store::Rep {
                                         " is missing: " + file.message());
     return ReadValueFile(**file, path, ref);
   }
-  // Hands out an empty value file whose name is already on disk. Creating files and syncing
-  // their folder is paid once per kPoolRefill files rather than once per value.
-  Result<uint64_t> TakeFile();
+  // Hands out an empty value file, open, whose name is already on disk. Creating files and
+  // syncing their folder is paid once per kPoolRefill files rather than once per value.
+  Result<PooledFile> TakeFile();
   // Deletes value files that no reference names: left by a crash between writing a file and
   // committing its batch, or between committing and unlinking the file a batch replaced.
   Status CollectOrphans();
@@ -365,33 +378,28 @@ struct Store::Rep {
   }
 };
 
-Result<uint64_t> Store::Rep::TakeFile() {
+Result<Store::Rep::PooledFile> Store::Rep::TakeFile() {
   constexpr int kPoolRefill = 16;
   std::lock_guard<std::mutex> lock(pool_mu);
   if (pool.empty()) {
     for (int i = 0; i < kPoolRefill; ++i) {
       const uint64_t number = next_file++;
-      const std::string path = ValuePath(values_dir, number);
-      auto file = env->OpenWritable(path, Env::Open::kCreateNew);
-      Status s = file.ok() ? (*file)->Close() : file.status();
-      if (!s.ok()) {
-        Unlink(pool);
-        pool.clear();
-        return StoreError(s);
+      auto file = env->OpenWritable(ValuePath(values_dir, number), Env::Open::kCreateNew);
+      if (!file.ok()) {
+        DiscardPool();
+        return StoreError(file.status());
       }
-      pool.push_back(number);
+      pool.push_back({number, std::move(*file)});
     }
-    Status s = env->SyncDir(values_dir);
-    if (!s.ok()) {
-      Unlink(pool);
-      pool.clear();
+    if (Status s = env->SyncDir(values_dir); !s.ok()) {
+      DiscardPool();
       return StoreError(s);
     }
     std::reverse(pool.begin(), pool.end());  // hand out in increasing order
   }
-  const uint64_t number = pool.back();
+  PooledFile taken = std::move(pool.back());
   pool.pop_back();
-  return number;
+  return taken;
 }
 
 Status Store::Rep::CollectOrphans() {
@@ -427,8 +435,7 @@ Store::~Store() = default;
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, Env* env) {
   using R = Result<std::unique_ptr<Store>>;
-  if (Status s = env->CreateDirs(dir); !s.ok())
-    return R::Error("cannot create state folder '" + dir + "': " + s.message());
+  if (Status s = env->CreateDirs(dir); !s.ok()) return R::Error("state folder: " + s.message());
   auto rep = std::make_unique<Rep>();
   rep->env = env;
   rep->rocksdb_env = rocksdb::NewCompositeEnv(std::make_shared<EnvFileSystem>(env));
@@ -464,7 +471,8 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, Env* env) {
   for (size_t i = 0; i + 1 < handles.size(); ++i) rep->handles[kAllFamilies[i]] = handles[i];
   rep->files = handles.back();
   rep->values_dir = dir + "/values";
-  if (Status vs = env->CreateDirs(rep->values_dir); !vs.ok()) return R::Error(vs.message());
+  if (Status vs = env->CreateDirs(rep->values_dir); !vs.ok())
+    return R::Error("state folder: " + vs.message());
   Status orphans = rep->CollectOrphans();
   if (!orphans.ok()) return R::Error(orphans.message());
   return R(std::unique_ptr<Store>(new Store(std::move(rep))));
@@ -482,14 +490,14 @@ Status Store::Write(Batch& batch, Sync sync) {
   for (size_t i = 0; i < ops.size(); ++i) {
     const auto& op = ops[i];
     if (op.kind != 0 || !IsBig(op.f) || op.b.size() < kFileValueBytes) continue;
-    auto number = rep_->TakeFile();
-    if (!number.ok()) {
+    auto taken = rep_->TakeFile();
+    if (!taken.ok()) {
       discard_created();
-      return number.status();
+      return taken.status();
     }
-    created.push_back(*number);
-    FileRef ref{*number, op.b.size(), 0};
-    Status s = WriteValueFile(rep_->env, ValuePath(rep_->values_dir, ref.number), op.b, &ref.hash);
+    created.push_back(taken->number);
+    FileRef ref{taken->number, op.b.size(), 0};
+    Status s = WriteValueFile(std::move(taken->file), op.b, &ref.hash);
     if (!s.ok()) {
       discard_created();
       return s;

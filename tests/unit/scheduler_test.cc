@@ -161,6 +161,26 @@ TEST(Scheduler, AReadyChunkIsEncodedBeforeAnySegmentIsRendered) {
   EXPECT_EQ(Show(Schedule(jobs, workers, kNow, kOptions)), "encode:1/1@a encode:1/2@b");
 }
 
+// Carrying out a decision can change the job under the next ones of the same pass: a segment
+// found unreadable goes back to the queue, and the chunks it covers are no longer ready.
+TEST(Scheduler, ADecisionNoLongerHoldsOnceItsTaskIsNotReady) {
+  JobTable jobs;
+  jobs[1] = MakeJob(1, "chained");
+  SetDone(jobs[1], {0});
+  WorkerRegistry::Map workers;
+  AddWorker(workers, "a");
+  AddWorker(workers, "b");
+  auto ds = Schedule(jobs, workers, kNow, kOptions);
+  ASSERT_EQ(Show(ds), "encode:1/0@a render:1/1@b");
+  for (const Decision& d : ds) EXPECT_TRUE(StillHolds(jobs[1], d));
+  jobs[1].seg[0].state = TaskState::kPending;  // its latents were unreadable: queued again
+  jobs[1].segments_done_below = 0;
+  for (const Decision& d : ds) EXPECT_FALSE(StillHolds(jobs[1], d));
+  jobs[1].seg[0].state = TaskState::kDone;
+  jobs[1].state = JobState::kFailed;
+  for (const Decision& d : ds) EXPECT_FALSE(StillHolds(jobs[1], d));
+}
+
 TEST(Scheduler, AGangWaitsForBusyWorkersThenStartsOnTheIdleOnes) {
   JobTable jobs;
   jobs[1] = MakeJob(1, "codenoise", 64);  // 5 segments

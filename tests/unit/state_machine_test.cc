@@ -143,6 +143,8 @@ TEST_F(StateMachineTest, CountersFollowTheTasksAndTheLastChunkMakesTheJobReady) 
   machine_->Rerender(j, 1, "latents unreadable");
   EXPECT_EQ(j.segments_done, j.seg.size() - 1);
   EXPECT_EQ(j.segments_done_below, 1u);
+  machine_->Rerender(j, 1, "found unreadable again by another task of the pass");
+  EXPECT_EQ(j.segments_done, j.seg.size() - 1);  // counted once
   machine_->Assign(j, TaskKind::kRender, 1, "w1");
   machine_->CompleteSegment(j, 1, LatentsOf(j, 1), "by w1");
   EXPECT_EQ(j.segments_done_below, j.seg.size());
