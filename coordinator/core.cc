@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <filesystem>
 
 #include "coordinator/assignments.h"
@@ -267,9 +266,12 @@ int Core::sync_fd() { return rep_->journal->syncer().fd(); }
 
 HttpResponse Core::Http(const std::string& path) {
   Rep& r = *rep_;
-  const std::vector<PoolStatus> pools =
-      r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{};
+  // Only the two pages that show pools pay for their view (a walk of every runnable job).
+  auto list_pools = [&r] {
+    return r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{};
+  };
   if (path == "/metrics") {
+    const std::vector<PoolStatus> pools = list_pools();
     const SyncFigures sync{r.journal->syncer().syncs(), r.journal->syncer().sync_seconds(),
                            r.outbox.held()};
     return {200, "text/plain; version=0.0.4; charset=utf-8",
@@ -277,7 +279,7 @@ HttpResponse Core::Http(const std::string& path) {
   }
   if (path == "/api/v1/status")
     return {200, "application/json",
-            StatusJson(r.jobs, r.workers.all(), pools, r.env->NowMillis()).dump(2) + "\n"};
+            StatusJson(r.jobs, r.workers.all(), list_pools(), r.env->NowMillis()).dump(2) + "\n"};
   if (path == "/" || path == "/index.html")
     return {200, "text/html; charset=utf-8", DashboardHtml()};
   return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
