@@ -52,7 +52,8 @@ Result<std::string> ResolveOutput(const std::string& root, const std::string& re
   return resolved.string();
 }
 
-Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, Env* env) {
+Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, Env* env,
+                  const ModelCatalog& models) {
   using R = Result<Job>;
   const std::string name =
       submit.getManifestName().size() ? submit.getManifestName().cStr() : "manifest.yaml";
@@ -87,7 +88,12 @@ Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, 
       return R::Error(
           name + ": audio.path: cannot read the audio that came with the job: " + ps.message());
   }
-  PlanJob(j, manifest, options.chunk_frames);
+  const model::ModelMetadata* known = models.Find(manifest.model_name);
+  if (Status ps =
+          PlanJob(j, manifest, known ? *known : model::PlanningMetadata(manifest.model_name),
+                  options.chunk_frames);
+      !ps.ok())
+    return ps;
   return j;
 }
 

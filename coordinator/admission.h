@@ -12,6 +12,7 @@
 #include "common/protocol/segue.capnp.h"
 #include "common/status/status.h"
 #include "coordinator/jobs.h"
+#include "coordinator/models.h"
 
 namespace segue {
 
@@ -22,8 +23,11 @@ struct AdmissionOptions {
 };
 
 // The job `submit` asks for (id 0, every task PENDING), or why not, naming the manifest and the
-// field. REQUIRES: `env` is the coordinator's.
-Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, Env* env);
+// field. It is planned with its model's metadata from `models` (a model no worker has reported
+// yet: one latent frame per video frame, model::PlanningMetadata). REQUIRES: `env` is the
+// coordinator's.
+Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, Env* env,
+                  const ModelCatalog& models);
 
 // `rel` as a path inside the canonical `root`, or why not. `folder`: the output is a folder (png
 // frames), so an existing file there is the conflict, not an existing folder.

@@ -26,7 +26,7 @@ Status AssembleJob(const Job& j, Journal& journal, Env* env, const std::string& 
         scratch + "/chunk-" + std::to_string(c.index) + ChunkExtension(j.manifest.output_codec);
     if (s = WriteFile(env, file, *bytes); !s.ok()) break;
     spec.chunk_files.push_back(file);
-    spec.chunk_starts.push_back(c.start);
+    spec.chunk_starts.push_back(j.geometry.VideoStart(c.start));  // chunks are in latent frames
   }
   if (s.ok() && j.has_audio) {
     auto audio = journal.Audio(j.id);

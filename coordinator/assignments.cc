@@ -30,21 +30,24 @@ void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, const Assign
   t.setHeight(static_cast<uint32_t>(m.height));
   t.setFpsNum(m.fps.num);
   t.setFpsDen(m.fps.den);
-  t.setFrameStart(span.start);
-  t.setFrameCount(static_cast<uint32_t>(span.length()));
-  t.setTotalFrames(m.frames);
+  t.setLatentStart(span.start);
+  t.setLatentCount(static_cast<uint32_t>(span.length()));
+  t.setTotalLatents(j.geometry.latents);
   t.setSeed(span.seed);
   t.setCameraMotion(m.camera_motion);
   t.setCameraSpeed(m.camera_speed);
   t.setCheckpointEverySteps(static_cast<uint32_t>(CheckpointSteps(j, o)));
   t.setCheckpointEverySeconds(static_cast<uint32_t>(CheckpointSeconds(j, o)));
   // Only the keyframes that matter to this segment travel: from the one before the keyframe in
-  // force at its start (a transition needs its predecessor) to the last one inside it.
+  // force at its first video frame (a transition needs its predecessor) to the last one inside
+  // its video frames (keyframes speak video frames).
+  const int64_t video_start = j.geometry.timeline.FirstFrame(span.start);
+  const int64_t video_end = j.geometry.timeline.FirstFrame(span.end);
   size_t first = 0;
-  for (size_t i = 0; i < m.timeline.size() && m.timeline[i].frame <= span.start; ++i) first = i;
+  for (size_t i = 0; i < m.timeline.size() && m.timeline[i].frame <= video_start; ++i) first = i;
   if (first > 0) --first;
   size_t last = first;
-  for (size_t i = first; i < m.timeline.size() && m.timeline[i].frame < span.end; ++i) last = i;
+  for (size_t i = first; i < m.timeline.size() && m.timeline[i].frame < video_end; ++i) last = i;
   auto tl = t.initTimeline(static_cast<unsigned>(last - first + 1));
   for (size_t i = first; i <= last; ++i) {
     auto k = tl[static_cast<unsigned>(i - first)];
@@ -100,8 +103,15 @@ std::variant<RenderInputs, ReadFailure> ReadRenderInputs(const Job& j, uint32_t 
   return in;
 }
 
-std::variant<Tensor, ReadFailure> ReadEncodeInputs(const Job& j, uint32_t chunk, Journal& journal) {
+DecodeWindow ChunkWindow(const Job& j, uint32_t chunk) {
   const ChunkSpan& span = j.chunks[chunk];
+  return WindowFor(j.geometry, span.start, span.end, j.model.decode_context_before,
+                   j.model.decode_context_after);
+}
+
+std::variant<Tensor, ReadFailure> ReadEncodeInputs(const Job& j, uint32_t chunk, Journal& journal) {
+  const DecodeWindow w = ChunkWindow(j, chunk);
+  const ChunkSpan span{static_cast<int>(chunk), w.first, w.end_with_context};
   std::vector<int> cover = SegmentsCovering(j.segments, span.start, span.end);
   std::vector<Tensor> owned(cover.size());
   std::vector<const Tensor*> latents(j.segments.size(), nullptr);
@@ -162,7 +172,10 @@ std::string EncodeAssignment(const Job& j, uint32_t chunk, uint32_t attempt, con
   t.setHeight(static_cast<uint32_t>(m.height));
   t.setFpsNum(m.fps.num);
   t.setFpsDen(m.fps.den);
-  t.setFrameStart(j.chunks[chunk].start);
+  const DecodeWindow w = ChunkWindow(j, chunk);
+  t.setFrameStart(w.video_start);
+  t.setSkipFrames(static_cast<uint32_t>(w.skip));
+  t.setKeepFrames(static_cast<uint32_t>(w.keep));
   SetTensor(t.initLatents(), blended);
   t.setCodec(m.output_codec);
   t.setCrf(static_cast<uint32_t>(m.output_crf));
@@ -178,9 +191,9 @@ std::string GangAssignment(const Job& j, const Gang::Group& group, uint32_t atte
   auto t = b.initRoot<wire::Envelope>().initAssignment().initCodenoise();
   t.setJobId(j.id);
   t.setAttempt(attempt);
-  t.setTotalFrames(j.manifest.frames);
-  t.setLength(static_cast<uint32_t>(j.manifest.segment_length));
-  t.setOverlap(static_cast<uint32_t>(j.manifest.segment_overlap));
+  t.setTotalLatents(j.geometry.latents);
+  t.setLength(static_cast<uint32_t>(j.geometry.length));
+  t.setOverlap(static_cast<uint32_t>(j.geometry.overlap));
   t.setJobSeed(j.manifest.seed);
   t.setBlend(j.manifest.blend);
   auto list = t.initSegments(group.end - group.first);

@@ -43,8 +43,12 @@ struct RenderInputs {
 std::variant<RenderInputs, ReadFailure> ReadRenderInputs(const Job& j, uint32_t segment,
                                                          Journal& journal);
 
-// The chunk's frames blended from the segments covering it: what its worker decodes.
+// The latent frames of the chunk's window (ChunkWindow: the chunk and the decoder's context)
+// blended from the segments covering them: what its worker decodes.
 std::variant<Tensor, ReadFailure> ReadEncodeInputs(const Job& j, uint32_t chunk, Journal& journal);
+// The latent frames chunk `chunk` is decoded with (its own and the model's context), and which of
+// the decoded frames are the chunk's video frames.
+DecodeWindow ChunkWindow(const Job& j, uint32_t chunk);
 
 // The gang checkpoint to resume from: its step and every segment's latents into *latents; 0 when
 // there is none (or it is unreadable: the gang starts from noise).

@@ -58,7 +58,7 @@ void StopJobTasks(HandlerContext& c, const Job& j, const std::string& why) {
 }  // namespace
 
 std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s) {
-  auto admitted = Admit(s, c.admission, c.env);
+  auto admitted = Admit(s, c.admission, c.env, c.models);
   if (!admitted.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, admitted.message());
   Job& j = *admitted;
   auto audio = s.getAudioData();

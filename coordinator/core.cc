@@ -27,8 +27,8 @@ struct Core::Rep {
         journal(std::move(j)),
         machine(journal.get(), e, o.max_attempts),
         outbox(transport),
-        ctx{options, assignment, admission, env,     *journal, machine,
-            jobs,    workers,    outbox,    nullptr, metrics,  false} {}
+        ctx{options, assignment, admission, env,     *journal, machine, jobs,
+            workers, models,     outbox,    nullptr, metrics,  false} {}
 
   const CoordinatorOptions options;
   Env* const env;
@@ -38,6 +38,7 @@ struct Core::Rep {
   StateMachine machine;
   JobTable jobs;  // every job, finished ones included
   WorkerRegistry workers;
+  ModelCatalog models;
   Outbox outbox;
   std::unique_ptr<PoolManager> pools;
   FarmMetrics metrics;

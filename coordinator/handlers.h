@@ -25,6 +25,7 @@
 #include "coordinator/assignments.h"
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
+#include "coordinator/models.h"
 #include "coordinator/options.h"
 #include "coordinator/outbox.h"
 #include "coordinator/pools.h"
@@ -45,6 +46,7 @@ struct HandlerContext {
   StateMachine& machine;
   JobTable& jobs;
   WorkerRegistry& workers;
+  ModelCatalog& models;
   Outbox& outbox;
   PoolManager* pools;  // nullptr: no pools
   FarmMetrics& metrics;

@@ -1,5 +1,6 @@
 #include "coordinator/jobs.h"
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 
@@ -40,14 +41,22 @@ std::string AudioExtension(const std::string& name) {
   return ext;
 }
 
-void PlanJob(Job& j, const Manifest& m, uint32_t default_chunk_frames) {
+Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
+               uint32_t default_chunk_frames) {
+  auto geometry = FitToModel(m, meta);
+  if (!geometry.ok()) return geometry.status();
   j.manifest = m;
+  j.model = meta;
+  j.geometry = *geometry;
   j.blend = *ParseBlendMode(m.blend);
-  j.segments = PlanSegments(m.frames, m.segment_length, m.segment_overlap, m.seed);
+  j.segments = PlanLatentSegments(j.geometry, m.seed);
   j.seg.assign(j.segments.size(), Task{});
   if (j.chunk_frames == 0) j.chunk_frames = default_chunk_frames;
-  j.chunks = PlanChunks(m.frames, static_cast<int>(j.chunk_frames));
+  const int chunk_latents =
+      std::max(1, static_cast<int>(j.chunk_frames) / meta.temporal_compression);
+  j.chunks = PlanChunks(j.geometry.latents, chunk_latents);
   j.chunk.assign(j.chunks.size(), Task{});
+  return Status::Ok();
 }
 
 }  // namespace segue

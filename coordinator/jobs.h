@@ -14,6 +14,7 @@
 #include "common/blend/blend.h"
 #include "common/manifest/manifest.h"
 #include "common/plan/plan.h"
+#include "common/plan/timeline.h"
 #include "coordinator/codenoise.h"
 
 namespace segue {
@@ -67,11 +68,13 @@ struct Job {
   uint32_t chunk_frames = 96;
 
   Manifest manifest;
+  model::ModelMetadata model;  // what the job was planned with
+  LatentGeometry geometry;     // the plan in latent frames (FitToModel)
   BlendMode blend = BlendMode::kLinear;
-  std::vector<SegmentSpan> segments;
-  std::vector<Task> seg;  // one per segment
-  std::vector<ChunkSpan> chunks;
-  std::vector<Task> chunk;  // one per chunk
+  std::vector<SegmentSpan> segments;  // in latent frames
+  std::vector<Task> seg;              // one per segment
+  std::vector<ChunkSpan> chunks;      // in latent frames, decoded with context (WindowFor)
+  std::vector<Task> chunk;            // one per chunk
 
   // Derived from the tasks' states; kept by the state machine.
   uint32_t segments_done = 0, chunks_done = 0;
@@ -97,8 +100,11 @@ std::string AudioExtension(const std::string& name);
 // Every job the coordinator knows, finished ones included, by id.
 using JobTable = std::map<uint64_t, Job>;
 
-// Plans `j`'s segments and chunks from `m`, every task PENDING. A job without a chunk size yet
-// (chunk_frames 0) gets `default_chunk_frames`. REQUIRES: `m` is a validated manifest.
-void PlanJob(Job& j, const Manifest& m, uint32_t default_chunk_frames);
+// Plans `j`'s segments and chunks from `m` for a model with `meta`, every task PENDING; the
+// error (FitToModel's) names the manifest's field and location. A job without a chunk size yet
+// (chunk_frames 0, in video frames) gets `default_chunk_frames`; chunks are whole latent frames,
+// at least one. REQUIRES: `m` is a validated manifest.
+Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
+               uint32_t default_chunk_frames);
 
 }  // namespace segue

@@ -117,6 +117,10 @@ std::string EncodeJob(const Job& j) {
   r.setUpdatedMs(j.updated_ms);
   r.setFinishedMs(j.finished_ms);
   r.setChunkFrames(j.chunk_frames);
+  capnp::MallocMessageBuilder spec;
+  SetModelSpec(spec.initRoot<wire::ModelSpec>(), j.model);
+  const std::string bytes = Serialize(spec);
+  r.setModel(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
   return Serialize(b);
 }
 
@@ -340,6 +344,7 @@ Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
   Status s =
       store_->Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
         Job j;
+        std::optional<model::ModelMetadata> planned_with;
         try {
           auto reader = ReaderOf(value);
           auto r = reader.getRoot<rec::Job>();
@@ -357,6 +362,14 @@ Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
           j.updated_ms = r.getUpdatedMs();
           j.finished_ms = r.getFinishedMs();
           j.chunk_frames = r.getChunkFrames();
+          if (r.getModel().size() > 0) {
+            const std::string bytes(reinterpret_cast<const char*>(r.getModel().begin()),
+                                    r.getModel().size());
+            auto spec_reader = ReaderOf(bytes);
+            auto meta = ModelSpecFrom(spec_reader.getRoot<wire::ModelSpec>());
+            if (!meta.ok()) throw KJ_EXCEPTION(FAILED, meta.message());
+            planned_with = *meta;
+          }
         } catch (const kj::Exception& e) {
           spdlog::error("job record {} is unreadable: {}", JobOfKey(key),
                         e.getDescription().cStr());
@@ -367,7 +380,14 @@ Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
           spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
           return true;
         }
-        PlanJob(j, *m, default_chunk_frames);
+        // Planned again exactly as at submit: with the metadata it was planned with.
+        if (Status ps =
+                PlanJob(j, *m, planned_with.value_or(model::PlanningMetadata(m->model_name)),
+                        default_chunk_frames);
+            !ps.ok()) {
+          spdlog::error("job {}: stored manifest no longer fits its model: {}", j.id, ps.message());
+          return true;
+        }
         ids.push_back(j.id);
         jobs[j.id] = std::move(j);
         return true;

@@ -36,6 +36,8 @@ struct Job {
   updatedMs @11 :UInt64;
   finishedMs @12 :UInt64;
   chunkFrames @13 :UInt32;
+  model @14 :Data;          # the model metadata it was planned with: a ModelSpec message
+                            # (segue.capnp); empty in records older than it: the built-ins' own
 }
 
 struct Task {

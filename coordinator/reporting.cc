@@ -43,9 +43,11 @@ JobInfo ReportJob(const Job& j, uint64_t now_ms, bool with_segments) {
   for (size_t i = 0; i < j.segments.size(); ++i) {
     if (j.seg[i].state == TaskState::kRunning) ++running;
     if (j.seg[i].state != TaskState::kDone) continue;
-    const auto& sp = j.segments[i];
-    covered += std::max<int64_t>(0, sp.end - std::max(sp.start, reach));
-    reach = std::max(reach, sp.end);
+    // In video frames: a segment's latent frames [start, end) hold [VideoStart, VideoEnd).
+    const int64_t start = j.geometry.VideoStart(j.segments[i].start);
+    const int64_t end = j.geometry.VideoEnd(j.segments[i].end);
+    covered += std::max<int64_t>(0, end - std::max(start, reach));
+    reach = std::max(reach, end);
   }
   r.frames_done = covered;
   r.segments_total = static_cast<uint32_t>(j.segments.size());

@@ -38,12 +38,13 @@ Job* Fence(HandlerContext& c, Worker* w, uint64_t job, TaskKind kind, uint32_t i
   return nullptr;
 }
 
-// The frames of a segment's latents: [C, T, h, w] with T its length.
+// The latent frames of a segment's latents: [C, T, h, w] with T its length.
 Status CheckSegmentLatents(const Result<Tensor>& latents, const SegmentSpan& span) {
   if (!latents.ok()) return latents.status();
   if (latents->shape.size() != 4 || latents->shape[1] != span.length())
     return Status::Error("latents of shape " + latents->ShapeString() +
-                         " do not fit a segment of " + std::to_string(span.length()) + " frames");
+                         " do not fit a segment of " + std::to_string(span.length()) +
+                         " latent frames");
   return Status::Ok();
 }
 
@@ -85,12 +86,11 @@ void OnEncodeResult(HandlerContext& c, const std::string& identity, wire::Encode
   const uint32_t index = r.getChunk();
   Job* j = Fence(c, w, r.getJobId(), TaskKind::kEncode, index, r.getAttempt());
   if (!j) return;
-  const ChunkSpan& span = j->chunks[index];
-  if (r.getFrames() != static_cast<uint32_t>(span.end - span.start) ||
-      r.getContainer().size() == 0) {
+  const int64_t expected = ChunkWindow(*j, index).keep;
+  if (r.getFrames() != static_cast<uint32_t>(expected) || r.getContainer().size() == 0) {
     return FailTask(c, *j, TaskKind::kEncode, index, *w,
                     "chunk came back with " + std::to_string(r.getFrames()) + " frames, expected " +
-                        std::to_string(span.end - span.start));
+                        std::to_string(expected));
   }
   WorkerRegistry::Free(*w, c.env->NowMicros());
   ++w->tasks_done;

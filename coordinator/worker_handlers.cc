@@ -23,6 +23,22 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
                                          "hello: worker name must be 1 to 200 characters"));
     return;
   }
+  // The models' metadata, checked against the farm's before anything of the worker is kept.
+  std::vector<model::ModelMetadata> specs;
+  for (auto spec : h.getModelSpecs()) {
+    auto meta = ModelSpecFrom(spec);
+    if (!meta.ok()) {
+      c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                                           "hello: worker " + hello.name + ": " + meta.message()));
+      return;
+    }
+    specs.push_back(std::move(*meta));
+  }
+  if (Status s = c.models.Learn(specs, hello.name); !s.ok()) {
+    spdlog::warn("worker {} refused: {}", hello.name, s.message());
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST, "hello: " + s.message()));
+    return;
+  }
   if (Worker* existing = c.workers.ByName(hello.name)) {
     // The same worker again (it reconnected): whatever it held goes back to the queue.
     ReleaseTask(c, *existing, "worker reconnected");

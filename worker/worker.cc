@@ -19,6 +19,7 @@
 #include "common/media/video.h"
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
+#include "common/plan/timeline.h"
 #include "common/protocol/protocol.h"
 #include "common/tensor/half.h"
 
@@ -66,8 +67,9 @@ Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t atte
   return {{Serialize(b)}, "failed: " + msg};
 }
 
-// The model-layer request for a render task, with per-frame conditioning from its keyframes.
-Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
+// The model-layer request for a render task, with per-latent-frame conditioning from its
+// keyframes: the prompts of each latent frame's first video frame.
+Result<model::SegmentRequest> RequestFromTask(model::Runtime& runtime, wire::RenderTask::Reader t) {
   using R = Result<model::SegmentRequest>;
   model::SegmentRequest r;
   r.model = t.getModel().cStr();
@@ -81,8 +83,8 @@ Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
   r.height = static_cast<int>(t.getHeight());
   if (t.getFpsNum() <= 0 || t.getFpsDen() <= 0) return R::Error("bad frame rate in task");
   r.fps = static_cast<double>(t.getFpsNum()) / static_cast<double>(t.getFpsDen());
-  r.frame_start = t.getFrameStart();
-  r.frame_count = t.getFrameCount();
+  r.latent_start = t.getLatentStart();
+  r.latent_count = t.getLatentCount();
   r.seed = t.getSeed();
   r.camera_motion = t.getCameraMotion().cStr();
   r.camera_speed = t.getCameraSpeed();
@@ -90,8 +92,11 @@ Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
   for (auto k : t.getTimeline()) {
     timeline.push_back(Keyframe{k.getFrame(), k.getTransitionFrames(), k.getPrompt().cStr()});
   }
-  if (timeline.empty() || r.steps <= 0 || r.frame_count <= 0)
-    return R::Error("task has no timeline, steps or frames");
+  if (timeline.empty() || r.steps <= 0 || r.latent_count <= 0 || r.latent_start < 0)
+    return R::Error("task has no timeline, steps or latent frames");
+  auto meta = runtime.Metadata(r.model);
+  if (!meta.ok()) return meta.status();
+  const LatentTimeline latent_timeline(meta->temporal_compression);
   // Per-frame conditioning, with prompts indexed in order of first use.
   auto index_of = [&](int timeline_index) {
     const std::string& p = timeline[static_cast<size_t>(timeline_index)].prompt;
@@ -101,8 +106,8 @@ Result<model::SegmentRequest> RequestFromTask(wire::RenderTask::Reader t) {
     r.prompts.push_back(p);
     return static_cast<int>(r.prompts.size() - 1);
   };
-  for (int64_t f = 0; f < r.frame_count; ++f) {
-    FramePrompt fp = PromptAt(timeline, r.frame_start + f);
+  for (int64_t f = 0; f < r.latent_count; ++f) {
+    FramePrompt fp = PromptAt(timeline, latent_timeline.FirstFrame(r.latent_start + f));
     r.frames.push_back({index_of(fp.a), index_of(fp.b), fp.mix});
   }
   if (t.getResumeStep() > 0) {
@@ -139,7 +144,7 @@ void SendCheckpoint(zmq::socket_t& outbox, uint64_t job, uint32_t segment, uint3
 Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink& link,
                   zmq::socket_t& outbox) {
   const auto start = Clock::now();
-  auto req = RequestFromTask(t);
+  auto req = RequestFromTask(runtime, t);
   if (!req.ok())
     return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
                    req.message());
@@ -186,8 +191,9 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink&
   SetTensor(res.initLatents(), *latents);
   res.setElapsedMs(static_cast<uint64_t>(ms));
   std::ostringstream summary;
-  summary << "job " << t.getJobId() << " segment " << t.getSegment() << " (frames " << r.frame_start
-          << "-" << r.frame_start + r.frame_count << ") rendered in " << ms << " ms";
+  summary << "job " << t.getJobId() << " segment " << t.getSegment() << " (latent frames "
+          << r.latent_start << "-" << r.latent_start + r.latent_count << ") rendered in " << ms
+          << " ms";
   return {{Serialize(b)}, summary.str()};
 }
 
@@ -201,7 +207,10 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
   if (!latents.ok()) return fail(latents.message());
   if (latents->shape.size() != 4) return fail("latents must be [C, T, h, w]");
   const int width = static_cast<int>(t.getWidth()), height = static_cast<int>(t.getHeight());
-  auto rgb = runtime.DecodeRgb(t.getModel().cStr(), *latents, width, height);
+  const int64_t frames = t.getKeepFrames();
+  if (frames < 1) return fail("encode task keeps no frames");
+  auto rgb =
+      runtime.DecodeRgb(t.getModel().cStr(), *latents, width, height, t.getSkipFrames(), frames);
   if (!rgb.ok()) return fail(rgb.message());
   VideoSettings v;
   v.width = width;
@@ -211,7 +220,6 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
   v.crf = static_cast<int>(t.getCrf());
   v.preset = t.getPreset().size() ? t.getPreset().cStr() : "medium";
   if (t.getProfile().size()) v.profile = t.getProfile().cStr();
-  const int64_t frames = latents->shape[1];
   fs::path file = fs::path(work_dir) /
                   ("segue-chunk-" + std::to_string(getpid()) + "-" + std::to_string(t.getJobId()) +
                    "-" + std::to_string(t.getChunk()) + ChunkExtension(v.codec));
@@ -274,19 +282,19 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
     return Failure(job, wire::TaskKind::CODENOISE, first, attempt, msg);
   };
   if (tasks.size() == 0 || t.getLength() == 0 || t.getOverlap() >= t.getLength() ||
-      t.getTotalFrames() <= 0) {
+      t.getTotalLatents() <= 0) {
     return fail("malformed co-denoising task");
   }
-  const auto spans = PlanSegments(t.getTotalFrames(), static_cast<int>(t.getLength()),
+  const auto spans = PlanSegments(t.getTotalLatents(), static_cast<int>(t.getLength()),
                                   static_cast<int>(t.getOverlap()), t.getJobSeed());
   const uint32_t end = first + tasks.size();
   std::vector<model::SegmentRequest> requests;
   for (uint32_t k = 0; k < tasks.size(); ++k) {
     if (tasks[k].getSegment() != first + k || first + k >= spans.size() ||
-        tasks[k].getFrameStart() != spans[first + k].start) {
+        tasks[k].getLatentStart() != spans[first + k].start) {
       return fail("co-denoising task segments do not match the plan");
     }
-    auto r = RequestFromTask(tasks[k]);
+    auto r = RequestFromTask(runtime, tasks[k]);
     if (!r.ok()) return fail(r.message());
     requests.push_back(std::move(*r));
   }
@@ -537,6 +545,22 @@ class WorkerLoop {
     auto models = runtime_->Models();
     auto list = h.initModels(static_cast<unsigned>(models.size()));
     for (size_t i = 0; i < models.size(); ++i) list.set(static_cast<unsigned>(i), models[i]);
+    // Each model's metadata, for planning: learnt once, at the first Hello (before any task
+    // runs on the runtime). A model that does not load is still named, without metadata: its
+    // tasks fail with the reason.
+    if (!specs_) {
+      specs_.emplace();
+      for (const auto& name : models) {
+        auto meta = runtime_->Metadata(name);
+        if (meta.ok())
+          specs_->push_back(*meta);
+        else
+          spdlog::warn("model {} does not load: {}", name, meta.message());
+      }
+    }
+    auto specs = h.initModelSpecs(static_cast<unsigned>(specs_->size()));
+    for (size_t i = 0; i < specs_->size(); ++i)
+      SetModelSpec(specs[static_cast<unsigned>(i)], (*specs_)[i]);
     Send(Serialize(b));
   }
 
@@ -663,6 +687,7 @@ class WorkerLoop {
 
   WorkerOptions o_;
   std::unique_ptr<model::Runtime> runtime_;
+  std::optional<std::vector<model::ModelMetadata>> specs_;  // reported in Hello; set at the first
   zmq::context_t ctx_{1};
   std::unique_ptr<zmq::socket_t> sock_;
   zmq::socket_t outbox_{ctx_, zmq::socket_type::pull};  // task thread -> coordinator

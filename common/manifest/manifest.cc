@@ -238,6 +238,11 @@ bool ValidModelName(const std::string& s) {
 Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
                const std::string& display_name) {
   Manifest m;
+  m.source_name = display_name;
+  auto locate = [&m](const std::string& field, const YAML::Node& n) {
+    const YAML::Mark mark = n.Mark();
+    if (!mark.is_null()) m.locations[field] = SourceLocation{mark.line + 1, mark.column + 1};
+  };
   if (root.IsNull()) Fail(root.Mark(), "manifest", "the manifest is empty");
   Map top(root, "",
           {"version", "name", "video", "model", "segments", "camera", "seed", "priority",
@@ -272,6 +277,7 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
                " (nearest: " + std::to_string(std::max<int64_t>(8, (value + 4) / 8 * 8)) + ")");
     }
     (std::string(dim) == "width" ? m.width : m.height) = static_cast<int>(value);
+    locate(video.Field(dim), n);
   }
   {
     const YAML::Node& n = video.Get("fps");
@@ -308,6 +314,7 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     Map model(top.Get("model"), "model", {"name", "steps", "sampler", "shift", "eta", "guidance"});
     if (model.Has("name")) {
       m.model_name = Scalar(model.Get("name"), model.Field("name"), "a model name");
+      locate(model.Field("name"), model.Get("name"));
       if (!ValidModelName(m.model_name)) {
         Fail(model.Get("name").Mark(), model.Field("name"),
              "model names use letters, digits, '-', '_' and '.', got '" + m.model_name + "'");
@@ -345,13 +352,20 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   // segments
   const YAML::Node* overlap_node = nullptr;
   if (top.Has("segments")) {
-    Map seg(top.Get("segments"), "segments", {"length", "overlap", "strategy", "blend"});
+    Map seg(top.Get("segments"), "segments", {"length", "overlap", "strategy", "blend", "fit"});
+    locate("segments", top.Get("segments"));
     if (seg.Has("length")) {
       m.segment_length = static_cast<int>(Ranged(seg.Get("length"), seg.Field("length"), 1,
                                                  ManifestLimits::kMaxSegmentLength, "frames"));
+      locate(seg.Field("length"), seg.Get("length"));
+    }
+    if (seg.Has("fit")) {
+      m.fit_nearest =
+          OneOf(seg.Get("fit"), seg.Field("fit"), {"exact", "nearest"}, "fit") == "nearest";
     }
     if (seg.Has("overlap")) {
       overlap_node = &seg.Get("overlap");
+      locate(seg.Field("overlap"), *overlap_node);
       m.segment_overlap = static_cast<int>(Integer(*overlap_node, seg.Field("overlap")));
       if (m.segment_overlap < 0)
         Fail(overlap_node->Mark(), seg.Field("overlap"), "must not be negative");
@@ -363,7 +377,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     if (seg.Has("blend")) {
       m.blend = OneOf(seg.Get("blend"), seg.Field("blend"), {"linear", "cosine", "none"}, "blend");
     }
-    if (m.segment_overlap >= m.segment_length) {
+    // Without a length the model's native clip is used: FitToModel checks the overlap then.
+    if (seg.Has("length") && m.segment_overlap >= m.segment_length) {
       Fail(overlap_node ? overlap_node->Mark() : seg.Mark(), seg.Field("overlap"),
            "overlap (" + std::to_string(m.segment_overlap) + ") must be smaller than length (" +
                std::to_string(m.segment_length) + ")");
@@ -712,6 +727,12 @@ Result<Manifest> ParseManifest(const std::string& text, const std::string& displ
     size_t c = e.mark.is_null() ? 1 : static_cast<size_t>(e.mark.column) + 1;
     return Result<Manifest>::Error(at(l, c) + "manifest: broken YAML: " + e.msg);
   }
+}
+
+std::string Manifest::Where(const std::string& field) const {
+  auto it = locations.find(field);
+  const SourceLocation l = it == locations.end() ? SourceLocation{} : it->second;
+  return source_name + ":" + std::to_string(l.line) + ":" + std::to_string(l.column) + ": " + field;
 }
 
 Result<Manifest> LoadManifestFile(const std::string& path, bool check_audio) {

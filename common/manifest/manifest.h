@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,12 @@ const char* StrategyName(Strategy s);
 // The strategy named `name`, or nullopt.
 std::optional<Strategy> ParseStrategy(const std::string& name);
 
+// Where a field was written: 1-based line and column.
+struct SourceLocation {
+  int line = 1;
+  int column = 1;
+};
+
 struct Manifest {
   int version = 1;
   std::string name;
@@ -61,6 +68,9 @@ struct Manifest {
   int segment_overlap = 12;
   Strategy strategy = Strategy::kIndependent;
   std::string blend = "linear";  // linear | cosine | none
+  // Lengths and overlaps that do not fit the model's latent frames (common/plan/timeline.h):
+  // false ("exact"), refused; true ("nearest"), rounded to the nearest that fit.
+  bool fit_nearest = false;
 
   std::string camera_motion = "zoom-in";  // zoom-in | zoom-out | pan-left | pan-right | static
   double camera_speed = 0.15;             // zoom: log2 scale per second; pan: widths per second
@@ -92,6 +102,15 @@ struct Manifest {
   int output_crf = 18;                // h264: 18, hevc: 22 unless set
   std::string output_profile = "hq";  // prores: proxy | lt | standard | hq
   bool output_overwrite = false;      // replace an existing output
+
+  // Where the fields that are checked against a model were written (keys "video.width",
+  // "video.height", "segments.length", "segments.overlap", "model.name"), and the FILE of
+  // messages: checks made after parsing (FitToModel) point at the manifest too.
+  std::string source_name;
+  std::map<std::string, SourceLocation> locations;
+  // "FILE:LINE:COLUMN: FIELD" for a field of `locations` (line 1, column 1 when it was not
+  // written: a default).
+  std::string Where(const std::string& field) const;
 };
 
 // Limits that keep a typo from asking for a year of video or a frame larger than 8K.

@@ -7,8 +7,9 @@
 
 namespace segue::model {
 
-std::unique_ptr<Model> CreateZoomModel();   // zoom.cc: the reference model
-std::unique_ptr<Model> CreateStampModel();  // stamp.cc: frames that show their own time
+std::unique_ptr<Model> CreateZoomModel();  // zoom.cc: the reference model
+// stamp.cc: frames that show their own time; `name` is stamp, stamp4 or stamp8.
+std::unique_ptr<Model> CreateStampModel(const std::string& name);
 
 // The zoom model's prior (zoom.cc), for tests that check its denoiser against a brute-force
 // posterior: the worlds under batch item 0 of `cond`, [K, C, T, h, w], and the block length.

@@ -10,18 +10,15 @@
 #include <memory>
 #include <string>
 
+#include "common/model/metadata.h"
 #include "common/status/status.h"
 
 namespace segue::model {
 
 enum class Prediction { kVelocity, kEpsilon, kX0 };
 
-struct ModelInfo {
-  std::string name;
-  int latent_channels = 4;
-  int spatial_compression = 8;   // pixels per latent cell, each axis
-  int temporal_compression = 1;  // frames per latent frame
-  int native_clip_length = 48;   // frames one call renders best
+// What planning needs (metadata.h), and what only the sampler needs.
+struct ModelInfo : ModelMetadata {
   Prediction prediction = Prediction::kX0;
   int default_steps = 30;
   // Denoise honours Conditioning::frame_sigma: frames may sit at different noise levels, and
@@ -33,12 +30,17 @@ enum class CameraMotion { kZoomIn, kZoomOut, kPanLeft, kPanRight, kStatic };
 
 // Everything a denoise call is conditioned on besides the noisy latents.
 struct Conditioning {
+  // T counts latent frames: latent frame t of the window is global latent frame first_latent + t,
+  // and holds video frames from LatentTimeline(info().temporal_compression).FirstFrame(...).
   torch::Tensor embeddings;   // [B, T, D] per-frame prompt conditioning (float32)
-  torch::Tensor frame_times;  // [B, T] global time of each frame in seconds (float64)
+  torch::Tensor frame_times;  // [B, T] time of each latent frame's first video frame, seconds
+                              // (float64; LTX-Video's rule: latent j >= 1 at 1 + r (j - 1))
   CameraMotion camera = CameraMotion::kZoomIn;
   double camera_speed = 0.15;
   int width = 0;  // output picture size in pixels
   int height = 0;
+  double fps = 24;           // the video's frame rate
+  int64_t first_latent = 0;  // the window's first global latent frame
   // [B, T] float64, optional: each frame's own noise level, for models whose
   // info().frame_noise_levels is set. Undefined: every frame is at the call's sigma.
   torch::Tensor frame_sigma;
@@ -54,7 +56,9 @@ class Model {
   // the kind info().prediction says, same shape as latents.
   virtual torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma,
                                 const Conditioning& cond) = 0;
-  // latents [B, C, T, h, w] -> frames [B, 3, T', H, W], float32 in [0, 1].
+  // latents [B, C, T, h, w] -> frames [B, 3, 1 + r (T - 1), H, W], float32 in the model's
+  // output range (info().output_min/max). The first latent frame of a call is one frame (a
+  // causal decoder), whatever its place in the video: the caller gives context (WindowFor).
   virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
 };
 

@@ -7,6 +7,7 @@
 
 #include "common/model/model.h"
 #include "common/model/sampler.h"
+#include "common/plan/timeline.h"
 
 namespace segue::model {
 namespace {
@@ -146,8 +147,14 @@ class TorchRuntime final : public Runtime {
     }
   }
 
+  Result<ModelMetadata> Metadata(const std::string& name) override {
+    auto m = Load(name);
+    if (!m.ok()) return m.status();
+    return static_cast<const ModelMetadata&>((*m)->info());
+  }
+
   Result<std::vector<uint8_t>> DecodeRgb(const std::string& name, const Tensor& latents, int width,
-                                         int height) override {
+                                         int height, int64_t skip, int64_t keep) override {
     using R = Result<std::vector<uint8_t>>;
     try {
       auto m = Load(name);
@@ -158,13 +165,26 @@ class TorchRuntime final : public Runtime {
       torch::Tensor x =
           torch::from_blob(const_cast<float*>(latents.data.data()), latents.shape, torch::kFloat32)
               .unsqueeze(0);
-      torch::Tensor frames = (*m)->Decode(x)[0];  // [3, T, H, W]
+      torch::Tensor frames = (*m)->Decode(x)[0];  // [3, F, H, W]
+      const int64_t decoded = frames.size(1);
+      if (keep < 0) keep = decoded - skip;
+      if (skip < 0 || skip + keep > decoded) {
+        return R::Error("model '" + name + "' decoded " + std::to_string(decoded) +
+                        " frames, fewer than the " + std::to_string(skip + keep) +
+                        " the chunk needs");
+      }
+      frames = frames.narrow(1, skip, keep);
       if (frames.size(2) != height || frames.size(3) != width) {
         return R::Error("model '" + name + "' decoded " + std::to_string(frames.size(3)) + "x" +
                         std::to_string(frames.size(2)) + " frames, expected " +
                         std::to_string(width) + "x" + std::to_string(height));
       }
-      // [3, T, H, W] float -> [T, H, W, 3] bytes, rounding to nearest.
+      // [3, T, H, W] in the model's output range -> [T, H, W, 3] bytes, rounding to nearest.
+      const ModelInfo& info = (*m)->info();
+      if (info.output_min != 0 || info.output_max != 1) {
+        frames = (frames - static_cast<float>(info.output_min)) /
+                 static_cast<float>(info.output_max - info.output_min);
+      }
       torch::Tensor rgb =
           (frames.clamp(0, 1) * 255.0f + 0.5f).to(torch::kUInt8).permute({1, 2, 3, 0}).contiguous();
       return std::vector<uint8_t>(rgb.data_ptr<uint8_t>(), rgb.data_ptr<uint8_t>() + rgb.numel());
@@ -192,9 +212,9 @@ class TorchRuntime final : public Runtime {
       return R::Error("picture size must be a multiple of " +
                       std::to_string(info.spatial_compression));
     }
-    if (static_cast<int64_t>(r.frames.size()) != r.frame_count || r.prompts.empty() ||
-        r.steps < 1) {
-      return R::Error("segment conditioning does not match its frame count");
+    if (static_cast<int64_t>(r.frames.size()) != r.latent_count || r.prompts.empty() ||
+        r.steps < 1 || r.latent_start < 0 || !(r.fps > 0)) {
+      return R::Error("segment conditioning does not match its latent frame count");
     }
     auto camera = ParseCamera(r.camera_motion);
     if (!camera.ok()) return camera.status();
@@ -213,8 +233,9 @@ class TorchRuntime final : public Runtime {
     p.config.seed = r.seed;
     std::vector<torch::Tensor> prompt_emb;
     for (const auto& text : r.prompts) prompt_emb.push_back(model.EncodePrompt(text));
-    const int64_t T = r.frame_count;
+    const int64_t T = r.latent_count;
     const int64_t D = prompt_emb[0].size(0);
+    const LatentTimeline timeline(info.temporal_compression);
     torch::Tensor emb = torch::empty({1, T, D}, torch::kFloat32);
     torch::Tensor times = torch::empty({1, T}, torch::kFloat64);
     for (int64_t t = 0; t < T; ++t) {
@@ -226,16 +247,18 @@ class TorchRuntime final : public Runtime {
       // (1 - mix) * a + mix * b, elementwise in float: same on every host.
       emb[0][t] = prompt_emb[static_cast<size_t>(f.a)] * (1.0f - f.mix) +
                   prompt_emb[static_cast<size_t>(f.b)] * f.mix;
-      times[0][t] = static_cast<double>(r.frame_start + t) / r.fps;
+      times[0][t] = static_cast<double>(timeline.FirstFrame(r.latent_start + t)) / r.fps;
     }
-    p.cond = Conditioning{emb, times, *camera, r.camera_speed, r.width, r.height, {}};
+    p.cond = Conditioning{emb,   times,          *camera, r.camera_speed, r.width, r.height,
+                          r.fps, r.latent_start, {}};
     if (r.guidance != 1.0) {
       torch::Tensor neg = model.EncodePrompt(r.negative_prompt)
                               .unsqueeze(0)
                               .unsqueeze(0)
                               .expand({1, T, D})
                               .contiguous();
-      p.uncond = Conditioning{neg, times, *camera, r.camera_speed, r.width, r.height, {}};
+      p.uncond = Conditioning{neg,   times,          *camera, r.camera_speed, r.width, r.height,
+                              r.fps, r.latent_start, {}};
     }
     const int64_t h = r.height / info.spatial_compression, w = r.width / info.spatial_compression;
     p.noise = SeededNoise(r.seed, {1, info.latent_channels, T, h, w});
@@ -272,7 +295,7 @@ class TorchRuntime final : public Runtime {
       std::error_code ec;
       if (file.empty() || !std::filesystem::is_regular_file(file, ec)) {
         return Result<Model*>::Error(
-            "unknown model '" + name + "' (built-in: zoom, stamp" +
+            "unknown model '" + name + "' (built-in: zoom, stamp, stamp4, stamp8" +
             (file.empty() ? "; this worker has no --models folder)" : "; no " + file + ")"));
       }
       auto loaded = LoadTorchScriptModel(file, name, device_);

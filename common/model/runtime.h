@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model/metadata.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
 
@@ -32,8 +33,10 @@ struct SegmentRequest {
   std::string negative_prompt;
   int width = 0, height = 0;
   double fps = 24.0;
-  int64_t frame_start = 0;  // global index of the segment's first frame
-  int64_t frame_count = 0;
+  // The segment in latent frames (common/plan/timeline.h): global index of its first latent
+  // frame, and how many.
+  int64_t latent_start = 0;
+  int64_t latent_count = 0;
   uint64_t seed = 0;
   std::string camera_motion = "zoom-in";
   double camera_speed = 0.15;
@@ -76,9 +79,14 @@ class Runtime {
   virtual Result<std::vector<Tensor>> RenderTogether(
       const std::vector<SegmentRequest>& requests,
       const std::function<Status(int, std::vector<LatentView>&)>& after_step) = 0;
-  // Decodes latents [C, T, h, w] of `model` to RGB24 frames, T * height * width * 3 bytes.
+  // What `model` declares (loading it if need be).
+  virtual Result<ModelMetadata> Metadata(const std::string& model) = 0;
+  // Decodes latents [C, T, h, w] of `model` as one clip (1 + r (T - 1) frames), drops the first
+  // `skip` frames and returns the next `keep` as RGB24, keep * height * width * 3 bytes (keep < 0:
+  // all the rest). The model's output range is mapped to [0, 255].
   virtual Result<std::vector<uint8_t>> DecodeRgb(const std::string& model, const Tensor& latents,
-                                                 int width, int height) = 0;
+                                                 int width, int height, int64_t skip = 0,
+                                                 int64_t keep = -1) = 0;
 };
 
 }  // namespace segue::model

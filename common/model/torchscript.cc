@@ -53,8 +53,11 @@ class TorchScriptModel final : public Model {
 
   torch::Tensor Decode(const torch::Tensor& latents) override {
     torch::Tensor out = Call("decode", {latents});
-    Require(out.dim() == 5 && out.size(0) == latents.size(0) && out.size(1) == 3,
-            "decode returned shape " + Shape(out) + ", expected [B, 3, T, H, W]");
+    const int64_t frames = 1 + info_.temporal_compression * (latents.size(2) - 1);
+    Require(out.dim() == 5 && out.size(0) == latents.size(0) && out.size(1) == 3 &&
+                out.size(2) == frames,
+            "decode returned shape " + Shape(out) + ", expected [B, 3, " + std::to_string(frames) +
+                ", H, W] (1 + r (T - 1) frames for T latent frames)");
     return out;
   }
 
@@ -122,17 +125,45 @@ Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
     *out = static_cast<int>(v.toInt());
     return true;
   };
+  int clip_length = 0;
   for (auto [attr, out] : std::vector<std::pair<const char*, int*>>{
            {"latent_channels", &info.latent_channels},
            {"spatial_compression", &info.spatial_compression},
            {"temporal_compression", &info.temporal_compression},
-           {"clip_length", &info.native_clip_length},
+           {"clip_length", &clip_length},
            {"default_steps", &info.default_steps}}) {
     if (!int_attr(attr, out))
       return fail(std::string("needs a positive int attribute '") + attr + "'");
   }
-  if (info.temporal_compression != 1)
-    return fail("temporal_compression other than 1 is not supported yet");
+  info.native_frames = {clip_length};
+  // Optional: what planning needs beyond the required attributes (docs/MODELS.md).
+  for (auto [attr, out] : std::vector<std::pair<const char*, int*>>{
+           {"patch_size", &info.patch_size},
+           {"decode_context_before", &info.decode_context_before},
+           {"decode_context_after", &info.decode_context_after}}) {
+    if (!module.hasattr(attr)) continue;
+    c10::IValue v = module.attr(attr);
+    if (!v.isInt() || v.toInt() < 0 || v.toInt() > 1024)
+      return fail(std::string("attribute '") + attr + "' must be a non-negative int");
+    *out = static_cast<int>(v.toInt());
+  }
+  for (auto [attr, out] :
+       std::vector<std::pair<const char*, double*>>{{"native_fps", &info.native_fps},
+                                                    {"output_min", &info.output_min},
+                                                    {"output_max", &info.output_max}}) {
+    if (!module.hasattr(attr)) continue;
+    c10::IValue v = module.attr(attr);
+    if (!v.isDouble() && !v.isInt())
+      return fail(std::string("attribute '") + attr + "' must be a number");
+    *out = v.isDouble() ? v.toDouble() : static_cast<double>(v.toInt());
+  }
+  if (module.hasattr("conditioning")) {
+    c10::IValue v = module.attr("conditioning");
+    auto scope = v.isString() ? ParseConditioningScope(v.toStringRef()) : std::nullopt;
+    if (!scope) return fail("attribute 'conditioning' must be 'per-frame' or 'per-clip'");
+    info.conditioning = *scope;
+  }
+  if (Status s = CheckMetadata(info); !s.ok()) return fail(s.message());
   if (!module.hasattr("prediction") || !module.attr("prediction").isString()) {
     return fail("needs a str attribute 'prediction' (x0, epsilon or velocity)");
   }

@@ -87,11 +87,8 @@ constexpr ColourWord kColourWords[] = {
 class ZoomModel final : public Model {
  public:
   ZoomModel() {
-    info_.name = "zoom";
-    info_.latent_channels = kChannels;
-    info_.spatial_compression = kCompression;
-    info_.temporal_compression = 1;
-    info_.native_clip_length = 48;
+    static_cast<ModelMetadata&>(info_) = *BuiltinMetadata("zoom");  // what the farm plans with
+    TORCH_CHECK(info_.latent_channels == kChannels && info_.spatial_compression == kCompression);
     info_.prediction = Prediction::kX0;
     info_.default_steps = 30;
     info_.frame_noise_levels = true;
@@ -484,11 +481,11 @@ ZoomPrior ZoomPriorFor(const Conditioning& cond, int64_t h, int64_t w) {
   return {ZoomModel().WorldsOf(cond, h, w), kBlockSeconds};
 }
 
-std::vector<std::string> BuiltinModelNames() { return {"stamp", "zoom"}; }
+std::vector<std::string> BuiltinModelNames() { return {"stamp", "stamp4", "stamp8", "zoom"}; }
 
 std::unique_ptr<Model> CreateBuiltinModel(const std::string& name) {
   if (name == "zoom") return CreateZoomModel();
-  if (name == "stamp") return CreateStampModel();
+  if (name == "stamp" || name == "stamp4" || name == "stamp8") return CreateStampModel(name);
   return nullptr;
 }
 

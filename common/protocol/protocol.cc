@@ -1,5 +1,6 @@
 #include "common/protocol/protocol.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/tensor/half.h"
@@ -114,6 +115,50 @@ Result<Tensor> GetTensor(wire::TensorData::Reader in) {
     std::memcpy(t.data.data(), data.begin(), data.size());
   }
   return t;
+}
+
+void SetModelSpec(wire::ModelSpec::Builder out, const model::ModelMetadata& m) {
+  out.setName(m.name);
+  out.setLatentChannels(static_cast<uint32_t>(m.latent_channels));
+  out.setTemporalCompression(static_cast<uint32_t>(m.temporal_compression));
+  out.setSpatialCompression(static_cast<uint32_t>(m.spatial_compression));
+  out.setPatchSize(static_cast<uint32_t>(m.patch_size));
+  auto frames = out.initNativeFrames(static_cast<unsigned>(m.native_frames.size()));
+  for (size_t i = 0; i < m.native_frames.size(); ++i)
+    frames.set(static_cast<unsigned>(i), static_cast<uint32_t>(m.native_frames[i]));
+  out.setNativeFps(m.native_fps);
+  out.setOutputMin(m.output_min);
+  out.setOutputMax(m.output_max);
+  out.setDecodeContextBefore(static_cast<uint32_t>(m.decode_context_before));
+  out.setDecodeContextAfter(static_cast<uint32_t>(m.decode_context_after));
+  out.setConditioning(model::ConditioningScopeName(m.conditioning));
+}
+
+Result<model::ModelMetadata> ModelSpecFrom(wire::ModelSpec::Reader in) {
+  using R = Result<model::ModelMetadata>;
+  model::ModelMetadata m;
+  m.name = in.getName().cStr();
+  if (m.name.empty() || m.name.size() > 200) return R::Error("model spec without a valid name");
+  // Bounded before narrowing: CheckMetadata then checks the ranges that matter.
+  auto small = [](uint32_t v) { return static_cast<int>(std::min<uint32_t>(v, 1u << 20)); };
+  m.latent_channels = small(in.getLatentChannels());
+  m.temporal_compression = small(in.getTemporalCompression());
+  m.spatial_compression = small(in.getSpatialCompression());
+  m.patch_size = small(in.getPatchSize());
+  if (in.getNativeFrames().size() > 64)
+    return R::Error("model '" + m.name + "': too many native lengths");
+  m.native_frames.clear();
+  for (uint32_t f : in.getNativeFrames()) m.native_frames.push_back(small(f));
+  m.native_fps = in.getNativeFps();
+  m.output_min = in.getOutputMin();
+  m.output_max = in.getOutputMax();
+  m.decode_context_before = small(in.getDecodeContextBefore());
+  m.decode_context_after = small(in.getDecodeContextAfter());
+  auto scope = model::ParseConditioningScope(in.getConditioning().cStr());
+  if (!scope) return R::Error("model '" + m.name + "': conditioning must be per-frame or per-clip");
+  m.conditioning = *scope;
+  if (Status s = model::CheckMetadata(m); !s.ok()) return s;
+  return m;
 }
 
 std::string ErrorMessage(wire::ErrorCode code, const std::string& message) {

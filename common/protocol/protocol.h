@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model/metadata.h"
 #include "common/protocol/segue.capnp.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
@@ -53,6 +54,11 @@ void SetTensorHalf(wire::TensorData::Builder out, const std::vector<int64_t>& sh
                    const float* data);
 // Reads "f32" or "f16" (widened exactly to float).
 Result<Tensor> GetTensor(wire::TensorData::Reader in);
+
+// A model's metadata on the wire. ModelSpecFrom checks it (CheckMetadata): a peer's numbers are
+// input like any other.
+void SetModelSpec(wire::ModelSpec::Builder out, const model::ModelMetadata& m);
+Result<model::ModelMetadata> ModelSpecFrom(wire::ModelSpec::Reader in);
 
 // Builds an Error envelope.
 std::string ErrorMessage(wire::ErrorCode code, const std::string& message);

@@ -10,7 +10,9 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("segue::wire");
 
 # 2: co-denoising exchanges carry half-precision ("f16") tensors.
-const protocolVersion :UInt32 = 2;
+# 3: segments, exchanges and checkpoints count latent frames (common/plan/timeline.h); encode
+#    tasks carry context latent frames and say which decoded frames are the chunk's.
+const protocolVersion :UInt32 = 3;
 
 # A tensor: dtype ("f32", or "f16" in co-denoising exchanges), shape, and the elements as
 # little-endian bytes.
@@ -37,6 +39,24 @@ struct Hello {
   pid @7 :UInt32;
   threads @8 :UInt32;
   pool @9 :Text;          # the pool that launched it (segue-worker --pool), empty: none
+  modelSpecs @10 :List(ModelSpec);  # the metadata of every model of `models` it could load
+}
+
+# What a model declares for planning (common/model/metadata.h): the coordinator plans a job from
+# it and refuses a worker whose spec of a model differs from the farm's.
+struct ModelSpec {
+  name @0 :Text;
+  latentChannels @1 :UInt32;
+  temporalCompression @2 :UInt32;  # r: 1, 4, 6, 8 (the first latent frame is one video frame)
+  spatialCompression @3 :UInt32;
+  patchSize @4 :UInt32;
+  nativeFrames @5 :List(UInt32);   # clip lengths in video frames, each 1 + r k
+  nativeFps @6 :Float64;
+  outputMin @7 :Float64;
+  outputMax @8 :Float64;
+  decodeContextBefore @9 :UInt32;  # latent frames of context the decoder needs on each side
+  decodeContextAfter @10 :UInt32;
+  conditioning @11 :Text;          # "per-frame" | "per-clip"
 }
 
 struct Welcome {
@@ -60,9 +80,9 @@ struct RenderTask {
   height @6 :UInt32;
   fpsNum @7 :Int64;
   fpsDen @8 :Int64;
-  frameStart @9 :Int64;
-  frameCount @10 :UInt32;
-  totalFrames @11 :Int64;
+  latentStart @9 :Int64;    # the segment in latent frames: its first global latent frame ...
+  latentCount @10 :UInt32;  # ... and how many
+  totalLatents @11 :Int64;  # latent frames of the whole video
   seed @12 :UInt64;
   cameraMotion @13 :Text;
   cameraSpeed @14 :Float64;
@@ -101,8 +121,8 @@ struct CodenoiseTask {
   jobId @0 :UInt64;
   attempt @1 :UInt32;
   segments @2 :List(RenderTask);  # consecutive segments, in order
-  totalFrames @3 :Int64;          # with length, overlap and jobSeed: the whole plan
-  length @4 :UInt32;
+  totalLatents @3 :Int64;         # with length, overlap and jobSeed: the whole plan
+  length @4 :UInt32;              # (in latent frames)
   overlap @5 :UInt32;
   jobSeed @6 :UInt64;
   blend @7 :Text;
@@ -110,8 +130,8 @@ struct CodenoiseTask {
 
 struct FrameSlice {
   segment @0 :UInt32;
-  frame @1 :Int64;
-  latents @2 :TensorData;  # [C, h, w] of that frame
+  frame @1 :Int64;         # a global latent frame
+  latents @2 :TensorData;  # [C, h, w] of that latent frame
 }
 
 struct CodenoiseExchange {
@@ -138,8 +158,9 @@ struct Cancel {
   reason @2 :Text;
 }
 
-# Decode blended latents of frames [frameStart, frameStart + T) and encode them as one
-# self-contained chunk that starts on a key frame.
+# Decode blended latents as one clip, drop the first skipFrames decoded frames (those of the
+# context latent frames before the chunk), and encode the next keepFrames (the video's frames
+# [frameStart, frameStart + keepFrames)) as one self-contained chunk that starts on a key frame.
 struct EncodeTask {
   jobId @0 :UInt64;
   chunk @1 :UInt32;
@@ -155,6 +176,8 @@ struct EncodeTask {
   crf @11 :UInt32;
   preset @12 :Text;
   profile @13 :Text;        # prores profile
+  skipFrames @14 :UInt32;
+  keepFrames @15 :UInt32;
 }
 
 struct Assignment {

@@ -30,8 +30,8 @@ FakeAssignment FromRender(wire::RenderTask::Reader t) {
   a.job = t.getJobId();
   a.index = t.getSegment();
   a.attempt = t.getAttempt();
-  a.frame_start = t.getFrameStart();
-  a.frame_count = t.getFrameCount();
+  a.frame_start = t.getLatentStart();
+  a.frame_count = t.getLatentCount();
   a.seed = t.getSeed();
   if (t.hasGuide()) a.guide = TensorOf(t.getGuide());
   a.resume_step = t.getResumeStep();
@@ -144,8 +144,7 @@ std::optional<FakeAssignment> FakeWorker::AsAssignment(const std::string& bytes)
     out.attempt = t.getAttempt();
     out.frame_start = t.getFrameStart();
     out.latents = TensorOf(t.getLatents()).value_or(Tensor{});
-    out.frame_count =
-        out.latents.shape.size() == 4 ? static_cast<uint32_t>(out.latents.shape[1]) : 0;
+    out.frame_count = t.getKeepFrames();
     out.width = t.getWidth();
     out.height = t.getHeight();
     return out;

@@ -24,7 +24,8 @@ struct FakeAssignment {
   uint64_t job = 0;
   uint32_t index = 0;  // segment, chunk, or the group's first segment
   uint32_t attempt = 0;
-  // Render: the segment. Encode: the chunk (frame_count = its latents' frames).
+  // Render: the segment, in latent frames. Encode: the chunk's video frames (frame_count: the
+  // decoded frames it keeps).
   int64_t frame_start = 0;
   uint32_t frame_count = 0;
   uint64_t seed = 0;

@@ -68,7 +68,7 @@ std::unique_ptr<model::Runtime> Make(const std::string& dir) {
 model::SegmentRequest Request(const std::string& name) {
   model::SegmentRequest r;
   r.model = name;
-  r.width = 32, r.height = 16, r.steps = 4, r.fps = 12, r.frame_count = 6;
+  r.width = 32, r.height = 16, r.steps = 4, r.fps = 12, r.latent_count = 6;
   r.prompts = {"a studio prompt"};
   r.frames.assign(6, {0, 0, 0.f});
   return r;

@@ -90,9 +90,9 @@ TEST(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
     t.setHeight(32);
     t.setFpsNum(12);
     t.setFpsDen(1);
-    t.setFrameStart(0);
-    t.setFrameCount(8);
-    t.setTotalFrames(8);
+    t.setLatentStart(0);
+    t.setLatentCount(8);
+    t.setTotalLatents(8);
     t.setSeed(7);
     t.setCameraMotion("zoom-in");
     t.setCameraSpeed(1.0);

@@ -21,7 +21,7 @@ Job PlannedJob(const std::string& manifest_text) {
   j.manifest_name = "job.yaml";
   j.output_path = "/renders/out/job";
   j.chunk_frames = 8;
-  PlanJob(j, *m, 96);
+  EXPECT_TRUE(PlanJob(j, *m, model::PlanningMetadata(m->model_name), 96).ok());
   return j;
 }
 

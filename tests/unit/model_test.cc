@@ -7,6 +7,7 @@
 #include "common/model/model.h"
 #include "common/model/runtime.h"
 #include "common/model/sampler.h"
+#include "common/plan/timeline.h"
 
 namespace segue::model {
 namespace {
@@ -14,7 +15,7 @@ namespace {
 SegmentRequest Request(uint64_t seed, int64_t start = 0, int64_t count = 12) {
   SegmentRequest r;
   r.width = 64, r.height = 48, r.steps = 8, r.fps = 12;
-  r.frame_start = start, r.frame_count = count, r.seed = seed;
+  r.latent_start = start, r.latent_count = count, r.seed = seed;
   r.prompts = {"a golden dance hall, film grain", "blue night sea"};
   for (int64_t f = 0; f < count; ++f)
     r.frames.push_back({0, 1, static_cast<float>(start + f) / 40.f});
@@ -143,7 +144,7 @@ TEST(Zoom, DenoiserIsTheExactPosteriorMean) {
   torch::Tensor emb = m->EncodePrompt("golden").unsqueeze(0).expand({T, -1}).unsqueeze(0);
   // Frames from 1.2 s to 3.6 s touch blocks 0..2: four block picks, 256 combinations.
   torch::Tensor times = (torch::arange(T, torch::kFloat64) * 0.6 + 1.2).unsqueeze(0);
-  Conditioning cond{emb.contiguous(), times, CameraMotion::kZoomIn, 0.3, 64, 48, {}};
+  Conditioning cond{emb.contiguous(), times, CameraMotion::kZoomIn, 0.3, 64, 48, 24, 0, {}};
   const ZoomPrior prior = ZoomPriorFor(cond, h, w);
   ASSERT_EQ(prior.worlds.size(0), 4);
   // At sigma = 1 the data says nothing: the mean of the worlds, whatever x is.
@@ -381,6 +382,116 @@ TEST(Zoom, ChainedGuideFramesEndExactlyOnTheGuide) {
                 guide.data[static_cast<size_t>(c * 4 * 48 + i)]);
   r.guide = Tensor::Zeros({4, 4, 5, 8});
   EXPECT_FALSE((*rt)->Render(r).ok());  // a guide of the wrong shape is an error, not a crash
+}
+
+// A causal video decoder that carries state, as causal 3D VAEs do: the frames of latent frame t
+// depend on latent frames t, t - 1 and t - 2 of the call (zeros before its start), and the first
+// latent frame of a call gives one frame, every other r. Its receptive field is two latent
+// frames back: decode_context_before = 2.
+class CausalDecoder final : public Model {
+ public:
+  explicit CausalDecoder(int r) {
+    info_.name = "causal";
+    info_.temporal_compression = r;
+    info_.latent_channels = 2;
+    info_.spatial_compression = 1;
+    info_.native_frames = {1 + 4 * r};
+    info_.decode_context_before = 2;
+  }
+  const ModelInfo& info() const override { return info_; }
+  torch::Tensor EncodePrompt(const std::string&) override { return torch::zeros({1}); }
+  torch::Tensor Denoise(const torch::Tensor& x, const torch::Tensor&,
+                        const Conditioning&) override {
+    return x;
+  }
+  torch::Tensor Decode(const torch::Tensor& x) override {
+    const int r = info_.temporal_compression;
+    const int64_t T = x.size(2);
+    std::vector<torch::Tensor> frames;
+    torch::Tensor prev1 = torch::zeros_like(x.select(2, 0)), prev2 = prev1.clone();
+    for (int64_t t = 0; t < T; ++t) {
+      torch::Tensor cur = x.select(2, t);
+      torch::Tensor state = cur + 0.5 * prev1 - 0.25 * prev2;  // [B, C, h, w]
+      for (int c = 0; c < (t == 0 ? 1 : r); ++c) {
+        torch::Tensor rgb = torch::stack({state.select(1, 0), state.select(1, 1) + 0.1 * c,
+                                          state.select(1, 0) * state.select(1, 1)},
+                                         1);  // [B, 3, h, w]
+        frames.push_back(rgb);
+      }
+      prev2 = prev1;
+      prev1 = cur;
+    }
+    return torch::stack(frames, 2);
+  }
+
+ private:
+  ModelInfo info_;
+};
+
+// Chunks decoded with the windows WindowFor gives (the model's context before them, whose frames
+// are dropped) are the frames the whole video decodes to, for r = 1, 4 and 8; with less context
+// than the decoder's receptive field, the frames after a join differ.
+TEST(LatentTimeline, ChunkedDecodingWithContextIsWholeDecoding) {
+  for (int r : {1, 4, 8}) {
+    CausalDecoder model(r);
+    const int64_t n = 1 + r * 29 - (r > 1 ? 2 : 0);  // the last latent frame padded
+    Manifest m;
+    m.frames = n;
+    m.width = m.height = 4;
+    m.segment_length = 1 + r * 4;
+    m.segment_overlap = r;
+    m.locations["segments.length"] = {1, 1};
+    m.locations["segments.overlap"] = {1, 1};
+    auto g = FitToModel(m, model.info());
+    ASSERT_TRUE(g.ok()) << g.message();
+    torch::Tensor latents = SeededNoise(9, {1, 2, g->latents, 4, 4});
+    torch::Tensor whole = model.Decode(latents).narrow(2, 0, n);
+    for (int before : {2, 1}) {
+      std::vector<torch::Tensor> pieces;
+      for (const ChunkSpan& c : PlanChunks(g->latents, 7)) {
+        const DecodeWindow w = WindowFor(*g, c.start, c.end, before, 0);
+        torch::Tensor window = latents.narrow(2, w.first, w.end_with_context - w.first);
+        pieces.push_back(model.Decode(window).narrow(2, w.skip, w.keep));
+      }
+      torch::Tensor chunked = torch::cat(pieces, 2);
+      ASSERT_EQ(chunked.sizes(), whole.sizes()) << "r = " << r;
+      if (before == 2)
+        EXPECT_TRUE(torch::equal(chunked, whole)) << "r = " << r;
+      else
+        EXPECT_FALSE(torch::equal(chunked, whole)) << "r = " << r << ": context 1 is too little";
+    }
+  }
+}
+
+// stamp4 and stamp8: every latent frame holds its frames' times, and a clip decodes to
+// 1 + r (T - 1) frames showing exactly the times of the video frames they are.
+TEST(Stamp, CompressedVariantsDecodeEveryFrameTime) {
+  for (const char* name : {"stamp", "stamp4", "stamp8"}) {
+    auto rt = Make(1);
+    auto meta = rt->Metadata(name);
+    ASSERT_TRUE(meta.ok()) << meta.message();
+    const int r = meta->temporal_compression;
+    const LatentTimeline t(r);
+    SegmentRequest req = Request(3, 5, 6);
+    req.model = name;
+    req.steps = 2;
+    req.fps = 24;
+    req.frames.assign(6, {0, 0, 0.f});
+    auto latents = rt->Render(req);
+    ASSERT_TRUE(latents.ok()) << latents.message();
+    EXPECT_EQ(latents->shape, (std::vector<int64_t>{meta->latent_channels, 6, 6, 8}));
+    // Decoded with one latent frame of context before (latent frame 5's frames are dropped).
+    auto rgb = rt->DecodeRgb(name, *latents, 64, 48, t.FramesOf(1), 5 * r);
+    ASSERT_TRUE(rgb.ok()) << rgb.message();
+    ASSERT_EQ(rgb->size(), static_cast<size_t>(5 * r) * 64 * 48 * 3);
+    for (int64_t f = 0; f < 5 * r; ++f) {
+      // Bar b of 20 is white when bit (19 - b) of the frame's time in ms is set.
+      const uint8_t* px = rgb->data() + static_cast<size_t>(f) * 64 * 48 * 3;
+      int64_t ms = 0;
+      for (int b = 0; b < 20; ++b) ms = ms * 2 + (px[(b * 64 / 20 + 1) * 3] > 127 ? 1 : 0);
+      EXPECT_EQ(ms, std::llround((t.FirstFrame(6) + f) * 1000.0 / 24)) << name << " frame " << f;
+    }
+  }
 }
 
 }  // namespace

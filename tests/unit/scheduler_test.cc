@@ -21,7 +21,7 @@ Job MakeJob(uint64_t id, const std::string& strategy = "independent", int frames
   j.id = id;
   j.priority = priority;
   j.chunk_frames = 8;
-  PlanJob(j, *m, 96);
+  EXPECT_TRUE(PlanJob(j, *m, model::PlanningMetadata(m->model_name), 96).ok());
   return j;
 }
 

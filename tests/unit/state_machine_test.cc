@@ -33,7 +33,7 @@ class StateMachineTest : public ::testing::Test {
     j.manifest_text = TestManifest("job", frames, 16, 4, strategy);
     j.manifest_name = "job.yaml";
     j.chunk_frames = 8;
-    PlanJob(j, *m, 96);
+    EXPECT_TRUE(PlanJob(j, *m, model::PlanningMetadata(m->model_name), 96).ok());
     EXPECT_TRUE(journal_->AddJob(j, "", "submitted").ok());
     const uint64_t id = j.id;
     return jobs_[id] = std::move(j);

@@ -36,7 +36,7 @@ nlohmann::json BenchModel(int width, int height, int frames, int steps, int reps
   auto rt = model::Runtime::Create({"cpu", 1, ""});
   if (!rt.ok()) throw std::runtime_error(rt.message());
   model::SegmentRequest r;
-  r.width = width, r.height = height, r.steps = steps, r.frame_count = frames, r.fps = 24;
+  r.width = width, r.height = height, r.steps = steps, r.latent_count = frames, r.fps = 24;
   r.prompts = {"two teenagers meet at a high-school dance, 1990s, film grain"};
   r.frames.assign(static_cast<size_t>(frames), {0, 0, 0.f});
   double render_s = 0, decode_s = 0;

@@ -169,7 +169,7 @@ class SimulatedWorkers {
           r.setSegment(t.getSegment());
           r.setAttempt(t.getAttempt());
           SetTensor(r.initLatents(),
-                    Tensor::Zeros({4, t.getFrameCount(), t.getHeight() / 8, t.getWidth() / 8}));
+                    Tensor::Zeros({4, t.getLatentCount(), t.getHeight() / 8, t.getWidth() / 8}));
           r.setElapsedMs(static_cast<uint64_t>(
               std::chrono::duration_cast<std::chrono::milliseconds>(pace_.cost).count()));
           s.result = Serialize(b);
@@ -303,7 +303,7 @@ SimRun RunEcho(int workers, int tasks, SimPace pace) {
     t.setJobId(1);
     t.setWidth(8);
     t.setHeight(8);
-    t.setFrameCount(2);
+    t.setLatentCount(2);
     const std::string assignment = Serialize(ab);
     capnp::MallocMessageBuilder eb;
     eb.initRoot<wire::Envelope>().initAssignment().initEncode().setJobId(1);

@@ -24,7 +24,9 @@
 #include <thread>
 
 #include "common/manifest/manifest.h"
+#include "common/model/metadata.h"
 #include "common/plan/plan.h"
+#include "common/plan/timeline.h"
 #include "common/security/curve.h"
 #include "common/util/process.h"
 #include "tools/cli/client.h"
@@ -59,35 +61,78 @@ std::string ReadFile(const std::string& path, std::string* error) {
 
 // ---- plan ------------------------------------------------------------------------------------
 
+// A manifest's plan for its model (the built-in's metadata, or one latent frame per video frame
+// for a TorchScript model): the segments in latent frames.
+struct ManifestPlan {
+  Manifest manifest;
+  model::ModelMetadata model;
+  LatentGeometry geometry;
+  std::vector<SegmentSpan> segments;
+};
+
+Result<ManifestPlan> PlanManifest(const std::string& path, bool check_audio) {
+  auto m = LoadManifestFile(path, check_audio);
+  if (!m.ok()) return m.status();
+  ManifestPlan p;
+  p.manifest = std::move(*m);
+  p.model = model::PlanningMetadata(p.manifest.model_name);
+  auto g = FitToModel(p.manifest, p.model);
+  if (!g.ok()) return g.status();
+  p.geometry = *g;
+  p.segments = PlanLatentSegments(p.geometry, p.manifest.seed);
+  return p;
+}
+
 int CmdPlan(const std::string& path, bool json) {
-  auto m = LoadManifestFile(path);
-  if (!m.ok()) return Fail(m.message(), kBadInput);
-  auto segments = PlanSegments(m->frames, m->segment_length, m->segment_overlap, m->seed);
+  auto plan = PlanManifest(path, true);
+  if (!plan.ok()) return Fail(plan.message(), kBadInput);
+  const Manifest& m = plan->manifest;
+  const LatentGeometry& g = plan->geometry;
+  const int r = g.timeline.r();
+  const int64_t length = g.timeline.FramesOf(g.length), overlap = int64_t{g.overlap} * r;
   if (json) {
     nlohmann::json j;
-    j["frames"] = m->frames;
-    j["fps"] = m->fps.ToString();
-    j["length"] = m->segment_length;
-    j["overlap"] = m->segment_overlap;
+    j["frames"] = m.frames;
+    j["fps"] = m.fps.ToString();
+    j["model"] = m.model_name;
+    j["temporal_compression"] = r;
+    j["latents"] = g.latents;
+    j["length"] = length;
+    j["overlap"] = overlap;
+    j["latent_length"] = g.length;
+    j["latent_overlap"] = g.overlap;
+    if (!g.adjusted.empty()) j["adjusted"] = g.adjusted;
     j["segments"] = nlohmann::json::array();
-    for (const auto& s : segments) {
+    for (const auto& s : plan->segments) {
+      const int64_t start = g.VideoStart(s.start), end = g.VideoEnd(s.end);
       j["segments"].push_back({{"index", s.index},
-                               {"start", s.start},
-                               {"end", s.end},
+                               {"start", start},
+                               {"end", end},
+                               {"latent_start", s.start},
+                               {"latent_end", s.end},
                                {"seed", s.seed},
-                               {"prompts", PromptsOf(m->timeline, s.start, s.end)}});
+                               {"prompts", PromptsOf(m.timeline, start, end)}});
     }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << m->name << ": " << m->frames << " frames (" << m->width << "x" << m->height << " at "
-            << m->fps.ToString() << " fps), " << segments.size() << " segments of "
-            << std::min<int64_t>(m->frames, m->segment_length) << " frames, overlap "
-            << m->segment_overlap << ", strategy " << StrategyName(m->strategy) << "\n";
-  for (const auto& s : segments) {
-    auto prompts = PromptsOf(m->timeline, s.start, s.end);
-    std::cout << "  #" << s.index << "  [" << s.start << ", " << s.end << ")  seed " << s.seed
-              << "  ";
+  std::cout << m.name << ": " << m.frames << " frames (" << m.width << "x" << m.height << " at "
+            << m.fps.ToString() << " fps), " << plan->segments.size() << " segments of "
+            << std::min<int64_t>(m.frames, length) << " frames, overlap " << overlap
+            << ", strategy " << StrategyName(m.strategy) << "\n";
+  if (r > 1) {
+    std::cout << "  model " << m.model_name << " compresses time " << r << "x: " << g.latents
+              << " latent frames (" << g.timeline.FramesOf(g.latents) << " frames, trimmed to "
+              << m.frames << "), segments of " << g.length << " latent frames, overlap "
+              << g.overlap << "\n";
+  }
+  if (!g.adjusted.empty()) std::cout << "  rounded to fit the model: " << g.adjusted << "\n";
+  for (const auto& s : plan->segments) {
+    const int64_t start = g.VideoStart(s.start), end = g.VideoEnd(s.end);
+    auto prompts = PromptsOf(m.timeline, start, end);
+    std::cout << "  #" << s.index << "  [" << start << ", " << end << ")";
+    if (r > 1) std::cout << "  latent [" << s.start << ", " << s.end << ")";
+    std::cout << "  seed " << s.seed << "  ";
     for (size_t i = 0; i < prompts.size(); ++i)
       std::cout << (i ? " -> " : "") << "\"" << prompts[i] << "\"";
     std::cout << "\n";
@@ -318,9 +363,15 @@ Result<std::vector<SegmentSpan>> LoadPlan(const std::string& plan_path,
                                           const std::string& manifest_path) {
   using R = Result<std::vector<SegmentSpan>>;
   if (!manifest_path.empty()) {
-    auto m = LoadManifestFile(manifest_path, false);
-    if (!m.ok()) return R::Error(m.message());
-    return PlanSegments(m->frames, m->segment_length, m->segment_overlap, m->seed);
+    auto plan = PlanManifest(manifest_path, false);
+    if (!plan.ok()) return R::Error(plan.message());
+    // In video frames, as the video is.
+    std::vector<SegmentSpan> out = plan->segments;
+    for (SegmentSpan& s : out) {
+      s.start = plan->geometry.VideoStart(s.start);
+      s.end = plan->geometry.VideoEnd(s.end);
+    }
+    return out;
   }
   std::string error;
   std::string text = ReadFile(plan_path, &error);
