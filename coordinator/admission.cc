@@ -88,12 +88,11 @@ Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, 
       return R::Error(
           name + ": audio.path: cannot read the audio that came with the job: " + ps.message());
   }
-  const model::ModelMetadata* known = models.Find(manifest.model_name);
-  if (Status ps =
-          PlanJob(j, manifest, known ? *known : model::PlanningMetadata(manifest.model_name),
-                  options.chunk_frames);
-      !ps.ok())
-    return ps;
+  // Planned now when the farm knows the model; else it waits for a worker that serves it.
+  j.manifest = manifest;
+  if (const model::ModelMetadata* known = models.Find(manifest.model_name)) {
+    if (Status ps = PlanJob(j, manifest, *known, options.chunk_frames); !ps.ok()) return ps;
+  }
   return j;
 }
 

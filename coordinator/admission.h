@@ -23,9 +23,9 @@ struct AdmissionOptions {
 };
 
 // The job `submit` asks for (id 0, every task PENDING), or why not, naming the manifest and the
-// field. It is planned with its model's metadata from `models` (a model no worker has reported
-// yet: one latent frame per video frame, model::PlanningMetadata). REQUIRES: `env` is the
-// coordinator's.
+// field. It is planned with its model's metadata from `models`; a job of a model no worker has
+// reported yet is admitted unplanned (Job::planned), to be planned when one joins.
+// REQUIRES: `env` is the coordinator's.
 Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, Env* env,
                   const ModelCatalog& models);
 

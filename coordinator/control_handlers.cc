@@ -64,8 +64,11 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s) {
   auto audio = s.getAudioData();
   Status ws = c.journal.AddJob(
       j, std::string_view(reinterpret_cast<const char*>(audio.begin()), audio.size()),
-      "submitted: " + std::to_string(j.manifest.frames) + " frames in " +
-          std::to_string(j.segments.size()) + " segments, output " + j.output_path);
+      "submitted: " + std::to_string(j.manifest.frames) + " frames " +
+          (j.planned() ? "in " + std::to_string(j.segments.size()) + " segments"
+                       : "(waiting for a worker that serves model " + j.manifest.model_name +
+                             " to plan it)") +
+          ", output " + j.output_path);
   if (!ws.ok())
     return ErrorMessage(wire::ErrorCode::INTERNAL, "cannot store the job: " + ws.message());
   spdlog::info("job {} ({}) accepted: {} frames, {} segments, {} chunks -> {}", j.id, j.name,

@@ -194,6 +194,13 @@ Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env*
     return R::Error("cannot restore jobs: " + s.message());
   auto due = rep->machine.Recover(rep->jobs);
   if (!due.ok()) return R::Error("cannot restore jobs: " + due.message());
+  // The models the unfinished jobs were planned with are the farm's: a worker that comes back
+  // with other metadata for one of them is refused, as before the restart.
+  for (const auto& [id, j] : rep->jobs) {
+    if (IsFinished(j.state) || !j.planned()) continue;
+    if (Status s = rep->models.Learn({j.model}, "job " + std::to_string(id) + "'s plan"); !s.ok())
+      spdlog::warn("job {}: {}", id, s.message());
+  }
   rep->restored_to_assemble = std::move(*due);
   rep->ctx.schedule_due = true;
   return std::unique_ptr<Core>(new Core(std::move(rep)));

@@ -86,6 +86,10 @@ struct Job {
   std::map<std::string, uint32_t> worker_failures;  // tasks of this job each worker failed
   bool restored_stitching = false;  // it was STITCHING when this coordinator started
 
+  // A job is planned from its model's metadata (PlanJob). Until a worker that serves its model
+  // has joined (a model that is not built in), it waits unplanned: no segments, no tasks.
+  bool planned() const { return !segments.empty(); }
+
   std::vector<Task>& tasks(TaskKind kind) { return kind == TaskKind::kEncode ? chunk : seg; }
   const std::vector<Task>& tasks(TaskKind kind) const {
     return kind == TaskKind::kEncode ? chunk : seg;

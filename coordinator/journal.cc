@@ -117,10 +117,12 @@ std::string EncodeJob(const Job& j) {
   r.setUpdatedMs(j.updated_ms);
   r.setFinishedMs(j.finished_ms);
   r.setChunkFrames(j.chunk_frames);
-  capnp::MallocMessageBuilder spec;
-  SetModelSpec(spec.initRoot<wire::ModelSpec>(), j.model);
-  const std::string bytes = Serialize(spec);
-  r.setModel(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+  if (j.planned()) {
+    capnp::MallocMessageBuilder spec;
+    SetModelSpec(spec.initRoot<wire::ModelSpec>(), j.model);
+    const std::string bytes = Serialize(spec);
+    r.setModel(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+  }
   return Serialize(b);
 }
 
@@ -380,11 +382,17 @@ Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
           spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
           return true;
         }
-        // Planned again exactly as at submit: with the metadata it was planned with.
-        if (Status ps =
-                PlanJob(j, *m, planned_with.value_or(model::PlanningMetadata(m->model_name)),
-                        default_chunk_frames);
-            !ps.ok()) {
+        // Planned again exactly as before: with the metadata it was planned with (records older
+        // than the metadata: the built-in's); a job that was waiting for its model waits on.
+        j.manifest = *m;
+        const model::ModelMetadata* builtin = model::BuiltinMetadata(m->model_name);
+        if (!planned_with && builtin) planned_with = *builtin;
+        if (!planned_with) {
+          ids.push_back(j.id);
+          jobs[j.id] = std::move(j);
+          return true;
+        }
+        if (Status ps = PlanJob(j, *m, *planned_with, default_chunk_frames); !ps.ok()) {
           spdlog::error("job {}: stored manifest no longer fits its model: {}", j.id, ps.message());
           return true;
         }

@@ -4,25 +4,21 @@ namespace segue {
 
 ModelCatalog::ModelCatalog() {
   for (const model::ModelMetadata& m : model::BuiltinMetadataList())
-    models_[m.name] = Entry{m, "built-in"};
+    models_[m.name] = Entry{m, "the built-in model"};
 }
 
 Status ModelCatalog::Learn(const std::vector<model::ModelMetadata>& specs,
-                           const std::string& worker) {
+                           const std::string& source) {
   for (const model::ModelMetadata& m : specs) {
     auto it = models_.find(m.name);
     if (it == models_.end()) continue;
     const std::string diff = model::MetadataDifference(m, it->second.meta);
     if (diff.empty()) continue;
-    const std::string first = it->second.reported_by == "built-in"
-                                  ? "the built-in model's"
-                                  : "worker " + it->second.reported_by + "'s";
-    return Status::Error("model '" + m.name + "' of worker " + worker + " differs from " + first +
-                         ": " + diff +
-                         " (every worker must serve a model name with the same "
-                         "metadata)");
+    return Status::Error("model '" + m.name + "' of " + source + " differs from that of " +
+                         it->second.source + ": " + diff +
+                         " (every worker must serve a model name with the same metadata)");
   }
-  for (const model::ModelMetadata& m : specs) models_.emplace(m.name, Entry{m, worker});
+  for (const model::ModelMetadata& m : specs) models_.emplace(m.name, Entry{m, source});
   return Status::Ok();
 }
 

@@ -19,17 +19,17 @@ class ModelCatalog {
  public:
   ModelCatalog();  // the built-in models
 
-  // Checks every model of `specs` against the catalog: an error names the model, the worker,
-  // the worker that reported it first (or "built-in") and the first difference. Nothing is
-  // learnt unless all agree; then the new ones are.
-  Status Learn(const std::vector<model::ModelMetadata>& specs, const std::string& worker);
+  // Checks every model of `specs`, reported by `source` ("worker NAME"), against the catalog: an
+  // error names the model, `source`, where the catalog's copy came from and the first
+  // difference. Nothing is learnt unless all agree; then the new ones are.
+  Status Learn(const std::vector<model::ModelMetadata>& specs, const std::string& source);
   // The metadata of `name`, or nullptr when no worker has reported it.
   const model::ModelMetadata* Find(const std::string& name) const;
 
  private:
   struct Entry {
     model::ModelMetadata meta;
-    std::string reported_by;  // the first worker that reported it, or "built-in"
+    std::string source;  // "worker NAME", "job 7's plan", "the built-in model"
   };
   std::map<std::string, Entry> models_;
 };

@@ -287,6 +287,25 @@ void StateMachine::FailJob(Job& j, const std::string& error) {
   SetJobState(j, JobState::kFailed, error);
 }
 
+bool StateMachine::Plan(Job& j, const model::ModelMetadata& meta, uint32_t default_chunk_frames) {
+  const Manifest manifest = j.manifest;
+  if (Status s = PlanJob(j, manifest, meta, default_chunk_frames); !s.ok()) {
+    FailJob(j, s.message());
+    return false;
+  }
+  for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
+    for (size_t i = 0; i < j.tasks(kind).size(); ++i)
+      journal_->PutTask(j.id, kind, static_cast<uint32_t>(i), j.tasks(kind)[i]);
+  }
+  journal_->PutJob(j);  // with the metadata: a restart plans it the same way
+  journal_->AddEvent(j.id, "planned for model " + meta.name + " (" + model::DescribeMetadata(meta) +
+                               "): " + std::to_string(j.segments.size()) + " segments, " +
+                               std::to_string(j.geometry.latents) + " latent frames");
+  spdlog::info("job {} ({}) planned: {} segments for model {}", j.id, j.name, j.segments.size(),
+               meta.name);
+  return true;
+}
+
 // ---- Restart ----------------------------------------------------------------------------------
 
 Result<std::vector<uint64_t>> StateMachine::Recover(JobTable& jobs) {
@@ -329,7 +348,7 @@ Result<std::vector<uint64_t>> StateMachine::Recover(JobTable& jobs) {
   for (auto& [id, j] : jobs) {
     j.restored_stitching = j.state == JobState::kStitching;
     if (j.state == JobState::kStitching ||
-        (!IsFinished(j.state) && j.chunks_done == j.chunks.size()))
+        (!IsFinished(j.state) && j.planned() && j.chunks_done == j.chunks.size()))
       to_assemble.push_back(id);
   }
   return to_assemble;

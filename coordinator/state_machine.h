@@ -108,6 +108,10 @@ class StateMachine {
   void EndStitching(Job& j, const Status& assembled);
   // FAILED with `error` (a chunk cannot be blended, say).
   void FailJob(Job& j, const std::string& error);
+  // A job that waited for its model (!j.planned()), planned with `meta` now that a worker serves
+  // it (PlanJob); FAILED with the plan's error when its manifest does not fit the model. Returns
+  // whether it was planned.
+  bool Plan(Job& j, const model::ModelMetadata& meta, uint32_t default_chunk_frames);
 
   // ---- Restart --------------------------------------------------------------------------------
   // What a restart means for jobs as the journal loaded them: RUNNING tasks back to PENDING

@@ -34,7 +34,7 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
     }
     specs.push_back(std::move(*meta));
   }
-  if (Status s = c.models.Learn(specs, hello.name); !s.ok()) {
+  if (Status s = c.models.Learn(specs, "worker " + hello.name); !s.ok()) {
     spdlog::warn("worker {} refused: {}", hello.name, s.message());
     c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST, "hello: " + s.message()));
     return;
@@ -52,6 +52,14 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
   Worker& w = c.workers.Join(identity, hello, c.env->NowMillis());
   spdlog::info("worker {} joined ({} on {}, models: {})", w.name, w.device, w.host,
                fmt::join(w.models, ","));
+  // Jobs that waited for one of its models are planned now.
+  for (const model::ModelMetadata& m : specs) {
+    for (auto& [id, j] : c.jobs) {
+      if (IsFinished(j.state) || j.planned() || j.manifest.model_name != m.name) continue;
+      c.machine.Plan(j, *c.models.Find(m.name), c.admission.chunk_frames);
+      c.schedule_due = true;
+    }
+  }
   capnp::MallocMessageBuilder b;
   auto welcome = b.initRoot<wire::Envelope>().initWelcome();
   welcome.setWorkerId(w.name);

@@ -60,6 +60,9 @@ std::string FakeWorker::Hello() const {
   for (size_t i = 0; i < models_.size(); ++i) models.set(static_cast<unsigned>(i), models_[i]);
   auto tags = h.initTags(static_cast<unsigned>(tags_.size()));
   for (size_t i = 0; i < tags_.size(); ++i) tags.set(static_cast<unsigned>(i), tags_[i]);
+  auto specs = h.initModelSpecs(static_cast<unsigned>(specs_.size()));
+  for (size_t i = 0; i < specs_.size(); ++i)
+    SetModelSpec(specs[static_cast<unsigned>(i)], specs_[i]);
   return Serialize(b);
 }
 

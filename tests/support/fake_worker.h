@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model/metadata.h"
 #include "common/protocol/segue.capnp.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
@@ -42,6 +43,8 @@ class FakeWorker {
                       std::vector<std::string> tags = {}, std::string device = "cpu",
                       uint64_t memory = 0);
   const std::string& name() const { return name_; }
+  // The models' metadata its Hello reports (none unless set).
+  void set_specs(std::vector<model::ModelMetadata> specs) { specs_ = std::move(specs); }
 
   std::string Hello() const;
   static std::string WorkRequest(uint32_t credits = 1);
@@ -78,6 +81,7 @@ class FakeWorker {
   std::string name_, device_;
   std::vector<std::string> models_, tags_;
   uint64_t memory_;
+  std::vector<model::ModelMetadata> specs_;
 };
 
 // Latents [2, frame_count, 2, 2] that depend on the segment's seed and frames alone; a chained

@@ -30,6 +30,33 @@ bool Has(const std::vector<std::string>& messages, wire::Envelope::Which kind) {
   return false;
 }
 
+// The text of an Error envelope ("" for other messages).
+std::string ErrorText(const std::string& bytes) {
+  auto in = Incoming::Parse(bytes.data(), bytes.size());
+  if (!in.ok() || !(*in)->envelope().isError()) return "";
+  return (*in)->envelope().getError().getMessage().cStr();
+}
+
+// A Wan-shaped model's metadata, as a worker serving it would report it.
+model::ModelMetadata WanLike() {
+  model::ModelMetadata m;
+  m.name = "wan";
+  m.temporal_compression = 4;
+  m.latent_channels = 16;
+  m.patch_size = 2;
+  m.native_frames = {81};
+  m.native_fps = 16;
+  m.decode_context_before = 1;
+  m.conditioning = model::ConditioningScope::kPerClip;
+  return m;
+}
+
+// TestManifest's job for the model `model`.
+std::string ManifestFor(const std::string& model, int frames, int length, int overlap) {
+  std::string text = TestManifest("job", frames, length, overlap);
+  return text.replace(text.find("name: zoom"), 10, "name: " + model);
+}
+
 class CoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
@@ -215,6 +242,84 @@ TEST_F(CoreTest, WhateverAPeerSendsIsCountedAndAnswered) {
   EXPECT_EQ(harness_->core().bad_messages(), 3u);
   harness_->Deliver("peer", FakeWorker::WorkRequest());  // before Hello
   EXPECT_TRUE(Has(harness_->Take("peer"), wire::Envelope::ERROR));
+}
+
+// A model that is not built in: its job waits unplanned until a worker reports the model's
+// metadata, is then planned in the model's latent frames (r = 4: 81 frames are 21 latent frames;
+// segments of 33 frames are 9, the overlap of 8 is 2), and keeps that plan over a restart. A
+// worker that reports other metadata for the name is refused, before and after the restart.
+TEST_F(CoreTest, AJobWaitsForItsModelsMetadataAndIsPlannedInItsLatentFrames) {
+  const uint64_t job = harness_->Submit(ManifestFor("wan", 81, 33, 8));
+  ASSERT_GT(job, 0u);
+  EXPECT_EQ(harness_->Status(job).state, "QUEUED");
+  EXPECT_EQ(harness_->Status(job).segments_total, 0u);
+  FakeWorker plain("plain", {"wan"});  // names the model without its metadata: plans nothing
+  Join(plain);
+  EXPECT_EQ(harness_->Status(job).segments_total, 0u);
+  EXPECT_TRUE(Assignments(harness_->Take("plain")).empty());
+
+  FakeWorker w1("w1", {"wan"});
+  w1.set_specs({WanLike()});
+  Join(w1);
+  EXPECT_EQ(harness_->Status(job).segments_total, 3u);  // stride 7 over 21: [0,9) [7,16) [12,21)
+  EXPECT_EQ(harness_->Status(job).frames_total, 81);
+  auto a = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_TRUE(a[0].frame_start == 0 || a[0].frame_start == 7 || a[0].frame_start == 12)
+      << a[0].frame_start;  // latent frames
+  EXPECT_EQ(a[0].frame_count, 9u);
+
+  model::ModelMetadata other = WanLike();
+  other.temporal_compression = 8;
+  other.native_frames = {81};
+  FakeWorker w2("w2", {"wan"});
+  w2.set_specs({other});
+  harness_->Deliver("w2", w2.Hello());
+  auto replies = harness_->Take("w2");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(ErrorText(replies[0]),
+            "hello: model 'wan' of worker w2 differs from that of worker w1: "
+            "temporal_compression 8 vs 4 (every worker must serve a model name with the same "
+            "metadata)");
+
+  harness_->Sync();
+  Open();
+  EXPECT_EQ(harness_->Status(job).segments_total, 3u);
+  harness_->Deliver("w2", w2.Hello());
+  replies = harness_->Take("w2");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_NE(ErrorText(replies[0])
+                .find("differs from that of job " + std::to_string(job) +
+                      "'s plan: temporal_compression 8 vs 4"),
+            std::string::npos)
+      << ErrorText(replies[0]);
+  Join(w1);  // the same metadata: welcome, and the job goes on
+  EXPECT_EQ(Assignments(harness_->Take("w1")).size(), 1u);
+}
+
+// A waiting job whose manifest does not fit the model that turns up fails, naming the field, its
+// place in the manifest and the nearest lengths that fit; a built-in model's job is refused at
+// submit the same way.
+TEST_F(CoreTest, AManifestThatDoesNotFitItsModelIsRefusedWithTheFieldsPlace) {
+  const uint64_t job = harness_->Submit(ManifestFor("wan", 81, 32, 8));
+  ASSERT_GT(job, 0u);
+  FakeWorker w1("w1", {"wan"});
+  w1.set_specs({WanLike()});
+  Join(w1);
+  JobInfo st = harness_->Status(job);
+  EXPECT_EQ(st.state, "FAILED");
+  EXPECT_NE(
+      st.error.find("job.yaml:5:20: segments.length: 32 frames is not 1 + 4 k frames (model 'wan'"),
+      std::string::npos)
+      << st.error;
+  EXPECT_NE(st.error.find("nearest: 29 or 33"), std::string::npos) << st.error;
+
+  std::string why;
+  EXPECT_EQ(harness_->Submit(ManifestFor("stamp8", 81, 32, 8), &why), 0u);
+  EXPECT_NE(why.find("segments.length: 32 frames is not 1 + 8 k frames (model 'stamp8'"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("nearest: 25 or 33"), std::string::npos) << why;
 }
 
 }  // namespace

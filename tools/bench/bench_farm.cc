@@ -82,6 +82,8 @@ class SimulatedWorkers {
       h.setHost("bench");
       h.setDevice("cpu");
       h.initModels(1).set(0, model);
+      // Its metadata (one latent frame per video frame), so that the job is planned at once.
+      SetModelSpec(h.initModelSpecs(1)[0], model::PlanningMetadata(model));
       h.setMemoryBytes(1ull << 34);
       s.peer.Send(Serialize(b));
       sims_.push_back(std::move(s));

@@ -192,8 +192,12 @@ int CmdSubmit(const std::string& path, const std::string& coordinator, const std
   auto r = client.Submit(*req);
   if (!r.ok())
     return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
-  std::cout << "job " << r->job_id << " accepted: " << r->frames << " frames in " << r->segments
-            << " segments, output " << r->output << "\n";
+  std::cout << "job " << r->job_id << " accepted: " << r->frames << " frames ";
+  if (r->segments > 0)
+    std::cout << "in " << r->segments << " segments";
+  else  // the coordinator plans it when a worker that serves its model joins
+    std::cout << "(waiting for a worker that serves model " << m->model_name << " to plan it)";
+  std::cout << ", output " << r->output << "\n";
   if (wait) {
     auto st = Follow(client, r->job_id, true);
     if (!st.ok()) return Fail(st.message());
