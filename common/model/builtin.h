@@ -7,7 +7,9 @@
 
 namespace segue::model {
 
-std::unique_ptr<Model> CreateZoomModel();  // zoom.cc: the reference model
+// zoom.cc: the reference model; `name` is zoom, or zoom4 (latent frames 4 frames apart, decoded
+// causally).
+std::unique_ptr<Model> CreateZoomModel(const std::string& name = "zoom");
 // stamp.cc: frames that show their own time; `name` is stamp, stamp4 or stamp8.
 std::unique_ptr<Model> CreateStampModel(const std::string& name);
 

@@ -100,7 +100,14 @@ std::vector<ModelMetadata> MakeBuiltins() {
   zoom.latent_channels = 4;
   zoom.spatial_compression = 8;
   zoom.native_frames = {48};
-  return {zoom, Stamp("stamp", 1), Stamp("stamp4", 4), Stamp("stamp8", 8)};
+  // zoom4: the reference model over latent frames 4 frames apart, with a causal decoder that
+  // blends from the previous latent frame (one latent frame of context).
+  ModelMetadata zoom4 = zoom;
+  zoom4.name = "zoom4";
+  zoom4.temporal_compression = 4;
+  zoom4.native_frames = {49};
+  zoom4.decode_context_before = 1;
+  return {zoom, zoom4, Stamp("stamp", 1), Stamp("stamp4", 4), Stamp("stamp8", 8)};
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ std::string MetadataDifference(const ModelMetadata& a, const ModelMetadata& b);
 // One line for logs and `segue workers`: "r=4, 8x8 (patch 2), 81 frames at 16 fps, ...".
 std::string DescribeMetadata(const ModelMetadata& m);
 
-// The built-in models' metadata (zoom, stamp, stamp4, stamp8): the models themselves (model
+// The built-in models' metadata (zoom, zoom4, stamp, stamp4, stamp8): the models themselves (model
 // layer) return these very values, so that the coordinator, which does not link the model
 // layer, plans their jobs before any worker has joined. nullptr for other names.
 const ModelMetadata* BuiltinMetadata(const std::string& name);

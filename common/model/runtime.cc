@@ -295,7 +295,7 @@ class TorchRuntime final : public Runtime {
       std::error_code ec;
       if (file.empty() || !std::filesystem::is_regular_file(file, ec)) {
         return Result<Model*>::Error(
-            "unknown model '" + name + "' (built-in: zoom, stamp, stamp4, stamp8" +
+            "unknown model '" + name + "' (built-in: zoom, zoom4, stamp, stamp4, stamp8" +
             (file.empty() ? "; this worker has no --models folder)" : "; no " + file + ")"));
       }
       auto loaded = LoadTorchScriptModel(file, name, device_);

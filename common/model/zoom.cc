@@ -86,8 +86,8 @@ constexpr ColourWord kColourWords[] = {
 
 class ZoomModel final : public Model {
  public:
-  ZoomModel() {
-    static_cast<ModelMetadata&>(info_) = *BuiltinMetadata("zoom");  // what the farm plans with
+  explicit ZoomModel(const std::string& name = "zoom") {
+    static_cast<ModelMetadata&>(info_) = *BuiltinMetadata(name);  // what the farm plans with
     TORCH_CHECK(info_.latent_channels == kChannels && info_.spatial_compression == kCompression);
     info_.prediction = Prediction::kX0;
     info_.default_steps = 30;
@@ -231,7 +231,25 @@ class ZoomModel final : public Model {
         }
       }
     });
-    return out;
+    return Causal(out);
+  }
+
+  // zoom4: each latent frame's picture is the last of its r frames; the frames before it blend
+  // from the previous latent frame's picture (a causal decoder that carries one latent frame of
+  // state: decode_context_before = 1). The first latent frame of a call is one frame.
+  torch::Tensor Causal(const torch::Tensor& pictures) const {
+    const int r = info_.temporal_compression;
+    if (r == 1) return pictures;
+    const int64_t T = pictures.size(2);
+    std::vector<torch::Tensor> frames{pictures.narrow(2, 0, 1)};
+    for (int64_t t = 1; t < T; ++t) {
+      torch::Tensor prev = pictures.narrow(2, t - 1, 1), cur = pictures.narrow(2, t, 1);
+      for (int c = 0; c < r; ++c) {
+        const float w = static_cast<float>(c + 1) / static_cast<float>(r);
+        frames.push_back(prev * (1.f - w) + cur * w);
+      }
+    }
+    return torch::cat(frames, 2);
   }
 
  private:
@@ -475,16 +493,20 @@ class ZoomModel final : public Model {
 
 }  // namespace
 
-std::unique_ptr<Model> CreateZoomModel() { return std::make_unique<ZoomModel>(); }
+std::unique_ptr<Model> CreateZoomModel(const std::string& name) {
+  return std::make_unique<ZoomModel>(name);
+}
 
 ZoomPrior ZoomPriorFor(const Conditioning& cond, int64_t h, int64_t w) {
   return {ZoomModel().WorldsOf(cond, h, w), kBlockSeconds};
 }
 
-std::vector<std::string> BuiltinModelNames() { return {"stamp", "stamp4", "stamp8", "zoom"}; }
+std::vector<std::string> BuiltinModelNames() {
+  return {"stamp", "stamp4", "stamp8", "zoom", "zoom4"};
+}
 
 std::unique_ptr<Model> CreateBuiltinModel(const std::string& name) {
-  if (name == "zoom") return CreateZoomModel();
+  if (name == "zoom" || name == "zoom4") return CreateZoomModel(name);
   if (name == "stamp" || name == "stamp4" || name == "stamp8") return CreateStampModel(name);
   return nullptr;
 }

@@ -12,12 +12,12 @@ namespace {
 
 std::string Manifest(const TempDir& dir, const std::string& strategy, const std::string& size,
                      const std::string& segments, int steps, const std::string& duration,
-                     bool transition) {
+                     bool transition, const std::string& model = "zoom") {
   std::string path = dir / (strategy.substr(0, strategy.find(',')) + ".yaml");
   // crf 10, near-lossless: codec noise where an encoded chunk starts must not read as a seam.
   std::ofstream(path) << "version: 1\nvideo: {" << size << ", fps: 24, duration: " << duration
-                      << "}\nmodel: {name: zoom, steps: " << steps << "}\nsegments: {" << segments
-                      << ", strategy: " << strategy << "}\nseed: 11\n"
+                      << "}\nmodel: {name: " << model << ", steps: " << steps << "}\nsegments: {"
+                      << segments << ", strategy: " << strategy << "}\nseed: 11\n"
                       << "output: {overwrite: true, crf: 10}\n"
                       << "timeline:\n  - {at: 0s, prompt: \"a golden dance hall\"}\n"
                       << (transition
@@ -47,6 +47,19 @@ TEST_P(Strategy, SameFramesWithOneTwoOrThreeWorkers) {
       Manifest(dir, GetParam(), "width: 64, height: 48", "length: 8, overlap: 3", 6, "1.5s", true);
   auto one = Render(dir, m, 1, dir / "one.mp4");
   EXPECT_EQ(one.size(), 7u);  // 36 frames in segments of 8 with 3 of overlap
+  EXPECT_TRUE(Render(dir, m, 2, dir / "two.mp4") == one);
+  EXPECT_TRUE(Render(dir, m, 3, dir / "three.mp4") == one);
+  EXPECT_EQ(Probe(dir / "three.mp4").frames, 36);
+}
+
+// The same on a model that compresses time 4x (zoom4): 36 frames are 10 latent frames, in
+// segments of 9 frames (3 latent frames) sharing 4 (1), decoded in chunks with context.
+TEST_P(Strategy, SameFramesWithOneTwoOrThreeWorkersWhenTimeIsCompressed) {
+  TempDir dir;
+  std::string m = Manifest(dir, GetParam(), "width: 64, height: 48", "length: 9, overlap: 4", 6,
+                           "1.5s", true, "zoom4");
+  auto one = Render(dir, m, 1, dir / "one.mp4");
+  EXPECT_EQ(one.size(), 5u);
   EXPECT_TRUE(Render(dir, m, 2, dir / "two.mp4") == one);
   EXPECT_TRUE(Render(dir, m, 3, dir / "three.mp4") == one);
   EXPECT_EQ(Probe(dir / "three.mp4").frames, 36);
