@@ -116,6 +116,12 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
       break;
     case wire::JobActionKind::RETRY:
       s = c.machine.Retry(j);
+      // A job that failed to plan is planned again if its model is known (it fails the same way
+      // unless the model's metadata changed); else it waits for a worker that serves it.
+      if (s.ok() && !j.planned()) {
+        if (const model::ModelMetadata* m = c.models.Find(j.manifest.model_name))
+          c.machine.Plan(j, *m, c.admission.chunk_frames);
+      }
       break;
     case wire::JobActionKind::PRIORITY:
       s = c.machine.SetPriority(j, a.getPriority());

@@ -147,6 +147,8 @@ class TorchRuntime final : public Runtime {
     }
   }
 
+  uint64_t prompt_encodings() const override { return prompt_encodings_; }
+
   Result<ModelMetadata> Metadata(const std::string& name) override {
     auto m = Load(name);
     if (!m.ok()) return m.status();
@@ -232,7 +234,7 @@ class TorchRuntime final : public Runtime {
     p.config.guidance = r.guidance;
     p.config.seed = r.seed;
     std::vector<torch::Tensor> prompt_emb;
-    for (const auto& text : r.prompts) prompt_emb.push_back(model.EncodePrompt(text));
+    for (const auto& text : r.prompts) prompt_emb.push_back(Encode(model, text));
     const int64_t T = r.latent_count;
     const int64_t D = prompt_emb[0].size(0);
     const LatentTimeline timeline(info.temporal_compression);
@@ -252,11 +254,8 @@ class TorchRuntime final : public Runtime {
     p.cond = Conditioning{emb,   times,          *camera, r.camera_speed, r.width, r.height,
                           r.fps, r.latent_start, {}};
     if (r.guidance != 1.0) {
-      torch::Tensor neg = model.EncodePrompt(r.negative_prompt)
-                              .unsqueeze(0)
-                              .unsqueeze(0)
-                              .expand({1, T, D})
-                              .contiguous();
+      torch::Tensor neg =
+          Encode(model, r.negative_prompt).unsqueeze(0).unsqueeze(0).expand({1, T, D}).contiguous();
       p.uncond = Conditioning{neg,   times,          *camera, r.camera_speed, r.width, r.height,
                               r.fps, r.latent_start, {}};
     }
@@ -285,6 +284,20 @@ class TorchRuntime final : public Runtime {
     return p;
   }
 
+  // A prompt's conditioning, encoded once per model and text on this worker: a job's segments
+  // share its prompts, and a text encoder (umT5, T5-XXL) costs far more than a lookup. Encoding
+  // is deterministic, so a cached tensor is the one encoding again would give.
+  torch::Tensor Encode(Model& model, const std::string& text) {
+    auto key = std::make_pair(model.info().name, text);
+    auto it = prompts_.find(key);
+    if (it != prompts_.end()) return it->second;
+    if (prompts_.size() >= kMaxCachedPrompts) prompts_.clear();  // a bound, not a policy
+    ++prompt_encodings_;
+    torch::Tensor e = model.EncodePrompt(text);
+    prompts_.emplace(std::move(key), e);
+    return e;
+  }
+
   Result<Model*> Load(const std::string& name) {
     auto it = models_.find(name);
     if (it != models_.end()) return it->second.get();
@@ -308,6 +321,9 @@ class TorchRuntime final : public Runtime {
     return raw;
   }
 
+  static constexpr size_t kMaxCachedPrompts = 4096;
+  std::map<std::pair<std::string, std::string>, torch::Tensor> prompts_;  // (model, text)
+  uint64_t prompt_encodings_ = 0;
   RuntimeOptions options_;
   torch::Device device_;  // where TorchScript models run
   std::map<std::string, std::unique_ptr<Model>> models_;

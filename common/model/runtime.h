@@ -79,6 +79,9 @@ class Runtime {
   virtual Result<std::vector<Tensor>> RenderTogether(
       const std::vector<SegmentRequest>& requests,
       const std::function<Status(int, std::vector<LatentView>&)>& after_step) = 0;
+  // How many times a prompt was encoded: each distinct (model, prompt) once, however many
+  // segments use it (a bounded cache; stats for logs and tests).
+  virtual uint64_t prompt_encodings() const = 0;
   // What `model` declares (loading it if need be).
   virtual Result<ModelMetadata> Metadata(const std::string& model) = 0;
   // Decodes latents [C, T, h, w] of `model` as one clip (1 + r (T - 1) frames), drops the first

@@ -313,6 +313,14 @@ TEST_F(CoreTest, AManifestThatDoesNotFitItsModelIsRefusedWithTheFieldsPlace) {
       std::string::npos)
       << st.error;
   EXPECT_NE(st.error.find("nearest: 29 or 33"), std::string::npos) << st.error;
+  // A retry plans it again (the model is known now), and it fails the same way.
+  capnp::MallocMessageBuilder retry;
+  auto action = retry.initRoot<wire::Envelope>().initJobAction();
+  action.setJobId(job);
+  action.setAction(wire::JobActionKind::RETRY);
+  harness_->Call(Serialize(retry));
+  EXPECT_EQ(harness_->Status(job).state, "FAILED");
+  EXPECT_EQ(harness_->Status(job).error, st.error);
 
   std::string why;
   EXPECT_EQ(harness_->Submit(ManifestFor("stamp8", 81, 32, 8), &why), 0u);

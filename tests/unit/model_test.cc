@@ -62,6 +62,11 @@ TEST(Zoom, RenderIsBitwiseDeterministicAcrossRunsAndThreadCounts) {
   EXPECT_EQ(a->shape, (std::vector<int64_t>{4, 12, 6, 8}));
   EXPECT_EQ(0, std::memcmp(a->data.data(), b->data.data(), a->data.size() * 4));
   EXPECT_EQ(0, std::memcmp(a->data.data(), c->data.data(), a->data.size() * 4));
+  // The second render (and a later segment of the same prompts) encoded no prompt again: b, from
+  // the cache, is bitwise a, and c, encoded afresh, too.
+  EXPECT_TRUE(one->Render(Request(12, 12)).ok());
+  EXPECT_EQ(one->prompt_encodings(), 2u);
+  EXPECT_EQ(two->prompt_encodings(), 2u);
 }
 
 TEST(Zoom, ContentDependsOnTheSeedSoIndependentOverlapsDisagree) {

@@ -1,7 +1,9 @@
 // Cap'n Proto messages: round trips and the reading limits.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "common/protocol/protocol.h"
 
@@ -124,6 +126,50 @@ TEST(Protocol, BadTensorsAreErrorsNotCrashes) {
   shape.set(0, -1);
   t.setDtype("f32");
   EXPECT_FALSE(GetTensor(t.asReader()).ok());
+}
+
+// A model's metadata crosses the wire whole, and a peer's nonsense is refused with the model and
+// the field named, never taken: the coordinator plans every job of that model from it.
+TEST(Protocol, ModelSpecsRoundTripAndNonsenseIsRefused) {
+  for (const model::ModelMetadata& m : model::BuiltinMetadataList()) {
+    capnp::MallocMessageBuilder b;
+    SetModelSpec(b.initRoot<wire::ModelSpec>(), m);
+    auto back = ModelSpecFrom(b.getRoot<wire::ModelSpec>().asReader());
+    ASSERT_TRUE(back.ok()) << back.message();
+    EXPECT_EQ(*back, m) << model::MetadataDifference(*back, m);
+  }
+  model::ModelMetadata wan;
+  wan.name = "wan";
+  wan.temporal_compression = 4;
+  wan.native_frames = {81};
+  struct Bad {
+    std::function<void(wire::ModelSpec::Builder)> spoil;
+    std::string says;
+  };
+  const std::vector<Bad> cases = {
+      {[](auto s) { s.setTemporalCompression(3); }, "temporal_compression must be 1, 4, 6 or 8"},
+      {[](auto s) { s.setTemporalCompression(0xffffffffu); }, "temporal_compression"},
+      {[](auto s) { s.initNativeFrames(1).set(0, 80); }, "80 is not 1 + 4 k frames"},
+      {[](auto s) { s.initNativeFrames(0); }, "native_frames must name at least one"},
+      {[](auto s) { s.initNativeFrames(100); }, "too many native lengths"},
+      {[](auto s) { s.setSpatialCompression(0); }, "spatial_compression"},
+      {[](auto s) { s.setLatentChannels(1u << 30); }, "latent_channels"},
+      {[](auto s) { s.setNativeFps(std::nan("")); }, "native_fps"},
+      {[](auto s) { s.setOutputMax(-5); }, "output range"},
+      {[](auto s) { s.setDecodeContextBefore(1000); }, "decode context"},
+      {[](auto s) { s.setConditioning("per-galaxy"); },
+       "conditioning must be per-frame or per-clip"},
+      {[](auto s) { s.setName(""); }, "without a valid name"},
+  };
+  for (const Bad& c : cases) {
+    capnp::MallocMessageBuilder b;
+    auto spec = b.initRoot<wire::ModelSpec>();
+    SetModelSpec(spec, wan);
+    c.spoil(spec);
+    auto got = ModelSpecFrom(spec.asReader());
+    ASSERT_FALSE(got.ok()) << c.says;
+    EXPECT_NE(got.message().find(c.says), std::string::npos) << got.message();
+  }
 }
 
 }  // namespace
