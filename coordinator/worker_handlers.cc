@@ -25,6 +25,11 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
   }
   // The models' metadata, checked against the farm's before anything of the worker is kept.
   std::vector<model::ModelMetadata> specs;
+  if (h.getModelSpecs().size() > 1024) {
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                                         "hello: more than 1024 models' metadata"));
+    return;
+  }
   for (auto spec : h.getModelSpecs()) {
     auto meta = ModelSpecFrom(spec);
     if (!meta.ok()) {
