@@ -23,6 +23,9 @@ void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, const Assign
   t.setSteps(static_cast<uint32_t>(m.steps));
   t.setSampler(m.sampler);
   t.setShift(m.shift);
+  t.setShiftFromTokens(m.shift_from_tokens);
+  auto sigmas = t.initSigmas(static_cast<unsigned>(m.sigmas.size()));
+  for (size_t i = 0; i < m.sigmas.size(); ++i) sigmas.set(static_cast<unsigned>(i), m.sigmas[i]);
   t.setEta(m.eta);
   t.setGuidance(m.guidance);
   t.setNegativePrompt(m.negative_prompt);

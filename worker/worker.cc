@@ -76,6 +76,9 @@ Result<model::SegmentRequest> RequestFromTask(model::Runtime& runtime, wire::Ren
   r.sampler = t.getSampler().size() ? t.getSampler().cStr() : "euler";
   r.steps = static_cast<int>(t.getSteps());
   r.shift = t.getShift() > 0 ? t.getShift() : 1.0;
+  r.shift_from_tokens = t.getShiftFromTokens();
+  if (t.getSigmas().size() > 1000) return R::Error("task has more than 1000 sigmas");
+  for (double s : t.getSigmas()) r.sigmas.push_back(s);  // checked by the runtime
   r.eta = t.getEta();
   r.guidance = t.getGuidance() > 0 ? t.getGuidance() : 1.0;
   r.negative_prompt = t.getNegativePrompt().cStr();

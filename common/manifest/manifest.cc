@@ -311,7 +311,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
 
   // model
   if (top.Has("model")) {
-    Map model(top.Get("model"), "model", {"name", "steps", "sampler", "shift", "eta", "guidance"});
+    Map model(top.Get("model"), "model",
+              {"name", "steps", "sampler", "shift", "eta", "guidance", "sigmas"});
     if (model.Has("name")) {
       m.model_name = Scalar(model.Get("name"), model.Field("name"), "a model name");
       locate(model.Field("name"), model.Get("name"));
@@ -337,11 +338,42 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
         Fail(n.Mark(), model.Field(key), os.str());
       }
     };
-    bounded("shift", 0.05, 100.0, &m.shift);
+    if (model.Has("shift") && model.Get("shift").IsScalar() &&
+        model.Get("shift").Scalar() == "auto") {
+      m.shift_from_tokens = true;
+    } else {
+      bounded("shift", 0.05, 100.0, &m.shift);
+    }
+    if (model.Has("sigmas")) {
+      const YAML::Node& list = model.Get("sigmas");
+      const std::string field = model.Field("sigmas");
+      if (!list.IsSequence() || list.size() == 0)
+        Fail(list.Mark(), field, "expected a list of noise levels, got " + Describe(list));
+      if (list.size() > static_cast<size_t>(ManifestLimits::kMaxSteps))
+        Fail(list.Mark(), field, "more than 1000 noise levels");
+      for (size_t i = 0; i < list.size(); ++i) {
+        const std::string item = field + "[" + std::to_string(i) + "]";
+        const double s = Number(list[i], item);
+        if (!(s > 0 && s <= 1)) Fail(list[i].Mark(), item, "must be in (0, 1]");
+        if (i > 0 && !(s < m.sigmas.back()))
+          Fail(list[i].Mark(), item, "noise levels must decrease");
+        m.sigmas.push_back(s);
+      }
+      if (model.Has("steps") && m.steps != static_cast<int>(m.sigmas.size())) {
+        Fail(model.Get("steps").Mark(), model.Field("steps"),
+             std::to_string(m.steps) + " steps but " + std::to_string(m.sigmas.size()) +
+                 " sigmas: give one noise level per step (or leave steps out)");
+      }
+      m.steps = static_cast<int>(m.sigmas.size());
+    }
     bounded("eta", 0.0, 1.0, &m.eta);
     bounded("guidance", 0.0, 30.0, &m.guidance);
     if (model.Has("eta") && m.sampler != "ddim") {
       Fail(model.Get("eta").Mark(), model.Field("eta"), "eta applies to the ddim sampler only");
+    }
+    if (model.Has("sigmas") && m.sampler != "euler") {
+      Fail(model.Get("sigmas").Mark(), model.Field("sigmas"),
+           "sigmas apply to the euler sampler only");
     }
     if (model.Has("shift") && m.sampler != "euler") {
       Fail(model.Get("shift").Mark(), model.Field("shift"),

@@ -60,9 +60,15 @@ struct Manifest {
   int steps = 30;
   std::string sampler = "euler";  // euler (flow matching) | ddim
   double shift = 1.0;             // euler: timestep shift
-  double eta = 0.0;               // ddim: 0 deterministic, > 0 stochastic
-  double guidance = 1.0;          // classifier-free guidance scale; 1 = off
-  std::string negative_prompt;    // the unconditional prompt of guidance
+  // euler, `model.shift: auto`: the shift computed from each call's token count, as LTX-Video
+  // does (common/model/sampler.h, DynamicShiftMu).
+  bool shift_from_tokens = false;
+  // euler, optional: the noise levels of the steps, decreasing in (0, 1] (a 0 ends them); empty:
+  // `steps` levels evenly spaced from 1. The shift applies to them as diffusers applies it.
+  std::vector<double> sigmas;
+  double eta = 0.0;             // ddim: 0 deterministic, > 0 stochastic
+  double guidance = 1.0;        // classifier-free guidance scale; 1 = off
+  std::string negative_prompt;  // the unconditional prompt of guidance
 
   int segment_length = 48;
   int segment_overlap = 12;

@@ -230,6 +230,15 @@ class TorchRuntime final : public Runtime {
       return R::Error("unknown sampler '" + r.sampler + "' (euler, ddim)");
     p.config.steps = r.steps;
     p.config.shift = r.shift;
+    if (!r.sigmas.empty()) {
+      if (p.config.kind != SamplerKind::kEuler || static_cast<int>(r.sigmas.size()) != r.steps)
+        return R::Error("sigmas: one level per step, for the euler sampler only");
+      for (size_t i = 0; i < r.sigmas.size(); ++i) {
+        if (!(r.sigmas[i] > 0 && r.sigmas[i] <= 1) || (i > 0 && !(r.sigmas[i] < r.sigmas[i - 1])))
+          return R::Error("sigmas must decrease within (0, 1]");
+      }
+      p.config.sigmas = r.sigmas;
+    }
     p.config.eta = r.eta;
     p.config.guidance = r.guidance;
     p.config.seed = r.seed;
@@ -260,6 +269,10 @@ class TorchRuntime final : public Runtime {
                               r.fps, r.latent_start, {}};
     }
     const int64_t h = r.height / info.spatial_compression, w = r.width / info.spatial_compression;
+    if (r.shift_from_tokens) {  // the call's tokens: latent frames x patches per frame
+      const int64_t tokens = T * (h / info.patch_size) * (w / info.patch_size);
+      p.config.mu = DynamicShiftMu(tokens);
+    }
     p.noise = SeededNoise(r.seed, {1, info.latent_channels, T, h, w});
     if (r.resume_latents) {
       const Tensor& x = *r.resume_latents;

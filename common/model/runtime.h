@@ -28,6 +28,8 @@ struct SegmentRequest {
   std::string sampler = "euler";  // euler | ddim
   int steps = 30;
   double shift = 1.0;
+  std::vector<double> sigmas;      // euler: explicit levels (`steps` of them), before the shift
+  bool shift_from_tokens = false;  // euler: DynamicShiftMu of the call's token count
   double eta = 0.0;
   double guidance = 1.0;
   std::string negative_prompt;

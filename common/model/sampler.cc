@@ -13,6 +13,29 @@ std::vector<double> FlowMatchSigmas(int steps, double shift) {
   return s;
 }
 
+std::vector<double> FlowMatchSchedule(const SamplerConfig& config) {
+  if (config.sigmas.empty() && !config.mu) return FlowMatchSigmas(config.steps, config.shift);
+  std::vector<double> s = config.sigmas;
+  if (s.empty()) {
+    for (int i = 0; i < config.steps; ++i) s.push_back(1.0 - static_cast<double>(i) / config.steps);
+  }
+  for (double& v : s) {
+    if (config.mu)
+      v = std::exp(*config.mu) / (std::exp(*config.mu) + (1.0 / v - 1.0));
+    else
+      v = config.shift * v / (1.0 + (config.shift - 1.0) * v);
+  }
+  s.push_back(0.0);
+  return s;
+}
+
+double DynamicShiftMu(int64_t tokens) {
+  constexpr double kBaseTokens = 1024, kMaxTokens = 4096, kBaseShift = 0.95, kMaxShift = 2.05;
+  const double m = (kMaxShift - kBaseShift) / (kMaxTokens - kBaseTokens);
+  const double b = kBaseShift - m * kBaseTokens;
+  return static_cast<double>(tokens) * m + b;
+}
+
 DdimSchedule DdimSchedule::Make(int steps, int train_steps, double beta_start, double beta_end,
                                 int steps_offset, bool set_alpha_to_one) {
   DdimSchedule d;
@@ -53,7 +76,7 @@ Sampler::Sampler(Model& model, const SamplerConfig& config, Conditioning cond,
                  std::optional<Conditioning> uncond)
     : model_(model), config_(config), cond_(std::move(cond)), uncond_(std::move(uncond)) {
   if (config_.kind == SamplerKind::kEuler)
-    sigmas_ = FlowMatchSigmas(config_.steps, config_.shift);
+    sigmas_ = FlowMatchSchedule(config_);
   else
     ddim_ = DdimSchedule::Make(config_.steps);
 }

@@ -28,7 +28,13 @@ enum class SamplerKind { kEuler, kDdim };
 struct SamplerConfig {
   SamplerKind kind = SamplerKind::kEuler;
   int steps = 30;
-  double shift = 1.0;     // euler only
+  double shift = 1.0;  // euler only
+  // euler only: the steps' noise levels before shifting (`steps` values, decreasing in (0, 1]);
+  // empty: evenly spaced from 1 (FlowMatchEulerDiscreteScheduler's default).
+  std::vector<double> sigmas;
+  // euler only: set, the levels are time-shifted with this mu (LTX-Video's dynamic shifting,
+  // DynamicShiftMu) instead of by `shift`.
+  std::optional<double> mu;
   double eta = 0.0;       // ddim only
   double guidance = 1.0;  // classifier-free guidance scale; 1 = off
   uint64_t seed = 0;      // for ddim's eta > 0 noise
@@ -36,6 +42,16 @@ struct SamplerConfig {
 
 // Flow-matching noise levels s_i for i = 0..steps, from 1 to 0, shifted.
 std::vector<double> FlowMatchSigmas(int steps, double shift = 1.0);
+
+// The levels a sampler with `config` steps through: config.sigmas (or the even spacing) shifted,
+// as FlowMatchEulerDiscreteScheduler.set_timesteps does (by `shift`: s' = shift s / (1 + (shift
+// - 1) s); with `mu`: s' = e^mu / (e^mu + 1/s - 1)), then a final 0. steps + 1 values.
+std::vector<double> FlowMatchSchedule(const SamplerConfig& config);
+
+// LTX-Video's dynamic shift: mu grows linearly with the token count of a call (latent frames x
+// patches per frame), from 0.95 at 1,024 tokens to 2.05 at 4,096 (its scheduler's base_shift,
+// max_shift, base_image_seq_len and max_image_seq_len; diffusers' calculate_shift).
+double DynamicShiftMu(int64_t tokens);
 
 // DDIMScheduler's schedule.
 struct DdimSchedule {

@@ -97,6 +97,8 @@ struct RenderTask {
   checkpointEverySeconds @23 :UInt32;  # ... or when this many seconds passed since the last one
   resumeStep @24 :UInt32;    # > 0: start at this step from resumeLatents (a stored checkpoint)
   resumeLatents @25 :TensorData;
+  sigmas @26 :List(Float64);  # euler: the steps' noise levels before the shift (empty: even)
+  shiftFromTokens @27 :Bool;  # euler: shift by the call's token count (LTX-Video's rule)
 }
 
 # A segment's latents after `step` steps, so a new worker can resume there.

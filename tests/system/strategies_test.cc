@@ -65,6 +65,31 @@ TEST_P(Strategy, SameFramesWithOneTwoOrThreeWorkersWhenTimeIsCompressed) {
   EXPECT_EQ(Probe(dir / "three.mp4").frames, 36);
 }
 
+// The sampler's schedule travels from the manifest to the workers: explicit levels equal to the
+// default spacing render bitwise the default's latents; LTX-Video's shift by token count others.
+TEST(Schedule, ExplicitSigmasAndShiftByTokensReachTheWorkers) {
+  TempDir dir;
+  auto latents = [&](const std::string& model, const std::string& name) {
+    const std::string path = dir / (name + ".yaml");
+    std::ofstream(path) << "version: 1\nvideo: {width: 64, height: 48, fps: 24, frames: 20}\n"
+                        << "model: {name: zoom, " << model << "}\n"
+                        << "segments: {length: 12, overlap: 4}\nseed: 3\n"
+                        << "timeline: [{at: 0s, prompt: \"a golden dance hall\"}]\n";
+    std::string log;
+    const std::string state = dir / ("state-" + name);
+    EXPECT_EQ(RunCommand(Cli("render '" + path + "' --workers 2 --output '" + dir / name +
+                             ".mp4' --state-dir '" + state + "' --preset veryfast"),
+                         &log, true),
+              0)
+        << log;
+    return StoredLatents(state + "/store", 1);
+  };
+  const auto plain = latents("steps: 4", "plain");
+  ASSERT_EQ(plain.size(), 2u);
+  EXPECT_TRUE(latents("sigmas: [1.0, 0.75, 0.5, 0.25]", "even") == plain);
+  EXPECT_FALSE(latents("steps: 4, shift: auto", "auto") == plain);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllStrategies, Strategy,
                          ::testing::Values("independent", "chained", "codenoise"),
                          [](const auto& info) { return std::string(info.param); });

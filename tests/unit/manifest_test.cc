@@ -162,6 +162,28 @@ TEST(ManifestRejects, OverlapNotBelowLength) {
               "must be smaller than length");
 }
 
+// Explicit noise levels and LTX-Video's shift by token count (euler only); the levels decide
+// the number of steps.
+TEST(Manifest, SigmasAndShiftByTokens) {
+  auto m = Parse(Good("model: {name: zoom, steps: 30}",
+                      "model: {name: zoom, sigmas: [1.0, 0.9, 0.5, 0.1], shift: auto}"));
+  ASSERT_TRUE(m.ok()) << m.message();
+  EXPECT_EQ(m->sigmas, (std::vector<double>{1.0, 0.9, 0.5, 0.1}));
+  EXPECT_EQ(m->steps, 4);
+  EXPECT_TRUE(m->shift_from_tokens);
+  EXPECT_FALSE(Parse(kGood)->shift_from_tokens);
+  EXPECT_TRUE(Parse(kGood)->sigmas.empty());
+  ExpectError(Good("steps: 30", "sigmas: [1.0, 0.5, 0.6]"), 4, 40, "model.sigmas[2]",
+              "must decrease");
+  ExpectError(Good("steps: 30", "sigmas: [1.5]"), 4, 30, "model.sigmas[0]", "(0, 1]");
+  ExpectError(Good("steps: 30", "sigmas: []"), 4, 29, "model.sigmas", "expected a list");
+  ExpectError(Good("steps: 30", "steps: 3, sigmas: [1.0, 0.5]"), 4, 28, "model.steps",
+              "3 steps but 2 sigmas");
+  ExpectError(Good("steps: 30", "sampler: ddim, sigmas: [1.0, 0.5]"), 4, 44, "model.sigmas",
+              "euler sampler only");
+  ExpectError(Good("steps: 30", "shift: fast"), 4, 28, "model.shift", "expected a number");
+}
+
 TEST(ManifestRejects, TimelineOrder) {
   ExpectError(Good("at: 0s", "at: -1s"), 10, 10, "timeline[0].at", "at or after 0s");
   ExpectError(Good("at: 12s", "at: 0s"), 11, 10, "timeline[1].at", "increasing order");

@@ -42,6 +42,56 @@ TEST(Sampler, FlowMatchSigmasMatchTheShiftFormula) {
   EXPECT_DOUBLE_EQ(shifted[4], 0.0);
 }
 
+// Explicit levels and dynamic shifting, as diffusers' FlowMatchEulerDiscreteScheduler computes
+// them (set_timesteps with sigmas; calculate_shift and time_shift with LTX-Video's constants).
+TEST(Sampler, ExplicitSigmasAndDynamicShiftFollowThePublishedFormulas) {
+  SamplerConfig c;
+  c.steps = 3;
+  c.sigmas = {1.0, 0.6, 0.2};
+  c.shift = 3.0;
+  auto s = FlowMatchSchedule(c);
+  ASSERT_EQ(s.size(), 4u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(s[i], 3.0 * c.sigmas[i] / (1.0 + 2.0 * c.sigmas[i]), 1e-15);
+  EXPECT_EQ(s[3], 0.0);
+  // Without explicit levels: the even spacing, bitwise as before.
+  c.sigmas.clear();
+  EXPECT_EQ(FlowMatchSchedule(c), FlowMatchSigmas(3, 3.0));
+  // mu = tokens (max_shift - base_shift) / (max_len - base_len) + b, through (1024, 0.95) and
+  // (4096, 2.05); s' = e^mu / (e^mu + 1/s - 1).
+  EXPECT_NEAR(DynamicShiftMu(1024), 0.95, 1e-12);
+  EXPECT_NEAR(DynamicShiftMu(4096), 2.05, 1e-12);
+  EXPECT_NEAR(DynamicShiftMu(2560), 1.5, 1e-12);
+  c.mu = 1.5;
+  s = FlowMatchSchedule(c);
+  EXPECT_DOUBLE_EQ(s[0], 1.0);
+  EXPECT_NEAR(s[1], std::exp(1.5) / (std::exp(1.5) + 1.0 / (2.0 / 3.0) - 1.0), 1e-15);
+  EXPECT_EQ(s[3], 0.0);
+}
+
+// Through the runtime: levels equal to the default spacing give bitwise the default render;
+// other levels, or the shift by token count, another.
+TEST(Runtime, SigmasAndTokenShiftReachTheSampler) {
+  auto rt = Make(1);
+  SegmentRequest r = Request(5);
+  r.steps = 4;
+  auto plain = rt->Render(r);
+  r.sigmas = {1.0, 0.75, 0.5, 0.25};
+  auto same = rt->Render(r);
+  r.sigmas = {1.0, 0.97, 0.94, 0.91};  // the last prediction at a high level
+  auto other = rt->Render(r);
+  r.sigmas.clear();
+  r.shift_from_tokens = true;
+  auto shifted = rt->Render(r);
+  ASSERT_TRUE(plain.ok() && same.ok() && other.ok() && shifted.ok());
+  EXPECT_EQ(plain->data, same->data);
+  EXPECT_NE(plain->data, other->data);
+  EXPECT_NE(plain->data, shifted->data);
+  r.sigmas = {1.0, 0.5, 0.6, 0.1};  // not decreasing: an error, not a render
+  r.shift_from_tokens = false;
+  EXPECT_FALSE(rt->Render(r).ok());
+}
+
 TEST(Sampler, SeededNoiseIsStandardNormalAndStable) {
   torch::Tensor a = SeededNoise(5, {1, 4, 8, 16, 16});
   torch::Tensor b = SeededNoise(5, {1, 4, 8, 16, 16});
