@@ -161,5 +161,50 @@ TEST(EndToEnd, PlanJsonFollowsTheRule) {
   EXPECT_EQ(j["segments"][0]["prompts"], nlohmann::json::array({"a golden dance hall"}));
 }
 
+// A model that compresses time, planned from its metadata (--model-info, what its workers would
+// report): the plan is in latent frames and shows both ranges; lengths that do not fit are
+// refused with their place and the nearest that fit.
+TEST(EndToEnd, PlanJsonInLatentFramesForAModelThatCompressesTime) {
+  TempDir dir;
+  std::ofstream(dir / "wan.json")
+      << R"({"temporal_compression": 4, "patch_size": 2, "latent_channels": 16,
+             "native_frames": [81], "native_fps": 16, "decode_context_before": 1})";
+  auto manifest = [&](int length) {
+    std::ofstream(dir / "wan.yaml")
+        << "version: 1\nvideo: {width: 64, height: 48, fps: 16, frames: 81}\n"
+        << "model: {name: wan, steps: 6}\nsegments: {length: " << length << ", overlap: 8}\n"
+        << "timeline: [{at: 0s, prompt: \"a golden dance hall\"}]\n";
+    return dir / "wan.yaml";
+  };
+  const std::string info = " --model-info '" + dir / "wan.json" + "'";
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("plan --json '" + manifest(33) + "'" + info), &out), 0) << out;
+  auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["frames"], 81);
+  EXPECT_EQ(j["latents"], 21);
+  EXPECT_EQ(j["temporal_compression"], 4);
+  EXPECT_EQ(j["latent_length"], 9);
+  EXPECT_EQ(j["latent_overlap"], 2);
+  ASSERT_EQ(j["segments"].size(), 3u);
+  const int want[3][4] = {{0, 9, 0, 33}, {7, 16, 25, 61}, {12, 21, 45, 81}};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(j["segments"][i]["latent_start"], want[i][0]) << i;
+    EXPECT_EQ(j["segments"][i]["latent_end"], want[i][1]) << i;
+    EXPECT_EQ(j["segments"][i]["start"], want[i][2]) << i;
+    EXPECT_EQ(j["segments"][i]["end"], want[i][3]) << i;
+  }
+  EXPECT_EQ(RunCommand(Cli("plan '" + manifest(32) + "'" + info), &out, true), 2) << out;
+  EXPECT_NE(out.find(dir / "wan.yaml" + ":4:20: segments.length: 32 frames is not 1 + 4 k frames"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("nearest: 29 or 33"), std::string::npos) << out;
+  std::ofstream(dir / "bad.json") << R"({"temporal_compression": 3})";
+  EXPECT_EQ(RunCommand(Cli("plan '" + manifest(33) + "' --model-info '" + dir / "bad.json" + "'"),
+                       &out, true),
+            2)
+      << out;
+  EXPECT_NE(out.find("temporal_compression must be 1, 4, 6 or 8"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace segue

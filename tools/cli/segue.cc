@@ -1,5 +1,5 @@
 // segue: the command line a pipeline TD types.
-//   segue plan MANIFEST [--json]            how the video is cut into segments
+//   segue plan MANIFEST [--json] [--model-info F]  how the video is cut into segments
 //   segue render MANIFEST [--workers N]      a local farm on this machine, start to finish
 //   segue submit MANIFEST --coordinator A    hand a job to a running farm
 //   segue status JOB [--json] [--watch]      one job's state and progress
@@ -70,12 +70,57 @@ struct ManifestPlan {
   std::vector<SegmentSpan> segments;
 };
 
-Result<ManifestPlan> PlanManifest(const std::string& path, bool check_audio) {
+// A model's metadata from a JSON file (`segue plan --model-info`): the fields of
+// common/model/metadata.h by name; those left out keep their defaults.
+Result<model::ModelMetadata> LoadModelInfo(const std::string& path, const std::string& name) {
+  using R = Result<model::ModelMetadata>;
+  std::string error;
+  const std::string text = ReadFile(path, &error);
+  if (!error.empty()) return R::Error(error);
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return R::Error(path + ": not a JSON object of model metadata");
+  model::ModelMetadata m;
+  m.name = name;
+  try {
+    for (auto [key, out] : std::vector<std::pair<const char*, int*>>{
+             {"latent_channels", &m.latent_channels},
+             {"temporal_compression", &m.temporal_compression},
+             {"spatial_compression", &m.spatial_compression},
+             {"patch_size", &m.patch_size},
+             {"decode_context_before", &m.decode_context_before},
+             {"decode_context_after", &m.decode_context_after}}) {
+      if (j.contains(key)) *out = j.at(key).get<int>();
+    }
+    if (j.contains("native_frames"))
+      m.native_frames = j.at("native_frames").get<std::vector<int>>();
+    if (j.contains("native_fps")) m.native_fps = j.at("native_fps").get<double>();
+    if (j.contains("output_min")) m.output_min = j.at("output_min").get<double>();
+    if (j.contains("output_max")) m.output_max = j.at("output_max").get<double>();
+    if (j.contains("conditioning")) {
+      auto scope = model::ParseConditioningScope(j.at("conditioning").get<std::string>());
+      if (!scope) return R::Error(path + ": conditioning must be per-frame or per-clip");
+      m.conditioning = *scope;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return R::Error(path + ": " + e.what());
+  }
+  if (Status s = model::CheckMetadata(m); !s.ok()) return R::Error(path + ": " + s.message());
+  return m;
+}
+
+Result<ManifestPlan> PlanManifest(const std::string& path, bool check_audio,
+                                  const std::string& model_info = "") {
   auto m = LoadManifestFile(path, check_audio);
   if (!m.ok()) return m.status();
   ManifestPlan p;
   p.manifest = std::move(*m);
   p.model = model::PlanningMetadata(p.manifest.model_name);
+  if (!model_info.empty()) {
+    auto info = LoadModelInfo(model_info, p.manifest.model_name);
+    if (!info.ok()) return info.status();
+    p.model = *info;
+  }
   auto g = FitToModel(p.manifest, p.model);
   if (!g.ok()) return g.status();
   p.geometry = *g;
@@ -83,8 +128,8 @@ Result<ManifestPlan> PlanManifest(const std::string& path, bool check_audio) {
   return p;
 }
 
-int CmdPlan(const std::string& path, bool json) {
-  auto plan = PlanManifest(path, true);
+int CmdPlan(const std::string& path, bool json, const std::string& model_info) {
+  auto plan = PlanManifest(path, true, model_info);
   if (!plan.ok()) return Fail(plan.message(), kBadInput);
   const Manifest& m = plan->manifest;
   const LatentGeometry& g = plan->geometry;
@@ -583,6 +628,11 @@ int main(int argc, char** argv) {
       app.add_subcommand("plan", "show how a manifest is cut into segments (validates it too)");
   plan->add_option("manifest", manifest, "the manifest (YAML)")->required();
   plan->add_flag("--json", json, "print {\"frames\": N, \"segments\": [...]} instead of text");
+  std::string model_info;
+  plan->add_option("--model-info", model_info,
+                   "JSON of the model's metadata (temporal_compression, spatial_compression, "
+                   "patch_size, native_frames, ...; docs/MODELS.md) to plan a model that is not "
+                   "built in; without it such a model is planned with one latent frame per frame");
 
   auto* render = app.add_subcommand(
       "render", "render a manifest on this machine: a coordinator and local workers");
@@ -734,7 +784,7 @@ int main(int argc, char** argv) {
               << "names)\npublic: " << key_path << ".pub\npublic key: " << keys->public_key << "\n";
     return 0;
   }
-  if (plan->parsed()) return CmdPlan(manifest, json);
+  if (plan->parsed()) return CmdPlan(manifest, json, model_info);
   if (render->parsed())
     return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames,
                      models_dir);
