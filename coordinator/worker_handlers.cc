@@ -26,14 +26,14 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
   // The models' metadata, checked against the farm's before anything of the worker is kept.
   std::vector<model::ModelMetadata> specs;
   if (h.getModelSpecs().size() > 1024) {
-    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST,
-                                         "hello: more than 1024 models' metadata"));
+    c.outbox.Send(identity,
+                  ErrorMessage(wire::ErrorCode::REFUSED, "hello: more than 1024 models' metadata"));
     return;
   }
   for (auto spec : h.getModelSpecs()) {
     auto meta = ModelSpecFrom(spec);
     if (!meta.ok()) {
-      c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+      c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::REFUSED,
                                            "hello: worker " + hello.name + ": " + meta.message()));
       return;
     }
@@ -41,7 +41,7 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
   }
   if (Status s = c.models.Learn(specs, "worker " + hello.name); !s.ok()) {
     spdlog::warn("worker {} refused: {}", hello.name, s.message());
-    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST, "hello: " + s.message()));
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::REFUSED, "hello: " + s.message()));
     return;
   }
   if (Worker* existing = c.workers.ByName(hello.name)) {

@@ -628,7 +628,8 @@ class WorkerLoop {
         }
         case wire::Envelope::ERROR: {
           auto e = env.getError();
-          if (CodeOf(e) == wire::ErrorCode::VERSION_MISMATCH) {
+          if (CodeOf(e) == wire::ErrorCode::VERSION_MISMATCH ||
+              CodeOf(e) == wire::ErrorCode::REFUSED) {
             spdlog::error("refused by the coordinator: {}", e.getMessage().cStr());
             return 4;
           }

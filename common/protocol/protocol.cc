@@ -171,7 +171,7 @@ std::string ErrorMessage(wire::ErrorCode code, const std::string& message) {
 
 wire::ErrorCode CodeOf(wire::Error::Reader error) {
   const uint32_t code = error.getCode();
-  return code <= static_cast<uint32_t>(wire::ErrorCode::INTERNAL)
+  return code <= static_cast<uint32_t>(wire::ErrorCode::REFUSED)
              ? static_cast<wire::ErrorCode>(code)
              : wire::ErrorCode::FAILURE;
 }

@@ -330,6 +330,8 @@ enum ErrorCode {
   notFound @3;         # no such job or worker; to a worker: the coordinator forgot it, say Hello
   versionMismatch @4;  # Hello's protocol version is not the coordinator's
   internal @5;         # the coordinator could not do it (its store refused a write)
+  refused @6;          # Hello: the worker may not join as it is (its models' metadata is not
+                       # the farm's, or is nonsense); saying Hello again would not change it
 }
 
 struct Error {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -42,12 +43,12 @@ def decode(self, latents: Tensor) -> Tensor:
 // Writes DIR/NAME.pt with the contract's metadata and the given methods.
 void SaveModel(const std::string& dir, const std::string& name,
                const std::vector<std::string>& methods, const std::string& prediction = "x0",
-               std::optional<c10::IValue> frame_noise_levels = {}) {
+               std::optional<c10::IValue> frame_noise_levels = {}, int clip_length = 16) {
   torch::jit::Module m("StudioModel");
   m.register_attribute("latent_channels", c10::IntType::get(), 4);
   m.register_attribute("spatial_compression", c10::IntType::get(), 8);
   m.register_attribute("temporal_compression", c10::IntType::get(), 1);
-  m.register_attribute("clip_length", c10::IntType::get(), 16);
+  m.register_attribute("clip_length", c10::IntType::get(), clip_length);
   m.register_attribute("default_steps", c10::IntType::get(), 10);
   m.register_attribute("prediction", c10::StringType::get(), prediction);
   if (frame_noise_levels) {
@@ -295,6 +296,32 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
   // Other jobs are unaffected.
   EXPECT_EQ(wait(submit("zoom")).state, "DONE");
   for (auto& w : farm.workers()) EXPECT_TRUE(w.Running());
+}
+
+// A worker whose model of a name is not the farm's (another file under the same name) is refused
+// with both workers and the difference named, and exits (4: saying Hello again would not help);
+// the farm goes on with the first worker's.
+TEST(TorchScript, AWorkerWhoseModelDiffersFromTheFarmsIsRefusedAndExits) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "a");
+  std::filesystem::create_directories(dir / "b");
+  SaveModel(dir / "a", "studio", {kEncode, kDenoise, kDecode});
+  SaveModel(dir / "b", "studio", {kEncode, kDenoise, kDecode}, "x0", {}, 24);
+  LocalFarm farm(dir / "farm", 1, {}, {"--models", dir / "a"});
+  ASSERT_TRUE(farm.ok());
+  ASSERT_TRUE(farm.WaitForWorkers());
+  auto other = ChildProcess::Spawn({BinDir() + "/segue-worker", "--coordinator", farm.endpoint(),
+                                    "--name", "other", "--models", dir / "b"},
+                                   dir / "other.log");
+  ASSERT_TRUE(other.ok()) << other.message();
+  EXPECT_EQ(other->Wait(30000), 4);
+  std::ifstream in(dir / "other.log");
+  const std::string log(std::istreambuf_iterator<char>(in), {});
+  EXPECT_NE(log.find("model 'studio' of worker other differs from that of worker w0: "
+                     "native_frames 24 vs 16"),
+            std::string::npos)
+      << log;
+  EXPECT_TRUE(farm.workers()[0].Running());
 }
 
 }  // namespace
