@@ -324,5 +324,53 @@ TEST(TorchScript, AWorkerWhoseModelDiffersFromTheFarmsIsRefusedAndExits) {
   EXPECT_TRUE(farm.workers()[0].Running());
 }
 
+// A studio model with Wan 2.1's shape (16 latent channels, 8x spatial compression with patches
+// of 2, time compressed 4x by a causal decoder that needs a latent frame of context) through the
+// farm: the worker reports its metadata, the job is planned from it, every segment of 81 frames
+// reaches `denoise` as [1, 16, 21, h, w] (any other shape fails the task: the model returns a
+// wrong-shaped prediction), and the output has exactly the manifest's 161 frames.
+TEST(TorchScript, AWanShapedModelRendersIn21LatentFramesPer81FrameSegment) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "models");
+  torch::jit::Module m("WanShaped");
+  m.register_attribute("latent_channels", c10::IntType::get(), 16);
+  m.register_attribute("spatial_compression", c10::IntType::get(), 8);
+  m.register_attribute("patch_size", c10::IntType::get(), 2);
+  m.register_attribute("temporal_compression", c10::IntType::get(), 4);
+  m.register_attribute("clip_length", c10::IntType::get(), 81);
+  m.register_attribute("native_fps", c10::FloatType::get(), 16.0);
+  m.register_attribute("decode_context_before", c10::IntType::get(), 1);
+  m.register_attribute("default_steps", c10::IntType::get(), 2);
+  m.register_attribute("prediction", c10::StringType::get(), std::string("velocity"));
+  m.define(kEncode);
+  m.define(R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+    if latents.size(0) != 1 or latents.size(1) != 16 or latents.size(2) != 21 or latents.size(3) != 4 or latents.size(4) != 4:
+        return latents[:, :, 0:1]
+    t = frame_times.float().view([1, 1, 21, 1, 1])
+    return latents - torch.sin(t) * 0.5
+)");
+  m.define(R"(
+def decode(self, latents: Tensor) -> Tensor:
+    rgb = torch.sigmoid(latents[:, 0:3])
+    frames = torch.cat([rgb[:, :, 0:1], rgb[:, :, 1:].repeat_interleave(4, dim=2)], dim=2)
+    return frames.repeat_interleave(8, dim=3).repeat_interleave(8, dim=4)
+)");
+  m.save(dir / "models/wanlike.pt");
+  std::ofstream(dir / "wan.yaml")
+      << "version: 1\nvideo: {width: 32, height: 32, fps: 16, frames: 161}\n"
+      << "model: {name: wanlike, steps: 2}\nsegments: {length: 81, overlap: 20}\n"
+      << "timeline: [{at: 0, prompt: hello}]\noutput: {path: out/wan.mp4}\n";
+  std::string out;
+  ASSERT_EQ(
+      RunCommand(Cli("render '" + dir / "wan.yaml" + "' --workers 2 --models '" + dir / "models" +
+                     "' --chunk-frames 40 --preset veryfast --state-dir '" + dir / "state" + "'"),
+                 &out, true),
+      0)
+      << out;
+  EXPECT_EQ(Probe(dir / "out/wan.mp4").frames, 161);
+  EXPECT_EQ(StoredLatents(dir / "state/store", 1).size(), 3u);  // 41 latent frames, stride 16
+}
+
 }  // namespace
 }  // namespace segue
