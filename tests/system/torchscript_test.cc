@@ -370,6 +370,25 @@ def decode(self, latents: Tensor) -> Tensor:
       << out;
   EXPECT_EQ(Probe(dir / "out/wan.mp4").frames, 161);
   EXPECT_EQ(StoredLatents(dir / "state/store", 1).size(), 3u);  // 41 latent frames, stride 16
+
+  // Submitted to a farm before any worker serves the model, the job waits unplanned and says
+  // so; the first worker that serves it gets it planned and rendered.
+  LocalFarm farm(dir / "farm", 0);
+  ASSERT_TRUE(farm.ok());
+  const std::string at = " --coordinator " + farm.endpoint();
+  ASSERT_EQ(
+      RunCommand(Cli("submit '" + dir / "wan.yaml" + "' --output again.mp4" + at), &out, true), 0)
+      << out;
+  EXPECT_NE(out.find("waiting for a worker that serves model wanlike"), std::string::npos) << out;
+  const std::string id = LastWord(out.substr(0, out.find(" accepted")));
+  ASSERT_EQ(RunCommand(Cli("status " + id + at), &out, true), 0) << out;
+  EXPECT_NE(out.find("waiting for a worker that serves its model"), std::string::npos) << out;
+  auto worker = ChildProcess::Spawn(
+      {BinDir() + "/segue-worker", "--coordinator", farm.endpoint(), "--models", dir / "models"},
+      dir / "late-worker.log");
+  ASSERT_TRUE(worker.ok()) << worker.message();
+  ASSERT_EQ(RunCommand(Cli("status " + id + " --watch" + at), &out, true), 0) << out;
+  EXPECT_EQ(Probe(dir / "farm/root/again.mp4").frames, 161) << out;
 }
 
 }  // namespace

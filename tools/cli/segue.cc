@@ -276,6 +276,8 @@ void PrintJob(const JobInfo& j) {
   if (!j.segment_states.empty())
     std::cout << "  [" << ProgressDisplay::SegmentStrip(j.segment_states, 64)
               << "]  # done  > running  . waiting  x failed\n";
+  if (j.segments_total == 0 && j.state == "QUEUED")  // no plan yet (coordinator/jobs.h)
+    std::cout << "  waiting for a worker that serves its model: it is planned when one joins\n";
   if (!j.output.empty()) std::cout << "  output: " << j.output << "\n";
   if (!j.error.empty()) std::cout << "  error: " << j.error << "\n";
 }
