@@ -149,10 +149,24 @@ class TorchRuntime final : public Runtime {
 
   uint64_t prompt_encodings() const override { return prompt_encodings_; }
 
+  // A model that is not loaded yet is loaded on the CPU for its metadata and let go: a worker
+  // reports every model of its folder when it joins, and keeping them all (real models are
+  // gigabytes) would hold memory for models it may never render with. The metadata is kept.
   Result<ModelMetadata> Metadata(const std::string& name) override {
-    auto m = Load(name);
-    if (!m.ok()) return m.status();
-    return static_cast<const ModelMetadata&>((*m)->info());
+    if (auto it = metadata_.find(name); it != metadata_.end()) return it->second;
+    if (auto it = models_.find(name); it != models_.end())
+      return metadata_[name] = it->second->info();
+    if (const ModelMetadata* builtin = BuiltinMetadata(name)) return metadata_[name] = *builtin;
+    const std::string file = options_.models_dir + "/" + name + ".pt";
+    std::error_code ec;
+    if (options_.models_dir.empty() || !std::filesystem::is_regular_file(file, ec)) {
+      auto m = Load(name);  // for its error
+      if (!m.ok()) return m.status();
+      return metadata_[name] = (*m)->info();
+    }
+    auto loaded = LoadTorchScriptModel(file, name, torch::kCPU);
+    if (!loaded.ok()) return loaded.status();
+    return metadata_[name] = (*loaded)->info();
   }
 
   Result<std::vector<uint8_t>> DecodeRgb(const std::string& name, const Tensor& latents, int width,
@@ -336,6 +350,7 @@ class TorchRuntime final : public Runtime {
 
   static constexpr size_t kMaxCachedPrompts = 4096;
   std::map<std::pair<std::string, std::string>, torch::Tensor> prompts_;  // (model, text)
+  std::map<std::string, ModelMetadata> metadata_;                         // by model name
   uint64_t prompt_encodings_ = 0;
   RuntimeOptions options_;
   torch::Device device_;  // where TorchScript models run
