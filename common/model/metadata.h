@@ -67,8 +67,9 @@ std::string DescribeMetadata(const ModelMetadata& m);
 const ModelMetadata* BuiltinMetadata(const std::string& name);
 const std::vector<ModelMetadata>& BuiltinMetadataList();
 
-// What a job for `name` is planned with: a built-in model's metadata, else (a TorchScript file,
-// whose metadata workers do not report yet) one latent frame per video frame and the defaults.
+// What `segue plan` plans a job for `name` with when it is given no metadata (--model-info): a
+// built-in model's, else one latent frame per video frame and the defaults. (The coordinator
+// plans only from metadata a worker reported: coordinator/models.h.)
 ModelMetadata PlanningMetadata(const std::string& name);
 
 }  // namespace segue::model
