@@ -59,9 +59,8 @@ Result<LatentGeometry> FitToModel(const Manifest& m, const model::ModelMetadata&
   // Overlap: as written, or 12 frames rounded to whole latent frames (at least one).
   const bool overlap_written = m.locations.count("segments.overlap") > 0;
   int64_t overlap = m.segment_overlap;
-  if (!overlap_written) {
+  if (!overlap_written && r > 1) {
     overlap = std::max<int64_t>(1, std::llround(static_cast<double>(overlap) / r)) * r;
-    if (r == 1) overlap = m.segment_overlap;
   } else if (overlap % r != 0) {
     const int64_t below = overlap / r * r, above = below + r;
     const int64_t nearest = overlap - below < above - overlap ? below : above;
