@@ -48,6 +48,17 @@ Status CheckSegmentLatents(const Result<Tensor>& latents, const SegmentSpan& spa
   return Status::Ok();
 }
 
+// A checkpoint: a segment's latents, or [1 + H, C, T, h, w] with a multistep sampler's history
+// (at most 3 tensors: unipc's).
+Status CheckCheckpoint(const Result<Tensor>& state, const SegmentSpan& span) {
+  if (!state.ok() || state->shape.size() != 5) return CheckSegmentLatents(state, span);
+  if (state->shape[0] < 1 || state->shape[0] > 4 || state->shape[2] != span.length())
+    return Status::Error("checkpoint of shape " + state->ShapeString() +
+                         " does not fit a segment of " + std::to_string(span.length()) +
+                         " latent frames");
+  return Status::Ok();
+}
+
 }  // namespace
 
 void OnRenderResult(HandlerContext& c, const std::string& identity, wire::RenderResult::Reader r) {
@@ -114,7 +125,7 @@ void OnCheckpoint(HandlerContext& c, const std::string& identity, wire::Checkpoi
   Job* j = Fence(c, w, cp.getJobId(), TaskKind::kRender, index, cp.getAttempt());
   if (!j) return;
   auto latents = GetTensor(cp.getLatents());
-  if (!CheckSegmentLatents(latents, j->segments[index]).ok() || step == 0) {
+  if (!CheckCheckpoint(latents, j->segments[index]).ok() || step == 0) {
     ++c.metrics.bad_messages;
     spdlog::warn("job {}: dropped a malformed checkpoint of segment {}", j->id, index);
     return;

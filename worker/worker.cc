@@ -127,12 +127,19 @@ Result<model::SegmentRequest> RequestFromTask(model::Runtime& runtime, wire::Ren
   return r;
 }
 
-// Sends segment `segment`'s latents after `done` steps to the coordinator as a checkpoint.
+// Sends segment `segment`'s sampler state after `done` steps to the coordinator as a checkpoint.
 void SendCheckpoint(zmq::socket_t& outbox, uint64_t job, uint32_t segment, uint32_t attempt,
                     int done, const model::LatentView& view) {
+  // The sampler's whole state: the latents, then a multistep sampler's history ([1 + H, C, T,
+  // h, w]), so that the resumed run is bitwise the uninterrupted one.
   Tensor x;
+  const int64_t n = Tensor::NumElements(view.shape);
   x.shape = view.shape;
-  x.data.assign(view.data, view.data + Tensor::NumElements(x.shape));
+  if (!view.history.empty())
+    x.shape.insert(x.shape.begin(), 1 + static_cast<int64_t>(view.history.size()));
+  x.data.reserve(static_cast<size_t>(n) * (1 + view.history.size()));
+  x.data.assign(view.data, view.data + n);
+  for (const float* h : view.history) x.data.insert(x.data.end(), h, h + n);
   capnp::MallocMessageBuilder b;
   auto c = b.initRoot<wire::Envelope>().initCheckpoint();
   c.setJobId(job);

@@ -326,7 +326,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
           Ranged(model.Get("steps"), model.Field("steps"), 1, ManifestLimits::kMaxSteps));
     }
     if (model.Has("sampler")) {
-      m.sampler = OneOf(model.Get("sampler"), model.Field("sampler"), {"euler", "ddim"}, "sampler");
+      m.sampler = OneOf(model.Get("sampler"), model.Field("sampler"), {"euler", "ddim", "unipc"},
+                        "sampler");
     }
     auto bounded = [&](const char* key, double lo, double hi, double* out) {
       if (!model.Has(key)) return;
@@ -371,13 +372,13 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     if (model.Has("eta") && m.sampler != "ddim") {
       Fail(model.Get("eta").Mark(), model.Field("eta"), "eta applies to the ddim sampler only");
     }
-    if (model.Has("sigmas") && m.sampler != "euler") {
+    if (model.Has("sigmas") && m.sampler == "ddim") {
       Fail(model.Get("sigmas").Mark(), model.Field("sigmas"),
-           "sigmas apply to the euler sampler only");
+           "sigmas apply to the flow-matching samplers only (euler, unipc)");
     }
-    if (model.Has("shift") && m.sampler != "euler") {
+    if (model.Has("shift") && m.sampler == "ddim") {
       Fail(model.Get("shift").Mark(), model.Field("shift"),
-           "shift applies to the euler sampler only");
+           "shift applies to the flow-matching samplers only (euler, unipc)");
     }
   }
 

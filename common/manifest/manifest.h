@@ -58,7 +58,7 @@ struct Manifest {
 
   std::string model_name = "zoom";
   int steps = 30;
-  std::string sampler = "euler";  // euler (flow matching) | ddim
+  std::string sampler = "euler";  // euler, unipc (flow matching) | ddim
   double shift = 1.0;             // euler: timestep shift
   // euler, `model.shift: auto`: the shift computed from each call's token count, as LTX-Video
   // does (common/model/sampler.h, DynamicShiftMu).

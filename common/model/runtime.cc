@@ -12,6 +12,11 @@
 namespace segue::model {
 namespace {
 
+// The tensors a checkpoint after `step` steps holds besides the latents.
+int SamplerHistorySize(SamplerKind kind, int step) {
+  return kind == SamplerKind::kUniPc && step > 0 ? 3 : 0;
+}
+
 Result<CameraMotion> ParseCamera(const std::string& s) {
   if (s == "zoom-in") return CameraMotion::kZoomIn;
   if (s == "zoom-out") return CameraMotion::kZoomOut;
@@ -56,9 +61,10 @@ struct Prepared {
   SamplerConfig config;
   Conditioning cond;
   std::optional<Conditioning> uncond;
-  torch::Tensor noise;   // [1, C, T, h, w]
-  torch::Tensor guide;   // [1, C, G, h, w] or undefined
-  torch::Tensor resume;  // [1, C, T, h, w] or undefined
+  torch::Tensor noise;                 // [1, C, T, h, w]
+  torch::Tensor guide;                 // [1, C, G, h, w] or undefined
+  torch::Tensor resume;                // [1, C, T, h, w] or undefined
+  std::vector<torch::Tensor> history;  // the resumed sampler's, each [1, C, T, h, w]
 };
 
 class TorchRuntime final : public Runtime {
@@ -118,6 +124,7 @@ class TorchRuntime final : public Runtime {
         samplers.emplace_back(*p.model, p.config, p.cond, p.uncond);
         if (p.guide.defined()) samplers.back().SetGuide(p.guide);
         x.push_back(p.resume.defined() ? p.resume : samplers.back().Initial(p.noise));
+        if (p.resume.defined()) samplers.back().SetHistory(first_step, std::move(p.history));
       }
       std::vector<LatentView> views(x.size());
       for (int i = first_step; i < steps; ++i) {
@@ -125,9 +132,15 @@ class TorchRuntime final : public Runtime {
           ApplyGuide(prepared[k], samplers[k], x[k], i);
           x[k] = samplers[k].Step(i, x[k]).contiguous();
         }
+        std::vector<std::vector<torch::Tensor>> history(x.size());  // alive until the callback
         for (size_t k = 0; k < x.size(); ++k) {
           views[k].data = x[k].data_ptr<float>();
           views[k].shape.assign(x[k].sizes().begin() + 1, x[k].sizes().end());
+          views[k].history.clear();
+          for (torch::Tensor& t : history[k] = samplers[k].History()) {
+            t = t.contiguous();
+            views[k].history.push_back(t.data_ptr<float>());
+          }
         }
         if (after_step) {
           Status s = after_step(i, views);
@@ -240,13 +253,15 @@ class TorchRuntime final : public Runtime {
       p.config.kind = SamplerKind::kEuler;
     else if (r.sampler == "ddim")
       p.config.kind = SamplerKind::kDdim;
+    else if (r.sampler == "unipc")
+      p.config.kind = SamplerKind::kUniPc;
     else
-      return R::Error("unknown sampler '" + r.sampler + "' (euler, ddim)");
+      return R::Error("unknown sampler '" + r.sampler + "' (euler, ddim, unipc)");
     p.config.steps = r.steps;
     p.config.shift = r.shift;
     if (!r.sigmas.empty()) {
-      if (p.config.kind != SamplerKind::kEuler || static_cast<int>(r.sigmas.size()) != r.steps)
-        return R::Error("sigmas: one level per step, for the euler sampler only");
+      if (p.config.kind == SamplerKind::kDdim || static_cast<int>(r.sigmas.size()) != r.steps)
+        return R::Error("sigmas: one level per step, for the euler and unipc samplers only");
       for (size_t i = 0; i < r.sigmas.size(); ++i) {
         if (!(r.sigmas[i] > 0 && r.sigmas[i] <= 1) || (i > 0 && !(r.sigmas[i] < r.sigmas[i - 1])))
           return R::Error("sigmas must decrease within (0, 1]");
@@ -256,31 +271,42 @@ class TorchRuntime final : public Runtime {
     p.config.eta = r.eta;
     p.config.guidance = r.guidance;
     p.config.seed = r.seed;
-    std::vector<torch::Tensor> prompt_emb;
-    for (const auto& text : r.prompts) prompt_emb.push_back(Encode(model, text));
     const int64_t T = r.latent_count;
-    const int64_t D = prompt_emb[0].size(0);
-    const LatentTimeline timeline(info.temporal_compression);
-    torch::Tensor emb = torch::empty({1, T, D}, torch::kFloat32);
-    torch::Tensor times = torch::empty({1, T}, torch::kFloat64);
-    for (int64_t t = 0; t < T; ++t) {
-      const FrameConditioning& f = r.frames[static_cast<size_t>(t)];
-      if (f.a < 0 || f.b < 0 || f.a >= static_cast<int>(prompt_emb.size()) ||
-          f.b >= static_cast<int>(prompt_emb.size())) {
+    for (const FrameConditioning& f : r.frames) {
+      if (f.a < 0 || f.b < 0 || f.a >= static_cast<int>(r.prompts.size()) ||
+          f.b >= static_cast<int>(r.prompts.size())) {
         return R::Error("frame conditioning points at a missing prompt");
       }
-      // (1 - mix) * a + mix * b, elementwise in float: same on every host.
-      emb[0][t] = prompt_emb[static_cast<size_t>(f.a)] * (1.0f - f.mix) +
-                  prompt_emb[static_cast<size_t>(f.b)] * f.mix;
-      times[0][t] = static_cast<double>(timeline.FirstFrame(r.latent_start + t)) / r.fps;
     }
-    p.cond = Conditioning{emb,   times,          *camera, r.camera_speed, r.width, r.height,
-                          r.fps, r.latent_start, {}};
-    if (r.guidance != 1.0) {
-      torch::Tensor neg =
-          Encode(model, r.negative_prompt).unsqueeze(0).unsqueeze(0).expand({1, T, D}).contiguous();
-      p.uncond = Conditioning{neg,   times,          *camera, r.camera_speed, r.width, r.height,
-                              r.fps, r.latent_start, {}};
+    if (info.guidance == Guidance::kNone && r.guidance != 1.0) {
+      return R::Error("model '" + r.model + "' takes no guidance (it declares guidance: none); " +
+                      "model.guidance must be 1");
+    }
+    const LatentTimeline timeline(info.temporal_compression);
+    torch::Tensor times = torch::empty({1, T}, torch::kFloat64);
+    for (int64_t t = 0; t < T; ++t)
+      times[0][t] = static_cast<double>(timeline.FirstFrame(r.latent_start + t)) / r.fps;
+    auto cond = Condition(model, r.prompts, r.frames);
+    if (!cond.ok()) return cond.status();
+    p.cond = std::move(*cond);
+    p.cond.frame_times = times;
+    p.cond.camera = *camera;
+    p.cond.camera_speed = r.camera_speed;
+    p.cond.width = r.width, p.cond.height = r.height;
+    p.cond.fps = r.fps;
+    p.cond.first_latent = r.latent_start;
+    if (info.guidance == Guidance::kEmbedded) p.cond.guidance = r.guidance;
+    if (r.guidance != 1.0 && info.guidance == Guidance::kClassifierFree) {
+      // The negative prompt alone on every frame.
+      auto un = Condition(model, {r.negative_prompt},
+                          std::vector<FrameConditioning>(static_cast<size_t>(T)));
+      if (!un.ok()) return un.status();
+      Conditioning neg = p.cond;
+      neg.prompt_tokens = un->prompt_tokens;
+      neg.prompt_mask = un->prompt_mask;
+      neg.prompt_weights = un->prompt_weights;
+      neg.embeddings = un->embeddings;
+      p.uncond = std::move(neg);
     }
     const int64_t h = r.height / info.spatial_compression, w = r.width / info.spatial_compression;
     if (r.shift_from_tokens) {  // the call's tokens: latent frames x patches per frame
@@ -289,14 +315,25 @@ class TorchRuntime final : public Runtime {
     }
     p.noise = SeededNoise(r.seed, {1, info.latent_channels, T, h, w});
     if (r.resume_latents) {
+      // [C, T, h, w], or [1 + H, C, T, h, w] with the sampler's history.
       const Tensor& x = *r.resume_latents;
-      if (x.shape != std::vector<int64_t>{info.latent_channels, T, h, w} || !x.Valid()) {
-        return R::Error("checkpoint latents of shape " + x.ShapeString() +
-                        " do not fit this segment");
+      const std::vector<int64_t> one = {info.latent_channels, T, h, w};
+      const int64_t slots = x.shape.size() == 5 ? x.shape[0] : 1;
+      const int history = SamplerHistorySize(p.config.kind, r.resume_step);
+      const bool fits = (x.shape.size() == 4 || x.shape.size() == 5) && x.Valid() &&
+                        slots == 1 + history &&
+                        std::vector<int64_t>(x.shape.end() - 4, x.shape.end()) == one;
+      if (!fits) {
+        return R::Error("checkpoint of shape " + x.ShapeString() + " does not fit this segment (" +
+                        std::to_string(1 + history) + " tensors of " +
+                        Tensor{one, {}}.ShapeString() + " for the " + r.sampler +
+                        " sampler at step " + std::to_string(r.resume_step) + ")");
       }
-      p.resume = torch::from_blob(const_cast<float*>(x.data.data()), x.shape, torch::kFloat32)
-                     .clone()
-                     .unsqueeze(0);
+      torch::Tensor all = torch::from_blob(const_cast<float*>(x.data.data()),
+                                           {slots, one[0], T, h, w}, torch::kFloat32)
+                              .clone();
+      p.resume = all[0].unsqueeze(0);
+      for (int64_t k = 1; k < slots; ++k) p.history.push_back(all[k].unsqueeze(0));
     }
     if (r.guide) {
       const Tensor& g = *r.guide;
@@ -314,15 +351,83 @@ class TorchRuntime final : public Runtime {
   // A prompt's conditioning, encoded once per model and text on this worker: a job's segments
   // share its prompts, and a text encoder (umT5, T5-XXL) costs far more than a lookup. Encoding
   // is deterministic, so a cached tensor is the one encoding again would give.
-  torch::Tensor Encode(Model& model, const std::string& text) {
+  const PromptEncoding& Encode(Model& model, const std::string& text) {
     auto key = std::make_pair(model.info().name, text);
     auto it = prompts_.find(key);
     if (it != prompts_.end()) return it->second;
     if (prompts_.size() >= kMaxCachedPrompts) prompts_.clear();  // a bound, not a policy
     ++prompt_encodings_;
-    torch::Tensor e = model.EncodePrompt(text);
-    prompts_.emplace(std::move(key), e);
-    return e;
+    PromptEncoding e = model.EncodePrompt(text);
+    return prompts_.emplace(std::move(key), std::move(e)).first->second;
+  }
+
+  // The window's prompt bank and weights (model.h, Conditioning): `prompts` are the prompts the
+  // window uses, `frames` each latent frame's crossfade between two of them.
+  Result<Conditioning> Condition(Model& model, const std::vector<std::string>& prompts,
+                                 const std::vector<FrameConditioning>& frames) {
+    using R = Result<Conditioning>;
+    const int64_t P = static_cast<int64_t>(prompts.size()), T = static_cast<int64_t>(frames.size());
+    std::vector<PromptEncoding> bank;  // copies (shared tensors): Encode may clear its cache
+    int64_t L = 0, D = 0;
+    for (const auto& text : prompts) {
+      bank.push_back(Encode(model, text));
+      const torch::Tensor& tokens = bank.back().tokens;
+      if (D != 0 && tokens.size(1) != D) {
+        return R::Error("model '" + model.info().name + "' encoded prompts of " +
+                        std::to_string(D) + " and " + std::to_string(tokens.size(1)) +
+                        " dimensions");
+      }
+      D = tokens.size(1);
+      L = std::max(L, tokens.size(0));
+    }
+    Conditioning c;
+    c.prompt_tokens = torch::zeros({P, L, D}, torch::kFloat32);
+    c.prompt_mask = torch::zeros({P, L}, torch::kBool);
+    for (int64_t i = 0; i < P; ++i) {
+      const PromptEncoding& e = bank[static_cast<size_t>(i)];
+      c.prompt_tokens[i].narrow(0, 0, e.tokens.size(0)).copy_(e.tokens);
+      c.prompt_mask[i].narrow(0, 0, e.mask.size(0)).copy_(e.mask);
+    }
+    // Weights: (1 - mix) on a, mix on b. A per-clip model gets the window's mean on every frame
+    // (summed in frame order: the same on every host).
+    std::vector<float> w(static_cast<size_t>(T * P), 0.f);
+    for (int64_t t = 0; t < T; ++t) {
+      const FrameConditioning& f = frames[static_cast<size_t>(t)];
+      w[static_cast<size_t>(t * P + f.a)] += 1.0f - f.mix;
+      w[static_cast<size_t>(t * P + f.b)] += f.mix;
+    }
+    const bool per_clip = model.info().conditioning == ConditioningScope::kPerClip;
+    if (per_clip && T > 0) {
+      std::vector<double> mean(static_cast<size_t>(P), 0.0);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t p = 0; p < P; ++p)
+          mean[static_cast<size_t>(p)] += w[static_cast<size_t>(t * P + p)];
+      }
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t p = 0; p < P; ++p)
+          w[static_cast<size_t>(t * P + p)] =
+              static_cast<float>(mean[static_cast<size_t>(p)] / static_cast<double>(T));
+      }
+    }
+    c.prompt_weights = torch::from_blob(w.data(), {1, T, P}, torch::kFloat32).clone();
+    // Pooled prompts: the per-frame mix, (1 - mix) a + mix b elementwise in float (the same on
+    // every host); per-clip: the weighted sum in bank order.
+    if (L == 1) {
+      c.embeddings = torch::empty({1, T, D}, torch::kFloat32);
+      for (int64_t t = 0; t < T; ++t) {
+        const FrameConditioning& f = frames[static_cast<size_t>(t)];
+        if (per_clip) {
+          torch::Tensor sum = torch::zeros({D}, torch::kFloat32);
+          for (int64_t p = 0; p < P; ++p)
+            sum = sum + bank[static_cast<size_t>(p)].tokens[0] * w[static_cast<size_t>(t * P + p)];
+          c.embeddings[0][t] = sum;
+        } else {
+          c.embeddings[0][t] = bank[static_cast<size_t>(f.a)].tokens[0] * (1.0f - f.mix) +
+                               bank[static_cast<size_t>(f.b)].tokens[0] * f.mix;
+        }
+      }
+    }
+    return c;
   }
 
   Result<Model*> Load(const std::string& name) {
@@ -349,8 +454,8 @@ class TorchRuntime final : public Runtime {
   }
 
   static constexpr size_t kMaxCachedPrompts = 4096;
-  std::map<std::pair<std::string, std::string>, torch::Tensor> prompts_;  // (model, text)
-  std::map<std::string, ModelMetadata> metadata_;                         // by model name
+  std::map<std::pair<std::string, std::string>, PromptEncoding> prompts_;  // (model, text)
+  std::map<std::string, ModelMetadata> metadata_;                          // by model name
   uint64_t prompt_encodings_ = 0;
   RuntimeOptions options_;
   torch::Device device_;  // where TorchScript models run

@@ -25,11 +25,11 @@ struct FrameConditioning {
 
 struct SegmentRequest {
   std::string model = "zoom";
-  std::string sampler = "euler";  // euler | ddim
+  std::string sampler = "euler";  // euler | ddim | unipc
   int steps = 30;
   double shift = 1.0;
-  std::vector<double> sigmas;      // euler: explicit levels (`steps` of them), before the shift
-  bool shift_from_tokens = false;  // euler: DynamicShiftMu of the call's token count
+  std::vector<double> sigmas;      // euler, unipc: explicit levels (`steps` of them), unshifted
+  bool shift_from_tokens = false;  // euler, unipc: DynamicShiftMu of the call's token count
   double eta = 0.0;
   double guidance = 1.0;
   std::string negative_prompt;
@@ -47,8 +47,10 @@ struct SegmentRequest {
   // Chained strategy: final latents [C, G, h, w] of the previous segment for this segment's
   // first G frames; they replace the model's own values at every step (re-noised).
   std::optional<Tensor> guide;
-  // Resume: the latents after `resume_step` steps ([C, T, h, w]), from a checkpoint. Sampling
-  // continues at that step; the result is bitwise what an uninterrupted run gives.
+  // Resume: the sampler's state after `resume_step` steps, from a checkpoint: the latents
+  // [C, T, h, w], or for a multistep sampler [1 + H, C, T, h, w], the latents then its H
+  // history tensors (LatentView). Sampling continues at that step; the result is bitwise what
+  // an uninterrupted run gives.
   int resume_step = 0;
   std::optional<Tensor> resume_latents;
 };
@@ -59,10 +61,13 @@ struct RuntimeOptions {
   std::string models_dir;  // TorchScript models: NAME resolves to models_dir/NAME.pt
 };
 
-// A segment's latents during co-denoising: [C, T, h, w] floats, contiguous, writable.
+// A segment's latents between steps: [C, T, h, w] floats, contiguous, writable (co-denoising
+// blends overlaps in place). `history`: a multistep sampler's state besides the latents
+// (sampler.h, History), each shaped like the latents, read-only; a checkpoint holds both.
 struct LatentView {
   float* data = nullptr;
   std::vector<int64_t> shape;
+  std::vector<const float*> history;
 };
 
 class Runtime {

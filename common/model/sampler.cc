@@ -1,5 +1,6 @@
 #include "common/model/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace segue::model {
@@ -14,10 +15,16 @@ std::vector<double> FlowMatchSigmas(int steps, double shift) {
 }
 
 std::vector<double> FlowMatchSchedule(const SamplerConfig& config) {
-  if (config.sigmas.empty() && !config.mu) return FlowMatchSigmas(config.steps, config.shift);
+  const bool unipc = config.kind == SamplerKind::kUniPc;
+  if (config.sigmas.empty() && !config.mu && !unipc)
+    return FlowMatchSigmas(config.steps, config.shift);
   std::vector<double> s = config.sigmas;
   if (s.empty()) {
-    for (int i = 0; i < config.steps; ++i) s.push_back(1.0 - static_cast<double>(i) / config.steps);
+    // UniPCMultistepScheduler (use_flow_sigmas): 1 - linspace(1, 1/1000, steps + 1), reversed,
+    // without its final 0.
+    const double top = unipc ? 1.0 - 1.0 / 1000 : 1.0;
+    for (int i = 0; i < config.steps; ++i)
+      s.push_back(top * (1.0 - static_cast<double>(i) / config.steps));
   }
   for (double& v : s) {
     if (config.mu)
@@ -75,10 +82,10 @@ torch::Tensor PredictionToX0(Prediction kind, const torch::Tensor& x, const torc
 Sampler::Sampler(Model& model, const SamplerConfig& config, Conditioning cond,
                  std::optional<Conditioning> uncond)
     : model_(model), config_(config), cond_(std::move(cond)), uncond_(std::move(uncond)) {
-  if (config_.kind == SamplerKind::kEuler)
-    sigmas_ = FlowMatchSchedule(config_);
-  else
+  if (config_.kind == SamplerKind::kDdim)
     ddim_ = DdimSchedule::Make(config_.steps);
+  else
+    sigmas_ = FlowMatchSchedule(config_);
 }
 
 torch::Tensor Sampler::PredictX0(const torch::Tensor& x_fm, double sigma) {
@@ -116,8 +123,74 @@ torch::Tensor Sampler::PredictX0(const torch::Tensor& x_fm, double sigma) {
   return x0;
 }
 
+namespace {
+// UniPC's log signal-to-noise ratio of a flow-matching level: alpha = 1 - s, sigma = s.
+double Lambda(double s) { return std::log(1.0 - s) - std::log(s); }
+}  // namespace
+
+int Sampler::UniPcOrder(int i) const {
+  constexpr int kOrder = 2;  // solver_order
+  return std::min({kOrder, config_.steps - i, std::min(i, kOrder) + 1});
+}
+
+// UniPCMultistepScheduler.step with predict_x0 and bh2. Coefficients are computed in double;
+// the tensors are combined with plain mul/add, so every element rounds the same on every host.
+torch::Tensor Sampler::UniPcStep(int i, torch::Tensor x) {
+  const auto sig = [&](int k) { return sigmas_[static_cast<size_t>(k)]; };
+  torch::Tensor m = PredictX0(x, sig(i));
+  if (i > 0 && last_sample_.defined()) {
+    // UniC: corrects x, made by the last predictor from last_sample_, with m, the model's view
+    // of x. Its order is the order of the step that made x.
+    const int order = UniPcOrder(i - 1);
+    const double s_t = sig(i), s_0 = sig(i - 1), a_t = 1.0 - s_t;
+    const double h = Lambda(s_t) - Lambda(s_0), hh = -h;
+    const double h_phi_1 = std::expm1(hh), b_h = std::expm1(hh);
+    const double b0 = (h_phi_1 / hh - 1.0) / b_h;  // h phi_2 / B(h)
+    torch::Tensor corrected = last_sample_ * (s_t / s_0) - m1_ * (a_t * h_phi_1);
+    if (order == 1) {
+      corrected = corrected - (m - m1_) * (a_t * b_h * 0.5);
+    } else {
+      // rhos solve R rho = b with R = [[1, 1], [r1, 1]], r1 the earlier step's place in lambda,
+      // b = [h phi_2, 2 h phi_3] / B(h).
+      const double r1 = (Lambda(sig(i - 2)) - Lambda(s_0)) / h;
+      const double b1 = ((h_phi_1 / hh - 1.0) / hh - 0.5) * 2.0 / b_h;
+      const double rho0 = (b0 - b1) / (1.0 - r1), rho1 = b0 - rho0;
+      torch::Tensor d1 = (m2_ - m1_) / r1;
+      corrected = corrected - (d1 * rho0 + (m - m1_) * rho1) * (a_t * b_h);
+    }
+    x = corrected;
+  }
+  m2_ = m1_;
+  m1_ = m;
+  last_sample_ = x;
+  // UniP: from x, the corrected sample, to the next level.
+  const int order = UniPcOrder(i);
+  const double s_t = sig(i + 1), s_0 = sig(i), a_t = 1.0 - s_t;
+  const double h = Lambda(s_t) - Lambda(s_0), hh = -h;
+  const double h_phi_1 = std::expm1(hh), b_h = std::expm1(hh);
+  torch::Tensor next = x * (s_t / s_0) - m * (a_t * h_phi_1);
+  if (order == 2) {  // rho_p = 0.5, D1 = (m_{i-1} - m_i) / r1
+    const double r1 = (Lambda(sig(i - 1)) - Lambda(s_0)) / h;
+    next = next - ((m2_ - m) / r1) * (a_t * b_h * 0.5);
+  }
+  return next;
+}
+
+std::vector<torch::Tensor> Sampler::History() const {
+  if (config_.kind != SamplerKind::kUniPc || !last_sample_.defined()) return {};
+  return {last_sample_, m1_, m2_.defined() ? m2_ : torch::zeros_like(m1_)};
+}
+
+void Sampler::SetHistory(int step, std::vector<torch::Tensor> history) {
+  if (config_.kind != SamplerKind::kUniPc || step <= 0 || history.size() != 3) return;
+  last_sample_ = std::move(history[0]);
+  m1_ = std::move(history[1]);
+  m2_ = step >= 2 ? std::move(history[2]) : torch::Tensor();
+}
+
 torch::Tensor Sampler::Step(int i, const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
+  if (config_.kind == SamplerKind::kUniPc) return UniPcStep(i, x);
   if (config_.kind == SamplerKind::kEuler) {
     const double s = sigmas_[static_cast<size_t>(i)], s_next = sigmas_[static_cast<size_t>(i) + 1];
     torch::Tensor x0 = PredictX0(x, s);
@@ -147,7 +220,7 @@ torch::Tensor Sampler::Step(int i, const torch::Tensor& x) {
 torch::Tensor Sampler::Renoise(const torch::Tensor& clean, const torch::Tensor& noise,
                                int i) const {
   if (i >= config_.steps) return clean;
-  if (config_.kind == SamplerKind::kEuler) {
+  if (config_.kind != SamplerKind::kDdim) {
     const double s = sigmas_[static_cast<size_t>(i)];
     return clean * (1.0 - s) + noise * s;
   }

@@ -1,9 +1,14 @@
 // Samplers: turn a model's predictions into a trajectory from noise to clean latents. They live
 // outside the model (DESIGN.md): any model of the contract works with any sampler.
 //
-// Two kinds, each as diffusers defines it:
+// Three kinds, each as diffusers defines it:
 //   euler  flow matching, x_s = (1 - s) x0 + s eps, Euler steps along the velocity, with the
 //          timestep shift of FlowMatchEulerDiscreteScheduler: s' = shift s / (1 + (shift - 1) s).
+//   unipc  UniPCMultistepScheduler on the same flow-matching levels (use_flow_sigmas,
+//          flow_prediction: Wan's default sampler): order 2, predicting x0, B(h) = e^h - 1
+//          ("bh2"), the corrector on every step after the first, first order on the last step.
+//          Multistep: a step uses the model's previous predictions, which are part of its state
+//          (History) and so of a step checkpoint.
 //   ddim   DDIMScheduler over a 1000-step variance-preserving schedule (Stable Diffusion's:
 //          scaled_linear betas 0.00085..0.012, "leading" spacing, steps_offset 1,
 //          set_alpha_to_one false), eta 0 (deterministic) or > 0 (stochastic, seeded noise).
@@ -23,17 +28,18 @@
 
 namespace segue::model {
 
-enum class SamplerKind { kEuler, kDdim };
+enum class SamplerKind { kEuler, kDdim, kUniPc };
 
 struct SamplerConfig {
   SamplerKind kind = SamplerKind::kEuler;
   int steps = 30;
-  double shift = 1.0;  // euler only
-  // euler only: the steps' noise levels before shifting (`steps` values, decreasing in (0, 1]);
-  // empty: evenly spaced from 1 (FlowMatchEulerDiscreteScheduler's default).
+  double shift = 1.0;  // euler and unipc
+  // euler and unipc: the steps' noise levels before shifting (`steps` values, decreasing in
+  // (0, 1]); empty: evenly spaced from 1 (FlowMatchEulerDiscreteScheduler's default), or from
+  // 0.999 for unipc (UniPCMultistepScheduler's flow sigmas stop short of pure noise).
   std::vector<double> sigmas;
-  // euler only: set, the levels are time-shifted with this mu (LTX-Video's dynamic shifting,
-  // DynamicShiftMu) instead of by `shift`.
+  // euler and unipc: set, the levels are time-shifted with this mu (LTX-Video's dynamic
+  // shifting, DynamicShiftMu) instead of by `shift`.
   std::optional<double> mu;
   double eta = 0.0;       // ddim only
   double guidance = 1.0;  // classifier-free guidance scale; 1 = off
@@ -83,6 +89,15 @@ class Sampler {
   torch::Tensor Initial(const torch::Tensor& noise) const { return noise.clone(); }
   // Advances x from step i to i + 1 (i in [0, steps)).
   torch::Tensor Step(int i, const torch::Tensor& x);
+  // A multistep sampler's state besides x after its last Step (unipc: the corrected sample the
+  // last step started from, its x0 prediction and the one before, each shaped like x); empty
+  // for euler and ddim, and before the first step.
+  std::vector<torch::Tensor> History() const;
+  // Resumes at step `step` > 0 with the History() the sampler had after step `step` - 1 (a
+  // checkpoint): the next Step(step, x) is then bitwise the uninterrupted run's.
+  void SetHistory(int step, std::vector<torch::Tensor> history);
+  // How many tensors History() holds once a step has run: 3 for unipc, 0 otherwise.
+  int history_size() const { return config_.kind == SamplerKind::kUniPc ? 3 : 0; }
   // `clean` latents brought to the noise level x has before step i (i == steps: clean), with
   // the given noise: what a chained segment's guide frames are set to.
   torch::Tensor Renoise(const torch::Tensor& clean, const torch::Tensor& noise, int i) const;
@@ -95,14 +110,20 @@ class Sampler {
 
  private:
   torch::Tensor PredictX0(const torch::Tensor& x_fm, double sigma);
+  torch::Tensor UniPcStep(int i, torch::Tensor x);
+  // The order of unipc's step i: 2, but 1 on the first step (no history yet) and the last.
+  int UniPcOrder(int i) const;
 
   Model& model_;
   SamplerConfig config_;
   Conditioning cond_;
   std::optional<Conditioning> uncond_;
   torch::Tensor guide_;         // undefined unless SetGuide
-  std::vector<double> sigmas_;  // euler
+  std::vector<double> sigmas_;  // euler and unipc
   DdimSchedule ddim_;           // ddim
+  // unipc: the sample step i - 1 started from (after its correction), and the x0 predictions
+  // of steps i - 1 and i - 2 (undefined until made).
+  torch::Tensor last_sample_, m1_, m2_;
 };
 
 // Runs a whole sampling: Initial, then every Step; on_step(i) after step i.

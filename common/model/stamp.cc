@@ -29,8 +29,8 @@ class StampModel final : public Model {
 
   const ModelInfo& info() const override { return info_; }
 
-  torch::Tensor EncodePrompt(const std::string&) override {
-    return torch::zeros({8}, torch::kFloat32);
+  PromptEncoding EncodePrompt(const std::string&) override {
+    return PooledPrompt(torch::zeros({8}, torch::kFloat32));
   }
 
   torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor&,

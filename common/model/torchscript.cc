@@ -20,16 +20,39 @@ std::string Shape(const torch::Tensor& t) {
 
 class TorchScriptModel final : public Model {
  public:
-  TorchScriptModel(torch::jit::Module module, ModelInfo info, torch::Device device)
-      : module_(std::move(module)), info_(std::move(info)), device_(device) {}
+  TorchScriptModel(torch::jit::Module module, ModelInfo info, int contract, torch::Device device)
+      : module_(std::move(module)), info_(std::move(info)), contract_(contract), device_(device) {}
 
   const ModelInfo& info() const override { return info_; }
 
-  torch::Tensor EncodePrompt(const std::string& text) override {
-    torch::Tensor e = Call("encode_prompt", {text});
-    Require(e.dim() == 1 && e.size(0) > 0,
-            "encode_prompt returned shape " + Shape(e) + ", expected [D]");
-    return e;
+  // Contract 1: [D]. Contract 2: [D], [L, D], or ([L, D], mask [L]).
+  PromptEncoding EncodePrompt(const std::string& text) override {
+    c10::IValue v = Invoke("encode_prompt", {text});
+    torch::Tensor mask;
+    if (v.isTuple()) {
+      Require(contract_ >= 2,
+              "encode_prompt returned a tuple: token sequences [L, D] need contract_version 2");
+      Require(v.toTupleRef().elements().size() == 2 && v.toTupleRef().elements()[1].isTensor(),
+              "encode_prompt returned a tuple, expected (tokens [L, D], mask [L])");
+      mask = v.toTupleRef().elements()[1].toTensor().to(torch::kCPU);
+      v = v.toTupleRef().elements()[0];
+    }
+    torch::Tensor e = Checked("encode_prompt", v);
+    if (e.dim() == 1) {
+      Require(e.size(0) > 0 && !mask.defined(),
+              "encode_prompt returned shape " + Shape(e) + ", expected [D] or [L, D]");
+      return PooledPrompt(e);
+    }
+    Require(
+        contract_ >= 2 && e.dim() == 2 && e.size(0) > 0 && e.size(1) > 0,
+        "encode_prompt returned shape " + Shape(e) +
+            (contract_ >= 2 ? ", expected [D] or [L, D]"
+                            : ", expected [D] (token sequences [L, D] need contract_version 2)"));
+    if (!mask.defined()) return {e, torch::ones({e.size(0)}, torch::kBool)};
+    Require(mask.dim() == 1 && mask.size(0) == e.size(0),
+            "encode_prompt returned a mask of shape " + Shape(mask) + " for tokens of shape " +
+                Shape(e) + ", expected [L]");
+    return {e, mask.to(torch::kBool).contiguous()};
   }
 
   torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma,
@@ -44,8 +67,28 @@ class TorchScriptModel final : public Model {
               : sigma.to(torch::kFloat32).unsqueeze(1).expand({latents.size(0), latents.size(2)});
       levels = levels.contiguous();
     }
-    torch::Tensor out = Call("denoise", {latents, levels, cond.embeddings.to(torch::kFloat32),
-                                         cond.frame_times.to(torch::kFloat64)});
+    torch::Tensor out;
+    if (contract_ >= 2) {
+      c10::Dict<std::string, torch::Tensor> in;
+      in.insert("prompt_tokens", cond.prompt_tokens.to(torch::kFloat32));
+      in.insert("prompt_mask", cond.prompt_mask.to(torch::kBool));
+      in.insert("prompt_weights", cond.prompt_weights.to(torch::kFloat32));
+      in.insert("frame_times", cond.frame_times.to(torch::kFloat64));
+      in.insert("first_latent", torch::full({latents.size(0)}, cond.first_latent, torch::kInt64));
+      in.insert("fps", torch::full({latents.size(0)}, cond.fps, torch::kFloat64));
+      if (info_.guidance == Guidance::kEmbedded)
+        in.insert("guidance", torch::full({latents.size(0)}, cond.guidance, torch::kFloat32));
+      if (!device_.is_cpu()) {
+        for (auto it = in.begin(); it != in.end(); ++it) it->setValue(it->value().to(device_));
+      }
+      out = Call("denoise", {latents, levels, in});
+    } else {
+      Require(cond.embeddings.defined(),
+              "denoise of contract_version 1 takes pooled prompts ([D]); this job's prompts are "
+              "token sequences");
+      out = Call("denoise", {latents, levels, cond.embeddings.to(torch::kFloat32),
+                             cond.frame_times.to(torch::kFloat64)});
+    }
     Require(out.sizes() == latents.sizes(),
             "denoise returned shape " + Shape(out) + " for latents of shape " + Shape(latents));
     return out;
@@ -66,18 +109,25 @@ class TorchScriptModel final : public Model {
   // the strategies' arithmetic run (so results do not depend on which device a worker has,
   // beyond the model's own arithmetic).
   torch::Tensor Call(const char* method, std::vector<c10::IValue> args) {
+    return Checked(method, Invoke(method, std::move(args)));
+  }
+
+  c10::IValue Invoke(const char* method, std::vector<c10::IValue> args) {
     if (!device_.is_cpu()) {
       for (auto& a : args) {
         if (a.isTensor()) a = a.toTensor().to(device_);
       }
     }
-    c10::IValue v;
     try {
-      v = module_.get_method(method)(std::move(args));
+      return module_.get_method(method)(std::move(args));
     } catch (const c10::Error& e) {
       throw std::runtime_error("model '" + info_.name + "': " + method +
                                " failed: " + e.what_without_backtrace());
     }
+  }
+
+  // A method's result as a float32 CPU tensor, or an error that says what came back instead.
+  torch::Tensor Checked(const char* method, const c10::IValue& v) {
     Require(v.isTensor(), std::string(method) + " returned " + v.tagKind() + ", expected a Tensor");
     torch::Tensor t = v.toTensor();
     Require(t.scalar_type() == torch::kFloat32, std::string(method) + " returned " +
@@ -92,6 +142,7 @@ class TorchScriptModel final : public Model {
 
   torch::jit::Module module_;
   ModelInfo info_;
+  int contract_;  // 1: denoise(latents, sigma, embeddings, frame_times); 2: a dict (MODELS.md)
   torch::Device device_;
 };
 
@@ -181,8 +232,38 @@ Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
     if (!v.isBool()) return fail("attribute 'frame_noise_levels' must be a bool");
     info.frame_noise_levels = v.toBool();
   }
-  return R(
-      std::unique_ptr<Model>(new TorchScriptModel(std::move(module), std::move(info), device)));
+  int contract = 1;
+  if (module.hasattr("contract_version")) {
+    c10::IValue v = module.attr("contract_version");
+    if (!v.isInt() || (v.toInt() != 1 && v.toInt() != 2))
+      return fail("attribute 'contract_version' must be 1 or 2");
+    contract = static_cast<int>(v.toInt());
+  }
+  // denoise's inputs besides self: latents, sigma, then the embeddings and frame times
+  // (contract 1) or one dict (contract 2).
+  const size_t inputs = module.get_method("denoise").function().getSchema().arguments().size() - 1;
+  if (inputs != (contract == 1 ? 4u : 3u)) {
+    return fail(contract == 1 ? "denoise must take (latents, sigma, embeddings, frame_times) "
+                                "(contract_version 1)"
+                              : "denoise must take (latents, sigma, cond: Dict[str, Tensor]) "
+                                "(contract_version 2)");
+  }
+  if (module.hasattr("guidance")) {
+    c10::IValue v = module.attr("guidance");
+    const std::string g = v.isString() ? v.toStringRef() : "";
+    if (g == "cfg")
+      info.guidance = Guidance::kClassifierFree;
+    else if (g == "embedded")
+      info.guidance = Guidance::kEmbedded;
+    else if (g == "none")
+      info.guidance = Guidance::kNone;
+    else
+      return fail("attribute 'guidance' must be 'cfg', 'embedded' or 'none'");
+    if (info.guidance == Guidance::kEmbedded && contract < 2)
+      return fail("embedded guidance is an input of contract_version 2's denoise");
+  }
+  return R(std::unique_ptr<Model>(
+      new TorchScriptModel(std::move(module), std::move(info), contract, device)));
 }
 
 }  // namespace segue::model

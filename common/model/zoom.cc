@@ -101,7 +101,7 @@ class ZoomModel final : public Model {
     return Worlds(cond, 0, cond.frame_times.size(1), h, w).worlds.clone();
   }
 
-  torch::Tensor EncodePrompt(const std::string& text) override {
+  PromptEncoding EncodePrompt(const std::string& text) override {
     torch::Tensor e = torch::zeros({kEmbedDim}, torch::kFloat32);
     float* p = e.data_ptr<float>();
     float colour[3] = {0, 0, 0};
@@ -131,7 +131,7 @@ class ZoomModel final : public Model {
       for (int i = 0; i < 3; ++i)
         p[i] = 0.35f * p[i] + 1.6f * colour[i] / static_cast<float>(colour_hits);
     }
-    return e;
+    return PooledPrompt(e);
   }
 
   torch::Tensor Denoise(const torch::Tensor& latents, const torch::Tensor& sigma,

@@ -12,7 +12,9 @@ $Cxx.namespace("segue::wire");
 # 2: co-denoising exchanges carry half-precision ("f16") tensors.
 # 3: segments, exchanges and checkpoints count latent frames (common/plan/timeline.h); encode
 #    tasks carry context latent frames and say which decoded frames are the chunk's.
-const protocolVersion :UInt32 = 3;
+# 4: the "unipc" sampler; a checkpoint is the sampler's whole state, [1 + H, C, T, h, w] for a
+#    multistep sampler (its latents, then its history).
+const protocolVersion :UInt32 = 4;
 
 # A tensor: dtype ("f32", or "f16" in co-denoising exchanges), shape, and the elements as
 # little-endian bytes.
@@ -88,7 +90,7 @@ struct RenderTask {
   cameraSpeed @14 :Float64;
   timeline @15 :List(Keyframe);
   checkpointEverySteps @16 :UInt32;  # send a Checkpoint every K steps (0: never) ...
-  sampler @17 :Text;         # "euler" | "ddim"
+  sampler @17 :Text;         # "euler" | "ddim" | "unipc"
   shift @18 :Float64;
   eta @19 :Float64;
   guidance @20 :Float64;
@@ -96,9 +98,9 @@ struct RenderTask {
   guide @22 :TensorData;     # chained: the previous segment's final latents for our first frames
   checkpointEverySeconds @23 :UInt32;  # ... or when this many seconds passed since the last one
   resumeStep @24 :UInt32;    # > 0: start at this step from resumeLatents (a stored checkpoint)
-  resumeLatents @25 :TensorData;
-  sigmas @26 :List(Float64);  # euler: the steps' noise levels before the shift (empty: even)
-  shiftFromTokens @27 :Bool;  # euler: shift by the call's token count (LTX-Video's rule)
+  resumeLatents @25 :TensorData;  # a Checkpoint's latents
+  sigmas @26 :List(Float64);  # euler, unipc: the steps' noise levels before the shift
+  shiftFromTokens @27 :Bool;  # euler, unipc: shift by the call's token count (LTX-Video's rule)
 }
 
 # A segment's latents after `step` steps, so a new worker can resume there.
@@ -107,7 +109,8 @@ struct Checkpoint {
   segment @1 :UInt32;
   attempt @2 :UInt32;
   step @3 :UInt32;
-  latents @4 :TensorData;  # [C, T, h, w]
+  latents @4 :TensorData;  # [C, T, h, w], or [1 + H, C, T, h, w]: then H tensors of the
+                           # sampler's history (unipc: 3) follow the latents
 }
 
 struct CheckpointAck {

@@ -131,6 +131,138 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
       << bad.message();
 }
 
+// Contract 2 (docs/MODELS.md, "Conditioning"): encode_prompt gives token sequences with a mask,
+// and denoise gets one dict: the window's prompt bank (padded to the longest prompt), each
+// latent frame's weight of each prompt, the window's first global latent frame and frame times,
+// and the guidance scale where the model takes it. This model writes what it received into its
+// x0 prediction, which an Euler run's last step returns as the latents.
+const char* kBankEncode = R"(
+def encode_prompt(self, text: str) -> Tuple[Tensor, Tensor]:
+    n = len(text.split(' '))
+    tokens = torch.arange(n).float().view([n, 1]).repeat([1, 4]) + 1.0
+    mask = torch.arange(n) < n - 1
+    return tokens, mask
+)";
+const char* kBankDenoise = R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Dict[str, Tensor]) -> Tensor:
+    b = latents.size(0)
+    t = latents.size(2)
+    real = cond["prompt_mask"].float().sum(1)
+    out = torch.zeros_like(latents)
+    out[:, 0] = (cond["prompt_weights"] * real.view([1, 1, -1])).sum(2).view([b, t, 1, 1])
+    place = cond["first_latent"].view([b, 1]) + torch.arange(t).view([1, t])
+    out[:, 1] = place.float().view([b, t, 1, 1])
+    out[:, 2] = cond["frame_times"].float().view([b, t, 1, 1])
+    if "guidance" in cond:
+        out[:, 3] = cond["guidance"].view([b, 1, 1, 1])
+    else:
+        out[:, 3] = float(cond["prompt_tokens"].size(1)) + 100.0 * cond["fps"].float().view([b, 1, 1, 1])
+    return out
+)";
+
+void SaveContract2(const std::string& dir, const std::string& name,
+                   const std::vector<std::string>& methods,
+                   const std::vector<std::pair<std::string, std::string>>& text_attrs = {}) {
+  torch::jit::Module m("Contract2");
+  m.register_attribute("latent_channels", c10::IntType::get(), 4);
+  m.register_attribute("spatial_compression", c10::IntType::get(), 8);
+  m.register_attribute("temporal_compression", c10::IntType::get(), 1);
+  m.register_attribute("clip_length", c10::IntType::get(), 16);
+  m.register_attribute("default_steps", c10::IntType::get(), 4);
+  m.register_attribute("prediction", c10::StringType::get(), std::string("x0"));
+  m.register_attribute("contract_version", c10::IntType::get(), 2);
+  for (const auto& [k, v] : text_attrs) m.register_attribute(k, c10::StringType::get(), v);
+  for (const auto& src : methods) m.define(src);
+  m.save(dir + "/" + name + ".pt");
+}
+
+// The value of channel c, latent frame t of latents [4, T, h, w].
+float At(const Tensor& x, int64_t c, int64_t t) {
+  return x.data[static_cast<size_t>((c * x.shape[1] + t) * x.shape[2] * x.shape[3])];
+}
+
+TEST(TorchScript, ContractTwoGetsThePromptBankWeightsAndPlace) {
+  TempDir dir;
+  SaveContract2(dir.path(), "bank", {kBankEncode, kBankDenoise, kDecode});
+  SaveContract2(dir.path(), "clip", {kBankEncode, kBankDenoise, kDecode},
+                {{"conditioning", "per-clip"}});
+  SaveContract2(dir.path(), "distilled", {kBankEncode, kBankDenoise, kDecode},
+                {{"guidance", "embedded"}});
+  SaveContract2(dir.path(), "noguide", {kBankEncode, kBankDenoise, kDecode},
+                {{"guidance", "none"}});
+  auto rt = Make(dir.path());
+  model::SegmentRequest r = Request("bank");
+  // Two prompts of 3 and 2 tokens (the last of each padding): 2 and 1 real tokens. A crossfade
+  // from the first to the second over latent frames 1-4.
+  r.prompts = {"three token prompt", "two tokens"};
+  r.latent_start = 5;
+  r.frames = {{0, 0, 0.f}, {0, 1, 0.25f}, {0, 1, 0.5f}, {0, 1, 0.75f}, {1, 1, 0.f}, {1, 1, 0.f}};
+  auto x = rt->Render(r);
+  ASSERT_TRUE(x.ok()) << x.message();
+  const float expect[6] = {2.f, 1.75f, 1.5f, 1.25f, 1.f, 1.f};
+  for (int t = 0; t < 6; ++t) {
+    EXPECT_FLOAT_EQ(At(*x, 0, t), expect[t]) << "frame " << t;
+    EXPECT_FLOAT_EQ(At(*x, 1, t), 5.f + t);             // global latent frame
+    EXPECT_FLOAT_EQ(At(*x, 2, t), (5.f + t) / 12.f);    // its time in seconds
+    EXPECT_FLOAT_EQ(At(*x, 3, t), 3.f + 100.f * 12.f);  // bank padded to 3 tokens; fps
+  }
+  // Per clip: every frame gets the window's mean weights, one context for the call.
+  r.model = "clip";
+  auto clip = rt->Render(r);
+  ASSERT_TRUE(clip.ok()) << clip.message();
+  for (int t = 0; t < 6; ++t) EXPECT_FLOAT_EQ(At(*clip, 0, t), 8.5f / 6.f) << "frame " << t;
+  // Classifier-free guidance runs the model again on the negative prompt (one prompt of 2
+  // tokens, 1 real, weight 1 everywhere): uncond + g (cond - uncond).
+  r.model = "bank";
+  r.guidance = 3.0;
+  r.negative_prompt = "blurry frames";
+  auto cfg = rt->Render(r);
+  ASSERT_TRUE(cfg.ok()) << cfg.message();
+  for (int t = 0; t < 6; ++t) EXPECT_FLOAT_EQ(At(*cfg, 0, t), 1.f + 3.f * (expect[t] - 1.f));
+  // Embedded guidance: one call, the scale as an input; the prompts' channel is not mixed.
+  r.model = "distilled";
+  auto distilled = rt->Render(r);
+  ASSERT_TRUE(distilled.ok()) << distilled.message();
+  for (int t = 0; t < 6; ++t) {
+    EXPECT_FLOAT_EQ(At(*distilled, 0, t), expect[t]);
+    EXPECT_FLOAT_EQ(At(*distilled, 3, t), 3.f);
+  }
+  // A model that takes no guidance refuses a scale.
+  r.model = "noguide";
+  auto refused = rt->Render(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("model 'noguide' takes no guidance"), std::string::npos)
+      << refused.message();
+  r.guidance = 1.0;
+  EXPECT_TRUE(rt->Render(r).ok());
+  // Once per model and text: bank 3 (with the negative prompt), clip 2, distilled 2, noguide 2.
+  EXPECT_EQ(rt->prompt_encodings(), 9u);
+}
+
+// What a contract-1 model or a mismatched contract-2 file gets told.
+TEST(TorchScript, ContractMismatchesAreNamed) {
+  TempDir dir;
+  SaveModel(dir.path(), "tokens", {kBankEncode, kDenoise, kDecode});  // contract 1, [L, D]
+  SaveContract2(dir.path(), "oldsig", {kEncode, kDenoise, kDecode});  // contract 2, old denoise
+  SaveContract2(dir.path(), "badguide", {kEncode, kBankDenoise, kDecode}, {{"guidance", "lots"}});
+  auto rt = Make(dir.path());
+  auto tokens = rt->Render(Request("tokens"));
+  ASSERT_FALSE(tokens.ok());
+  EXPECT_NE(tokens.message().find("tuple: token sequences [L, D] need contract_version 2"),
+            std::string::npos)
+      << tokens.message();
+  auto oldsig = rt->Render(Request("oldsig"));
+  ASSERT_FALSE(oldsig.ok());
+  EXPECT_NE(oldsig.message().find("denoise must take (latents, sigma, cond: Dict[str, Tensor])"),
+            std::string::npos)
+      << oldsig.message();
+  auto badguide = rt->Render(Request("badguide"));
+  ASSERT_FALSE(badguide.ok());
+  EXPECT_NE(badguide.message().find("'guidance' must be 'cfg', 'embedded' or 'none'"),
+            std::string::npos)
+      << badguide.message();
+}
+
 TEST(TorchScript, BrokenModelsFailWithTheirNameAndProblem) {
   TempDir dir;
   SaveModel(dir.path(), "nodecode", {kEncode, kDenoise});
@@ -325,7 +457,8 @@ TEST(TorchScript, AWorkerWhoseModelDiffersFromTheFarmsIsRefusedAndExits) {
 }
 
 // A studio model with Wan 2.1's shape (16 latent channels, 8x spatial compression with patches
-// of 2, time compressed 4x by a causal decoder that needs a latent frame of context) through the
+// of 2, time compressed 4x by a causal decoder that needs a latent frame of context, a padded
+// token sequence per prompt read by masked cross-attention, one context per clip) through the
 // farm: the worker reports its metadata, the job is planned from it, every segment of 81 frames
 // reaches `denoise` as [1, 16, 21, h, w] (any other shape fails the task: the model returns a
 // wrong-shaped prediction), and the output has exactly the manifest's 161 frames.
@@ -342,13 +475,38 @@ TEST(TorchScript, AWanShapedModelRendersIn21LatentFramesPer81FrameSegment) {
   m.register_attribute("decode_context_before", c10::IntType::get(), 1);
   m.register_attribute("default_steps", c10::IntType::get(), 2);
   m.register_attribute("prediction", c10::StringType::get(), std::string("velocity"));
-  m.define(kEncode);
+  m.register_attribute("contract_version", c10::IntType::get(), 2);
+  m.register_attribute("conditioning", c10::StringType::get(), std::string("per-clip"));
+  // A umT5-shaped encoder: a fixed-length token sequence (512 x 4096 in Wan; 16 x 16 here),
+  // padded, with the mask saying which tokens are words.
   m.define(R"(
-def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Tensor) -> Tensor:
+def encode_prompt(self, text: str) -> Tuple[Tensor, Tensor]:
+    words = text.split(' ')
+    n = min(len(words), 16)
+    tokens = torch.zeros([16, 16])
+    for i in range(n):
+        tokens[i] = torch.sin(torch.arange(16).float() * float(len(words[i]) + i))
+    return tokens, torch.arange(16) < n
+)");
+  // Masked cross-attention from 2x2 patches of the latents to every prompt's tokens, the
+  // prompts' contexts mixed by each latent frame's weights.
+  m.define(R"(
+def denoise(self, latents: Tensor, sigma: Tensor, cond: Dict[str, Tensor]) -> Tensor:
     if latents.size(0) != 1 or latents.size(1) != 16 or latents.size(2) != 21 or latents.size(3) != 4 or latents.size(4) != 4:
         return latents[:, :, 0:1]
-    t = frame_times.float().view([1, 1, 21, 1, 1])
-    return latents - torch.sin(t) * 0.5
+    tokens = cond["prompt_tokens"]
+    mask = cond["prompt_mask"]
+    p = tokens.size(0)
+    l = tokens.size(1)
+    q = latents.view([1, 16, 21, 2, 2, 2, 2]).mean([4, 6]).permute([0, 2, 3, 4, 1]).reshape([1, 84, 16])
+    scores = torch.einsum('bnd,pld->bpnl', [q, tokens]) / 4.0
+    scores = scores.masked_fill(mask.view([1, p, 1, l]).logical_not(), -10000.0)
+    ctx = torch.einsum('bpnl,pld->bpnd', [torch.softmax(scores, -1), tokens])
+    w = cond["prompt_weights"].repeat_interleave(4, dim=1)
+    mixed = torch.einsum('bnp,bpnd->bnd', [w, ctx]).view([1, 21, 2, 2, 16]).permute([0, 4, 1, 2, 3])
+    mixed = mixed.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+    t = cond["frame_times"].float().view([1, 1, 21, 1, 1])
+    return latents - torch.sin(t) * 0.5 + mixed * 0.1
 )");
   m.define(R"(
 def decode(self, latents: Tensor) -> Tensor:
@@ -359,8 +517,11 @@ def decode(self, latents: Tensor) -> Tensor:
   m.save(dir / "models/wanlike.pt");
   std::ofstream(dir / "wan.yaml")
       << "version: 1\nvideo: {width: 32, height: 32, fps: 16, frames: 161}\n"
-      << "model: {name: wanlike, steps: 2}\nsegments: {length: 81, overlap: 20}\n"
-      << "timeline: [{at: 0, prompt: hello}]\noutput: {path: out/wan.mp4}\n";
+      << "model: {name: wanlike, steps: 3, sampler: unipc, shift: 5}\n"
+      << "segments: {length: 81, overlap: 20}\n"
+      << "timeline: [{at: 0, prompt: two teenagers at a dance},\n"
+      << "           {at: 4s, prompt: a long drive by the sea, transition: 2s}]\n"
+      << "output: {path: out/wan.mp4}\n";
   std::string out;
   ASSERT_EQ(
       RunCommand(Cli("render '" + dir / "wan.yaml" + "' --workers 2 --models '" + dir / "models" +

@@ -180,7 +180,11 @@ TEST(Manifest, SigmasAndShiftByTokens) {
   ExpectError(Good("steps: 30", "steps: 3, sigmas: [1.0, 0.5]"), 4, 28, "model.steps",
               "3 steps but 2 sigmas");
   ExpectError(Good("steps: 30", "sampler: ddim, sigmas: [1.0, 0.5]"), 4, 44, "model.sigmas",
-              "euler sampler only");
+              "flow-matching samplers only (euler, unipc)");
+  auto unipc = Parse(Good("steps: 30", "sampler: unipc, sigmas: [0.9, 0.5], shift: 5"));
+  ASSERT_TRUE(unipc.ok()) << unipc.message();
+  EXPECT_EQ(unipc->sampler, "unipc");
+  ExpectError(Good("steps: 30", "sampler: dpm"), 4, 30, "model.sampler", "unipc");
   ExpectError(Good("steps: 30", "shift: fast"), 4, 28, "model.shift", "expected a number");
 }
 

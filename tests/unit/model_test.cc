@@ -196,10 +196,13 @@ TEST(Zoom, DenoiserIsTheExactPosteriorMean) {
   auto m = CreateBuiltinModel("zoom");
   ASSERT_TRUE(m);
   const int64_t T = 5, h = 6, w = 8;
-  torch::Tensor emb = m->EncodePrompt("golden").unsqueeze(0).expand({T, -1}).unsqueeze(0);
+  torch::Tensor emb = m->EncodePrompt("golden").tokens.expand({T, -1}).unsqueeze(0);
   // Frames from 1.2 s to 3.6 s touch blocks 0..2: four block picks, 256 combinations.
   torch::Tensor times = (torch::arange(T, torch::kFloat64) * 0.6 + 1.2).unsqueeze(0);
-  Conditioning cond{emb.contiguous(), times, CameraMotion::kZoomIn, 0.3, 64, 48, 24, 0, {}};
+  Conditioning cond;
+  cond.embeddings = emb.contiguous();
+  cond.frame_times = times;
+  cond.camera_speed = 0.3, cond.width = 64, cond.height = 48;
   const ZoomPrior prior = ZoomPriorFor(cond, h, w);
   ASSERT_EQ(prior.worlds.size(0), 4);
   // At sigma = 1 the data says nothing: the mean of the worlds, whatever x is.
@@ -318,8 +321,8 @@ class FixedModel final : public Model {
     info_.prediction = kind;
   }
   const ModelInfo& info() const override { return info_; }
-  torch::Tensor EncodePrompt(const std::string& text) override {
-    return torch::full({2}, text.empty() ? 0.f : 1.f);
+  PromptEncoding EncodePrompt(const std::string& text) override {
+    return PooledPrompt(torch::full({2}, text.empty() ? 0.f : 1.f));
   }
   torch::Tensor Denoise(const torch::Tensor& x, const torch::Tensor& sigma,
                         const Conditioning& cond) override {
@@ -408,6 +411,157 @@ TEST(Sampler, EulerStepAndGuidance) {
   EXPECT_EQ(m.calls, 2);  // conditional and unconditional
 }
 
+// A model whose x0 prediction depends on x, so that a multistep solver's history matters:
+// x0 = 0.5 x + 0.3 (with a velocity model, the same x0 through v = (x - x0) / s).
+class LinearModel final : public Model {
+ public:
+  LinearModel() { info_.name = "linear"; }
+  const ModelInfo& info() const override { return info_; }
+  PromptEncoding EncodePrompt(const std::string&) override {
+    return PooledPrompt(torch::zeros({1}));
+  }
+  torch::Tensor Denoise(const torch::Tensor& x, const torch::Tensor&,
+                        const Conditioning&) override {
+    return x * 0.5f + 0.3f;
+  }
+  torch::Tensor Decode(const torch::Tensor& x) override { return x; }
+
+ private:
+  ModelInfo info_;
+};
+
+// UniPC as UniPCMultistepScheduler.step computes it (solver_order 2, predict_x0, bh2,
+// lower_order_final, flow sigmas), written out for one number with the general R rho = b
+// solve of multistep_uni_c_bh_update, independently of the sampler's closed forms.
+double UniPcReference(double x, const std::vector<double>& sig, int steps) {
+  auto lam = [](double s) { return std::log(1 - s) - std::log(s); };
+  auto x0_of = [](double v) { return 0.5 * v + 0.3; };
+  std::vector<double> ms;  // model outputs, oldest first
+  double last = 0;
+  int this_order = 0, lower_order_nums = 0;
+  for (int i = 0; i < steps; ++i) {
+    const double m = x0_of(x);
+    if (i > 0) {  // corrector
+      const double st = sig[i], s0 = sig[i - 1], at = 1 - st;
+      const double h = lam(st) - lam(s0), hh = -h, hphi1 = std::expm1(hh), bh = std::expm1(hh);
+      const double m0 = ms.back();
+      std::vector<double> rks, d1s;
+      for (int k = 1; k < this_order; ++k) {
+        const double rk = (lam(sig[i - (k + 1)]) - lam(s0)) / h;
+        rks.push_back(rk);
+        d1s.push_back((ms[ms.size() - 1 - k] - m0) / rk);
+      }
+      rks.push_back(1.0);
+      std::vector<double> b;
+      double hphik = hphi1 / hh - 1, fact = 1;
+      for (int k = 1; k <= this_order; ++k) {
+        b.push_back(hphik * fact / bh);
+        fact *= k + 1;
+        hphik = hphik / hh - 1 / fact;
+      }
+      std::vector<double> rhos;
+      if (this_order == 1) {
+        rhos = {0.5};
+      } else {  // 2x2: rows rks^0, rks^1; Gaussian elimination
+        const double a00 = 1, a01 = 1, a10 = rks[0], a11 = rks[1];
+        const double det = a00 * a11 - a01 * a10;
+        rhos = {(b[0] * a11 - a01 * b[1]) / det, (a00 * b[1] - b[0] * a10) / det};
+      }
+      double corr = 0;
+      for (size_t k = 0; k < d1s.size(); ++k) corr += rhos[k] * d1s[k];
+      x = st / s0 * last - at * hphi1 * m0 - at * bh * (corr + rhos.back() * (m - m0));
+    }
+    ms.push_back(m);
+    this_order = std::min({2, steps - i, lower_order_nums + 1});
+    last = x;
+    // predictor
+    const double st = sig[i + 1], s0 = sig[i], at = 1 - st;
+    const double h = lam(st) - lam(s0), hh = -h, hphi1 = std::expm1(hh), bh = std::expm1(hh);
+    double next = st / s0 * x - at * hphi1 * m;
+    if (this_order == 2) {
+      const double rk = (lam(sig[i - 1]) - lam(s0)) / h;
+      next -= at * bh * 0.5 * (ms[ms.size() - 2] - m) / rk;
+    }
+    x = next;
+    lower_order_nums = std::min(lower_order_nums + 1, 2);
+  }
+  return x;
+}
+
+TEST(Sampler, UniPcFollowsThePublishedFormula) {
+  LinearModel m;
+  SamplerConfig c;
+  c.kind = SamplerKind::kUniPc;
+  c.steps = 7;
+  c.shift = 3.0;
+  // The levels: UniPCMultistepScheduler's flow sigmas, 0.999 (1 - i / steps), shifted, then 0.
+  const std::vector<double> sig = FlowMatchSchedule(c);
+  ASSERT_EQ(sig.size(), 8u);
+  EXPECT_NEAR(sig[0], 3 * 0.999 / (1 + 2 * 0.999), 1e-12);
+  EXPECT_NEAR(sig[3], 3 * (0.999 * 4 / 7) / (1 + 2 * (0.999 * 4 / 7)), 1e-12);
+  EXPECT_EQ(sig[7], 0.0);
+  for (float start : {-1.3f, 0.4f, 2.2f}) {
+    torch::Tensor x = torch::full({1, 1, 1, 1, 1}, start);
+    Sampler fresh(m, c, CondWith(0.f));
+    for (int i = 0; i < c.steps; ++i) x = fresh.Step(i, x);
+    EXPECT_NEAR(x.item<float>(), UniPcReference(start, sig, c.steps), 1e-5) << start;
+  }
+}
+
+// A UniPC run resumed from a checkpoint (its latents and history after step k) ends bitwise
+// where the uninterrupted run ends; without the history the checkpoint is refused.
+TEST(Runtime, UniPcResumesBitExactFromItsHistory) {
+  auto rt = Make(1);
+  SegmentRequest r = Request(21);
+  r.sampler = "unipc";
+  r.steps = 6;
+  r.guidance = 2.0;  // classifier-free: two calls per step, both part of the history's x0
+  r.negative_prompt = "blur";
+  Tensor state;
+  auto whole = rt->RenderTogether({r}, [&](int i, std::vector<LatentView>& v) {
+    if (i != 2) return Status::Ok();
+    EXPECT_EQ(v[0].history.size(), 3u);
+    const int64_t n = Tensor::NumElements(v[0].shape);
+    state.shape = v[0].shape;
+    state.shape.insert(state.shape.begin(), 4);
+    state.data.assign(v[0].data, v[0].data + n);
+    for (const float* h : v[0].history) state.data.insert(state.data.end(), h, h + n);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(whole.ok()) << whole.message();
+  SegmentRequest resumed = r;
+  resumed.resume_step = 3;
+  resumed.resume_latents = state;
+  auto again = Make(1)->Render(resumed);
+  ASSERT_TRUE(again.ok()) << again.message();
+  EXPECT_EQ(0, std::memcmp((*whole)[0].data.data(), again->data.data(), again->data.size() * 4));
+  // The latents alone do not resume a multistep sampler.
+  Tensor latents_only;
+  latents_only.shape.assign(state.shape.begin() + 1, state.shape.end());
+  latents_only.data.assign(state.data.begin(),
+                           state.data.begin() + Tensor::NumElements(latents_only.shape));
+  resumed.resume_latents = latents_only;
+  auto refused = rt->Render(resumed);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("4 tensors of [4,12,6,8] for the unipc sampler at step 3"),
+            std::string::npos)
+      << refused.message();
+  // And UniPC is its own trajectory, not euler's (both end on the zoom model's exact posterior,
+  // which settles on one world: compare them on the way).
+  SegmentRequest euler = r;
+  euler.sampler = "euler";
+  std::vector<float> euler_at_2;
+  auto other = rt->RenderTogether({euler}, [&](int i, std::vector<LatentView>& v) {
+    if (i == 2) euler_at_2.assign(v[0].data, v[0].data + Tensor::NumElements(v[0].shape));
+    EXPECT_TRUE(v[0].history.empty());
+    return Status::Ok();
+  });
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(euler_at_2,
+            std::vector<float>(state.data.begin(),
+                               state.data.begin() + static_cast<int64_t>(euler_at_2.size())));
+}
+
 TEST(Sampler, PredictionKindsConvertToX0) {
   torch::Tensor x = torch::full({1}, 0.7f), x0 = torch::full({1}, 0.2f),
                 eps = torch::full({1}, 1.2f);
@@ -454,7 +608,9 @@ class CausalDecoder final : public Model {
     info_.decode_context_before = 2;
   }
   const ModelInfo& info() const override { return info_; }
-  torch::Tensor EncodePrompt(const std::string&) override { return torch::zeros({1}); }
+  PromptEncoding EncodePrompt(const std::string&) override {
+    return PooledPrompt(torch::zeros({1}));
+  }
   torch::Tensor Denoise(const torch::Tensor& x, const torch::Tensor&,
                         const Conditioning&) override {
     return x;
