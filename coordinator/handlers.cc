@@ -40,7 +40,7 @@ void Dispatch(HandlerContext& c, const std::string& identity, wire::Envelope::Re
     case wire::Envelope::CODENOISE_EXCHANGE:
       return OnCodenoiseExchange(c, identity, env.getCodenoiseExchange());
     case wire::Envelope::HEARTBEAT:
-      return OnHeartbeat(c, identity);
+      return OnHeartbeat(c, identity, env.getHeartbeat());
     case wire::Envelope::GOODBYE:
       return OnGoodbye(c, identity, env.getGoodbye().getReason().cStr());
     case wire::Envelope::SUBMIT:

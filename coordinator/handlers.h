@@ -62,7 +62,7 @@ void HandleMessage(HandlerContext& c, const std::string& identity, const void* p
 // ---- Workers ----------------------------------------------------------------------------------
 void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader h);
 void OnWorkRequest(HandlerContext& c, const std::string& identity, wire::WorkRequest::Reader r);
-void OnHeartbeat(HandlerContext& c, const std::string& identity);
+void OnHeartbeat(HandlerContext& c, const std::string& identity, wire::Heartbeat::Reader hb);
 void OnGoodbye(HandlerContext& c, const std::string& identity, const std::string& reason);
 
 // ---- Results ----------------------------------------------------------------------------------

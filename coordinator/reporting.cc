@@ -106,6 +106,8 @@ WorkerInfo ReportWorker(const Worker& w) {
   r.failures = w.failures;
   r.last_seen_ms = w.last_seen_ms;
   r.pool = w.pool;
+  r.models.assign(w.models.begin(), w.models.end());
+  r.unavailable.assign(w.unavailable.begin(), w.unavailable.end());
   return r;
 }
 

@@ -7,6 +7,23 @@
 
 namespace segue {
 
+namespace {
+
+// A worker's list of models it cannot serve, bounded: a peer's text is not trusted.
+Status UnavailableFrom(capnp::List<wire::UnavailableModel>::Reader list,
+                       std::map<std::string, std::string>* out) {
+  if (list.size() > 1024) return Status::Error("more than 1024 unavailable models");
+  for (auto u : list) {
+    std::string model = u.getModel().cStr(), why = u.getReason().cStr();
+    if (model.empty() || model.size() > 200) return Status::Error("bad unavailable model name");
+    if (why.size() > 2000) why = why.substr(0, 2000) + "...";
+    (*out)[model] = why;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader h) {
   if (h.getProtocolVersion() != wire::PROTOCOL_VERSION) {
     c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::VERSION_MISMATCH,
@@ -51,6 +68,10 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
   hello.host = h.getHost().cStr();
   hello.device = h.getDevice().cStr();
   for (auto m : h.getModels()) hello.models.insert(m.cStr());
+  if (Status s = UnavailableFrom(h.getUnavailableModels(), &hello.unavailable); !s.ok()) {
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST, "hello: " + s.message()));
+    return;
+  }
   for (auto t : h.getTags()) hello.tags.insert(t.cStr());
   hello.memory = h.getMemoryBytes();
   hello.pool = h.getPool().cStr();
@@ -83,11 +104,20 @@ void OnWorkRequest(HandlerContext& c, const std::string& identity, wire::WorkReq
   c.schedule_due = true;
 }
 
-void OnHeartbeat(HandlerContext& c, const std::string& identity) {
-  if (!c.workers.Heard(identity, c.env->NowMillis())) {
+void OnHeartbeat(HandlerContext& c, const std::string& identity, wire::Heartbeat::Reader hb) {
+  Worker* w = c.workers.Heard(identity, c.env->NowMillis());
+  if (!w) {
     c.outbox.Send(identity,
                   ErrorMessage(wire::ErrorCode::NOT_FOUND, "unknown worker: say hello again"));
     return;
+  }
+  std::map<std::string, std::string> unavailable;
+  if (UnavailableFrom(hb.getUnavailableModels(), &unavailable).ok()) {
+    for (const auto& m : WorkerRegistry::MarkUnavailable(*w, unavailable)) {
+      spdlog::warn("worker {} cannot serve model {} any more: {}", w->name, m, w->unavailable[m]);
+    }
+  } else {
+    ++c.metrics.bad_messages;
   }
   capnp::MallocMessageBuilder b;
   b.initRoot<wire::Envelope>().initHeartbeat().setBusy(false);

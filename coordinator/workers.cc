@@ -14,6 +14,8 @@ Worker& WorkerRegistry::Join(const std::string& identity, const WorkerHello& hel
   w.host = hello.host;
   w.device = hello.device;
   w.models = hello.models;
+  w.unavailable.clear();
+  MarkUnavailable(w, hello.unavailable);
   w.tags = hello.tags;
   w.memory = hello.memory;
   w.pool = hello.pool;
@@ -22,6 +24,16 @@ Worker& WorkerRegistry::Join(const std::string& identity, const WorkerHello& hel
   w.last_seen_ms = now_ms;
   name_of_identity_[identity] = hello.name;
   return w;
+}
+
+std::vector<std::string> WorkerRegistry::MarkUnavailable(
+    Worker& w, const std::map<std::string, std::string>& models) {
+  std::vector<std::string> added;
+  for (const auto& [model, why] : models) {
+    w.models.erase(model);
+    if (w.unavailable.emplace(model, why).second) added.push_back(model);
+  }
+  return added;
 }
 
 Worker* WorkerRegistry::Heard(const std::string& identity, uint64_t now_ms) {

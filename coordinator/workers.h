@@ -27,7 +27,8 @@ struct TaskRef {
 struct Worker {
   std::string identity;  // ZeroMQ routing id
   std::string name, host, device;
-  std::set<std::string> models;
+  std::set<std::string> models;                    // it serves (none of `unavailable`)
+  std::map<std::string, std::string> unavailable;  // models it has but cannot serve -> why
   std::set<std::string> tags;
   uint64_t memory = 0;
   uint32_t credits = 0;  // tasks it asked for (it holds at most one at a time)
@@ -45,6 +46,7 @@ struct Worker {
 struct WorkerHello {
   std::string name, host, device, pool;
   std::set<std::string> models, tags;
+  std::map<std::string, std::string> unavailable;
   uint64_t memory = 0;
 };
 
@@ -58,6 +60,10 @@ class WorkerRegistry {
   // The worker speaking on `identity`, marked as heard from at `now_ms`; nullptr if none.
   Worker* Heard(const std::string& identity, uint64_t now_ms);
   Worker* ByName(const std::string& name);
+  // Models `w` says it cannot serve (any more): it gets no more of their tasks. Returns the
+  // models new to the list.
+  static std::vector<std::string> MarkUnavailable(Worker& w,
+                                                  const std::map<std::string, std::string>& models);
   // Forgets a worker. REQUIRES: the caller has released its task.
   void Remove(const std::string& name);
   // The workers silent for more than `liveness_ms` at `now_ms`, by name (still registered).

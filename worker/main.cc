@@ -25,14 +25,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--name", o.name, "worker name, unique in the farm (default HOST-PID-NONCE)");
   app.add_option("--device", o.device,
-                 "cpu or cuda[:N]: where TorchScript models run (needs a libtorch with CUDA; the "
-                 "built-in models always compute on the CPU)")
+                 "where models run, one task slot per device: cpu, cuda, cuda:N, a list "
+                 "(cuda:0,cuda:1) or a count of GPUs (4: cuda:0-3). With several, the worker "
+                 "joins as NAME.0, NAME.1, ... and starts a model host per device. TorchScript "
+                 "on CUDA needs a libtorch with CUDA; the built-in models compute on the CPU")
       ->capture_default_str();
   app.add_option("--threads", o.threads, "intra-op threads for the model")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--models", o.models_dir,
-                 "folder of TorchScript models: a manifest's model NAME loads NAME.pt")
+                 "folder of models: a manifest's model NAME loads NAME.pt (TorchScript) or is "
+                 "served by a model host that NAME.host.yaml says how to start (docs/MODELS.md)")
       ->check(CLI::ExistingDirectory);
   app.add_option("--pool", o.pool,
                  "the pool this worker belongs to (set when a coordinator's pool launches it)");

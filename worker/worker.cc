@@ -3,8 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +25,7 @@
 #include "common/plan/timeline.h"
 #include "common/protocol/protocol.h"
 #include "common/tensor/half.h"
+#include "worker/host_model.h"
 
 namespace segue {
 namespace {
@@ -476,6 +480,9 @@ class WorkerLoop {
         // The request for the next task goes first: the coordinator then stores the result and
         // hands out the next task in one turn, behind one disk sync, instead of two turns and
         // two syncs (it holds the credit until the result frees this worker).
+        // A model that became unavailable in this task is reported before anything else, so
+        // the coordinator does not hand its tasks straight back here.
+        if (runtime_->UnavailableModels().size() != reported_unavailable_) SendHeartbeat();
         if (!last && !draining_) RequestWork();
         for (const auto& m : outcome_.messages) Send(m);
         {
@@ -489,12 +496,7 @@ class WorkerLoop {
       }
       if (draining_ && !task_) return Leave("drained");
       const auto now = Clock::now();
-      if (now - last_sent_hb_ > std::chrono::milliseconds(heartbeat_ms_)) {
-        capnp::MallocMessageBuilder b;
-        b.initRoot<wire::Envelope>().initHeartbeat().setBusy(task_ != nullptr);
-        Send(Serialize(b));
-        last_sent_hb_ = now;
-      }
+      if (now - last_sent_hb_ > std::chrono::milliseconds(heartbeat_ms_)) SendHeartbeat();
       if (now - last_heard_ > std::chrono::milliseconds(liveness_ms_)) {
         spdlog::warn("no word from the coordinator for {} ms; reconnecting", liveness_ms_);
         std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
@@ -503,6 +505,20 @@ class WorkerLoop {
       }
     }
     return Leave("stopped");
+  }
+
+  void SendHeartbeat() {
+    capnp::MallocMessageBuilder b;
+    auto hb = b.initRoot<wire::Envelope>().initHeartbeat();
+    hb.setBusy(task_ != nullptr);
+    // Models whose host stopped starting since we joined: the coordinator stops sending their
+    // tasks here.
+    const auto unavailable = runtime_->UnavailableModels();
+    SetUnavailable(hb.initUnavailableModels(static_cast<unsigned>(unavailable.size())),
+                   unavailable);
+    reported_unavailable_ = unavailable.size();
+    Send(Serialize(b));
+    last_sent_hb_ = Clock::now();
   }
 
   // Says goodbye (so the coordinator forgets this worker at once) and returns the exit code.
@@ -553,11 +569,9 @@ class WorkerLoop {
     auto tags = h.initTags(static_cast<unsigned>(o_.tags.size()));
     for (size_t i = 0; i < o_.tags.size(); ++i) tags.set(static_cast<unsigned>(i), o_.tags[i]);
     auto models = runtime_->Models();
-    auto list = h.initModels(static_cast<unsigned>(models.size()));
-    for (size_t i = 0; i < models.size(); ++i) list.set(static_cast<unsigned>(i), models[i]);
     // Each model's metadata, for planning: learnt once, at the first Hello (before any task
     // runs on the runtime). A model that does not load is still named, without metadata: its
-    // tasks fail with the reason.
+    // tasks fail with the reason. A model host that cannot start is unavailable instead (below).
     if (!specs_) {
       specs_.emplace();
       for (const auto& name : models) {
@@ -568,10 +582,26 @@ class WorkerLoop {
           spdlog::warn("model {} does not load: {}", name, meta.message());
       }
     }
+    const auto unavailable = runtime_->UnavailableModels();
+    std::erase_if(models, [&](const std::string& m) {
+      return std::any_of(unavailable.begin(), unavailable.end(),
+                         [&](const auto& u) { return u.first == m; });
+    });
+    SetUnavailable(h.initUnavailableModels(static_cast<unsigned>(unavailable.size())), unavailable);
+    auto list = h.initModels(static_cast<unsigned>(models.size()));
+    for (size_t i = 0; i < models.size(); ++i) list.set(static_cast<unsigned>(i), models[i]);
     auto specs = h.initModelSpecs(static_cast<unsigned>(specs_->size()));
     for (size_t i = 0; i < specs_->size(); ++i)
       SetModelSpec(specs[static_cast<unsigned>(i)], (*specs_)[i]);
     Send(Serialize(b));
+  }
+
+  static void SetUnavailable(capnp::List<wire::UnavailableModel>::Builder list,
+                             const std::vector<std::pair<std::string, std::string>>& models) {
+    for (size_t i = 0; i < models.size(); ++i) {
+      list[static_cast<unsigned>(i)].setModel(models[i].first);
+      list[static_cast<unsigned>(i)].setReason(models[i].second.substr(0, 2000));
+    }
   }
 
   void Send(const std::string& bytes) {
@@ -602,7 +632,7 @@ class WorkerLoop {
           heartbeat_ms_ = std::max<uint32_t>(50, env.getWelcome().getHeartbeatMs());
           liveness_ms_ = std::max<uint32_t>(200, env.getWelcome().getLivenessMs());
           backoff_ms_ = 100;
-          spdlog::info("joined {} as {}", o_.coordinator, o_.name);
+          spdlog::info("joined {} as {} (device {})", o_.coordinator, o_.name, o_.device);
           if (!task_) RequestWork();
           return -1;
         case wire::Envelope::ASSIGNMENT:
@@ -710,9 +740,39 @@ class WorkerLoop {
   uint32_t heartbeat_ms_ = 1000, liveness_ms_ = 10000;
   int backoff_ms_ = 100;
   Clock::time_point last_heard_ = Clock::now(), last_sent_hb_ = Clock::now();
+  size_t reported_unavailable_ = 0;  // models the coordinator was last told are unavailable
 };
 
 }  // namespace
+
+Result<std::vector<std::string>> ParseDeviceList(std::string_view spec) {
+  using R = Result<std::vector<std::string>>;
+  std::vector<std::string> devices;
+  if (!spec.empty() && spec.find_first_not_of("0123456789") == std::string_view::npos) {
+    if (spec.size() > 3 || std::stoi(std::string(spec)) < 1 || std::stoi(std::string(spec)) > 64)
+      return R::Error("--device '" + std::string(spec) + "': a count of GPUs is 1 to 64");
+    for (int i = 0, n = std::stoi(std::string(spec)); i < n; ++i)
+      devices.push_back("cuda:" + std::to_string(i));
+    return devices;
+  }
+  size_t start = 0;
+  while (true) {
+    const size_t comma = spec.find(',', start);
+    std::string one(
+        spec.substr(start, comma == std::string_view::npos ? spec.npos : comma - start));
+    const bool gpu = one.rfind("cuda", 0) == 0;
+    if (one != "cpu" && !gpu)
+      return R::Error("--device '" + std::string(spec) + "': '" + one +
+                      "' is not a device (cpu, cuda, cuda:N; a list of them; or a count of GPUs)");
+    if (gpu && std::find(devices.begin(), devices.end(), one) != devices.end())
+      return R::Error("--device '" + std::string(spec) + "': '" + one + "' is named twice");
+    if (devices.size() >= 64) return R::Error("--device: at most 64 devices");
+    devices.push_back(std::move(one));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return devices;
+}
 
 int RunWorker(const WorkerOptions& options, const std::atomic<bool>& stop) {
   WorkerOptions o = options;
@@ -722,14 +782,48 @@ int RunWorker(const WorkerOptions& options, const std::atomic<bool>& stop) {
     snprintf(nonce, sizeof nonce, "%04x", rd() & 0xffff);
     o.name = HostName() + "-" + std::to_string(getpid()) + "-" + nonce;
   }
-  auto runtime = model::Runtime::Create(model::RuntimeOptions{o.device, o.threads, o.models_dir});
-  if (!runtime.ok()) {
-    spdlog::error("{}", runtime.message());
+  auto devices = ParseDeviceList(o.device);
+  if (!devices.ok()) {
+    spdlog::error("{}", devices.message());
     return 2;
   }
-  WorkerLoop loop(o, std::move(*runtime));
-  int code = loop.Run(stop);
-  if (loop.busy()) std::_Exit(code);  // a model call cannot be interrupted; leave without it
+  // Model hosts' sockets and logs: a short path (ipc:// paths are limited to 107 bytes).
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string run_dir = std::string(tmp && *tmp && std::strlen(tmp) < 40 ? tmp : "/tmp") +
+                              "/segue-hosts-" + std::to_string(getpid());
+  // One slot per device, each a farm worker of its own. Every runtime is made before any slot
+  // joins, so a device the machine lacks stops the worker at start (exit 2), not half-joined.
+  const size_t n = devices->size();
+  std::vector<WorkerOptions> slots(n, o);
+  std::vector<std::unique_ptr<WorkerLoop>> loops;
+  for (size_t i = 0; i < n; ++i) {
+    WorkerOptions& s = slots[i];
+    s.device = (*devices)[i];
+    if (n > 1) s.name = o.name + "." + std::to_string(i);
+    model::RuntimeOptions ro{s.device, s.threads, s.models_dir, {}};
+    if (!s.models_dir.empty())
+      ro.sources.push_back(HostModelSource(s.models_dir, s.device,
+                                           n > 1 ? run_dir + "/" + std::to_string(i) : run_dir));
+    auto runtime = model::Runtime::Create(ro);
+    if (!runtime.ok()) {
+      spdlog::error("{}", runtime.message());
+      return 2;
+    }
+    loops.push_back(std::make_unique<WorkerLoop>(s, std::move(*runtime)));
+  }
+  if (n > 1) {
+    std::string list;
+    for (const auto& s : slots) list += (list.empty() ? "" : ", ") + s.name + " on " + s.device;
+    spdlog::info("{} task slots, one per device, each its own farm worker: {}", n, list);
+  }
+  std::vector<int> codes(n, 0);
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < n; ++i) threads.emplace_back([&, i] { codes[i] = loops[i]->Run(stop); });
+  codes[0] = loops[0]->Run(stop);
+  for (auto& t : threads) t.join();
+  const int code = *std::max_element(codes.begin(), codes.end());
+  for (const auto& loop : loops)
+    if (loop->busy()) std::_Exit(code);  // a model call cannot be interrupted; leave without it
   return code;
 }
 

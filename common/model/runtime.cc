@@ -74,15 +74,27 @@ class TorchRuntime final : public Runtime {
   std::vector<std::string> Models() const override {
     std::vector<std::string> out = BuiltinModelNames();
     const size_t builtins = out.size();
+    auto add = [&](const std::string& name) {
+      if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+    };
+    for (const auto& source : options_.sources) {
+      for (const auto& name : source.names()) add(name);  // built-ins win
+    }
     std::error_code ec;
-    if (options_.models_dir.empty() || !std::filesystem::is_directory(options_.models_dir, ec))
-      return out;
-    for (const auto& e : std::filesystem::directory_iterator(options_.models_dir, ec)) {
-      const std::string stem = e.path().stem().string();
-      if (e.path().extension() == ".pt" && !CreateBuiltinModel(stem))  // built-ins win
-        out.push_back(stem);
+    if (!options_.models_dir.empty() && std::filesystem::is_directory(options_.models_dir, ec)) {
+      for (const auto& e : std::filesystem::directory_iterator(options_.models_dir, ec)) {
+        if (e.path().extension() == ".pt") add(e.path().stem().string());
+      }
     }
     std::sort(out.begin() + static_cast<std::ptrdiff_t>(builtins), out.end());
+    return out;
+  }
+
+  std::vector<std::pair<std::string, std::string>> UnavailableModels() const override {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& source : options_.sources) {
+      for (auto& u : source.unavailable()) out.push_back(std::move(u));
+    }
     return out;
   }
 
@@ -170,6 +182,11 @@ class TorchRuntime final : public Runtime {
     if (auto it = models_.find(name); it != models_.end())
       return metadata_[name] = it->second->info();
     if (const ModelMetadata* builtin = BuiltinMetadata(name)) return metadata_[name] = *builtin;
+    if (SourceOf(name)) {  // a host: started once, and kept (its model loads in its own process)
+      auto m = Load(name);
+      if (!m.ok()) return m.status();
+      return metadata_[name] = (*m)->info();
+    }
     const std::string file = options_.models_dir + "/" + name + ".pt";
     std::error_code ec;
     if (options_.models_dir.empty() || !std::filesystem::is_regular_file(file, ec)) {
@@ -435,6 +452,13 @@ class TorchRuntime final : public Runtime {
     if (it != models_.end()) return it->second.get();
     std::unique_ptr<Model> m = CreateBuiltinModel(name);
     if (!m) {
+      if (const ModelSource* source = SourceOf(name)) {
+        auto opened = source->open(name);
+        if (!opened.ok()) return Result<Model*>::Error(opened.message());  // not cached
+        Model* raw = opened->get();
+        models_.emplace(name, std::move(*opened));
+        return raw;
+      }
       const std::string file =
           options_.models_dir.empty() ? "" : options_.models_dir + "/" + name + ".pt";
       std::error_code ec;
@@ -451,6 +475,15 @@ class TorchRuntime final : public Runtime {
     Model* raw = m.get();
     models_.emplace(name, std::move(m));
     return raw;
+  }
+
+  const ModelSource* SourceOf(const std::string& name) const {
+    if (BuiltinMetadata(name)) return nullptr;
+    for (const auto& source : options_.sources) {
+      const auto names = source.names();
+      if (std::find(names.begin(), names.end(), name) != names.end()) return &source;
+    }
+    return nullptr;
   }
 
   static constexpr size_t kMaxCachedPrompts = 4096;

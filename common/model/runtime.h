@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/model/metadata.h"
@@ -55,10 +56,23 @@ struct SegmentRequest {
   std::optional<Tensor> resume_latents;
 };
 
+class Model;  // model.h
+
+// Models served from outside the model layer (the worker's model hosts, worker/host_model.h).
+struct ModelSource {
+  std::function<std::vector<std::string>()> names;  // the models it serves
+  // Opens one of names(); the runtime keeps what it returns.
+  std::function<Result<std::unique_ptr<Model>>(const std::string& name)> open;
+  // Models that cannot be served now, each with the reason ("model: why").
+  std::function<std::vector<std::pair<std::string, std::string>>()> unavailable;
+};
+
 struct RuntimeOptions {
   std::string device = "cpu";
   int threads = 1;         // intra-op threads (at::get_num_threads() starts at 1 here: set it)
   std::string models_dir;  // TorchScript models: NAME resolves to models_dir/NAME.pt
+  // Consulted after the built-ins and before models_dir's TorchScript files.
+  std::vector<ModelSource> sources = {};
 };
 
 // A segment's latents between steps: [C, T, h, w] floats, contiguous, writable (co-denoising
@@ -75,8 +89,10 @@ class Runtime {
   static Result<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options);
   virtual ~Runtime() = default;
 
-  // Built-in models and the TorchScript files of models_dir, by name.
+  // Built-in models, the sources' and the TorchScript files of models_dir, by name.
   virtual std::vector<std::string> Models() const = 0;
+  // The sources' models that cannot be served now, with the reason.
+  virtual std::vector<std::pair<std::string, std::string>> UnavailableModels() const = 0;
   // Renders one segment; returns its final latents [C, T, h, w]. on_step(i, steps) after each step.
   virtual Result<Tensor> Render(const SegmentRequest& request,
                                 const std::function<void(int, int)>& on_step = {}) = 0;

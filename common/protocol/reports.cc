@@ -26,9 +26,13 @@ JobInfo FromWire(wire::JobStatus::Reader r) {
 }
 
 WorkerInfo FromWire(wire::WorkerInfo::Reader w) {
-  return {w.getName().cStr(),  w.getHost().cStr(), w.getDevice().cStr(),
-          w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(),
-          w.getFailures(),     w.getLastSeenMs(),  w.getPool().cStr()};
+  WorkerInfo i{w.getName().cStr(),  w.getHost().cStr(), w.getDevice().cStr(),
+               w.getState().cStr(), w.getTask().cStr(), w.getTasksDone(),
+               w.getFailures(),     w.getLastSeenMs(),  w.getPool().cStr()};
+  for (auto m : w.getModels()) i.models.push_back(m.cStr());
+  for (auto u : w.getUnavailableModels())
+    i.unavailable.emplace_back(u.getModel().cStr(), u.getReason().cStr());
+  return i;
 }
 
 PoolInfo FromWire(wire::PoolInfo::Reader p) {
@@ -73,6 +77,13 @@ void ToWire(const WorkerInfo& w, wire::WorkerInfo::Builder o) {
   o.setFailures(w.failures);
   o.setLastSeenMs(w.last_seen_ms);
   o.setPool(w.pool);
+  auto models = o.initModels(static_cast<unsigned>(w.models.size()));
+  for (size_t i = 0; i < w.models.size(); ++i) models.set(static_cast<unsigned>(i), w.models[i]);
+  auto un = o.initUnavailableModels(static_cast<unsigned>(w.unavailable.size()));
+  for (size_t i = 0; i < w.unavailable.size(); ++i) {
+    un[static_cast<unsigned>(i)].setModel(w.unavailable[i].first);
+    un[static_cast<unsigned>(i)].setReason(w.unavailable[i].second);
+  }
 }
 
 void ToWire(const PoolInfo& p, wire::PoolInfo::Builder o) {
@@ -120,7 +131,13 @@ nlohmann::json WorkerInfo::ToJson() const {
           {"tasks_done", tasks_done},
           {"failures", failures},
           {"last_seen_ms", last_seen_ms},
-          {"pool", pool.empty() ? nlohmann::json(nullptr) : nlohmann::json(pool)}};
+          {"pool", pool.empty() ? nlohmann::json(nullptr) : nlohmann::json(pool)},
+          {"models", models},
+          {"unavailable_models", [&] {
+             nlohmann::json u = nlohmann::json::object();
+             for (const auto& [m, why] : unavailable) u[m] = why;
+             return u;
+           }()}};
 }
 
 nlohmann::json PoolInfo::ToJson() const {

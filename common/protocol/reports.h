@@ -37,6 +37,8 @@ struct WorkerInfo {
   uint32_t tasks_done = 0, failures = 0;
   uint64_t last_seen_ms = 0;
   std::string pool;
+  std::vector<std::string> models = {};                               // it serves
+  std::vector<std::pair<std::string, std::string>> unavailable = {};  // model, reason
   nlohmann::json ToJson() const;
 };
 

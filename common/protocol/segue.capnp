@@ -42,6 +42,13 @@ struct Hello {
   threads @8 :UInt32;
   pool @9 :Text;          # the pool that launched it (segue-worker --pool), empty: none
   modelSpecs @10 :List(ModelSpec);  # the metadata of every model of `models` it could load
+  unavailableModels @11 :List(UnavailableModel);  # models it has but cannot serve (not in models)
+}
+
+# A model a worker has (a host entry, docs/MODELS.md "Model hosts") but cannot serve now.
+struct UnavailableModel {
+  model @0 :Text;
+  reason @1 :Text;
 }
 
 # What a model declares for planning (common/model/metadata.h): the coordinator plans a job from
@@ -226,6 +233,7 @@ struct TaskFailure {
 
 struct Heartbeat {
   busy @0 :Bool;
+  unavailableModels @1 :List(UnavailableModel);  # worker -> coordinator: every one so far
 }
 
 struct Submit {
@@ -288,6 +296,8 @@ struct WorkerInfo {
   failures @6 :UInt32;
   lastSeenMs @7 :UInt64; # wall clock of the last message from it
   pool @8 :Text;         # the pool that launched it, if any
+  models @9 :List(Text);  # the models it serves
+  unavailableModels @10 :List(UnavailableModel);
 }
 
 struct WorkerList {

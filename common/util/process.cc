@@ -99,10 +99,30 @@ ChildProcess::~ChildProcess() {
 
 Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv,
                                          const std::string& log_file) {
+  Options o;
+  o.log_file = log_file;
+  return Spawn(argv, o);
+}
+
+Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv,
+                                         const Options& options) {
   if (argv.empty()) return Result<ChildProcess>::Error("spawn: empty command");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The environment is made before fork: between fork and exec only async-signal-safe calls.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry(*e);
+    const std::string key = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const auto& [k, v] : options.env) replaced |= k == key;
+    if (!replaced) env_strings.push_back(entry);
+  }
+  for (const auto& [k, v] : options.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   int err_pipe[2];
   if (pipe2(err_pipe, O_CLOEXEC) != 0) return Result<ChildProcess>::Error("spawn: pipe failed");
   pid_t pid = fork();
@@ -110,15 +130,20 @@ Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv,
     return Result<ChildProcess>::Error(std::string("spawn: fork failed: ") + std::strerror(errno));
   if (pid == 0) {
     close(err_pipe[0]);
-    if (!log_file.empty()) {
-      int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (!options.log_file.empty()) {
+      int fd = open(options.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
         close(fd);
       }
     }
-    execv(args[0], args.data());
+    if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) {
+      int e = errno;
+      (void)!write(err_pipe[1], &e, sizeof e);
+      _exit(127);
+    }
+    execvpe(args[0], args.data(), envp.data());
     int e = errno;
     (void)!write(err_pipe[1], &e, sizeof e);
     _exit(127);

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status/status.h"
@@ -29,6 +30,13 @@ class ChildProcess {
   // Starts `argv[0]` with `argv`; stdout/stderr go to `log_file` when non-empty (appended).
   static Result<ChildProcess> Spawn(const std::vector<std::string>& argv,
                                     const std::string& log_file = "");
+  struct Options {
+    std::string log_file;  // stdout and stderr, appended ("": inherited)
+    std::string cwd;       // "": the parent's
+    std::vector<std::pair<std::string, std::string>> env;  // set on top of the parent's
+  };
+  // The same with a working folder and environment; argv[0] without a '/' is looked up in PATH.
+  static Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const Options& options);
 
   pid_t pid() const { return pid_; }
   bool Running();

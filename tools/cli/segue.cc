@@ -376,6 +376,12 @@ int CmdWorkers(const std::string& coordinator, bool json) {
     printf("%-28.28s %-16.16s %-8s %-6s %-26.26s %6u %8u\n", w.name.c_str(), w.host.c_str(),
            w.device.c_str(), w.state.c_str(), w.task.c_str(), w.tasks_done, w.failures);
   }
+  // Models a worker has but cannot serve (a model host that does not start): no task of theirs
+  // goes to it.
+  for (const auto& w : *workers) {
+    for (const auto& [model, why] : w.unavailable)
+      printf("%s: model %s unavailable: %s\n", w.name.c_str(), model.c_str(), why.c_str());
+  }
   return 0;
 }
 

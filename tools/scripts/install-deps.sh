@@ -2,7 +2,8 @@
 # Installs what segue needs to build, run and test on Debian 12, skipping what is already there.
 #   tools/scripts/install-deps.sh          to build and run
 #   tools/scripts/install-deps.sh --test   and what only the tests use (a headless browser,
-#                                          iproute2, a one-node Slurm)
+#                                          iproute2, a one-node Slurm, the model host's
+#                                          Python packages)
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
@@ -13,7 +14,7 @@ packages=(
   libgtest-dev libgmock-dev librapidcheck-dev clang-format
 )
 if [ "${1:-}" = "--test" ]; then
-  packages+=(chromium iproute2 curl slurm-wlm munge)
+  packages+=(chromium iproute2 curl slurm-wlm munge python3-torch python3-zmq python3-numpy)
 fi
 missing=()
 for p in "${packages[@]}"; do
