@@ -115,5 +115,24 @@ TEST(Bench, StoreRecoveryAndCodenoiseReportTheirFigures) {
   EXPECT_GT(gang["step_ms"].get<double>(), 0);
 }
 
+// One denoise call through a real model host (tinywan) against the same call inside the host's
+// Python: both are measured, and the round trip holds the call.
+TEST(Bench, HostReportsWhatTheCrossingCosts) {
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(RunCommand("'" + BinDir() + "/segue-bench' host --shape 1x16x3x8x8 --calls 2 --json '" +
+                           dir / "host.json" + "'",
+                       &out, true),
+            0)
+      << out;
+  auto host = nlohmann::json::parse(std::ifstream(dir / "host.json"))[0];
+  EXPECT_EQ(host["latents"], "1x16x3x8x8");
+  EXPECT_EQ(host["latent_bytes"], 16 * 3 * 8 * 8 * 4);
+  EXPECT_GT(host["in_python_s"].get<double>(), 0);
+  EXPECT_GE(host["round_trip_s"].get<double>(), host["in_python_s"].get<double>());
+  EXPECT_EQ(host["host_overhead_ms_each"].size(), 2u);
+  EXPECT_EQ(RunCommand("'" + BinDir() + "/segue-bench' host --shape 1x16x3", &out, true), 2) << out;
+}
+
 }  // namespace
 }  // namespace segue

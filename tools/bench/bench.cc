@@ -8,6 +8,7 @@
 //   segue-bench recovery  coordinator restart with 10,000 segments in the store
 //   segue-bench memory  coordinator RSS with a 4-hour job; worker RSS against video length
 //   segue-bench render  2 workers against 1 on the same job
+//   segue-bench host    one denoise call through a model host against the same call in Python
 //   segue-bench all     every one of them (with --quick: small sizes, a few minutes)
 // Results print as text; --json FILE writes them as JSON too.
 #include <CLI/CLI.hpp>
@@ -15,12 +16,14 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
 #include "common/util/memory.h"
 #include "tools/bench/bench_encode.h"
 #include "tools/bench/bench_farm.h"
+#include "tools/bench/bench_host.h"
 #include "tools/bench/bench_system.h"
 
 using namespace segue;
@@ -177,6 +180,24 @@ int main(int argc, char** argv) {
   auto* memory = app.add_subcommand(
       "memory", "coordinator RSS with a 4-hour job; worker RSS over short and long jobs");
   auto* render = app.add_subcommand("render", "segue render with 2 workers against 1");
+  HostBenchOptions host_options;
+  std::string host_shape = "1x16x21x60x104";
+  auto* host = app.add_subcommand(
+      "host", "one tinywan denoise call through a model host against the same call in Python");
+  host->add_option("--shape", host_shape,
+                   "the latents, B x C x T x h x w (Wan 2.1 480p, 81 frames)")
+      ->capture_default_str();
+  host->add_option("--calls", host_options.calls, "timed calls; figures are their medians")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  host->add_option("--threads", host_options.threads, "torch threads in the host")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  host->add_option("--adapter", host_options.adapter,
+                   "the adapter to serve (a segue_host adapter, or module:Class on PYTHONPATH)")
+      ->capture_default_str();
+  host->add_option("--host-path", host_options.host_path,
+                   "the model host package's folder (default: worker/host above the binary)");
   auto* all = app.add_subcommand("all", "every benchmark, one after the other");
   try {
     app.parse(argc, argv);
@@ -210,6 +231,24 @@ int main(int argc, char** argv) {
           BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
     if (memory->parsed() || every) results.push_back(BenchMemory(quick));
     if (render->parsed() || every) results.push_back(BenchRender(quick));
+    if (host->parsed() || every) {
+      host_options.shape.clear();
+      std::stringstream dims(quick ? "1x16x5x16x16" : host_shape);
+      for (std::string d; std::getline(dims, d, 'x');) {
+        char* end = nullptr;
+        const long long v = std::strtoll(d.c_str(), &end, 10);
+        if (d.empty() || *end != '\0' || v < 1 || v > 100000) {
+          std::cerr << "segue-bench: --shape '" << host_shape << "': expected B x C x T x h x w\n";
+          return 2;
+        }
+        host_options.shape.push_back(v);
+      }
+      if (host_options.shape.size() != 5) {
+        std::cerr << "segue-bench: --shape '" << host_shape << "': expected 5 sizes\n";
+        return 2;
+      }
+      results.push_back(BenchHost(host_options));
+    }
   } catch (const std::exception& e) {
     std::cerr << "segue-bench: " << e.what() << "\n";
     return 1;
