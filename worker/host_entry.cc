@@ -40,14 +40,29 @@ Result<HostEntry> ParseHostEntry(const std::string& file, const std::string& tex
   auto fail = [&](const YAML::Node& n, const std::string& field, const std::string& what) {
     return R::Error(Where(file, n.Mark()) + ": " + field + ": " + what);
   };
-  const std::set<std::string> known = {"command", "environment", "start_timeout_seconds",
-                                       "call_timeout_seconds", "max_starts"};
+  const std::set<std::string> known = {
+      "command",    "environment", "start_timeout_seconds", "call_timeout_seconds",
+      "max_starts", "devices"};
   for (const auto& kv : root) {
     const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
     if (!known.count(key))
       return fail(kv.first, key,
                   "unknown field (command, environment, start_timeout_seconds, "
-                  "call_timeout_seconds, max_starts)");
+                  "call_timeout_seconds, max_starts, devices)");
+  }
+  if (const YAML::Node devices = root["devices"]) {
+    if (!devices.IsSequence() || devices.size() == 0 || devices.size() > 64)
+      return fail(devices, "devices", "expected a list of 1 to 64 devices (cpu, cuda, cuda:N)");
+    for (size_t i = 0; i < devices.size(); ++i) {
+      const std::string d = devices[i].IsScalar() ? devices[i].Scalar() : "";
+      bool ok = d == "cpu" || d == "cuda";
+      if (d.rfind("cuda:", 0) == 0 && d.size() > 5 && d.size() <= 8)
+        ok = d.find_first_not_of("0123456789", 5) == std::string::npos;
+      if (!ok)
+        return fail(devices[i], "devices[" + std::to_string(i) + "]",
+                    "'" + d + "' is not a device (cpu, cuda, cuda:N)");
+      e.devices.push_back(d);
+    }
   }
   const YAML::Node command = root["command"];
   if (!command) return R::Error(file + ": command: missing (the host's argv, a list)");
@@ -92,6 +107,13 @@ Result<HostEntry> ParseHostEntry(const std::string& file, const std::string& tex
     if (!s.ok()) return s;
   }
   return e;
+}
+
+bool HostEntryServes(const HostEntry& entry, const std::string& device) {
+  if (entry.devices.empty()) return true;
+  const std::string kind = device.substr(0, device.find(':'));
+  return std::find(entry.devices.begin(), entry.devices.end(), device) != entry.devices.end() ||
+         std::find(entry.devices.begin(), entry.devices.end(), kind) != entry.devices.end();
 }
 
 Result<HostEntry> LoadHostEntry(const std::string& file) {

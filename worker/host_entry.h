@@ -7,6 +7,8 @@
 //   call_timeout_seconds: 600                               # any later call within this
 //   max_starts: 3                                           # failed starts in a row before the
 //                                                           # model is reported unavailable
+//   devices: [cuda]                                         # the worker devices that serve it
+//                                                           # (cpu, cuda, cuda:N; default all)
 //
 // Torch-free and ZeroMQ-free: parsing only.
 #pragma once
@@ -28,7 +30,12 @@ struct HostEntry {
   int start_timeout_ms = 120000;
   int call_timeout_ms = 600000;
   int max_starts = 3;
+  std::vector<std::string> devices = {};  // empty: every device of the worker
 };
+
+// Whether a worker slot on `device` (cpu, cuda, cuda:N) serves the entry's model: `devices`
+// lists it, or lists its kind ("cuda" for any cuda:N).
+bool HostEntryServes(const HostEntry& entry, const std::string& device);
 
 constexpr const char* kHostEntrySuffix = ".host.yaml";
 

@@ -596,7 +596,16 @@ model::ModelSource HostModelSource(const std::string& models_dir, const std::str
                                    const std::string& run_dir) {
   auto state = std::make_shared<SourceState>(run_dir);
   model::ModelSource s;
-  s.names = [models_dir] { return HostEntryNames(models_dir); };
+  // An entry whose devices leave this one out is not served here; one that does not parse is
+  // (opening it reports why it is unavailable).
+  s.names = [models_dir, device] {
+    std::vector<std::string> out;
+    for (const auto& name : HostEntryNames(models_dir)) {
+      auto entry = LoadHostEntry(models_dir + "/" + name + kHostEntrySuffix);
+      if (!entry.ok() || HostEntryServes(*entry, device)) out.push_back(name);
+    }
+    return out;
+  };
   s.open = [models_dir, device, run_dir,
             state](const std::string& name) -> Result<std::unique_ptr<model::Model>> {
     using R = Result<std::unique_ptr<model::Model>>;
