@@ -64,6 +64,10 @@ Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, 
   auto audio = submit.getAudioData();
   if (manifest.audio_path && audio.size() == 0)
     return R::Error(name + ": audio.path: the audio file's bytes did not come with the job");
+  if (audio.size() > ManifestLimits::kMaxAudioBytes)
+    return R::Error(name + ": audio.path: the audio file is " + std::to_string(audio.size() >> 20) +
+                    " MiB, above the limit of " +
+                    std::to_string(ManifestLimits::kMaxAudioBytes >> 20) + " MiB");
   const std::string rel =
       submit.getOutputOverride().size() ? submit.getOutputOverride().cStr() : manifest.output_path;
   auto out = ResolveOutput(options.output_root, rel, manifest.output_codec == "png");

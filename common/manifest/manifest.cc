@@ -190,6 +190,41 @@ double Seconds(const YAML::Node& n, const std::string& field) {
   return *d;
 }
 
+// What is wrong with `s` as a prompt's text after YAML's escapes are decoded ("\0", "\uD800"
+// make bytes the file itself could not hold), or nullptr: NUL and control characters other
+// than tab and newline, and anything that is not strict UTF-8 (overlong forms, surrogates,
+// code points past U+10FFFF).
+const char* TextProblem(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char ch = static_cast<unsigned char>(s[i]);
+    if (ch == 0) return "holds a NUL character";
+    if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f) return "holds a control character";
+    if (ch < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    uint32_t cp = 0, min = 0;
+    if ((ch & 0xE0) == 0xC0)
+      len = 2, cp = ch & 0x1F, min = 0x80;
+    else if ((ch & 0xF0) == 0xE0)
+      len = 3, cp = ch & 0x0F, min = 0x800;
+    else if ((ch & 0xF8) == 0xF0)
+      len = 4, cp = ch & 0x07, min = 0x10000;
+    else
+      return "is not valid UTF-8";
+    if (i + len > s.size()) return "is not valid UTF-8";
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned char c = static_cast<unsigned char>(s[i + k]);
+      if ((c & 0xC0) != 0x80) return "is not valid UTF-8";
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return "is not valid UTF-8";
+    i += len;
+  }
+  return nullptr;
+}
+
 // Catches bytes that are not text before yaml-cpp sees them; returns "" when fine.
 bool FindBinary(const std::string& text, size_t* line, size_t* column) {
   size_t l = 1, c = 1;
@@ -436,6 +471,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
 
   if (top.Has("negative_prompt")) {
     m.negative_prompt = Scalar(top.Get("negative_prompt"), "negative_prompt", "a prompt");
+    if (const char* why = TextProblem(m.negative_prompt))
+      Fail(top.Get("negative_prompt").Mark(), "negative_prompt", why);
     if (m.negative_prompt.size() > ManifestLimits::kMaxPromptBytes) {
       Fail(top.Get("negative_prompt").Mark(), "negative_prompt", "longer than 4096 bytes");
     }
@@ -488,6 +525,8 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
       Keyframe k;
       k.frame = std::llround(at * m.fps.value());
       k.prompt = Scalar(e.Get("prompt"), e.Field("prompt"), "a prompt");
+      if (const char* why = TextProblem(k.prompt))
+        Fail(e.Get("prompt").Mark(), e.Field("prompt"), why);
       if (std::all_of(k.prompt.begin(), k.prompt.end(),
                       [](char c) { return std::isspace(static_cast<unsigned char>(c)); })) {
         Fail(e.Get("prompt").Mark(), e.Field("prompt"), "prompt is empty");
@@ -555,9 +594,22 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
       if (f.is_relative()) f = fs::path(options.base_dir) / f;
       m.audio_file = f.lexically_normal().string();
       std::error_code ec;
-      if (!fs::is_regular_file(f, ec)) {
+      if (!fs::exists(f, ec)) {
         Fail(p.Mark(), audio.Field("path"),
              "cannot read audio file '" + m.audio_file + "': no such file");
+      }
+      if (!fs::is_regular_file(f, ec)) {
+        Fail(p.Mark(), audio.Field("path"),
+             "audio file '" + m.audio_file + "' is not a regular file");
+      }
+      // Checked before anything reads it whole: it travels in the Submit message.
+      const uintmax_t bytes = fs::file_size(f, ec);
+      if (!ec && bytes > ManifestLimits::kMaxAudioBytes) {
+        Fail(p.Mark(), audio.Field("path"),
+             "audio file '" + m.audio_file + "' is " + std::to_string(bytes >> 20) +
+                 " MiB, above the limit of " +
+                 std::to_string(ManifestLimits::kMaxAudioBytes >> 20) +
+                 " MiB (a compressed format such as FLAC or AAC keeps a song well under it)");
       }
       if (options.check_audio) {
         Status s = ProbeAudioFile(m.audio_file);
@@ -643,16 +695,37 @@ std::string Rational::ToString() const {
   return den == 1 ? std::to_string(num) : std::to_string(num) + "/" + std::to_string(den);
 }
 
+namespace {
+
+// The longest time or size text read: longer ones are refused before any regex sees them
+// (std::regex recurses per character and overflows the stack on long input).
+constexpr size_t kMaxQuantityChars = 64;
+
+// `t` as a finite double, without exceptions: false for anything else (out of range too).
+bool FiniteNumber(const std::string& t, double* out) {
+  if (t.empty()) return false;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), *out);
+  return ec == std::errc() && p == t.data() + t.size() && std::isfinite(*out);
+}
+
+// `raw` for a message: at most 40 characters of it.
+std::string Quoted(const std::string& raw) {
+  return "'" + (raw.size() > 40
+                    ? raw.substr(0, 40) + "...' (" + std::to_string(raw.size()) + " characters)"
+                    : raw + "'");
+}
+
+}  // namespace
+
 Result<double> ParseDuration(const std::string& raw) {
   std::string s = raw;
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  auto number = [](const std::string& t, double* out) {
-    if (t.empty()) return false;
-    auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), *out);
-    return ec == std::errc() && p == t.data() + t.size() && std::isfinite(*out);
-  };
+  if (s.size() > kMaxQuantityChars)
+    return Result<double>::Error("expected a time such as 40s or 1m30s, got " + Quoted(raw) +
+                                 ": longer than " + std::to_string(kMaxQuantityChars) +
+                                 " characters");
   double v = 0;
-  if (number(s, &v)) return v;
+  if (FiniteNumber(s, &v)) return v;
   if (s.size() > 1 && s[0] == '-') {  // "-1s": let the caller say why negative is wrong
     auto positive = ParseDuration(s.substr(1));
     if (positive.ok()) return -*positive;
@@ -661,8 +734,14 @@ Result<double> ParseDuration(const std::string& raw) {
   static const std::regex units(
       R"(^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$)");
   std::smatch mt;
+  const auto too_large = [&] {
+    return Result<double>::Error("time " + Quoted(raw) + " is too large");
+  };
   if (std::regex_match(s, mt, clock)) {
-    double h = mt[1].matched ? std::stod(mt[1]) : 0, m = std::stod(mt[2]), sec = std::stod(mt[3]);
+    double h = 0, m = 0, sec = 0;
+    if ((mt[1].matched && !FiniteNumber(mt[1].str(), &h)) || !FiniteNumber(mt[2].str(), &m) ||
+        !FiniteNumber(mt[3].str(), &sec))
+      return too_large();
     if (m >= 60 || sec >= 60)
       return Result<double>::Error("minutes and seconds must be below 60 in '" + raw + "'");
     return h * 3600 + m * 60 + sec;
@@ -672,9 +751,12 @@ Result<double> ParseDuration(const std::string& raw) {
     const double scale[] = {3600, 60, 1, 0.001};
     bool any = false;
     for (int i = 0; i < 4; ++i) {
-      if (mt[i + 1].matched) total += std::stod(mt[i + 1]) * scale[i], any = true;
+      double part = 0;
+      if (!mt[i + 1].matched) continue;
+      if (!FiniteNumber(mt[i + 1].str(), &part)) return too_large();
+      total += part * scale[i], any = true;
     }
-    if (any) return total;
+    if (any) return std::isfinite(total) ? Result<double>(total) : too_large();
   }
   return Result<double>::Error("expected a time such as 40s, 40.5, 1m30s or 00:00:40.000, got '" +
                                raw + "'");
@@ -683,17 +765,20 @@ Result<double> ParseDuration(const std::string& raw) {
 Result<uint64_t> ParseBytes(const std::string& raw) {
   static const std::regex re(R"(^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$)");
   std::smatch mt;
-  if (!std::regex_match(raw, mt, re)) {
+  if (raw.size() > kMaxQuantityChars || !std::regex_match(raw, mt, re)) {
     return Result<uint64_t>::Error(
-        "expected a size such as 8GiB, 512MiB or a number of bytes, got '" + raw + "'");
+        "expected a size such as 8GiB, 512MiB or a number of bytes, got " + Quoted(raw));
   }
   const std::string unit = mt[2].matched ? mt[2].str() : "B";
   const std::map<std::string, double> scale = {
       {"B", 1},           {"KB", 1e3},           {"MB", 1e6},
       {"GB", 1e9},        {"TB", 1e12},          {"KiB", 1024.0},
       {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
-  const double bytes = std::stod(mt[1].str()) * scale.at(unit);
-  if (bytes > 1e18) return Result<uint64_t>::Error("size '" + raw + "' is too large");
+  double count = 0;
+  const bool finite = FiniteNumber(mt[1].str(), &count);
+  const double bytes = count * scale.at(unit);
+  if (!finite || !(bytes <= 1e18))
+    return Result<uint64_t>::Error("size " + Quoted(raw) + " is too large");
   return static_cast<uint64_t>(bytes);
 }
 
@@ -713,8 +798,11 @@ Result<Rational> ParseFps(const std::string& s) {
     double v = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v)) {
-      return bad("expected a frame rate such as 24, 29.97 or 24000/1001, got '" + s + "'");
+      return bad("expected a frame rate such as 24, 29.97 or 24000/1001, got " + Quoted(s));
     }
+    // Checked before rounding: llround of a value beyond int64 is undefined.
+    if (v > ManifestLimits::kMaxFps)
+      return bad("must be at most 240 frames per second, got " + Quoted(s));
     // Exact decimal: 29.97 -> 2997/100.
     auto dot = s.find('.');
     int64_t den = 1;

@@ -131,6 +131,9 @@ struct ManifestLimits {
   static constexpr int kMaxTimelineEntries = 10'000;
   static constexpr size_t kMaxPromptBytes = 4096;
   static constexpr size_t kMaxManifestBytes = 4 << 20;
+  // The song travels in the Submit message (limit 512 MiB): 256 MiB is 23 minutes of 96 kHz
+  // 24-bit stereo WAV.
+  static constexpr uintmax_t kMaxAudioBytes = uintmax_t{256} << 20;
 };
 
 struct ManifestParseOptions {

@@ -355,5 +355,33 @@ TEST(Farm, BadBytesOnTheWireAreDroppedAndCounted) {
   EXPECT_NE(text.find("fenced off a stale result"), std::string::npos);
 }
 
+// One Submit with a 400-digit time used to abort the coordinator (std::out_of_range from stod),
+// and 60,000 digits overflowed its stack inside std::regex: both are refused, naming the field,
+// and the coordinator serves on.
+TEST(Farm, HugeNumbersInASubmittedManifestAreRefusedAndTheCoordinatorServesOn) {
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 0);
+  ASSERT_TRUE(farm.ok());
+  Client client(farm.endpoint(), 5000);
+  for (const std::string& at :
+       {std::string(400, '7') + "s", std::string(60000, '7'), std::string(400, '7') + ":00:00"}) {
+    SubmitRequest r;
+    r.manifest_name = "huge.yaml";
+    r.manifest_text =
+        "version: 1\nvideo: {width: 64, height: 64, fps: 24, frames: 48}\n"
+        "model: {name: zoom, steps: 2}\n"
+        "timeline: [{at: 0, prompt: a}, {at: " +
+        at +
+        ", prompt: b}]\n"
+        "output: {path: out/huge.mp4}\n";
+    auto submitted = client.Submit(r);
+    ASSERT_FALSE(submitted.ok());
+    EXPECT_NE(submitted.message().find("huge.yaml:4:"), std::string::npos) << submitted.message();
+    EXPECT_NE(submitted.message().find("timeline[1].at"), std::string::npos);
+  }
+  EXPECT_TRUE(farm.coordinator().Running());
+  EXPECT_TRUE(client.Jobs().ok());
+}
+
 }  // namespace
 }  // namespace segue

@@ -228,6 +228,30 @@ TEST(ManifestRejects, BinaryInput) {
   ExpectError(std::string("\x89PNG\r\n\x1a\n", 8), 1, 1, "manifest", "not a YAML text file");
 }
 
+// A 400-digit number made std::stod throw out of the parser (the coordinator aborted on such a
+// Submit, and so did segue plan); 60,000 digits overflowed the stack inside std::regex. Both
+// are refused with the field's place, and the message does not echo the whole input.
+TEST(ManifestRejects, HugeNumbersWithoutCrashing) {
+  const std::string d400(400, '7'), d60k(60000, '7');
+  for (const std::string& t : {d400, d400 + "s", d400 + ":00:00", "00:" + d400, "1h" + d400 + "m",
+                               d60k, d60k + "s", d60k + ":00", std::string(65, ' ') + "1s"}) {
+    auto d = ParseDuration(t);
+    ASSERT_FALSE(d.ok()) << t.size();
+    EXPECT_LT(d.message().size(), 200u) << d.message();
+  }
+  EXPECT_NE(ParseDuration(d400 + "s").message().find("longer than 64 characters"),
+            std::string::npos);
+  for (const std::string& t : {d400 + "GB", d400, d60k, d60k + "MiB"})
+    EXPECT_FALSE(ParseBytes(t).ok()) << t.size();
+  EXPECT_NE(ParseBytes(std::string(30, '9') + "TiB").message().find("too large"),
+            std::string::npos);
+  ExpectError(Good("at: 12s", "at: " + d400 + "s"), 11, 10, "timeline[1].at", "longer than 64");
+  ExpectError(Good("at: 12s", "at: " + d60k), 11, 10, "timeline[1].at", "longer than 64");
+  ExpectError(Good("at: 12s", "at: " + std::string(60, '9') + "h"), 11, 10, "timeline[1].at",
+              "past the end");
+  ExpectError(Good("fps: 24", "fps: 1e308"), 3, 39, "video.fps", "at most 240");
+}
+
 TEST(ManifestRejects, LimitsAgainstTypos) {
   ExpectError(Good("duration: 40s", "duration: 8760h"), 3, 53, "video.duration",
               "limit of 12 hours");
@@ -252,6 +276,43 @@ TEST(ManifestRejects, AudioThatCannotBeRead) {
   ASSERT_FALSE(garbage.ok());
   EXPECT_EQ(garbage.message().rfind("job.yaml:13:15: audio.path: cannot read audio file", 0), 0u)
       << garbage.message();
+}
+
+// A device or a song too large for a Submit message is named as what it is, before anything
+// reads it whole (`segue submit` with a 600 MiB WAV aborted; /dev/zero was "no such file").
+TEST(ManifestRejects, AudioThatIsNotAFileOrTooLarge) {
+  TempDir dir;
+  ManifestParseOptions o;
+  o.base_dir = dir.path();
+  auto device = ParseManifest(std::string(kGood) + "audio: {path: /dev/zero}\n", "job.yaml", o);
+  ASSERT_FALSE(device.ok());
+  EXPECT_NE(device.message().find("job.yaml:13:15: audio.path: audio file '/dev/zero' is not a "
+                                  "regular file"),
+            std::string::npos)
+      << device.message();
+  std::ofstream(dir.path() + "/huge.wav").put('R');
+  std::filesystem::resize_file(dir.path() + "/huge.wav", uintmax_t{600} << 20);  // sparse
+  auto huge = ParseManifest(std::string(kGood) + "audio: {path: huge.wav}\n", "job.yaml", o);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.message().find("is 600 MiB, above the limit of 256 MiB"), std::string::npos)
+      << huge.message();
+}
+
+// YAML escapes can put bytes in a prompt that the file could not hold (NUL, control
+// characters), and byte patterns that look like UTF-8 can be overlong forms or surrogates.
+// Prompts are text for a tokenizer: refused.
+TEST(ManifestRejects, PromptsThatAreNotText) {
+  const std::string prompt = "\"their wedding in a backyard, golden hour\"";
+  for (const auto& [bad, why] :
+       std::vector<std::pair<std::string, std::string>>{{"\"a\\0b\"", "NUL"},
+                                                        {"\"a\\x07b\"", "control character"},
+                                                        {"\"a\xED\xA0\x80z\"", "not valid UTF-8"},  // a surrogate, as raw bytes
+           {"\"a\xC0\x80z\"", "not valid UTF-8"}}) {   // an overlong NUL
+    ExpectError(Good(prompt, bad), 11, 23, "timeline[1].prompt", why);
+  }
+  ExpectError(std::string(kGood) + "negative_prompt: \"x\\0\"\n", 13, 18, "negative_prompt", "NUL");
+  auto fine = Parse(Good(prompt, "\"caf\u00e9 \\u00e9t\u00e9, tab\\tand newline\\n\""));
+  EXPECT_TRUE(fine.ok()) << fine.message();
 }
 
 TEST(ManifestRejects, FileErrorsNameTheFile) {

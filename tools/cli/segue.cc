@@ -204,8 +204,8 @@ Result<SubmitRequest> BuildSubmit(const std::string& path, const Manifest& m) {
 // How long to wait for the coordinator's answer: $SEGUE_TIMEOUT_MS, default 15 s.
 int ClientTimeoutMs() {
   const char* v = getenv("SEGUE_TIMEOUT_MS");
-  const int ms = v ? std::atoi(v) : 0;
-  return ms > 0 ? ms : 15000;
+  const long long ms = v ? std::strtoll(v, nullptr, 10) : 0;  // 0 for what is not a number
+  return ms > 0 && ms <= 86400000 ? static_cast<int>(ms) : 15000;
 }
 
 // Polls until the job finishes; returns its last state.
