@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 
+#include "common/media/video.h"
 #include "common/protocol/protocol.h"
 #include "coordinator/handlers.h"
 
@@ -48,6 +50,16 @@ Status CheckSegmentLatents(const Result<Tensor>& latents, const SegmentSpan& spa
   return Status::Ok();
 }
 
+// A finished segment's latents hold finite numbers: a worker that returns NaN or infinity fails
+// its task instead of reaching the blend. (Channels and latent size are not checked against the
+// model's metadata yet: the simulated workers of the tests and of segue-bench farm send small
+// stand-in latents.)
+Status CheckResultLatents(const Tensor& latents) {
+  for (float v : latents.data)
+    if (!std::isfinite(v)) return Status::Error("latents hold a value that is not finite");
+  return Status::Ok();
+}
+
 // A checkpoint: a segment's latents, or [1 + H, C, T, h, w] with a multistep sampler's history
 // (at most 3 tensors: unipc's).
 Status CheckCheckpoint(const Result<Tensor>& state, const SegmentSpan& span) {
@@ -69,7 +81,9 @@ void OnRenderResult(HandlerContext& c, const std::string& identity, wire::Render
   if (!j) return;
   const bool in_gang = w->task && w->task->kind == TaskKind::kGang;
   auto latents = GetTensor(r.getLatents());
-  if (Status s = CheckSegmentLatents(latents, j->segments[index]); !s.ok())
+  Status s = CheckSegmentLatents(latents, j->segments[index]);
+  if (s.ok()) s = CheckResultLatents(*latents);
+  if (!s.ok())
     return FailTask(c, *j, in_gang ? TaskKind::kGang : TaskKind::kRender, index, *w, s.message());
   if (!in_gang) WorkerRegistry::Free(*w, c.env->NowMicros());
   ++w->tasks_done;
@@ -103,10 +117,20 @@ void OnEncodeResult(HandlerContext& c, const std::string& identity, wire::Encode
                     "chunk came back with " + std::to_string(r.getFrames()) + " frames, expected " +
                         std::to_string(expected));
   }
-  WorkerRegistry::Free(*w, c.env->NowMicros());
-  ++w->tasks_done;
   auto data = r.getContainer();
   const std::string_view container(reinterpret_cast<const char*>(data.begin()), data.size());
+  // What the chunk holds, not what the worker says it holds: a chunk that is not a container of
+  // exactly its frames fails its task here, and never reaches an output. Demuxing a chunk in
+  // memory counts packets without decoding (well under a millisecond for a 96-frame chunk).
+  auto held = CountChunkFrames(container);
+  if (!held.ok() || *held != expected)
+    return FailTask(c, *j, TaskKind::kEncode, index, *w,
+                    "chunk " + std::to_string(index) + " is " +
+                        (held.ok() ? "a container of " + std::to_string(*held) + " frames"
+                                   : "unreadable: " + held.message()) +
+                        ", expected " + std::to_string(expected) + " frames");
+  WorkerRegistry::Free(*w, c.env->NowMicros());
+  ++w->tasks_done;
   if (c.machine.CompleteChunk(*j, index, container, "encoded by " + w->name)) Assemble(c, *j);
 }
 

@@ -365,6 +365,22 @@ Status WriteWav(const AssembleSpec& spec, const std::string& path) {
 }
 
 // png: every chunk packet is one whole PNG image; they become DIR/frame_%06d.png by frame index.
+// Where chunk c of `spec` ends: the next chunk's start, or the video's last frame. Assembly
+// checks every chunk against it, so a chunk that holds more or fewer frames than its share (a
+// worker's garbage) fails the output before anything is moved into place.
+int64_t ChunkEnd(const AssembleSpec& spec, size_t c) {
+  return c + 1 < spec.chunk_starts.size() ? spec.chunk_starts[c + 1] : spec.frames;
+}
+Status TooManyFrames(const AssembleSpec& spec, size_t c) {
+  return Status::Error("chunk " + std::to_string(c) + " holds more than its " +
+                       std::to_string(ChunkEnd(spec, c) - spec.chunk_starts[c]) + " frames");
+}
+Status TooFewFrames(const AssembleSpec& spec, size_t c, int64_t held) {
+  return Status::Error("chunk " + std::to_string(c) + " holds " + std::to_string(held) +
+                       " frames, expected " +
+                       std::to_string(ChunkEnd(spec, c) - spec.chunk_starts[c]));
+}
+
 Status WriteImageSequence(const AssembleSpec& spec, const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -378,6 +394,11 @@ Status WriteImageSequence(const AssembleSpec& spec, const fs::path& dir) {
     int64_t frame = spec.chunk_starts[c];
     int err;
     while ((err = av_read_frame(in.get(), pkt.get())) >= 0) {
+      if (pkt->stream_index != 0) {  // a chunk holds one video stream; anything else is not ours
+        av_packet_unref(pkt.get());
+        continue;
+      }
+      if (frame >= ChunkEnd(spec, c)) return TooManyFrames(spec, c);
       char name[32];
       std::snprintf(name, sizeof name, "frame_%06lld.png", static_cast<long long>(frame++));
       FILE* f = std::fopen((dir / name).c_str(), "wb");
@@ -390,6 +411,7 @@ Status WriteImageSequence(const AssembleSpec& spec, const fs::path& dir) {
       ++written;
     }
     if (err != AVERROR_EOF) return Fail("reading chunk " + std::to_string(c) + " failed", err);
+    if (frame != ChunkEnd(spec, c)) return TooFewFrames(spec, c, frame - spec.chunk_starts[c]);
   }
   if (written != spec.frames)
     return Status::Error("chunks held " + std::to_string(written) + " frames, expected " +
@@ -444,7 +466,13 @@ Status WriteVideoFile(const AssembleSpec& spec, const std::string& tmp, const st
     if (!in) return Status::Error("cannot open chunk " + std::to_string(c) + ": " + error);
     AVStream* ist = in->streams[0];
     const int64_t offset = av_rescale_q(spec.chunk_starts[c], frame_tb, ist->time_base);
+    int64_t frames = 0;
     while ((err = av_read_frame(in.get(), pkt.get())) >= 0) {
+      if (pkt->stream_index != 0) {  // a chunk holds one video stream; anything else is not ours
+        av_packet_unref(pkt.get());
+        continue;
+      }
+      if (spec.chunk_starts[c] + frames++ >= ChunkEnd(spec, c)) return TooManyFrames(spec, c);
       if (pkt->pts != AV_NOPTS_VALUE) pkt->pts += offset;
       if (pkt->dts != AV_NOPTS_VALUE) pkt->dts += offset;
       av_packet_rescale_ts(pkt.get(), ist->time_base, vst->time_base);
@@ -460,6 +488,7 @@ Status WriteVideoFile(const AssembleSpec& spec, const std::string& tmp, const st
       }
     }
     if (err != AVERROR_EOF) return Fail("reading chunk " + std::to_string(c) + " failed", err);
+    if (spec.chunk_starts[c] + frames != ChunkEnd(spec, c)) return TooFewFrames(spec, c, frames);
   }
   while (audio && !audio->finished()) {
     Status s = audio->Pump(out.get());
@@ -509,6 +538,69 @@ Status AssembleOutput(const AssembleSpec& spec) {
   }
   if (had_folder) fs::remove_all(old, ec);
   return Status::Ok();
+}
+
+Result<int64_t> CountChunkFrames(std::string_view container) {
+  using R = Result<int64_t>;
+  av_log_set_level(AV_LOG_ERROR);
+  struct Reader {
+    std::string_view data;
+    size_t at = 0;
+    static int Read(void* opaque, uint8_t* buf, int size) {
+      auto* r = static_cast<Reader*>(opaque);
+      const size_t n = std::min(static_cast<size_t>(size), r->data.size() - r->at);
+      if (n == 0) return AVERROR_EOF;
+      std::memcpy(buf, r->data.data() + r->at, n);
+      r->at += n;
+      return static_cast<int>(n);
+    }
+    static int64_t Seek(void* opaque, int64_t offset, int whence) {
+      auto* r = static_cast<Reader*>(opaque);
+      const int64_t size = static_cast<int64_t>(r->data.size());
+      if (whence & AVSEEK_SIZE) return size;
+      const int64_t base = (whence & 3) == SEEK_CUR   ? static_cast<int64_t>(r->at)
+                           : (whence & 3) == SEEK_END ? size
+                                                      : 0;
+      const int64_t to = base + offset;
+      if (to < 0 || to > size) return -1;
+      r->at = static_cast<size_t>(to);
+      return to;
+    }
+  } reader{container};
+  constexpr int kBuffer = 1 << 16;
+  auto* buffer = static_cast<uint8_t*>(av_malloc(kBuffer));
+  if (!buffer) return R::Error("out of memory");
+  AVIOContext* io =
+      avio_alloc_context(buffer, kBuffer, 0, &reader, &Reader::Read, nullptr, &Reader::Seek);
+  if (!io) {
+    av_free(buffer);
+    return R::Error("out of memory");
+  }
+  AVFormatContext* ctx = avformat_alloc_context();
+  ctx->pb = io;
+  ctx->flags |= AVFMT_FLAG_CUSTOM_IO;
+  int err = avformat_open_input(&ctx, nullptr, nullptr, nullptr);  // frees ctx on failure
+  int64_t frames = 0;
+  std::string problem;
+  if (err < 0) {
+    problem = "not a container FFmpeg reads (" + AvError(err) + ")";
+  } else {
+    InputPtr in(ctx);
+    if (in->nb_streams != 1 || in->streams[0]->codecpar->codec_type != AVMEDIA_TYPE_VIDEO) {
+      problem = "expected one video stream, found " + std::to_string(in->nb_streams) + " streams";
+    } else {
+      PacketPtr pkt(av_packet_alloc());
+      while ((err = av_read_frame(in.get(), pkt.get())) >= 0) {
+        ++frames;
+        av_packet_unref(pkt.get());
+      }
+      if (err != AVERROR_EOF) problem = "reading it failed (" + AvError(err) + ")";
+    }
+  }
+  av_freep(&io->buffer);
+  avio_context_free(&io);
+  if (!problem.empty()) return R::Error(problem);
+  return frames;
 }
 
 Status WritePng(const std::string& path, const uint8_t* rgb, int width, int height) {

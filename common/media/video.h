@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/manifest/manifest.h"
@@ -66,6 +67,11 @@ Status AssembleOutput(const AssembleSpec& spec);
 // output's frame_%06d.png sequence.
 Status ReadVideoFrames(const std::string& path,
                        const std::function<void(int64_t, const uint8_t*, int, int)>& on_frame);
+
+// The number of video frames (packets of its first stream) in a chunk container held in memory
+// (an encode result), without decoding; an error for bytes FFmpeg cannot read as a container
+// with one video stream.
+Result<int64_t> CountChunkFrames(std::string_view container);
 
 // Writes one RGB24 picture as a PNG file (a temporary sibling, renamed into place).
 Status WritePng(const std::string& path, const uint8_t* rgb, int width, int height);

@@ -5,6 +5,9 @@
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <limits>
+
 #include "common/protocol/protocol.h"
 
 #include "tests/support/core_harness.h"
@@ -107,6 +110,51 @@ TEST_F(CoreTest, ResultsThatDoNotFitTheirTaskFailIt) {
   JobInfo st = harness_->Status(job);
   EXPECT_EQ(st.segment_states, ".");
   EXPECT_EQ(st.segments_running, 0u);
+  // Latents of the right shape holding NaN fail the task too.
+  FakeWorker w2("w2");
+  Join(w2);
+  auto b = Assignments(harness_->Take("w2"));
+  ASSERT_EQ(b.size(), 1u);
+  Tensor nan = FakeLatents(b[0]);
+  nan.data[1] = std::numeric_limits<float>::quiet_NaN();
+  harness_->Deliver("w2", FakeWorker::RenderResult(b[0], nan));
+  st = harness_->Status(job);
+  EXPECT_EQ(st.segment_states, ".");
+  EXPECT_EQ(st.segments_running, 0u);
+}
+
+// An encode result is judged by the frames its container holds, not the count the worker
+// claims: a chunk 3 frames short fails its task, and the job does not finish on it.
+TEST_F(CoreTest, AChunkThatDoesNotHoldItsFramesFailsItsTask) {
+  const uint64_t job = harness_->Submit(TestManifest("job", 16, 16, 4));
+  FakeWorker w1("w1");
+  Join(w1);
+  auto a = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(a.size(), 1u);
+  harness_->Deliver("w1", FakeWorker::WorkRequest());
+  harness_->Deliver("w1", FakeWorker::RenderResult(a[0], FakeLatents(a[0])));
+  auto e = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(e.size(), 1u);
+  ASSERT_EQ(e[0].kind, wire::TaskKind::ENCODE);
+  FakeAssignment shorter = e[0];
+  shorter.frame_count = e[0].frame_count - 3;
+  std::filesystem::create_directories(dir_ / "scratch");
+  auto chunk = FakeChunk(shorter, dir_ / "scratch");
+  ASSERT_TRUE(chunk.ok()) << chunk.message();
+  harness_->Deliver("w1", FakeWorker::EncodeResult(e[0], *chunk, e[0].frame_count));
+  JobInfo st = harness_->Status(job);
+  EXPECT_EQ(st.chunks_done, 0u);
+  EXPECT_NE(st.state, "DONE");
+  // The right chunk, from the worker the task goes to next, finishes the job.
+  FakeWorker w2("w2");
+  Join(w2);
+  auto again = Assignments(harness_->Take("w2"));
+  ASSERT_EQ(again.size(), 1u);
+  auto good = FakeChunk(again[0], dir_ / "scratch");
+  ASSERT_TRUE(good.ok()) << good.message();
+  harness_->Deliver("w2", FakeWorker::EncodeResult(again[0], *good, again[0].frame_count));
+  harness_->Sync();
+  EXPECT_EQ(harness_->Status(job).chunks_done, 1u);
 }
 
 // Liveness on the fake clock: a worker silent past the window is presumed dead, its task goes to

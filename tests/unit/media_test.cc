@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "common/media/audio.h"
 #include "common/media/video.h"
@@ -98,6 +99,44 @@ TEST(Media, FailureLeavesNoOutput) {
   int files = 0;
   for (auto& e : std::filesystem::directory_iterator(dir.path())) files += e.is_regular_file();
   EXPECT_EQ(files, 1);  // only bad.mp4
+}
+
+// A chunk's frames are counted from its bytes (what the coordinator does with an encode
+// result), and assembly refuses chunks that hold more or fewer frames than their share, leaving
+// no output: a worker that claims 48 frames and sends 10 cannot shorten a video.
+TEST(Media, ChunkFramesAreCountedAndAssemblyRefusesAChunkOfTheWrongLength) {
+  TempDir dir;
+  const int counts[] = {10, 7};
+  for (int c = 0; c < 2; ++c) {
+    auto rgb = Frames(64, 48, counts[c], 0);
+    ASSERT_TRUE(
+        EncodeChunkFile(dir / ("c" + std::to_string(c) + ".mp4"), Settings(), rgb.data(), counts[c])
+            .ok());
+  }
+  std::ifstream in(dir / "c0.mp4", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto n = CountChunkFrames(bytes);
+  ASSERT_TRUE(n.ok()) << n.message();
+  EXPECT_EQ(*n, 10);
+  EXPECT_FALSE(CountChunkFrames("not a video at all").ok());
+  EXPECT_FALSE(CountChunkFrames("").ok());
+  EXPECT_FALSE(CountChunkFrames(bytes.substr(0, bytes.size() / 3)).ok() &&
+               *CountChunkFrames(bytes.substr(0, bytes.size() / 3)) == 10);
+  for (const auto& [starts, frames, words] :
+       std::vector<std::tuple<std::vector<int64_t>, int64_t, std::string>>{
+           {{0, 12}, 19, "chunk 0 holds 10 frames, expected 12"},  // the first is short
+           {{0, 8}, 15, "chunk 0 holds more than its 8 frames"}}) {
+    AssembleSpec spec;
+    spec.chunk_files = {dir / "c0.mp4", dir / "c1.mp4"};
+    spec.chunk_starts = starts;
+    spec.frames = frames;
+    spec.fps = Rational{24, 1};
+    spec.output_path = dir / "out/o.mp4";
+    Status s = AssembleOutput(spec);
+    ASSERT_FALSE(s.ok()) << words;
+    EXPECT_NE(s.message().find(words), std::string::npos) << s.message();
+    EXPECT_FALSE(std::filesystem::exists(dir / "out/o.mp4"));
+  }
 }
 
 // Every codec: chunks of stamped frames (each frame's index drawn into its pixels) concatenate
