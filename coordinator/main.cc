@@ -14,6 +14,21 @@ std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 }  // namespace
 
+namespace {
+// Whether `endpoint` can only be reached from this machine: ipc:// and inproc://, or tcp:// on
+// a loopback address (127.0.0.0/8, ::1, localhost, the lo interface).
+bool ListensOnlyLocally(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  std::string host = endpoint.substr(6);
+  const size_t colon = host.rfind(':');
+  if (colon != std::string::npos) host = host.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost" || host == "lo";
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   segue::KeepFreedMemoryForReuse();
   segue::CoordinatorOptions o;
@@ -84,6 +99,10 @@ int main(int argc, char** argv) {
   app.add_option("--curve-clients", o.curve_clients,
                  "only admit workers and clients whose public key is here (a .pub file or a "
                  "folder of them); needs --curve-key");
+  bool insecure = false;
+  app.add_flag("--insecure", insecure,
+               "allow --listen on an address other hosts can reach without --curve-key: anyone "
+               "who can connect may then submit, cancel, drain workers and join as a worker");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {
@@ -95,6 +114,19 @@ int main(int argc, char** argv) {
   if (!segue::SetUpLogging("coordinator", log_level)) {
     std::cerr << "segue-coordinator: --log-level: unknown level '" << log_level << "'\n";
     return 2;
+  }
+  // Secure by default: plain TCP that other hosts can reach is refused unless asked for.
+  if (o.curve_key.empty() && !ListensOnlyLocally(o.listen)) {
+    if (!insecure) {
+      std::cerr << "segue-coordinator: --listen " << o.listen
+                << ": other hosts can reach this address and there is no --curve-key, so anyone "
+                   "who can connect could submit, cancel, drain workers and join as a worker. "
+                   "Give --curve-key (segue keygen; docs/OPERATIONS.md, Keys), listen on "
+                   "127.0.0.1, or say --insecure\n";
+      return 2;
+    }
+    spdlog::warn("--insecure: listening on {} without CURVE; anyone who can connect is trusted",
+                 o.listen);
   }
   if (!o.config_file.empty()) {  // a bad config is bad input: say where, exit 2
     auto pools = segue::LoadPoolsConfig(o.config_file);

@@ -104,5 +104,35 @@ TEST(Curve, OnlyKnownKeysJoinAndTheFarmWorks) {
   EXPECT_NE(out.find("--curve-server-key"), std::string::npos) << out;
 }
 
+// Secure by default: plain TCP on an address other hosts can reach is refused (exit 2, saying
+// why and what to do) unless --insecure says so; loopback and CURVE need no flag.
+TEST(Curve, ListeningBeyondLoopbackWithoutCurveNeedsInsecure) {
+  TempDir dir;
+  std::string out;
+  const std::string coordinator = "'" + BinDir() + "/segue-coordinator' --state-dir '" +
+                                  dir / "state" + "' --output-root '" + dir / "root" + "'";
+  for (const std::string listen : {"tcp://0.0.0.0:0", "tcp://*:0", "tcp://[::]:0"}) {
+    EXPECT_EQ(RunCommand(coordinator + " --listen '" + listen + "'", &out, true), 2) << out;
+    EXPECT_NE(out.find("there is no --curve-key"), std::string::npos) << out;
+    EXPECT_NE(out.find("--insecure"), std::string::npos) << out;
+  }
+  // With --insecure (or a key) it starts; it is stopped again at once.
+  auto started = ChildProcess::Spawn(
+      {BinDir() + "/segue-coordinator", "--listen", "tcp://0.0.0.0:0", "--state-dir",
+       dir / "state2", "--output-root", dir / "root", "--insecure"},
+      dir / "insecure.log");
+  ASSERT_TRUE(started.ok()) << started.message();
+  std::string log;
+  for (int i = 0; i < 100 && log.find("--insecure: listening") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(dir / "insecure.log");
+    log.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  EXPECT_NE(log.find("--insecure: listening on tcp://0.0.0.0:0 without CURVE"), std::string::npos)
+      << log;
+  EXPECT_TRUE(started->Running());
+  started->Stop(2000);
+}
+
 }  // namespace
 }  // namespace segue

@@ -65,11 +65,28 @@ TEST(Network, WorkerLinkDownRequeuesItsTaskAndItRejoinsWhenBack) {
   TempDir dir;
   const std::string ip = "/usr/sbin/ip";
   const std::string endpoint = "tcp://" + hosts.coordinator_ip() + ":7450";
-  auto coordinator = ChildProcess::Spawn(
-      {ip, "netns", "exec", hosts.coordinator_ns(), BinDir() + "/segue-coordinator", "--listen",
-       endpoint, "--state-dir", dir / "state", "--output-root", dir / "root", "--heartbeat-ms",
-       "200", "--liveness-ms", "1500", "--checkpoint-steps", "10", "--encoder-preset", "veryfast"},
-      dir / "coordinator.log");
+  auto coordinator =
+      ChildProcess::Spawn({ip,
+                           "netns",
+                           "exec",
+                           hosts.coordinator_ns(),
+                           BinDir() + "/segue-coordinator",
+                           "--listen",
+                           endpoint,
+                           "--state-dir",
+                           dir / "state",
+                           "--output-root",
+                           dir / "root",
+                           "--heartbeat-ms",
+                           "200",
+                           "--liveness-ms",
+                           "1500",
+                           "--checkpoint-steps",
+                           "10",
+                           "--encoder-preset",
+                           "veryfast",
+                           "--insecure"},  // the test's own namespaces: no one else can reach them
+                          dir / "coordinator.log");
   ASSERT_TRUE(coordinator.ok()) << coordinator.message();
   auto worker =
       ChildProcess::Spawn({ip, "netns", "exec", hosts.worker_ns(), BinDir() + "/segue-worker",
