@@ -52,6 +52,22 @@ Result<std::string> ResolveOutput(const std::string& root, const std::string& re
   return resolved.string();
 }
 
+Status CheckOutputStillInRoot(const std::string& root, const std::string& output) {
+  std::error_code ec;
+  const fs::path out(output);
+  // The folder the output goes in, with every symlink resolved: it must be the one submit saw.
+  const fs::path dir = fs::weakly_canonical(out.parent_path(), ec);
+  if (ec)
+    return Status::Error("cannot resolve '" + out.parent_path().string() + "': " + ec.message());
+  const fs::path root_dir = fs::weakly_canonical(fs::path(root), ec);
+  auto [root_end, _] = std::mismatch(root_dir.begin(), root_dir.end(), dir.begin(), dir.end());
+  if (ec || root_end != root_dir.end() || dir != out.parent_path().lexically_normal())
+    return Status::Error("'" + output + "' now resolves to '" + (dir / out.filename()).string() +
+                         "', outside the output root or elsewhere than at submit (a symlink made "
+                         "since); nothing was written");
+  return Status::Ok();
+}
+
 Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, Env* env,
                   const ModelCatalog& models) {
   using R = Result<Job>;

@@ -33,4 +33,9 @@ Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, 
 // frames), so an existing file there is the conflict, not an existing folder.
 Result<std::string> ResolveOutput(const std::string& root, const std::string& rel, bool folder);
 
+// Whether `output` (ResolveOutput's answer at submit) still resolves to itself, inside `root`:
+// a symlink made under the root after submit must not carry the output elsewhere. Checked
+// again just before assembly writes.
+Status CheckOutputStillInRoot(const std::string& root, const std::string& output);
+
 }  // namespace segue

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/protocol/protocol.h"
+#include "coordinator/admission.h"
 #include "coordinator/assembly.h"
 #include "coordinator/scheduler.h"
 
@@ -134,7 +135,9 @@ void ReleaseTask(HandlerContext& c, Worker& w, const std::string& why) {
 
 void Assemble(HandlerContext& c, Job& j) {
   c.machine.BeginStitching(j);
-  c.machine.EndStitching(j, AssembleJob(j, c.journal, c.env, c.options.state_dir + "/tmp"));
+  Status inside = CheckOutputStillInRoot(c.admission.output_root, j.output_path);
+  c.machine.EndStitching(
+      j, inside.ok() ? AssembleJob(j, c.journal, c.env, c.options.state_dir + "/tmp") : inside);
 }
 
 void DrainWorker(HandlerContext& c, Worker& w) {

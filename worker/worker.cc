@@ -103,6 +103,17 @@ Result<model::SegmentRequest> RequestFromTask(model::Runtime& runtime, wire::Ren
     return R::Error("task has no timeline, steps or latent frames");
   auto meta = runtime.Metadata(r.model);
   if (!meta.ok()) return meta.status();
+  // The latents' size, checked before anything is allocated (an absurd task fails, rather than
+  // the worker dying of bad_alloc): the manifest's limits give at most 1024 latent frames of
+  // 7680 x 4320 / compression^2 cells.
+  const int sc = std::max(1, meta->spatial_compression);
+  const double latent_bytes = 4.0 * meta->latent_channels * static_cast<double>(r.latent_count) *
+                              std::max(1, r.width / sc) * std::max(1, r.height / sc);
+  if (r.width < 1 || r.height < 1 || r.width > 16384 || r.height > 16384 ||
+      r.latent_count > 65536 || latent_bytes > 16.0 * (1 << 30) || r.steps > 100000)
+    return R::Error("task asks for " + std::to_string(r.latent_count) + " latent frames at " +
+                    std::to_string(r.width) + "x" + std::to_string(r.height) + " in " +
+                    std::to_string(r.steps) + " steps, above what a worker renders");
   const LatentTimeline latent_timeline(meta->temporal_compression);
   // Per-frame conditioning, with prompts indexed in order of first use.
   auto index_of = [&](int timeline_index) {
@@ -223,6 +234,16 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
   const int width = static_cast<int>(t.getWidth()), height = static_cast<int>(t.getHeight());
   const int64_t frames = t.getKeepFrames();
   if (frames < 1) return fail("encode task keeps no frames");
+  // What the pictures would take, checked before anything is allocated: an absurd task (a
+  // hostile or broken coordinator's) fails here instead of the worker dying of bad_alloc.
+  constexpr double kMaxPictureBytes = 16.0 * (1 << 30);
+  const double picture_bytes =
+      3.0 * std::max(width, 0) * std::max(height, 0) * static_cast<double>(frames);
+  if (width < 1 || height < 1 || width > 16384 || height > 16384 ||
+      picture_bytes > kMaxPictureBytes)
+    return fail("encode task asks for " + std::to_string(frames) + " frames of " +
+                std::to_string(width) + "x" + std::to_string(height) + ", above what a worker " +
+                "encodes in one chunk (16 GiB of pictures)");
   auto rgb =
       runtime.DecodeRgb(t.getModel().cStr(), *latents, width, height, t.getSkipFrames(), frames);
   if (!rgb.ok()) return fail(rgb.message());
@@ -244,6 +265,9 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
     std::ostringstream ss;
     ss << in.rdbuf();
     bytes = ss.str();
+    if (!in.good() && !in.eof())
+      s = Status::Error("cannot read the chunk back from " + file.string());
+    if (bytes.empty()) s = Status::Error("the chunk file " + file.string() + " came out empty");
   }
   std::error_code ec;
   fs::remove(file, ec);

@@ -519,7 +519,17 @@ Status AssembleOutput(const AssembleSpec& spec) {
   const std::string ext = folder ? "" : final_path.extension().string();
   const fs::path tmp = final_path.parent_path() / ("." + final_path.filename().string() +
                                                    ".partial-" + std::to_string(getpid()) + ext);
-  fs::remove_all(tmp, ec);
+  // What an assembly killed half-way left (its .partial and .old siblings, under any process
+  // id) goes first: a crash during stitching leaves nothing behind once the job is assembled.
+  const std::string partial = "." + final_path.filename().string() + ".partial-";
+  const std::string old_side = "." + final_path.filename().string() + ".old-";
+  for (const auto& e : fs::directory_iterator(final_path.parent_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(partial, 0) == 0 || name.rfind(old_side, 0) == 0) {
+      std::error_code rm;
+      fs::remove_all(e.path(), rm);
+    }
+  }
   Status result = folder ? WriteImageSequence(spec, tmp) : WriteVideoFile(spec, tmp.string(), ext);
   if (!result.ok()) {
     fs::remove_all(tmp, ec);

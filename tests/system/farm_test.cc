@@ -383,5 +383,33 @@ TEST(Farm, HugeNumbersInASubmittedManifestAreRefusedAndTheCoordinatorServesOn) {
   EXPECT_TRUE(client.Jobs().ok());
 }
 
+// The output path is checked again at assembly: a symlink made under the output root after
+// submit (here: the job's folder, pointing outside the root) fails the job, and nothing is
+// written where the link points.
+TEST(Farm, ASymlinkMadeAfterSubmitDoesNotCarryTheOutputOutsideTheRoot) {
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 0);
+  ASSERT_TRUE(farm.ok());
+  std::ofstream(dir / "job.yaml") << "version: 1\nvideo: {width: 64, height: 64, fps: 24, "
+                                     "frames: 16}\nmodel: {name: zoom, steps: 2}\n"
+                                     "timeline: [{at: 0, prompt: a}]\n"
+                                     "output: {path: out/sub/v.mp4}\n";
+  const uint64_t job = Submit(farm, dir / "job.yaml");
+  std::filesystem::create_directories(dir / "elsewhere");
+  std::filesystem::create_directories(dir / "farm/root/out");
+  std::filesystem::create_directory_symlink(dir / "elsewhere", dir / "farm/root/out/sub");
+  auto worker = ChildProcess::Spawn(
+      {BinDir() + "/segue-worker", "--coordinator", farm.endpoint(), "--name", "late"},
+      dir / "worker.log");
+  ASSERT_TRUE(worker.ok());
+  JobInfo done = WaitFor(farm, job, Finished);
+  EXPECT_EQ(done.state, "FAILED");
+  EXPECT_NE(done.error.find("outside the output root or elsewhere than at submit"),
+            std::string::npos)
+      << done.error;
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "elsewhere"));
+  worker->Stop(2000);
+}
+
 }  // namespace
 }  // namespace segue

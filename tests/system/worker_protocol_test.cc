@@ -114,5 +114,74 @@ TEST(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
   EXPECT_EQ(after[1], wire::Envelope::RENDER_RESULT);
 }
 
+// Absurd sizes in an assignment (a broken or hostile coordinator's) fail that task with a
+// reason; the worker used to die of bad_alloc. It keeps serving: the next request follows.
+TEST(WorkerProtocol, AbsurdTaskSizesFailTheTaskAndTheWorkerServesOn) {
+  TempDir dir;
+  zmq::context_t ctx(1);
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  auto worker = ChildProcess::Spawn(
+      {BinDir() + "/segue-worker", "--coordinator", endpoint, "--name", "w0"}, dir / "worker.log");
+  ASSERT_TRUE(worker.ok()) << worker.message();
+  auto hello = NextNotHeartbeat(router, 20000ms);
+  ASSERT_TRUE(hello.has_value());
+  {
+    capnp::MallocMessageBuilder b;
+    auto w = b.initRoot<wire::Envelope>().initWelcome();
+    w.setWorkerId("w0");
+    w.setHeartbeatMs(1000);
+    w.setLivenessMs(10000);
+    SendTo(router, hello->identity, Serialize(b));
+  }
+  ASSERT_TRUE(NextNotHeartbeat(router, 5000ms).has_value());  // its work request
+  for (int kind = 0; kind < 2; ++kind) {
+    capnp::MallocMessageBuilder b;
+    auto a = b.initRoot<wire::Envelope>().initAssignment();
+    if (kind == 0) {
+      auto t = a.initEncode();
+      t.setJobId(1);
+      t.setChunk(0);
+      t.setAttempt(1);
+      t.setModel("zoom");
+      t.setWidth(7680);
+      t.setHeight(4320);
+      t.setFpsNum(24);
+      t.setFpsDen(1);
+      t.setKeepFrames(4000000000u);  // 4 billion frames of 8K
+      t.setCodec("h264");
+      SetTensor(t.initLatents(), Tensor::Zeros({1, 1, 1, 1}));
+    } else {
+      auto t = a.initRender();
+      t.setJobId(1);
+      t.setSegment(0);
+      t.setAttempt(1);
+      t.setModel("zoom");
+      t.setSteps(2);
+      t.setSampler("euler");
+      t.setWidth(16384);
+      t.setHeight(16384);
+      t.setFpsNum(24);
+      t.setFpsDen(1);
+      t.setLatentCount(4000000000u);
+      t.setTotalLatents(4000000000u);
+      auto k = t.initTimeline(1)[0];
+      k.setFrame(0);
+      k.setPrompt("hello");
+    }
+    SendTo(router, hello->identity, Serialize(b));
+    bool failed = false;
+    for (int i = 0; i < 2 && !failed; ++i) {
+      auto r = NextNotHeartbeat(router, 20000ms);
+      ASSERT_TRUE(r.has_value()) << "the worker went quiet; its log is " << dir / "worker.log";
+      failed = r->which == wire::Envelope::TASK_FAILURE;
+    }
+    EXPECT_TRUE(failed) << "kind " << kind;
+    EXPECT_TRUE(worker->Running());
+  }
+}
+
 }  // namespace
 }  // namespace segue

@@ -50,8 +50,13 @@ TEST(Media, ChunksConcatenateToExactlyNFramesWithPaddedAudio) {
   MakeTone(dir / "short.wav", 0.5);  // shorter than the picture: padded
   spec.audio_file = dir / "short.wav";
   spec.output_path = dir / "out/final.mp4";
+  // What an assembly killed half-way by another process left: removed by this one.
+  std::filesystem::create_directories(dir / "out/.final.mp4.old-4242");
+  std::ofstream(dir / "out/.final.mp4.partial-4242.mp4") << "half a video";
   Status s = AssembleOutput(spec);
   ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/.final.mp4.partial-4242.mp4"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/.final.mp4.old-4242"));
   ProbeInfo p = Probe(spec.output_path);
   EXPECT_EQ(p.video_codec, "h264");
   EXPECT_EQ(p.frames, 30);
