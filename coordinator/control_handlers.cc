@@ -122,6 +122,10 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
         if (const model::ModelMetadata* m = c.models.Find(j.manifest.model_name))
           c.machine.Plan(j, *m, c.admission.chunk_frames);
       }
+      // A job that failed at assembly has nothing left to render or encode: it is assembled
+      // again now (no task will finish to trigger it).
+      if (s.ok() && j.planned() && !j.chunks.empty() && j.chunks_done == j.chunks.size())
+        Assemble(c, j);
       break;
     case wire::JobActionKind::PRIORITY:
       s = c.machine.SetPriority(j, a.getPriority());

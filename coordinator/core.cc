@@ -143,6 +143,7 @@ bool Core::Rep::Carry(const Decision& d) {
 // Gives `w` its task: the worker is busy, its credit spent, its wait measured.
 void Core::Rep::Give(Worker& w, const TaskRef& task) {
   w.task = task;
+  w.task_progress_ms = env->NowMillis();
   --w.credits;
   const uint64_t since = w.waiting_since_us != 0 ? w.waiting_since_us : turn_started_us;
   metrics.dispatch_latency.Observe(static_cast<double>(env->NowMicros() - since) / 1e6);
@@ -245,6 +246,18 @@ void Core::Tick() {
     spdlog::warn("worker {} silent for {} ms: presumed dead", name, now - w.last_seen_ms);
     ReleaseTask(r.ctx, w, "worker presumed dead");
     r.workers.Remove(name);
+  }
+  // A task that shows no progress (no checkpoint, exchange or result) for the task timeout is
+  // taken back and queued again under a new attempt, so a worker that heartbeats but never
+  // answers cannot hold a job forever; whatever it sends later is fenced off.
+  if (r.options.task_timeout_s > 0) {
+    const uint64_t limit = static_cast<uint64_t>(r.options.task_timeout_s) * 1000;
+    for (auto& [name, w] : r.workers.all()) {
+      if (!w.task || now - w.task_progress_ms <= limit) continue;
+      spdlog::warn("worker {}: no progress on its task for {} s; taking it back", name,
+                   (now - w.task_progress_ms) / 1000);
+      ReleaseTask(r.ctx, w, "no progress for " + std::to_string(r.options.task_timeout_s) + " s");
+    }
   }
   TickPools(r.ctx);
   r.ctx.schedule_due = true;

@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
                  "a worker silent this long is presumed dead and its task requeued")
       ->check(CLI::Range(200, 3600000))
       ->capture_default_str();
+  app.add_option("--task-timeout-s", o.task_timeout_s,
+                 "a task with no checkpoint, exchange or result for this long is taken back and "
+                 "queued again (0: never); keep it above a segment's checkpoint interval")
+      ->check(CLI::Range(0, 30 * 86400))
+      ->capture_default_str();
   app.add_option("--max-attempts", o.max_attempts,
                  "distinct workers one task may fail on before its job fails")
       ->check(CLI::Range(1, 100))

@@ -14,7 +14,10 @@ struct CoordinatorOptions {
   int chunk_frames = 96;  // frames per encoded chunk
   int heartbeat_ms = 1000;
   int liveness_ms = 10000;  // a worker silent this long is presumed dead
-  int max_attempts = 3;     // a task failing this often fails its job
+  // A task with no checkpoint, co-denoising exchange or result for this long is taken back and
+  // queued again (0: never).
+  int task_timeout_s = 7200;
+  int max_attempts = 3;  // a task failing this often fails its job
   std::string encoder_preset = "medium";
   int checkpoint_steps = 10;    // workers send a segment's latents every K steps ...
   int checkpoint_seconds = 60;  // ... or T seconds, whichever comes first (0: off)

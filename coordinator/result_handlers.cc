@@ -155,6 +155,7 @@ void OnCheckpoint(HandlerContext& c, const std::string& identity, wire::Checkpoi
     return;
   }
   c.metrics.checkpoint_bytes += latents->data.size() * sizeof(float);
+  w->task_progress_ms = c.env->NowMillis();
   if (j->gang) {
     c.machine.GangCheckpoint(*j, index, step, *latents);
   } else {
@@ -183,6 +184,7 @@ void OnCodenoiseExchange(HandlerContext& c, const std::string& identity,
     return;
   }
   Gang& gang = *j->gang;
+  w->task_progress_ms = c.env->NowMillis();
   auto fail = [&](const std::string& why) { FailTask(c, *j, TaskKind::kGang, 0, *w, why); };
   if (x.getStep() > gang.exchange->step()) return fail("exchange arrived out of step");
   std::vector<FrameValues> values;

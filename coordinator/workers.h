@@ -38,6 +38,7 @@ struct Worker {
   bool draining = false;          // finishes its task, gets no more
   std::string pool;               // the pool that launched it, if any
   uint64_t waiting_since_us = 0;  // since it has been idle with credit (dispatch latency)
+  uint64_t task_progress_ms = 0;  // when its task was given or last showed progress
 
   bool idle() const { return credits > 0 && !task && !draining; }
 };

@@ -385,7 +385,7 @@ TEST(Farm, HugeNumbersInASubmittedManifestAreRefusedAndTheCoordinatorServesOn) {
 
 // The output path is checked again at assembly: a symlink made under the output root after
 // submit (here: the job's folder, pointing outside the root) fails the job, and nothing is
-// written where the link points.
+// written where the link points. A retry then assembles it.
 TEST(Farm, ASymlinkMadeAfterSubmitDoesNotCarryTheOutputOutsideTheRoot) {
   TempDir dir;
   LocalFarm farm(dir / "farm", 0);
@@ -408,6 +408,17 @@ TEST(Farm, ASymlinkMadeAfterSubmitDoesNotCarryTheOutputOutsideTheRoot) {
             std::string::npos)
       << done.error;
   EXPECT_TRUE(std::filesystem::is_empty(dir / "elsewhere"));
+  // Every chunk is done, so a retry has nothing to render: it assembles again, now into the
+  // root (a retry of a job that failed at assembly used to wait forever).
+  std::filesystem::remove(dir / "farm/root/out/sub");
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("retry " + std::to_string(job) + " --coordinator " + farm.endpoint()),
+                       &out, true),
+            0)
+      << out;
+  JobInfo again = WaitFor(farm, job, Finished);
+  EXPECT_EQ(again.state, "DONE") << again.error;
+  EXPECT_EQ(Probe(dir / "farm/root/out/sub/v.mp4").frames, 16);
   worker->Stop(2000);
 }
 

@@ -186,6 +186,44 @@ TEST_F(CoreTest, ASilentWorkerIsPresumedDeadAndItsTaskMovesOn) {
   EXPECT_EQ(harness_->Status(job).segments_done, 1u);
 }
 
+// A worker that heartbeats but never finishes (nor checkpoints) its task cannot hold a job
+// forever: after the task timeout without progress the task goes to another worker, resumed from
+// the last checkpoint, and the first worker's late result is fenced off. A checkpoint is
+// progress: it restarts the clock.
+TEST_F(CoreTest, ATaskWithoutProgressIsTakenBackAfterTheTaskTimeout) {
+  options_.task_timeout_s = 60;
+  Open();
+  const uint64_t job = harness_->Submit(TestManifest("job", 16, 16, 4));
+  FakeWorker w1("w1"), w2("w2");
+  Join(w1);
+  auto first = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(first.size(), 1u);
+  Join(w2);
+  // Both stay alive (heartbeats within the liveness window) while `seconds` pass.
+  auto pass = [&](int seconds) {
+    for (int i = 0; i < seconds; i += 5) {
+      env_.Advance(5000);
+      harness_->Deliver("w1", FakeWorker::Heartbeat());
+      harness_->Deliver("w2", FakeWorker::Heartbeat());
+      harness_->Tick();
+    }
+  };
+  pass(40);
+  harness_->Deliver("w1", FakeWorker::Checkpoint(first[0], 3, FakeLatents(first[0])));
+  pass(55);  // 95 s since the task was given, 55 s since its checkpoint
+  EXPECT_TRUE(Assignments(harness_->Take("w2")).empty());
+  pass(10);
+  auto second = Assignments(harness_->Take("w2"));
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].index, first[0].index);
+  EXPECT_EQ(second[0].attempt, first[0].attempt + 1);
+  EXPECT_EQ(second[0].resume_step, 3u);
+  harness_->Deliver("w1", FakeWorker::RenderResult(first[0], FakeLatents(first[0])));
+  EXPECT_EQ(harness_->core().fenced_results(), 1u);
+  harness_->Deliver("w2", FakeWorker::RenderResult(second[0], FakeLatents(second[0])));
+  EXPECT_EQ(harness_->Status(job).segments_done, 1u);
+}
+
 // Group commit: an assignment leaves at the end of its turn; a reply or an acknowledgement only
 // once the turn's writes are durable.
 TEST_F(CoreTest, AcknowledgementsWaitForTheirWritesAssignmentsDoNot) {
