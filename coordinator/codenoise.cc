@@ -47,8 +47,9 @@ Result<std::vector<std::vector<FrameConsensus>>> StepExchange::Merge() {
       }
     }
     auto out = std::make_shared<std::vector<float>>(n);
+    const auto& sent = segs;  // a structured binding cannot be captured before C++20's clang 16
     BlendFrame(
-        segments_, f, mode_, [&](int k) { return segs.at(static_cast<uint32_t>(k))->data(); },
+        segments_, f, mode_, [&](int k) { return sent.at(static_cast<uint32_t>(k))->data(); },
         static_cast<int64_t>(n), out->data());
     consensus.emplace(f, std::move(out));
   }

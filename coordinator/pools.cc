@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <algorithm>
+#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -176,12 +177,20 @@ std::vector<PoolConfig> DefaultPools() {
 }
 
 Result<std::vector<PoolConfig>> LoadPoolsConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Result<std::vector<PoolConfig>>::Error(path + ": cannot read the file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().size() > (4 << 20))
+    return Result<std::vector<PoolConfig>>::Error(path + ": larger than the 4 MiB limit");
+  return ParsePoolsConfig(text.str(), path);
+}
+
+Result<std::vector<PoolConfig>> ParsePoolsConfig(const std::string& text, const std::string& path) {
   using R = Result<std::vector<PoolConfig>>;
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return R::Error(path + ": cannot read the file");
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return R::Error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                     std::to_string(e.mark.column + 1) + ": " + e.msg);

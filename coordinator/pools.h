@@ -45,6 +45,8 @@ struct PoolConfig {
 // Reads the `pools:` list of a coordinator config file. Errors name FILE:LINE:COLUMN and the
 // field. The built-in `local` pool is added when the file does not define one.
 Result<std::vector<PoolConfig>> LoadPoolsConfig(const std::string& path);
+// The same for the text of a config file; `path` names it in errors.
+Result<std::vector<PoolConfig>> ParsePoolsConfig(const std::string& text, const std::string& path);
 // The pools when there is no config file: `local`, empty, up to 4 workers.
 std::vector<PoolConfig> DefaultPools();
 

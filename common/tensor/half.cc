@@ -3,6 +3,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -76,8 +77,13 @@ __attribute__((target("avx,f16c"))) void HalvesToFloatsF16c(const uint16_t* in, 
   for (; i < n; ++i) out[i] = HalfBitsToFloat(in[i]);
 }
 
+// CPUID leaf 1, ECX: bit 28 AVX, bit 29 F16C (read directly: clang's __builtin_cpu_supports has
+// no "f16c").
 bool HaveF16c() {
-  static const bool have = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  static const bool have = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & (1u << 28)) != 0 && (c & (1u << 29)) != 0;
+  }();
   return have;
 }
 #endif

@@ -3,7 +3,7 @@
 #   tools/scripts/install-deps.sh          to build and run
 #   tools/scripts/install-deps.sh --test   and what only the tests use (a headless browser,
 #                                          iproute2, a one-node Slurm, the model host's
-#                                          Python packages)
+#                                          Python packages, clang and libFuzzer)
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
@@ -14,7 +14,8 @@ packages=(
   libgtest-dev libgmock-dev librapidcheck-dev clang-format
 )
 if [ "${1:-}" = "--test" ]; then
-  packages+=(chromium iproute2 curl slurm-wlm munge python3-torch python3-zmq python3-numpy)
+  packages+=(chromium iproute2 curl slurm-wlm munge python3-torch python3-zmq python3-numpy
+             clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do

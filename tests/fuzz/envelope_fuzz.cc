@@ -1,0 +1,74 @@
+// The coordinator's handling of every envelope kind, on any bytes: one real core (its RocksDB
+// store on a FaultEnv in a scratch folder) for the process, with a job and a worker holding a
+// task, so that results, checkpoints, failures and control messages reach real state. Each input
+// is one message: its first byte picks the peer it comes from (the worker or a stranger), the rest
+// is the message. Whatever a peer sends, the core keeps serving: no crash, no escaped exception.
+#include <capnp/message.h>
+
+#include <memory>
+
+#include "common/protocol/protocol.h"
+#include "common/util/temp_dir.h"
+#include "tests/fuzz/fuzz.h"
+#include "tests/support/core_harness.h"
+#include "tests/support/fake_worker.h"
+
+using namespace segue;
+
+namespace {
+
+struct World {
+  TempDir dir;
+  FaultEnv env;
+  std::unique_ptr<CoreHarness> core;
+  FakeAssignment task;
+  int inputs = 0;
+
+  World() {
+    core = std::make_unique<CoreHarness>(&env, TestOptions(dir.path()));
+    if (!core->ok()) abort();
+    core->Submit(TestManifest("fuzz", 16, 16, 4));
+    FakeWorker w("w0");
+    core->Deliver("w0", w.Hello());
+    core->Deliver("w0", FakeWorker::WorkRequest());
+    for (const std::string& m : core->Take("w0"))
+      if (auto a = FakeWorker::AsAssignment(m)) task = *a;
+  }
+};
+
+World& TheWorld() {
+  static World* world = new World();  // lives as long as the process: no teardown order
+  return *world;
+}
+
+}  // namespace
+
+std::vector<std::string> SegueFuzzSeeds() {
+  World& w = TheWorld();
+  FakeWorker other("w1");
+  auto from = [](char peer, const std::string& bytes) { return std::string(1, peer) + bytes; };
+  capnp::MallocMessageBuilder status;
+  status.initRoot<wire::Envelope>().initStatusRequest();
+  return {from(0, FakeWorker::Heartbeat()),
+          from(0, FakeWorker::WorkRequest()),
+          from(0, FakeWorker::Checkpoint(w.task, 2, FakeLatents(w.task))),
+          from(0, FakeWorker::RenderResult(w.task, FakeLatents(w.task))),
+          from(0, FakeWorker::Failure(w.task, "fuzz")),
+          from(1, other.Hello()),
+          from(1, FakeWorker::Goodbye("fuzz")),
+          from(2, Serialize(status))};
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  World& w = TheWorld();
+  static const char* const kPeers[] = {"w0", "w1", "client"};
+  const std::string peer = kPeers[data[0] % 3];
+  w.core->Deliver(peer, std::string(reinterpret_cast<const char*>(data + 1), size - 1));
+  for (const char* p : kPeers) w.core->Take(p);  // replies are not looked at
+  if (++w.inputs % 64 == 0) {
+    w.core->Tick();
+    w.core->Sync();
+  }
+  return 0;
+}
