@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -48,6 +49,36 @@ void SendTo(zmq::socket_t& router, const std::string& identity, const std::strin
   router.send(zmq::buffer(bytes), zmq::send_flags::none);
 }
 
+// A real segue-worker joined to `router` (which stands in for the coordinator): spawned, its Hello
+// answered with a Welcome, its first work request read. `identity` is its routing id.
+struct JoinedWorker {
+  std::optional<ChildProcess> process;
+  std::string identity;
+};
+
+JoinedWorker JoinWorker(zmq::socket_t& router, const TempDir& dir) {
+  JoinedWorker j;
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  auto worker = ChildProcess::Spawn(
+      {BinDir() + "/segue-worker", "--coordinator", endpoint, "--name", "w0"}, dir / "worker.log");
+  EXPECT_TRUE(worker.ok()) << worker.message();
+  if (!worker.ok()) return j;
+  j.process.emplace(std::move(*worker));
+  auto hello = NextNotHeartbeat(router, 20000ms);
+  EXPECT_TRUE(hello.has_value() && hello->which == wire::Envelope::HELLO);
+  if (!hello) return j;
+  capnp::MallocMessageBuilder b;
+  auto w = b.initRoot<wire::Envelope>().initWelcome();
+  w.setWorkerId("w0");
+  w.setHeartbeatMs(1000);
+  w.setLivenessMs(10000);
+  SendTo(router, hello->identity, Serialize(b));
+  auto first = NextNotHeartbeat(router, 5000ms);
+  EXPECT_TRUE(first.has_value() && first->which == wire::Envelope::WORK_REQUEST);
+  if (first) j.identity = first->identity;
+  return j;
+}
+
 // A finished task's worker asks for its next one before it sends the result: the coordinator
 // then stores the result and hands out the next task in one turn, behind one disk sync.
 TEST(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
@@ -56,25 +87,8 @@ TEST(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
   zmq::socket_t router(ctx, zmq::socket_type::router);
   router.set(zmq::sockopt::linger, 0);
   router.bind("tcp://127.0.0.1:*");
-  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-  auto worker = ChildProcess::Spawn(
-      {BinDir() + "/segue-worker", "--coordinator", endpoint, "--name", "w0"}, dir / "worker.log");
-  ASSERT_TRUE(worker.ok()) << worker.message();
-
-  auto hello = NextNotHeartbeat(router, 20000ms);
-  ASSERT_TRUE(hello.has_value());
-  ASSERT_EQ(hello->which, wire::Envelope::HELLO);
-  {
-    capnp::MallocMessageBuilder b;
-    auto w = b.initRoot<wire::Envelope>().initWelcome();
-    w.setWorkerId("w0");
-    w.setHeartbeatMs(1000);
-    w.setLivenessMs(10000);
-    SendTo(router, hello->identity, Serialize(b));
-  }
-  auto first = NextNotHeartbeat(router, 5000ms);
-  ASSERT_TRUE(first.has_value());
-  ASSERT_EQ(first->which, wire::Envelope::WORK_REQUEST);
+  JoinedWorker worker = JoinWorker(router, dir);
+  ASSERT_FALSE(worker.identity.empty());
   {
     capnp::MallocMessageBuilder b;
     auto t = b.initRoot<wire::Envelope>().initAssignment().initRender();
@@ -99,7 +113,7 @@ TEST(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
     auto k = t.initTimeline(1)[0];
     k.setFrame(0);
     k.setPrompt("hello");
-    SendTo(router, first->identity, Serialize(b));
+    SendTo(router, worker.identity, Serialize(b));
   }
   // What follows the assignment, checkpoints aside: the request first, then the result.
   std::vector<wire::Envelope::Which> after;
@@ -122,21 +136,8 @@ TEST(WorkerProtocol, AbsurdTaskSizesFailTheTaskAndTheWorkerServesOn) {
   zmq::socket_t router(ctx, zmq::socket_type::router);
   router.set(zmq::sockopt::linger, 0);
   router.bind("tcp://127.0.0.1:*");
-  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-  auto worker = ChildProcess::Spawn(
-      {BinDir() + "/segue-worker", "--coordinator", endpoint, "--name", "w0"}, dir / "worker.log");
-  ASSERT_TRUE(worker.ok()) << worker.message();
-  auto hello = NextNotHeartbeat(router, 20000ms);
-  ASSERT_TRUE(hello.has_value());
-  {
-    capnp::MallocMessageBuilder b;
-    auto w = b.initRoot<wire::Envelope>().initWelcome();
-    w.setWorkerId("w0");
-    w.setHeartbeatMs(1000);
-    w.setLivenessMs(10000);
-    SendTo(router, hello->identity, Serialize(b));
-  }
-  ASSERT_TRUE(NextNotHeartbeat(router, 5000ms).has_value());  // its work request
+  JoinedWorker worker = JoinWorker(router, dir);
+  ASSERT_FALSE(worker.identity.empty());
   for (int kind = 0; kind < 2; ++kind) {
     capnp::MallocMessageBuilder b;
     auto a = b.initRoot<wire::Envelope>().initAssignment();
@@ -171,7 +172,7 @@ TEST(WorkerProtocol, AbsurdTaskSizesFailTheTaskAndTheWorkerServesOn) {
       k.setFrame(0);
       k.setPrompt("hello");
     }
-    SendTo(router, hello->identity, Serialize(b));
+    SendTo(router, worker.identity, Serialize(b));
     bool failed = false;
     for (int i = 0; i < 2 && !failed; ++i) {
       auto r = NextNotHeartbeat(router, 20000ms);
@@ -179,7 +180,7 @@ TEST(WorkerProtocol, AbsurdTaskSizesFailTheTaskAndTheWorkerServesOn) {
       failed = r->which == wire::Envelope::TASK_FAILURE;
     }
     EXPECT_TRUE(failed) << "kind " << kind;
-    EXPECT_TRUE(worker->Running());
+    EXPECT_TRUE(worker.process->Running());
   }
 }
 
