@@ -79,14 +79,21 @@ JoinedWorker JoinWorker(zmq::socket_t& router, const TempDir& dir) {
   return j;
 }
 
+// A ROUTER on loopback standing in for the coordinator, and a scratch folder for the worker's log.
+class WorkerProtocol : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    router.set(zmq::sockopt::linger, 0);
+    router.bind("tcp://127.0.0.1:*");
+  }
+  TempDir dir;
+  zmq::context_t ctx{1};
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+};
+
 // A finished task's worker asks for its next one before it sends the result: the coordinator
 // then stores the result and hands out the next task in one turn, behind one disk sync.
-TEST(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
-  TempDir dir;
-  zmq::context_t ctx(1);
-  zmq::socket_t router(ctx, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.bind("tcp://127.0.0.1:*");
+TEST_F(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
   JoinedWorker worker = JoinWorker(router, dir);
   ASSERT_FALSE(worker.identity.empty());
   {
@@ -130,12 +137,7 @@ TEST(WorkerProtocol, AsksForTheNextTaskBeforeSendingTheResult) {
 
 // Absurd sizes in an assignment (a broken or hostile coordinator's) fail that task with a
 // reason; the worker used to die of bad_alloc. It keeps serving: the next request follows.
-TEST(WorkerProtocol, AbsurdTaskSizesFailTheTaskAndTheWorkerServesOn) {
-  TempDir dir;
-  zmq::context_t ctx(1);
-  zmq::socket_t router(ctx, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.bind("tcp://127.0.0.1:*");
+TEST_F(WorkerProtocol, AbsurdTaskSizesFailTheTaskAndTheWorkerServesOn) {
   JoinedWorker worker = JoinWorker(router, dir);
   ASSERT_FALSE(worker.identity.empty());
   for (int kind = 0; kind < 2; ++kind) {
