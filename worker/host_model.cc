@@ -542,10 +542,13 @@ class HostModel final : public model::Model {
       if (shared) {
         // In the arena, past the request's tensors: copied out once (widened, for halves).
         const json& at = d["offset"];
-        if (!in_arena || !at.is_number_unsigned() || at.get<uint64_t>() < arena_free_ ||
-            at.get<uint64_t>() > arena_.size() || bytes > arena_.size() - at.get<uint64_t>())
-          Fail("its answer to " + method + " places a tensor outside the arena's free part", true);
-        t = torch::from_blob(arena_.data() + at.get<uint64_t>(), shape, options);
+        const uint64_t offset = at.is_number_unsigned() ? at.get<uint64_t>() : 1;  // 1: refused
+        if (!in_arena || offset % 64 != 0 || offset < arena_free_ || offset > arena_.size() ||
+            bytes > arena_.size() - offset)
+          Fail("its answer to " + method +
+                   " places a tensor outside the arena's free part or off a 64-byte boundary",
+               true);
+        t = torch::from_blob(arena_.data() + offset, shape, options);
         t = half ? t.to(torch::kFloat32) : t.clone();
       } else {
         if (body.size() != bytes)

@@ -773,10 +773,10 @@ Result<std::vector<std::string>> ParseDeviceList(std::string_view spec) {
   using R = Result<std::vector<std::string>>;
   std::vector<std::string> devices;
   if (!spec.empty() && spec.find_first_not_of("0123456789") == std::string_view::npos) {
-    if (spec.size() > 3 || std::stoi(std::string(spec)) < 1 || std::stoi(std::string(spec)) > 64)
+    const int n = spec.size() <= 3 ? std::stoi(std::string(spec)) : 0;  // at most 3 digits
+    if (n < 1 || n > 64)
       return R::Error("--device '" + std::string(spec) + "': a count of GPUs is 1 to 64");
-    for (int i = 0, n = std::stoi(std::string(spec)); i < n; ++i)
-      devices.push_back("cuda:" + std::to_string(i));
+    for (int i = 0; i < n; ++i) devices.push_back("cuda:" + std::to_string(i));
     return devices;
   }
   size_t start = 0;
