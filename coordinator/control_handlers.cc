@@ -57,22 +57,24 @@ void StopJobTasks(HandlerContext& c, const Job& j, const std::string& why) {
 
 }  // namespace
 
-std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s) {
+std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::string& owner) {
   auto admitted = Admit(s, c.admission, c.env, c.models);
   if (!admitted.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, admitted.message());
   Job& j = *admitted;
+  j.owner = owner;
   auto audio = s.getAudioData();
   Status ws = c.journal.AddJob(
       j, std::string_view(reinterpret_cast<const char*>(audio.begin()), audio.size()),
-      "submitted: " + std::to_string(j.manifest.frames) + " frames " +
+      "submitted by " + owner + ": " + std::to_string(j.manifest.frames) + " frames " +
           (j.planned() ? "in " + std::to_string(j.segments.size()) + " segments"
                        : "(waiting for a worker that serves model " + j.manifest.model_name +
                              " to plan it)") +
           ", output " + j.output_path);
   if (!ws.ok())
     return ErrorMessage(wire::ErrorCode::INTERNAL, "cannot store the job: " + ws.message());
-  spdlog::info("job {} ({}) accepted: {} frames, {} segments, {} chunks -> {}", j.id, j.name,
-               j.manifest.frames, j.segments.size(), j.chunks.size(), j.output_path);
+  spdlog::info("job {} ({}, owner {}) accepted: {} frames, {} segments, {} chunks -> {}", j.id,
+               j.name, j.owner, j.manifest.frames, j.segments.size(), j.chunks.size(),
+               j.output_path);
   capnp::MallocMessageBuilder b;
   auto r = b.initRoot<wire::Envelope>().initSubmitReply();
   r.setJobId(j.id);

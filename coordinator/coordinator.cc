@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <iterator>
-#include <set>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -17,6 +16,15 @@
 #include "coordinator/pools.h"
 
 namespace segue {
+namespace {
+
+// The CURVE key the message's connection was admitted with (ZAP's user id), or empty.
+std::string KeyOf(const zmq::message_t& msg) {
+  const char* user = zmq_msg_gets(msg.handle(), "User-Id");
+  return user ? std::string(user) : std::string();
+}
+
+}  // namespace
 
 struct Coordinator::Impl final : Transport {
   CoordinatorOptions options;
@@ -24,9 +32,9 @@ struct Coordinator::Impl final : Transport {
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::router};
   std::string endpoint;
-  // ZAP (ZeroMQ's authentication protocol): admits CURVE peers whose key is allowed.
+  // ZAP (ZeroMQ's authentication protocol): admits CURVE peers whose key the core knows, and
+  // names each connection by its key (ZeroMQ's User-Id, on every message it brings).
   std::unique_ptr<zmq::socket_t> zap;
-  std::set<std::string> allowed_keys;  // Z85
   std::unique_ptr<HttpEndpoint> http;
   std::unique_ptr<Core> core;
 
@@ -58,27 +66,26 @@ struct Coordinator::Impl final : Transport {
   }
 };
 
+// REQUIRES: the core is open (it holds the identities).
 Status Coordinator::Impl::SetUpCurve() {
-  if (!options.curve_clients.empty() && options.curve_key.empty())
-    return Status::Error("--curve-clients needs --curve-key");
   if (options.curve_key.empty()) return Status::Ok();
   auto keys = LoadCurveKeys(options.curve_key, true);
   if (!keys.ok()) return Status::Error("--curve-key: " + keys.message());
   MakeCurveServer(sock, *keys);
-  if (!options.curve_clients.empty()) {
-    auto allowed = LoadAllowedKeys(options.curve_clients);
-    if (!allowed.ok()) return Status::Error("--curve-clients: " + allowed.message());
-    allowed_keys.insert(allowed->begin(), allowed->end());
-    allowed_keys.insert(keys->public_key);  // its own local pool workers
+  if (core->checks_keys()) {
     // The handler must exist before the first peer connects.
     zap = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::rep);
     zap->set(zmq::sockopt::linger, 0);
     zap->bind("inproc://zeromq.zap.01");
+  } else {
+    spdlog::warn(
+        "CURVE without --keys: every peer that knows this coordinator's public key is "
+        "an admin (docs/OPERATIONS.md, Security)");
   }
   spdlog::info("CURVE on: public key {}{}", keys->public_key,
-               options.curve_clients.empty()
-                   ? ""
-                   : ", " + std::to_string(allowed_keys.size()) + " allowed client keys");
+               !options.keys_file.empty() ? ", identities from " + options.keys_file
+               : core->checks_keys()      ? ", every key in --curve-clients an admin"
+                                          : "");
   return Status::Ok();
 }
 
@@ -149,22 +156,25 @@ void Coordinator::Impl::OnZapRequest() {
     if (frames.size() < 6) continue;
     bool ok = false;
     std::string who = frames[3].to_string();
+    char z85[41] = {};
     if (frames[5].to_string() == "CURVE" && frames.size() >= 7 && frames[6].size() == 32) {
-      char z85[41];
       zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
-      ok = allowed_keys.count(z85) > 0;
+      ok = core->Admits(z85);
       who += " (key " + std::string(z85) + ")";
     }
     if (!ok) {
       core->CountRefusedPeer();
-      spdlog::warn("refused a connection from {}: key not in --curve-clients", who);
+      spdlog::warn("refused a connection from {}: key not in {}", who,
+                   options.keys_file.empty() ? "--curve-clients" : options.keys_file);
     }
+    // The user id is the key: the core looks its identity up for each message, so a key's
+    // role changed in the keys file applies to connections already open.
     std::vector<zmq::const_buffer> reply = {
         zmq::str_buffer("1.0"),
         zmq::buffer(frames[1].data(), frames[1].size()),
         zmq::buffer(std::string_view(ok ? "200" : "400")),
         zmq::buffer(std::string_view(ok ? "OK" : "key not allowed")),
-        zmq::str_buffer(""),
+        zmq::buffer(std::string_view(ok ? z85 : "")),
         zmq::str_buffer("")};
     zmq::send_multipart(*zap, reply);
   }
@@ -224,9 +234,11 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
             zmq::recv_multipart(m.sock, std::back_inserter(frames), zmq::recv_flags::dontwait);
         if (!got) break;
         if (frames.size() == 2) {
-          core.Receive(frames[0].to_string(), frames[1].data(), frames[1].size(), false);
+          core.Receive(frames[0].to_string(), KeyOf(frames[1]), frames[1].data(), frames[1].size(),
+                       false);
         } else if (frames.size() == 3 && frames[1].size() == 0) {  // a REQ client
-          core.Receive(frames[0].to_string(), frames[2].data(), frames[2].size(), true);
+          core.Receive(frames[0].to_string(), KeyOf(frames[2]), frames[2].data(), frames[2].size(),
+                       true);
         } else {
           core.CountBadFrames(frames.size());
         }

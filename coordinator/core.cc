@@ -2,8 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 
+#include "common/security/curve.h"
+#include "common/security/keyring.h"
 #include "coordinator/assignments.h"
 #include "coordinator/dashboard.h"
 #include "coordinator/handlers.h"
@@ -47,6 +51,15 @@ struct Core::Rep {
   // Jobs the restart found STITCHING or with every chunk stored: assembled in the first turn,
   // once the caller's socket is bound.
   std::vector<uint64_t> restored_to_assemble;
+  // Who each key is (nullopt: no keys, every peer is LocalIdentity()). The keys file is read
+  // again when its stamp (inode, size, modification time) changes.
+  std::optional<KeyRing> keys;
+  std::string keys_stamp;
+
+  // ---- identities ----
+
+  Result<KeyRing> ReadKeys() const;
+  void ReloadKeysIfChanged();
 
   // ---- the scheduling pass ----
 
@@ -150,6 +163,53 @@ void Core::Rep::Give(Worker& w, const TaskRef& task) {
   w.waiting_since_us = 0;
 }
 
+// The keys file's stamp: what changes when it is rewritten or replaced.
+std::string KeysStamp(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "missing";
+  return std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+// The identities: the keys file's, or every allowed key an admin (--curve-clients, which has no
+// roles), and the coordinator's own key an admin (its local pools' workers use it).
+Result<KeyRing> Core::Rep::ReadKeys() const {
+  using R = Result<KeyRing>;
+  KeyRing ring;
+  if (!options.keys_file.empty()) {
+    auto loaded = KeyRing::Load(options.keys_file);
+    if (!loaded.ok()) return R::Error("--keys " + loaded.message());
+    ring = std::move(*loaded);
+  } else {
+    auto allowed = LoadAllowedKeys(options.curve_clients);
+    if (!allowed.ok()) return R::Error("--curve-clients: " + allowed.message());
+    for (const std::string& key : *allowed)
+      ring.Add(Identity{"key-" + key.substr(0, 8), Role::kAdmin, key, {"*"}});
+  }
+  auto own = LoadCurveKeys(options.curve_key, true);
+  if (!own.ok()) return R::Error("--curve-key: " + own.message());
+  if (!ring.Find(own->public_key))
+    ring.Add(Identity{"coordinator", Role::kAdmin, own->public_key, {"*"}});
+  return ring;
+}
+
+void Core::Rep::ReloadKeysIfChanged() {
+  if (options.keys_file.empty()) return;
+  const std::string stamp = KeysStamp(options.keys_file);
+  if (stamp == keys_stamp) return;
+  keys_stamp = stamp;
+  auto ring = ReadKeys();
+  if (!ring.ok()) {
+    ++metrics.keys_reload_failures;
+    spdlog::error("the keys file changed but cannot be used; the previous keys stay: {}",
+                  ring.message());
+    return;
+  }
+  keys = std::move(*ring);
+  metrics.identities = keys->size();
+  spdlog::info("keys file {} reloaded: {} identities", options.keys_file, keys->size());
+}
+
 void Core::Rep::Flush() {
   journal->Flush();
   if (Status f = journal->syncer().failure(); !f.ok()) Journal::StopOnStoreFailure(f);
@@ -177,6 +237,11 @@ void Core::Rep::WaitForHeld() {
 Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env* env,
                                          Transport* transport, Syncer::Mode mode) {
   using R = Result<std::unique_ptr<Core>>;
+  if (!options.keys_file.empty() && !options.curve_clients.empty())
+    return R::Error("give --keys or --curve-clients, not both (--keys has roles)");
+  if ((!options.keys_file.empty() || !options.curve_clients.empty()) && options.curve_key.empty())
+    return R::Error(std::string(options.keys_file.empty() ? "--curve-clients" : "--keys") +
+                    " needs --curve-key (keys are CURVE keys)");
   // The output root is where FFmpeg writes outputs, not state: it is not the Env's.
   std::error_code ec;
   std::filesystem::create_directories(options.output_root, ec);
@@ -190,6 +255,13 @@ Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env*
                                std::chrono::microseconds(options.sync_interval_us), mode);
   if (!journal.ok()) return journal.status();
   auto rep = std::make_unique<Rep>(options, env, std::move(*journal), transport, output_root);
+  if (!options.keys_file.empty() || !options.curve_clients.empty()) {
+    rep->keys_stamp = KeysStamp(options.keys_file);
+    auto ring = rep->ReadKeys();
+    if (!ring.ok()) return ring.status();
+    rep->keys = std::move(*ring);
+    rep->metrics.identities = rep->keys->size();
+  }
   if (Status s = rep->journal->Load(rep->jobs, static_cast<uint32_t>(options.chunk_frames));
       !s.ok())
     return R::Error("cannot restore jobs: " + s.message());
@@ -225,9 +297,19 @@ Status Core::SetPools(std::unique_ptr<PoolManager> pools) {
 
 void Core::BeginTurn() { rep_->turn_started_us = rep_->env->NowMicros(); }
 
-void Core::Receive(const std::string& identity, const void* payload, size_t size, bool req) {
-  HandleMessage(rep_->ctx, identity, payload, size, req);
+void Core::Receive(const std::string& identity, const std::string& key, const void* payload,
+                   size_t size, bool req) {
+  Rep& r = *rep_;
+  static const Identity local = LocalIdentity();
+  const Identity* peer = r.keys ? r.keys->Find(key) : &local;
+  HandleMessage(r.ctx, identity, peer, payload, size, req);
 }
+
+bool Core::Admits(const std::string& key) const {
+  return !rep_->keys || rep_->keys->Find(key) != nullptr;
+}
+
+bool Core::checks_keys() const { return rep_->keys.has_value(); }
 
 void Core::CountBadFrames(size_t frames) {
   ++rep_->metrics.bad_messages;
@@ -260,6 +342,7 @@ void Core::Tick() {
     }
   }
   TickPools(r.ctx);
+  r.ReloadKeysIfChanged();
   r.ctx.schedule_due = true;
 }
 

@@ -54,14 +54,22 @@ class Core {
   // ---- A turn -------------------------------------------------------------------------------
   // Marks when the turn's messages began to be read (dispatch latency).
   void BeginTurn();
-  // A message from `identity`. `req`: the peer is a REQ socket (replies get a delimiter).
-  void Receive(const std::string& identity, const void* payload, size_t size, bool req);
+  // A message from `identity`, which connected with the CURVE public key `key` (Z85, as ZAP
+  // admitted it; empty without keys). `req`: the peer is a REQ socket (replies get a delimiter).
+  void Receive(const std::string& identity, const std::string& key, const void* payload,
+               size_t size, bool req);
+  // Whether a peer with the CURVE public key `key` (Z85) may connect: its key is in the keys
+  // file (or the allow list), or the coordinator's own. Always true without keys.
+  bool Admits(const std::string& key) const;
+  // Whether peers are told apart by key (--keys or --curve-clients): the loop then asks Admits
+  // of every connection (ZAP) and passes each message's key to Receive.
+  bool checks_keys() const;
   // A message that arrived with the wrong frames: counted and dropped.
   void CountBadFrames(size_t frames);
   // A peer the CURVE handshake refused: counted.
   void CountRefusedPeer();
   // The clock's work (every 500 ms): lost workers' tasks back to the queue, pools, a scheduling
-  // pass.
+  // pass, the keys file read again if it changed.
   void Tick();
   // Ends the turn (above).
   void EndTurn();

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "common/protocol/protocol.h"
 #include "coordinator/admission.h"
 #include "coordinator/assembly.h"
@@ -22,12 +24,86 @@ void DropBad(HandlerContext& c, const std::string& identity, bool req, const std
       req);
 }
 
-void Dispatch(HandlerContext& c, const std::string& identity, wire::Envelope::Reader env,
-              bool req) {
+// What a request asks to do, as roles see it; nullopt for kinds no peer sends (dropped later).
+std::optional<Action> ActionOf(wire::Envelope::Reader env) {
+  switch (env.which()) {
+    case wire::Envelope::HELLO:
+    case wire::Envelope::WORK_REQUEST:
+    case wire::Envelope::RENDER_RESULT:
+    case wire::Envelope::ENCODE_RESULT:
+    case wire::Envelope::TASK_FAILURE:
+    case wire::Envelope::CHECKPOINT:
+    case wire::Envelope::CODENOISE_EXCHANGE:
+    case wire::Envelope::HEARTBEAT:
+    case wire::Envelope::GOODBYE:
+      return Action::kWork;
+    case wire::Envelope::SUBMIT:
+      return Action::kSubmit;
+    case wire::Envelope::STATUS_REQUEST:
+    case wire::Envelope::LIST_JOBS:
+    case wire::Envelope::LIST_WORKERS:
+    case wire::Envelope::GET_LOGS:
+      return Action::kRead;
+    case wire::Envelope::JOB_ACTION:
+      return Action::kActOnOwnJob;  // and on someone else's: checked against the job's owner
+    case wire::Envelope::DRAIN_WORKER:
+      return Action::kAdminFarm;
+    case wire::Envelope::POOL_REQUEST:
+      return env.getPoolRequest().isList() ? Action::kRead : Action::kAdminFarm;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::string Describe(const Identity& peer) {
+  return "identity '" + peer.name + "' (" + RoleName(peer.role) + ")";
+}
+
+// Whether `peer` may send `env`; if not, it is denied here.
+bool Authorize(HandlerContext& c, const std::string& identity, const Identity* peer,
+               wire::Envelope::Reader env, bool req) {
+  const std::optional<Action> action = ActionOf(env);
+  if (!action) return true;
+  if (!peer) {
+    Deny(c, identity, peer, "denied: this key is not in the coordinator's keys file (any more)",
+         req);
+    return false;
+  }
+  if (!RoleAllows(peer->role, *action)) {
+    Deny(c, identity, peer, "denied: " + Describe(*peer) + " may not " + ActionName(*action), req);
+    return false;
+  }
+  if (env.which() == wire::Envelope::JOB_ACTION && !RoleAllows(peer->role, Action::kActOnAnyJob)) {
+    auto it = c.jobs.find(env.getJobAction().getJobId());
+    if (it != c.jobs.end() && it->second.owner != peer->name) {
+      Deny(c, identity, peer,
+           "denied: job " + std::to_string(it->first) + " belongs to '" + it->second.owner + "'; " +
+               Describe(*peer) + " may act only on its own jobs",
+           req);
+      return false;
+    }
+  }
+  // A worker's name is bound to the key it joined with: messages on its routing id with another
+  // key (someone who took the name over at the socket) are not the worker's.
+  if (*action == Action::kWork && env.which() != wire::Envelope::HELLO) {
+    const Worker* w = c.workers.ByIdentity(identity);
+    if (w && w->key != peer->public_key) {
+      Deny(c, identity, peer,
+           "denied: worker '" + w->name + "' joined as identity '" + w->principal + "', not '" +
+               peer->name + "'",
+           req);
+      return false;
+    }
+  }
+  return true;
+}
+
+void Dispatch(HandlerContext& c, const std::string& identity, const Identity& peer,
+              wire::Envelope::Reader env, bool req) {
   auto reply = [&](std::string payload) { c.outbox.Send(identity, std::move(payload), req); };
   switch (env.which()) {
     case wire::Envelope::HELLO:
-      return OnHello(c, identity, env.getHello());
+      return OnHello(c, identity, peer, env.getHello());
     case wire::Envelope::WORK_REQUEST:
       return OnWorkRequest(c, identity, env.getWorkRequest());
     case wire::Envelope::RENDER_RESULT:
@@ -45,7 +121,7 @@ void Dispatch(HandlerContext& c, const std::string& identity, wire::Envelope::Re
     case wire::Envelope::GOODBYE:
       return OnGoodbye(c, identity, env.getGoodbye().getReason().cStr());
     case wire::Envelope::SUBMIT:
-      return reply(OnSubmit(c, env.getSubmit()));
+      return reply(OnSubmit(c, env.getSubmit(), peer.name));
     case wire::Envelope::STATUS_REQUEST:
       return reply(OnStatusRequest(c, env.getStatusRequest().getJobId()));
     case wire::Envelope::LIST_JOBS:
@@ -71,15 +147,28 @@ void Dispatch(HandlerContext& c, const std::string& identity, wire::Envelope::Re
 
 }  // namespace
 
-void HandleMessage(HandlerContext& c, const std::string& identity, const void* payload, size_t size,
-                   bool req) {
+void Deny(HandlerContext& c, const std::string& identity, const Identity* peer,
+          const std::string& why, bool req) {
+  ++c.metrics.denied[peer ? RoleName(peer->role) : "unknown"];
+  const uint64_t n = ++c.metrics.denied_total;
+  if (n <= 100 || n % 1000 == 0)
+    spdlog::warn("{} [{} denied so far]", why + (peer ? "" : " (" + identity + ")"), n);
+  c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::DENIED, why), req);
+}
+
+void HandleMessage(HandlerContext& c, const std::string& identity, const Identity* peer,
+                   const void* payload, size_t size, bool req) {
   auto in = Incoming::ParseInPlace(payload, size);
   if (!in.ok()) {
     DropBad(c, identity, req, "bad message (" + std::to_string(size) + " bytes)", in.message());
     return;
   }
   try {
-    Dispatch(c, identity, (*in)->envelope(), req);
+    wire::Envelope::Reader env = (*in)->envelope();
+    if (!Authorize(c, identity, peer, env, req)) return;
+    // Kinds without an action (unexpected) get here with no identity: they are dropped.
+    static const Identity kNobody{};
+    Dispatch(c, identity, peer ? *peer : kNobody, env, req);
   } catch (const kj::Exception& e) {
     DropBad(c, identity, req, "malformed message", e.getDescription().cStr());
   }

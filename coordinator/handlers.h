@@ -21,6 +21,7 @@
 
 #include "common/env/env.h"
 #include "common/protocol/segue.capnp.h"
+#include "common/security/keyring.h"
 #include "coordinator/admission.h"
 #include "coordinator/assignments.h"
 #include "coordinator/jobs.h"
@@ -54,13 +55,23 @@ struct HandlerContext {
   bool schedule_due = false;  // a scheduling pass is wanted
 };
 
-// Parses `payload` from `identity` and hands it to its handler; a malformed or unexpected message
-// is counted, answered with an error and dropped. `req`: the peer is a REQ socket.
-void HandleMessage(HandlerContext& c, const std::string& identity, const void* payload, size_t size,
-                   bool req);
+// Parses `payload` from `identity`, whose CURVE key is `peer`'s, and hands it to its handler if
+// `peer`'s role allows it (keyring.h); a malformed or unexpected message is counted, answered
+// with an error and dropped, a denied one counted by role, logged and answered DENIED. A worker's
+// messages must come with the key it joined with. `peer` nullptr: a key the keys file does not
+// (or no longer) hold, denied everything. `req`: the peer is a REQ socket.
+void HandleMessage(HandlerContext& c, const std::string& identity, const Identity* peer,
+                   const void* payload, size_t size, bool req);
+// Answers a request `peer` (nullptr: an unknown key) may not make: counted by role, logged (the
+// first hundred, then every thousandth) and answered with a DENIED error saying `why`.
+void Deny(HandlerContext& c, const std::string& identity, const Identity* peer,
+          const std::string& why, bool req);
 
 // ---- Workers ----------------------------------------------------------------------------------
-void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader h);
+// A worker joins: everything it says is checked before anything changes (its name must be one
+// `peer` may use and not a live worker's of another key; its models' metadata the farm's).
+void OnHello(HandlerContext& c, const std::string& identity, const Identity& peer,
+             wire::Hello::Reader h);
 void OnWorkRequest(HandlerContext& c, const std::string& identity, wire::WorkRequest::Reader r);
 void OnHeartbeat(HandlerContext& c, const std::string& identity, wire::Heartbeat::Reader hb);
 void OnGoodbye(HandlerContext& c, const std::string& identity, const std::string& reason);
@@ -74,7 +85,8 @@ void OnCodenoiseExchange(HandlerContext& c, const std::string& identity,
                          wire::CodenoiseExchange::Reader x);
 
 // ---- Control: each returns its reply ------------------------------------------------------------
-std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s);
+// The job is owned by `owner` (an identity's name).
+std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::string& owner);
 std::string OnStatusRequest(HandlerContext& c, uint64_t job);
 std::string OnListJobs(HandlerContext& c);
 std::string OnListWorkers(HandlerContext& c);

@@ -112,6 +112,7 @@ std::string EncodeJob(const Job& j) {
   r.setOutputPath(j.output_path);
   r.setHasAudio(j.has_audio);
   r.setAudioName(j.audio_name);
+  r.setOwner(j.owner);
   r.setError(j.error);
   r.setCreatedMs(j.created_ms);
   r.setUpdatedMs(j.updated_ms);
@@ -359,6 +360,7 @@ Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
           j.output_path = r.getOutputPath().cStr();
           j.has_audio = r.getHasAudio();
           j.audio_name = r.getAudioName().cStr();
+          j.owner = r.getOwner().cStr();
           j.error = r.getError().cStr();
           j.created_ms = r.getCreatedMs();
           j.updated_ms = r.getUpdatedMs();

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/security/keyring.h"
 #include "common/util/log.h"
 #include "common/util/memory.h"
 #include "coordinator/coordinator.h"
@@ -101,13 +102,18 @@ int main(int argc, char** argv) {
   app.add_option("--curve-key", o.curve_key,
                  "the coordinator's CURVE key file (segue keygen): workers and clients must know "
                  "its public key, and the traffic is encrypted");
+  app.add_option("--keys", o.keys_file,
+                 "the keys file: each CURVE public key's identity and role (admin, submitter, "
+                 "worker, viewer; docs/OPERATIONS.md, Security). Only its keys may connect; it "
+                 "is read again when it changes. Needs --curve-key");
   app.add_option("--curve-clients", o.curve_clients,
-                 "only admit workers and clients whose public key is here (a .pub file or a "
-                 "folder of them); needs --curve-key");
+                 "older than --keys: only admit workers and clients whose public key is here (a "
+                 ".pub file or a folder of them), every one an admin; needs --curve-key");
   bool insecure = false;
   app.add_flag("--insecure", insecure,
-               "allow --listen on an address other hosts can reach without --curve-key: anyone "
-               "who can connect may then submit, cancel, drain workers and join as a worker");
+               "allow --listen on an address other hosts can reach without --curve-key and "
+               "--keys: anyone who can connect may then submit, cancel, drain workers and join "
+               "as a worker");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {
@@ -120,18 +126,37 @@ int main(int argc, char** argv) {
     std::cerr << "segue-coordinator: --log-level: unknown level '" << log_level << "'\n";
     return 2;
   }
-  // Secure by default: plain TCP that other hosts can reach is refused unless asked for.
-  if (o.curve_key.empty() && !ListensOnlyLocally(o.listen)) {
+  if (!o.keys_file.empty() && !o.curve_clients.empty()) {
+    std::cerr << "segue-coordinator: give --keys or --curve-clients, not both (--keys has "
+                 "roles)\n";
+    return 2;
+  }
+  const bool keyed = !o.keys_file.empty() || !o.curve_clients.empty();
+  if (keyed && o.curve_key.empty()) {
+    std::cerr << "segue-coordinator: " << (o.keys_file.empty() ? "--curve-clients" : "--keys")
+              << " needs --curve-key (the keys are CURVE keys; segue keygen makes one)\n";
+    return 2;
+  }
+  // Secure by default: a port other hosts can reach needs CURVE and identities, unless asked.
+  if ((o.curve_key.empty() || !keyed) && !ListensOnlyLocally(o.listen)) {
     if (!insecure) {
       std::cerr << "segue-coordinator: --listen " << o.listen
-                << ": other hosts can reach this address and there is no --curve-key, so anyone "
-                   "who can connect could submit, cancel, drain workers and join as a worker. "
-                   "Give --curve-key (segue keygen; docs/OPERATIONS.md, Keys), listen on "
-                   "127.0.0.1, or say --insecure\n";
+                << ": other hosts can reach this address and there is "
+                << (o.curve_key.empty() ? "no --curve-key" : "no --keys")
+                << ", so anyone who can connect could submit, cancel, drain workers and join as "
+                   "a worker. Give --curve-key and --keys (segue keygen; docs/OPERATIONS.md, "
+                   "Security), listen on 127.0.0.1, or say --insecure\n";
       return 2;
     }
-    spdlog::warn("--insecure: listening on {} without CURVE; anyone who can connect is trusted",
-                 o.listen);
+    spdlog::warn("--insecure: listening on {} without {}; anyone who can connect is an admin",
+                 o.listen, o.curve_key.empty() ? "CURVE" : "--keys");
+  }
+  if (!o.keys_file.empty()) {  // a bad keys file is bad input: say where, exit 2
+    auto keys = segue::KeyRing::Load(o.keys_file);
+    if (!keys.ok()) {
+      std::cerr << "segue-coordinator: --keys " << keys.message() << "\n";
+      return 2;
+    }
   }
   if (!o.config_file.empty()) {  // a bad config is bad input: say where, exit 2
     auto pools = segue::LoadPoolsConfig(o.config_file);

@@ -28,6 +28,9 @@ struct CoordinatorOptions {
   std::string http;             // HOST:PORT for /metrics, /api/v1/status and /; empty: none
   std::string curve_key;        // the coordinator's CURVE key file; empty: plain TCP
   std::string curve_clients;    // allowed client public keys (a .pub file or a folder); empty: any
+  // The keys file: identities and roles (common/security/keyring.h); reloaded when it changes.
+  // Without it (and without curve_clients) every peer is the local admin.
+  std::string keys_file;
   // Under load the store's log is synced at most this often (0: as often as asked).
   int sync_interval_us = 2000;
 };

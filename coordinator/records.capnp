@@ -38,6 +38,7 @@ struct Job {
   chunkFrames @13 :UInt32;
   model @14 :Data;          # the model metadata it was planned with: a ModelSpec message
                             # (segue.capnp); empty in records older than it: the built-ins' own
+  owner @15 :Text;          # the identity that submitted it (common/security/keyring.h)
 }
 
 struct Task {

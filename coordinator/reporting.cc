@@ -37,6 +37,7 @@ JobInfo ReportJob(const Job& j, uint64_t now_ms, bool with_segments) {
   r.name = j.name;
   r.state = JobStateName(j.state);
   r.priority = j.priority;
+  r.owner = j.owner;
   r.frames_total = j.manifest.frames;
   int64_t covered = 0, reach = 0;
   uint32_t running = 0;
@@ -106,6 +107,7 @@ WorkerInfo ReportWorker(const Worker& w) {
   r.failures = w.failures;
   r.last_seen_ms = w.last_seen_ms;
   r.pool = w.pool;
+  r.identity = w.principal;
   r.models.assign(w.models.begin(), w.models.end());
   r.unavailable.assign(w.unavailable.begin(), w.unavailable.end());
   return r;
@@ -190,6 +192,19 @@ std::string MetricsText(const JobTable& jobs, const WorkerRegistry::Map& workers
           metrics.fenced_results);
   counter("segue_bad_messages_total", "Malformed or unexpected messages, dropped.",
           metrics.bad_messages);
+  out +=
+      "# HELP segue_denied_total Requests refused for their identity's role (keys file), by "
+      "role.\n# TYPE segue_denied_total counter\n";
+  for (const char* role : {"admin", "submitter", "worker", "viewer", "unknown"}) {
+    auto it = metrics.denied.find(role);
+    out += std::string("segue_denied_total{role=\"") + role + "\"} " +
+           std::to_string(it == metrics.denied.end() ? 0 : it->second) + "\n";
+  }
+  gauge("segue_identities", "Identities in the keys file now (0: no keys file).");
+  out += "segue_identities " + std::to_string(metrics.identities) + "\n";
+  counter("segue_keys_reload_failures_total",
+          "Changes to the keys file that could not be loaded (the previous keys stay).",
+          metrics.keys_reload_failures);
   counter("segue_store_syncs_total",
           "Syncs of the store's write-ahead log (one serves every write since the last).",
           sync.syncs);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,9 +35,13 @@ class Histogram {
 
 // What the coordinator counts as it goes.
 struct FarmMetrics {
-  uint64_t bad_messages = 0;      // malformed or unexpected messages, dropped
-  uint64_t fenced_results = 0;    // results from stale attempts, dropped
-  uint64_t checkpoint_bytes = 0;  // of step checkpoints received
+  uint64_t bad_messages = 0;               // malformed or unexpected messages, dropped
+  uint64_t fenced_results = 0;             // results from stale attempts, dropped
+  uint64_t checkpoint_bytes = 0;           // of step checkpoints received
+  std::map<std::string, uint64_t> denied;  // requests refused for their identity's role, by role
+  uint64_t denied_total = 0;
+  size_t identities = 0;              // in the keys file now (0: no keys file)
+  uint64_t keys_reload_failures = 0;  // changes to the keys file that could not be loaded
   Histogram dispatch_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
   Histogram step_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
 };

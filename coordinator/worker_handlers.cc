@@ -2,6 +2,8 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "common/protocol/protocol.h"
 #include "coordinator/handlers.h"
 
@@ -22,9 +24,54 @@ Status UnavailableFrom(capnp::List<wire::UnavailableModel>::Reader list,
   return Status::Ok();
 }
 
+// Everything a Hello says, checked and copied out: nothing of the farm changes until it is whole.
+Result<WorkerHello> ReadHello(wire::Hello::Reader h, std::vector<model::ModelMetadata>* specs) {
+  using R = Result<WorkerHello>;
+  WorkerHello hello;
+  hello.name = h.getName().cStr();
+  if (hello.name.empty() || hello.name.size() > 200)
+    return R::Error("worker name must be 1 to 200 characters");
+  auto text = [](capnp::Text::Reader t, const char* what, size_t max) -> Result<std::string> {
+    if (t.size() > max)
+      return Result<std::string>::Error(std::string(what) + " longer than " + std::to_string(max) +
+                                        " characters");
+    return std::string(t.cStr());
+  };
+  auto host = text(h.getHost(), "host", 1000), device = text(h.getDevice(), "device", 1000),
+       pool = text(h.getPool(), "pool", 200);
+  for (auto* r : {&host, &device, &pool})
+    if (!r->ok()) return R::Error(r->message());
+  hello.host = *host, hello.device = *device, hello.pool = *pool;
+  if (h.getModels().size() > 1024 || h.getTags().size() > 1024)
+    return R::Error("more than 1024 models or tags");
+  for (auto m : h.getModels()) {
+    if (m.size() == 0 || m.size() > 200)
+      return R::Error("a model name of 0 or over 200 characters");
+    hello.models.insert(m.cStr());
+  }
+  for (auto t : h.getTags()) {
+    if (t.size() > 200) return R::Error("a tag longer than 200 characters");
+    hello.tags.insert(t.cStr());
+  }
+  if (Status s = UnavailableFrom(h.getUnavailableModels(), &hello.unavailable); !s.ok())
+    return R::Error(s.message());
+  hello.memory = h.getMemoryBytes();
+  if (h.getModelSpecs().size() > 1024) return R::Error("more than 1024 models' metadata");
+  std::set<std::string> seen;
+  for (auto spec : h.getModelSpecs()) {
+    auto meta = ModelSpecFrom(spec);
+    if (!meta.ok()) return R::Error(meta.message());
+    if (!seen.insert(meta->name).second)
+      return R::Error("model '" + meta->name + "' has metadata twice");
+    specs->push_back(std::move(*meta));
+  }
+  return hello;
+}
+
 }  // namespace
 
-void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader h) {
+void OnHello(HandlerContext& c, const std::string& identity, const Identity& peer,
+             wire::Hello::Reader h) {
   if (h.getProtocolVersion() != wire::PROTOCOL_VERSION) {
     c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::VERSION_MISMATCH,
                                          "protocol version mismatch: worker speaks " +
@@ -33,51 +80,45 @@ void OnHello(HandlerContext& c, const std::string& identity, wire::Hello::Reader
                                              std::to_string(wire::PROTOCOL_VERSION)));
     return;
   }
-  WorkerHello hello;
-  hello.name = h.getName().cStr();
-  if (hello.name.empty() || hello.name.size() > 200) {
-    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST,
-                                         "hello: worker name must be 1 to 200 characters"));
-    return;
-  }
-  // The models' metadata, checked against the farm's before anything of the worker is kept.
   std::vector<model::ModelMetadata> specs;
-  if (h.getModelSpecs().size() > 1024) {
-    c.outbox.Send(identity,
-                  ErrorMessage(wire::ErrorCode::REFUSED, "hello: more than 1024 models' metadata"));
+  auto read = ReadHello(h, &specs);
+  if (!read.ok()) {
+    const std::string name = std::string(h.getName().cStr()).substr(0, 200);
+    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::REFUSED,
+                                         "hello: worker '" + name + "': " + read.message()));
     return;
   }
-  for (auto spec : h.getModelSpecs()) {
-    auto meta = ModelSpecFrom(spec);
-    if (!meta.ok()) {
-      c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::REFUSED,
-                                           "hello: worker " + hello.name + ": " + meta.message()));
-      return;
-    }
-    specs.push_back(std::move(*meta));
+  WorkerHello& hello = *read;
+  // The name is the key's: one its identity may use, and not a live worker's of another key.
+  if (!peer.MayNameWorker(hello.name)) {
+    std::string names;
+    for (const std::string& p : peer.worker_names) names += (names.empty() ? "" : ", ") + p;
+    return Deny(c, identity, &peer,
+                "denied: identity '" + peer.name + "' may not name a worker '" + hello.name +
+                    "' (its workers' names: " + (names.empty() ? "none" : names) +
+                    "; the keys file's `workers:`)",
+                false);
   }
+  Worker* existing = c.workers.ByName(hello.name);
+  if (existing && existing->key != peer.public_key) {
+    return Deny(c, identity, &peer,
+                "denied: worker name '" + hello.name + "' belongs to identity '" +
+                    existing->principal + "', which is connected",
+                false);
+  }
+  // The models' metadata, checked against the farm's: the last check, and the first change.
   if (Status s = c.models.Learn(specs, "worker " + hello.name); !s.ok()) {
     spdlog::warn("worker {} refused: {}", hello.name, s.message());
     c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::REFUSED, "hello: " + s.message()));
     return;
   }
-  if (Worker* existing = c.workers.ByName(hello.name)) {
-    // The same worker again (it reconnected): whatever it held goes back to the queue.
-    ReleaseTask(c, *existing, "worker reconnected");
-  }
-  hello.host = h.getHost().cStr();
-  hello.device = h.getDevice().cStr();
-  for (auto m : h.getModels()) hello.models.insert(m.cStr());
-  if (Status s = UnavailableFrom(h.getUnavailableModels(), &hello.unavailable); !s.ok()) {
-    c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::BAD_REQUEST, "hello: " + s.message()));
-    return;
-  }
-  for (auto t : h.getTags()) hello.tags.insert(t.cStr());
-  hello.memory = h.getMemoryBytes();
-  hello.pool = h.getPool().cStr();
+  // The same worker again (it reconnected): whatever it held goes back to the queue.
+  if (existing) ReleaseTask(c, *existing, "worker reconnected");
+  hello.key = peer.public_key;
+  hello.principal = peer.name;
   Worker& w = c.workers.Join(identity, hello, c.env->NowMillis());
-  spdlog::info("worker {} joined ({} on {}, models: {})", w.name, w.device, w.host,
-               fmt::join(w.models, ","));
+  spdlog::info("worker {} joined ({} on {}, identity {}, models: {})", w.name, w.device, w.host,
+               w.principal, fmt::join(w.models, ","));
   // Jobs that waited for one of its models are planned now.
   for (const model::ModelMetadata& m : specs) {
     for (auto& [id, j] : c.jobs) {

@@ -19,6 +19,8 @@ Worker& WorkerRegistry::Join(const std::string& identity, const WorkerHello& hel
   w.tags = hello.tags;
   w.memory = hello.memory;
   w.pool = hello.pool;
+  w.key = hello.key;
+  w.principal = hello.principal;
   w.credits = 0;
   w.task.reset();
   w.last_seen_ms = now_ms;
@@ -43,6 +45,13 @@ Worker* WorkerRegistry::Heard(const std::string& identity, uint64_t now_ms) {
   if (w == by_name_.end()) return nullptr;
   w->second.last_seen_ms = now_ms;
   return &w->second;
+}
+
+const Worker* WorkerRegistry::ByIdentity(const std::string& identity) const {
+  auto it = name_of_identity_.find(identity);
+  if (it == name_of_identity_.end()) return nullptr;
+  auto w = by_name_.find(it->second);
+  return w == by_name_.end() ? nullptr : &w->second;
 }
 
 Worker* WorkerRegistry::ByName(const std::string& name) {

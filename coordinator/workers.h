@@ -25,7 +25,9 @@ struct TaskRef {
 };
 
 struct Worker {
-  std::string identity;  // ZeroMQ routing id
+  std::string identity;   // ZeroMQ routing id
+  std::string key;        // the CURVE public key it joined with (Z85; "" without keys)
+  std::string principal;  // the name of that key's identity (the keys file's; "local")
   std::string name, host, device;
   std::set<std::string> models;                    // it serves (none of `unavailable`)
   std::map<std::string, std::string> unavailable;  // models it has but cannot serve -> why
@@ -46,6 +48,7 @@ struct Worker {
 // What a worker says of itself in Hello.
 struct WorkerHello {
   std::string name, host, device, pool;
+  std::string key, principal;  // who said it (Worker)
   std::set<std::string> models, tags;
   std::map<std::string, std::string> unavailable;
   uint64_t memory = 0;
@@ -61,6 +64,8 @@ class WorkerRegistry {
   // The worker speaking on `identity`, marked as heard from at `now_ms`; nullptr if none.
   Worker* Heard(const std::string& identity, uint64_t now_ms);
   Worker* ByName(const std::string& name);
+  // The worker speaking on `identity`, not marked as heard from; nullptr if none.
+  const Worker* ByIdentity(const std::string& identity) const;
   // Models `w` says it cannot serve (any more): it gets no more of their tasks. Returns the
   // models new to the list.
   static std::vector<std::string> MarkUnavailable(Worker& w,

@@ -689,8 +689,9 @@ class WorkerLoop {
         }
         case wire::Envelope::ERROR: {
           auto e = env.getError();
+          // Refused as it is, or denied for its key's identity: trying again would not help.
           if (CodeOf(e) == wire::ErrorCode::VERSION_MISMATCH ||
-              CodeOf(e) == wire::ErrorCode::REFUSED) {
+              CodeOf(e) == wire::ErrorCode::REFUSED || CodeOf(e) == wire::ErrorCode::DENIED) {
             spdlog::error("refused by the coordinator: {}", e.getMessage().cStr());
             return 4;
           }

@@ -171,9 +171,8 @@ std::string ErrorMessage(wire::ErrorCode code, const std::string& message) {
 
 wire::ErrorCode CodeOf(wire::Error::Reader error) {
   const uint32_t code = error.getCode();
-  return code <= static_cast<uint32_t>(wire::ErrorCode::REFUSED)
-             ? static_cast<wire::ErrorCode>(code)
-             : wire::ErrorCode::FAILURE;
+  return code <= static_cast<uint32_t>(wire::ErrorCode::DENIED) ? static_cast<wire::ErrorCode>(code)
+                                                                : wire::ErrorCode::FAILURE;
 }
 
 }  // namespace segue

@@ -22,6 +22,7 @@ JobInfo FromWire(wire::JobStatus::Reader r) {
   j.created_ms = r.getCreatedMs();
   j.updated_ms = r.getUpdatedMs();
   j.segment_states = r.getSegmentStates().cStr();
+  j.owner = r.getOwner().cStr();
   return j;
 }
 
@@ -32,6 +33,7 @@ WorkerInfo FromWire(wire::WorkerInfo::Reader w) {
   for (auto m : w.getModels()) i.models.push_back(m.cStr());
   for (auto u : w.getUnavailableModels())
     i.unavailable.emplace_back(u.getModel().cStr(), u.getReason().cStr());
+  i.identity = w.getIdentity().cStr();
   return i;
 }
 
@@ -65,6 +67,7 @@ void ToWire(const JobInfo& j, wire::JobStatus::Builder s) {
   s.setCreatedMs(j.created_ms);
   s.setUpdatedMs(j.updated_ms);
   s.setSegmentStates(j.segment_states);
+  s.setOwner(j.owner);
 }
 
 void ToWire(const WorkerInfo& w, wire::WorkerInfo::Builder o) {
@@ -77,6 +80,7 @@ void ToWire(const WorkerInfo& w, wire::WorkerInfo::Builder o) {
   o.setFailures(w.failures);
   o.setLastSeenMs(w.last_seen_ms);
   o.setPool(w.pool);
+  o.setIdentity(w.identity);
   auto models = o.initModels(static_cast<unsigned>(w.models.size()));
   for (size_t i = 0; i < w.models.size(); ++i) models.set(static_cast<unsigned>(i), w.models[i]);
   auto un = o.initUnavailableModels(static_cast<unsigned>(w.unavailable.size()));
@@ -106,6 +110,7 @@ nlohmann::json JobInfo::ToJson() const {
   j["name"] = name;
   j["state"] = state;
   j["priority"] = priority;
+  j["owner"] = owner;
   j["progress"] = progress;
   j["frames"] = {{"total", frames_total}, {"done", frames_done}};
   j["segments"] = {{"total", segments_total},
@@ -132,6 +137,7 @@ nlohmann::json WorkerInfo::ToJson() const {
           {"failures", failures},
           {"last_seen_ms", last_seen_ms},
           {"pool", pool.empty() ? nlohmann::json(nullptr) : nlohmann::json(pool)},
+          {"identity", identity},
           {"models", models},
           {"unavailable_models", [&] {
              nlohmann::json u = nlohmann::json::object();

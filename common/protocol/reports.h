@@ -25,6 +25,7 @@ struct JobInfo {
   double progress = 0;
   double eta_seconds = -1;
   std::string output, error;
+  std::string owner;  // the identity that submitted it
   uint64_t created_ms = 0, updated_ms = 0;
   std::string segment_states;  // per segment: '#' done, '>' running, '.' waiting, 'x' failed
 
@@ -39,6 +40,7 @@ struct WorkerInfo {
   std::string pool;
   std::vector<std::string> models = {};                               // it serves
   std::vector<std::pair<std::string, std::string>> unavailable = {};  // model, reason
+  std::string identity = {};                                          // whose key it joined with
   nlohmann::json ToJson() const;
 };
 

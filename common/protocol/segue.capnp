@@ -276,6 +276,7 @@ struct JobStatus {
   # One character per segment, in order: '#' done, '>' running, '.' waiting, 'x' failed.
   # Filled for a single job's status only (a job list leaves it empty).
   segmentStates @17 :Text;
+  owner @18 :Text;          # the identity that submitted it (the keys file's name; "local")
 }
 
 struct ListJobs {}
@@ -298,6 +299,7 @@ struct WorkerInfo {
   pool @8 :Text;         # the pool that launched it, if any
   models @9 :List(Text);  # the models it serves
   unavailableModels @10 :List(UnavailableModel);
+  identity @11 :Text;    # the identity (keys file) whose key it joined with
 }
 
 struct WorkerList {
@@ -345,6 +347,7 @@ enum ErrorCode {
   internal @5;         # the coordinator could not do it (its store refused a write)
   refused @6;          # Hello: the worker may not join as it is (its models' metadata is not
                        # the farm's, or is nonsense); saying Hello again would not change it
+  denied @7;           # the peer's identity (its CURVE key: the keys file) may not do this
 }
 
 struct Error {

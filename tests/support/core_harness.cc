@@ -54,9 +54,10 @@ void CoreHarness::Send(const std::string& identity, std::string payload, bool) {
   inbox_[identity].push_back(std::move(payload));
 }
 
-void CoreHarness::Deliver(const std::string& identity, const std::string& bytes) {
+void CoreHarness::Deliver(const std::string& identity, const std::string& bytes,
+                          const std::string& key) {
   core_->BeginTurn();
-  core_->Receive(identity, bytes.data(), bytes.size(), false);
+  core_->Receive(identity, key, bytes.data(), bytes.size(), false);
   core_->EndTurn();
 }
 
@@ -74,9 +75,9 @@ std::vector<std::string> CoreHarness::Take(const std::string& identity) {
   return out;
 }
 
-std::string CoreHarness::Call(const std::string& bytes) {
+std::string CoreHarness::Call(const std::string& bytes, const std::string& key) {
   const std::string client = "client";
-  Deliver(client, bytes);
+  Deliver(client, bytes, key);
   Sync();
   auto replies = Take(client);
   return replies.empty() ? "" : replies.back();
@@ -95,10 +96,10 @@ uint64_t CoreHarness::Submit(const std::string& manifest_text, std::string* why)
   return 0;
 }
 
-JobInfo CoreHarness::Status(uint64_t job) {
+JobInfo CoreHarness::Status(uint64_t job, const std::string& key) {
   capnp::MallocMessageBuilder b;
   b.initRoot<wire::Envelope>().initStatusRequest().setJobId(job);
-  const std::string reply = Call(Serialize(b));
+  const std::string reply = Call(Serialize(b), key);
   auto in = Incoming::Parse(reply.data(), reply.size());
   if (!in.ok() || !(*in)->envelope().isJobStatus()) return JobInfo{};
   return FromWire((*in)->envelope().getJobStatus());

@@ -42,8 +42,9 @@ class CoreHarness final : public Transport {
   // Transport: into `identity`'s inbox, unless the machine has crashed.
   void Send(const std::string& identity, std::string payload, bool req_envelope) override;
 
-  // One turn with one message from `identity`.
-  void Deliver(const std::string& identity, const std::string& bytes);
+  // One turn with one message from `identity`, connected with the CURVE public key `key` (Z85;
+  // empty: no keys).
+  void Deliver(const std::string& identity, const std::string& bytes, const std::string& key = "");
   // One turn of the clock's work (liveness, pools, scheduling).
   void Tick();
   // Every write durable; what waited for it sent.
@@ -52,12 +53,12 @@ class CoreHarness final : public Transport {
   std::vector<std::string> Take(const std::string& identity);
   // A client's request: its reply (after a Sync, as replies wait for their writes), or "" when
   // none came (a crash).
-  std::string Call(const std::string& bytes);
+  std::string Call(const std::string& bytes, const std::string& key = "");
 
   // Submits `manifest_text`; the job id (0 if refused, `why` says why).
   uint64_t Submit(const std::string& manifest_text, std::string* why = nullptr);
   // The job's report (its state "" if the coordinator does not know it).
-  JobInfo Status(uint64_t job);
+  JobInfo Status(uint64_t job, const std::string& key = "");
 
  private:
   FaultEnv* const env_;

@@ -268,7 +268,7 @@ Result<uint64_t> ParseJobId(const std::string& s) {
 void PrintJob(const JobInfo& j) {
   const uint32_t pending = j.segments_total - j.segments_done - j.segments_running;
   std::cout << "job " << j.id << " (" << j.name << "): " << j.state << ", priority " << j.priority
-            << "\n"
+            << (j.owner.empty() || j.owner == "local" ? "" : ", owner " + j.owner) << "\n"
             << "  " << ProgressDisplay::Line(j, 30) << "\n"
             << "  segments: " << j.segments_done << " done, " << j.segments_running << " running, "
             << pending << " waiting; chunks: " << j.chunks_done << " of " << j.chunks_total
@@ -305,11 +305,11 @@ int CmdJobs(const std::string& coordinator, bool json) {
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  printf("%-6s %-28s %-10s %5s %9s %s\n", "ID", "NAME", "STATE", "PRIO", "PROGRESS",
+  printf("%-6s %-28s %-12s %-10s %5s %9s %s\n", "ID", "NAME", "OWNER", "STATE", "PRIO", "PROGRESS",
          "OUTPUT / ERROR");
   for (const auto& j : *jobs) {
-    printf("%-6llu %-28.28s %-10s %5d %8.0f%% %s\n", static_cast<unsigned long long>(j.id),
-           j.name.c_str(), j.state.c_str(), j.priority, j.progress * 100,
+    printf("%-6llu %-28.28s %-12.12s %-10s %5d %8.0f%% %s\n", static_cast<unsigned long long>(j.id),
+           j.name.c_str(), j.owner.c_str(), j.state.c_str(), j.priority, j.progress * 100,
            !j.error.empty() ? j.error.c_str() : j.output.c_str());
   }
   return 0;
