@@ -111,7 +111,9 @@ Result<Job> Admit(wire::Submit::Reader submit, const AdmissionOptions& options, 
   // Planned now when the farm knows the model; else it waits for a worker that serves it.
   j.manifest = manifest;
   if (const model::ModelMetadata* known = models.Find(manifest.model_name)) {
-    if (Status ps = PlanJob(j, manifest, *known, options.chunk_frames); !ps.ok()) return ps;
+    if (Status ps = PlanJob(j, manifest, *known, options.chunk_frames, options.max_job_segments);
+        !ps.ok())
+      return ps;
   }
   return j;
 }

@@ -20,6 +20,7 @@ struct AdmissionOptions {
   std::string output_root;  // canonical
   std::string scratch_dir;  // where the audio is probed (STATE/tmp)
   uint32_t chunk_frames = 96;
+  int64_t max_job_segments = 0;  // a job planning more is refused (0: no limit)
 };
 
 // The job `submit` asks for (id 0, every task PENDING), or why not, naming the manifest and the

@@ -62,6 +62,26 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
   if (!admitted.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, admitted.message());
   Job& j = *admitted;
   j.owner = owner;
+  // Per-owner limits: one team's queue cannot fill the farm's (or the coordinator's memory).
+  int owner_jobs = 1;
+  int64_t owner_frames = j.manifest.frames;
+  for (const auto& [id, other] : c.jobs) {
+    if (IsFinished(other.state) || other.owner != owner) continue;
+    ++owner_jobs;
+    owner_frames += other.manifest.frames;
+  }
+  if (c.options.max_owner_jobs > 0 && owner_jobs > c.options.max_owner_jobs)
+    return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                        "'" + owner + "' has " + std::to_string(owner_jobs - 1) +
+                            " unfinished jobs, the most this coordinator queues per owner "
+                            "(--max-owner-jobs); wait for some to finish or cancel some");
+  if (c.options.max_owner_frames > 0 && owner_frames > c.options.max_owner_frames)
+    return ErrorMessage(
+        wire::ErrorCode::BAD_REQUEST,
+        j.manifest_name + ": its " + std::to_string(j.manifest.frames) + " frames would bring '" +
+            owner + "''s unfinished jobs to " + std::to_string(owner_frames) +
+            " frames, above this coordinator's limit of " +
+            std::to_string(c.options.max_owner_frames) + " per owner (--max-owner-frames)");
   auto audio = s.getAudioData();
   Status ws = c.journal.AddJob(
       j, std::string_view(reinterpret_cast<const char*>(audio.begin()), audio.size()),
@@ -122,7 +142,7 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
       // unless the model's metadata changed); else it waits for a worker that serves it.
       if (s.ok() && !j.planned()) {
         if (const model::ModelMetadata* m = c.models.Find(j.manifest.model_name))
-          c.machine.Plan(j, *m, c.admission.chunk_frames);
+          c.machine.Plan(j, *m, c.admission.chunk_frames, c.admission.max_job_segments);
       }
       // A job that failed at assembly has nothing left to render or encode: it is assembled
       // again now (no task will finish to trigger it).

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstring>
 #include <iterator>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -11,9 +13,11 @@
 #include "common/protocol/protocol.h"
 #include "common/security/curve.h"
 #include "common/util/process.h"
+#include "coordinator/connections.h"
 #include "coordinator/core.h"
 #include "coordinator/http.h"
 #include "coordinator/pools.h"
+#include "coordinator/store/store.h"
 
 namespace segue {
 namespace {
@@ -32,14 +36,21 @@ struct Coordinator::Impl final : Transport {
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::router};
   std::string endpoint;
-  // ZAP (ZeroMQ's authentication protocol): admits CURVE peers whose key the core knows, and
-  // names each connection by its key (ZeroMQ's User-Id, on every message it brings).
+  // ZAP (ZeroMQ's authentication protocol), asked for every connection: refuses those over the
+  // connection caps, admits CURVE peers whose key the core knows, and names each connection by
+  // its key (ZeroMQ's User-Id, on every message it brings).
   std::unique_ptr<zmq::socket_t> zap;
+  // The socket's monitor: connections accepted and closed, counted per host.
+  std::unique_ptr<zmq::socket_t> monitor;
+  std::unique_ptr<ConnectionTable> connections;
+  uint64_t refused_connections = 0;
   std::unique_ptr<HttpEndpoint> http;
   std::unique_ptr<Core> core;
 
   Status BindSocket();
   Status SetUpCurve();
+  void SetUpLimits();
+  void OnMonitorEvent();
   Status SetUpPools();
   Status SetUpHttp();
   void OnZapRequest();
@@ -72,12 +83,7 @@ Status Coordinator::Impl::SetUpCurve() {
   auto keys = LoadCurveKeys(options.curve_key, true);
   if (!keys.ok()) return Status::Error("--curve-key: " + keys.message());
   MakeCurveServer(sock, *keys);
-  if (core->checks_keys()) {
-    // The handler must exist before the first peer connects.
-    zap = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::rep);
-    zap->set(zmq::sockopt::linger, 0);
-    zap->bind("inproc://zeromq.zap.01");
-  } else {
+  if (!core->checks_keys()) {
     spdlog::warn(
         "CURVE without --keys: every peer that knows this coordinator's public key is "
         "an admin (docs/OPERATIONS.md, Security)");
@@ -87,6 +93,81 @@ Status Coordinator::Impl::SetUpCurve() {
                : core->checks_keys()      ? ", every key in --curve-clients an admin"
                                           : "");
   return Status::Ok();
+}
+
+// The connection caps, within what the open-file limit leaves beside the store's reserve, and the
+// ZAP handler and monitor that apply them. REQUIRES: before the socket binds.
+void Coordinator::Impl::SetUpLimits() {
+  const uint64_t files = RaiseOpenFileLimit();
+  // The store's open files, its log and lock, chunk files being assembled, the audio probe,
+  // FFmpeg's output, the HTTP port's connections, pool workers' pipes: what peers never get.
+  const uint64_t reserve = static_cast<uint64_t>(Store::kMaxOpenFiles) + 128 +
+                           static_cast<uint64_t>(std::max(0, options.max_http_connections));
+  const uint64_t room = files > reserve ? files - reserve : 0;
+  uint64_t max_total = static_cast<uint64_t>(std::max(1, options.max_connections));
+  if (room < max_total) {
+    spdlog::warn(
+        "the open-file limit ({}) leaves room for {} farm connections beside the {} "
+        "kept for the store and the HTTP port, fewer than --max-connections {}: raise "
+        "it (LimitNOFILE, ulimit -n)",
+        files, room, reserve, max_total);
+    max_total = std::max<uint64_t>(room, 8);
+  }
+  connections = std::make_unique<ConnectionTable>(
+      max_total, static_cast<size_t>(std::max(1, options.max_connections_per_host)));
+  // The handler must exist before the first peer connects; with a ZAP domain, ZeroMQ asks it of
+  // plain (NULL) connections too.
+  zap = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::rep);
+  zap->set(zmq::sockopt::linger, 0);
+  zap->bind("inproc://zeromq.zap.01");
+  sock.set(zmq::sockopt::zap_domain, "segue");
+  if (zmq_socket_monitor(sock.handle(), "inproc://segue-monitor",
+                         ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0) {
+    monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+    monitor->set(zmq::sockopt::linger, 0);
+    monitor->connect("inproc://segue-monitor");
+  }
+  // Connections that do not finish their handshake in 10 s are dropped, and peers that stop
+  // answering ZeroMQ's heartbeats for 30 s: neither holds a descriptor for long.
+  sock.set(zmq::sockopt::handshake_ivl, 10000);
+  sock.set(zmq::sockopt::heartbeat_ivl, 10000);
+  sock.set(zmq::sockopt::heartbeat_timeout, 30000);
+  spdlog::info(
+      "connections: at most {} to the farm port ({} from one host), {} to HTTP; "
+      "open-file limit {}",
+      connections->max_total(), connections->max_per_host(), options.max_http_connections, files);
+}
+
+// Monitor events: [event (uint16) and value (uint32, the connection's descriptor), endpoint].
+void Coordinator::Impl::OnMonitorEvent() {
+  for (int n = 0; n < 256; ++n) {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(*monitor, std::back_inserter(frames), zmq::recv_flags::dontwait))
+      break;
+    if (frames.empty() || frames[0].size() < 6) continue;
+    uint16_t event = 0;
+    uint32_t value = 0;
+    std::memcpy(&event, frames[0].data(), 2);
+    std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, 4);
+    const int fd = static_cast<int>(value);
+    if (event == ZMQ_EVENT_DISCONNECTED) connections->Closed(fd);
+    if (event != ZMQ_EVENT_ACCEPTED) continue;
+    const std::string host = PeerHost(fd);
+    connections->Opened(fd, host);
+    if (connections->Allows(host) || host.empty()) continue;
+    // Over a cap before it has said anything: shut down (not closed: the descriptor stays
+    // ZeroMQ's, which sees the connection end and closes it). Idle connections cannot pile up.
+    ++refused_connections;
+    if (refused_connections <= 100 || refused_connections % 1000 == 0)
+      spdlog::warn(
+          "refused a connection from {}: {} open ({} from that host), the most allowed "
+          "is {} ({} per host) [{} refused so far]",
+          host, connections->open(), connections->from(host), connections->max_total(),
+          connections->max_per_host(), refused_connections);
+    ShutDownSocket(fd);
+  }
+  core->CountConnections(connections->open(), http ? http->connections() : 0,
+                         refused_connections + (http ? http->refused() : 0));
 }
 
 Status Coordinator::Impl::BindSocket() {
@@ -139,8 +220,11 @@ Status Coordinator::Impl::SetUpPools() {
 Status Coordinator::Impl::SetUpHttp() {
   if (options.http.empty()) return Status::Ok();
   Core* c = core.get();
-  http =
-      std::make_unique<HttpEndpoint>(ctx, [c](const std::string& path) { return c->Http(path); });
+  HttpLimits limits;
+  limits.max_connections = static_cast<size_t>(std::max(1, options.max_http_connections));
+  limits.max_connections_per_host = std::max<size_t>(1, limits.max_connections / 4);
+  http = std::make_unique<HttpEndpoint>(
+      ctx, [c](const std::string& path) { return c->Http(path); }, limits);
   auto bound = http->Bind(options.http);
   if (!bound.ok()) return bound.status();
   (void)WriteFileAtomically(env, options.state_dir + "/coordinator.http", *bound + "\n", false);
@@ -155,17 +239,29 @@ void Coordinator::Impl::OnZapRequest() {
     if (!zmq::recv_multipart(*zap, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
     if (frames.size() < 6) continue;
     bool ok = false;
-    std::string who = frames[3].to_string();
+    const std::string host = frames[3].to_string();
+    std::string who = host;
     char z85[41] = {};
-    if (frames[5].to_string() == "CURVE" && frames.size() >= 7 && frames[6].size() == 32) {
+    if (monitor) OnMonitorEvent();  // the connection's own acceptance, counted first
+    if (!connections->Allows(host)) {
+      ++refused_connections;
+      if (refused_connections <= 100 || refused_connections % 1000 == 0)
+        spdlog::warn(
+            "refused a connection from {}: {} open ({} from that host), the most "
+            "allowed is {} ({} per host) [{} refused so far]",
+            host, connections->open(), connections->from(host), connections->max_total(),
+            connections->max_per_host(), refused_connections);
+    } else if (frames[5].to_string() == "CURVE" && frames.size() >= 7 && frames[6].size() == 32) {
       zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
       ok = core->Admits(z85);
       who += " (key " + std::string(z85) + ")";
-    }
-    if (!ok) {
-      core->CountRefusedPeer();
-      spdlog::warn("refused a connection from {}: key not in {}", who,
-                   options.keys_file.empty() ? "--curve-clients" : options.keys_file);
+      if (!ok) {
+        core->CountRefusedPeer();
+        spdlog::warn("refused a connection from {}: key not in {}", who,
+                     options.keys_file.empty() ? "--curve-clients" : options.keys_file);
+      }
+    } else {
+      ok = !core->checks_keys();  // plain connections, where there are no keys
     }
     // The user id is the key: the core looks its identity up for each message, so a key's
     // role changed in the keys file applies to connections already open.
@@ -193,6 +289,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const CoordinatorOption
   if (!core.ok()) return core.status();
   impl->core = std::move(*core);
   if (Status s = impl->SetUpCurve(); !s.ok()) return s;
+  impl->SetUpLimits();
   if (Status s = impl->BindSocket(); !s.ok()) return s;
   if (Status s = impl->SetUpPools(); !s.ok()) return s;
   if (Status s = impl->SetUpHttp(); !s.ok()) return s;
@@ -216,6 +313,7 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
                                           {nullptr, core.sync_fd(), ZMQ_POLLIN, 0}};
     if (m.http) items.push_back({m.http->socket().handle(), 0, ZMQ_POLLIN, 0});
     if (m.zap) items.push_back({m.zap->handle(), 0, ZMQ_POLLIN, 0});
+    if (m.monitor) items.push_back({m.monitor->handle(), 0, ZMQ_POLLIN, 0});
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
@@ -223,8 +321,10 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
       throw;
     }
     if (items[1].revents & ZMQ_POLLIN) core.Durable();  // held messages may go
-    if (m.http && (items[2].revents & ZMQ_POLLIN)) m.http->OnReadable();
-    if (m.zap && (items.back().revents & ZMQ_POLLIN)) m.OnZapRequest();
+    const uint64_t polled = m.env->NowMillis();
+    if (m.http && (items[2].revents & ZMQ_POLLIN)) m.http->OnReadable(polled);
+    if (m.monitor && (items.back().revents & ZMQ_POLLIN)) m.OnMonitorEvent();
+    if (m.zap && (items[items.size() - (m.monitor ? 2 : 1)].revents & ZMQ_POLLIN)) m.OnZapRequest();
     core.BeginTurn();
     if (items[0].revents & ZMQ_POLLIN) {
       // Drain what is waiting, but come back to the clock now and then.
@@ -247,6 +347,8 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
     const uint64_t now = m.env->NowMillis();
     if (now - last_tick >= 500) {
       last_tick = now;
+      if (m.http) m.http->CloseStale(now);
+      if (m.monitor) m.OnMonitorEvent();
       core.Tick();
     }
     core.EndTurn();

@@ -27,7 +27,7 @@ struct Core::Rep {
         env(e),
         assignment{o.checkpoint_steps, o.checkpoint_seconds, o.encoder_preset},
         admission{std::move(output_root), o.state_dir + "/tmp",
-                  static_cast<uint32_t>(o.chunk_frames)},
+                  static_cast<uint32_t>(o.chunk_frames), o.max_job_segments},
         journal(std::move(j)),
         machine(journal.get(), e, o.max_attempts),
         outbox(transport),
@@ -318,6 +318,12 @@ void Core::CountBadFrames(size_t frames) {
 }
 
 void Core::CountRefusedPeer() { ++rep_->metrics.bad_messages; }
+
+void Core::CountConnections(size_t farm, size_t http, uint64_t refused) {
+  rep_->metrics.connections = farm;
+  rep_->metrics.http_connections = http;
+  rep_->metrics.refused_connections = refused;
+}
 
 void Core::Tick() {
   Rep& r = *rep_;

@@ -68,6 +68,8 @@ class Core {
   void CountBadFrames(size_t frames);
   // A peer the CURVE handshake refused: counted.
   void CountRefusedPeer();
+  // The connections open now (farm port, HTTP port) and those refused over the caps so far.
+  void CountConnections(size_t farm, size_t http, uint64_t refused);
   // The clock's work (every 500 ms): lost workers' tasks back to the queue, pools, a scheduling
   // pass, the keys file read again if it changed.
   void Tick();

@@ -26,8 +26,8 @@ const char* Reason(int status) {
 
 }  // namespace
 
-HttpEndpoint::HttpEndpoint(zmq::context_t& ctx, Handler handler)
-    : sock_(ctx, zmq::socket_type::stream), handler_(std::move(handler)) {
+HttpEndpoint::HttpEndpoint(zmq::context_t& ctx, Handler handler, HttpLimits limits)
+    : sock_(ctx, zmq::socket_type::stream), handler_(std::move(handler)), limits_(limits) {
   sock_.set(zmq::sockopt::linger, 0);
   // Never wait on a client: a browser that stops reading gets its answer dropped, the loop goes
   // on (a blocking send here once held the whole coordinator).
@@ -50,17 +50,42 @@ Result<std::string> HttpEndpoint::Bind(const std::string& host_port) {
   return bound.substr(bound.find("//") + 2);
 }
 
-void HttpEndpoint::OnReadable() {
+void HttpEndpoint::OnReadable(uint64_t now_ms) {
   for (int n = 0; n < 256; ++n) {
     zmq::message_t id, data;
     if (!sock_.recv(id, zmq::recv_flags::dontwait)) return;
     if (!sock_.recv(data, zmq::recv_flags::none)) return;
     const std::string key = id.to_string();
+    auto it = open_.find(key);
     if (data.size() == 0) {  // a connection opened or closed
-      pending_.erase(key);
+      if (it != open_.end()) {
+        Forget(key);
+        continue;
+      }
+      const char* peer = zmq_msg_gets(data.handle(), "Peer-Address");
+      const std::string host = peer ? peer : "";
+      if (open_.size() >= limits_.max_connections ||
+          per_host_[host] >= limits_.max_connections_per_host) {
+        ++refused_;
+        if (refused_ <= 100 || refused_ % 1000 == 0)
+          spdlog::warn("http: refused a connection from {}: {} open, {} from that host [{} so far]",
+                       host, open_.size(), per_host_[host], refused_);
+        if (per_host_[host] == 0) per_host_.erase(host);
+        // Closed at once: an empty frame to a connection closes it.
+        try {
+          constexpr auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
+          if (sock_.send(zmq::buffer(key), more))
+            sock_.send(zmq::message_t(), zmq::send_flags::dontwait);
+        } catch (const zmq::error_t&) {
+        }
+        continue;
+      }
+      ++per_host_[host];
+      open_[key] = Connection{host, now_ms, ""};
       continue;
     }
-    std::string& req = pending_[key];
+    if (it == open_.end()) continue;  // refused, or closed already
+    std::string& req = it->second.request;
     req.append(static_cast<const char*>(data.data()), data.size());
     if (req.size() > kMaxRequestBytes) {
       Respond(key, {431, "text/plain; charset=utf-8", "request too large\n"}, false);
@@ -105,7 +130,35 @@ void HttpEndpoint::Respond(const std::string& id, const HttpResponse& r, bool he
   } catch (const zmq::error_t& e) {
     spdlog::warn("http: cannot answer: {}", e.what());
   }
-  pending_.erase(id);
+  Forget(id);
+}
+
+// ZeroMQ sends no notice of a connection this side closes: it is forgotten here. (A peer that
+// closed at the same moment may still get a notice through, which opens a stale entry that
+// CloseStale removes.)
+void HttpEndpoint::Forget(const std::string& id) {
+  auto it = open_.find(id);
+  if (it == open_.end()) return;
+  if (--per_host_[it->second.host] == 0) per_host_.erase(it->second.host);
+  open_.erase(it);
+}
+
+void HttpEndpoint::CloseStale(uint64_t now_ms) {
+  std::vector<std::string> stale;
+  for (const auto& [id, c] : open_)
+    if (now_ms - c.opened_ms > limits_.request_timeout_ms) stale.push_back(id);
+  constexpr auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
+  for (const std::string& id : stale) {
+    try {
+      if (sock_.send(zmq::buffer(id), more))
+        sock_.send(zmq::message_t(), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("http: cannot close a connection: {}", e.what());
+    }
+    Forget(id);
+  }
+  if (!stale.empty())
+    spdlog::debug("http: closed {} connections past the request timeout", stale.size());
 }
 
 }  // namespace segue

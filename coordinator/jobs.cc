@@ -42,9 +42,16 @@ std::string AudioExtension(const std::string& name) {
 }
 
 Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
-               uint32_t default_chunk_frames) {
+               uint32_t default_chunk_frames, int64_t max_segments) {
   auto geometry = FitToModel(m, meta);
   if (!geometry.ok()) return geometry.status();
+  const int64_t count = CountSegments(geometry->latents, geometry->length, geometry->overlap);
+  if (max_segments > 0 && count > max_segments)
+    return Status::Error(m.name + ": segments: the job plans " + std::to_string(count) +
+                         " segments, above this coordinator's limit of " +
+                         std::to_string(max_segments) +
+                         " per job (--max-job-segments): use longer segments, less overlap, or "
+                         "split the video into several jobs");
   j.manifest = m;
   j.model = meta;
   j.geometry = *geometry;

@@ -108,8 +108,10 @@ using JobTable = std::map<uint64_t, Job>;
 // Plans `j`'s segments and chunks from `m` for a model with `meta`, every task PENDING; the
 // error (FitToModel's) names the manifest's field and location. A job without a chunk size yet
 // (chunk_frames 0, in video frames) gets `default_chunk_frames`; chunks are whole latent frames,
-// at least one. REQUIRES: `m` is a validated manifest.
+// at least one. `max_segments` > 0: a plan of more segments is refused before anything is
+// planned (a coordinator's limit; restored jobs, admitted under their own, pass 0).
+// REQUIRES: `m` is a validated manifest.
 Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
-               uint32_t default_chunk_frames);
+               uint32_t default_chunk_frames, int64_t max_segments = 0);
 
 }  // namespace segue

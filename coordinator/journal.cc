@@ -341,65 +341,82 @@ Status Journal::ForEachPoolSettings(
                       });
 }
 
+Result<Job> DecodeJobRecord(const std::string& value, uint32_t default_chunk_frames) {
+  using R = Result<Job>;
+  Job j;
+  std::optional<model::ModelMetadata> planned_with;
+  try {
+    auto reader = ReaderOf(value);
+    auto r = reader.getRoot<rec::Job>();
+    j.id = r.getId();
+    j.name = r.getName().cStr();
+    j.state = FromRecord(r.getState());
+    j.priority = r.getPriority();
+    j.manifest_text = r.getManifestText().cStr();
+    j.manifest_name = r.getManifestName().cStr();
+    j.output_path = r.getOutputPath().cStr();
+    j.has_audio = r.getHasAudio();
+    j.audio_name = r.getAudioName().cStr();
+    j.owner = r.getOwner().cStr();
+    j.error = r.getError().cStr();
+    j.created_ms = r.getCreatedMs();
+    j.updated_ms = r.getUpdatedMs();
+    j.finished_ms = r.getFinishedMs();
+    j.chunk_frames = r.getChunkFrames();
+    if (r.getModel().size() > 0) {
+      const std::string bytes(reinterpret_cast<const char*>(r.getModel().begin()),
+                              r.getModel().size());
+      auto spec_reader = ReaderOf(bytes);
+      auto meta = ModelSpecFrom(spec_reader.getRoot<wire::ModelSpec>());
+      if (!meta.ok()) return R::Error("its model metadata: " + meta.message());
+      planned_with = *meta;
+    }
+  } catch (const kj::Exception& e) {
+    return R::Error(std::string("unreadable: ") + e.getDescription().cStr());
+  }
+  auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
+  if (!m.ok()) return R::Error("stored manifest no longer parses: " + m.message());
+  // Planned again exactly as before: with the metadata it was planned with (records older
+  // than the metadata: the built-in's); a job that was waiting for its model waits on.
+  j.manifest = *m;
+  const model::ModelMetadata* builtin = model::BuiltinMetadata(m->model_name);
+  if (!planned_with && builtin) planned_with = *builtin;
+  if (!planned_with) return j;
+  if (Status ps = PlanJob(j, *m, *planned_with, default_chunk_frames); !ps.ok())
+    return R::Error("stored manifest no longer fits its model: " + ps.message());
+  return j;
+}
+
+Status DecodeTaskRecord(const std::string& value, Task* t) {
+  try {
+    auto reader = ReaderOf(value);
+    auto r = reader.getRoot<rec::Task>();
+    t->state = FromRecord(r.getState());
+    t->attempt = r.getAttempt();
+    t->recorded_attempt = t->attempt;
+    t->failures = r.getFailures();
+    t->error = r.getError().cStr();
+    t->failed_on.clear();
+    for (auto name : r.getFailedOn()) t->failed_on.emplace_back(name.cStr());
+  } catch (const kj::Exception& e) {
+    return Status::Error(std::string("unreadable: ") + e.getDescription().cStr());
+  }
+  return Status::Ok();
+}
+
 Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
   Flush();
   std::vector<uint64_t> ids;
   Status s =
       store_->Scan(Family::kJobs, "", "", [&](const std::string& key, const std::string& value) {
-        Job j;
-        std::optional<model::ModelMetadata> planned_with;
-        try {
-          auto reader = ReaderOf(value);
-          auto r = reader.getRoot<rec::Job>();
-          j.id = r.getId();
-          j.name = r.getName().cStr();
-          j.state = FromRecord(r.getState());
-          j.priority = r.getPriority();
-          j.manifest_text = r.getManifestText().cStr();
-          j.manifest_name = r.getManifestName().cStr();
-          j.output_path = r.getOutputPath().cStr();
-          j.has_audio = r.getHasAudio();
-          j.audio_name = r.getAudioName().cStr();
-          j.owner = r.getOwner().cStr();
-          j.error = r.getError().cStr();
-          j.created_ms = r.getCreatedMs();
-          j.updated_ms = r.getUpdatedMs();
-          j.finished_ms = r.getFinishedMs();
-          j.chunk_frames = r.getChunkFrames();
-          if (r.getModel().size() > 0) {
-            const std::string bytes(reinterpret_cast<const char*>(r.getModel().begin()),
-                                    r.getModel().size());
-            auto spec_reader = ReaderOf(bytes);
-            auto meta = ModelSpecFrom(spec_reader.getRoot<wire::ModelSpec>());
-            if (!meta.ok()) throw KJ_EXCEPTION(FAILED, meta.message());
-            planned_with = *meta;
-          }
-        } catch (const kj::Exception& e) {
-          spdlog::error("job record {} is unreadable: {}", JobOfKey(key),
-                        e.getDescription().cStr());
+        auto j = DecodeJobRecord(value, default_chunk_frames);
+        if (!j.ok()) {
+          spdlog::error("job record {}: {}", JobOfKey(key), j.message());
           return true;
         }
-        auto m = ParseManifest(j.manifest_text, j.manifest_name, ManifestParseOptions{"", false});
-        if (!m.ok()) {
-          spdlog::error("job {}: stored manifest no longer parses: {}", j.id, m.message());
-          return true;
-        }
-        // Planned again exactly as before: with the metadata it was planned with (records older
-        // than the metadata: the built-in's); a job that was waiting for its model waits on.
-        j.manifest = *m;
-        const model::ModelMetadata* builtin = model::BuiltinMetadata(m->model_name);
-        if (!planned_with && builtin) planned_with = *builtin;
-        if (!planned_with) {
-          ids.push_back(j.id);
-          jobs[j.id] = std::move(j);
-          return true;
-        }
-        if (Status ps = PlanJob(j, *m, *planned_with, default_chunk_frames); !ps.ok()) {
-          spdlog::error("job {}: stored manifest no longer fits its model: {}", j.id, ps.message());
-          return true;
-        }
-        ids.push_back(j.id);
-        jobs[j.id] = std::move(j);
+        const uint64_t id = j->id;
+        ids.push_back(id);
+        jobs[id] = std::move(*j);
         return true;
       });
   if (!s.ok()) return s;
@@ -411,22 +428,9 @@ Status Journal::Load(JobTable& jobs, uint32_t default_chunk_frames) {
                                [&](const std::string& key, const std::string& value) {
                                  const uint32_t index = IndexOfKey(key);
                                  if (index >= tasks.size()) return true;
-                                 try {
-                                   auto reader = ReaderOf(value);
-                                   auto r = reader.getRoot<rec::Task>();
-                                   Task& t = tasks[index];
-                                   t.state = FromRecord(r.getState());
-                                   t.attempt = r.getAttempt();
-                                   t.recorded_attempt = t.attempt;
-                                   t.failures = r.getFailures();
-                                   t.error = r.getError().cStr();
-                                   t.failed_on.clear();
-                                   for (auto name : r.getFailedOn())
-                                     t.failed_on.emplace_back(name.cStr());
-                                 } catch (const kj::Exception& e) {
-                                   spdlog::error("job {}: record of {} is unreadable: {}", id,
-                                                 TaskName(kind, index), e.getDescription().cStr());
-                                 }
+                                 if (Status ts = DecodeTaskRecord(value, &tasks[index]); !ts.ok())
+                                   spdlog::error("job {}: record of {}: {}", id,
+                                                 TaskName(kind, index), ts.message());
                                  return true;
                                });
       if (!ls.ok()) return ls;

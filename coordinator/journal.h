@@ -118,6 +118,13 @@ class Journal {
   uint64_t written_ = 0;
 };
 
+// The records Load reads, decoded: a record that does not read (a damaged or hostile store) is
+// an error saying why, never a crash (tests/fuzz/records_fuzz.cc). A job record's manifest is
+// parsed and planned again, with the model metadata it was planned with.
+Result<Job> DecodeJobRecord(const std::string& value, uint32_t default_chunk_frames);
+// Into `task`'s stored fields (state, attempt, failures, error, the workers it failed on).
+Status DecodeTaskRecord(const std::string& value, Task* task);
+
 // The key layout: fixed-width big-endian job ids, then a task's index or a name, so that one
 // job's records are one key range in every family. Declared here for the tests of the order it
 // promises; only journal.cc builds keys.

@@ -109,6 +109,34 @@ int main(int argc, char** argv) {
   app.add_option("--curve-clients", o.curve_clients,
                  "older than --keys: only admit workers and clients whose public key is here (a "
                  ".pub file or a folder of them), every one an admin; needs --curve-key");
+  app.add_option("--max-job-segments", o.max_job_segments,
+                 "refuse a job that plans more segments (its planning, storing and a restart "
+                 "with it stay well under a second)")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000000}))
+      ->capture_default_str();
+  app.add_option("--max-owner-jobs", o.max_owner_jobs,
+                 "unfinished jobs one owner (an identity of --keys) may have queued (0: no limit)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  app.add_option("--max-owner-frames", o.max_owner_frames,
+                 "frames of one owner's unfinished jobs, at most (0: no limit)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--max-connections", o.max_connections,
+                 "connections to the farm port at once; beyond it new ones are closed at their "
+                 "handshake (fewer when the open-file limit leaves less room beside the store's "
+                 "reserve)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-host", o.max_connections_per_host,
+                 "connections to the farm port from one address at once")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--max-http-connections", o.max_http_connections,
+                 "connections to the HTTP port at once (a quarter of them from one address); a "
+                 "request not complete 10 s after connecting is closed")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   bool insecure = false;
   app.add_flag("--insecure", insecure,
                "allow --listen on an address other hosts can reach without --curve-key and "

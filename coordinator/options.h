@@ -33,6 +33,19 @@ struct CoordinatorOptions {
   std::string keys_file;
   // Under load the store's log is synced at most this often (0: as often as asked).
   int sync_interval_us = 2000;
+
+  // ---- Limits that keep the farm serving (docs/OPERATIONS.md, Security) ----
+  // A job planning more segments is refused at submit (or failed when a waiting job is planned):
+  // the largest admitted job plans, stores and restores in well under a second.
+  int64_t max_job_segments = 50000;
+  // An owner's unfinished jobs, and their frames, at most (0: no limit).
+  int max_owner_jobs = 1000;
+  int64_t max_owner_frames = 10000000;
+  // Connections to the farm port at once, in all and from one host (fewer in all when the
+  // open-file limit leaves less room beside the store's reserve), and to the HTTP port.
+  int max_connections = 4096;
+  int max_connections_per_host = 256;
+  int max_http_connections = 64;
 };
 
 }  // namespace segue

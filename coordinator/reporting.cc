@@ -200,6 +200,13 @@ std::string MetricsText(const JobTable& jobs, const WorkerRegistry::Map& workers
     out += std::string("segue_denied_total{role=\"") + role + "\"} " +
            std::to_string(it == metrics.denied.end() ? 0 : it->second) + "\n";
   }
+  gauge("segue_connections", "Connections open now, by port.");
+  out += "segue_connections{port=\"farm\"} " + std::to_string(metrics.connections) + "\n";
+  out += "segue_connections{port=\"http\"} " + std::to_string(metrics.http_connections) + "\n";
+  counter("segue_refused_connections_total",
+          "Connections closed at once for being over --max-connections, --max-connections-per-"
+          "host or --max-http-connections.",
+          metrics.refused_connections);
   gauge("segue_identities", "Identities in the keys file now (0: no keys file).");
   out += "segue_identities " + std::to_string(metrics.identities) + "\n";
   counter("segue_keys_reload_failures_total",

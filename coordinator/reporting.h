@@ -41,6 +41,9 @@ struct FarmMetrics {
   std::map<std::string, uint64_t> denied;  // requests refused for their identity's role, by role
   uint64_t denied_total = 0;
   size_t identities = 0;              // in the keys file now (0: no keys file)
+  size_t connections = 0;             // to the farm port, open now
+  size_t http_connections = 0;        // to the HTTP port, open now
+  uint64_t refused_connections = 0;   // over the connection caps (farm and HTTP ports)
   uint64_t keys_reload_failures = 0;  // changes to the keys file that could not be loaded
   Histogram dispatch_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
   Histogram step_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};

@@ -40,20 +40,32 @@ Job* Fence(HandlerContext& c, Worker* w, uint64_t job, TaskKind kind, uint32_t i
   return nullptr;
 }
 
-// The latent frames of a segment's latents: [C, T, h, w] with T its length.
-Status CheckSegmentLatents(const Result<Tensor>& latents, const SegmentSpan& span) {
+// The shape of `frames` latent frames of `j`'s video by its model's metadata: [C, T, h, w].
+std::vector<int64_t> LatentShape(const Job& j, int64_t frames) {
+  const int sc = std::max(1, j.model.spatial_compression);
+  return {j.model.latent_channels, frames, j.manifest.height / sc, j.manifest.width / sc};
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  Tensor t;
+  t.shape = shape;
+  return t.ShapeString();
+}
+
+// A segment's latents: [C, T, h, w], T its length in latent frames, C and h x w what the job's
+// model makes of its picture size.
+Status CheckSegmentLatents(const Result<Tensor>& latents, const Job& j, const SegmentSpan& span) {
   if (!latents.ok()) return latents.status();
-  if (latents->shape.size() != 4 || latents->shape[1] != span.length())
-    return Status::Error("latents of shape " + latents->ShapeString() +
-                         " do not fit a segment of " + std::to_string(span.length()) +
-                         " latent frames");
+  const std::vector<int64_t> want = LatentShape(j, span.length());
+  if (latents->shape != want)
+    return Status::Error("latents of shape " + latents->ShapeString() + " do not fit a segment " +
+                         "of " + std::to_string(span.length()) + " latent frames of model " +
+                         j.model.name + ", " + ShapeText(want));
   return Status::Ok();
 }
 
 // A finished segment's latents hold finite numbers: a worker that returns NaN or infinity fails
-// its task instead of reaching the blend. (Channels and latent size are not checked against the
-// model's metadata yet: the simulated workers of the tests and of segue-bench farm send small
-// stand-in latents.)
+// its task instead of reaching the blend.
 Status CheckResultLatents(const Tensor& latents) {
   for (float v : latents.data)
     if (!std::isfinite(v)) return Status::Error("latents hold a value that is not finite");
@@ -62,12 +74,13 @@ Status CheckResultLatents(const Tensor& latents) {
 
 // A checkpoint: a segment's latents, or [1 + H, C, T, h, w] with a multistep sampler's history
 // (at most 3 tensors: unipc's).
-Status CheckCheckpoint(const Result<Tensor>& state, const SegmentSpan& span) {
-  if (!state.ok() || state->shape.size() != 5) return CheckSegmentLatents(state, span);
-  if (state->shape[0] < 1 || state->shape[0] > 4 || state->shape[2] != span.length())
+Status CheckCheckpoint(const Result<Tensor>& state, const Job& j, const SegmentSpan& span) {
+  if (!state.ok() || state->shape.size() != 5) return CheckSegmentLatents(state, j, span);
+  const std::vector<int64_t> latents(state->shape.begin() + 1, state->shape.end());
+  if (state->shape[0] < 1 || state->shape[0] > 4 || latents != LatentShape(j, span.length()))
     return Status::Error("checkpoint of shape " + state->ShapeString() +
                          " does not fit a segment of " + std::to_string(span.length()) +
-                         " latent frames");
+                         " latent frames, " + ShapeText(LatentShape(j, span.length())));
   return Status::Ok();
 }
 
@@ -81,7 +94,7 @@ void OnRenderResult(HandlerContext& c, const std::string& identity, wire::Render
   if (!j) return;
   const bool in_gang = w->task && w->task->kind == TaskKind::kGang;
   auto latents = GetTensor(r.getLatents());
-  Status s = CheckSegmentLatents(latents, j->segments[index]);
+  Status s = CheckSegmentLatents(latents, *j, j->segments[index]);
   if (s.ok()) s = CheckResultLatents(*latents);
   if (!s.ok())
     return FailTask(c, *j, in_gang ? TaskKind::kGang : TaskKind::kRender, index, *w, s.message());
@@ -149,7 +162,7 @@ void OnCheckpoint(HandlerContext& c, const std::string& identity, wire::Checkpoi
   Job* j = Fence(c, w, cp.getJobId(), TaskKind::kRender, index, cp.getAttempt());
   if (!j) return;
   auto latents = GetTensor(cp.getLatents());
-  if (!CheckCheckpoint(latents, j->segments[index]).ok() || step == 0) {
+  if (!CheckCheckpoint(latents, *j, j->segments[index]).ok() || step == 0) {
     ++c.metrics.bad_messages;
     spdlog::warn("job {}: dropped a malformed checkpoint of segment {}", j->id, index);
     return;
@@ -188,9 +201,14 @@ void OnCodenoiseExchange(HandlerContext& c, const std::string& identity,
   auto fail = [&](const std::string& why) { FailTask(c, *j, TaskKind::kGang, 0, *w, why); };
   if (x.getStep() > gang.exchange->step()) return fail("exchange arrived out of step");
   std::vector<FrameValues> values;
+  std::vector<int64_t> frame_shape = LatentShape(*j, 1);  // one latent frame: [C, h, w]
+  frame_shape.erase(frame_shape.begin() + 1);
   for (auto slice : x.getSlices()) {
     auto t = GetTensor(slice.getLatents());
     if (!t.ok()) return fail("bad exchange: " + t.message());
+    if (t->shape != frame_shape)
+      return fail("bad exchange: a latent frame of shape " + t->ShapeString() + ", not " +
+                  ShapeText(frame_shape));
     values.push_back({slice.getSegment(), slice.getFrame(), std::move(t->data)});
     if (values.size() == 1) gang.exchange_shape = t->shape;
   }

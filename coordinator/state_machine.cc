@@ -287,9 +287,10 @@ void StateMachine::FailJob(Job& j, const std::string& error) {
   SetJobState(j, JobState::kFailed, error);
 }
 
-bool StateMachine::Plan(Job& j, const model::ModelMetadata& meta, uint32_t default_chunk_frames) {
+bool StateMachine::Plan(Job& j, const model::ModelMetadata& meta, uint32_t default_chunk_frames,
+                        int64_t max_segments) {
   const Manifest manifest = j.manifest;
-  if (Status s = PlanJob(j, manifest, meta, default_chunk_frames); !s.ok()) {
+  if (Status s = PlanJob(j, manifest, meta, default_chunk_frames, max_segments); !s.ok()) {
     FailJob(j, s.message());
     return false;
   }

@@ -111,7 +111,8 @@ class StateMachine {
   // A job that waited for its model (!j.planned()), planned with `meta` now that a worker serves
   // it (PlanJob); FAILED with the plan's error when its manifest does not fit the model. Returns
   // whether it was planned.
-  bool Plan(Job& j, const model::ModelMetadata& meta, uint32_t default_chunk_frames);
+  bool Plan(Job& j, const model::ModelMetadata& meta, uint32_t default_chunk_frames,
+            int64_t max_segments = 0);
 
   // ---- Restart --------------------------------------------------------------------------------
   // What a restart means for jobs as the journal loaded them: RUNNING tasks back to PENDING

@@ -123,7 +123,8 @@ void OnHello(HandlerContext& c, const std::string& identity, const Identity& pee
   for (const model::ModelMetadata& m : specs) {
     for (auto& [id, j] : c.jobs) {
       if (IsFinished(j.state) || j.planned() || j.manifest.model_name != m.name) continue;
-      c.machine.Plan(j, *c.models.Find(m.name), c.admission.chunk_frames);
+      c.machine.Plan(j, *c.models.Find(m.name), c.admission.chunk_frames,
+                     c.admission.max_job_segments);
       c.schedule_due = true;
     }
   }

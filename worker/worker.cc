@@ -26,6 +26,7 @@
 #include "common/protocol/protocol.h"
 #include "common/tensor/half.h"
 #include "worker/host_model.h"
+#include "worker/tasks.h"
 
 namespace segue {
 namespace {
@@ -59,6 +60,10 @@ struct TaskLink {
 
 constexpr char kTaskOutbox[] = "inproc://segue-task-outbox";
 
+MetadataOf MetadataOfRuntime(model::Runtime& runtime) {
+  return [&runtime](const std::string& name) { return runtime.Metadata(name); };
+}
+
 Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t attempt,
                 const std::string& msg) {
   capnp::MallocMessageBuilder b;
@@ -69,77 +74,6 @@ Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t atte
   f.setAttempt(attempt);
   f.setMessage(msg);
   return {{Serialize(b)}, "failed: " + msg};
-}
-
-// The model-layer request for a render task, with per-latent-frame conditioning from its
-// keyframes: the prompts of each latent frame's first video frame.
-Result<model::SegmentRequest> RequestFromTask(model::Runtime& runtime, wire::RenderTask::Reader t) {
-  using R = Result<model::SegmentRequest>;
-  model::SegmentRequest r;
-  r.model = t.getModel().cStr();
-  r.sampler = t.getSampler().size() ? t.getSampler().cStr() : "euler";
-  r.steps = static_cast<int>(t.getSteps());
-  r.shift = t.getShift() > 0 ? t.getShift() : 1.0;
-  r.shift_from_tokens = t.getShiftFromTokens();
-  if (t.getSigmas().size() > 1000) return R::Error("task has more than 1000 sigmas");
-  for (double s : t.getSigmas()) r.sigmas.push_back(s);  // checked by the runtime
-  r.eta = t.getEta();
-  r.guidance = t.getGuidance() > 0 ? t.getGuidance() : 1.0;
-  r.negative_prompt = t.getNegativePrompt().cStr();
-  r.width = static_cast<int>(t.getWidth());
-  r.height = static_cast<int>(t.getHeight());
-  if (t.getFpsNum() <= 0 || t.getFpsDen() <= 0) return R::Error("bad frame rate in task");
-  r.fps = static_cast<double>(t.getFpsNum()) / static_cast<double>(t.getFpsDen());
-  r.latent_start = t.getLatentStart();
-  r.latent_count = t.getLatentCount();
-  r.seed = t.getSeed();
-  r.camera_motion = t.getCameraMotion().cStr();
-  r.camera_speed = t.getCameraSpeed();
-  std::vector<Keyframe> timeline;
-  for (auto k : t.getTimeline()) {
-    timeline.push_back(Keyframe{k.getFrame(), k.getTransitionFrames(), k.getPrompt().cStr()});
-  }
-  if (timeline.empty() || r.steps <= 0 || r.latent_count <= 0 || r.latent_start < 0)
-    return R::Error("task has no timeline, steps or latent frames");
-  auto meta = runtime.Metadata(r.model);
-  if (!meta.ok()) return meta.status();
-  // The latents' size, checked before anything is allocated (an absurd task fails, rather than
-  // the worker dying of bad_alloc): the manifest's limits give at most 1024 latent frames of
-  // 7680 x 4320 / compression^2 cells.
-  const int sc = std::max(1, meta->spatial_compression);
-  const double latent_bytes = 4.0 * meta->latent_channels * static_cast<double>(r.latent_count) *
-                              std::max(1, r.width / sc) * std::max(1, r.height / sc);
-  if (r.width < 1 || r.height < 1 || r.width > 16384 || r.height > 16384 ||
-      r.latent_count > 65536 || latent_bytes > 16.0 * (1 << 30) || r.steps > 100000)
-    return R::Error("task asks for " + std::to_string(r.latent_count) + " latent frames at " +
-                    std::to_string(r.width) + "x" + std::to_string(r.height) + " in " +
-                    std::to_string(r.steps) + " steps, above what a worker renders");
-  const LatentTimeline latent_timeline(meta->temporal_compression);
-  // Per-frame conditioning, with prompts indexed in order of first use.
-  auto index_of = [&](int timeline_index) {
-    const std::string& p = timeline[static_cast<size_t>(timeline_index)].prompt;
-    for (size_t i = 0; i < r.prompts.size(); ++i) {
-      if (r.prompts[i] == p) return static_cast<int>(i);
-    }
-    r.prompts.push_back(p);
-    return static_cast<int>(r.prompts.size() - 1);
-  };
-  for (int64_t f = 0; f < r.latent_count; ++f) {
-    FramePrompt fp = PromptAt(timeline, latent_timeline.FirstFrame(r.latent_start + f));
-    r.frames.push_back({index_of(fp.a), index_of(fp.b), fp.mix});
-  }
-  if (t.getResumeStep() > 0) {
-    auto x = GetTensor(t.getResumeLatents());
-    if (!x.ok()) return R::Error("bad checkpoint latents: " + x.message());
-    r.resume_step = static_cast<int>(t.getResumeStep());
-    r.resume_latents = std::move(*x);
-  }
-  if (t.hasGuide()) {
-    auto g = GetTensor(t.getGuide());
-    if (!g.ok()) return R::Error("bad guide latents: " + g.message());
-    r.guide = std::move(*g);
-  }
-  return r;
 }
 
 // Sends segment `segment`'s sampler state after `done` steps to the coordinator as a checkpoint.
@@ -169,7 +103,7 @@ void SendCheckpoint(zmq::socket_t& outbox, uint64_t job, uint32_t segment, uint3
 Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink& link,
                   zmq::socket_t& outbox) {
   const auto start = Clock::now();
-  auto req = RequestFromTask(runtime, t);
+  auto req = ReadRenderTask(t, MetadataOfRuntime(runtime));
   if (!req.ok())
     return Failure(t.getJobId(), wire::TaskKind::RENDER, t.getSegment(), t.getAttempt(),
                    req.message());
@@ -228,22 +162,10 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
   auto fail = [&](const std::string& msg) {
     return Failure(t.getJobId(), wire::TaskKind::ENCODE, t.getChunk(), t.getAttempt(), msg);
   };
-  auto latents = GetTensor(t.getLatents());
+  auto latents = ReadEncodeTask(t);
   if (!latents.ok()) return fail(latents.message());
-  if (latents->shape.size() != 4) return fail("latents must be [C, T, h, w]");
   const int width = static_cast<int>(t.getWidth()), height = static_cast<int>(t.getHeight());
   const int64_t frames = t.getKeepFrames();
-  if (frames < 1) return fail("encode task keeps no frames");
-  // What the pictures would take, checked before anything is allocated: an absurd task (a
-  // hostile or broken coordinator's) fails here instead of the worker dying of bad_alloc.
-  constexpr double kMaxPictureBytes = 16.0 * (1 << 30);
-  const double picture_bytes =
-      3.0 * std::max(width, 0) * std::max(height, 0) * static_cast<double>(frames);
-  if (width < 1 || height < 1 || width > 16384 || height > 16384 ||
-      picture_bytes > kMaxPictureBytes)
-    return fail("encode task asks for " + std::to_string(frames) + " frames of " +
-                std::to_string(width) + "x" + std::to_string(height) + ", above what a worker " +
-                "encodes in one chunk (16 GiB of pictures)");
   auto rgb =
       runtime.DecodeRgb(t.getModel().cStr(), *latents, width, height, t.getSkipFrames(), frames);
   if (!rgb.ok()) return fail(rgb.message());
@@ -319,25 +241,12 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
   auto fail = [&](const std::string& msg) {
     return Failure(job, wire::TaskKind::CODENOISE, first, attempt, msg);
   };
-  if (tasks.size() == 0 || t.getLength() == 0 || t.getOverlap() >= t.getLength() ||
-      t.getTotalLatents() <= 0) {
-    return fail("malformed co-denoising task");
-  }
-  const auto spans = PlanSegments(t.getTotalLatents(), static_cast<int>(t.getLength()),
-                                  static_cast<int>(t.getOverlap()), t.getJobSeed());
+  auto group = ReadCodenoiseTask(t, MetadataOfRuntime(runtime));
+  if (!group.ok()) return fail(group.message());
+  const std::vector<SegmentSpan>& spans = group->spans;
+  std::vector<model::SegmentRequest>& requests = group->requests;
+  const BlendMode mode = group->blend;
   const uint32_t end = first + tasks.size();
-  std::vector<model::SegmentRequest> requests;
-  for (uint32_t k = 0; k < tasks.size(); ++k) {
-    if (tasks[k].getSegment() != first + k || first + k >= spans.size() ||
-        tasks[k].getLatentStart() != spans[first + k].start) {
-      return fail("co-denoising task segments do not match the plan");
-    }
-    auto r = RequestFromTask(runtime, tasks[k]);
-    if (!r.ok()) return fail(r.message());
-    requests.push_back(std::move(*r));
-  }
-  auto mode = ParseBlendMode(t.getBlend().cStr());
-  if (!mode.ok()) return fail(mode.message());
   // Frames of the group: exchanged (another group's segment covers them too) or local.
   std::vector<int64_t> local, shared;
   for (int64_t f = spans[first].start; f < spans[end - 1].end; ++f) {
@@ -433,7 +342,7 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
         RoundToHalves(v, static_cast<size_t>(n));
       }
       BlendFrame(
-          spans, f, *mode, [&](int k) { return buf.data() + (k - first) * n; }, n, out.data());
+          spans, f, mode, [&](int k) { return buf.data() + (k - first) * n; }, n, out.data());
       RoundToHalves(out.data(), static_cast<size_t>(n));
       scatter(f, out.data());
     }

@@ -14,7 +14,7 @@ std::vector<SegmentSpan> PlanSegments(int64_t n, int length, int overlap, uint64
     return out;
   }
   const int64_t stride = length - overlap;
-  const int64_t count = (n - overlap + stride - 1) / stride;
+  const int64_t count = CountSegments(n, length, overlap);
   out.reserve(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
     int64_t start = std::min<int64_t>(i * stride, n - length);
@@ -22,6 +22,12 @@ std::vector<SegmentSpan> PlanSegments(int64_t n, int length, int overlap, uint64
     out.push_back({idx, start, start + length, SegmentSeed(job_seed, idx)});
   }
   return out;
+}
+
+int64_t CountSegments(int64_t n, int length, int overlap) {
+  if (n <= length) return 1;
+  const int64_t stride = length - overlap;
+  return (n - overlap + stride - 1) / stride;
 }
 
 uint64_t SegmentSeed(uint64_t job_seed, int segment_index) {

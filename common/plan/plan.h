@@ -26,6 +26,8 @@ struct SegmentSpan {
 // cover [0, N), neighbours overlap by >= O frames, the last ends exactly at N.
 // REQUIRES: n >= 1, 0 <= overlap < length.
 std::vector<SegmentSpan> PlanSegments(int64_t n, int length, int overlap, uint64_t job_seed);
+// How many segments PlanSegments(n, length, overlap, ...) plans, without planning them.
+int64_t CountSegments(int64_t n, int length, int overlap);
 
 // A stable seed for (job seed, segment index): xxHash64, identical on every host and build.
 uint64_t SegmentSeed(uint64_t job_seed, int segment_index);

@@ -445,6 +445,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, Env* env) {
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
+  // Table and blob files held open at most (RocksDB's default: all of them): part of the file
+  // descriptors the coordinator keeps in reserve for its store (coordinator.cc), so that peers
+  // holding connections can never leave the store without one.
+  db_options.max_open_files = kMaxOpenFiles;
   // A write appends to the write-ahead log's buffer in memory; SyncWal (or a synced write)
   // writes the buffer out and syncs it. Without this, every Write made a write(2) of its own
   // into the page cache: a tenth of the coordinator's loop under load, to protect kLater writes

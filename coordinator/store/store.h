@@ -50,6 +50,10 @@ enum class Family {
 
 class Store {
  public:
+  // Files (tables, blobs) the store holds open at most; with its log, lock and manifest files,
+  // what the coordinator must keep free for it.
+  static constexpr int kMaxOpenFiles = 200;
+
   // A group of writes applied atomically by Store::Write.
   class Batch {
    public:

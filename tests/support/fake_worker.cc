@@ -33,6 +33,9 @@ FakeAssignment FromRender(wire::RenderTask::Reader t) {
   a.frame_start = t.getLatentStart();
   a.frame_count = t.getLatentCount();
   a.seed = t.getSeed();
+  a.width = t.getWidth();
+  a.height = t.getHeight();
+  a.model = t.getModel().cStr();
   if (t.hasGuide()) a.guide = TensorOf(t.getGuide());
   a.resume_step = t.getResumeStep();
   return a;
@@ -201,22 +204,25 @@ std::optional<FakeAssignment> FakeWorker::Connection::NextAssignment(
   return std::nullopt;
 }
 
-Tensor FakeLatents(const FakeAssignment& render) {
-  Tensor t = Tensor::Zeros({2, render.frame_count, 2, 2});
-  const int64_t T = render.frame_count;
+Tensor FakeLatents(const FakeAssignment& render, const model::ModelMetadata* meta) {
+  if (!meta) meta = model::BuiltinMetadata(render.model);
+  const int64_t C = meta ? meta->latent_channels : 4;
+  const int sc = meta ? std::max(1, meta->spatial_compression) : 8;
+  const int64_t T = render.frame_count, cells = (render.height / sc) * (render.width / sc);
+  Tensor t = Tensor::Zeros({C, T, render.height / sc, render.width / sc});
   const int64_t guided = render.guide ? render.guide->shape[1] : 0;
-  for (int64_t c = 0; c < 2; ++c) {
+  for (int64_t c = 0; c < C; ++c) {
     for (int64_t f = 0; f < T; ++f) {
-      for (int64_t p = 0; p < 4; ++p) {
+      for (int64_t p = 0; p < cells; ++p) {
         float v;
         if (f < guided) {
-          v = render.guide->data[static_cast<size_t>((c * guided + f) * 4 + p)];
+          v = render.guide->data[static_cast<size_t>((c * guided + f) * cells + p)];
         } else {
           const uint64_t key[4] = {render.seed, static_cast<uint64_t>(render.frame_start + f),
                                    static_cast<uint64_t>(c), static_cast<uint64_t>(p)};
           v = static_cast<float>(XXH64(key, sizeof key, 0) % 2001) / 1000.0f - 1.0f;
         }
-        t.data[static_cast<size_t>((c * T + f) * 4 + p)] = v;
+        t.data[static_cast<size_t>((c * T + f) * cells + p)] = v;
       }
     }
   }

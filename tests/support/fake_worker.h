@@ -34,7 +34,8 @@ struct FakeAssignment {
   uint32_t resume_step = 0;
   Tensor latents;                  // encode: the blended latents
   std::vector<uint32_t> segments;  // codenoise: the group's segments
-  uint32_t width = 0, height = 0;  // encode
+  uint32_t width = 0, height = 0;  // the video's picture size
+  std::string model;               // render
 };
 
 class FakeWorker {
@@ -84,9 +85,10 @@ class FakeWorker {
   std::vector<model::ModelMetadata> specs_;
 };
 
-// Latents [2, frame_count, 2, 2] that depend on the segment's seed and frames alone; a chained
-// segment's first frames are its guide, as the real sampler ends them.
-Tensor FakeLatents(const FakeAssignment& render);
+// Latents of the shape the model makes, [C, frame_count, height / s, width / s] by `meta` (or,
+// when it is null, by the built-in model's metadata), that depend on the segment's seed and
+// frames alone; a chained segment's first frames are its guide, as the real sampler ends them.
+Tensor FakeLatents(const FakeAssignment& render, const model::ModelMetadata* meta = nullptr);
 // A real chunk (PNG frames in a MOV, which FFmpeg assembles) of an encode assignment's frames,
 // each a gray picture whose level follows the frame's latents; built under `scratch`.
 Result<std::string> FakeChunk(const FakeAssignment& encode, const std::string& scratch);

@@ -101,6 +101,8 @@ TEST_F(CoreTest, OnlyTheHolderOfTheCurrentAttemptIsHeard) {
 }
 
 TEST_F(CoreTest, ResultsThatDoNotFitTheirTaskFailIt) {
+  options_.max_attempts = 10;
+  Open();
   const uint64_t job = harness_->Submit(TestManifest("job", 16, 16, 4));
   FakeWorker w1("w1");
   Join(w1);
@@ -121,6 +123,37 @@ TEST_F(CoreTest, ResultsThatDoNotFitTheirTaskFailIt) {
   st = harness_->Status(job);
   EXPECT_EQ(st.segment_states, ".");
   EXPECT_EQ(st.segments_running, 0u);
+  // The right frame count, but not what zoom makes of 64x32 ([4, T, 4, 8]): other channels, or
+  // another latent size, fail it as well, and the log says what was expected.
+  const std::vector<std::vector<int64_t>> wrong = {{16, 16, 4, 8}, {4, 16, 2, 2}, {4, 16, 8, 4}};
+  for (size_t i = 0; i < wrong.size(); ++i) {
+    FakeWorker w("bad" + std::to_string(i));
+    Join(w);
+    auto c = Assignments(harness_->Take(w.name()));
+    ASSERT_EQ(c.size(), 1u);
+    ASSERT_EQ(FakeLatents(c[0]).shape, (std::vector<int64_t>{4, 16, 4, 8}));
+    harness_->Deliver(w.name(), FakeWorker::RenderResult(c[0], Tensor::Zeros(wrong[i])));
+    EXPECT_EQ(harness_->Status(job).segment_states, ".");
+  }
+  capnp::MallocMessageBuilder logs;
+  logs.initRoot<wire::Envelope>().initGetLogs().setJobId(job);
+  logs.getRoot<wire::Envelope>().getGetLogs().setSegment(-1);
+  const std::string reply = harness_->Call(Serialize(logs));
+  auto in = Incoming::Parse(reply.data(), reply.size());
+  ASSERT_TRUE(in.ok() && (*in)->envelope().isLogs());
+  std::string all;
+  for (auto line : (*in)->envelope().getLogs().getLines()) all += std::string(line.cStr()) + "\n";
+  EXPECT_NE(all.find("latents of shape [16,16,4,8] do not fit a segment of 16 latent frames of "
+                     "model zoom, [4,16,4,8]"),
+            std::string::npos)
+      << all;
+  // A worker that returns what fits finishes it.
+  FakeWorker good("good");
+  Join(good);
+  auto d = Assignments(harness_->Take("good"));
+  ASSERT_EQ(d.size(), 1u);
+  harness_->Deliver("good", FakeWorker::RenderResult(d[0], FakeLatents(d[0])));
+  EXPECT_EQ(harness_->Status(job).segment_states, "#");
 }
 
 // An encode result is judged by the frames its container holds, not the count the worker
@@ -276,12 +309,13 @@ TEST_F(CoreTest, AChainedSegmentCarriesItsPredecessorsLatentsAsItsGuide) {
   ASSERT_EQ(b.size(), 1u);
   EXPECT_EQ(b[0].index, 1u);
   ASSERT_TRUE(b[0].guide.has_value());
-  ASSERT_EQ(b[0].guide->shape, (std::vector<int64_t>{2, 4, 2, 2}));  // the 4 frames they share
-  for (int64_t c = 0; c < 2; ++c) {
+  // The 4 frames they share, of zoom's 4 channels at 64x32 / 8.
+  ASSERT_EQ(b[0].guide->shape, (std::vector<int64_t>{4, 4, 4, 8}));
+  for (int64_t c = 0; c < 4; ++c) {
     for (int64_t f = 0; f < 4; ++f) {
-      for (int64_t p = 0; p < 4; ++p) {
-        EXPECT_EQ(b[0].guide->data[static_cast<size_t>((c * 4 + f) * 4 + p)],
-                  latents.data[static_cast<size_t>((c * 16 + 12 + f) * 4 + p)]);
+      for (int64_t p = 0; p < 32; ++p) {
+        EXPECT_EQ(b[0].guide->data[static_cast<size_t>((c * 4 + f) * 32 + p)],
+                  latents.data[static_cast<size_t>((c * 16 + 12 + f) * 32 + p)]);
       }
     }
   }
@@ -414,6 +448,52 @@ TEST_F(CoreTest, AManifestThatDoesNotFitItsModelIsRefusedWithTheFieldsPlace) {
             std::string::npos)
       << why;
   EXPECT_NE(why.find("nearest: 25 or 33"), std::string::npos) << why;
+}
+
+// The limits that keep one job or one owner from filling the farm: a job planning more segments
+// than --max-job-segments is refused before it is planned (or fails when a waiting job is
+// planned), and an owner's unfinished jobs and their frames are capped.
+TEST_F(CoreTest, JobsAndOwnersOverTheLimitsAreRefusedWithTheLimitNamed) {
+  options_.max_job_segments = 3;
+  options_.max_owner_jobs = 2;
+  options_.max_owner_frames = 100;
+  Open();
+  std::string why;
+  // 4 segments of 16 with 4 shared: 52 frames.
+  EXPECT_EQ(harness_->Submit(TestManifest("big", 52, 16, 4), &why), 0u);
+  EXPECT_NE(why.find("big: segments: the job plans 4 segments, above this coordinator's limit of "
+                     "3 per job (--max-job-segments)"),
+            std::string::npos)
+      << why;
+  // A job that waits for its model is held to the limit when it is planned.
+  const uint64_t waiting = harness_->Submit(ManifestFor("wan", 100, 17, 4));
+  ASSERT_GT(waiting, 0u);
+  FakeWorker w1("w1", {"wan"});
+  w1.set_specs({WanLike()});
+  Join(w1);
+  EXPECT_EQ(harness_->Status(waiting).state, "FAILED");
+  EXPECT_NE(harness_->Status(waiting).error.find("--max-job-segments"), std::string::npos)
+      << harness_->Status(waiting).error;
+  // Owners: at most 2 unfinished jobs and 100 frames of them.
+  const uint64_t first = harness_->Submit(TestManifest("a", 40, 16, 4));
+  ASSERT_GT(first, 0u);
+  EXPECT_EQ(harness_->Submit(TestManifest("b", 61, 32, 4), &why), 0u);
+  EXPECT_NE(why.find("would bring 'local''s unfinished jobs to 101 frames, above this "
+                     "coordinator's limit of 100 per owner (--max-owner-frames)"),
+            std::string::npos)
+      << why;
+  EXPECT_GT(harness_->Submit(TestManifest("b", 30, 16, 4)), 0u);
+  EXPECT_EQ(harness_->Submit(TestManifest("c", 10, 16, 4), &why), 0u);
+  EXPECT_NE(why.find("'local' has 2 unfinished jobs, the most this coordinator queues per owner"),
+            std::string::npos)
+      << why;
+  // A finished job no longer counts.
+  capnp::MallocMessageBuilder cancel;
+  auto action = cancel.initRoot<wire::Envelope>().initJobAction();
+  action.setJobId(first);
+  action.setAction(wire::JobActionKind::CANCEL);
+  harness_->Call(Serialize(cancel));
+  EXPECT_GT(harness_->Submit(TestManifest("c", 10, 16, 4)), 0u);
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 //   segue-bench encode  chunked encoding on 2 workers + concatenation against one ffmpeg
 //   segue-bench codenoise  one step's overlap exchange for 64 segments through the coordinator
 //   segue-bench store   RocksDB checkpoint writes against plain files with fdatasync
-//   segue-bench recovery  coordinator restart with 10,000 segments in the store
+//   segue-bench recovery  coordinator restart with the largest job the limits admit (50,000
+//                         segments, --max-job-segments) in the store, and its submission
 //   segue-bench memory  coordinator RSS with a 4-hour job; worker RSS against video length
 //   segue-bench render  2 workers against 1 on the same job
 //   segue-bench host    one denoise call through a model host against the same call in Python
@@ -21,6 +22,7 @@
 #include "common/model/runtime.h"
 #include "common/plan/plan.h"
 #include "common/util/memory.h"
+#include "coordinator/options.h"
 #include "tools/bench/bench_encode.h"
 #include "tools/bench/bench_farm.h"
 #include "tools/bench/bench_host.h"
@@ -166,15 +168,18 @@ int main(int argc, char** argv) {
   codenoise->add_option("--steps", gang_steps, "exchange rounds measured")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  int store_blobs = 200, recovery_segments = 10000;
+  int store_blobs = 200;
+  // The largest job a coordinator admits by default (--max-job-segments).
+  int recovery_segments = static_cast<int>(CoordinatorOptions{}.max_job_segments);
   auto* store = app.add_subcommand(
       "store", "checkpoint writes into RocksDB against plain files with fdatasync");
   store->add_option("--blobs", store_blobs, "checkpoints of 1.7 MB written")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   auto* recovery =
-      app.add_subcommand("recovery", "a coordinator restarting on a store with many segments");
-  recovery->add_option("--segments", recovery_segments)
+      app.add_subcommand("recovery",
+                         "a coordinator restarting on a store with the largest job it admits");
+  recovery->add_option("--segments", recovery_segments, "the job's segments")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   auto* memory = app.add_subcommand(

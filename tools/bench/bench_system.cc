@@ -78,13 +78,17 @@ std::string ManifestYaml(const std::string& name, const std::string& video,
          name + ".mp4, overwrite: true}\n";
 }
 
-uint64_t Submit(Client& client, const std::string& manifest) {
+SubmitInfo SubmitJob(Client& client, const std::string& manifest) {
   SubmitRequest req;
   req.manifest_text = manifest;
   req.manifest_name = "bench.yaml";
   auto r = client.Submit(req);
   if (!r.ok()) throw std::runtime_error(r.message());
-  return r->job_id;
+  return *r;
+}
+
+uint64_t Submit(Client& client, const std::string& manifest) {
+  return SubmitJob(client, manifest).job_id;
 }
 
 }  // namespace
@@ -165,13 +169,23 @@ nlohmann::json BenchStore(int blobs) {
 
 nlohmann::json BenchRecovery(int segments) {
   TempDir dir;
-  {  // The state: one job of `segments` segments, every record written.
+  double submit_seconds = 0;
+  {  // The state: one job of `segments` segments, every record written. Its submission is the
+     // admission work the event loop does at once: planning, and storing every record.
     CoordinatorProcess c = StartCoordinator(dir / "full", dir / "build.log");
     Client client(c.endpoint, 60000);
-    Submit(client,
-           ManifestYaml("recovery",
-                        "width: 8, height: 8, fps: 24, frames: " + std::to_string(segments * 2),
-                        "name: null-model, steps: 1", "length: 2, overlap: 0"));
+    (void)client.Jobs();  // connected before the clock starts
+    const auto t0 = Clock::now();
+    // A built-in model, so that the job is planned at submit (a model no worker has reported
+    // would leave it waiting, unplanned: nothing to restore).
+    const SubmitInfo info = SubmitJob(
+        client, ManifestYaml("recovery",
+                             "width: 8, height: 8, fps: 24, frames: " + std::to_string(segments * 2),
+                             "name: zoom, steps: 1", "length: 2, overlap: 0"));
+    submit_seconds = Since(t0);
+    if (info.segments != static_cast<uint32_t>(segments))
+      throw std::runtime_error("recovery: the job planned " + std::to_string(info.segments) +
+                               " segments, not " + std::to_string(segments));
     c.process.Stop();
   }
   auto time_to_serve = [&](const std::string& state) {
@@ -189,9 +203,15 @@ nlohmann::json BenchRecovery(int segments) {
   if (one != 1 || none != 0) throw std::runtime_error("recovery: the restored jobs are wrong");
   std::cout << "recovery: coordinator restart on a store with " << segments
             << " segments serves again in " << full << " s (an empty store: " << empty
-            << " s; ratio " << full / empty << ") (target < 2 s)\n";
-  return {{"bench", "recovery"},          {"segments", segments},  {"seconds", full},
-          {"empty_store_seconds", empty}, {"ratio", full / empty}, {"target_seconds", 2}};
+            << " s; ratio " << full / empty << ") (target < 2 s); submitting the job took "
+            << submit_seconds << " s\n";
+  return {{"bench", "recovery"},
+          {"segments", segments},
+          {"seconds", full},
+          {"empty_store_seconds", empty},
+          {"ratio", full / empty},
+          {"submit_seconds", submit_seconds},
+          {"target_seconds", 2}};
 }
 
 nlohmann::json BenchMemory(bool quick) {

@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(manifest_fuzz pools_fuzz keys_fuzz envelope_fuzz)
+[ ${#targets[@]} -gt 0 ] || targets=(manifest_fuzz pools_fuzz keys_fuzz envelope_fuzz assignment_fuzz records_fuzz)
 "$root/tools/scripts/install-deps.sh" --test
 build="$root/build-fuzz"
 if [ ! -f "$build/CMakeCache.txt" ]; then
@@ -19,6 +19,8 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
     -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" >&2
+else
+  cmake -S "$root" -B "$build" >&2  # targets added since it was configured
 fi
 cmake --build "$build" -j "${SEGUE_BUILD_JOBS:-2}" --target "${targets[@]}" >&2
 for t in "${targets[@]}"; do
