@@ -4,6 +4,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/protocol/protocol.h"
 #include "common/security/keyring.h"
 #include "common/util/log.h"
 #include "common/util/memory.h"
@@ -153,6 +154,16 @@ int main(int argc, char** argv) {
   if (!segue::SetUpLogging("coordinator", log_level)) {
     std::cerr << "segue-coordinator: --log-level: unknown level '" << log_level << "'\n";
     return 2;
+  }
+  if (segue::Status s = segue::CheckEndpoint(o.listen); !s.ok()) {
+    std::cerr << "segue-coordinator: --listen: " << s.message() << "\n";
+    return 2;
+  }
+  if (!o.advertise.empty()) {
+    if (segue::Status s = segue::CheckEndpoint(o.advertise); !s.ok()) {
+      std::cerr << "segue-coordinator: --advertise: " << s.message() << "\n";
+      return 2;
+    }
   }
   if (!o.keys_file.empty() && !o.curve_clients.empty()) {
     std::cerr << "segue-coordinator: give --keys or --curve-clients, not both (--keys has "

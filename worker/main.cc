@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "common/manifest/manifest.h"
+#include "common/protocol/protocol.h"
 #include "common/util/log.h"
 #include "common/util/memory.h"
 #include "worker/worker.h"
@@ -63,6 +64,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  }
+  if (segue::Status s = segue::CheckEndpoint(o.coordinator); !s.ok()) {
+    std::cerr << "segue-worker: --coordinator: " << s.message() << "\n";
+    return 2;
   }
   if (!memory.empty()) {
     auto bytes = segue::ParseBytes(memory);

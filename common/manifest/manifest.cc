@@ -126,6 +126,8 @@ int64_t Integer(const YAML::Node& n, const std::string& field) {
   std::string s = Scalar(n, field, "an integer");
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec == std::errc::result_out_of_range && p == s.data() + s.size())
+    Fail(n.Mark(), field, "'" + s + "' is far outside the allowed range");
   if (ec != std::errc() || p != s.data() + s.size()) {
     Fail(n.Mark(), field, "expected an integer, got '" + s + "'");
   }

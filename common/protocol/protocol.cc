@@ -169,6 +169,32 @@ std::string ErrorMessage(wire::ErrorCode code, const std::string& message) {
   return Serialize(b);
 }
 
+Status CheckEndpoint(const std::string& endpoint) {
+  auto bad = [&](const std::string& why) {
+    return Status::Error("'" + endpoint + "' is not a ZeroMQ endpoint (" + why +
+                         "): expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:7450, or ipc://PATH");
+  };
+  if (endpoint.rfind("ipc://", 0) == 0)
+    return endpoint.size() > 6 ? Status::Ok() : bad("no path after ipc://");
+  if (endpoint.rfind("inproc://", 0) == 0)
+    return endpoint.size() > 9 ? Status::Ok() : bad("no name after inproc://");
+  if (endpoint.rfind("tcp://", 0) != 0) {
+    const size_t scheme = endpoint.find("://");
+    return bad(scheme == std::string::npos
+                   ? "no tcp:// before it"
+                   : "'" + endpoint.substr(0, scheme) + "://' is not tcp://, ipc:// or inproc://");
+  }
+  const std::string rest = endpoint.substr(6);
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0) return bad("no HOST:PORT after tcp://");
+  const std::string port = rest.substr(colon + 1);
+  if (port == "*") return Status::Ok();
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535)
+    return bad("the port '" + port + "' is not a number from 0 to 65535");
+  return Status::Ok();
+}
+
 wire::ErrorCode CodeOf(wire::Error::Reader error) {
   const uint32_t code = error.getCode();
   return code <= static_cast<uint32_t>(wire::ErrorCode::DENIED) ? static_cast<wire::ErrorCode>(code)

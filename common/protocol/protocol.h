@@ -65,4 +65,9 @@ std::string ErrorMessage(wire::ErrorCode code, const std::string& message);
 // The code of a received Error (an unknown value reads as FAILURE).
 wire::ErrorCode CodeOf(wire::Error::Reader error);
 
+// Whether `endpoint` is a ZeroMQ address segue can connect to or listen on: tcp://HOST:PORT
+// (PORT a number, or * to listen on any free port), ipc://PATH or inproc://NAME. The error says
+// what is wrong and what is expected; ZeroMQ itself would only say "Invalid argument".
+Status CheckEndpoint(const std::string& endpoint);
+
 }  // namespace segue

@@ -147,6 +147,37 @@ TEST(EndToEnd, BadManifestIsRefusedWithItsLocation) {
   EXPECT_FALSE(fs::exists(dir / "out"));  // nothing half-written
 }
 
+// An address that is not a ZeroMQ endpoint is bad input for every program (exit 2, saying what
+// an endpoint looks like), not an abort from inside ZeroMQ.
+TEST(EndToEnd, MalformedAddressesAreBadInputForEveryProgram) {
+  TempDir dir;
+  std::string out;
+  for (const char* cmd : {"jobs", "status 1", "cancel 1", "workers", "pool ls"}) {
+    EXPECT_EQ(RunCommand(Cli(std::string(cmd) + " --coordinator 127.0.0.1:7450"), &out, true), 2)
+        << cmd << ": " << out;
+    EXPECT_NE(out.find("--coordinator: '127.0.0.1:7450' is not a ZeroMQ endpoint (no tcp:// "
+                       "before it): expected tcp://HOST:PORT"),
+              std::string::npos)
+        << out;
+  }
+  EXPECT_EQ(RunCommand("SEGUE_COORDINATOR=http://x:1 " + Cli("jobs"), &out, true), 2) << out;
+  EXPECT_NE(out.find("SEGUE_COORDINATOR: 'http://x:1'"), std::string::npos) << out;
+  EXPECT_EQ(
+      RunCommand("'" + BinDir() + "/segue-worker' --coordinator tcp://127.0.0.1:77777", &out, true),
+      2)
+      << out;
+  EXPECT_NE(out.find("--coordinator: 'tcp://127.0.0.1:77777' is not a ZeroMQ endpoint (the port"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(RunCommand("'" + BinDir() + "/segue-coordinator' --listen bogus --state-dir '" +
+                           dir / "state" + "'",
+                       &out, true),
+            2)
+      << out;
+  EXPECT_NE(out.find("--listen: 'bogus' is not a ZeroMQ endpoint"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "state"));  // refused before anything was made
+}
+
 TEST(EndToEnd, PlanJsonFollowsTheRule) {
   TempDir dir;
   std::string job = WriteJob(dir);

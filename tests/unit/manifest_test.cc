@@ -123,6 +123,9 @@ TEST(ManifestRejects, DuplicateKey) {
 TEST(ManifestRejects, WrongTypes) {
   ExpectError(Good("width: 512", "width: wide"), 3, 16, "video.width",
               "expected an integer, got 'wide'");
+  // An integer too large for any integer type is named as what it is, not as a non-integer.
+  ExpectError(Good("width: 512", "width: 99999999999999999999"), 3, 16, "video.width",
+              "'99999999999999999999' is far outside the allowed range");
   ExpectError(Good("seed: 42", "seed: [1, 2]"), 7, 7, "seed", "expected a non-negative integer");
   ExpectError(Good("model: {name: zoom, steps: 30}", "model: zoom"), 4, 8, "model",
               "expected a mapping");
@@ -303,10 +306,10 @@ TEST(ManifestRejects, AudioThatIsNotAFileOrTooLarge) {
 // Prompts are text for a tokenizer: refused.
 TEST(ManifestRejects, PromptsThatAreNotText) {
   const std::string prompt = "\"their wedding in a backyard, golden hour\"";
-  for (const auto& [bad, why] :
-       std::vector<std::pair<std::string, std::string>>{{"\"a\\0b\"", "NUL"},
-                                                        {"\"a\\x07b\"", "control character"},
-                                                        {"\"a\xED\xA0\x80z\"", "not valid UTF-8"},  // a surrogate, as raw bytes
+  for (const auto& [bad, why] : std::vector<std::pair<std::string, std::string>>{
+           {"\"a\\0b\"", "NUL"},
+           {"\"a\\x07b\"", "control character"},
+           {"\"a\xED\xA0\x80z\"", "not valid UTF-8"},  // a surrogate, as raw bytes
            {"\"a\xC0\x80z\"", "not valid UTF-8"}}) {   // an overlong NUL
     ExpectError(Good(prompt, bad), 11, 23, "timeline[1].prompt", why);
   }

@@ -10,6 +10,28 @@
 namespace segue {
 namespace {
 
+TEST(Protocol, EndpointsAreCheckedWithTheProblemNamed) {
+  for (const char* good :
+       {"tcp://127.0.0.1:7450", "tcp://*:0", "tcp://[::1]:7450", "tcp://coord.example.com:7450",
+        "tcp://127.0.0.1:*", "ipc:///tmp/x", "inproc://a"})
+    EXPECT_TRUE(CheckEndpoint(good).ok()) << good;
+  const std::pair<const char*, const char*> bad[] = {
+      {"127.0.0.1:7450", "no tcp:// before it"},
+      {"http://127.0.0.1:7450", "'http://' is not tcp://, ipc:// or inproc://"},
+      {"tcp://127.0.0.1", "no HOST:PORT after tcp://"},
+      {"tcp://127.0.0.1:70000", "the port '70000' is not a number from 0 to 65535"},
+      {"tcp://127.0.0.1:99999999999999999999", "is not a number"},
+      {"tcp://:7450", "no HOST:PORT"},
+      {"ipc://", "no path after ipc://"},
+      {"", "no tcp:// before it"}};
+  for (const auto& [endpoint, why] : bad) {
+    Status s = CheckEndpoint(endpoint);
+    ASSERT_FALSE(s.ok()) << endpoint;
+    EXPECT_NE(s.message().find(why), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("expected tcp://HOST:PORT"), std::string::npos) << s.message();
+  }
+}
+
 TEST(Protocol, RenderTaskRoundTrip) {
   capnp::MallocMessageBuilder b;
   auto t = b.initRoot<wire::Envelope>().initAssignment().initRender();

@@ -24,8 +24,14 @@ Client::Client(std::string endpoint, int timeout_ms) : rep_(std::make_unique<Rep
   rep_->sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
   // CURVE when SEGUE_CURVE_SERVER_KEY names the coordinator's public key; a bad key file shows
   // up as the error of the first call.
-  rep_->setup = ApplyClientCurveFromEnvironment(rep_->sock);
-  rep_->sock.connect(endpoint);
+  rep_->setup = CheckEndpoint(endpoint);
+  if (rep_->setup.ok()) rep_->setup = ApplyClientCurveFromEnvironment(rep_->sock);
+  if (!rep_->setup.ok()) return;
+  try {
+    rep_->sock.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    rep_->setup = Status::Error("cannot connect to '" + endpoint + "': " + e.what());
+  }
 }
 
 Client::~Client() = default;

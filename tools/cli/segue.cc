@@ -27,6 +27,7 @@
 #include "common/model/metadata.h"
 #include "common/plan/plan.h"
 #include "common/plan/timeline.h"
+#include "common/protocol/protocol.h"
 #include "common/security/curve.h"
 #include "common/util/process.h"
 #include "tools/cli/client.h"
@@ -791,6 +792,15 @@ int main(int argc, char** argv) {
     std::cout << "secret: " << key_path << ".key (keep it on the coordinator or the worker it "
               << "names)\npublic: " << key_path << ".pub\npublic key: " << keys->public_key << "\n";
     return 0;
+  }
+  // Every command that talks to a coordinator: a malformed address is bad input, said at once.
+  for (CLI::App* talks : {submit, status, jobs, workers_cmd, cancel, retry, prio, drain, logs,
+                          pool_ls, pool_scale, pool_auto}) {
+    if (!talks->parsed()) continue;
+    if (Status s = CheckEndpoint(CoordinatorAddress(coordinator)); !s.ok())
+      return Fail(std::string(coordinator.empty() ? "SEGUE_COORDINATOR: " : "--coordinator: ") +
+                      s.message(),
+                  kBadInput);
   }
   if (plan->parsed()) return CmdPlan(manifest, json, model_info);
   if (render->parsed())
