@@ -39,8 +39,9 @@ std::vector<std::string> SegueFuzzSeeds() {
                                               {Family::kChunks, 1},
                                               {Family::kLatents, 2},
                                               {Family::kCheckpoints, 2}};
-  for (const auto& [family, kind] : families) {
-    (void)(*store)->Scan(family, "", "", [&](const std::string&, const std::string& value) {
+  for (const auto& entry : families) {
+    const char kind = entry.second;  // not a structured binding: clang 14 cannot capture one
+    (void)(*store)->Scan(entry.first, "", "", [&](const std::string&, const std::string& value) {
       seeds.push_back(std::string(1, kind) + value);
       return true;
     });
