@@ -51,6 +51,7 @@ struct Coordinator::Impl final : Transport {
   Status SetUpCurve();
   void SetUpLimits();
   void OnMonitorEvent();
+  void RefuseOverCap(const std::string& host);
   Status SetUpPools();
   Status SetUpHttp();
   void OnZapRequest();
@@ -138,6 +139,17 @@ void Coordinator::Impl::SetUpLimits() {
       connections->max_total(), connections->max_per_host(), options.max_http_connections, files);
 }
 
+// Counts and logs (the first hundred, then every thousandth) a connection over a cap.
+void Coordinator::Impl::RefuseOverCap(const std::string& host) {
+  ++refused_connections;
+  if (refused_connections <= 100 || refused_connections % 1000 == 0)
+    spdlog::warn(
+        "refused a connection from {}: {} open ({} from that host), the most allowed is "
+        "{} ({} per host) [{} refused so far]",
+        host, connections->open(), connections->from(host), connections->max_total(),
+        connections->max_per_host(), refused_connections);
+}
+
 // Monitor events: [event (uint16) and value (uint32, the connection's descriptor), endpoint].
 void Coordinator::Impl::OnMonitorEvent() {
   for (int n = 0; n < 256; ++n) {
@@ -157,13 +169,7 @@ void Coordinator::Impl::OnMonitorEvent() {
     if (connections->Allows(host) || host.empty()) continue;
     // Over a cap before it has said anything: shut down (not closed: the descriptor stays
     // ZeroMQ's, which sees the connection end and closes it). Idle connections cannot pile up.
-    ++refused_connections;
-    if (refused_connections <= 100 || refused_connections % 1000 == 0)
-      spdlog::warn(
-          "refused a connection from {}: {} open ({} from that host), the most allowed "
-          "is {} ({} per host) [{} refused so far]",
-          host, connections->open(), connections->from(host), connections->max_total(),
-          connections->max_per_host(), refused_connections);
+    RefuseOverCap(host);
     ShutDownSocket(fd);
   }
   core->CountConnections(connections->open(), http ? http->connections() : 0,
@@ -244,13 +250,7 @@ void Coordinator::Impl::OnZapRequest() {
     char z85[41] = {};
     if (monitor) OnMonitorEvent();  // the connection's own acceptance, counted first
     if (!connections->Allows(host)) {
-      ++refused_connections;
-      if (refused_connections <= 100 || refused_connections % 1000 == 0)
-        spdlog::warn(
-            "refused a connection from {}: {} open ({} from that host), the most "
-            "allowed is {} ({} per host) [{} refused so far]",
-            host, connections->open(), connections->from(host), connections->max_total(),
-            connections->max_per_host(), refused_connections);
+      RefuseOverCap(host);
     } else if (frames[5].to_string() == "CURVE" && frames.size() >= 7 && frames[6].size() == 32) {
       zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
       ok = core->Admits(z85);

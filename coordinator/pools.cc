@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/util/process.h"
+#include "common/util/yaml_error.h"
 
 namespace segue {
 namespace {
@@ -151,15 +152,9 @@ std::unique_ptr<Provider> MakeProvider(const std::string& kind, const PoolEnviro
 
 // ---- config ------------------------------------------------------------------------------------
 
-struct ConfigError {
-  std::string message;
-};
-
 [[noreturn]] void Fail(const std::string& file, const YAML::Node& n, const std::string& field,
                        const std::string& what) {
-  const YAML::Mark m = n.Mark();
-  throw ConfigError{file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) +
-                    ": " + field + ": " + what};
+  FailAt(file, n, field, what);
 }
 
 bool ValidPoolName(const std::string& s) {
@@ -192,8 +187,7 @@ Result<std::vector<PoolConfig>> ParsePoolsConfig(const std::string& text, const 
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return R::Error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                    std::to_string(e.mark.column + 1) + ": " + e.msg);
+    return R::Error(YamlExceptionText(path, e));
   }
   std::vector<PoolConfig> pools;
   try {
@@ -273,11 +267,10 @@ Result<std::vector<PoolConfig>> ParsePoolsConfig(const std::string& text, const 
       if (p["namespace"]) c.k8s_namespace = text("namespace");
       pools.push_back(std::move(c));
     }
-  } catch (const ConfigError& e) {
+  } catch (const YamlError& e) {
     return R::Error(e.message);
   } catch (const YAML::Exception& e) {
-    return R::Error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                    std::to_string(e.mark.column + 1) + ": " + e.msg);
+    return R::Error(YamlExceptionText(path, e));
   }
   if (std::none_of(pools.begin(), pools.end(), [](const auto& p) { return p.name == "local"; }))
     pools.push_back(DefaultPools()[0]);

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/security/curve.h"
+#include "common/util/yaml_error.h"
 
 namespace segue {
 namespace {
@@ -18,15 +19,9 @@ constexpr size_t kMaxFileBytes = 4 << 20;
 constexpr size_t kMaxIdentities = 100000;
 constexpr size_t kMaxPatterns = 64;
 
-struct KeysError {
-  std::string message;
-};
-
 [[noreturn]] void Fail(const std::string& file, const YAML::Node& n, const std::string& field,
                        const std::string& what) {
-  const YAML::Mark m = n.Mark();
-  throw KeysError{file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) +
-                  ": " + field + ": " + what};
+  FailAt(file, n, field, what);
 }
 
 bool ValidName(const std::string& s) {
@@ -138,8 +133,7 @@ Result<KeyRing> KeyRing::Parse(std::string_view text, const std::string& path) {
   try {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    return R::Error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                    std::to_string(e.mark.column + 1) + ": " + e.msg);
+    return R::Error(YamlExceptionText(path, e));
   }
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
   KeyRing ring;
@@ -222,11 +216,10 @@ Result<KeyRing> KeyRing::Parse(std::string_view text, const std::string& path) {
         Fail(path, e, at + ".key", "the same key as identity '" + other->name + "'");
       ring.by_key_.emplace(id.public_key, std::move(id));
     }
-  } catch (const KeysError& e) {
+  } catch (const YamlError& e) {
     return R::Error(e.message);
   } catch (const YAML::Exception& e) {
-    return R::Error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                    std::to_string(e.mark.column + 1) + ": " + e.msg);
+    return R::Error(YamlExceptionText(path, e));
   }
   return ring;
 }

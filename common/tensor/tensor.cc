@@ -22,13 +22,14 @@ Result<Tensor> DecodeTensor(const std::string& b) {
     return Result<Tensor>::Error("stored tensor has a bad rank");
   Tensor t;
   t.shape.resize(rank);
-  std::memcpy(t.shape.data(), b.data() + 8, rank * 8);
+  if (rank > 0) std::memcpy(t.shape.data(), b.data() + 8, rank * 8);  // never with nullptr
   size_t offset = 8 + rank * 8;
-  int64_t n = Tensor::NumElements(t.shape);
-  if (n < 0 || b.size() - offset != static_cast<size_t>(n) * 4)
+  const int64_t n = Tensor::CheckedNumElements(t.shape);
+  if (n < 0 || static_cast<uint64_t>(n) > (b.size() - offset) / 4 ||
+      b.size() - offset != static_cast<size_t>(n) * 4)
     return Result<Tensor>::Error("stored tensor is truncated");
   t.data.resize(static_cast<size_t>(n));
-  std::memcpy(t.data.data(), b.data() + offset, b.size() - offset);
+  if (n > 0) std::memcpy(t.data.data(), b.data() + offset, b.size() - offset);
   return t;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -24,6 +25,16 @@ struct Tensor {
   }
   static int64_t NumElements(const std::vector<int64_t>& shape) {
     return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+  }
+  // The element count of `shape`, or -1 when a dimension is negative or the product does not
+  // fit in 63 bits: for shapes read from a peer or from the store.
+  static int64_t CheckedNumElements(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) {
+      if (d < 0 || (d != 0 && n > std::numeric_limits<int64_t>::max() / d)) return -1;
+      n *= d;
+    }
+    return n;
   }
   bool Valid() const {
     for (int64_t d : shape) {

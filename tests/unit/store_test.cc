@@ -1,6 +1,8 @@
 // The RocksDB store: everything survives close and reopen; batches are atomic.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -99,6 +101,16 @@ TEST(Store, MissingValuesAreErrors) {
   EXPECT_EQ(v.message().rfind("not found", 0), 0u);
   EXPECT_FALSE(DecodeTensor("garbage!").ok());
   EXPECT_FALSE(DecodeTensor(EncodeTensor(Tensor::Zeros({2, 2})).substr(0, 20)).ok());
+  // A stored shape whose product overflows (found by tests/fuzz/records_fuzz) is refused, not
+  // multiplied out.
+  Tensor huge;
+  huge.shape = {int64_t{1} << 40, int64_t{1} << 40};
+  std::string bytes = EncodeTensor(Tensor::Zeros({2, 2}));
+  std::memcpy(bytes.data() + 8, huge.shape.data(), 16);
+  EXPECT_FALSE(DecodeTensor(bytes).ok());
+  EXPECT_EQ(Tensor::CheckedNumElements(huge.shape), -1);
+  EXPECT_EQ(Tensor::CheckedNumElements({3, 0, int64_t{1} << 62}), 0);
+  EXPECT_EQ(Tensor::CheckedNumElements({2, -1}), -1);
 }
 
 TEST(Store, RefusesAFolderItCannotUse) {
