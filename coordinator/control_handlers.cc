@@ -2,6 +2,9 @@
 // handler returns its reply, which leaves once the turn's writes are durable.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <set>
+
 #include "common/protocol/protocol.h"
 #include "common/protocol/reports.h"
 #include "coordinator/handlers.h"
@@ -57,11 +60,35 @@ void StopJobTasks(HandlerContext& c, const Job& j, const std::string& why) {
 
 }  // namespace
 
+std::string SubmitReplyOf(const Job& j, bool existing) {
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<wire::Envelope>().initSubmitReply();
+  r.setJobId(j.id);
+  r.setFrames(j.manifest.frames);
+  r.setSegments(static_cast<uint32_t>(j.segments.size()));
+  r.setOutput(j.output_path);
+  r.setExisting(existing);
+  return Serialize(b);
+}
+
 std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::string& owner) {
+  // A resubmission (same owner, same submission id) gets the first one's job back, whatever
+  // it says now: a client that lost the reply cannot start the job twice.
+  const std::string submission_id = s.getSubmissionId().cStr();
+  if (!submission_id.empty()) {
+    if (submission_id.size() > 128 || !std::all_of(submission_id.begin(), submission_id.end(),
+                                                   [](char ch) { return ch > 0x20 && ch < 0x7f; }))
+      return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                          "submission id: 1 to 128 printable ASCII characters without spaces");
+    for (const auto& [id, other] : c.jobs)
+      if (other.owner == owner && other.submission_id == submission_id)
+        return SubmitReplyOf(other, true);
+  }
   auto admitted = Admit(s, c.admission, c.env, c.models);
   if (!admitted.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, admitted.message());
   Job& j = *admitted;
   j.owner = owner;
+  j.submission_id = submission_id;
   // Per-owner limits: one team's queue cannot fill the farm's (or the coordinator's memory).
   int owner_jobs = 1;
   int64_t owner_frames = j.manifest.frames;
@@ -71,13 +98,13 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
     owner_frames += other.manifest.frames;
   }
   if (c.options.max_owner_jobs > 0 && owner_jobs > c.options.max_owner_jobs)
-    return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+    return ErrorMessage(wire::ErrorCode::OVER_LIMIT,
                         "'" + owner + "' has " + std::to_string(owner_jobs - 1) +
                             " unfinished jobs, the most this coordinator queues per owner "
                             "(--max-owner-jobs); wait for some to finish or cancel some");
   if (c.options.max_owner_frames > 0 && owner_frames > c.options.max_owner_frames)
     return ErrorMessage(
-        wire::ErrorCode::BAD_REQUEST,
+        wire::ErrorCode::OVER_LIMIT,
         j.manifest_name + ": its " + std::to_string(j.manifest.frames) + " frames would bring '" +
             owner + "''s unfinished jobs to " + std::to_string(owner_frames) +
             " frames, above this coordinator's limit of " +
@@ -95,17 +122,12 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
   spdlog::info("job {} ({}, owner {}) accepted: {} frames, {} segments, {} chunks -> {}", j.id,
                j.name, j.owner, j.manifest.frames, j.segments.size(), j.chunks.size(),
                j.output_path);
-  capnp::MallocMessageBuilder b;
-  auto r = b.initRoot<wire::Envelope>().initSubmitReply();
-  r.setJobId(j.id);
-  r.setFrames(j.manifest.frames);
-  r.setSegments(static_cast<uint32_t>(j.segments.size()));
-  r.setOutput(j.output_path);
+  std::string reply = SubmitReplyOf(j, false);
   j.started_ms = c.env->NowMillis();
   const uint64_t id = j.id;
   c.jobs.emplace(id, std::move(j));
   c.schedule_due = true;
-  return Serialize(b);
+  return reply;
 }
 
 std::string OnStatusRequest(HandlerContext& c, uint64_t job) {
@@ -114,13 +136,50 @@ std::string OnStatusRequest(HandlerContext& c, uint64_t job) {
   return StatusReply(c, it->second);
 }
 
-std::string OnListJobs(HandlerContext& c) {
+std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r) {
+  std::set<std::string> states;
+  for (auto s : r.getStates()) states.insert(s.cStr());
+  std::vector<std::pair<std::string, std::string>> metadata;
+  for (auto kv : r.getMetadata()) metadata.emplace_back(kv.getKey().cStr(), kv.getValue().cStr());
+  const std::string owner = r.getOwner().cStr(), name = r.getName().cStr();
+  auto matches = [&](const Job& j) {
+    if (!states.empty() && !states.count(JobStateName(j.state))) return false;
+    if (!owner.empty() && j.owner != owner) return false;
+    if (!name.empty() && j.name != name) return false;
+    for (const auto& [k, v] : metadata) {
+      auto it = j.manifest.metadata.find(k);
+      if (it == j.manifest.metadata.end() || it->second != v) return false;
+    }
+    return true;
+  };
+  std::vector<const Job*> page;
+  uint64_t next = 0;
+  for (auto it = c.jobs.upper_bound(r.getAfterId()); it != c.jobs.end(); ++it) {
+    if (!matches(it->second)) continue;
+    if (r.getLimit() > 0 && page.size() == r.getLimit()) {
+      next = page.back()->id;
+      break;
+    }
+    page.push_back(&it->second);
+  }
   capnp::MallocMessageBuilder b;
-  auto list =
-      b.initRoot<wire::Envelope>().initJobList().initJobs(static_cast<unsigned>(c.jobs.size()));
-  unsigned i = 0;
+  auto out = b.initRoot<wire::Envelope>().initJobList();
+  auto list = out.initJobs(static_cast<unsigned>(page.size()));
   const uint64_t now = c.env->NowMillis();
-  for (const auto& [id, j] : c.jobs) ToWire(ReportJob(j, now, false), list[i++]);
+  for (size_t i = 0; i < page.size(); ++i)
+    ToWire(ReportJob(*page[i], now, true), list[static_cast<unsigned>(i)]);
+  out.setNextAfterId(next);
+  return Serialize(b);
+}
+
+std::string OnVersionRequest(HandlerContext&, const Identity& peer) {
+  capnp::MallocMessageBuilder b;
+  auto v = b.initRoot<wire::Envelope>().initVersionReply();
+  v.setProtocolVersion(wire::PROTOCOL_VERSION);
+  v.setVersion(SEGUE_VERSION);
+  v.setMaxMessageBytes(WireLimits::kMaxMessageBytes);
+  v.setIdentity(peer.name);
+  v.setRole(peer.name.empty() ? "" : RoleName(peer.role));
   return Serialize(b);
 }
 
@@ -133,7 +192,9 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
   Status s;
   switch (a.getAction()) {
     case wire::JobActionKind::CANCEL:
-      if (!IsFinished(j.state)) StopJobTasks(c, j, "job cancelled");
+      // Idempotent: a finished job (cancelled, done or failed) is left as it is and reported.
+      if (IsFinished(j.state)) return StatusReply(c, j);
+      StopJobTasks(c, j, "job cancelled");
       s = c.machine.Cancel(j);
       break;
     case wire::JobActionKind::RETRY:

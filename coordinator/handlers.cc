@@ -125,7 +125,9 @@ void Dispatch(HandlerContext& c, const std::string& identity, const Identity& pe
     case wire::Envelope::STATUS_REQUEST:
       return reply(OnStatusRequest(c, env.getStatusRequest().getJobId()));
     case wire::Envelope::LIST_JOBS:
-      return reply(OnListJobs(c));
+      return reply(OnListJobs(c, env.getListJobs()));
+    case wire::Envelope::VERSION_REQUEST:
+      return reply(OnVersionRequest(c, peer));
     case wire::Envelope::LIST_WORKERS:
       return reply(OnListWorkers(c));
     case wire::Envelope::JOB_ACTION:

@@ -88,7 +88,10 @@ void OnCodenoiseExchange(HandlerContext& c, const std::string& identity,
 // The job is owned by `owner` (an identity's name).
 std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::string& owner);
 std::string OnStatusRequest(HandlerContext& c, uint64_t job);
-std::string OnListJobs(HandlerContext& c);
+// Jobs by id that pass `r`'s filters, a page at a time.
+std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r);
+// The protocol version, and who the coordinator takes `peer` for.
+std::string OnVersionRequest(HandlerContext& c, const Identity& peer);
 std::string OnListWorkers(HandlerContext& c);
 std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a);
 std::string OnDrainWorker(HandlerContext& c, const std::string& name);

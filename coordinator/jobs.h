@@ -62,8 +62,9 @@ struct Job {
   std::string output_path;                   // absolute, inside the output root
   std::string error;
   bool has_audio = false;
-  std::string audio_name;  // the audio file's name as submitted (its extension is kept)
-  std::string owner;       // the identity that submitted it (common/security/keyring.h)
+  std::string audio_name;     // the audio file's name as submitted (its extension is kept)
+  std::string owner;          // the identity that submitted it (common/security/keyring.h)
+  std::string submission_id;  // the client's id for the submission ("" for none)
   uint64_t created_ms = 0, updated_ms = 0, finished_ms = 0;
   uint64_t started_ms = 0;  // when this process began (or resumed) working on it: the ETA's start
   uint32_t chunk_frames = 96;

@@ -113,6 +113,7 @@ std::string EncodeJob(const Job& j) {
   r.setHasAudio(j.has_audio);
   r.setAudioName(j.audio_name);
   r.setOwner(j.owner);
+  r.setSubmissionId(j.submission_id);
   r.setError(j.error);
   r.setCreatedMs(j.created_ms);
   r.setUpdatedMs(j.updated_ms);
@@ -358,6 +359,7 @@ Result<Job> DecodeJobRecord(const std::string& value, uint32_t default_chunk_fra
     j.has_audio = r.getHasAudio();
     j.audio_name = r.getAudioName().cStr();
     j.owner = r.getOwner().cStr();
+    j.submission_id = r.getSubmissionId().cStr();
     j.error = r.getError().cStr();
     j.created_ms = r.getCreatedMs();
     j.updated_ms = r.getUpdatedMs();

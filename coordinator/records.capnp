@@ -39,6 +39,7 @@ struct Job {
   model @14 :Data;          # the model metadata it was planned with: a ModelSpec message
                             # (segue.capnp); empty in records older than it: the built-ins' own
   owner @15 :Text;          # the identity that submitted it (common/security/keyring.h)
+  submissionId @16 :Text;   # the client's id for the submission (idempotent resubmission)
 }
 
 struct Task {

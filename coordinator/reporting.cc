@@ -38,6 +38,8 @@ JobInfo ReportJob(const Job& j, uint64_t now_ms, bool with_segments) {
   r.state = JobStateName(j.state);
   r.priority = j.priority;
   r.owner = j.owner;
+  r.metadata = j.manifest.metadata;
+  r.submission_id = j.submission_id;
   r.frames_total = j.manifest.frames;
   int64_t covered = 0, reach = 0;
   uint32_t running = 0;

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -281,9 +282,10 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     if (!mark.is_null()) m.locations[field] = SourceLocation{mark.line + 1, mark.column + 1};
   };
   if (root.IsNull()) Fail(root.Mark(), "manifest", "the manifest is empty");
-  Map top(root, "",
-          {"version", "name", "video", "model", "segments", "camera", "seed", "priority",
-           "timeline", "audio", "output", "negative_prompt", "requirements", "checkpoint"});
+  Map top(
+      root, "",
+      {"version", "name", "video", "model", "segments", "camera", "seed", "priority", "timeline",
+       "audio", "output", "negative_prompt", "requirements", "checkpoint", "metadata"});
 
   const YAML::Node& version = top.Get("version");
   int64_t v = Integer(version, "version");
@@ -480,6 +482,33 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     }
   }
   if (top.Has("seed")) m.seed = Unsigned(top.Get("seed"), "seed");
+  if (top.Has("metadata")) {
+    const YAML::Node& md = top.Get("metadata");
+    if (!md.IsMap())
+      Fail(md.Mark(), "metadata", "expected a mapping of names to strings, got " + Describe(md));
+    if (md.size() > ManifestLimits::kMaxMetadataEntries)
+      Fail(md.Mark(), "metadata",
+           "more than " + std::to_string(ManifestLimits::kMaxMetadataEntries) + " entries");
+    for (const auto& kv : md) {
+      if (!kv.first.IsScalar()) Fail(kv.first.Mark(), "metadata", "keys must be plain names");
+      const std::string key = kv.first.Scalar();
+      const bool plain =
+          !key.empty() && key.size() <= ManifestLimits::kMaxMetadataKeyBytes &&
+          std::all_of(key.begin(), key.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+          });
+      const std::string field = "metadata." + key.substr(0, 64);
+      if (!plain)
+        Fail(kv.first.Mark(), field,
+             "a key is 1 to 64 letters, digits, '_', '-' or '.', got '" + key.substr(0, 64) + "'");
+      if (m.metadata.count(key)) Fail(kv.first.Mark(), field, "duplicate key '" + key + "'");
+      const std::string value = Scalar(kv.second, field, "a string");
+      if (value.size() > ManifestLimits::kMaxMetadataValueBytes)
+        Fail(kv.second.Mark(), field, "longer than 1024 bytes");
+      if (const char* why = TextProblem(value)) Fail(kv.second.Mark(), field, why);
+      m.metadata[key] = value;
+    }
+  }
   if (top.Has("priority"))
     m.priority = static_cast<int>(Ranged(top.Get("priority"), "priority", 0, 100));
 

@@ -83,6 +83,9 @@ struct Manifest {
 
   uint64_t seed = 0;
   int priority = 50;
+  // Free-form strings a pipeline keeps with the job (show, shot, version, artist): shown in every
+  // job report, filterable (`segue jobs --meta KEY=VALUE`).
+  std::map<std::string, std::string> metadata;
 
   // Step checkpoints, overriding the coordinator's defaults (--checkpoint-steps/-seconds) when
   // set. 0 turns that trigger off.
@@ -130,6 +133,9 @@ struct ManifestLimits {
   static constexpr int kMaxSegmentLength = 1024;
   static constexpr int kMaxTimelineEntries = 10'000;
   static constexpr size_t kMaxPromptBytes = 4096;
+  static constexpr size_t kMaxMetadataEntries = 64;
+  static constexpr size_t kMaxMetadataKeyBytes = 64;
+  static constexpr size_t kMaxMetadataValueBytes = 1024;
   static constexpr size_t kMaxManifestBytes = 4 << 20;
   // The song travels in the Submit message (limit 512 MiB): 256 MiB is 23 minutes of 96 kHz
   // 24-bit stereo WAV.

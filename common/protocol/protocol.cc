@@ -197,8 +197,9 @@ Status CheckEndpoint(const std::string& endpoint) {
 
 wire::ErrorCode CodeOf(wire::Error::Reader error) {
   const uint32_t code = error.getCode();
-  return code <= static_cast<uint32_t>(wire::ErrorCode::DENIED) ? static_cast<wire::ErrorCode>(code)
-                                                                : wire::ErrorCode::FAILURE;
+  return code <= static_cast<uint32_t>(wire::ErrorCode::OVER_LIMIT)
+             ? static_cast<wire::ErrorCode>(code)
+             : wire::ErrorCode::FAILURE;
 }
 
 }  // namespace segue

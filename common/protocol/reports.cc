@@ -23,6 +23,8 @@ JobInfo FromWire(wire::JobStatus::Reader r) {
   j.updated_ms = r.getUpdatedMs();
   j.segment_states = r.getSegmentStates().cStr();
   j.owner = r.getOwner().cStr();
+  for (auto kv : r.getMetadata()) j.metadata[kv.getKey().cStr()] = kv.getValue().cStr();
+  j.submission_id = r.getSubmissionId().cStr();
   return j;
 }
 
@@ -68,6 +70,13 @@ void ToWire(const JobInfo& j, wire::JobStatus::Builder s) {
   s.setUpdatedMs(j.updated_ms);
   s.setSegmentStates(j.segment_states);
   s.setOwner(j.owner);
+  auto md = s.initMetadata(static_cast<unsigned>(j.metadata.size()));
+  unsigned i = 0;
+  for (const auto& [k, v] : j.metadata) {
+    md[i].setKey(k);
+    md[i++].setValue(v);
+  }
+  s.setSubmissionId(j.submission_id);
 }
 
 void ToWire(const WorkerInfo& w, wire::WorkerInfo::Builder o) {
@@ -106,7 +115,8 @@ void ToWire(const PoolInfo& p, wire::PoolInfo::Builder o) {
 
 nlohmann::json JobInfo::ToJson() const {
   nlohmann::json j;
-  j["id"] = id;
+  j["schema_version"] = kJobSchemaVersion;
+  j["id"] = std::to_string(id);
   j["name"] = name;
   j["state"] = state;
   j["priority"] = priority;
@@ -124,6 +134,9 @@ nlohmann::json JobInfo::ToJson() const {
   j["error"] = error.empty() ? nlohmann::json(nullptr) : nlohmann::json(error);
   j["created_ms"] = created_ms;
   j["updated_ms"] = updated_ms;
+  j["metadata"] = metadata.empty() ? nlohmann::json::object() : nlohmann::json(metadata);
+  j["submission_id"] =
+      submission_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(submission_id);
   return j;
 }
 

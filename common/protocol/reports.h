@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,10 @@
 namespace segue {
 
 // A job, as wire::JobStatus carries it.
+// The version of the job JSON shape (JobInfo::ToJson): raised when a field changes meaning or
+// goes away; fields are only added within a version.
+inline constexpr int kJobSchemaVersion = 1;
+
 struct JobInfo {
   uint64_t id = 0;
   std::string name;
@@ -25,11 +30,16 @@ struct JobInfo {
   double progress = 0;
   double eta_seconds = -1;
   std::string output, error;
-  std::string owner;  // the identity that submitted it
+  std::string owner;                            // the identity that submitted it
+  std::map<std::string, std::string> metadata;  // the manifest's metadata:
+  std::string submission_id;                    // the client's, "" for none
   uint64_t created_ms = 0, updated_ms = 0;
   std::string segment_states;  // per segment: '#' done, '>' running, '.' waiting, 'x' failed
 
   bool Finished() const { return state == "DONE" || state == "FAILED" || state == "CANCELLED"; }
+  // The job as JSON, one shape everywhere (`segue status/jobs --json`, /api/v1/status; its
+  // schema: docs/schema/job.schema.json): schema_version kJobSchemaVersion, the id (64 bits) as
+  // a string.
   nlohmann::json ToJson() const;
 };
 

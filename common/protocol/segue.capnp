@@ -236,12 +236,22 @@ struct Heartbeat {
   unavailableModels @1 :List(UnavailableModel);  # worker -> coordinator: every one so far
 }
 
+# A string pair: a job's metadata (the manifest's `metadata:`), a filter on it.
+struct KeyValue {
+  key @0 :Text;
+  value @1 :Text;
+}
+
 struct Submit {
   manifestText @0 :Text;
   manifestName @1 :Text;    # for error locations
   audioData @2 :Data;       # the file manifest.audio.path names, when present
   audioName @3 :Text;
   outputOverride @4 :Text;  # replaces output.path (relative to the output root)
+  # Chosen by the client (1-128 printable ASCII characters): a second Submit of the same owner
+  # with the same id gets the first one's job back (SubmitReply.existing) instead of a new job,
+  # so that a client may resubmit after a lost reply.
+  submissionId @5 :Text;
 }
 
 struct SubmitReply {
@@ -249,6 +259,7 @@ struct SubmitReply {
   frames @1 :Int64;
   segments @2 :UInt32;
   output @3 :Text;
+  existing @4 :Bool;        # submissionId named a job submitted before: this is that job
 }
 
 struct StatusRequest {
@@ -277,12 +288,35 @@ struct JobStatus {
   # Filled for a single job's status only (a job list leaves it empty).
   segmentStates @17 :Text;
   owner @18 :Text;          # the identity that submitted it (the keys file's name; "local")
+  metadata @19 :List(KeyValue);  # the manifest's metadata:, by key
+  submissionId @20 :Text;   # as submitted ("" for none)
 }
 
-struct ListJobs {}
+# Jobs by id, oldest first, filtered; every filter given must hold.
+struct ListJobs {
+  states @0 :List(Text);        # only jobs in one of these states (QUEUED, RUNNING, ...)
+  owner @1 :Text;               # only this owner's
+  name @2 :Text;                # only jobs of this name
+  metadata @3 :List(KeyValue);  # only jobs whose metadata holds every pair
+  afterId @4 :UInt64;           # paging: only ids above this
+  limit @5 :UInt32;             # at most this many (0: all)
+}
 
 struct JobList {
   jobs @0 :List(JobStatus);
+  nextAfterId @1 :UInt64;  # more jobs match: ask again with this as afterId (0: no more)
+}
+
+# What a client can learn before anything else (clients do not say Hello): the protocol the
+# coordinator speaks, and who it takes the caller for. Allowed to every peer.
+struct VersionRequest {}
+
+struct VersionReply {
+  protocolVersion @0 :UInt32;  # the coordinator's protocolVersion (above)
+  version @1 :Text;            # segue's version
+  maxMessageBytes @2 :UInt64;  # a larger message ends its connection
+  identity @3 :Text;           # the caller's identity (keys file), "local" without keys
+  role @4 :Text;               # admin, submitter, worker or viewer ("" for an unknown key)
 }
 
 struct ListWorkers {}
@@ -348,6 +382,8 @@ enum ErrorCode {
   refused @6;          # Hello: the worker may not join as it is (its models' metadata is not
                        # the farm's, or is nonsense); saying Hello again would not change it
   denied @7;           # the peer's identity (its CURVE key: the keys file) may not do this
+  overLimit @8;        # the owner is at a limit of the coordinator (unfinished jobs, frames):
+                       # the same request may succeed once some of its jobs finish
 }
 
 struct Error {
@@ -432,5 +468,7 @@ struct Envelope {
     poolRequest @27 :PoolRequest;
     poolList @28 :PoolList;
     goodbye @29 :Goodbye;
+    versionRequest @30 :VersionRequest;
+    versionReply @31 :VersionReply;
   }
 }

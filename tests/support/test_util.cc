@@ -37,12 +37,11 @@ int RunCommand(const std::string& command, std::string* output, bool merge_stder
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-std::string LastWord(const std::string& text) {
-  size_t end = text.find_last_not_of(" \t\r\n");
-  if (end == std::string::npos) return "";
-  size_t start = text.find_last_of(" \t\r\n", end);
-  return text.substr(start == std::string::npos ? 0 : start + 1,
-                     end - (start == std::string::npos ? 0 : start + 1) + 1);
+std::string SubmittedJobId(const std::string& output) {
+  const size_t at = output.find("job id: ");
+  if (at == std::string::npos) return "";
+  const size_t start = at + 8, end = output.find_first_not_of("0123456789", start);
+  return output.substr(start, end == std::string::npos ? std::string::npos : end - start);
 }
 
 std::string BinDir() { return SEGUE_BIN_DIR; }

@@ -43,8 +43,8 @@ class LocalFarm {
   std::string endpoint_;
 };
 
-// The last whitespace-separated word of `text` (how `segue submit` reports the job id).
-std::string LastWord(const std::string& text);
+// The job id `segue submit` printed in `output` (its first line, "job id: N"); "" if none.
+std::string SubmittedJobId(const std::string& output);
 
 // A shell command running the `segue` CLI with `args` (quote paths inside `args` yourself).
 std::string Cli(const std::string& args);

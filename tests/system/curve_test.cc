@@ -77,14 +77,15 @@ TEST(Curve, OnlyKnownKeysJoinAndTheFarmWorks) {
   EXPECT_NE(out.find("\"w1\""), std::string::npos) << out;
   EXPECT_EQ(out.find("plain"), std::string::npos) << out;
   EXPECT_EQ(out.find("stranger"), std::string::npos) << out;
-  // Clients: one that does not know the coordinator's key hears nothing; one whose key is not
-  // allowed is refused the same way.
+  // Clients: one that does not know the coordinator's key gets no answer, and is told that the
+  // two sides do not agree on CURVE; one whose key is not allowed is told its key was refused.
   EXPECT_EQ(
       RunCommand("SEGUE_TIMEOUT_MS=2000 " + Cli("jobs --coordinator " + farm.endpoint()) + " 2>&1",
                  &out),
       1)
       << out;
-  EXPECT_NE(out.find("no answer"), std::string::npos) << out;
+  EXPECT_NE(out.find("does not speak segue's protocol"), std::string::npos) << out;
+  EXPECT_NE(out.find("agree on CURVE"), std::string::npos) << out;
   EXPECT_EQ(RunCommand("SEGUE_TIMEOUT_MS=2000 " +
                            Cli("jobs --coordinator " + farm.endpoint() + " --curve-server-key '" +
                                dir / "farm.pub" + "' --curve-key '" + dir / "intruder.key" + "'") +
@@ -92,6 +93,7 @@ TEST(Curve, OnlyKnownKeysJoinAndTheFarmWorks) {
                        &out),
             1)
       << out;
+  EXPECT_NE(out.find("refused this client's CURVE key"), std::string::npos) << out;
   std::ifstream log(dir / "farm/coordinator.log");
   std::string text((std::istreambuf_iterator<char>(log)), {});
   EXPECT_NE(text.find("refused a connection"), std::string::npos) << text;

@@ -79,7 +79,7 @@ TEST(EndToEnd, SeparateProcessesAndTheSameFramesWhateverTheWorkers) {
   const std::string endpoint = farm.endpoint();
   ASSERT_EQ(RunCommand(Cli("submit '" + job + "' --coordinator " + endpoint), &out, true), 0)
       << out;
-  std::string id = LastWord(out);
+  std::string id = SubmittedJobId(out);
   ASSERT_FALSE(id.empty());
   nlohmann::json status;
   for (int i = 0; i < 600; ++i) {

@@ -149,7 +149,7 @@ TEST(Host, AnUnavailableModelIsReportedAndItsJobWaits) {
   const std::string at = " --coordinator " + farm.endpoint();
   std::string out;
   ASSERT_EQ(RunCommand(Cli("submit '" + dir / "job.yaml" + "'" + at), &out, true), 0) << out;
-  const std::string id = LastWord(out.substr(0, out.find(" accepted")));
+  const std::string id = SubmittedJobId(out);
   for (int i = 0; i < 200; ++i) {
     RunCommand(Cli("workers" + at), &out, true);
     if (out.find("model once unavailable") != std::string::npos) break;

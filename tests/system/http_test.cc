@@ -31,7 +31,7 @@ uint64_t SubmitJob(const TempDir& dir, const LocalFarm& farm, int steps) {
                        &out, true),
             0)
       << out;
-  return std::stoull(LastWord(out));
+  return std::stoull(SubmittedJobId(out));
 }
 
 std::string HttpAddress(const TempDir& dir) {
@@ -82,7 +82,7 @@ TEST(Http, MetricsStatusAndBadRequests) {
   ASSERT_EQ(status, 200);
   auto j = nlohmann::json::parse(body);
   ASSERT_EQ(j["jobs"].size(), 1u);
-  EXPECT_EQ(j["jobs"][0]["id"], job);
+  EXPECT_EQ(j["jobs"][0]["id"], std::to_string(job));  // 64-bit values are strings
   EXPECT_EQ(j["jobs"][0]["segments"]["states"].get<std::string>().size(),
             j["jobs"][0]["segments"]["total"].get<size_t>());
   ASSERT_EQ(j["workers"].size(), 1u);

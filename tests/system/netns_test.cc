@@ -110,7 +110,7 @@ TEST(Network, WorkerLinkDownRequeuesItsTaskAndItRejoinsWhenBack) {
     if (!submitted) std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(submitted) << out;
-  const std::string job = LastWord(out);
+  const std::string job = SubmittedJobId(out);
   // Wait for the remote worker to hold a segment, then cut its link.
   bool busy = false;
   for (int i = 0; i < 400 && !busy; ++i) {

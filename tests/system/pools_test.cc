@@ -135,7 +135,7 @@ TEST(Pools, LocalPoolScalesByHandAndWithTheWork) {
                        &out, true),
             0)
       << out;
-  const uint64_t job = std::stoull(LastWord(out));
+  const uint64_t job = std::stoull(SubmittedJobId(out));
   int most = 0;
   EXPECT_TRUE(WaitForPools(client, [&](const auto& pools, const auto&) {
     most = std::max<int>(most, static_cast<int>(Named(pools, "local")->members));

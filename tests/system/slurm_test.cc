@@ -85,7 +85,7 @@ TEST(Slurm, PoolLaunchesWorkersWithSbatchRendersAndScalesDown) {
       0)
       << out;
   std::string logs;
-  RunCommand(Cli("logs " + LastWord(out) + " --coordinator " + farm.endpoint()), &logs);
+  RunCommand(Cli("logs " + SubmittedJobId(out) + " --coordinator " + farm.endpoint()), &logs);
   EXPECT_NE(logs.find("done by hpc-"), std::string::npos) << logs;
 
   // Scaled down: the idle workers are drained, leave, and their batch jobs end.

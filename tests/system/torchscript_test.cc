@@ -336,7 +336,9 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
   auto wait_for = [&](const std::string& id) {
     nlohmann::json st;
     for (int i = 0; i < 600; ++i) {
-      if (RunCommand(Cli("status " + id + " --json --coordinator " + endpoint), &out) != 0) break;
+      // Exit 3: the job FAILED (it still prints the job).
+      const int rc = RunCommand(Cli("status " + id + " --json --coordinator " + endpoint), &out);
+      if (rc != 0 && rc != 3) break;
       st = nlohmann::json::parse(out, nullptr, false);
       if (!st.is_discarded() && (st["state"] == "DONE" || st["state"] == "FAILED")) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -348,7 +350,7 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
                 &out, true),
             0)
       << out;
-  auto bad = wait_for(LastWord(out));
+  auto bad = wait_for(SubmittedJobId(out));
   ASSERT_EQ(bad["state"], "FAILED") << bad.dump();
   EXPECT_NE(bad["error"].get<std::string>().find("model 'broken': denoise returned shape"),
             std::string::npos)
@@ -358,7 +360,7 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
                  &out, true),
       0)
       << out;
-  auto good = wait_for(LastWord(out));
+  auto good = wait_for(SubmittedJobId(out));
   EXPECT_EQ(good["state"], "DONE") << good.dump();
   for (auto& w : farm.workers()) EXPECT_TRUE(w.Running());  // the workers survived the broken model
 }
@@ -398,7 +400,7 @@ def denoise(self, latents: Tensor, sigma: Tensor, cond: Tensor, frame_times: Ten
                          &out, true),
               0)
         << out;
-    return std::stoull(LastWord(out));
+    return std::stoull(SubmittedJobId(out));
   };
   auto wait = [&](uint64_t job) {
     JobInfo j;
@@ -541,7 +543,7 @@ def decode(self, latents: Tensor) -> Tensor:
       RunCommand(Cli("submit '" + dir / "wan.yaml" + "' --output again.mp4" + at), &out, true), 0)
       << out;
   EXPECT_NE(out.find("waiting for a worker that serves model wanlike"), std::string::npos) << out;
-  const std::string id = LastWord(out.substr(0, out.find(" accepted")));
+  const std::string id = SubmittedJobId(out);
   ASSERT_EQ(RunCommand(Cli("status " + id + at), &out, true), 0) << out;
   EXPECT_NE(out.find("waiting for a worker that serves its model"), std::string::npos) << out;
   auto worker = ChildProcess::Spawn(

@@ -111,6 +111,30 @@ TEST(Manifest, FrameRateForms) {
   EXPECT_EQ(m->frames, 959);  // 40 s at 23.976 fps, rounded to the nearest frame
 }
 
+// metadata: free-form strings a pipeline keeps with the job; names are plain, values text.
+TEST(Manifest, MetadataIsAMapOfStrings) {
+  auto m = Parse(Good("priority: 50",
+                      "priority: 50\nmetadata: {show: hardest, shot: 010, "
+                      "artist: \"Zoë\", take: 3}"));
+  ASSERT_TRUE(m.ok()) << m.message();
+  EXPECT_EQ(m->metadata.size(), 4u);
+  EXPECT_EQ(m->metadata.at("shot"), "010");  // as written: a string, not the number 10
+  EXPECT_EQ(m->metadata.at("artist"), "Zoë");
+  EXPECT_EQ(m->metadata.at("take"), "3");
+  EXPECT_TRUE(Parse(kGood)->metadata.empty());
+  ExpectError(Good("priority: 50", "priority: 50\nmetadata: [a, b]"), 9, 11, "metadata",
+              "expected a mapping of names to strings");
+  ExpectError(Good("priority: 50", "priority: 50\nmetadata: {\"a b\": 1}"), 9, 12, "metadata.a b",
+              "a key is 1 to 64 letters, digits");
+  ExpectError(Good("priority: 50", "priority: 50\nmetadata: {shot: [1]}"), 9, 18, "metadata.shot",
+              "expected a string");
+  ExpectError(Good("priority: 50", "priority: 50\nmetadata: {shot: \"a\\0b\"}"), 9, 18,
+              "metadata.shot", "holds a NUL character");
+  ExpectError(
+      Good("priority: 50", "priority: 50\nmetadata: {note: " + std::string(1025, 'x') + "}"), 9, 18,
+      "metadata.note", "longer than 1024 bytes");
+}
+
 TEST(ManifestRejects, UnknownKeyWithSuggestion) {
   ExpectError(Good("seed: 42", "sed: 42"), 7, 1, "sed", "did you mean 'seed'?");
   ExpectError(Good("width: 512", "widht: 512"), 3, 9, "video.widht", "did you mean 'width'?");

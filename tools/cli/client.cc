@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <zmq.hpp>
 
@@ -14,9 +15,51 @@ namespace segue {
 struct Client::Rep {
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+  // The socket's monitor: why a call got no answer (nothing listens, the port is not a
+  // coordinator's, the key was refused, or the coordinator is silent).
+  std::unique_ptr<zmq::socket_t> monitor;
+  bool connected = false, handshaken = false, handshake_failed = false, auth_failed = false;
+  std::string endpoint;
   int timeout_ms;
   segue::Status setup = segue::Status::Ok();
+  uint32_t last_error_code = 0;
+
+  void ReadMonitor();
+  std::string WhyNoAnswer() const;
 };
+
+void Client::Rep::ReadMonitor() {
+  if (!monitor) return;
+  for (int n = 0; n < 1000; ++n) {
+    zmq::message_t event, address;
+    if (!monitor->recv(event, zmq::recv_flags::dontwait)) return;
+    if (event.more()) (void)monitor->recv(address, zmq::recv_flags::dontwait);
+    if (event.size() < 2) continue;
+    uint16_t id = 0;
+    std::memcpy(&id, event.data(), 2);
+    if (id == ZMQ_EVENT_CONNECTED) connected = true;
+    if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) handshaken = true;
+    if (id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+      handshake_failed = true;
+    if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) auth_failed = true;
+  }
+}
+
+std::string Client::Rep::WhyNoAnswer() const {
+  const std::string waited = std::to_string(timeout_ms / 1000) + " s";
+  if (auth_failed)
+    return "the coordinator at " + endpoint + " refused this client's CURVE key (is its public " +
+           "key in the coordinator's keys file?)";
+  if (handshaken)
+    return "no answer from the coordinator at " + endpoint + " within " + waited +
+           " (it is connected but silent: busy, stopped in a debugger, or not a coordinator)";
+  if (connected || handshake_failed)
+    return "something listens at " + endpoint + " but does not speak segue's protocol (the " +
+           "ZeroMQ handshake failed within " + waited + "): is it the coordinator's --listen " +
+           "port, and do both sides agree on CURVE (SEGUE_CURVE_SERVER_KEY)?";
+  return "no coordinator at " + endpoint + ": nothing accepted a connection within " + waited +
+         " (is it running at that address?)";
+}
 
 Client::Client(std::string endpoint, int timeout_ms) : rep_(std::make_unique<Rep>()) {
   rep_->timeout_ms = timeout_ms;
@@ -27,14 +70,25 @@ Client::Client(std::string endpoint, int timeout_ms) : rep_(std::make_unique<Rep
   rep_->setup = CheckEndpoint(endpoint);
   if (rep_->setup.ok()) rep_->setup = ApplyClientCurveFromEnvironment(rep_->sock);
   if (!rep_->setup.ok()) return;
+  rep_->endpoint = endpoint;
   try {
+    const std::string monitor_at =
+        "inproc://segue-client-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(rep_.get()));
+    if (zmq_socket_monitor(rep_->sock.handle(), monitor_at.c_str(), ZMQ_EVENT_ALL) == 0) {
+      rep_->monitor = std::make_unique<zmq::socket_t>(rep_->ctx, zmq::socket_type::pair);
+      rep_->monitor->set(zmq::sockopt::linger, 0);
+      rep_->monitor->connect(monitor_at);
+    }
     rep_->sock.connect(endpoint);
   } catch (const zmq::error_t& e) {
     rep_->setup = Status::Error("cannot connect to '" + endpoint + "': " + e.what());
   }
 }
 
-Client::~Client() = default;
+Client::~Client() {
+  // The monitor's socket goes before the context; ZeroMQ stops the monitor with the socket.
+  if (rep_->monitor) rep_->monitor.reset();
+}
 
 Result<std::string> Client::CallRaw(const std::string& bytes) {
   using R = Result<std::string>;
@@ -44,9 +98,8 @@ Result<std::string> Client::CallRaw(const std::string& bytes) {
     zmq::pollitem_t item{rep_->sock.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::milliseconds(rep_->timeout_ms));
     if (!(item.revents & ZMQ_POLLIN)) {
-      return R::Error("no answer from the coordinator within " +
-                      std::to_string(rep_->timeout_ms / 1000) +
-                      " s (is it running at that address?)");
+      rep_->ReadMonitor();
+      return R::Error(rep_->WhyNoAnswer());
     }
     zmq::message_t reply;
     (void)rep_->sock.recv(reply, zmq::recv_flags::none);
@@ -60,13 +113,17 @@ namespace {
 // Calls and decodes; maps an Error envelope to an error result.
 template <typename T, typename F>
 Result<T> Call(Client& c, const std::string& request, F&& take) {
+  c.set_last_error_code(0);
   auto raw = c.CallRaw(request);
   if (!raw.ok()) return Result<T>::Error(raw.message());
   auto in = Incoming::Parse(raw->data(), raw->size());
   if (!in.ok()) return Result<T>::Error("bad reply from the coordinator: " + in.message());
   try {
     auto env = (*in)->envelope();
-    if (env.isError()) return Result<T>::Error(env.getError().getMessage().cStr());
+    if (env.isError()) {
+      c.set_last_error_code(env.getError().getCode());
+      return Result<T>::Error(env.getError().getMessage().cStr());
+    }
     return take(env);
   } catch (const kj::Exception& e) {
     return Result<T>::Error(std::string("bad reply from the coordinator: ") +
@@ -84,12 +141,15 @@ Result<SubmitInfo> Client::Submit(const SubmitRequest& r) {
       kj::arrayPtr(reinterpret_cast<const kj::byte*>(r.audio_data.data()), r.audio_data.size()));
   s.setAudioName(r.audio_name);
   s.setOutputOverride(r.output_override);
-  return Call<SubmitInfo>(
-      *this, Serialize(b), [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
-        if (!env.isSubmitReply()) return Result<SubmitInfo>::Error("unexpected reply to submit");
-        auto r = env.getSubmitReply();
-        return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(), r.getOutput().cStr()};
-      });
+  s.setSubmissionId(r.submission_id);
+  return Call<SubmitInfo>(*this, Serialize(b),
+                          [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
+                            if (!env.isSubmitReply())
+                              return Result<SubmitInfo>::Error("unexpected reply to submit");
+                            auto r = env.getSubmitReply();
+                            return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(),
+                                              r.getOutput().cStr(), r.getExisting()};
+                          });
 }
 
 Result<JobInfo> Client::Status(uint64_t job_id) {
@@ -101,17 +161,45 @@ Result<JobInfo> Client::Status(uint64_t job_id) {
   });
 }
 
-Result<std::vector<JobInfo>> Client::Jobs() {
+Result<std::vector<JobInfo>> Client::Jobs(const JobFilter& f, uint64_t* next_after_id) {
   capnp::MallocMessageBuilder b;
-  b.initRoot<wire::Envelope>().initListJobs();
+  auto l = b.initRoot<wire::Envelope>().initListJobs();
+  auto states = l.initStates(static_cast<unsigned>(f.states.size()));
+  for (size_t i = 0; i < f.states.size(); ++i) states.set(static_cast<unsigned>(i), f.states[i]);
+  l.setOwner(f.owner);
+  l.setName(f.name);
+  auto md = l.initMetadata(static_cast<unsigned>(f.metadata.size()));
+  for (size_t i = 0; i < f.metadata.size(); ++i) {
+    md[static_cast<unsigned>(i)].setKey(f.metadata[i].first);
+    md[static_cast<unsigned>(i)].setValue(f.metadata[i].second);
+  }
+  l.setAfterId(f.after_id);
+  l.setLimit(f.limit);
   using V = std::vector<JobInfo>;
-  return Call<V>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<V> {
+  return Call<V>(*this, Serialize(b), [next_after_id](wire::Envelope::Reader env) -> Result<V> {
     if (!env.isJobList()) return Result<V>::Error("unexpected reply to jobs");
     V out;
     for (auto j : env.getJobList().getJobs()) out.push_back(FromWire(j));
+    if (next_after_id) *next_after_id = env.getJobList().getNextAfterId();
     return out;
   });
 }
+
+Result<VersionInfo> Client::Version() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initVersionRequest();
+  return Call<VersionInfo>(
+      *this, Serialize(b), [](wire::Envelope::Reader env) -> Result<VersionInfo> {
+        if (!env.isVersionReply())
+          return Result<VersionInfo>::Error("unexpected reply to a version request");
+        auto v = env.getVersionReply();
+        return VersionInfo{v.getProtocolVersion(), v.getVersion().cStr(), v.getMaxMessageBytes(),
+                           v.getIdentity().cStr(), v.getRole().cStr()};
+      });
+}
+
+uint32_t Client::last_error_code() const { return rep_->last_error_code; }
+void Client::set_last_error_code(uint32_t code) { rep_->last_error_code = code; }
 
 Result<std::vector<WorkerInfo>> Client::Workers() {
   capnp::MallocMessageBuilder b;

@@ -19,6 +19,7 @@ struct SubmitRequest {
   std::string audio_data;
   std::string audio_name;
   std::string output_override;
+  std::string submission_id;  // resubmitting with the same id returns the same job
 };
 
 struct SubmitInfo {
@@ -26,6 +27,24 @@ struct SubmitInfo {
   int64_t frames = 0;
   uint32_t segments = 0;
   std::string output;
+  bool existing = false;  // the submission id named a job submitted before
+};
+
+// Which jobs `segue jobs` lists: every filter given must hold; a page of at most `limit` (0: all)
+// with ids above `after_id`.
+struct JobFilter {
+  std::vector<std::string> states;
+  std::string owner, name;
+  std::vector<std::pair<std::string, std::string>> metadata;
+  uint64_t after_id = 0;
+  uint32_t limit = 0;
+};
+
+struct VersionInfo {
+  uint32_t protocol_version = 0;
+  std::string version;
+  uint64_t max_message_bytes = 0;
+  std::string identity, role;  // who the coordinator takes this client for
 };
 
 class Client {
@@ -36,7 +55,10 @@ class Client {
 
   Result<SubmitInfo> Submit(const SubmitRequest& request);
   Result<JobInfo> Status(uint64_t job_id);
-  Result<std::vector<JobInfo>> Jobs();
+  // A page of jobs; `next_after_id`: where the next page starts (0: no more).
+  Result<std::vector<JobInfo>> Jobs(const JobFilter& filter = {},
+                                    uint64_t* next_after_id = nullptr);
+  Result<VersionInfo> Version();
   Result<std::vector<WorkerInfo>> Workers();
   Result<JobInfo> Cancel(uint64_t job_id);
   Result<JobInfo> Retry(uint64_t job_id);
@@ -52,6 +74,11 @@ class Client {
 
   // Sends raw bytes and returns the raw reply (tests use it to send malformed messages).
   Result<std::string> CallRaw(const std::string& bytes);
+
+  // The ErrorCode (segue.capnp) of the last call's error reply; 0 when it was not an error
+  // reply (success, or no reply at all).
+  uint32_t last_error_code() const;
+  void set_last_error_code(uint32_t code);
 
  private:
   struct Rep;

@@ -8,7 +8,10 @@
 //   segue cancel|retry JOB, segue priority JOB N, segue drain WORKER, segue logs JOB [--segment I]
 //   segue seams VIDEO --plan P | --manifest M  how visible the joins between segments are
 //   segue contact-sheet VIDEO --plan P -o S.png the frames around every join, as one picture
-// Exit codes: 0 success, 1 failure (a job failed, the farm is unreachable), 2 bad input.
+//   segue version [--coordinator A]          this segue's version and the coordinator's protocol
+// Exit codes (README.md, "Exit codes"): 0 success; 1 failure (the farm unreachable, an internal
+// error); 2 bad input (flags, manifests, unknown jobs); 3 the job FAILED and 4 it was CANCELLED
+// (status, submit --wait); 5 denied (the identity's role); 6 over a limit of the coordinator.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -41,12 +44,39 @@ using namespace segue;
 namespace {
 
 constexpr int kBadInput = 2;
+constexpr int kJobFailed = 3;
+constexpr int kJobCancelled = 4;
+constexpr int kDenied = 5;
+constexpr int kOverLimit = 6;
 std::atomic<bool> g_interrupted{false};
 void OnSignal(int) { g_interrupted = true; }
 
 int Fail(const std::string& msg, int code = 1) {
   std::cerr << "segue: " << msg << "\n";
   return code;
+}
+
+// The exit code of a failed call: what the coordinator's error code says, else `otherwise`
+// (no reply at all: 1).
+int ExitFor(const Client& client, int otherwise = kBadInput) {
+  switch (static_cast<wire::ErrorCode>(client.last_error_code())) {
+    case wire::ErrorCode::DENIED:
+      return kDenied;
+    case wire::ErrorCode::OVER_LIMIT:
+      return kOverLimit;
+    case wire::ErrorCode::BAD_REQUEST:
+    case wire::ErrorCode::NOT_FOUND:
+      return kBadInput;
+    case wire::ErrorCode::NONE:
+      return 1;  // no reply, or a reply that did not parse
+    default:
+      return otherwise == kBadInput ? 1 : otherwise;
+  }
+}
+
+// The exit code of a job's final state: 0 DONE (or not finished), 3 FAILED, 4 CANCELLED.
+int ExitForState(const JobInfo& j) {
+  return j.state == "FAILED" ? kJobFailed : j.state == "CANCELLED" ? kJobCancelled : 0;
 }
 
 std::string ReadFile(const std::string& path, std::string* error) {
@@ -227,31 +257,46 @@ Result<JobInfo> Follow(Client& client, uint64_t job, bool show) {
   }
 }
 
+// Prints the job id first (flushed: a pipeline reads it before the job ends), then, with --wait,
+// follows the job; the exit code is its final state's.
 int CmdSubmit(const std::string& path, const std::string& coordinator, const std::string& output,
-              bool wait) {
+              bool wait, bool json, const std::string& submission_id) {
   auto m = LoadManifestFile(path);
   if (!m.ok()) return Fail(m.message(), kBadInput);
   auto req = BuildSubmit(path, *m);
   if (!req.ok()) return Fail(req.message(), kBadInput);
   req->output_override = output;
+  req->submission_id = submission_id;
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto r = client.Submit(*req);
-  if (!r.ok())
-    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
-  std::cout << "job " << r->job_id << " accepted: " << r->frames << " frames ";
-  if (r->segments > 0)
-    std::cout << "in " << r->segments << " segments";
-  else  // the coordinator plans it when a worker that serves its model joins
-    std::cout << "(waiting for a worker that serves model " << m->model_name << " to plan it)";
-  std::cout << ", output " << r->output << "\n";
-  if (wait) {
-    auto st = Follow(client, r->job_id, true);
-    if (!st.ok()) return Fail(st.message());
-    if (st->state != "DONE")
-      return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error);
+  if (!r.ok()) return Fail(r.message(), ExitFor(client));
+  if (json) {
+    std::cout << nlohmann::json{{"schema_version", kJobSchemaVersion},
+                                {"id", std::to_string(r->job_id)},
+                                {"frames", r->frames},
+                                {"segments", r->segments},
+                                {"output", r->output},
+                                {"existing", r->existing}}
+                     .dump()
+              << std::endl;
+  } else {
+    std::cout << "job id: " << r->job_id << std::endl;
+    std::cout << "job " << r->job_id << (r->existing ? " (submitted before with this id)" : "")
+              << " accepted: " << r->frames << " frames ";
+    if (r->segments > 0)
+      std::cout << "in " << r->segments << " segments";
+    else  // the coordinator plans it when a worker that serves its model joins
+      std::cout << "(waiting for a worker that serves model " << m->model_name << " to plan it)";
+    std::cout << ", output " << r->output << std::endl;
   }
-  std::cout << "job id: " << r->job_id << "\n";
-  return 0;
+  if (!wait) return 0;
+  auto st = Follow(client, r->job_id, !json);
+  if (!st.ok()) return Fail(st.message(), ExitFor(client, 1));
+  if (json) std::cout << st->ToJson().dump() << std::endl;
+  if (st->state != "DONE")
+    std::cerr << "segue: job " << r->job_id << " " << st->state
+              << (st->error.empty() ? "" : ": " + st->error) << "\n";
+  return ExitForState(*st);
 }
 
 // ---- status / jobs ---------------------------------------------------------------------------
@@ -288,18 +333,20 @@ int CmdStatus(const std::string& job, const std::string& coordinator, bool json,
   if (!id.ok()) return Fail(id.message(), kBadInput);
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto st = watch ? Follow(client, *id, !json) : client.Status(*id);
-  if (!st.ok()) return Fail(st.message(), st.message().rfind("no job", 0) == 0 ? kBadInput : 1);
+  if (!st.ok()) return Fail(st.message(), ExitFor(client));
   if (json)
     std::cout << st->ToJson().dump(2) << "\n";
   else
     PrintJob(*st);
-  return 0;
+  return ExitForState(*st);
 }
 
-int CmdJobs(const std::string& coordinator, bool json) {
+int CmdJobs(const std::string& coordinator, bool json, const JobFilter& filter) {
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
-  auto jobs = client.Jobs();
-  if (!jobs.ok()) return Fail(jobs.message());
+  uint64_t next = 0;
+  auto jobs = client.Jobs(filter, &next);
+  if (!jobs.ok()) return Fail(jobs.message(), ExitFor(client, 1));
+  if (next != 0) std::cerr << "segue: more jobs match: the next page is --after " << next << "\n";
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& job : *jobs) j.push_back(job.ToJson());
@@ -324,17 +371,46 @@ int CmdJobAction(const std::string& action, const std::string& job, const std::s
   Result<JobInfo> r = action == "cancel"  ? client.Cancel(*id)
                       : action == "retry" ? client.Retry(*id)
                                           : client.SetPriority(*id, priority);
-  if (!r.ok())
-    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  if (!r.ok()) return Fail(r.message(), ExitFor(client));
   PrintJob(*r);
+  return 0;
+}
+
+int CmdVersion(const std::string& coordinator, bool json) {
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto v = client.Version();
+  if (!v.ok()) {
+    std::cout << "segue " << SEGUE_VERSION << " (protocol " << wire::PROTOCOL_VERSION << ")\n";
+    return Fail("coordinator: " + v.message(), ExitFor(client, 1));
+  }
+  if (json) {
+    std::cout << nlohmann::json{{"version", SEGUE_VERSION},
+                                {"protocol_version", wire::PROTOCOL_VERSION},
+                                {"coordinator",
+                                 {{"version", v->version},
+                                  {"protocol_version", v->protocol_version},
+                                  {"max_message_bytes", std::to_string(v->max_message_bytes)},
+                                  {"identity", v->identity},
+                                  {"role", v->role}}}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "segue " << SEGUE_VERSION << " (protocol " << wire::PROTOCOL_VERSION << ")\n"
+              << "coordinator: segue " << v->version << " (protocol " << v->protocol_version
+              << "); you are '" << v->identity << "' (" << v->role << ")\n";
+  }
+  if (v->protocol_version != wire::PROTOCOL_VERSION) {
+    std::cerr << "segue: the coordinator speaks protocol " << v->protocol_version << ", this segue "
+              << wire::PROTOCOL_VERSION << "\n";
+    return 1;
+  }
   return 0;
 }
 
 int CmdDrain(const std::string& worker, const std::string& coordinator) {
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto r = client.Drain(worker);
-  if (!r.ok())
-    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  if (!r.ok()) return Fail(r.message(), ExitFor(client));
   std::cout << "worker " << r->name << " is draining: it finishes "
             << (r->task.empty() ? "nothing" : r->task) << " and leaves\n";
   return 0;
@@ -345,9 +421,7 @@ int CmdLogs(const std::string& job, int segment, const std::string& coordinator)
   if (!id.ok()) return Fail(id.message(), kBadInput);
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto lines = client.Logs(*id, segment);
-  if (!lines.ok())
-    return Fail(lines.message(),
-                lines.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  if (!lines.ok()) return Fail(lines.message(), ExitFor(client));
   for (const auto& l : *lines) {
     // "MS text": print the time as ISO 8601 UTC.
     const size_t sp = l.find(' ');
@@ -397,8 +471,7 @@ int CmdPool(const std::string& action, const std::string& pool, int size, int mi
       : action == "autoscale"
           ? client.AutoscalePool(pool, !off, static_cast<uint32_t>(min), static_cast<uint32_t>(max))
           : client.Pools();
-  if (!r.ok())
-    return Fail(r.message(), r.message().find("no answer") != std::string::npos ? 1 : kBadInput);
+  if (!r.ok()) return Fail(r.message(), ExitFor(client));
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& p : *r) j.push_back(p.ToJson());
@@ -610,6 +683,8 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line by line even into a pipe: a pipeline reads the job id before the job ends.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   CLI::App app{
       "segue: a render farm for long generative videos.\n"
       "Renders a YAML manifest (timeline of prompts, camera, model) into one frame-exact video "
@@ -664,12 +739,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   auto* submit = app.add_subcommand(
-      "submit", "submit a manifest to a running coordinator; prints the job id last");
+      "submit",
+      "submit a manifest to a running coordinator; the first line printed is `job id: N`");
   submit->add_option("manifest", manifest, "the manifest (YAML)")->required();
   submit->add_option(
       "--output", output,
       "output path relative to the coordinator's output root (default: output.path)");
-  submit->add_flag("--wait", wait, "follow the job with a progress bar until it finishes");
+  submit->add_flag("--wait", wait,
+                   "follow the job with a progress bar until it finishes; exit 3 if it FAILED, "
+                   "4 if it was CANCELLED");
+  std::string submission_id;
+  submit->add_option("--submission-id", submission_id,
+                     "your id for this submission (1-128 printable characters): submitting again "
+                     "with the same id returns the same job instead of a second one");
+  submit->add_flag("--json", json,
+                   "print the accepted job as one JSON line (and, with --wait, the finished job "
+                   "as another)");
   add_coord(submit);
 
   auto* status = app.add_subcommand("status", "show a job's state, progress and output");
@@ -764,9 +849,30 @@ int main(int argc, char** argv) {
   keygen->add_option("path", key_path, "where to write, without extension, e.g. /etc/segue/farm")
       ->required();
 
-  auto* jobs = app.add_subcommand("jobs", "list the coordinator's jobs");
-  jobs->add_flag("--json", json, "print JSON");
+  auto* jobs = app.add_subcommand("jobs", "list the coordinator's jobs, oldest first");
+  jobs->add_flag("--json", json, "print JSON (an array of jobs, each as `status --json`)");
+  JobFilter filter;
+  std::vector<std::string> meta_filters;
+  jobs->add_option("--state", filter.states,
+                   "only jobs in this state (QUEUED, RUNNING, STITCHING, DONE, FAILED, "
+                   "CANCELLED); repeat for several")
+      ->check(CLI::IsMember({"QUEUED", "RUNNING", "STITCHING", "DONE", "FAILED", "CANCELLED"}));
+  jobs->add_option("--owner", filter.owner, "only this identity's jobs");
+  jobs->add_option("--name", filter.name, "only jobs of this name");
+  jobs->add_option("--meta", meta_filters,
+                   "only jobs whose metadata has KEY=VALUE (the manifest's metadata:); repeat "
+                   "for several");
+  jobs->add_option("--limit", filter.limit, "at most this many (0: all)")
+      ->check(CLI::Range(0, 1000000));
+  jobs->add_option("--after", filter.after_id, "only ids above this (the next page)");
   add_coord(jobs);
+
+  auto* version = app.add_subcommand(
+      "version",
+      "this segue's version and, with a coordinator, its protocol version and who it "
+      "takes you for");
+  version->add_flag("--json", json, "print JSON");
+  add_coord(version);
 
   try {
     app.parse(argc, argv);
@@ -795,7 +901,7 @@ int main(int argc, char** argv) {
   }
   // Every command that talks to a coordinator: a malformed address is bad input, said at once.
   for (CLI::App* talks : {submit, status, jobs, workers_cmd, cancel, retry, prio, drain, logs,
-                          pool_ls, pool_scale, pool_auto}) {
+                          pool_ls, pool_scale, pool_auto, version}) {
     if (!talks->parsed()) continue;
     if (Status s = CheckEndpoint(CoordinatorAddress(coordinator)); !s.ok())
       return Fail(std::string(coordinator.empty() ? "SEGUE_COORDINATOR: " : "--coordinator: ") +
@@ -806,9 +912,18 @@ int main(int argc, char** argv) {
   if (render->parsed())
     return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames,
                      models_dir);
-  if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait);
+  if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait, json, submission_id);
   if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
-  if (jobs->parsed()) return CmdJobs(coordinator, json);
+  if (jobs->parsed()) {
+    for (const std::string& kv : meta_filters) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0)
+        return Fail("--meta: expected KEY=VALUE, got '" + kv + "'", kBadInput);
+      filter.metadata.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    return CmdJobs(coordinator, json, filter);
+  }
+  if (version->parsed()) return CmdVersion(coordinator, json);
   if (workers_cmd->parsed()) return CmdWorkers(coordinator, json);
   if (cancel->parsed()) return CmdJobAction("cancel", job, coordinator, 0);
   if (retry->parsed()) return CmdJobAction("retry", job, coordinator, 0);

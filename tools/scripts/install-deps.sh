@@ -15,6 +15,7 @@ packages=(
 )
 if [ "${1:-}" = "--test" ]; then
   packages+=(chromium iproute2 curl slurm-wlm munge python3-torch python3-zmq python3-numpy
+             python3-jsonschema
              clang libclang-rt-14-dev)
 fi
 missing=()
