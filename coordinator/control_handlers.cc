@@ -137,31 +137,15 @@ std::string OnStatusRequest(HandlerContext& c, uint64_t job) {
 }
 
 std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r) {
-  std::set<std::string> states;
-  for (auto s : r.getStates()) states.insert(s.cStr());
-  std::vector<std::pair<std::string, std::string>> metadata;
-  for (auto kv : r.getMetadata()) metadata.emplace_back(kv.getKey().cStr(), kv.getValue().cStr());
-  const std::string owner = r.getOwner().cStr(), name = r.getName().cStr();
-  auto matches = [&](const Job& j) {
-    if (!states.empty() && !states.count(JobStateName(j.state))) return false;
-    if (!owner.empty() && j.owner != owner) return false;
-    if (!name.empty() && j.name != name) return false;
-    for (const auto& [k, v] : metadata) {
-      auto it = j.manifest.metadata.find(k);
-      if (it == j.manifest.metadata.end() || it->second != v) return false;
-    }
-    return true;
-  };
-  std::vector<const Job*> page;
+  JobQuery q;
+  for (auto s : r.getStates()) q.states.insert(s.cStr());
+  for (auto kv : r.getMetadata()) q.metadata.emplace_back(kv.getKey().cStr(), kv.getValue().cStr());
+  q.owner = r.getOwner().cStr();
+  q.name = r.getName().cStr();
+  q.after_id = r.getAfterId();
+  q.limit = r.getLimit();
   uint64_t next = 0;
-  for (auto it = c.jobs.upper_bound(r.getAfterId()); it != c.jobs.end(); ++it) {
-    if (!matches(it->second)) continue;
-    if (r.getLimit() > 0 && page.size() == r.getLimit()) {
-      next = page.back()->id;
-      break;
-    }
-    page.push_back(&it->second);
-  }
+  const std::vector<const Job*> page = FindJobs(c.jobs, q, &next);
   capnp::MallocMessageBuilder b;
   auto out = b.initRoot<wire::Envelope>().initJobList();
   auto list = out.initJobs(static_cast<unsigned>(page.size()));

@@ -4,10 +4,13 @@
 
 #include <sys/stat.h>
 
+#include <charconv>
 #include <filesystem>
 
+#include "common/protocol/protocol.h"
 #include "common/security/curve.h"
 #include "common/security/keyring.h"
+#include "coordinator/api_docs.h"
 #include "coordinator/assignments.h"
 #include "coordinator/dashboard.h"
 #include "coordinator/handlers.h"
@@ -374,8 +377,33 @@ void Core::Sync() {
 
 int Core::sync_fd() { return rep_->journal->syncer().fd(); }
 
-HttpResponse Core::Http(const std::string& path) {
+namespace {
+
+HttpResponse Json(int status, const nlohmann::json& body) {
+  return {status, "application/json", body.dump(2) + "\n"};
+}
+
+// An error of the JSON API: {"error": {"code": CODE, "message": ...}}, CODE stable
+// (docs/PROTOCOL.md has the same names for the wire's codes).
+HttpResponse JsonError(int status, const std::string& code, const std::string& message) {
+  return Json(status, {{"error", {{"code", code}, {"message", message}}}});
+}
+
+// A positive 64-bit number from a path or query part, or 0.
+uint64_t IdOf(const std::string& s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size() ? v : 0;
+}
+
+}  // namespace
+
+// The read side of the JSON API on the HTTP port (GET; docs/PROTOCOL.md, "HTTP"): what a viewer
+// may see, nothing more.
+HttpResponse Core::Http(const std::string& target) {
   Rep& r = *rep_;
+  const HttpTarget t = ParseTarget(target);
+  const std::string& path = t.path;
   // Only the two pages that show pools pay for their view (a walk of every runnable job).
   auto list_pools = [&r] {
     return r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{};
@@ -392,6 +420,87 @@ HttpResponse Core::Http(const std::string& path) {
             StatusJson(r.jobs, r.workers.all(), list_pools(), r.env->NowMillis()).dump(2) + "\n"};
   if (path == "/" || path == "/index.html")
     return {200, "text/html; charset=utf-8", DashboardHtml()};
+  const uint64_t now = r.env->NowMillis();
+  if (path == "/api/v1/openapi.json") return {200, "application/json", OpenApiJson()};
+  if (path == "/api/v1/schema/job.schema.json")
+    return {200, "application/schema+json", JobSchemaJson()};
+  if (path == "/api/v1/version")
+    return Json(200, {{"version", SEGUE_VERSION},
+                      {"protocol_version", wire::PROTOCOL_VERSION},
+                      {"max_message_bytes", std::to_string(WireLimits::kMaxMessageBytes)}});
+  if (path == "/api/v1/health") {
+    size_t unfinished = 0;
+    for (const auto& [id, j] : r.jobs) unfinished += IsFinished(j.state) ? 0 : 1;
+    return Json(200, {{"status", "ok"},
+                      {"unfinished_jobs", unfinished},
+                      {"workers", r.workers.all().size()},
+                      {"held_messages", r.outbox.held()}});
+  }
+  if (path == "/api/v1/workers") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& [name, w] : r.workers.all()) list.push_back(ReportWorker(w).ToJson());
+    return Json(200, {{"workers", list}});
+  }
+  if (path == "/api/v1/pools") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& p : list_pools()) list.push_back(ReportPool(p).ToJson());
+    return Json(200, {{"pools", list}});
+  }
+  if (path == "/api/v1/jobs") {
+    JobQuery q;
+    for (const auto& [k, v] : t.query) {
+      if (k == "state") {
+        q.states.insert(v);
+      } else if (k == "owner") {
+        q.owner = v;
+      } else if (k == "name") {
+        q.name = v;
+      } else if (k == "meta") {
+        const size_t eq = v.find('=');
+        if (eq == std::string::npos || eq == 0)
+          return JsonError(400, "bad_request", "meta: expected KEY=VALUE, got '" + v + "'");
+        q.metadata.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+      } else if (k == "after") {
+        q.after_id = IdOf(v);
+      } else if (k == "limit") {
+        q.limit = static_cast<uint32_t>(std::min<uint64_t>(IdOf(v), 1000000));
+      } else {
+        return JsonError(
+            400, "bad_request",
+            "unknown parameter '" + k + "' (known: state, owner, name, meta, after, limit)");
+      }
+    }
+    uint64_t next = 0;
+    nlohmann::json list = nlohmann::json::array();
+    for (const Job* j : FindJobs(r.jobs, q, &next))
+      list.push_back(ReportJob(*j, now, true).ToJson());
+    return Json(200, {{"jobs", list},
+                      {"next_after",
+                       next ? nlohmann::json(std::to_string(next)) : nlohmann::json(nullptr)}});
+  }
+  const std::string jobs_prefix = "/api/v1/jobs/";
+  if (path.rfind(jobs_prefix, 0) == 0) {
+    const std::string rest = path.substr(jobs_prefix.size());
+    const size_t slash = rest.find('/');
+    const uint64_t id = IdOf(rest.substr(0, slash));
+    auto it = id ? r.jobs.find(id) : r.jobs.end();
+    if (it == r.jobs.end())
+      return JsonError(404, "not_found", "no job " + rest.substr(0, slash).substr(0, 40));
+    if (slash == std::string::npos) return Json(200, ReportJob(it->second, now, true).ToJson());
+    if (rest.substr(slash) == "/logs") {
+      auto lines = r.journal->Events(
+          id, [](const std::string&) { return true; }, 100000);
+      if (!lines.ok()) return JsonError(500, "internal", lines.message());
+      nlohmann::json out = nlohmann::json::array();
+      for (const std::string& l : *lines) {
+        const size_t sp = l.find(' ');
+        out.push_back({{"ms", IdOf(l.substr(0, sp))},
+                       {"text", sp == std::string::npos ? "" : l.substr(sp + 1)}});
+      }
+      return Json(200, {{"lines", out}});
+    }
+  }
+  if (path.rfind("/api/", 0) == 0) return JsonError(404, "not_found", "no such endpoint: " + path);
   return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
 }
 

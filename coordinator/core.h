@@ -83,8 +83,9 @@ class Core {
 
   // The syncer's eventfd: readable when held messages may go (Syncer::fd).
   int sync_fd();
-  // GET `path` on the HTTP side: /metrics, /api/v1/status, the dashboard.
-  HttpResponse Http(const std::string& path);
+  // GET `target` (path and query) on the HTTP side: /metrics, the dashboard, /api/v1/status and
+  // the JSON API's read side (/api/v1/jobs[/ID[/logs]], workers, pools, health, version).
+  HttpResponse Http(const std::string& target);
 
   // Counters for the stop message.
   uint64_t bad_messages() const;

@@ -24,7 +24,56 @@ const char* Reason(int status) {
   }
 }
 
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecoded(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
+               HexValue(s[i + 2]) >= 0) {
+      out += static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+const std::string* HttpTarget::Get(const std::string& key) const {
+  for (const auto& [k, v] : query)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+HttpTarget ParseTarget(const std::string& target) {
+  HttpTarget t;
+  const size_t q = target.find('?');
+  t.path = PercentDecoded(target.substr(0, q));
+  if (q == std::string::npos) return t;
+  const std::string query = target.substr(q + 1);
+  for (size_t start = 0; start <= query.size();) {
+    size_t end = query.find('&', start);
+    if (end == std::string::npos) end = query.size();
+    const std::string part = query.substr(start, end - start);
+    if (!part.empty()) {
+      const size_t eq = part.find('=');
+      t.query.emplace_back(PercentDecoded(part.substr(0, eq)),
+                           eq == std::string::npos ? "" : PercentDecoded(part.substr(eq + 1)));
+    }
+    start = end + 1;
+  }
+  return t;
+}
 
 HttpEndpoint::HttpEndpoint(zmq::context_t& ctx, Handler handler, HttpLimits limits)
     : sock_(ctx, zmq::socket_type::stream), handler_(std::move(handler)), limits_(limits) {
@@ -99,15 +148,15 @@ void HttpEndpoint::OnReadable(uint64_t now_ms) {
       continue;
     }
     const std::string method = line.substr(0, sp1);
-    std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    path = path.substr(0, path.find('?'));
+    const std::string target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    const std::string path = target.substr(0, target.find('?'));
     if (method != "GET" && method != "HEAD") {
       Respond(key, {405, "text/plain; charset=utf-8", "only GET and HEAD\n"}, false);
       continue;
     }
     HttpResponse r;
     try {
-      r = handler_(path);
+      r = handler_(target);
     } catch (const std::exception& e) {
       spdlog::error("http: {} failed: {}", path, e.what());
       r = {500, "text/plain; charset=utf-8", "internal error\n"};

@@ -25,6 +25,16 @@ struct HttpResponse {
   std::string body;
 };
 
+// A request target ("/api/v1/jobs?state=DONE&meta=shot%3D010") split into its path and its
+// query parameters, percent-decoded ('+' as a space), in order.
+struct HttpTarget {
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> query;
+  // The first value of `key`, or nullptr.
+  const std::string* Get(const std::string& key) const;
+};
+HttpTarget ParseTarget(const std::string& target);
+
 struct HttpLimits {
   size_t max_connections = 64;  // open at once
   size_t max_connections_per_host = 16;
@@ -33,8 +43,8 @@ struct HttpLimits {
 
 class HttpEndpoint {
  public:
-  // `handler(path)` answers a GET of `path` (query string removed).
-  using Handler = std::function<HttpResponse(const std::string& path)>;
+  // `handler(target)` answers a GET of `target` (path and query, as the request line has them).
+  using Handler = std::function<HttpResponse(const std::string& target)>;
 
   HttpEndpoint(zmq::context_t& ctx, Handler handler, HttpLimits limits = {});
   // Binds "HOST:PORT" (PORT 0: any free port). Returns "HOST:PORT" as bound.

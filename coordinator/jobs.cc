@@ -66,4 +66,28 @@ Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
   return Status::Ok();
 }
 
+std::vector<const Job*> FindJobs(const JobTable& jobs, const JobQuery& q, uint64_t* next_after_id) {
+  auto matches = [&q](const Job& j) {
+    if (!q.states.empty() && !q.states.count(JobStateName(j.state))) return false;
+    if (!q.owner.empty() && j.owner != q.owner) return false;
+    if (!q.name.empty() && j.name != q.name) return false;
+    for (const auto& [k, v] : q.metadata) {
+      auto it = j.manifest.metadata.find(k);
+      if (it == j.manifest.metadata.end() || it->second != v) return false;
+    }
+    return true;
+  };
+  std::vector<const Job*> page;
+  *next_after_id = 0;
+  for (auto it = jobs.upper_bound(q.after_id); it != jobs.end(); ++it) {
+    if (!matches(it->second)) continue;
+    if (q.limit > 0 && page.size() == q.limit) {
+      *next_after_id = page.back()->id;
+      break;
+    }
+    page.push_back(&it->second);
+  }
+  return page;
+}
+
 }  // namespace segue

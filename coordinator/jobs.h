@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -114,5 +115,18 @@ using JobTable = std::map<uint64_t, Job>;
 // REQUIRES: `m` is a validated manifest.
 Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
                uint32_t default_chunk_frames, int64_t max_segments = 0);
+
+// Which jobs a listing shows (ListJobs, GET /api/v1/jobs): every filter given must hold; ids
+// above `after_id`, at most `limit` (0: all), oldest first.
+struct JobQuery {
+  std::set<std::string> states;  // JobStateName()s
+  std::string owner, name;
+  std::vector<std::pair<std::string, std::string>> metadata;
+  uint64_t after_id = 0;
+  uint32_t limit = 0;
+};
+
+// The jobs of `jobs` that `q` selects; `*next_after_id`: where the next page starts (0: none).
+std::vector<const Job*> FindJobs(const JobTable& jobs, const JobQuery& q, uint64_t* next_after_id);
 
 }  // namespace segue

@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
   app.add_option("--worker-binary", o.worker_binary,
                  "segue-worker for local pools (default: the one beside this binary)");
   app.add_option("--http", o.http,
-                 "serve /metrics (Prometheus), /api/v1/status (JSON) and / (a live dashboard) on "
+                 "serve /metrics (Prometheus), the JSON API's read side (/api/v1/..., "
+                 "docs/PROTOCOL.md) and / (a live dashboard) on "
                  "HOST:PORT, e.g. 0.0.0.0:8080 (port 0: any free port, written to "
                  "STATE-DIR/coordinator.http)");
   app.add_option("--curve-key", o.curve_key,

@@ -47,9 +47,22 @@ std::vector<std::string> SegueFuzzSeeds() {
   World& w = TheWorld();
   FakeWorker other("w1");
   auto from = [](char peer, const std::string& bytes) { return std::string(1, peer) + bytes; };
-  capnp::MallocMessageBuilder status;
+  capnp::MallocMessageBuilder status, version, list, submit;
   status.initRoot<wire::Envelope>().initStatusRequest();
-  return {from(0, FakeWorker::Heartbeat()),
+  version.initRoot<wire::Envelope>().initVersionRequest();
+  auto filter = list.initRoot<wire::Envelope>().initListJobs();
+  filter.initStates(1).set(0, "QUEUED");
+  auto pair = filter.initMetadata(1)[0];
+  pair.setKey("shot");
+  pair.setValue("010");
+  filter.setLimit(1);
+  auto s = submit.initRoot<wire::Envelope>().initSubmit();
+  s.setManifestText(TestManifest("fuzz", 16, 16, 4, "independent", "metadata: {shot: \"010\"}\n"));
+  s.setSubmissionId("take-1");
+  return {from(2, Serialize(version)),
+          from(2, Serialize(list)),
+          from(2, Serialize(submit)),
+          from(0, FakeWorker::Heartbeat()),
           from(0, FakeWorker::WorkRequest()),
           from(0, FakeWorker::Checkpoint(w.task, 2, FakeLatents(w.task))),
           from(0, FakeWorker::RenderResult(w.task, FakeLatents(w.task))),

@@ -184,7 +184,12 @@ TEST(EndToEnd, PlanJsonFollowsTheRule) {
   std::string out;
   ASSERT_EQ(RunCommand(Cli("plan --json '" + job + "'"), &out), 0) << out;
   auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["schema_version"], 1);
   EXPECT_EQ(j["frames"], 24);
+  EXPECT_EQ(j["fps"], 12.0);  // a number, the exact fraction beside it
+  EXPECT_EQ(j["fps_fraction"], "12/1");
+  ASSERT_TRUE(j["segments"][0]["seed"].is_string());  // 64-bit values are strings
+  EXPECT_GT(std::stoull(j["segments"][0]["seed"].get<std::string>()), 0u);
   ASSERT_EQ(j["segments"].size(), 5u);  // ceil((24 - 3) / 5)
   for (const auto& s : j["segments"]) EXPECT_EQ(s["end"].get<int>() - s["start"].get<int>(), 8);
   EXPECT_EQ(j["segments"][4]["start"], 16);

@@ -46,6 +46,96 @@ double Metric(const std::string& metrics, const std::string& series) {
   return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 2));
 }
 
+// The JSON API's read side: every GET endpoint answers JSON, jobs in the one job shape
+// (docs/schema/job.schema.json), errors as {"error": {"code", "message"}}.
+TEST(Http, TheJsonApiReadsJobsWorkersPoolsHealthAndVersion) {
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 0, {"--http", "127.0.0.1:0"});
+  ASSERT_TRUE(farm.ok());
+  const uint64_t first = SubmitJob(dir, farm, 2);
+  std::ofstream(dir / "tagged.yaml") << "version: 1\nname: tagged\n"
+                                     << "video: {width: 64, height: 64, fps: 24, frames: 24}\n"
+                                     << "timeline: [{at: 0, prompt: a}]\n"
+                                     << "metadata: {shot: \"010\", show: hardest}\n";
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("submit '" + dir / "tagged.yaml" + "' --coordinator " + farm.endpoint()),
+                       &out, true),
+            0)
+      << out;
+  const std::string tagged = SubmittedJobId(out);
+  const std::string http = HttpAddress(dir);
+  int status = 0;
+  auto get = [&](const std::string& path) {
+    const std::string body = HttpGet(http, path, &status);
+    return nlohmann::json::parse(body, nullptr, false);
+  };
+  auto j = get("/api/v1/jobs?meta=shot%3D010");
+  ASSERT_EQ(status, 200);
+  ASSERT_EQ(j["jobs"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["jobs"][0]["id"], tagged);
+  EXPECT_EQ(j["jobs"][0]["metadata"]["show"], "hardest");
+  EXPECT_TRUE(j["next_after"].is_null());
+  j = get("/api/v1/jobs?limit=1");
+  ASSERT_EQ(j["jobs"].size(), 1u);
+  EXPECT_EQ(j["next_after"], std::to_string(first));
+  j = get("/api/v1/jobs?after=" + std::to_string(first) + "&state=QUEUED");
+  ASSERT_EQ(j["jobs"].size(), 1u);
+  EXPECT_EQ(j["jobs"][0]["id"], tagged);
+  // One job, the same object as the list's; its log.
+  const auto job = get("/api/v1/jobs/" + tagged);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(job["name"], "tagged");
+  EXPECT_EQ(job["schema_version"], 1);
+  const auto logs = get("/api/v1/jobs/" + tagged + "/logs");
+  EXPECT_EQ(status, 200);
+  ASSERT_FALSE(logs["lines"].empty());
+  EXPECT_NE(logs["lines"][0]["text"].get<std::string>().find("submitted by local"),
+            std::string::npos);
+  EXPECT_EQ(get("/api/v1/workers")["workers"].size(), 0u);
+  EXPECT_TRUE(get("/api/v1/pools")["pools"].is_array());
+  EXPECT_EQ(get("/api/v1/health")["status"], "ok");
+  EXPECT_EQ(get("/api/v1/version")["protocol_version"].get<int>() > 0, true);
+  // Errors: JSON with a stable code.
+  auto e = get("/api/v1/jobs/999");
+  EXPECT_EQ(status, 404);
+  EXPECT_EQ(e["error"]["code"], "not_found");
+  e = get("/api/v1/jobs?colour=red");
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(e["error"]["code"], "bad_request");
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("unknown parameter 'colour'"),
+            std::string::npos);
+  e = get("/api/v1/nothing");
+  EXPECT_EQ(status, 404);
+  EXPECT_EQ(e["error"]["code"], "not_found");
+}
+
+// docs/openapi.json holds: every endpoint of a real coordinator, with a worker and a finished
+// job, answers what the document says (tests/support/check_openapi.py, python3-jsonschema).
+TEST(Http, EveryEndpointAnswersWhatTheOpenApiDocumentSays) {
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});
+  ASSERT_TRUE(farm.ok());
+  ASSERT_TRUE(farm.WaitForWorkers());
+  std::ofstream(dir / "small.yaml") << "version: 1\nname: small\n"
+                                    << "video: {width: 64, height: 64, fps: 24, frames: 24}\n"
+                                    << "model: {name: zoom, steps: 2}\n"
+                                    << "timeline: [{at: 0, prompt: a}]\n"
+                                    << "metadata: {shot: \"010\"}\n";
+  std::string out;
+  ASSERT_EQ(
+      RunCommand(Cli("submit '" + dir / "small.yaml" + "' --wait --coordinator " + farm.endpoint()),
+                 &out, true),
+      0)
+      << out;
+  const std::string job = SubmittedJobId(out);
+  EXPECT_EQ(RunCommand("/usr/bin/python3 '" + SourceDir() + "/tests/support/check_openapi.py' '" +
+                           SourceDir() + "/docs/openapi.json' http://" + HttpAddress(dir) + " " +
+                           job + " 2>&1",
+                       &out),
+            0)
+      << out;
+}
+
 TEST(Http, MetricsStatusAndBadRequests) {
   TempDir dir;
   LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});

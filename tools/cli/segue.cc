@@ -167,9 +167,13 @@ int CmdPlan(const std::string& path, bool json, const std::string& model_info) {
   const int r = g.timeline.r();
   const int64_t length = g.timeline.FramesOf(g.length), overlap = int64_t{g.overlap} * r;
   if (json) {
+    // 64-bit values (seeds) are strings, as in every segue JSON; fps is a number, with the
+    // exact fraction beside it.
     nlohmann::json j;
+    j["schema_version"] = 1;
     j["frames"] = m.frames;
-    j["fps"] = m.fps.ToString();
+    j["fps"] = m.fps.value();
+    j["fps_fraction"] = std::to_string(m.fps.num) + "/" + std::to_string(m.fps.den);
     j["model"] = m.model_name;
     j["temporal_compression"] = r;
     j["latents"] = g.latents;
@@ -186,7 +190,7 @@ int CmdPlan(const std::string& path, bool json, const std::string& model_info) {
                                {"end", end},
                                {"latent_start", s.start},
                                {"latent_end", s.end},
-                               {"seed", s.seed},
+                               {"seed", std::to_string(s.seed)},
                                {"prompts", PromptsOf(m.timeline, start, end)}});
     }
     std::cout << j.dump(2) << "\n";
