@@ -25,6 +25,18 @@ TaskKind KindOf(wire::TaskKind kind) {
   return TaskKind::kRender;
 }
 
+// Whether `w` holds an attempt of (job, kind, index) other than `attempt`.
+bool HoldsNewerAttempt(const HandlerContext& c, const Worker& w, uint64_t job, TaskKind kind,
+                       uint32_t index, uint32_t attempt) {
+  if (kind == TaskKind::kGang) return false;
+  auto it = c.jobs.find(job);
+  if (it == c.jobs.end()) return false;
+  const std::vector<Task>& tasks = it->second.tasks(kind);
+  if (index >= tasks.size()) return false;
+  const Task& t = tasks[index];
+  return t.state == TaskState::kRunning && t.worker == w.name && t.attempt != attempt;
+}
+
 // The job a message from `w` about (job, kind, index, attempt) refers to, if `w` holds that
 // attempt; otherwise the message is counted as fenced off, `w` stops believing it holds the
 // task, and the answer is nullptr.
@@ -35,7 +47,12 @@ Job* Fence(HandlerContext& c, Worker* w, uint64_t job, TaskKind kind, uint32_t i
   spdlog::warn("fenced off a stale result: job {} {} attempt {} from {} [{} fenced so far]", job,
                TaskName(kind, index), attempt, w ? w->name : "an unknown peer",
                c.metrics.fenced_results);
-  if (w && w->task && w->task->job == job && w->task->index == index && w->task->kind == kind)
+  // The worker no longer holds what it answered for, unless it holds a newer attempt of the same
+  // task (given it again after a restart, while the old attempt was still running on it): that
+  // one runs on, and freeing the worker would orphan it (RUNNING, held by nobody) once the
+  // worker's next task overwrote it.
+  if (w && w->task && w->task->job == job && w->task->index == index && w->task->kind == kind &&
+      !HoldsNewerAttempt(c, *w, job, kind, index, attempt))
     WorkerRegistry::Free(*w, c.env->NowMicros());
   return nullptr;
 }

@@ -450,6 +450,34 @@ TEST_F(CoreTest, AManifestThatDoesNotFitItsModelIsRefusedWithTheFieldsPlace) {
   EXPECT_NE(why.find("nearest: 25 or 33"), std::string::npos) << why;
 }
 
+// After a restart a worker may be given the segment it was still rendering, under a new attempt;
+// the old attempt's result, fenced off, must not make the coordinator think the worker free (it
+// was then given a second task, which overwrote the first in the registry and left that segment
+// RUNNING with nobody holding it: Farm.CoordinatorKilledAndRestartedResumes hung on it).
+TEST_F(CoreTest, AStaleResultDoesNotFreeAWorkerHoldingANewerAttemptOfTheSameTask) {
+  const uint64_t job = harness_->Submit(TestManifest("job", 28, 16, 4));
+  FakeWorker w1("w1");
+  Join(w1);
+  auto first = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(first[0].index, 0u);
+  Open();  // the coordinator restarts; segment 0 goes back to the queue
+  harness_->Deliver("w1", w1.Hello());
+  harness_->Deliver("w1", FakeWorker::WorkRequest(2));  // credit for two tasks
+  auto again = Assignments(harness_->Take("w1"));
+  ASSERT_EQ(again.size(), 1u);
+  ASSERT_EQ(again[0].index, 0u);
+  ASSERT_GT(again[0].attempt, first[0].attempt);
+  // The old attempt's result arrives: fenced off, and the worker still holds the new one.
+  harness_->Deliver("w1", FakeWorker::RenderResult(first[0], FakeLatents(first[0])));
+  EXPECT_TRUE(Assignments(harness_->Take("w1")).empty()) << "a second task while it holds one";
+  EXPECT_EQ(harness_->Status(job).segment_states, ">.");
+  // The new attempt's result is heard; the worker's other credit then gets it its next task.
+  harness_->Deliver("w1", FakeWorker::RenderResult(again[0], FakeLatents(again[0])));
+  EXPECT_EQ(Assignments(harness_->Take("w1")).size(), 1u);
+  EXPECT_EQ(harness_->Status(job).segments_done, 1u);
+}
+
 // The limits that keep one job or one owner from filling the farm: a job planning more segments
 // than --max-job-segments is refused before it is planned (or fails when a waiting job is
 // planned), and an owner's unfinished jobs and their frames are capped.
