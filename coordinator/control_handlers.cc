@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <set>
 
 #include "common/protocol/protocol.h"
 #include "common/protocol/reports.h"

@@ -186,13 +186,16 @@ Result<KeyRing> Core::Rep::ReadKeys() const {
   } else {
     auto allowed = LoadAllowedKeys(options.curve_clients);
     if (!allowed.ok()) return R::Error("--curve-clients: " + allowed.message());
-    for (const std::string& key : *allowed)
-      ring.Add(Identity{"key-" + key.substr(0, 8), Role::kAdmin, key, {"*"}});
+    for (const std::string& key : *allowed)  // named by the whole key: names stay distinct
+      ring.Add(Identity{"key-" + key, Role::kAdmin, key, {"*"}});
   }
   auto own = LoadCurveKeys(options.curve_key, true);
   if (!own.ok()) return R::Error("--curve-key: " + own.message());
-  if (!ring.Find(own->public_key))
-    ring.Add(Identity{"coordinator", Role::kAdmin, own->public_key, {"*"}});
+  if (!ring.Find(own->public_key) &&
+      !ring.Add(Identity{"coordinator", Role::kAdmin, own->public_key, {"*"}}))
+    return R::Error("--keys " + options.keys_file +
+                    ": the name 'coordinator' is the coordinator's own key's (its local pool "
+                    "workers use it); give that identity another name");
   return ring;
 }
 
