@@ -124,6 +124,7 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
   std::string reply = SubmitReplyOf(j, false);
   j.started_ms = c.env->NowMillis();
   const uint64_t id = j.id;
+  c.machine.Submitted(j);
   c.jobs.emplace(id, std::move(j));
   c.schedule_due = true;
   return reply;

@@ -230,11 +230,13 @@ Status Coordinator::Impl::SetUpHttp() {
   limits.max_connections = static_cast<size_t>(std::max(1, options.max_http_connections));
   limits.max_connections_per_host = std::max<size_t>(1, limits.max_connections / 4);
   http = std::make_unique<HttpEndpoint>(
-      ctx, [c](const std::string& path) { return c->Http(path); }, limits);
+      ctx, [c](const HttpRequest& request) { return c->Http(request); }, limits,
+      [c](const std::string& connection) { c->HttpClosed(connection); });
+  c->AttachHttp(http.get());
   auto bound = http->Bind(options.http);
   if (!bound.ok()) return bound.status();
   (void)WriteFileAtomically(env, options.state_dir + "/coordinator.http", *bound + "\n", false);
-  spdlog::info("HTTP on http://{} (/metrics, /api/v1/status, / dashboard)", *bound);
+  spdlog::info("HTTP on http://{} (/ dashboard, /api/v1 JSON API, /metrics)", *bound);
   return Status::Ok();
 }
 
@@ -307,7 +309,8 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
   Core& core = *m.core;
   uint64_t last_tick = m.env->NowMillis();
   core.BeginTurn();
-  core.EndTurn();  // jobs the restart left to assemble, a first scheduling pass
+  core.EndTurn();          // jobs the restart left to assemble, a first scheduling pass
+  bool downloads = false;  // files going out on the HTTP port: come back soon to send more
   while (!stop.load()) {
     std::vector<zmq::pollitem_t> items = {{m.sock.handle(), 0, ZMQ_POLLIN, 0},
                                           {nullptr, core.sync_fd(), ZMQ_POLLIN, 0}};
@@ -315,7 +318,7 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
     if (m.zap) items.push_back({m.zap->handle(), 0, ZMQ_POLLIN, 0});
     if (m.monitor) items.push_back({m.monitor->handle(), 0, ZMQ_POLLIN, 0});
     try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(downloads ? 2 : 100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
@@ -323,6 +326,7 @@ void Coordinator::Run(const std::atomic<bool>& stop) {
     if (items[1].revents & ZMQ_POLLIN) core.Durable();  // held messages may go
     const uint64_t polled = m.env->NowMillis();
     if (m.http && (items[2].revents & ZMQ_POLLIN)) m.http->OnReadable(polled);
+    if (m.http) downloads = m.http->Pump(polled);
     if (m.monitor && (items.back().revents & ZMQ_POLLIN)) m.OnMonitorEvent();
     if (m.zap && (items[items.size() - (m.monitor ? 2 : 1)].revents & ZMQ_POLLIN)) m.OnZapRequest();
     core.BeginTurn();

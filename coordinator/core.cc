@@ -10,15 +10,17 @@
 #include "common/protocol/protocol.h"
 #include "common/security/curve.h"
 #include "common/security/keyring.h"
-#include "coordinator/api_docs.h"
+#include "coordinator/api.h"
 #include "coordinator/assignments.h"
 #include "coordinator/dashboard.h"
+#include "coordinator/events.h"
 #include "coordinator/handlers.h"
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
 #include "coordinator/reporting.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/state_machine.h"
+#include "coordinator/webhooks.h"
 #include "coordinator/workers.h"
 
 namespace segue {
@@ -33,9 +35,34 @@ struct Core::Rep {
                   static_cast<uint32_t>(o.chunk_frames), o.max_job_segments},
         journal(std::move(j)),
         machine(journal.get(), e, o.max_attempts),
-        outbox(transport),
+        router(transport, this),
+        outbox(&router),
         ctx{options, assignment, admission, env,     *journal, machine, jobs,
-            workers, models,     outbox,    nullptr, metrics,  false} {}
+            workers, models,     outbox,    nullptr, metrics,  false},
+        events(e->NowMillis() * 1000) {
+    machine.set_events(&events);
+  }
+
+  // The outbox's transport: the farm port's messages go to the caller's transport, replies to
+  // the HTTP API's writes to their connections, and the turn's events to their subscribers.
+  struct Router final : Transport {
+    Router(Transport* farm, Rep* rep) : farm(farm), rep(rep) {}
+    void Send(const std::string& identity, std::string payload, bool req_envelope) override {
+      if (identity.rfind(kHttpPeer, 0) == 0) {
+        rep->AnswerHttp(identity.substr(kHttpPeer.size()), payload);
+      } else if (identity == kEventsPeer) {
+        rep->PublishEvents(std::stoull(payload));
+      } else {
+        farm->Send(identity, std::move(payload), req_envelope);
+      }
+    }
+    Transport* const farm;
+    Rep* const rep;
+  };
+  // Identities no ZeroMQ peer can have (a routing id a peer picks cannot start with a zero byte;
+  // the ROUTER's own are 5 bytes): the HTTP API's connections, and the events' turn.
+  static inline const std::string kHttpPeer = std::string("\0http/", 6);
+  static inline const std::string kEventsPeer = std::string("\0events", 7);
 
   const CoordinatorOptions options;
   Env* const env;
@@ -46,6 +73,7 @@ struct Core::Rep {
   JobTable jobs;  // every job, finished ones included
   WorkerRegistry workers;
   ModelCatalog models;
+  Router router;
   Outbox outbox;
   std::unique_ptr<PoolManager> pools;
   FarmMetrics metrics;
@@ -58,6 +86,23 @@ struct Core::Rep {
   // again when its stamp (inode, size, modification time) changes.
   std::optional<KeyRing> keys;
   std::string keys_stamp;
+
+  // ---- the HTTP side (AttachHttp): writes' answers, event streams, webhooks ----
+  EventLog events;
+  // Each turn's events wait in the outbox as a batch number (kEventsPeer) until durable.
+  std::map<uint64_t, std::vector<FarmEvent>> event_batches;
+  uint64_t next_batch = 0;
+  HttpEndpoint* http = nullptr;
+  std::map<std::string, uint64_t> streams;  // event streams: connection -> job (0: every job)
+  uint64_t last_keepalive_ms = 0;
+  std::unique_ptr<WebhookSender> webhooks;
+
+  void AnswerHttp(const std::string& connection, const std::string& payload);
+  void PublishEvents(uint64_t batch);
+  // Who a write comes from: its bearer token's identity; nullptr with the refusal in *refusal.
+  const Identity* HttpWriter(const HttpRequest& request, HttpResponse* refusal);
+  HttpResponse OpenStream(const HttpRequest& request);
+  HttpResponse Download(const HttpRequest& request, const Job& j) const;
 
   // ---- identities ----
 
@@ -217,6 +262,12 @@ void Core::Rep::ReloadKeysIfChanged() {
 }
 
 void Core::Rep::Flush() {
+  // The turn's events leave with its replies: once its writes are durable.
+  std::vector<FarmEvent> staged = events.TakeStaged();
+  if (!staged.empty()) {
+    event_batches[++next_batch] = std::move(staged);
+    outbox.Send(kEventsPeer, std::to_string(next_batch));
+  }
   journal->Flush();
   if (Status f = journal->syncer().failure(); !f.ok()) Journal::StopOnStoreFailure(f);
   const uint64_t written = journal->written(), durable = journal->syncer().durable();
@@ -282,6 +333,17 @@ Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env*
   }
   rep->restored_to_assemble = std::move(*due);
   rep->ctx.schedule_due = true;
+  WebhookOptions hooks;
+  if (!options.webhook_secret_file.empty()) {
+    auto read = ReadFile(rep->env, options.webhook_secret_file);
+    if (!read.ok()) return R::Error("--webhook-secret-file: " + read.message());
+    std::string secret = std::move(*read);
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    if (secret.empty())
+      return R::Error("--webhook-secret-file " + options.webhook_secret_file + ": empty");
+    hooks.secret = secret;
+  }
+  rep->webhooks = std::make_unique<WebhookSender>(hooks);
   return std::unique_ptr<Core>(new Core(std::move(rep)));
 }
 
@@ -355,6 +417,15 @@ void Core::Tick() {
   }
   TickPools(r.ctx);
   r.ReloadKeysIfChanged();
+  // Event streams hear something every 15 s, so that proxies keep them open and a client that
+  // has gone is noticed.
+  if (r.http && now - r.last_keepalive_ms >= 15000) {
+    r.last_keepalive_ms = now;
+    std::vector<std::string> gone;
+    for (const auto& [connection, job] : r.streams)
+      if (!r.http->Push(connection, ": keepalive\n\n")) gone.push_back(connection);
+    for (const std::string& c : gone) r.streams.erase(c);
+  }
   r.ctx.schedule_due = true;
 }
 
@@ -382,126 +453,252 @@ int Core::sync_fd() { return rep_->journal->syncer().fd(); }
 
 namespace {
 
-HttpResponse Json(int status, const nlohmann::json& body) {
-  return {status, "application/json", body.dump(2) + "\n"};
+bool OnLoopback(const std::string& host_port) {
+  const std::string host = host_port.substr(0, host_port.rfind(':'));
+  return host == "localhost" || host == "[::1]" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
-// An error of the JSON API: {"error": {"code": CODE, "message": ...}}, CODE stable
-// (docs/PROTOCOL.md has the same names for the wire's codes).
-HttpResponse JsonError(int status, const std::string& code, const std::string& message) {
-  return Json(status, {{"error", {{"code", code}, {"message", message}}}});
-}
-
-// A positive 64-bit number from a path or query part, or 0.
-uint64_t IdOf(const std::string& s) {
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && p == s.data() + s.size() ? v : 0;
+const char* VideoType(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".mp4" || ext == ".m4v") return "video/mp4";
+  if (ext == ".mov") return "video/quicktime";
+  if (ext == ".mkv") return "video/x-matroska";
+  if (ext == ".webm") return "video/webm";
+  return "application/octet-stream";
 }
 
 }  // namespace
 
-// The read side of the JSON API on the HTTP port (GET; docs/PROTOCOL.md, "HTTP"): what a viewer
-// may see, nothing more.
+void Core::AttachHttp(HttpEndpoint* http) { rep_->http = http; }
+
+void Core::HttpClosed(const std::string& connection) { rep_->streams.erase(connection); }
+
+void Core::Rep::AnswerHttp(const std::string& connection, const std::string& payload) {
+  if (http)
+    http->Respond(connection, WriteReply(payload.data(), payload.size(), jobs, env->NowMillis()));
+}
+
+void Core::Rep::PublishEvents(uint64_t batch) {
+  auto it = event_batches.find(batch);
+  if (it == event_batches.end()) return;
+  std::vector<FarmEvent> published = std::move(it->second);
+  event_batches.erase(it);
+  events.Publish(published);
+  if (http) {
+    std::vector<std::string> gone;
+    for (const auto& [connection, job] : streams) {
+      std::string out;
+      for (const FarmEvent& e : published)
+        if (job == 0 || e.job == job) out += e.Sse();
+      if (!out.empty() && !http->Push(connection, out)) gone.push_back(connection);
+    }
+    for (const std::string& c : gone) streams.erase(c);
+  }
+  // Webhooks hear of jobs' state changes, with the job as GET shows it.
+  const uint64_t now = env->NowMillis();
+  for (const FarmEvent& e : published) {
+    if (e.type != "job") continue;
+    auto j = jobs.find(e.job);
+    if (j == jobs.end()) continue;
+    const std::vector<std::string>& own = j->second.manifest.webhooks;
+    if (options.webhooks.empty() && own.empty()) continue;
+    const std::string body = nlohmann::json{{"schema_version", 1},
+                                            {"event", e.ToJson()},
+                                            {"job", ReportJob(j->second, now, false).ToJson()}}
+                                 .dump();
+    for (const auto* urls : {&options.webhooks, &own})
+      for (const std::string& url : *urls)
+        webhooks->Enqueue(url, "job." + e.state, std::to_string(e.id), body);
+  }
+}
+
+const Identity* Core::Rep::HttpWriter(const HttpRequest& request, HttpResponse* refusal) {
+  static const Identity local = LocalIdentity();
+  if (!keys) {
+    if (OnLoopback(options.http) || options.insecure) return &local;
+    *refusal = JsonError(403, "denied",
+                         "this coordinator has no --keys and its HTTP port is not on loopback: "
+                         "writes need identities with tokens (docs/OPERATIONS.md, Security)");
+    return nullptr;
+  }
+  const std::string auth = request.Header("authorization");
+  const std::string scheme = "Bearer ";
+  const Identity* who =
+      auth.rfind(scheme, 0) == 0 ? keys->FindToken(auth.substr(scheme.size())) : nullptr;
+  if (!who) {
+    ++metrics.denied["unknown"];
+    *refusal = JsonError(401, "unauthorized",
+                         auth.empty() ? "send Authorization: Bearer TOKEN (a token_sha256 of the "
+                                        "keys file; segue token makes one)"
+                                      : "this token is not in the coordinator's keys file");
+    refusal->headers.emplace_back("WWW-Authenticate", "Bearer realm=\"segue\"");
+  }
+  return who;
+}
+
+HttpResponse Core::Rep::OpenStream(const HttpRequest& request) {
+  if (!http) return JsonError(503, "unavailable", "no event streams here");
+  uint64_t job = 0;
+  if (const std::string* j = request.parsed.Get("job")) {
+    auto [p, ec] = std::from_chars(j->data(), j->data() + j->size(), job);
+    if (ec != std::errc() || p != j->data() + j->size() || !jobs.count(job))
+      return JsonError(404, "not_found", "no job " + j->substr(0, 40));
+  }
+  std::string last = request.Header("last-event-id");
+  if (const std::string* q = request.parsed.Get("last_event_id")) last = *q;
+  HttpResponse r{200, "text/event-stream; charset=utf-8", "retry: 2000\n\n"};
+  r.kind = HttpResponse::Kind::kStream;
+  r.headers.emplace_back("X-Accel-Buffering", "no");
+  if (!last.empty()) {
+    uint64_t after = 0;
+    std::from_chars(last.data(), last.data() + last.size(), after);
+    std::vector<const FarmEvent*> missed;
+    if (!events.Since(after, job, &missed))
+      r.body += "event: reset\ndata: " +
+                nlohmann::json{
+                    {"reason", "events after " + last.substr(0, 40) +
+                                   " are no longer kept (or the coordinator restarted): read the "
+                                   "jobs again"}}
+                    .dump() +
+                "\n\n";
+    for (const FarmEvent* e : missed) r.body += e->Sse();
+  } else if (job != 0) {  // where the job stands now, before its changes
+    r.body += "event: snapshot\ndata: " +
+              ReportJob(jobs.at(job), env->NowMillis(), true).ToJson().dump() + "\n\n";
+  }
+  streams[request.connection] = job;
+  return r;
+}
+
+HttpResponse Core::Rep::Download(const HttpRequest& request, const Job& j) const {
+  if (j.state != JobState::kDone)
+    return JsonError(409, "not_ready",
+                     "job " + std::to_string(j.id) + " is " + JobStateName(j.state) +
+                         ": its output exists once it is DONE");
+  std::error_code ec;
+  const auto st = std::filesystem::symlink_status(j.output_path, ec);
+  if (ec || !std::filesystem::is_regular_file(st))
+    return JsonError(404, "not_found", "the output " + j.output_path + " is not there any more");
+  const uint64_t size = std::filesystem::file_size(j.output_path, ec);
+  if (ec) return JsonError(404, "not_found", "cannot read the output " + j.output_path);
+  HttpResponse r{200, VideoType(j.output_path), ""};
+  r.kind = HttpResponse::Kind::kFile;
+  r.file = j.output_path;
+  r.file_length = size;
+  r.headers.emplace_back("Accept-Ranges", "bytes");
+  r.headers.emplace_back(
+      "Content-Disposition",
+      "inline; filename=\"" + std::filesystem::path(j.output_path).filename().string() + "\"");
+  ByteRange range;
+  switch (ParseRange(request.Header("range"), size, &range)) {
+    case RangeResult::kWhole:
+      break;
+    case RangeResult::kRange:
+      r.status = 206;
+      r.file_offset = range.first;
+      r.file_length = range.last - range.first + 1;
+      r.headers.emplace_back("Content-Range", "bytes " + std::to_string(range.first) + "-" +
+                                                  std::to_string(range.last) + "/" +
+                                                  std::to_string(size));
+      break;
+    case RangeResult::kUnsatisfiable: {
+      HttpResponse bad =
+          JsonError(416, "bad_range", "the output has " + std::to_string(size) + " bytes");
+      bad.headers.emplace_back("Content-Range", "bytes */" + std::to_string(size));
+      return bad;
+    }
+  }
+  return r;
+}
+
 HttpResponse Core::Http(const std::string& target) {
+  HttpRequest request;
+  request.method = "GET";
+  request.target = target;
+  request.parsed = ParseTarget(target);
+  return Http(request);
+}
+
+// The HTTP port: /metrics, the dashboard, the JSON API (api.h), event streams and outputs. Reads
+// show what a viewer may see to whoever reaches the port; writes need a bearer token's identity
+// (or, without keys, a port on loopback), come as JSON (which a browser cannot send to another
+// site's port without asking it first) and from no other site's page (Origin).
+HttpResponse Core::Http(const HttpRequest& request) {
   Rep& r = *rep_;
-  const HttpTarget t = ParseTarget(target);
-  const std::string& path = t.path;
-  // Only the two pages that show pools pay for their view (a walk of every runnable job).
-  auto list_pools = [&r] {
-    return r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{};
-  };
+  const std::string& path = request.parsed.path;
+  const uint64_t now = r.env->NowMillis();
+  if (request.method == "POST") {
+    if (!IsWritePath(path)) {
+      if (path.rfind("/api/", 0) != 0) return {405, "text/plain; charset=utf-8", "GET only\n"};
+      HttpResponse no = JsonError(405, "method_not_allowed", path + " is read with GET");
+      no.headers.emplace_back("Allow", "GET, HEAD");
+      return no;
+    }
+    const std::string type = request.Header("content-type");
+    if (!request.body.empty() && type.rfind("application/json", 0) != 0)
+      return JsonError(415, "unsupported_media_type",
+                       "send the body as Content-Type: application/json");
+    const std::string origin = request.Header("origin");
+    if (!origin.empty() && origin != "http://" + request.Header("host"))
+      return JsonError(403, "denied",
+                       "a request from another site's page (Origin " + origin.substr(0, 100) + ")");
+    HttpResponse refusal;
+    const Identity* who = r.HttpWriter(request, &refusal);
+    if (!who) return refusal;
+    auto write = WriteRequest(request);
+    if (auto* answer = std::get_if<HttpResponse>(&*write)) return *answer;
+    const std::string& payload = std::get<std::string>(*write);
+    HandleMessage(r.ctx, Rep::kHttpPeer + request.connection, who, payload.data(), payload.size(),
+                  false);
+    HttpResponse later;
+    later.kind = HttpResponse::Kind::kDeferred;
+    return later;
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    HttpResponse no = JsonError(405, "method_not_allowed", "GET, HEAD or POST");
+    no.headers.emplace_back("Allow", IsWritePath(path) ? "POST" : "GET, HEAD");
+    return no;
+  }
   if (path == "/metrics") {
-    const std::vector<PoolStatus> pools = list_pools();
+    const std::vector<PoolStatus> pools =
+        r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{};
     const SyncFigures sync{r.journal->syncer().syncs(), r.journal->syncer().sync_seconds(),
                            r.outbox.held()};
+    r.metrics.event_streams = r.streams.size();
+    const WebhookCounters hooks = r.webhooks->counters();
+    r.metrics.webhooks_delivered = hooks.delivered;
+    r.metrics.webhook_retries = hooks.retries;
+    r.metrics.webhooks_given_up = hooks.given_up + hooks.dropped;
+    r.metrics.webhooks_queued = hooks.queued;
     return {200, "text/plain; version=0.0.4; charset=utf-8",
             MetricsText(r.jobs, r.workers.all(), r.pools ? &pools : nullptr, r.metrics, sync)};
   }
   if (path == "/api/v1/status")
     return {200, "application/json",
-            StatusJson(r.jobs, r.workers.all(), list_pools(), r.env->NowMillis()).dump(2) + "\n"};
+            StatusJson(r.jobs, r.workers.all(),
+                       r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{}, now)
+                    .dump(2) +
+                "\n"};
   if (path == "/" || path == "/index.html")
     return {200, "text/html; charset=utf-8", DashboardHtml()};
-  const uint64_t now = r.env->NowMillis();
-  if (path == "/api/v1/openapi.json") return {200, "application/json", OpenApiJson()};
-  if (path == "/api/v1/schema/job.schema.json")
-    return {200, "application/schema+json", JobSchemaJson()};
-  if (path == "/api/v1/version")
-    return Json(200, {{"version", SEGUE_VERSION},
-                      {"protocol_version", wire::PROTOCOL_VERSION},
-                      {"max_message_bytes", std::to_string(WireLimits::kMaxMessageBytes)}});
-  if (path == "/api/v1/health") {
-    size_t unfinished = 0;
-    for (const auto& [id, j] : r.jobs) unfinished += IsFinished(j.state) ? 0 : 1;
-    return Json(200, {{"status", "ok"},
-                      {"unfinished_jobs", unfinished},
-                      {"workers", r.workers.all().size()},
-                      {"held_messages", r.outbox.held()}});
+  if (path == "/api/v1/events") return r.OpenStream(request);
+  const std::string output_prefix = "/api/v1/jobs/";
+  if (path.rfind(output_prefix, 0) == 0 && path.size() > 7 &&
+      path.compare(path.size() - 7, 7, "/output") == 0) {
+    const std::string id_text =
+        path.substr(output_prefix.size(), path.size() - 7 - output_prefix.size());
+    uint64_t id = 0;
+    auto [p, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+    auto it =
+        ec == std::errc() && p == id_text.data() + id_text.size() ? r.jobs.find(id) : r.jobs.end();
+    if (it == r.jobs.end()) return JsonError(404, "not_found", "no job " + id_text.substr(0, 40));
+    return r.Download(request, it->second);
   }
-  if (path == "/api/v1/workers") {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& [name, w] : r.workers.all()) list.push_back(ReportWorker(w).ToJson());
-    return Json(200, {{"workers", list}});
-  }
-  if (path == "/api/v1/pools") {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& p : list_pools()) list.push_back(ReportPool(p).ToJson());
-    return Json(200, {{"pools", list}});
-  }
-  if (path == "/api/v1/jobs") {
-    JobQuery q;
-    for (const auto& [k, v] : t.query) {
-      if (k == "state") {
-        q.states.insert(v);
-      } else if (k == "owner") {
-        q.owner = v;
-      } else if (k == "name") {
-        q.name = v;
-      } else if (k == "meta") {
-        const size_t eq = v.find('=');
-        if (eq == std::string::npos || eq == 0)
-          return JsonError(400, "bad_request", "meta: expected KEY=VALUE, got '" + v + "'");
-        q.metadata.emplace_back(v.substr(0, eq), v.substr(eq + 1));
-      } else if (k == "after") {
-        q.after_id = IdOf(v);
-      } else if (k == "limit") {
-        q.limit = static_cast<uint32_t>(std::min<uint64_t>(IdOf(v), 1000000));
-      } else {
-        return JsonError(
-            400, "bad_request",
-            "unknown parameter '" + k + "' (known: state, owner, name, meta, after, limit)");
-      }
-    }
-    uint64_t next = 0;
-    nlohmann::json list = nlohmann::json::array();
-    for (const Job* j : FindJobs(r.jobs, q, &next))
-      list.push_back(ReportJob(*j, now, true).ToJson());
-    return Json(200, {{"jobs", list},
-                      {"next_after",
-                       next ? nlohmann::json(std::to_string(next)) : nlohmann::json(nullptr)}});
-  }
-  const std::string jobs_prefix = "/api/v1/jobs/";
-  if (path.rfind(jobs_prefix, 0) == 0) {
-    const std::string rest = path.substr(jobs_prefix.size());
-    const size_t slash = rest.find('/');
-    const uint64_t id = IdOf(rest.substr(0, slash));
-    auto it = id ? r.jobs.find(id) : r.jobs.end();
-    if (it == r.jobs.end())
-      return JsonError(404, "not_found", "no job " + rest.substr(0, slash).substr(0, 40));
-    if (slash == std::string::npos) return Json(200, ReportJob(it->second, now, true).ToJson());
-    if (rest.substr(slash) == "/logs") {
-      auto lines = r.journal->Events(
-          id, [](const std::string&) { return true; }, 100000);
-      if (!lines.ok()) return JsonError(500, "internal", lines.message());
-      nlohmann::json out = nlohmann::json::array();
-      for (const std::string& l : *lines) {
-        const size_t sp = l.find(' ');
-        out.push_back({{"ms", IdOf(l.substr(0, sp))},
-                       {"text", sp == std::string::npos ? "" : l.substr(sp + 1)}});
-      }
-      return Json(200, {{"lines", out}});
-    }
+  if (auto answer = ReadRequest(request.parsed, r.ctx, now)) return *answer;
+  if (IsWritePath(path)) {
+    HttpResponse no = JsonError(405, "method_not_allowed", path + " is a POST");
+    no.headers.emplace_back("Allow", "POST");
+    return no;
   }
   if (path.rfind("/api/", 0) == 0) return JsonError(404, "not_found", "no such endpoint: " + path);
   return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};

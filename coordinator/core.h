@@ -83,9 +83,18 @@ class Core {
 
   // The syncer's eventfd: readable when held messages may go (Syncer::fd).
   int sync_fd();
-  // GET `target` (path and query) on the HTTP side: /metrics, the dashboard, /api/v1/status and
-  // the JSON API's read side (/api/v1/jobs[/ID[/logs]], workers, pools, health, version).
+  // ---- The HTTP side (http.h, api.h) ---------------------------------------------------------
+  // Answers a request on the HTTP port: /metrics, the dashboard, /api/v1/status, the JSON API
+  // (reads; writes, answered later through the attached endpoint once durable), the event
+  // stream (GET /api/v1/events, kept open: events are pushed to it) and outputs (with ranges).
+  HttpResponse Http(const HttpRequest& request);
+  // GET `target` (path and query).
   HttpResponse Http(const std::string& target);
+  // Where deferred answers and events go; nullptr: nowhere (no HTTP port).
+  // REQUIRES: `http` outlives the core, or is detached first.
+  void AttachHttp(HttpEndpoint* http);
+  // An event stream's connection closed.
+  void HttpClosed(const std::string& connection);
 
   // Counters for the stop message.
   uint64_t bad_messages() const;

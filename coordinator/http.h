@@ -1,29 +1,33 @@
-// The coordinator's HTTP side (--http HOST:PORT): /metrics, /api/v1/status and the dashboard.
+// The coordinator's HTTP side (--http HOST:PORT): /metrics, the dashboard and the JSON API
+// (docs/PROTOCOL.md, "HTTP"; docs/openapi.json).
 //
 // HTTP/1.1 over a ZeroMQ STREAM socket, so that it lives in the coordinator's event loop like
 // every other socket: no thread, no lock, and handlers read the loop's state directly. Each
-// connection sends one GET (or HEAD) and gets one response, then is closed. Requests larger than
-// 16 KiB, other methods and malformed request lines get 4xx answers; nothing a client sends can
-// stop the loop. Connections are capped (HttpLimits): beyond the caps a new one is closed at
-// once, and one that has not sent its whole request within the request timeout is closed, so
-// idle or trickling clients cannot hold the coordinator's file descriptors.
+// connection sends one request and gets one answer, then is closed: at once (GET), later
+// (a write, answered once its change is durable: Respond), piece by piece (a file: outputs, with
+// ranges) or never while the client listens (an event stream: Push). Nothing a client sends can
+// stop the loop:
+// - headers of at most 16 KiB, complete within the request timeout of connecting; a body of at
+//   most max_body_bytes, and all bodies being received at once within max_body_bytes_total
+//   (503 beyond: the global budget for bytes in flight);
+// - connections are capped (HttpLimits): beyond the caps a new one is closed at once, and one
+//   whose request stalls for the request timeout is closed;
+// - sending never blocks: a file goes out as fast as its client takes it, an event stream whose
+//   client stops reading is closed.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 #include <zmq.hpp>
 
 #include "common/status/status.h"
 
 namespace segue {
-
-struct HttpResponse {
-  int status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::string body;
-};
 
 // A request target ("/api/v1/jobs?state=DONE&meta=shot%3D010") split into its path and its
 // query parameters, percent-decoded ('+' as a space), in order.
@@ -35,25 +39,75 @@ struct HttpTarget {
 };
 HttpTarget ParseTarget(const std::string& target);
 
+struct HttpRequest {
+  std::string connection;  // the endpoint's name for the connection (Respond, Push)
+  std::string method;      // GET, HEAD, POST, ...
+  std::string target;      // as the request line has it
+  HttpTarget parsed;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+  // The header's value, or "".
+  std::string Header(const std::string& lower_name) const;
+};
+
+struct HttpResponse {
+  enum class Kind {
+    kNow,       // body, sent at once
+    kDeferred,  // the answer comes later: HttpEndpoint::Respond
+    kStream,    // an event stream: the headers go now, the connection stays open for Push
+    kFile,      // `file`'s bytes [file_offset, file_offset + file_length) follow the headers
+  };
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers = {};  // more headers
+  Kind kind = Kind::kNow;
+  std::string file = {};
+  uint64_t file_offset = 0, file_length = 0;
+};
+
+// A single byte range of a `Range: bytes=...` header over a file of `size` bytes: [first, last].
+struct ByteRange {
+  uint64_t first = 0, last = 0;
+};
+enum class RangeResult { kWhole, kRange, kUnsatisfiable };
+// Reads `header` (empty: none). Several ranges, or a unit other than bytes, are served whole
+// (RFC 9110 lets a server ignore Range).
+RangeResult ParseRange(std::string_view header, uint64_t size, ByteRange* range);
+
 struct HttpLimits {
   size_t max_connections = 64;  // open at once
   size_t max_connections_per_host = 16;
-  uint64_t request_timeout_ms = 10000;  // from connecting to the end of the request's headers
+  uint64_t request_timeout_ms = 10000;  // headers complete, and no pause in a body, this long
+  uint64_t max_body_bytes = 256ull << 20;
+  uint64_t max_body_bytes_total = 512ull << 20;  // bodies being received, all together
 };
 
 class HttpEndpoint {
  public:
-  // `handler(target)` answers a GET of `target` (path and query, as the request line has them).
-  using Handler = std::function<HttpResponse(const std::string& target)>;
+  // `handler(request)` answers a request, complete with its body; `closed(connection)` is told
+  // when an event stream's connection closes (its client left, or could not keep up).
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  using Closed = std::function<void(const std::string& connection)>;
 
-  HttpEndpoint(zmq::context_t& ctx, Handler handler, HttpLimits limits = {});
+  HttpEndpoint(zmq::context_t& ctx, Handler handler, HttpLimits limits = {},
+               Closed closed = nullptr);
+  ~HttpEndpoint();
   // Binds "HOST:PORT" (PORT 0: any free port). Returns "HOST:PORT" as bound.
   Result<std::string> Bind(const std::string& host_port);
   zmq::socket_t& socket() { return sock_; }
   // Reads what is waiting and answers complete requests; `now_ms`: the loop's clock.
   // REQUIRES: the socket is readable.
   void OnReadable(uint64_t now_ms);
-  // Closes the connections whose request is not complete after the request timeout.
+  // Answers a request the handler deferred. Nothing if its connection is gone.
+  void Respond(const std::string& connection, const HttpResponse& r);
+  // Sends `bytes` on an event stream. False if the stream is gone or its client is not keeping
+  // up: the connection is closed then (and `closed` told).
+  bool Push(const std::string& connection, std::string_view bytes);
+  // Sends more of the files being downloaded, as far as their clients take them; true while
+  // some remain (the loop should come back soon). `now_ms`: the loop's clock.
+  bool Pump(uint64_t now_ms);
+  // Closes the connections whose request stalled past the request timeout.
   void CloseStale(uint64_t now_ms);
   size_t connections() const { return open_.size(); }
   uint64_t refused() const { return refused_; }
@@ -61,17 +115,31 @@ class HttpEndpoint {
  private:
   struct Connection {
     std::string host;
-    uint64_t opened_ms = 0;
-    std::string request;  // bytes so far
+    uint64_t last_ms = 0;     // connected, or the last byte of a body
+    std::string request;      // bytes so far
+    size_t header_end = 0;    // where the body starts once the headers are complete; 0 before
+    uint64_t body_bytes = 0;  // Content-Length, counted against the budget while it arrives
+    bool answering = false;   // complete: a deferred answer, a stream or a file is under way
+    bool stream = false;
+    FILE* file = nullptr;  // a download's file, and what is left of it
+    uint64_t file_left = 0;
   };
-  void Respond(const std::string& id, const HttpResponse& r, bool head);
+  void OnData(const std::string& id, Connection& c, std::string_view data, uint64_t now_ms);
+  void Answer(const std::string& id, Connection& c);
+  bool SendFrames(const std::string& id, std::string_view bytes);
+  void Close(const std::string& id);
   void Forget(const std::string& id);
   zmq::socket_t sock_;
   Handler handler_;
+  Closed closed_;
   const HttpLimits limits_;
   std::map<std::string, Connection> open_;  // by connection id
   std::map<std::string, size_t> per_host_;
+  uint64_t bodies_in_flight_ = 0;  // bytes of the bodies being received (Content-Length)
   uint64_t refused_ = 0;
 };
+
+// "HTTP/1.1 STATUS REASON\r\n" and the headers of `r`, for `body_length` bytes of body.
+std::string HttpHead(const HttpResponse& r, uint64_t body_length);
 
 }  // namespace segue

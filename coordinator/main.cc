@@ -4,6 +4,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/net/url.h"
 #include "common/protocol/protocol.h"
 #include "common/security/keyring.h"
 #include "common/util/log.h"
@@ -97,10 +98,19 @@ int main(int argc, char** argv) {
   app.add_option("--worker-binary", o.worker_binary,
                  "segue-worker for local pools (default: the one beside this binary)");
   app.add_option("--http", o.http,
-                 "serve /metrics (Prometheus), the JSON API's read side (/api/v1/..., "
-                 "docs/PROTOCOL.md) and / (a live dashboard) on "
-                 "HOST:PORT, e.g. 0.0.0.0:8080 (port 0: any free port, written to "
-                 "STATE-DIR/coordinator.http)");
+                 "serve / (a live dashboard), the JSON API (/api/v1/...: jobs, submit, cancel, "
+                 "retry, priority, outputs, workers, pools, events; docs/API.md) and /metrics "
+                 "(Prometheus) on HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free port, written "
+                 "to STATE-DIR/coordinator.http). Reads are open to whoever reaches the port; "
+                 "writes need a bearer token of the keys file (token_sha256), or, without keys, "
+                 "a loopback HOST (or --insecure)");
+  app.add_option("--webhook", o.webhooks,
+                 "an http:// URL told of every job's state changes (POST, JSON; retried with "
+                 "backoff; docs/API.md, Webhooks); repeatable. Manifests may name their own "
+                 "(webhooks:)");
+  app.add_option("--webhook-secret-file", o.webhook_secret_file,
+                 "a file holding the secret that signs webhook requests (X-Segue-Signature: "
+                 "sha256=HMAC of the body)");
   app.add_option("--curve-key", o.curve_key,
                  "the coordinator's CURVE key file (segue keygen): workers and clients must know "
                  "its public key, and the traffic is encrypted");
@@ -143,7 +153,7 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", insecure,
                "allow --listen on an address other hosts can reach without --curve-key and "
                "--keys: anyone who can connect may then submit, cancel, drain workers and join "
-               "as a worker");
+               "as a worker; likewise writes on an --http port other hosts can reach");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   try {
@@ -190,6 +200,13 @@ int main(int argc, char** argv) {
     }
     spdlog::warn("--insecure: listening on {} without {}; anyone who can connect is an admin",
                  o.listen, o.curve_key.empty() ? "CURVE" : "--keys");
+  }
+  o.insecure = insecure;
+  for (const std::string& url : o.webhooks) {
+    if (auto ok = segue::ParseHttpUrl(url); !ok.ok()) {
+      std::cerr << "segue-coordinator: --webhook: " << ok.message() << "\n";
+      return 2;
+    }
   }
   if (!o.keys_file.empty()) {  // a bad keys file is bad input: say where, exit 2
     auto keys = segue::KeyRing::Load(o.keys_file);

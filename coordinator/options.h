@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace segue {
 
@@ -31,6 +32,11 @@ struct CoordinatorOptions {
   // The keys file: identities and roles (common/security/keyring.h); reloaded when it changes.
   // Without it (and without curve_clients) every peer is the local admin.
   std::string keys_file;
+  // --insecure: without keys, the HTTP port takes writes even off loopback.
+  bool insecure = false;
+  // Told of every job's state changes (webhooks.h), beside those a manifest names.
+  std::vector<std::string> webhooks;
+  std::string webhook_secret_file;  // HMAC key for X-Segue-Signature; empty: unsigned
   // Under load the store's log is synced at most this often (0: as often as asked).
   int sync_interval_us = 2000;
 

@@ -214,6 +214,18 @@ std::string MetricsText(const JobTable& jobs, const WorkerRegistry::Map& workers
   counter("segue_keys_reload_failures_total",
           "Changes to the keys file that could not be loaded (the previous keys stay).",
           metrics.keys_reload_failures);
+  gauge("segue_event_streams", "Clients following /api/v1/events now.");
+  out += "segue_event_streams " + std::to_string(metrics.event_streams) + "\n";
+  out +=
+      "# HELP segue_webhooks_total Webhook deliveries by outcome (given_up: after every retry, "
+      "or dropped from a full queue).\n# TYPE segue_webhooks_total counter\n";
+  out += "segue_webhooks_total{result=\"delivered\"} " +
+         std::to_string(metrics.webhooks_delivered) +
+         "\nsegue_webhooks_total{result=\"retried\"} " + std::to_string(metrics.webhook_retries) +
+         "\nsegue_webhooks_total{result=\"given_up\"} " +
+         std::to_string(metrics.webhooks_given_up) + "\n";
+  gauge("segue_webhooks_queued", "Webhook deliveries waiting (retries included).");
+  out += "segue_webhooks_queued " + std::to_string(metrics.webhooks_queued) + "\n";
   counter("segue_store_syncs_total",
           "Syncs of the store's write-ahead log (one serves every write since the last).",
           sync.syncs);

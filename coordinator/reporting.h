@@ -40,7 +40,10 @@ struct FarmMetrics {
   uint64_t checkpoint_bytes = 0;           // of step checkpoints received
   std::map<std::string, uint64_t> denied;  // requests refused for their identity's role, by role
   uint64_t denied_total = 0;
-  size_t identities = 0;              // in the keys file now (0: no keys file)
+  size_t identities = 0;     // in the keys file now (0: no keys file)
+  size_t event_streams = 0;  // open now
+  uint64_t webhooks_delivered = 0, webhook_retries = 0, webhooks_given_up = 0;
+  size_t webhooks_queued = 0;
   size_t connections = 0;             // to the farm port, open now
   size_t http_connections = 0;        // to the HTTP port, open now
   uint64_t refused_connections = 0;   // over the connection caps (farm and HTTP ports)

@@ -12,11 +12,24 @@ StateMachine::StateMachine(Journal* journal, Env* env, int max_attempts)
 void StateMachine::SetJobState(Job& j, JobState state, const std::string& error) {
   j.state = state;
   j.updated_ms = env_->NowMillis();
+  if (events_) events_->Stage({0, j.updated_ms, j.id, "job", -1, JobStateName(state), error});
   if (!error.empty()) j.error = error;
   if (IsFinished(state)) j.finished_ms = j.updated_ms;
   journal_->PutJob(j);
   journal_->AddEvent(
       j.id, std::string("job ") + JobStateName(state) + (error.empty() ? "" : ": " + error));
+}
+
+void StateMachine::NoteTask(const Job& j, TaskKind kind, uint32_t index,
+                            const std::string& detail) {
+  if (!events_) return;
+  const Task& t = j.tasks(kind)[index];
+  const char* state = t.state == TaskState::kDone      ? "done"
+                      : t.state == TaskState::kRunning ? "running"
+                      : t.state == TaskState::kFailed  ? "failed"
+                                                       : "pending";
+  events_->Stage({0, env_->NowMillis(), j.id, kind == TaskKind::kEncode ? "chunk" : "segment",
+                  index, state, detail});
 }
 
 void StateMachine::AdvanceDoneCursors(Job& j) {
@@ -45,6 +58,7 @@ uint32_t StateMachine::Assign(Job& j, TaskKind kind, uint32_t index, const std::
   t.state = TaskState::kRunning;
   ++t.attempt;
   t.worker = worker;
+  NoteTask(j, kind, index, worker);
   if (j.state == JobState::kQueued) SetJobState(j, JobState::kRunning, "");
   return t.attempt;
 }
@@ -68,6 +82,7 @@ void StateMachine::CompleteSegment(Job& j, uint32_t index, const Tensor& latents
   if (t.has_checkpoint) journal_->DeleteCheckpoint(j.id, index);  // done: not needed any more
   t.has_checkpoint = false;
   journal_->AddEvent(j.id, TaskName(TaskKind::kRender, index) + " done " + note);
+  NoteTask(j, TaskKind::kRender, index, note);
   ++j.segments_done;
   AdvanceDoneCursors(j);
   if (j.gang && j.segments_done == j.segments.size()) {
@@ -83,6 +98,7 @@ bool StateMachine::CompleteChunk(Job& j, uint32_t index, std::string_view contai
   journal_->PutChunk(j.id, index, container);
   journal_->PutTask(j.id, TaskKind::kEncode, index, t);
   journal_->AddEvent(j.id, TaskName(TaskKind::kEncode, index) + " " + note);
+  NoteTask(j, TaskKind::kEncode, index, note);
   ++j.chunks_done;
   AdvanceDoneCursors(j);
   return j.chunks_done == j.chunks.size();
@@ -103,6 +119,7 @@ StateMachine::Failure StateMachine::Fail(Job& j, TaskKind kind, uint32_t index,
   if (t.failed_on.size() >= max_attempts_ || t.failures >= 2 * max_attempts_) {
     t.state = TaskState::kFailed;
     journal_->PutTask(j.id, kind, index, t);
+    NoteTask(j, kind, index, "failed on " + worker + ": " + message);
     SetJobState(j, JobState::kFailed,
                 what + " failed on " + std::to_string(t.failed_on.size()) + " worker(s), " +
                     std::to_string(t.failures) + " time(s); last error: " + message);
@@ -111,6 +128,7 @@ StateMachine::Failure StateMachine::Fail(Job& j, TaskKind kind, uint32_t index,
   } else {
     t.state = TaskState::kPending;
     journal_->PutTask(j.id, kind, index, t);
+    NoteTask(j, kind, index, "failed on " + worker + ": " + message);
     if (by_worker == kKeepWorkerOffAfter) {
       journal_->AddEvent(j.id, "worker " + worker + " kept off this job after " +
                                    std::to_string(by_worker) + " failures");
@@ -126,6 +144,7 @@ void StateMachine::Requeue(Job& j, TaskKind kind, uint32_t index, const std::str
   t.state = TaskState::kPending;
   t.worker.clear();
   journal_->PutTask(j.id, kind, index, t);
+  NoteTask(j, kind, index, why);
   if (!why.empty()) journal_->AddEvent(j.id, TaskName(kind, index) + " requeued: " + why);
 }
 
@@ -137,6 +156,7 @@ void StateMachine::Rerender(Job& j, uint32_t index, const std::string& why) {
   --j.segments_done;
   j.segments_done_below = std::min(j.segments_done_below, index);
   journal_->PutTask(j.id, TaskKind::kRender, index, t);
+  NoteTask(j, TaskKind::kRender, index, why);
   journal_->AddEvent(j.id, TaskName(TaskKind::kRender, index) + " requeued: " + why);
 }
 
@@ -172,6 +192,7 @@ uint32_t StateMachine::StartGang(Job& j, std::vector<Gang::Group> groups, uint32
       t.attempt = gang.attempt;
       t.worker = g.worker;
       journal_->PutTask(j.id, TaskKind::kRender, s, t);
+      NoteTask(j, TaskKind::kRender, s, g.worker);
     }
   }
   j.segments_done_below = 0;
@@ -220,6 +241,11 @@ std::vector<Gang::Group> StateMachine::AbortGang(Job& j, const std::string& why)
 
 // ---- Jobs -------------------------------------------------------------------------------------
 
+void StateMachine::Submitted(const Job& j) {
+  if (events_)
+    events_->Stage({0, env_->NowMillis(), j.id, "job", -1, JobStateName(j.state), j.error});
+}
+
 Status StateMachine::Cancel(Job& j) {
   if (IsFinished(j.state))
     return Status::Error("job " + std::to_string(j.id) + " is already " + JobStateName(j.state));
@@ -251,6 +277,7 @@ Status StateMachine::Retry(Job& j) {
       t.error.clear();
       t.worker.clear();
       journal_->PutTask(j.id, kind, static_cast<uint32_t>(i), t);
+      NoteTask(j, kind, static_cast<uint32_t>(i), "retried");
     }
   }
   j.error.clear();

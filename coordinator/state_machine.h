@@ -33,6 +33,7 @@
 #include "common/env/env.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
+#include "coordinator/events.h"
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
 
@@ -44,6 +45,9 @@ class StateMachine {
   // a farm too small to have that many) fails its job.
   // REQUIRES: `journal` and `env` outlive the state machine.
   StateMachine(Journal* journal, Env* env, int max_attempts);
+  // Where transitions are staged as events (events.h); nullptr: none.
+  // REQUIRES: `events` outlives the state machine.
+  void set_events(EventLog* events) { events_ = events; }
 
   // ---- Tasks ----------------------------------------------------------------------------------
   // PENDING -> RUNNING on `worker` with the next attempt number (returned). Makes the task's
@@ -95,6 +99,8 @@ class StateMachine {
   std::vector<Gang::Group> AbortGang(Job& j, const std::string& why);
 
   // ---- Jobs -----------------------------------------------------------------------------------
+  // A job just stored (Journal::AddJob) in its first state: its event.
+  void Submitted(const Job& j);
   // Error (the job is finished) or CANCELLED, every RUNNING task back to PENDING, no gang.
   Status Cancel(Job& j);
   // Error (not FAILED or CANCELLED) or back to work: unfinished tasks PENDING with their failure
@@ -124,11 +130,14 @@ class StateMachine {
 
  private:
   void SetJobState(Job& j, JobState state, const std::string& error);
+  // Stages the event of task (kind, index)'s new state.
+  void NoteTask(const Job& j, TaskKind kind, uint32_t index, const std::string& detail);
   void AdvanceDoneCursors(Job& j);
 
   Journal* const journal_;
   Env* const env_;
   const uint32_t max_attempts_;
+  EventLog* events_ = nullptr;
 };
 
 }  // namespace segue

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "common/media/audio.h"
+#include "common/net/url.h"
 
 namespace segue {
 namespace {
@@ -285,7 +286,7 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
   Map top(
       root, "",
       {"version", "name", "video", "model", "segments", "camera", "seed", "priority", "timeline",
-       "audio", "output", "negative_prompt", "requirements", "checkpoint", "metadata"});
+       "audio", "output", "negative_prompt", "requirements", "checkpoint", "metadata", "webhooks"});
 
   const YAML::Node& version = top.Get("version");
   int64_t v = Integer(version, "version");
@@ -507,6 +508,20 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
         Fail(kv.second.Mark(), field, "longer than 1024 bytes");
       if (const char* why = TextProblem(value)) Fail(kv.second.Mark(), field, why);
       m.metadata[key] = value;
+    }
+  }
+  if (top.Has("webhooks")) {
+    const YAML::Node& hooks = top.Get("webhooks");
+    if (!hooks.IsSequence())
+      Fail(hooks.Mark(), "webhooks", "expected a list of http:// URLs, got " + Describe(hooks));
+    if (hooks.size() > ManifestLimits::kMaxWebhooks)
+      Fail(hooks.Mark(), "webhooks",
+           "more than " + std::to_string(ManifestLimits::kMaxWebhooks) + " URLs");
+    for (size_t i = 0; i < hooks.size(); ++i) {
+      const std::string field = "webhooks[" + std::to_string(i) + "]";
+      const std::string url = Scalar(hooks[i], field, "a URL");
+      if (auto ok = ParseHttpUrl(url); !ok.ok()) Fail(hooks[i].Mark(), field, ok.message());
+      m.webhooks.push_back(url);
     }
   }
   if (top.Has("priority"))

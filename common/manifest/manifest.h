@@ -86,6 +86,9 @@ struct Manifest {
   // Free-form strings a pipeline keeps with the job (show, shot, version, artist): shown in every
   // job report, filterable (`segue jobs --meta KEY=VALUE`).
   std::map<std::string, std::string> metadata;
+  // http:// URLs told of each change of the job's state (POST, JSON; the coordinator's
+  // --webhook URLs are told too). At most kMaxWebhooks.
+  std::vector<std::string> webhooks;
 
   // Step checkpoints, overriding the coordinator's defaults (--checkpoint-steps/-seconds) when
   // set. 0 turns that trigger off.
@@ -134,6 +137,7 @@ struct ManifestLimits {
   static constexpr int kMaxTimelineEntries = 10'000;
   static constexpr size_t kMaxPromptBytes = 4096;
   static constexpr size_t kMaxMetadataEntries = 64;
+  static constexpr size_t kMaxWebhooks = 8;
   static constexpr size_t kMaxMetadataKeyBytes = 64;
   static constexpr size_t kMaxMetadataValueBytes = 1024;
   static constexpr size_t kMaxManifestBytes = 4 << 20;

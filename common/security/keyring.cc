@@ -1,5 +1,7 @@
 #include "common/security/keyring.h"
 
+#include <sodium.h>
+
 #include <fnmatch.h>
 #include <yaml-cpp/yaml.h>
 #include <zmq.h>
@@ -103,15 +105,49 @@ bool Identity::MayNameWorker(const std::string& worker_name) const {
 
 Identity LocalIdentity() { return Identity{"local", Role::kAdmin, "", {"*"}}; }
 
+std::string TokenDigest(std::string_view token) {
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(token.data()), token.size());
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : digest) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
+std::string NewToken() {
+  if (sodium_init() < 0) std::abort();  // no source of randomness: nothing safe to hand out
+  unsigned char bytes[32];
+  randombytes_buf(bytes, sizeof bytes);
+  char text[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(text, sizeof text, bytes, sizeof bytes,
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  return text;
+}
+
 bool KeyRing::Add(Identity id) {
-  for (const auto& [key, other] : by_key_)
-    if (other.name == id.name) return false;  // O(n), but only at start
-  return by_key_.emplace(id.public_key, std::move(id)).second;
+  if (id.public_key.empty() && id.token_sha256.empty()) return false;
+  if (by_name_.count(id.name) || name_by_key_.count(id.public_key) ||
+      name_by_token_.count(id.token_sha256))
+    return false;
+  if (!id.public_key.empty()) name_by_key_[id.public_key] = id.name;
+  if (!id.token_sha256.empty()) name_by_token_[id.token_sha256] = id.name;
+  const std::string name = id.name;
+  by_name_.emplace(name, std::move(id));
+  return true;
 }
 
 const Identity* KeyRing::Find(const std::string& public_key) const {
-  auto it = by_key_.find(public_key);
-  return it == by_key_.end() ? nullptr : &it->second;
+  auto it = name_by_key_.find(public_key);
+  return it == name_by_key_.end() ? nullptr : &by_name_.at(it->second);
+}
+
+const Identity* KeyRing::FindToken(std::string_view token) const {
+  if (token.empty()) return nullptr;
+  auto it = name_by_token_.find(TokenDigest(token));
+  return it == name_by_token_.end() ? nullptr : &by_name_.at(it->second);
 }
 
 Result<KeyRing> KeyRing::Load(const std::string& path) {
@@ -151,13 +187,15 @@ Result<KeyRing> KeyRing::Parse(std::string_view text, const std::string& path) {
     for (size_t i = 0; i < list.size(); ++i) {
       const YAML::Node e = list[i];
       const std::string at = "identities[" + std::to_string(i) + "]";
-      if (!e.IsMap()) Fail(path, e, at, "expected a map (name, role, key or key_file)");
+      if (!e.IsMap())
+        Fail(path, e, at, "expected a map (name, role, key or key_file, token_sha256)");
       for (const auto& kv : e) {
         const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
-        static const std::set<std::string> known = {"name", "role", "key", "key_file", "workers"};
+        static const std::set<std::string> known = {"name",     "role",    "key",
+                                                    "key_file", "workers", "token_sha256"};
         if (!known.count(key))
           Fail(path, kv.first, at + "." + key,
-               "unknown field (known: name, role, key, key_file, workers)");
+               "unknown field (known: name, role, key, key_file, token_sha256, workers)");
       }
       Identity id;
       if (!e["name"]) Fail(path, e, at + ".name", "missing");
@@ -190,9 +228,20 @@ Result<KeyRing> KeyRing::Parse(std::string_view text, const std::string& path) {
         id.public_key = keys->public_key;
         if (!ValidZ85PublicKey(id.public_key))
           Fail(path, e["key_file"], at + ".key_file", "its public key is not valid Z85");
-      } else {
-        Fail(path, e, at + ".key", "missing (give key or key_file)");
       }
+      if (e["token_sha256"]) {
+        std::string digest = Scalar(path, e["token_sha256"], at + ".token_sha256");
+        for (char& ch : digest)
+          ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (digest.size() != 64 ||
+            digest.find_first_not_of("0123456789abcdef") != std::string::npos)
+          Fail(path, e["token_sha256"], at + ".token_sha256",
+               "expected the token's SHA-256 as 64 hex digits (segue token makes a token and its "
+               "digest)");
+        id.token_sha256 = digest;
+      }
+      if (id.public_key.empty() && id.token_sha256.empty())
+        Fail(path, e, at + ".key", "missing (give key, key_file or token_sha256)");
       if (const YAML::Node w = e["workers"]) {
         if (id.role != Role::kWorker && id.role != Role::kAdmin)
           Fail(path, w, at + ".workers", "only worker and admin identities run workers");
@@ -212,9 +261,14 @@ Result<KeyRing> KeyRing::Parse(std::string_view text, const std::string& path) {
       }
       if (!names.insert(id.name).second)
         Fail(path, e["name"], at + ".name", "'" + id.name + "' twice");
-      if (const Identity* other = ring.Find(id.public_key))
-        Fail(path, e, at + ".key", "the same key as identity '" + other->name + "'");
-      ring.by_key_.emplace(id.public_key, std::move(id));
+      if (!id.public_key.empty())
+        if (const Identity* other = ring.Find(id.public_key))
+          Fail(path, e, at + ".key", "the same key as identity '" + other->name + "'");
+      if (!id.token_sha256.empty())
+        if (auto it = ring.name_by_token_.find(id.token_sha256); it != ring.name_by_token_.end())
+          Fail(path, e["token_sha256"], at + ".token_sha256",
+               "the same token as identity '" + it->second + "'");
+      ring.Add(std::move(id));
     }
   } catch (const YamlError& e) {
     return R::Error(e.message);

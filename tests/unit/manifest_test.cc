@@ -135,6 +135,22 @@ TEST(Manifest, MetadataIsAMapOfStrings) {
       "metadata.note", "longer than 1024 bytes");
 }
 
+// webhooks: http:// receivers told of the job's state changes.
+TEST(Manifest, WebhooksArePlainHttpUrls) {
+  auto m = Parse(Good("priority: 50", "priority: 50\nwebhooks: [\"http://hooks:8081/segue\"]"));
+  ASSERT_TRUE(m.ok()) << m.message();
+  EXPECT_EQ(m->webhooks, std::vector<std::string>{"http://hooks:8081/segue"});
+  ExpectError(Good("priority: 50", "priority: 50\nwebhooks: http://x/"), 9, 11, "webhooks",
+              "expected a list of http:// URLs");
+  ExpectError(Good("priority: 50", "priority: 50\nwebhooks: [\"https://x/\"]"), 9, 12,
+              "webhooks[0]", "plain http://");
+  ExpectError(Good("priority: 50", "priority: 50\nwebhooks: [\"http://x/\", \"http://x:0/\"]"), 9,
+              25, "webhooks[1]", "a port from 1 to 65535");
+  std::string nine = "priority: 50\nwebhooks: [";
+  for (int i = 0; i < 9; ++i) nine += std::string(i ? ", " : "") + "\"http://x/" + std::to_string(i) + "\"";
+  ExpectError(Good("priority: 50", nine + "]"), 9, 11, "webhooks", "more than 8 URLs");
+}
+
 TEST(ManifestRejects, UnknownKeyWithSuggestion) {
   ExpectError(Good("seed: 42", "sed: 42"), 7, 1, "sed", "did you mean 'seed'?");
   ExpectError(Good("width: 512", "widht: 512"), 3, 9, "video.widht", "did you mean 'width'?");

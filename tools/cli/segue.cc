@@ -32,6 +32,7 @@
 #include "common/plan/timeline.h"
 #include "common/protocol/protocol.h"
 #include "common/security/curve.h"
+#include "common/security/keyring.h"
 #include "common/util/process.h"
 #include "tools/cli/client.h"
 #include "tools/cli/contact_sheet.h"
@@ -853,6 +854,16 @@ int main(int argc, char** argv) {
   keygen->add_option("path", key_path, "where to write, without extension, e.g. /etc/segue/farm")
       ->required();
 
+  std::string token_name;
+  auto* token = app.add_subcommand(
+      "token",
+      "make a bearer token for the HTTP API: prints the token (give it to the client, e.g. "
+      "SEGUE_TOKEN) and the keys-file entry that holds only its SHA-256");
+  token->add_option("name", token_name, "the identity's name in the keys file")->required();
+  std::string token_role = "submitter";
+  token->add_option("--role", token_role, "admin, submitter or viewer")->capture_default_str();
+  token->add_flag("--json", json, "print {\"token\", \"token_sha256\"}");
+
   auto* jobs = app.add_subcommand("jobs", "list the coordinator's jobs, oldest first");
   jobs->add_flag("--json", json, "print JSON (an array of jobs, each as `status --json`)");
   JobFilter filter;
@@ -901,6 +912,21 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s.message(), kBadInput);
     std::cout << "secret: " << key_path << ".key (keep it on the coordinator or the worker it "
               << "names)\npublic: " << key_path << ".pub\npublic key: " << keys->public_key << "\n";
+    return 0;
+  }
+  if (token->parsed()) {
+    if (!ParseRole(token_role))
+      return Fail("--role: '" + token_role + "' is not a role", kBadInput);
+    const std::string secret = NewToken();
+    const std::string digest = TokenDigest(secret);
+    if (json) {
+      std::cout << nlohmann::json{{"token", secret}, {"token_sha256", digest}}.dump(2) << "\n";
+      return 0;
+    }
+    std::cout << "token: " << secret << "\n(give it to the client only: Authorization: Bearer "
+              << "TOKEN, or SEGUE_TOKEN for the Python client; it is not kept anywhere)\n\n"
+              << "keys file entry:\n  - name: " << token_name << "\n    role: " << token_role
+              << "\n    token_sha256: \"" << digest << "\"\n";
     return 0;
   }
   // Every command that talks to a coordinator: a malformed address is bad input, said at once.

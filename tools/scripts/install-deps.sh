@@ -7,7 +7,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
-  libzmq3-dev cppzmq-dev capnproto libcapnp-dev librocksdb-dev libyaml-cpp-dev
+  libzmq3-dev libsodium-dev cppzmq-dev capnproto libcapnp-dev librocksdb-dev libyaml-cpp-dev
   libtorch-dev libopenblas0-pthread
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libxxhash-dev libzstd-dev
