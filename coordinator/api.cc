@@ -341,6 +341,20 @@ std::optional<HttpResponse> ReadRequest(const HttpTarget& t, HandlerContext& c, 
                        next ? nlohmann::json(std::to_string(next)) : nlohmann::json(nullptr)}});
   }
   const std::vector<std::string> p = PathParts(path);
+  if (p.size() == 5 && p[0] == "jobs" && p[2] == "segments" && p[4] == "thumbnail") {
+    const uint64_t id = IdOf(p[1]);
+    auto it = id ? c.jobs.find(id) : c.jobs.end();
+    if (it == c.jobs.end()) return JsonError(404, "not_found", "no job " + p[1].substr(0, 40));
+    const uint64_t segment = p[3] == "0" ? 0 : IdOf(p[3]);
+    if ((segment == 0 && p[3] != "0") || segment >= it->second.seg.size())
+      return JsonError(404, "not_found", "job " + p[1] + " has no segment " + p[3].substr(0, 40));
+    auto jpeg = c.journal.Thumbnail(id, static_cast<uint32_t>(segment));
+    if (!jpeg.ok())
+      return JsonError(404, "not_found",
+                       "segment " + p[3] + " of job " + p[1] + " has no thumbnail (yet)");
+    HttpResponse r{200, "image/jpeg", std::move(*jpeg)};
+    return r;
+  }
   if (p.size() >= 2 && p.size() <= 3 && p[0] == "jobs") {
     const uint64_t id = IdOf(p[1]);
     auto it = id ? c.jobs.find(id) : c.jobs.end();

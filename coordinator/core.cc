@@ -681,6 +681,9 @@ HttpResponse Core::Http(const HttpRequest& request) {
                 "\n"};
   if (path == "/" || path == "/index.html")
     return {200, "text/html; charset=utf-8", DashboardHtml()};
+  if (path.rfind("/jobs/", 0) == 0 && path.size() > 6 &&
+      path.find_first_not_of("0123456789", 6) == std::string::npos)
+    return {200, "text/html; charset=utf-8", JobPageHtml()};
   if (path == "/api/v1/events") return r.OpenStream(request);
   const std::string output_prefix = "/api/v1/jobs/";
   if (path.rfind(output_prefix, 0) == 0 && path.size() > 7 &&

@@ -18,7 +18,7 @@ th{color:#8a8f98;font-weight:normal}
 .strip>b{width:6px;height:14px;border-radius:1px;background:#3a3f4a}
 .strip>b.d{background:#36b37e}.strip>b.r{background:#ffab00}.strip>b.x{background:#ff5630}
 .state{font-weight:600}.DONE{color:#36b37e}.FAILED{color:#ff5630}.RUNNING{color:#4c9aff}
-.CANCELLED{color:#8a8f98}.STITCHING{color:#ffab00}
+.CANCELLED{color:#8a8f98}.STITCHING{color:#ffab00} a{color:#8cb4ff}
 </style></head><body>
 <h1>segue</h1><div class="muted" id="updated">connecting...</div>
 <h2>Jobs</h2>
@@ -38,7 +38,7 @@ async function tick(){
   try{
     const r=await fetch('/api/v1/status',{cache:'no-store'});const s=await r.json();
     document.getElementById('jobs').innerHTML=s.jobs.map(j=>{const p=Math.round(j.progress*100);
-      return `<tr class="job" data-id="${j.id}" data-progress="${p}"><td>${j.id}</td><td>${esc(j.name)}</td>`+
+      return `<tr class="job" data-id="${j.id}" data-progress="${p}"><td><a href="/jobs/${j.id}">${j.id}</a></td><td><a href="/jobs/${j.id}">${esc(j.name)}</a></td>`+
       `<td class="state ${j.state}">${j.state}</td><td><div class="bar"><i style="width:${p}%"></i></div>`+
       `<span class="pct">${p}%</span></td><td>${j.frames.done}/${j.frames.total}</td><td>${eta(j.eta_seconds)}</td>`+
       `<td>${strip(j.segments.states)}</td><td>${esc(j.output||j.error||'')}</td></tr>`}).join('');
@@ -50,6 +50,109 @@ async function tick(){
       `<td>${esc(p.last_change)}</td></tr>`).join('');
     document.getElementById('updated').textContent='updated '+new Date().toLocaleTimeString();
   }catch(e){document.getElementById('updated').textContent='coordinator unreachable: '+e}
+}
+tick();setInterval(tick,1000);
+</script></body></html>
+)HTML";
+}
+
+const char* JobPageHtml() {
+  return R"HTML(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>segue job</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;background:#15171c;color:#e4e6eb}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px;color:#aab}
+a{color:#8cb4ff} .muted{color:#8a8f98}
+.bar{position:relative;width:320px;height:14px;background:#2a2d35;border-radius:3px;overflow:hidden;display:inline-block;vertical-align:middle}
+.bar>i{position:absolute;left:0;top:0;bottom:0;background:#4c9aff}
+.strip{display:flex;gap:2px;flex-wrap:wrap;max-width:960px}
+.strip>b{width:10px;height:18px;border-radius:2px;background:#3a3f4a}
+.strip>b.d{background:#36b37e}.strip>b.r{background:#ffab00}.strip>b.x{background:#ff5630}
+.thumbs{display:flex;gap:6px;flex-wrap:wrap}
+.thumbs figure{margin:0;width:192px}.thumbs img{width:192px;border-radius:3px;background:#2a2d35;display:block}
+.thumbs figcaption{color:#8a8f98;font-size:12px}
+.state{font-weight:600}.DONE{color:#36b37e}.FAILED{color:#ff5630}.RUNNING{color:#4c9aff}
+.CANCELLED{color:#8a8f98}.STITCHING{color:#ffab00}
+button,input{font:inherit;background:#2a2d35;color:#e4e6eb;border:1px solid #3a3f4a;border-radius:3px;padding:4px 10px}
+button:hover{background:#3a3f4a} input{width:60px}
+pre{background:#0e0f13;padding:8px;max-height:320px;overflow:auto;font-size:12px}
+video{max-width:960px;width:100%;background:#000}
+#said{margin-left:8px}
+</style></head><body>
+<div><a href="/">&larr; all jobs</a></div>
+<h1 id="title">job</h1>
+<div><span class="state" id="state"></span> <span class="muted" id="who"></span></div>
+<div style="margin:8px 0"><div class="bar"><i id="bar"></i></div> <span id="pct"></span>
+ <span class="muted" id="frames"></span> <span class="muted" id="eta"></span></div>
+<div id="error" style="color:#ff5630"></div>
+<div id="actions">
+ <button id="cancel">Cancel</button> <button id="retry">Retry</button>
+ priority <input id="priority" type="number" min="0" max="100"> <button id="setprio">Set</button>
+ <span id="said" class="muted"></span>
+</div>
+<h2>Segments</h2><div class="strip" id="strip"></div>
+<h2>Finished segments</h2><div class="thumbs" id="thumbs"></div>
+<h2>Video</h2><div id="video" class="muted">the video plays here once the job is DONE</div>
+<h2>Log</h2><pre id="log"></pre>
+<script>
+const id=location.pathname.split('/').filter(Boolean).pop();
+const api='/api/v1/jobs/'+id;
+function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
+function eta(s){if(s==null||s<0)return '';s=Math.round(s);const m=Math.floor(s/60);return 'ETA '+m+':'+String(s%60).padStart(2,'0')}
+const shown=new Set();
+async function act(path,body){
+  const said=document.getElementById('said');
+  const send=()=>fetch(api+path,{method:'POST',headers:Object.assign({'Content-Type':'application/json'},
+      localStorage.segueToken?{'Authorization':'Bearer '+localStorage.segueToken}:{}),
+      body:JSON.stringify(body||{})});
+  let r=await send();
+  if(r.status===401){const t=prompt('This coordinator needs a token (segue token) for actions:');
+    if(t){localStorage.segueToken=t;r=await send()}}
+  const j=await r.json().catch(()=>({}));
+  said.textContent=r.ok?'done: '+j.state:(j.error?j.error.code+': '+j.error.message:'HTTP '+r.status);
+  tick();
+}
+document.getElementById('cancel').onclick=()=>act('/cancel');
+document.getElementById('retry').onclick=()=>act('/retry');
+document.getElementById('setprio').onclick=()=>act('/priority',{priority:Number(document.getElementById('priority').value)});
+async function tick(){
+  const r=await fetch(api,{cache:'no-store'});
+  if(!r.ok){document.getElementById('title').textContent='no job '+id;return}
+  const j=await r.json();const p=Math.round(j.progress*100);
+  document.title='segue: '+j.name;
+  document.getElementById('title').textContent=j.name+' (job '+j.id+')';
+  const st=document.getElementById('state');st.textContent=j.state;st.className='state '+j.state;
+  document.body.dataset.state=j.state;
+  document.getElementById('who').textContent='owner '+j.owner+(Object.keys(j.metadata).length?' \u00b7 '+
+      Object.entries(j.metadata).map(([k,v])=>k+'='+v).join(' '):'');
+  document.getElementById('bar').style.width=p+'%';document.getElementById('pct').textContent=p+'%';
+  document.getElementById('frames').textContent=j.frames.done+'/'+j.frames.total+' frames';
+  document.getElementById('eta').textContent=eta(j.eta_seconds);
+  document.getElementById('error').textContent=j.error||'';
+  const prio=document.getElementById('priority');if(document.activeElement!==prio)prio.value=j.priority;
+  const states=j.segments.states;
+  document.getElementById('strip').innerHTML=[...states].map((c,i)=>'<b title="segment '+i+'" class="'+
+      ({'#':'d','>':'r','x':'x'}[c]||'')+'"></b>').join('');
+  const thumbs=document.getElementById('thumbs');
+  [...states].forEach((c,i)=>{if(c!=='#'||shown.has(i))return;shown.add(i);
+    const f=document.createElement('figure');const img=document.createElement('img');
+    img.dataset.segment=i;img.alt='segment '+i;
+    img.onload=()=>{img.dataset.loaded=img.naturalWidth>0?'1':'0'};img.onerror=()=>{img.dataset.loaded='0'};
+    img.src=api+'/segments/'+i+'/thumbnail';
+    f.appendChild(img);f.insertAdjacentHTML('beforeend','<figcaption>segment '+i+'</figcaption>');
+    const after=[...thumbs.children].find(e=>Number(e.firstChild.dataset.segment)>i);
+    thumbs.insertBefore(f,after||null)});
+  const v=document.getElementById('video');
+  if(j.state==='DONE'&&!v.querySelector('video')){
+    v.innerHTML='<video controls preload="auto" playsinline></video><div><a download href="'+api+
+        '/output">download</a></div>';
+    const el=v.querySelector('video');el.dataset.state='loading';
+    el.onloadeddata=()=>{el.dataset.state='loaded';el.dataset.duration=el.duration.toFixed(2)};
+    el.onerror=()=>{el.dataset.state='error'};el.src=api+'/output'}
+  const l=await fetch(api+'/logs',{cache:'no-store'});
+  if(l.ok){const lines=(await l.json()).lines.slice(-300);
+    document.getElementById('log').textContent=lines.map(x=>new Date(x.ms).toLocaleTimeString()+'  '+x.text).join('\n')}
 }
 tick();setInterval(tick,1000);
 </script></body></html>

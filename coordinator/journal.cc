@@ -204,6 +204,12 @@ void Journal::PutChunk(uint64_t job, uint32_t chunk, std::string_view container)
   batch_.Put(Family::kOutputs, TaskKey(job, chunk), std::string(container));
 }
 
+// Beside the chunks, under names no chunk's key can have (a chunk's is the job's key and 4 bytes).
+void Journal::PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg) {
+  batch_.Put(Family::kOutputs, NamedKey(job, "thumbnail-" + std::to_string(segment)),
+             std::string(jpeg));
+}
+
 void Journal::PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents) {
   batch_.Put(Family::kCheckpoints, TaskKey(job, segment), EncodeStep(step) + EncodeTensor(latents));
 }
@@ -312,6 +318,11 @@ Result<Tensor> Journal::GangCheckpoint(uint64_t job, uint32_t segment, uint32_t 
 Result<std::string> Journal::Chunk(uint64_t job, uint32_t chunk) {
   Flush();
   return store_->Get(Family::kOutputs, TaskKey(job, chunk));
+}
+
+Result<std::string> Journal::Thumbnail(uint64_t job, uint32_t segment) {
+  Flush();
+  return store_->Get(Family::kOutputs, NamedKey(job, "thumbnail-" + std::to_string(segment)));
 }
 
 Result<std::string> Journal::Audio(uint64_t job) {

@@ -52,6 +52,8 @@ class Journal {
   void AddEvent(uint64_t job, const std::string& text);
   void PutLatents(uint64_t job, uint32_t segment, const Tensor& latents);
   void PutChunk(uint64_t job, uint32_t chunk, std::string_view container);
+  // A segment's thumbnail (a JPEG; the newest render's).
+  void PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg);
   // A segment's checkpoint after `step` (one per segment: the newest).
   void PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents);
   void DeleteCheckpoint(uint64_t job, uint32_t segment);
@@ -93,6 +95,7 @@ class Journal {
   uint32_t GangStep(uint64_t job);
   Result<Tensor> GangCheckpoint(uint64_t job, uint32_t segment, uint32_t step);
   Result<std::string> Chunk(uint64_t job, uint32_t chunk);
+  Result<std::string> Thumbnail(uint64_t job, uint32_t segment);
   Result<std::string> Audio(uint64_t job);
   // The job's event lines, oldest first, that `keep` accepts; at most `limit`.
   Result<std::vector<std::string>> Events(uint64_t job,

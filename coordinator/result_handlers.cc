@@ -11,6 +11,9 @@
 #include "coordinator/handlers.h"
 
 namespace segue {
+
+// A segment's thumbnail is kept up to this size (a 192-pixel JPEG is a few KiB).
+constexpr size_t kMaxThumbnailBytes = 256 << 10;
 namespace {
 
 TaskKind KindOf(wire::TaskKind kind) {
@@ -125,6 +128,12 @@ void OnRenderResult(HandlerContext& c, const std::string& identity, wire::Render
   c.machine.CompleteSegment(*j, index, *latents,
                             "by " + w->name + " (attempt " + std::to_string(r.getAttempt()) + ", " +
                                 std::to_string(r.getElapsedMs()) + " ms)");
+  // What people watching the job see of the segment: kept only if it is a small JPEG, never
+  // trusted for anything else (the dashboard serves it as image/jpeg).
+  const auto thumb = r.getThumbnail();
+  const std::string_view jpeg(reinterpret_cast<const char*>(thumb.begin()), thumb.size());
+  if (jpeg.size() <= kMaxThumbnailBytes && LooksLikeJpeg(jpeg))
+    c.journal.PutThumbnail(j->id, index, jpeg);
   if (in_gang) {
     const bool group_done =
         g < 0 || !j->gang ||

@@ -100,6 +100,33 @@ void SendCheckpoint(zmq::socket_t& outbox, uint64_t job, uint32_t segment, uint3
   outbox.send(zmq::buffer(bytes), zmq::send_flags::none);
 }
 
+// A small JPEG of a segment's middle latent frame, decoded on its own: what people watching the
+// job see of it. Best effort: "" when it cannot be made (the result goes without it).
+std::string SegmentThumbnail(model::Runtime& runtime, const std::string& model,
+                             const Tensor& latents, int width, int height) {
+  if (latents.shape.size() != 4 || latents.shape[1] < 1 || width <= 0 || height <= 0) return "";
+  const int64_t c = latents.shape[0], t = latents.shape[1];
+  const int64_t plane = latents.shape[2] * latents.shape[3];
+  Tensor frame = Tensor::Zeros({c, 1, latents.shape[2], latents.shape[3]});
+  const int64_t middle = t / 2;
+  for (int64_t k = 0; k < c; ++k)
+    std::copy_n(latents.data.begin() + (k * t + middle) * plane, plane,
+                frame.data.begin() + k * plane);
+  auto rgb = runtime.DecodeRgb(model, frame, width, height, 0, 1);
+  if (!rgb.ok() || rgb->size() < static_cast<size_t>(width) * height * 3) {
+    spdlog::debug("no thumbnail: {}", rgb.ok() ? "short picture" : rgb.message());
+    return "";
+  }
+  auto jpeg = EncodeThumbnailJpeg(rgb->data(), width, height);
+  if (!jpeg.ok()) spdlog::debug("no thumbnail: {}", jpeg.message());
+  return jpeg.ok() ? *jpeg : "";
+}
+
+void SetThumbnail(wire::RenderResult::Builder res, const std::string& jpeg) {
+  if (!jpeg.empty())
+    res.setThumbnail(kj::arrayPtr(reinterpret_cast<const kj::byte*>(jpeg.data()), jpeg.size()));
+}
+
 Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink& link,
                   zmq::socket_t& outbox) {
   const auto start = Clock::now();
@@ -149,6 +176,9 @@ Outcome RunRender(model::Runtime& runtime, wire::RenderTask::Reader t, TaskLink&
   res.setAttempt(t.getAttempt());
   SetTensor(res.initLatents(), *latents);
   res.setElapsedMs(static_cast<uint64_t>(ms));
+  SetThumbnail(
+      res, SegmentThumbnail(runtime, t.getModel().cStr(), *latents, static_cast<int>(t.getWidth()),
+                            static_cast<int>(t.getHeight())));
   std::ostringstream summary;
   summary << "job " << t.getJobId() << " segment " << t.getSegment() << " (latent frames "
           << r.latent_start << "-" << r.latent_start + r.latent_count << ") rendered in " << ms
@@ -209,9 +239,13 @@ Outcome RunEncode(model::Runtime& runtime, wire::EncodeTask::Reader t,
               " encoded in " + std::to_string(ms) + " ms"};
 }
 
-Outcome RenderResultsOf(uint64_t job, uint32_t attempt, uint32_t first,
+Outcome RenderResultsOf(model::Runtime& runtime, wire::CodenoiseTask::Reader t,
                         std::vector<Tensor>& latents, int64_t ms) {
   Outcome out;
+  const uint64_t job = t.getJobId();
+  const uint32_t attempt = t.getAttempt();
+  auto tasks = t.getSegments();
+  const uint32_t first = tasks.size() ? tasks[0].getSegment() : 0;
   for (size_t k = 0; k < latents.size(); ++k) {
     capnp::MallocMessageBuilder b;
     auto res = b.initRoot<wire::Envelope>().initRenderResult();
@@ -220,6 +254,10 @@ Outcome RenderResultsOf(uint64_t job, uint32_t attempt, uint32_t first,
     res.setAttempt(attempt);
     SetTensor(res.initLatents(), latents[k]);
     res.setElapsedMs(static_cast<uint64_t>(ms));
+    if (k < tasks.size())
+      SetThumbnail(res, SegmentThumbnail(runtime, tasks[k].getModel().cStr(), latents[k],
+                                         static_cast<int>(tasks[k].getWidth()),
+                                         static_cast<int>(tasks[k].getHeight())));
     out.messages.push_back(Serialize(b));
   }
   out.summary = "job " + std::to_string(job) + " segments " + std::to_string(first) + "-" +
@@ -369,7 +407,7 @@ Outcome RunCodenoise(model::Runtime& runtime, wire::CodenoiseTask::Reader t, Tas
   }
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-  return RenderResultsOf(job, attempt, first, *latents, ms);
+  return RenderResultsOf(runtime, t, *latents, ms);
 }
 
 class WorkerLoop {

@@ -656,6 +656,51 @@ Status WritePng(const std::string& path, const uint8_t* rgb, int width, int heig
   return Status::Ok();
 }
 
+Result<std::string> EncodeThumbnailJpeg(const uint8_t* rgb, int width, int height, int max_width) {
+  using R = Result<std::string>;
+  if (width <= 0 || height <= 0 || max_width < 2) return R::Error("no picture to shrink");
+  av_log_set_level(AV_LOG_ERROR);
+  const int tw = std::max(2, std::min(width, max_width) & ~1);
+  const int th = std::max(2, static_cast<int>(std::lround(1.0 * height * tw / width)) & ~1);
+  const AVCodec* codec = avcodec_find_encoder(AV_CODEC_ID_MJPEG);
+  if (!codec) return R::Error("this FFmpeg has no JPEG encoder");
+  CodecPtr enc(avcodec_alloc_context3(codec));
+  enc->width = tw;
+  enc->height = th;
+  enc->pix_fmt = AV_PIX_FMT_YUVJ420P;
+  enc->time_base = {1, 1};
+  enc->flags |= AV_CODEC_FLAG_QSCALE;
+  enc->global_quality = FF_QP2LAMBDA * 4;
+  int err = avcodec_open2(enc.get(), codec, nullptr);
+  if (err < 0) return R::Error("cannot open the JPEG encoder");
+  FramePtr frame(av_frame_alloc());
+  frame->format = AV_PIX_FMT_YUVJ420P;
+  frame->width = tw;
+  frame->height = th;
+  frame->quality = enc->global_quality;
+  if (av_frame_get_buffer(frame.get(), 0) < 0) return R::Error("out of memory for a picture");
+  SwsPtr sws(sws_getContext(width, height, AV_PIX_FMT_RGB24, tw, th, AV_PIX_FMT_YUVJ420P, SWS_AREA,
+                            nullptr, nullptr, nullptr));
+  if (!sws) return R::Error("cannot scale the picture");
+  const uint8_t* src[1] = {rgb};
+  const int stride[1] = {width * 3};
+  sws_scale(sws.get(), src, stride, 0, height, frame->data, frame->linesize);
+  frame->pts = 0;
+  err = avcodec_send_frame(enc.get(), frame.get());
+  if (err >= 0) err = avcodec_send_frame(enc.get(), nullptr);
+  PacketPtr pkt(av_packet_alloc());
+  if (err >= 0) err = avcodec_receive_packet(enc.get(), pkt.get());
+  if (err < 0) return R::Error("JPEG encoding failed");
+  return std::string(reinterpret_cast<const char*>(pkt->data), static_cast<size_t>(pkt->size));
+}
+
+bool LooksLikeJpeg(std::string_view bytes) {
+  return bytes.size() >= 4 && static_cast<uint8_t>(bytes[0]) == 0xFF &&
+         static_cast<uint8_t>(bytes[1]) == 0xD8 && static_cast<uint8_t>(bytes[2]) == 0xFF &&
+         static_cast<uint8_t>(bytes[bytes.size() - 2]) == 0xFF &&
+         static_cast<uint8_t>(bytes[bytes.size() - 1]) == 0xD9;
+}
+
 Status ReadVideoFrames(const std::string& given,
                        const std::function<void(int64_t, const uint8_t*, int, int)>& on_frame) {
   std::error_code ec;

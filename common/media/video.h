@@ -76,4 +76,11 @@ Result<int64_t> CountChunkFrames(std::string_view container);
 // Writes one RGB24 picture as a PNG file (a temporary sibling, renamed into place).
 Status WritePng(const std::string& path, const uint8_t* rgb, int width, int height);
 
+// One RGB24 picture as a small JPEG (a segment's thumbnail): scaled to at most `max_width`
+// pixels wide, its aspect kept.
+Result<std::string> EncodeThumbnailJpeg(const uint8_t* rgb, int width, int height,
+                                        int max_width = 192);
+// Whether `bytes` look like a JPEG file (its start and end markers).
+bool LooksLikeJpeg(std::string_view bytes);
+
 }  // namespace segue

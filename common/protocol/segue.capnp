@@ -206,6 +206,10 @@ struct RenderResult {
   attempt @2 :UInt32;
   latents @3 :TensorData;   # [C, T, h, w]
   elapsedMs @4 :UInt64;
+  # A small JPEG of the segment's middle frame (at most 192 pixels wide), for people watching the
+  # job; empty when the worker could not make one. The coordinator keeps it if it is a JPEG of at
+  # most 256 KiB and ignores it otherwise: it never affects the render.
+  thumbnail @5 :Data;
 }
 
 struct EncodeResult {

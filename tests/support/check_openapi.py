@@ -102,6 +102,10 @@ def main():
           headers={"Range": "bytes=999999999-"})
     check("/api/v1/jobs/{id}/output", f"/api/v1/jobs/{mine}/output", 409)
     check("/api/v1/jobs/{id}/output", "/api/v1/jobs/999999/output", 404)
+    check("/api/v1/jobs/{id}/segments/{segment}/thumbnail",
+          f"/api/v1/jobs/{job}/segments/0/thumbnail", 200)
+    check("/api/v1/jobs/{id}/segments/{segment}/thumbnail",
+          f"/api/v1/jobs/{job}/segments/99999/thumbnail", 404)
     check("/api/v1/events", "/api/v1/events", 200)
     check("/api/v1/events", f"/api/v1/events?job={job}", 200)
     check("/api/v1/events", "/api/v1/events?job=999999", 404)

@@ -137,6 +137,36 @@ TEST_F(CliContract, ExitCodesFollowTheJobAndCancelIsIdempotent) {
   EXPECT_EQ(Segue("cancel 999", &out), 2);
 }
 
+// Every command prints JSON with --json, jobs in the one job shape.
+TEST_F(CliContract, EveryCommandSpeaksJson) {
+  std::string out;
+  for (const char* cmd :
+       {"plan", "render", "submit", "status", "jobs", "cancel", "retry", "priority", "drain",
+        "logs", "workers", "pool ls", "pool scale", "pool autoscale", "seams", "contact-sheet",
+        "keygen", "token", "version"}) {
+    RunCommand(Cli(std::string(cmd) + " --help"), &out, true);
+    EXPECT_NE(out.find("--json"), std::string::npos) << "segue " << cmd << " has no --json";
+  }
+  ASSERT_EQ(Segue("submit '" + dir_ / "shot.yaml" + "' --json", &out), 0) << Stderr();
+  const std::string id = nlohmann::json::parse(out)["id"];
+  for (const std::string& action : {"priority " + id + " 70", "cancel " + id, "retry " + id}) {
+    ASSERT_EQ(Segue(action + " --json", &out), 0) << action << ": " << Stderr();
+    const auto job = nlohmann::json::parse(out, nullptr, false);
+    EXPECT_TRUE(FollowsTheJobSchema(job)) << action;
+    EXPECT_EQ(job["id"], id);
+  }
+  EXPECT_EQ(nlohmann::json::parse(out)["priority"], 70);
+  ASSERT_EQ(Segue("logs " + id + " --json", &out), 0) << Stderr();
+  const auto logs = nlohmann::json::parse(out);
+  ASSERT_FALSE(logs["lines"].empty());
+  EXPECT_TRUE(logs["lines"][0]["ms"].is_number_integer());
+  EXPECT_NE(logs["lines"][0]["text"].get<std::string>().find("submitted"), std::string::npos);
+  ASSERT_EQ(Segue("pool scale local 0 --json", &out), 0) << Stderr();
+  EXPECT_EQ(nlohmann::json::parse(out)[0]["name"], "local");
+  ASSERT_EQ(RunCommand(Cli("keygen '" + dir_ / "k" + "' --json"), &out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)["public_key"].get<std::string>().size(), 40u);
+}
+
 // No answer is told apart by its cause: nothing listening, or a port that does not speak segue.
 TEST_F(CliContract, AFarmThatIsDownIsToldApartFromAPortThatIsNotACoordinators) {
   std::string out;

@@ -253,5 +253,75 @@ TEST(Http, DashboardInHeadlessChromiumShowsProgressAdvancing) {
   EXPECT_GT(fs::exists(shot) ? fs::file_size(shot) : 0, 10000u);
 }
 
+// A job's page in a real browser: the strip, a thumbnail of every finished segment that really
+// loads (an image the browser decoded), the finished video playable in the page, and the action
+// buttons. Saves a screenshot (build/job-page.png) for a person to look at.
+TEST(Http, JobPageShowsEveryThumbnailAndPlaysTheVideoInHeadlessChromium) {
+  std::string out;
+  if (RunCommand("command -v chromium", &out) != 0)
+    GTEST_SKIP() << "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});
+  ASSERT_TRUE(farm.ok());
+  std::ofstream(dir / "page.yaml") << "version: 1\nname: paged\n"
+                                   << "video: {width: 160, height: 96, fps: 24, frames: 72}\n"
+                                   << "model: {name: zoom, steps: 2}\n"
+                                   << "segments: {length: 16, overlap: 4}\n"
+                                   << "timeline: [{at: 0, prompt: a lighthouse}]\n";
+  ASSERT_EQ(
+      RunCommand(Cli("submit '" + dir / "page.yaml" + "' --wait --coordinator " + farm.endpoint()),
+                 &out, true),
+      0)
+      << out;
+  const std::string job = SubmittedJobId(out);
+  const std::string http = HttpAddress(dir);
+  int status = 0;
+  const auto j = nlohmann::json::parse(HttpGet(http, "/api/v1/jobs/" + job, &status));
+  const int segments = j["segments"]["total"];
+  ASSERT_GE(segments, 3);
+  // Every finished segment has a thumbnail: a JPEG.
+  for (int i = 0; i < segments; ++i) {
+    const std::string jpeg = HttpGet(
+        http, "/api/v1/jobs/" + job + "/segments/" + std::to_string(i) + "/thumbnail", &status);
+    EXPECT_EQ(status, 200) << i;
+    EXPECT_EQ(jpeg.substr(0, 3), std::string("\xff\xd8\xff")) << i;
+  }
+  HttpGet(http, "/api/v1/jobs/" + job + "/segments/" + std::to_string(segments) + "/thumbnail",
+          &status);
+  EXPECT_EQ(status, 404);
+  const std::string url = "http://" + http + "/jobs/" + job;
+  const std::string chromium =
+      "timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run "
+      "--autoplay-policy=no-user-gesture-required --user-data-dir='" +
+      dir / "profile" + "' ";
+  std::string dom;
+  RunCommand(chromium + "--virtual-time-budget=8000 --dump-dom '" + url + "' 2>/dev/null", &dom);
+  EXPECT_NE(dom.find("data-state=\"DONE\""), std::string::npos) << dom.substr(0, 2000);
+  int loaded = 0;
+  for (size_t at = dom.find("data-loaded=\"1\""); at != std::string::npos;
+       at = dom.find("data-loaded=\"1\"", at + 1))
+    ++loaded;
+  EXPECT_EQ(loaded, segments) << "thumbnails the browser decoded";
+  EXPECT_EQ(dom.find("data-loaded=\"0\""), std::string::npos);
+  // The video element loaded the output: the browser read its first frame and its duration.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(dom, m, std::regex("<video[^>]*data-state=\"([a-z]+)\"")))
+      << dom.substr(0, 3000);
+  EXPECT_EQ(m[1], "loaded") << "the video did not load in the page";
+  ASSERT_TRUE(std::regex_search(dom, m, std::regex("data-duration=\"([0-9.]+)\"")));
+  EXPECT_NEAR(std::stod(m[1]), 3.0, 0.1);  // 72 frames at 24 fps
+  for (const char* button : {"id=\"cancel\"", "id=\"retry\"", "id=\"setprio\""})
+    EXPECT_NE(dom.find(button), std::string::npos) << button;
+  EXPECT_NE(dom.find("job DONE"), std::string::npos) << "the log is shown";
+  const std::string shot = fs::path(BinDir()).parent_path().string() + "/job-page.png";
+  fs::remove(shot);
+  RunCommand(chromium + "--virtual-time-budget=8000 --window-size=1280,1000 --screenshot='" + shot +
+                 "' '" + url + "' 2>/dev/null",
+             &out);
+  EXPECT_TRUE(fs::exists(shot)) << out;
+  HttpGet(http, "/jobs/" + job, &status);
+  EXPECT_EQ(status, 200);
+}
+
 }  // namespace
 }  // namespace segue

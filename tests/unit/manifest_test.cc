@@ -147,7 +147,8 @@ TEST(Manifest, WebhooksArePlainHttpUrls) {
   ExpectError(Good("priority: 50", "priority: 50\nwebhooks: [\"http://x/\", \"http://x:0/\"]"), 9,
               25, "webhooks[1]", "a port from 1 to 65535");
   std::string nine = "priority: 50\nwebhooks: [";
-  for (int i = 0; i < 9; ++i) nine += std::string(i ? ", " : "") + "\"http://x/" + std::to_string(i) + "\"";
+  for (int i = 0; i < 9; ++i)
+    nine += std::string(i ? ", " : "") + "\"http://x/" + std::to_string(i) + "\"";
   ExpectError(Good("priority: 50", nine + "]"), 9, 11, "webhooks", "more than 8 URLs");
 }
 

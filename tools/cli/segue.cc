@@ -369,7 +369,7 @@ int CmdJobs(const std::string& coordinator, bool json, const JobFilter& filter) 
 }
 
 int CmdJobAction(const std::string& action, const std::string& job, const std::string& coordinator,
-                 int priority) {
+                 int priority, bool json) {
   auto id = ParseJobId(job);
   if (!id.ok()) return Fail(id.message(), kBadInput);
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
@@ -377,6 +377,10 @@ int CmdJobAction(const std::string& action, const std::string& job, const std::s
                       : action == "retry" ? client.Retry(*id)
                                           : client.SetPriority(*id, priority);
   if (!r.ok()) return Fail(r.message(), ExitFor(client));
+  if (json) {
+    std::cout << r->ToJson().dump(2) << "\n";
+    return 0;
+  }
   PrintJob(*r);
   return 0;
 }
@@ -412,21 +416,35 @@ int CmdVersion(const std::string& coordinator, bool json) {
   return 0;
 }
 
-int CmdDrain(const std::string& worker, const std::string& coordinator) {
+int CmdDrain(const std::string& worker, const std::string& coordinator, bool json) {
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto r = client.Drain(worker);
   if (!r.ok()) return Fail(r.message(), ExitFor(client));
+  if (json) {
+    std::cout << r->ToJson().dump(2) << "\n";
+    return 0;
+  }
   std::cout << "worker " << r->name << " is draining: it finishes "
             << (r->task.empty() ? "nothing" : r->task) << " and leaves\n";
   return 0;
 }
 
-int CmdLogs(const std::string& job, int segment, const std::string& coordinator) {
+int CmdLogs(const std::string& job, int segment, const std::string& coordinator, bool json) {
   auto id = ParseJobId(job);
   if (!id.ok()) return Fail(id.message(), kBadInput);
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto lines = client.Logs(*id, segment);
   if (!lines.ok()) return Fail(lines.message(), ExitFor(client));
+  if (json) {  // as GET /api/v1/jobs/ID/logs has them
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& l : *lines) {
+      const size_t sp = l.find(' ');
+      out.push_back({{"ms", std::atoll(l.substr(0, sp).c_str())},
+                     {"text", sp == std::string::npos ? "" : l.substr(sp + 1)}});
+    }
+    std::cout << nlohmann::json{{"lines", out}}.dump(2) << "\n";
+    return 0;
+  }
   for (const auto& l : *lines) {
     // "MS text": print the time as ISO 8601 UTC.
     const size_t sp = l.find(' ');
@@ -577,7 +595,7 @@ int CmdSeams(const std::string& video, const std::string& plan, const std::strin
 }
 
 int CmdContactSheet(const std::string& video, const std::string& plan, const std::string& manifest,
-                    const std::string& out, int thumb_width, int max_rows) {
+                    const std::string& out, int thumb_width, int max_rows, bool json) {
   if (plan.empty() == manifest.empty())
     return Fail("contact-sheet: give exactly one of --plan or --manifest", kBadInput);
   auto segments = LoadPlan(plan, manifest);
@@ -586,6 +604,18 @@ int CmdContactSheet(const std::string& video, const std::string& plan, const std
     return Fail("--output: '" + out + "' should end in .png", kBadInput);
   auto layout = WriteContactSheet(video, *segments, out, thumb_width, max_rows);
   if (!layout.ok()) return Fail(layout.message(), kBadInput);
+  if (json) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const SheetRow& row : layout->rows)
+      rows.push_back({{"join", {row.left, row.left + 1}}, {"frames", row.frames}});
+    std::cout << nlohmann::json{{"path", out},
+                                {"width", layout->width},
+                                {"height", layout->height},
+                                {"rows", rows}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
   for (size_t r = 0; r < layout->rows.size(); ++r) {
     const SheetRow& row = layout->rows[r];
     printf("row %zu: join %d|%d, frames", r + 1, row.left, row.left + 1);
@@ -601,7 +631,7 @@ int CmdContactSheet(const std::string& video, const std::string& plan, const std
 
 int CmdRender(const std::string& path, int workers, const std::string& output_flag,
               const std::string& state_dir, int threads, const std::string& preset,
-              int chunk_frames, const std::string& models) {
+              int chunk_frames, const std::string& models, bool json) {
   auto m = LoadManifestFile(path);
   if (!m.ok()) return Fail(m.message(), kBadInput);
   auto req = BuildSubmit(path, *m);
@@ -669,7 +699,7 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
   }
   auto r = client.Submit(*req);
   if (!r.ok()) return Fail(r.message(), kBadInput);
-  auto st = Follow(client, r->job_id, true);
+  auto st = Follow(client, r->job_id, !json);
   for (auto& w : pool) w.Stop();
   coord->Stop();
   if (g_interrupted)
@@ -680,6 +710,10 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
   if (st->state != "DONE") {
     return Fail("job " + std::to_string(r->job_id) + " " + st->state + ": " + st->error +
                 " (logs in " + (state / "logs").string() + ")");
+  }
+  if (json) {
+    std::cout << st->ToJson().dump(2) << "\n";
+    return 0;
   }
   std::cout << "output: " << st->output << "\n";
   return 0;
@@ -726,6 +760,8 @@ int main(int argc, char** argv) {
   auto* render = app.add_subcommand(
       "render", "render a manifest on this machine: a coordinator and local workers");
   render->add_option("manifest", manifest, "the manifest (YAML)")->required();
+  render->add_flag("--json", json,
+                   "print the finished job as JSON (as status --json); progress goes to stderr");
   render->add_option("--workers", workers, "local worker processes")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
@@ -784,6 +820,7 @@ int main(int argc, char** argv) {
   sheet->add_option("--plan", plan_file, "the plan, as `segue plan --json` prints it");
   sheet->add_option("--manifest", manifest_file, "or the manifest the video was rendered from");
   sheet->add_option("-o,--output", sheet_out, "the PNG to write")->required();
+  sheet->add_flag("--json", json, "print {\"path\", \"width\", \"height\", \"rows\"}");
   sheet->add_option("--thumb-width", thumb_width, "width of each frame on the sheet, in pixels")
       ->capture_default_str()
       ->check(CLI::Range(16, 4096));
@@ -797,23 +834,28 @@ int main(int argc, char** argv) {
   std::string worker_name;
   auto* cancel = app.add_subcommand("cancel", "cancel a job; its workers stop within a step");
   cancel->add_option("job", job, "job id")->required();
+  cancel->add_flag("--json", json, "print the job as JSON (as status --json)");
   add_coord(cancel);
   auto* retry = app.add_subcommand(
       "retry", "put a FAILED or CANCELLED job back in the queue (finished segments are kept)");
   retry->add_option("job", job, "job id")->required();
+  retry->add_flag("--json", json, "print the job as JSON (as status --json)");
   add_coord(retry);
   auto* prio = app.add_subcommand("priority", "change a job's priority (0-100, higher first)");
   prio->add_option("job", job, "job id")->required();
   prio->add_option("priority", priority, "new priority")->required()->check(CLI::Range(0, 100));
+  prio->add_flag("--json", json, "print the job as JSON (as status --json)");
   add_coord(prio);
   auto* drain =
       app.add_subcommand("drain", "let a worker finish its task, take no more, and leave");
   drain->add_option("worker", worker_name, "worker name (see segue workers)")->required();
+  drain->add_flag("--json", json, "print the worker as JSON (as workers --json)");
   add_coord(drain);
   auto* logs = app.add_subcommand("logs", "a job's event log, from the coordinator's store");
   logs->add_option("job", job, "job id")->required();
   logs->add_option("--segment", segment, "only lines about this segment")
       ->check(CLI::NonNegativeNumber);
+  logs->add_flag("--json", json, "print {\"lines\": [{\"ms\", \"text\"}]}");
   add_coord(logs);
 
   auto* workers_cmd = app.add_subcommand("workers", "list the coordinator's workers");
@@ -836,6 +878,7 @@ int main(int argc, char** argv) {
   pool_scale->add_option("size", pool_size, "workers wanted")
       ->required()
       ->check(CLI::Range(0, 10000));
+  pool_scale->add_flag("--json", json, "print the pools as JSON (as pool ls --json)");
   add_coord(pool_scale);
   auto* pool_auto = pool_cmd->add_subcommand(
       "autoscale", "size a pool from the runnable work, between --min and --max");
@@ -846,6 +889,7 @@ int main(int argc, char** argv) {
       pool_auto->add_option("--max", pool_max, "most workers")->check(CLI::Range(0, 10000));
   auto* off_opt = pool_auto->add_flag("--off", pool_off, "turn autoscaling off (the size stays)");
   off_opt->excludes(min_opt)->excludes(max_opt);
+  pool_auto->add_flag("--json", json, "print the pools as JSON (as pool ls --json)");
   add_coord(pool_auto);
 
   std::string key_path;
@@ -853,6 +897,7 @@ int main(int argc, char** argv) {
       "keygen", "make a CURVE keypair: PATH.key (secret, mode 600) and PATH.pub (public)");
   keygen->add_option("path", key_path, "where to write, without extension, e.g. /etc/segue/farm")
       ->required();
+  keygen->add_flag("--json", json, "print {\"secret\", \"public\", \"public_key\"}");
 
   std::string token_name;
   auto* token = app.add_subcommand(
@@ -910,6 +955,14 @@ int main(int argc, char** argv) {
     }
     Status s = WriteCurveKeys(*keys, key_path + ".key", key_path + ".pub");
     if (!s.ok()) return Fail(s.message(), kBadInput);
+    if (json) {
+      std::cout << nlohmann::json{{"secret", key_path + ".key"},
+                                  {"public", key_path + ".pub"},
+                                  {"public_key", keys->public_key}}
+                       .dump(2)
+                << "\n";
+      return 0;
+    }
     std::cout << "secret: " << key_path << ".key (keep it on the coordinator or the worker it "
               << "names)\npublic: " << key_path << ".pub\npublic key: " << keys->public_key << "\n";
     return 0;
@@ -941,7 +994,7 @@ int main(int argc, char** argv) {
   if (plan->parsed()) return CmdPlan(manifest, json, model_info);
   if (render->parsed())
     return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames,
-                     models_dir);
+                     models_dir, json);
   if (submit->parsed()) return CmdSubmit(manifest, coordinator, output, wait, json, submission_id);
   if (status->parsed()) return CmdStatus(job, coordinator, json, watch);
   if (jobs->parsed()) {
@@ -955,11 +1008,11 @@ int main(int argc, char** argv) {
   }
   if (version->parsed()) return CmdVersion(coordinator, json);
   if (workers_cmd->parsed()) return CmdWorkers(coordinator, json);
-  if (cancel->parsed()) return CmdJobAction("cancel", job, coordinator, 0);
-  if (retry->parsed()) return CmdJobAction("retry", job, coordinator, 0);
-  if (prio->parsed()) return CmdJobAction("priority", job, coordinator, priority);
-  if (drain->parsed()) return CmdDrain(worker_name, coordinator);
-  if (logs->parsed()) return CmdLogs(job, segment, coordinator);
+  if (cancel->parsed()) return CmdJobAction("cancel", job, coordinator, 0, json);
+  if (retry->parsed()) return CmdJobAction("retry", job, coordinator, 0, json);
+  if (prio->parsed()) return CmdJobAction("priority", job, coordinator, priority, json);
+  if (drain->parsed()) return CmdDrain(worker_name, coordinator, json);
+  if (logs->parsed()) return CmdLogs(job, segment, coordinator, json);
   if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
   if (pool_ls->parsed()) return CmdPool("ls", "", 0, 0, 0, false, coordinator, json);
   if (pool_scale->parsed())
@@ -972,6 +1025,7 @@ int main(int argc, char** argv) {
     return CmdPool("autoscale", pool_name, 0, pool_min, pool_max, pool_off, coordinator, json);
   }
   if (sheet->parsed())
-    return CmdContactSheet(manifest, plan_file, manifest_file, sheet_out, thumb_width, max_rows);
+    return CmdContactSheet(manifest, plan_file, manifest_file, sheet_out, thumb_width, max_rows,
+                           json);
   return kBadInput;
 }
