@@ -178,7 +178,8 @@ int HttpStatusOf(wire::ErrorCode code) {
 }  // namespace
 
 HttpResponse Json(int status, const nlohmann::json& body) {
-  return {status, "application/json", body.dump(2) + "\n"};
+  return {status, "application/json",
+          body.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
 }
 
 HttpResponse JsonError(int status, const std::string& code, const std::string& message) {

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 
@@ -48,10 +49,17 @@ struct Core::Rep {
   struct Router final : Transport {
     Router(Transport* farm, Rep* rep) : farm(farm), rep(rep) {}
     void Send(const std::string& identity, std::string payload, bool req_envelope) override {
-      if (identity.rfind(kHttpPeer, 0) == 0) {
-        rep->AnswerHttp(identity.substr(kHttpPeer.size()), payload);
-      } else if (identity == kEventsPeer) {
-        rep->PublishEvents(std::stoull(payload));
+      if (identity.rfind(kHttpPeer, 0) == 0 || identity == kEventsPeer) {
+        // From the outbox's sending: nothing here may stop the loop.
+        try {
+          if (identity == kEventsPeer) {
+            rep->PublishEvents(std::stoull(payload));
+          } else {
+            rep->AnswerHttp(identity.substr(kHttpPeer.size()), payload);
+          }
+        } catch (const std::exception& e) {
+          spdlog::error("http: cannot answer or publish: {}", e.what());
+        }
       } else {
         farm->Send(identity, std::move(payload), req_envelope);
       }
@@ -95,7 +103,9 @@ struct Core::Rep {
   HttpEndpoint* http = nullptr;
   std::map<std::string, uint64_t> streams;  // event streams: connection -> job (0: every job)
   uint64_t last_keepalive_ms = 0;
-  std::unique_ptr<WebhookSender> webhooks;
+  // The coordinator's --webhook URLs, and the manifests': apart, so that receivers a submitter
+  // names cannot hold up the operator's.
+  std::unique_ptr<WebhookSender> webhooks, job_webhooks;
 
   void AnswerHttp(const std::string& connection, const std::string& payload);
   void PublishEvents(uint64_t batch);
@@ -344,6 +354,7 @@ Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env*
     hooks.secret = secret;
   }
   rep->webhooks = std::make_unique<WebhookSender>(hooks);
+  rep->job_webhooks = std::make_unique<WebhookSender>(hooks);
   return std::unique_ptr<Core>(new Core(std::move(rep)));
 }
 
@@ -453,9 +464,22 @@ int Core::sync_fd() { return rep_->journal->syncer().fd(); }
 
 namespace {
 
+// Whether `host` (a name or address, without its port) is this machine's loopback: localhost,
+// [::1] or a numeric 127.x.x.x (not a name that merely starts with "127.").
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "[::1]" || host == "::1" ||
+         (host.rfind("127.", 0) == 0 && host.find_first_not_of("0123456789.") == std::string::npos);
+}
+
+// Whether HOST:PORT names this machine's loopback.
 bool OnLoopback(const std::string& host_port) {
-  const std::string host = host_port.substr(0, host_port.rfind(':'));
-  return host == "localhost" || host == "[::1]" || host == "::1" || host.rfind("127.", 0) == 0;
+  return IsLoopbackHost(host_port.substr(0, host_port.rfind(':')));
+}
+
+// The host of a Host header ("127.0.0.1:8080", "[::1]:8080", "localhost").
+std::string HostOf(const std::string& header) {
+  if (!header.empty() && header[0] == '[') return header.substr(0, header.find(']') + 1);
+  return header.substr(0, header.find(':'));
 }
 
 const char* VideoType(const std::string& path) {
@@ -505,16 +529,28 @@ void Core::Rep::PublishEvents(uint64_t batch) {
     const std::string body = nlohmann::json{{"schema_version", 1},
                                             {"event", e.ToJson()},
                                             {"job", ReportJob(j->second, now, false).ToJson()}}
-                                 .dump();
-    for (const auto* urls : {&options.webhooks, &own})
-      for (const std::string& url : *urls)
-        webhooks->Enqueue(url, "job." + e.state, std::to_string(e.id), body);
+                                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    for (const std::string& url : options.webhooks)
+      webhooks->Enqueue(url, "job." + e.state, std::to_string(e.id), body);
+    for (const std::string& url : own)
+      job_webhooks->Enqueue(url, "job." + e.state, std::to_string(e.id), body);
   }
 }
 
 const Identity* Core::Rep::HttpWriter(const HttpRequest& request, HttpResponse* refusal) {
   static const Identity local = LocalIdentity();
   if (!keys) {
+    // Without keys a loopback port trusts whoever reaches it, so the request must also name it
+    // as loopback: a web page whose own name was made to point at 127.0.0.1 (DNS rebinding)
+    // sends its own name as Host, and is refused.
+    const std::string host = request.Header("host");
+    if (OnLoopback(options.http) && !options.insecure && !IsLoopbackHost(HostOf(host))) {
+      *refusal = JsonError(403, "denied",
+                           "without --keys, writes must name the coordinator as localhost, "
+                           "127.x.x.x or [::1] (Host: " +
+                               host.substr(0, 100) + ")");
+      return nullptr;
+    }
     if (OnLoopback(options.http) || options.insecure) return &local;
     *refusal = JsonError(403, "denied",
                          "this coordinator has no --keys and its HTTP port is not on loopback: "
@@ -559,12 +595,15 @@ HttpResponse Core::Rep::OpenStream(const HttpRequest& request) {
                     {"reason", "events after " + last.substr(0, 40) +
                                    " are no longer kept (or the coordinator restarted): read the "
                                    "jobs again"}}
-                    .dump() +
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
                 "\n\n";
     for (const FarmEvent* e : missed) r.body += e->Sse();
   } else if (job != 0) {  // where the job stands now, before its changes
     r.body += "event: snapshot\ndata: " +
-              ReportJob(jobs.at(job), env->NowMillis(), true).ToJson().dump() + "\n\n";
+              ReportJob(jobs.at(job), env->NowMillis(), true)
+                  .ToJson()
+                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+              "\n\n";
   }
   streams[request.connection] = job;
   return r;
@@ -586,11 +625,25 @@ HttpResponse Core::Rep::Download(const HttpRequest& request, const Job& j) const
   r.file = j.output_path;
   r.file_length = size;
   r.headers.emplace_back("Accept-Ranges", "bytes");
-  r.headers.emplace_back(
-      "Content-Disposition",
-      "inline; filename=\"" + std::filesystem::path(j.output_path).filename().string() + "\"");
+  // The file's name as the browser saves it: letters, digits, '.', '-', '_' (others become '_'),
+  // so that nothing in an output path can reach the header.
+  std::string name = std::filesystem::path(j.output_path).filename().string();
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-' && ch != '_')
+      ch = '_';
+  r.headers.emplace_back("Content-Disposition", "inline; filename=\"" + name + "\"");
+  // Its version, for a client resuming a download (If-Range): size and modification time.
+  const auto mtime = std::filesystem::last_write_time(j.output_path, ec);
+  const std::string etag =
+      "\"" + std::to_string(size) + "-" +
+      std::to_string(ec ? 0 : static_cast<long long>(mtime.time_since_epoch().count())) + "\"";
+  r.headers.emplace_back("ETag", etag);
   ByteRange range;
-  switch (ParseRange(request.Header("range"), size, &range)) {
+  // A Range with an If-Range of another version gets the whole file (RFC 9110, 13.1.5).
+  const std::string if_range = request.Header("if-range");
+  const std::string range_header =
+      if_range.empty() || if_range == etag ? request.Header("range") : "";
+  switch (ParseRange(range_header, size, &range)) {
     case RangeResult::kWhole:
       break;
     case RangeResult::kRange:
@@ -629,7 +682,8 @@ HttpResponse Core::Http(const HttpRequest& request) {
   const uint64_t now = r.env->NowMillis();
   if (request.method == "POST") {
     if (!IsWritePath(path)) {
-      if (path.rfind("/api/", 0) != 0) return {405, "text/plain; charset=utf-8", "GET only\n"};
+      if (path.rfind("/api/", 0) != 0)
+        return JsonError(405, "method_not_allowed", path + " is read with GET");
       HttpResponse no = JsonError(405, "method_not_allowed", path + " is read with GET");
       no.headers.emplace_back("Allow", "GET, HEAD");
       return no;
@@ -665,11 +719,11 @@ HttpResponse Core::Http(const HttpRequest& request) {
     const SyncFigures sync{r.journal->syncer().syncs(), r.journal->syncer().sync_seconds(),
                            r.outbox.held()};
     r.metrics.event_streams = r.streams.size();
-    const WebhookCounters hooks = r.webhooks->counters();
-    r.metrics.webhooks_delivered = hooks.delivered;
-    r.metrics.webhook_retries = hooks.retries;
-    r.metrics.webhooks_given_up = hooks.given_up + hooks.dropped;
-    r.metrics.webhooks_queued = hooks.queued;
+    const WebhookCounters farm = r.webhooks->counters(), job = r.job_webhooks->counters();
+    r.metrics.webhooks_delivered = farm.delivered + job.delivered;
+    r.metrics.webhook_retries = farm.retries + job.retries;
+    r.metrics.webhooks_given_up = farm.given_up + farm.dropped + job.given_up + job.dropped;
+    r.metrics.webhooks_queued = farm.queued + job.queued;
     return {200, "text/plain; version=0.0.4; charset=utf-8",
             MetricsText(r.jobs, r.workers.all(), r.pools ? &pools : nullptr, r.metrics, sync)};
   }
@@ -677,14 +731,17 @@ HttpResponse Core::Http(const HttpRequest& request) {
     return {200, "application/json",
             StatusJson(r.jobs, r.workers.all(),
                        r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{}, now)
-                    .dump(2) +
+                    .dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
                 "\n"};
   if (path == "/" || path == "/index.html")
     return {200, "text/html; charset=utf-8", DashboardHtml()};
   if (path.rfind("/jobs/", 0) == 0 && path.size() > 6 &&
       path.find_first_not_of("0123456789", 6) == std::string::npos)
     return {200, "text/html; charset=utf-8", JobPageHtml()};
-  if (path == "/api/v1/events") return r.OpenStream(request);
+  if (path == "/api/v1/events") {
+    if (request.method == "HEAD") return {200, "text/event-stream; charset=utf-8", ""};
+    return r.OpenStream(request);
+  }
   const std::string output_prefix = "/api/v1/jobs/";
   if (path.rfind(output_prefix, 0) == 0 && path.size() > 7 &&
       path.compare(path.size() - 7, 7, "/output") == 0) {

@@ -16,7 +16,9 @@ nlohmann::json FarmEvent::ToJson() const {
 }
 
 std::string FarmEvent::Sse() const {
-  return "id: " + std::to_string(id) + "\nevent: " + type + "\ndata: " + ToJson().dump() + "\n\n";
+  return "id: " + std::to_string(id) + "\nevent: " + type +
+         "\ndata: " + ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n\n";
 }
 
 EventLog::EventLog(uint64_t first_id, size_t capacity)

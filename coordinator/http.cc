@@ -14,7 +14,8 @@ constexpr size_t kMaxHeaderBytes = 16 << 10;
 // in memory.
 constexpr size_t kFilePiece = 128 << 10;
 constexpr int kSendQueue = 64;
-constexpr size_t kPumpBytes = 8 << 20;  // per Pump, over every download
+constexpr size_t kPumpBytes = 8 << 20;        // per Pump, over every download
+constexpr uint64_t kMinBodyRate = 256 << 10;  // bytes per second a request body must keep up
 
 const char* Reason(int status) {
   switch (status) {
@@ -95,8 +96,24 @@ bool ParseU64(std::string_view s, uint64_t* v) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-HttpResponse Plain(int status, const std::string& text) {
-  return {status, "text/plain; charset=utf-8", text + "\n"};
+// The endpoint's own refusals, as JSON errors like the API's (api.h): `code` stable.
+HttpResponse Refusal(int status, const char* code, const std::string& message) {
+  std::string text;
+  for (char ch : message) {  // the messages are the endpoint's own: plain ASCII, escaped anyway
+    if (ch == '"' || ch == '\\') text += '\\';
+    if (static_cast<unsigned char>(ch) >= 0x20 && static_cast<unsigned char>(ch) < 0x7f) text += ch;
+  }
+  return {
+      status, "application/json",
+      std::string("{\"error\": {\"code\": \"") + code + "\", \"message\": \"" + text + "\"}}\n"};
+}
+
+// A header value as sent: no CR, LF or other control characters (no header injection).
+std::string HeaderValue(const std::string& v) {
+  std::string out;
+  for (char ch : v)
+    if (static_cast<unsigned char>(ch) >= 0x20 && ch != 0x7f) out += ch;
+  return out;
 }
 
 }  // namespace
@@ -163,7 +180,7 @@ std::string HttpHead(const HttpResponse& r, uint64_t body_length) {
                     "\r\nContent-Type: " + r.content_type + "\r\n";
   if (r.kind != HttpResponse::Kind::kStream)
     out += "Content-Length: " + std::to_string(body_length) + "\r\n";
-  for (const auto& [k, v] : r.headers) out += k + ": " + v + "\r\n";
+  for (const auto& [k, v] : r.headers) out += HeaderValue(k) + ": " + HeaderValue(v) + "\r\n";
   out += "Cache-Control: no-store\r\n";
   out += r.kind == HttpResponse::Kind::kStream ? "\r\n" : "Connection: close\r\n\r\n";
   return out;
@@ -238,7 +255,7 @@ void HttpEndpoint::OnReadable(uint64_t now_ms) {
       ++per_host_[host];
       Connection c;
       c.host = host;
-      c.last_ms = now_ms;
+      c.opened_ms = c.last_ms = now_ms;
       open_.emplace(key, std::move(c));
       continue;
     }
@@ -246,6 +263,32 @@ void HttpEndpoint::OnReadable(uint64_t now_ms) {
     OnData(key, it->second, std::string_view(static_cast<const char*>(data.data()), data.size()),
            now_ms);
   }
+}
+
+Status ParseRequestHead(std::string_view head, HttpRequest* req) {
+  const size_t eol = std::min(head.find("\r\n"), head.size());
+  const std::string_view line = head.substr(0, eol);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || sp1 == 0 ||
+      sp2 == sp1 + 1 || line.substr(sp2 + 1).rfind("HTTP/", 0) != 0)
+    return Status::Error("bad request line");
+  req->method = std::string(line.substr(0, sp1));
+  req->target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  req->parsed = ParseTarget(req->target);
+  req->headers.clear();
+  for (size_t at = eol; at < head.size();) {
+    const size_t next = std::min(head.find("\r\n", at + 2), head.size());
+    const std::string_view field = head.substr(at + 2, next - std::min(next, at + 2));
+    const size_t colon = field.find(':');
+    if (colon != std::string_view::npos && colon > 0) {
+      std::string name(field.substr(0, colon));
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      req->headers[name] = Trimmed(field.substr(colon + 1));
+    }
+    at = next;
+  }
+  return Status::Ok();
 }
 
 void HttpEndpoint::OnData(const std::string& id, Connection& c, std::string_view data,
@@ -257,43 +300,43 @@ void HttpEndpoint::OnData(const std::string& id, Connection& c, std::string_view
     if (end == std::string::npos || end > kMaxHeaderBytes) {
       if (c.request.size() > kMaxHeaderBytes) {
         c.answering = true;
-        Respond(id, Plain(431, "request headers too large"));
+        Respond(id, Refusal(431, "headers_too_large", "request headers over 16 KiB"));
       }
       return;
     }
     c.header_end = end + 4;
-    // The body's length, checked against the limits before any of it is kept.
-    const std::string head = c.request.substr(0, end + 2);
-    std::string lower;
-    lower.reserve(head.size());
-    for (char ch : head) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (lower.find("\r\ntransfer-encoding:") != std::string::npos) {
+    if (!ParseRequestHead(std::string_view(c.request).substr(0, end), &c.pending).ok()) {
       c.answering = true;
-      Respond(id, Plain(411, "send the body with a Content-Length (chunked is not supported)"));
+      Respond(id, Refusal(400, "bad_request", "bad request line"));
+      return;
+    }
+    c.body_start_ms = now_ms;
+    // The body's length, checked against the limits before any of it is kept.
+    if (!c.pending.Header("transfer-encoding").empty()) {
+      c.answering = true;
+      Respond(id, Refusal(411, "length_required",
+                          "send the body with a Content-Length (chunked is not supported)"));
       return;
     }
     uint64_t length = 0;
-    const size_t cl = lower.find("\r\ncontent-length:");
-    if (cl != std::string::npos) {
-      const size_t from = cl + 17;
-      if (!ParseU64(Trimmed(std::string_view(lower).substr(from, lower.find("\r\n", from) - from)),
-                    &length)) {
-        c.answering = true;
-        Respond(id, Plain(400, "bad Content-Length"));
-        return;
-      }
+    const std::string declared = c.pending.Header("content-length");
+    if (!declared.empty() && !ParseU64(declared, &length)) {
+      c.answering = true;
+      Respond(id, Refusal(400, "bad_request", "bad Content-Length"));
+      return;
     }
     if (length > limits_.max_body_bytes) {
       c.answering = true;
-      Respond(id, Plain(413, "request body of " + std::to_string(length) +
-                                 " bytes is over the limit of " +
-                                 std::to_string(limits_.max_body_bytes)));
+      Respond(id,
+              Refusal(413, "too_large",
+                      "request body of " + std::to_string(length) + " bytes is over the limit of " +
+                          std::to_string(limits_.max_body_bytes)));
       return;
     }
     if (bodies_in_flight_ + length > limits_.max_body_bytes_total) {
       c.answering = true;
-      HttpResponse busy =
-          Plain(503, "too many request bodies are being received at once; try again");
+      HttpResponse busy = Refusal(503, "unavailable",
+                                  "too many request bodies are being received at once; try again");
       busy.headers.emplace_back("Retry-After", "5");
       Respond(id, busy);
       return;
@@ -301,7 +344,7 @@ void HttpEndpoint::OnData(const std::string& id, Connection& c, std::string_view
     c.body_bytes = length;
     bodies_in_flight_ += length;
     if (length > 0 && c.request.size() - c.header_end < length &&
-        lower.find("\r\nexpect: 100-continue") != std::string::npos)
+        c.pending.Header("expect") == "100-continue")
       SendFrames(id, "HTTP/1.1 100 Continue\r\n\r\n");
   }
   if (c.request.size() - c.header_end >= c.body_bytes) Answer(id, c);
@@ -310,41 +353,18 @@ void HttpEndpoint::OnData(const std::string& id, Connection& c, std::string_view
 void HttpEndpoint::Answer(const std::string& id, Connection& c) {
   c.answering = true;
   bodies_in_flight_ -= c.body_bytes;
-  HttpRequest req;
+  HttpRequest req = std::move(c.pending);
   req.connection = id;
   req.body = c.request.substr(c.header_end, c.body_bytes);
   c.body_bytes = 0;
-  const std::string head = c.request.substr(0, c.header_end - 4);
   c.request.clear();
   c.request.shrink_to_fit();
-  const size_t eol = head.find("\r\n");
-  const std::string line = head.substr(0, eol);
-  const size_t sp1 = line.find(' '), sp2 = line.find(' ', sp1 + 1);
-  if (sp1 == std::string::npos || sp2 == std::string::npos || sp1 == 0) {
-    Respond(id, Plain(400, "bad request line"));
-    return;
-  }
-  req.method = line.substr(0, sp1);
-  req.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  req.parsed = ParseTarget(req.target);
-  for (size_t at = eol; at != std::string::npos && at < head.size();) {
-    const size_t next = head.find("\r\n", at + 2);
-    const std::string field =
-        head.substr(at + 2, next == std::string::npos ? std::string::npos : next - at - 2);
-    const size_t colon = field.find(':');
-    if (colon != std::string::npos && colon > 0) {
-      std::string name = field.substr(0, colon);
-      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      req.headers[name] = Trimmed(std::string_view(field).substr(colon + 1));
-    }
-    at = next;
-  }
   HttpResponse r;
   try {
     r = handler_(req);
   } catch (const std::exception& e) {
     spdlog::error("http: {} {} failed: {}", req.method, req.parsed.path, e.what());
-    r = Plain(500, "internal error");
+    r = Refusal(500, "internal", "internal error");
   }
   const bool head_only = req.method == "HEAD";
   switch (r.kind) {
@@ -363,7 +383,7 @@ void HttpEndpoint::Answer(const std::string& id, Connection& c) {
       if (!head_only && (!f || std::fseek(f, static_cast<long>(r.file_offset), SEEK_SET) != 0)) {
         if (f) std::fclose(f);
         spdlog::warn("http: cannot read {}", r.file);
-        HttpResponse gone = Plain(404, "the file is not readable any more");
+        HttpResponse gone = Refusal(404, "not_found", "the file is not readable any more");
         SendFrames(id, HttpHead(gone, gone.body.size()) + gone.body);
         Close(id);
         return;
@@ -381,7 +401,8 @@ void HttpEndpoint::Answer(const std::string& id, Connection& c) {
 }
 
 void HttpEndpoint::Respond(const std::string& id, const HttpResponse& r) {
-  if (!open_.count(id)) return;
+  auto it = open_.find(id);
+  if (it == open_.end() || it->second.closing) return;
   SendFrames(id, HttpHead(r, r.body.size()) + r.body);
   Close(id);
 }
@@ -456,14 +477,37 @@ bool HttpEndpoint::SendFrames(const std::string& id, std::string_view bytes) {
 // An empty frame closes the connection. ZeroMQ sends no notice of a connection this side closes:
 // it is forgotten here. (A peer that closed at the same moment may still get a notice through,
 // which opens a stale entry that CloseStale removes.)
+//
+// A connection whose queue is full (a client that stops reading) cannot take the close frame: it
+// stays, counted against the caps, closing, and CloseStale tries again until its client reads or
+// goes (TCP keepalive finds one that vanished).
 void HttpEndpoint::Close(const std::string& id) {
+  bool queued = false, gone = false;
   try {
     constexpr auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
-    if (sock_.send(zmq::buffer(id), more)) sock_.send(zmq::message_t(), zmq::send_flags::dontwait);
+    if (sock_.send(zmq::buffer(id), more)) {
+      sock_.send(zmq::message_t(), zmq::send_flags::dontwait);
+      queued = true;
+    }
   } catch (const zmq::error_t& e) {
+    gone = true;  // no such connection any more
     spdlog::debug("http: cannot close a connection: {}", e.what());
   }
-  Forget(id);
+  auto it = open_.find(id);
+  if (queued || gone || it == open_.end()) {
+    Forget(id);
+    return;
+  }
+  Connection& c = it->second;
+  if (c.file) std::fclose(c.file);
+  c.file = nullptr;
+  c.file_left = 0;
+  c.stream = false;
+  c.answering = c.closing = true;
+  bodies_in_flight_ -= c.body_bytes;
+  c.body_bytes = 0;
+  c.request.clear();
+  c.request.shrink_to_fit();
 }
 
 void HttpEndpoint::Forget(const std::string& id) {
@@ -480,10 +524,21 @@ void HttpEndpoint::CloseStale(uint64_t now_ms) {
   std::vector<std::string> stale;
   for (const auto& [id, c] : open_) {
     if (c.stream) continue;  // closed when its client stops taking events
+    if (c.closing) {         // its close waits for room: try again
+      stale.push_back(id);
+      continue;
+    }
     // A deferred answer comes once its write is durable: milliseconds, but never held forever;
     // a download whose client takes nothing for that long is given up.
     const uint64_t limit = limits_.request_timeout_ms * (c.answering ? 6 : 1);
-    if (now_ms - c.last_ms > limit) stale.push_back(id);
+    bool late = now_ms - c.last_ms > limit;
+    // Headers complete within the timeout of connecting; a body arrives at kMinBodyRate at
+    // least (after the timeout's grace): a trickling client cannot hold a connection or the
+    // body budget for long.
+    if (!c.answering && c.header_end == 0) late = late || now_ms - c.opened_ms > limit;
+    if (!c.answering && c.header_end != 0)
+      late = late || now_ms - c.body_start_ms > limit + c.body_bytes * 1000 / kMinBodyRate;
+    if (late) stale.push_back(id);
   }
   for (const std::string& id : stale) Close(id);
   if (!stale.empty())

@@ -8,12 +8,13 @@
 // ranges) or never while the client listens (an event stream: Push). Nothing a client sends can
 // stop the loop:
 // - headers of at most 16 KiB, complete within the request timeout of connecting; a body of at
-//   most max_body_bytes, and all bodies being received at once within max_body_bytes_total
-//   (503 beyond: the global budget for bytes in flight);
+//   most max_body_bytes arriving at 256 KiB/s at least, and all bodies being received at once
+//   within max_body_bytes_total (503 beyond: the global budget for bytes in flight);
 // - connections are capped (HttpLimits): beyond the caps a new one is closed at once, and one
 //   whose request stalls for the request timeout is closed;
 // - sending never blocks: a file goes out as fast as its client takes it, an event stream whose
-//   client stops reading is closed.
+//   client stops reading is closed (once 64 messages wait for it). The endpoint's own refusals
+//   (431, 411, 413, 503, ...) are JSON errors like the API's.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,11 @@ struct HttpResponse {
   uint64_t file_offset = 0, file_length = 0;
 };
 
+// Reads a request's line and headers (`head`: the bytes before the blank line) into `req`:
+// method, target (parsed too) and headers by lower-cased name. An error for a request line that
+// is not METHOD TARGET HTTP/x; header lines without a name are skipped.
+Status ParseRequestHead(std::string_view head, HttpRequest* req);
+
 // A single byte range of a `Range: bytes=...` header over a file of `size` bytes: [first, last].
 struct ByteRange {
   uint64_t first = 0, last = 0;
@@ -115,12 +121,16 @@ class HttpEndpoint {
  private:
   struct Connection {
     std::string host;
-    uint64_t last_ms = 0;     // connected, or the last byte of a body
-    std::string request;      // bytes so far
-    size_t header_end = 0;    // where the body starts once the headers are complete; 0 before
-    uint64_t body_bytes = 0;  // Content-Length, counted against the budget while it arrives
-    bool answering = false;   // complete: a deferred answer, a stream or a file is under way
+    uint64_t opened_ms = 0;
+    uint64_t last_ms = 0;        // connected, or the last byte of a body
+    uint64_t body_start_ms = 0;  // when the headers were complete
+    std::string request;         // bytes so far
+    size_t header_end = 0;       // where the body starts once the headers are complete; 0 before
+    uint64_t body_bytes = 0;     // Content-Length, counted against the budget while it arrives
+    HttpRequest pending;         // its line and headers, once complete
+    bool answering = false;      // complete: a deferred answer, a stream or a file is under way
     bool stream = false;
+    bool closing = false;  // its close frame waits for room in its queue (Close)
     FILE* file = nullptr;  // a download's file, and what is left of it
     uint64_t file_left = 0;
   };

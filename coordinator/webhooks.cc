@@ -55,8 +55,9 @@ bool WaitFor(int fd, short events, uint64_t deadline_ms) {
 
 }  // namespace
 
-WebhookSender::WebhookSender(WebhookOptions options)
-    : options_(std::move(options)), thread_([this] { Run(); }) {}
+WebhookSender::WebhookSender(WebhookOptions options) : options_(std::move(options)) {
+  for (int i = 0; i < std::max(1, options_.threads); ++i) threads_.emplace_back([this] { Run(); });
+}
 
 WebhookSender::~WebhookSender() {
   {
@@ -64,7 +65,7 @@ WebhookSender::~WebhookSender() {
     stop_ = true;
   }
   wake_.notify_all();
-  thread_.join();
+  for (std::thread& t : threads_) t.join();
 }
 
 void WebhookSender::Enqueue(const std::string& url, const std::string& event,
@@ -106,9 +107,10 @@ void WebhookSender::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     // The URL whose first delivery is due soonest.
-    auto next = by_url_.end();
+    auto next = by_url_.end();  // of the URLs no other thread is trying
     for (auto it = by_url_.begin(); it != by_url_.end(); ++it)
-      if (next == by_url_.end() || it->second.front().due_ms < next->second.front().due_ms)
+      if (!busy_.count(it->first) &&
+          (next == by_url_.end() || it->second.front().due_ms < next->second.front().due_ms))
         next = it;
     if (next == by_url_.end()) {
       wake_.wait(lock);
@@ -121,10 +123,13 @@ void WebhookSender::Run() {
     }
     const std::string url = next->first;
     const Delivery d = next->second.front();  // stays queued (first) while it is tried
+    busy_.insert(url);
     lock.unlock();
     std::string error;
     const int status = Attempt(d, &error);
     lock.lock();
+    busy_.erase(url);
+    wake_.notify_all();  // the URL may be another thread's to try now
     auto it = by_url_.find(url);
     if (it == by_url_.end() || it->second.empty()) continue;
     Delivery& front = it->second.front();

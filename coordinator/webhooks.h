@@ -2,8 +2,11 @@
 // coordinator's --webhook URLs, a manifest's webhooks:), retried with backoff until the receiver
 // answers 2xx.
 //
-// Deliveries run on a thread of their own, so that a slow or dead receiver never holds the event
-// loop: the loop only queues (Enqueue, which never blocks for long). Each attempt connects, sends
+// Deliveries run on threads of their own (options.threads), so that a slow or dead receiver never
+// holds the event loop: the loop only queues (Enqueue, which never blocks for long). A URL has one
+// delivery under way at a time, so a dead receiver ties up at most one thread; the coordinator
+// keeps its own --webhook URLs and the manifests' on separate senders, so that receivers a
+// submitter names cannot hold up the operator's. Each attempt connects, sends
 // one request and reads the status line, within kAttemptTimeout; a failed attempt is tried again
 // after 1 s, 2 s, 4 s ... (at most 5 minutes apart) up to max_attempts in all, then given up,
 // logged and counted. Deliveries to one URL go in the order they were queued: a receiver sees a
@@ -22,8 +25,10 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace segue {
 
@@ -34,6 +39,7 @@ struct WebhookOptions {
   uint64_t attempt_timeout_ms = 10000;
   size_t max_queued = 10000;  // beyond: the oldest deliveries are dropped (counted)
   std::string secret;         // HMAC key; empty: requests are not signed
+  int threads = 2;            // deliveries under way at once (to distinct URLs)
 };
 
 struct WebhookCounters {
@@ -59,7 +65,7 @@ class WebhookSender {
     int attempts = 0;
     uint64_t due_ms = 0;
   };
-  void Run();
+  void Run();  // one delivery thread
   // One attempt: the receiver's status, or 0 with `*error` set.
   int Attempt(const Delivery& d, std::string* error) const;
 
@@ -68,9 +74,10 @@ class WebhookSender {
   std::condition_variable wake_;
   bool stop_ = false;                                   // GUARDED_BY(mu_)
   std::map<std::string, std::deque<Delivery>> by_url_;  // GUARDED_BY(mu_): each URL's, in order
-  size_t queued_ = 0;                                   // GUARDED_BY(mu_)
-  WebhookCounters counters_;                            // GUARDED_BY(mu_)
-  std::thread thread_;
+  std::set<std::string> busy_;  // GUARDED_BY(mu_): URLs whose first delivery is being tried
+  size_t queued_ = 0;           // GUARDED_BY(mu_)
+  WebhookCounters counters_;    // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace segue

@@ -127,14 +127,24 @@ class ClientTest(unittest.TestCase):
         kinds = {s["codec_type"]: s for s in probe["streams"]}
         self.assertEqual(int(kinds["video"]["nb_read_frames"]), 48)
         self.assertIn("audio", kinds)
-        # An interrupted download resumes where its .part ends.
+        # An interrupted download resumes where its .part ends, if the output is the same file
+        # (its ETag); a .part of another version starts again.
+        import urllib.request
+        head = urllib.request.urlopen(urllib.request.Request(
+            f"{self.farm.url}/api/v1/jobs/{job.id}/output", method="HEAD"))
+        etag = head.headers["ETag"]
+        self.assertTrue(etag)
         part = out.with_name(out.name + ".part")
+        tag = out.with_name(out.name + ".part.etag")
         whole = out.read_bytes()
-        part.write_bytes(whole[:1000])
-        out.unlink()
-        self.client.download(job.id, out)
-        self.assertEqual(out.read_bytes(), whole)
-        self.assertFalse(part.exists())
+        for kept_tag, kept in ((etag, whole[:1000]), ('"other"', b"x" * 1500)):
+            part.write_bytes(kept)
+            tag.write_text(kept_tag)
+            out.unlink()
+            self.client.download(job.id, out)
+            self.assertEqual(out.read_bytes(), whole)
+            self.assertFalse(part.exists())
+            self.assertFalse(tag.exists())
         logs = self.client.logs(job.id)
         self.assertTrue(any("job DONE" in line.text for line in logs), logs)
 

@@ -174,6 +174,16 @@ TEST(Api, WritesRunAJobFromSubmitToDownload) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("Content-Length"), std::to_string(bytes.size()));
   EXPECT_TRUE(r.body.empty());
+  // A resumed download of another version of the file gets the whole file (If-Range).
+  const std::string etag = r.Header("ETag");
+  ASSERT_FALSE(etag.empty());
+  r = Call(http, "GET", "/api/v1/jobs/" + id + "/output", "",
+           {"Range: bytes=100-199", "If-Range: " + etag});
+  EXPECT_EQ(r.status, 206);
+  r = Call(http, "GET", "/api/v1/jobs/" + id + "/output", "",
+           {"Range: bytes=100-199", "If-Range: \"1-2\""});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, bytes);
 
   // Wrong requests: a JSON error naming the problem, nothing changed.
   auto error = [&](const Reply& reply) {
@@ -214,6 +224,23 @@ TEST(Api, WritesRunAJobFromSubmitToDownload) {
   EXPECT_EQ(r.status, 413);
   r = Call(http, "POST", "/api/v1/jobs", "", {"Transfer-Encoding: chunked"});
   EXPECT_EQ(r.status, 411);
+  // A page elsewhere whose name points at 127.0.0.1 (DNS rebinding) names itself as Host.
+  r = Call(http, "POST", "/api/v1/jobs/" + id + "/retry", "", {"Host: evil.example:8080"});
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("Host: evil.example"), std::string::npos) << r.body;
+  r = Call(http, "POST", "/api/v1/jobs/" + id + "/retry", "", {"Host: 127.evil.example"});
+  EXPECT_EQ(r.status, 403);
+  // Bytes that are not UTF-8 come back replaced, and the coordinator keeps serving.
+  r = Call(http, "POST", "/api/v1/workers/%FF%FE/drain");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_FALSE(r.Json().is_discarded()) << r.body;
+  // A metadata key of 81 bytes: its error quotes the first 64, which cuts a character in two.
+  std::string key = "a";
+  for (int i = 0; i < 40; ++i) key += "\xc3\xa9";
+  r = Call(http, "POST", "/api/v1/jobs",
+           SubmitBody(Manifest("utf8", 24, 2, "metadata: {\"" + key + "\": x}\n")));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_FALSE(r.Json().is_discarded()) << r.body;
   EXPECT_EQ(Call(http, "GET", "/api/v1/jobs").Json()["jobs"].size(), 1u);
   EXPECT_EQ(Call(http, "GET", "/api/v1/jobs/" + id).Json()["state"], "DONE");
 

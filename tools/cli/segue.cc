@@ -194,7 +194,7 @@ int CmdPlan(const std::string& path, bool json, const std::string& model_info) {
                                {"seed", std::to_string(s.seed)},
                                {"prompts", PromptsOf(m.timeline, start, end)}});
     }
-    std::cout << j.dump(2) << "\n";
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   std::cout << m.name << ": " << m.frames << " frames (" << m.width << "x" << m.height << " at "
@@ -282,7 +282,7 @@ int CmdSubmit(const std::string& path, const std::string& coordinator, const std
                                 {"segments", r->segments},
                                 {"output", r->output},
                                 {"existing", r->existing}}
-                     .dump()
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
               << std::endl;
   } else {
     std::cout << "job id: " << r->job_id << std::endl;
@@ -297,7 +297,9 @@ int CmdSubmit(const std::string& path, const std::string& coordinator, const std
   if (!wait) return 0;
   auto st = Follow(client, r->job_id, !json);
   if (!st.ok()) return Fail(st.message(), ExitFor(client, 1));
-  if (json) std::cout << st->ToJson().dump() << std::endl;
+  if (json)
+    std::cout << st->ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << std::endl;
   if (st->state != "DONE")
     std::cerr << "segue: job " << r->job_id << " " << st->state
               << (st->error.empty() ? "" : ": " + st->error) << "\n";
@@ -340,7 +342,7 @@ int CmdStatus(const std::string& job, const std::string& coordinator, bool json,
   auto st = watch ? Follow(client, *id, !json) : client.Status(*id);
   if (!st.ok()) return Fail(st.message(), ExitFor(client));
   if (json)
-    std::cout << st->ToJson().dump(2) << "\n";
+    std::cout << st->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   else
     PrintJob(*st);
   return ExitForState(*st);
@@ -355,7 +357,7 @@ int CmdJobs(const std::string& coordinator, bool json, const JobFilter& filter) 
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& job : *jobs) j.push_back(job.ToJson());
-    std::cout << j.dump(2) << "\n";
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   printf("%-6s %-28s %-12s %-10s %5s %9s %s\n", "ID", "NAME", "OWNER", "STATE", "PRIO", "PROGRESS",
@@ -378,7 +380,7 @@ int CmdJobAction(const std::string& action, const std::string& job, const std::s
                                           : client.SetPriority(*id, priority);
   if (!r.ok()) return Fail(r.message(), ExitFor(client));
   if (json) {
-    std::cout << r->ToJson().dump(2) << "\n";
+    std::cout << r->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   PrintJob(*r);
@@ -401,7 +403,7 @@ int CmdVersion(const std::string& coordinator, bool json) {
                                   {"max_message_bytes", std::to_string(v->max_message_bytes)},
                                   {"identity", v->identity},
                                   {"role", v->role}}}}
-                     .dump(2)
+                     .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
   } else {
     std::cout << "segue " << SEGUE_VERSION << " (protocol " << wire::PROTOCOL_VERSION << ")\n"
@@ -421,7 +423,7 @@ int CmdDrain(const std::string& worker, const std::string& coordinator, bool jso
   auto r = client.Drain(worker);
   if (!r.ok()) return Fail(r.message(), ExitFor(client));
   if (json) {
-    std::cout << r->ToJson().dump(2) << "\n";
+    std::cout << r->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   std::cout << "worker " << r->name << " is draining: it finishes "
@@ -442,7 +444,9 @@ int CmdLogs(const std::string& job, int segment, const std::string& coordinator,
       out.push_back({{"ms", std::atoll(l.substr(0, sp).c_str())},
                      {"text", sp == std::string::npos ? "" : l.substr(sp + 1)}});
     }
-    std::cout << nlohmann::json{{"lines", out}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"lines", out}}.dump(2, ' ', false,
+                                                     nlohmann::json::error_handler_t::replace)
+              << "\n";
     return 0;
   }
   for (const auto& l : *lines) {
@@ -465,7 +469,7 @@ int CmdWorkers(const std::string& coordinator, bool json) {
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& w : *workers) j.push_back(w.ToJson());
-    std::cout << j.dump(2) << "\n";
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   printf("%-28s %-16s %-8s %-6s %-26s %6s %8s\n", "NAME", "HOST", "DEVICE", "STATE", "TASK", "DONE",
@@ -498,7 +502,7 @@ int CmdPool(const std::string& action, const std::string& pool, int size, int mi
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& p : *r) j.push_back(p.ToJson());
-    std::cout << j.dump(2) << "\n";
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   printf("%-16s %-10s %5s %7s %5s %5s %5s %5s %-9s %s\n", "POOL", "PROVIDER", "SIZE", "MEMBERS",
@@ -575,7 +579,7 @@ int CmdSeams(const std::string& video, const std::string& plan, const std::strin
                             {"local_baseline", s.local_baseline},
                             {"local_ratio", s.local_ratio}});
     }
-    std::cout << j.dump(2) << "\n";
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   printf("%lld frames; median frame-to-frame change away from overlaps: %.3f\n",
@@ -612,7 +616,7 @@ int CmdContactSheet(const std::string& video, const std::string& plan, const std
                                 {"width", layout->width},
                                 {"height", layout->height},
                                 {"rows", rows}}
-                     .dump(2)
+                     .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
     return 0;
   }
@@ -712,7 +716,7 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
                 " (logs in " + (state / "logs").string() + ")");
   }
   if (json) {
-    std::cout << st->ToJson().dump(2) << "\n";
+    std::cout << st->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   }
   std::cout << "output: " << st->output << "\n";
@@ -959,7 +963,7 @@ int main(int argc, char** argv) {
       std::cout << nlohmann::json{{"secret", key_path + ".key"},
                                   {"public", key_path + ".pub"},
                                   {"public_key", keys->public_key}}
-                       .dump(2)
+                       .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
                 << "\n";
       return 0;
     }
@@ -973,7 +977,9 @@ int main(int argc, char** argv) {
     const std::string secret = NewToken();
     const std::string digest = TokenDigest(secret);
     if (json) {
-      std::cout << nlohmann::json{{"token", secret}, {"token_sha256", digest}}.dump(2) << "\n";
+      std::cout << nlohmann::json{{"token", secret}, {"token_sha256", digest}}.dump(
+                       2, ' ', false, nlohmann::json::error_handler_t::replace)
+                << "\n";
       return 0;
     }
     std::cout << "token: " << secret << "\n(give it to the client only: Authorization: Bearer "

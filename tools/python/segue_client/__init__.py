@@ -232,7 +232,11 @@ class LogLine:
 
 # ---- The client -----------------------------------------------------------------------------
 
-_AUDIO_PATH = re.compile(r"^\s*audio:\s*(?:\{[^}]*\bpath:\s*([^,}\s]+)|$)", re.M)
+# The manifest's audio.path, flow style (audio: {path: song.wav}) or block style (audio:\n  path:
+# song.wav); quoted or not.
+_AUDIO_FLOW = re.compile(r"^audio:\s*\{[^}]*?\bpath:\s*(\"[^\"]*\"|'[^']*'|[^,}\n]+?)\s*[,}]", re.M)
+_AUDIO_BLOCK = re.compile(r"^audio:[ \t]*\n(?:[ \t]+.*\n)*?[ \t]+path:[ \t]*(\"[^\"]*\"|'[^']*'|[^\n#]+?)[ \t]*(?:#.*)?$",
+                          re.M)
 
 
 class Client:
@@ -303,9 +307,9 @@ class Client:
         body: Dict[str, Any] = {"manifest": text, "manifest_name": name}
         audio_name = None
         if audio is None:
-            m = _AUDIO_PATH.search(text or "")
+            m = _AUDIO_FLOW.search(text or "") or _AUDIO_BLOCK.search(text or "")
             if m and m.group(1):
-                audio = folder / m.group(1).strip("'\"")
+                audio = folder / m.group(1).strip().strip("'\"")
         if isinstance(audio, (str, os.PathLike)):
             audio_name = pathlib.Path(audio).name
             audio = pathlib.Path(audio).read_bytes()
@@ -368,11 +372,15 @@ class Client:
         job = self.get(job_id)
         while not job.finished:
             try:
-                for event in self._stream(job_id, None, 30.0):
+                # The job's stream from now (its snapshot first); back to GET the job after a
+                # finishing event, a reset, or every keepalive (15 s), so that nothing missed
+                # while reconnecting can keep it waiting.
+                for event in self._stream(job_id, None, 30.0, reconnect=False):
                     if deadline is not None and time.monotonic() > deadline:
                         break
-                    if event is not None and event.type in ("job", "snapshot") and \
-                            event.state in FINISHED:
+                    if event is None or event.type == "reset":
+                        break
+                    if event.type in ("job", "snapshot") and event.state in FINISHED:
                         break
             except (Unreachable, TimeoutError):
                 time.sleep(0.5)  # the coordinator restarting, say: ask again
@@ -395,9 +403,10 @@ class Client:
             quiet_since = time.monotonic()
             yield event
 
-    def _stream(self, job_id, last_event_id, read_timeout) -> Iterator[Optional[Event]]:
+    def _stream(self, job_id, last_event_id, read_timeout,
+                reconnect: bool = True) -> Iterator[Optional[Event]]:
         """Events, and None for each keepalive (every 15 s) or quiet read_timeout; reconnects
-        after a dropped connection with the last id seen."""
+        after a dropped connection with the last id seen (unless `reconnect` is False)."""
         path = "/api/v1/events" + (f"?job={job_id}" if job_id is not None else "")
         last = last_event_id
         while True:
@@ -416,36 +425,51 @@ class Client:
                 pass
             finally:
                 resp.close()
+            if not reconnect:
+                return
 
     def download(self, job_id: Union[str, int], path: Union[str, os.PathLike],
                  chunk_bytes: int = 1 << 20) -> pathlib.Path:
         """Downloads a DONE job's output to `path` (through PATH.part, renamed when complete);
-        a .part left by an interrupted download is resumed with a Range request."""
+        a .part left by an interrupted download is resumed with a Range request, if the output
+        is still the same file (its ETag, kept in PATH.part.etag; else it starts again)."""
         path = pathlib.Path(path)
         part = path.with_name(path.name + ".part")
+        tag_file = path.with_name(path.name + ".part.etag")
         have = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
+        etag = tag_file.read_text() if have and tag_file.exists() else ""
+        headers = {"Range": f"bytes={have}-", "If-Range": etag} if have and etag else {}
+        if not headers:
+            have = 0
         try:
             resp = self._request("GET", f"/api/v1/jobs/{job_id}/output", headers=headers,
                                  stream=True)
         except SegueError as e:
-            if e.status == 416 and have:  # the .part is already whole
-                part.replace(path)
-                return path
+            if e.status == 416 and have:  # past the end: start again
+                part.unlink()
+                tag_file.unlink(missing_ok=True)
+                return self.download(job_id, path, chunk_bytes)
             raise
-        with resp, open(part, "ab" if resp.status == 206 else "wb") as f:
+        with resp:
+            partial = resp.status == 206
+            if partial and not resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                raise Unreachable(f"the coordinator sent {resp.headers.get('Content-Range')} "
+                                  f"for bytes {have}-")
+            tag_file.write_text(resp.headers.get("ETag", ""))
             total = resp.headers.get("Content-Length")
             got = 0
-            while True:
-                block = resp.read(chunk_bytes)
-                if not block:
-                    break
-                f.write(block)
-                got += len(block)
+            with open(part, "ab" if partial else "wb") as f:
+                while True:
+                    block = resp.read(chunk_bytes)
+                    if not block:
+                        break
+                    f.write(block)
+                    got += len(block)
         if total is not None and got != int(total):
             raise Unreachable(f"the download of job {job_id} ended after {got} of {total} "
                               f"bytes; call download again to resume")
         part.replace(path)
+        tag_file.unlink(missing_ok=True)
         return path
 
     # ---- the farm ----
