@@ -323,5 +323,39 @@ TEST(Http, JobPageShowsEveryThumbnailAndPlaysTheVideoInHeadlessChromium) {
   EXPECT_EQ(status, 200);
 }
 
+// The job page's buttons in a real browser, clicked (tests/support/chromium_page.py drives it
+// over the DevTools protocol): priority, cancel and retry go through the REST API.
+TEST(Http, JobPageButtonsActThroughTheRestApiInHeadlessChromium) {
+  std::string out;
+  if (RunCommand("command -v chromium", &out) != 0)
+    GTEST_SKIP() << "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 0, {"--http", "127.0.0.1:0"});  // no workers: the job waits
+  ASSERT_TRUE(farm.ok());
+  const std::string job = std::to_string(SubmitJob(dir, farm, 2));
+  const std::string http = HttpAddress(dir);
+  const std::string page = "http://" + http + "/jobs/" + job;
+  auto js = [](const std::string& step) { return " '" + step + "'"; };
+  const int rc = RunCommand(
+      "timeout 120 /usr/bin/python3 '" + SourceDir() + "/tests/support/chromium_page.py' '" + page +
+          "'" + js("wait:document.body.dataset.state===\"QUEUED\"") +
+          js("eval:document.getElementById(\"priority\").value=\"77\"") +
+          js("eval:document.getElementById(\"setprio\").click()") +
+          js("wait:document.getElementById(\"said\").textContent===\"done: QUEUED\"") +
+          js("eval:document.getElementById(\"cancel\").click()") +
+          js("wait:document.body.dataset.state===\"CANCELLED\"") +
+          js("eval:document.getElementById(\"retry\").click()") +
+          js("wait:document.body.dataset.state===\"QUEUED\"") + " 2>&1",
+      &out);
+  EXPECT_EQ(rc, 0) << out;
+  int status = 0;
+  const auto j = nlohmann::json::parse(HttpGet(http, "/api/v1/jobs/" + job, &status));
+  EXPECT_EQ(j["priority"], 77);
+  EXPECT_EQ(j["state"], "QUEUED");
+  std::string logs = HttpGet(http, "/api/v1/jobs/" + job + "/logs", &status);
+  EXPECT_NE(logs.find("job CANCELLED"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("priority set to 77"), std::string::npos) << logs;
+}
+
 }  // namespace
 }  // namespace segue
