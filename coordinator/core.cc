@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <filesystem>
+#include <set>
 
 #include "common/protocol/protocol.h"
 #include "common/security/curve.h"
@@ -111,6 +112,8 @@ struct Core::Rep {
   void PublishEvents(uint64_t batch);
   // Who a write comes from: its bearer token's identity; nullptr with the refusal in *refusal.
   const Identity* HttpWriter(const HttpRequest& request, HttpResponse* refusal);
+  // Whether a read may be answered; if not, the refusal in *refusal.
+  bool HttpReaderAllowed(const HttpRequest& request, HttpResponse* refusal);
   HttpResponse OpenStream(const HttpRequest& request);
   HttpResponse Download(const HttpRequest& request, const Job& j) const;
 
@@ -572,6 +575,55 @@ const Identity* Core::Rep::HttpWriter(const HttpRequest& request, HttpResponse* 
   return who;
 }
 
+// Reads show what a viewer may see. On a loopback port whoever reaches it may read. Off loopback,
+// with keys, a read needs an identity that may read: its token as a bearer token or, for what a
+// browser fetches by itself (thumbnails, the video), in the segue_token cookie the dashboard
+// sets. The pages themselves, /metrics, health, version and the API's documents stay open.
+bool Core::Rep::HttpReaderAllowed(const HttpRequest& request, HttpResponse* refusal) {
+  if (!keys || OnLoopback(options.http)) return true;
+  const std::string& path = request.parsed.path;
+  static const std::set<std::string> open = {"/",
+                                             "/index.html",
+                                             "/metrics",
+                                             "/api/v1/health",
+                                             "/api/v1/version",
+                                             "/api/v1/openapi.json",
+                                             "/api/v1/schema/job.schema.json"};
+  if (open.count(path) || (path.rfind("/jobs/", 0) == 0 && path.size() > 6 &&
+                           path.find_first_not_of("0123456789", 6) == std::string::npos))
+    return true;
+  std::string token;
+  const std::string auth = request.Header("authorization");
+  if (auth.rfind("Bearer ", 0) == 0) {
+    token = auth.substr(7);
+  } else {
+    const std::string cookies = "; " + request.Header("cookie");
+    const size_t at = cookies.find("; segue_token=");
+    if (at != std::string::npos) {
+      const size_t from = at + 14;
+      token = cookies.substr(from, cookies.find(';', from) - from);
+    }
+  }
+  const Identity* who = keys->FindToken(token);
+  if (!who) {
+    ++metrics.denied["unknown"];
+    *refusal = JsonError(401, "unauthorized",
+                         token.empty() ? "this HTTP port is not on loopback: reads need a token "
+                                         "(Authorization: Bearer TOKEN)"
+                                       : "this token is not in the coordinator's keys file");
+    refusal->headers.emplace_back("WWW-Authenticate", "Bearer realm=\"segue\"");
+    return false;
+  }
+  if (!RoleAllows(who->role, Action::kRead)) {
+    ++metrics.denied[RoleName(who->role)];
+    *refusal = JsonError(403, "denied",
+                         "denied: identity '" + who->name + "' (" + RoleName(who->role) +
+                             ") may not read the farm's jobs");
+    return false;
+  }
+  return true;
+}
+
 HttpResponse Core::Rep::OpenStream(const HttpRequest& request) {
   if (!http) return JsonError(503, "unavailable", "no event streams here");
   uint64_t job = 0;
@@ -713,6 +765,7 @@ HttpResponse Core::Http(const HttpRequest& request) {
     no.headers.emplace_back("Allow", IsWritePath(path) ? "POST" : "GET, HEAD");
     return no;
   }
+  if (HttpResponse refusal; !r.HttpReaderAllowed(request, &refusal)) return refusal;
   if (path == "/metrics") {
     const std::vector<PoolStatus> pools =
         r.pools ? r.pools->List(ViewOfPools(r.ctx)) : std::vector<PoolStatus>{};

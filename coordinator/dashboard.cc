@@ -1,9 +1,29 @@
 #include "coordinator/dashboard.h"
 
+#include <string>
+
 namespace segue {
+namespace {
+
+// Both pages' reads and actions: the token a farm asks for, kept in the browser.
+constexpr const char* kAuthJs =
+    R"JS(function auth(){return localStorage.segueToken?{'Authorization':'Bearer '+localStorage.segueToken}:{}}
+function keep(t){localStorage.segueToken=t;document.cookie='segue_token='+encodeURIComponent(t)+'; path=/; SameSite=Strict'}
+let asked=false;
+// A read; a farm whose HTTP port needs a token for reads asks for one once (kept in this browser,
+// and as a cookie for the thumbnails and the video, which the browser fetches by itself).
+async function get(url){
+  let r=await fetch(url,{cache:'no-store',headers:auth()});
+  if(r.status===401&&!asked){asked=true;const t=prompt('This coordinator needs a token (segue token) to read:');
+    if(t){keep(t);r=await fetch(url,{cache:'no-store',headers:auth()})}}
+  return r}
+if(localStorage.segueToken)keep(localStorage.segueToken);
+)JS";
+
+}  // namespace
 
 const char* DashboardHtml() {
-  return R"HTML(<!doctype html>
+  static const std::string page = std::string(R"HTML(<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>segue</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
@@ -31,12 +51,12 @@ th{color:#8a8f98;font-weight:normal}
 <table><thead><tr><th>pool</th><th>provider</th><th>size</th><th>members</th><th>autoscale</th>
 <th>last change</th></tr></thead><tbody id="pools"></tbody></table>
 <script>
-function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
+)HTML") + kAuthJs + R"HTML(function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
 function eta(s){if(s==null||s<0)return '';s=Math.round(s);const m=Math.floor(s/60);return m+':'+String(s%60).padStart(2,'0')}
 function strip(st){return '<div class="strip">'+[...(st||'')].map(c=>'<b class="'+({'#':'d','>':'r','x':'x'}[c]||'')+'"></b>').join('')+'</div>'}
 async function tick(){
   try{
-    const r=await fetch('/api/v1/status',{cache:'no-store'});const s=await r.json();
+    const r=await get('/api/v1/status');const s=await r.json();
     document.getElementById('jobs').innerHTML=s.jobs.map(j=>{const p=Math.round(j.progress*100);
       return `<tr class="job" data-id="${j.id}" data-progress="${p}"><td><a href="/jobs/${j.id}">${j.id}</a></td><td><a href="/jobs/${j.id}">${esc(j.name)}</a></td>`+
       `<td class="state ${j.state}">${j.state}</td><td><div class="bar"><i style="width:${p}%"></i></div>`+
@@ -54,10 +74,11 @@ async function tick(){
 tick();setInterval(tick,1000);
 </script></body></html>
 )HTML";
+  return page.c_str();
 }
 
 const char* JobPageHtml() {
-  return R"HTML(<!doctype html>
+  static const std::string page = std::string(R"HTML(<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>segue job</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
@@ -100,15 +121,14 @@ const id=location.pathname.split('/').filter(Boolean).pop();
 const api='/api/v1/jobs/'+id;
 function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
 function eta(s){if(s==null||s<0)return '';s=Math.round(s);const m=Math.floor(s/60);return 'ETA '+m+':'+String(s%60).padStart(2,'0')}
-const shown=new Set();
+)HTML") + kAuthJs + R"HTML(const shown=new Set();
 async function act(path,body){
   const said=document.getElementById('said');
   const send=()=>fetch(api+path,{method:'POST',headers:Object.assign({'Content-Type':'application/json'},
-      localStorage.segueToken?{'Authorization':'Bearer '+localStorage.segueToken}:{}),
-      body:JSON.stringify(body||{})});
+      auth()),body:JSON.stringify(body||{})});
   let r=await send();
   if(r.status===401){const t=prompt('This coordinator needs a token (segue token) for actions:');
-    if(t){localStorage.segueToken=t;r=await send()}}
+    if(t){keep(t);r=await send()}}
   const j=await r.json().catch(()=>({}));
   said.textContent=r.ok?'done: '+j.state:(j.error?j.error.code+': '+j.error.message:'HTTP '+r.status);
   tick();
@@ -117,7 +137,7 @@ document.getElementById('cancel').onclick=()=>act('/cancel');
 document.getElementById('retry').onclick=()=>act('/retry');
 document.getElementById('setprio').onclick=()=>act('/priority',{priority:Number(document.getElementById('priority').value)});
 async function tick(){
-  const r=await fetch(api,{cache:'no-store'});
+  const r=await get(api);
   if(!r.ok){document.getElementById('title').textContent='no job '+id;return}
   const j=await r.json();const p=Math.round(j.progress*100);
   document.title='segue: '+j.name;
@@ -150,13 +170,14 @@ async function tick(){
     const el=v.querySelector('video');el.dataset.state='loading';
     el.onloadeddata=()=>{el.dataset.state='loaded';el.dataset.duration=el.duration.toFixed(2)};
     el.onerror=()=>{el.dataset.state='error'};el.src=api+'/output'}
-  const l=await fetch(api+'/logs',{cache:'no-store'});
+  const l=await get(api+'/logs');
   if(l.ok){const lines=(await l.json()).lines.slice(-300);
     document.getElementById('log').textContent=lines.map(x=>new Date(x.ms).toLocaleTimeString()+'  '+x.text).join('\n')}
 }
 tick();setInterval(tick,1000);
 </script></body></html>
 )HTML";
+  return page.c_str();
 }
 
 }  // namespace segue

@@ -316,6 +316,53 @@ TEST(Api, BearerTokensCarryTheRolesOfTheKeysFile) {
   EXPECT_NE(metrics.find("segue_denied_total{role=\"submitter\"} 2"), std::string::npos);
 }
 
+// Off loopback, with keys, reads need an identity that may read too: a bearer token, or the
+// cookie the dashboard sets for what the browser fetches by itself (thumbnails, the video).
+TEST(Api, ReadsOffLoopbackNeedATokenOrItsCookie) {
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(RunCommand(Cli("keygen '" + dir / "farm" + "'"), &out, true), 0) << out;
+  std::map<std::string, std::string> tokens;
+  std::string entries;
+  for (const char* who : {"alice:submitter", "vic:viewer", "node:worker"}) {
+    const std::string name = std::string(who).substr(0, std::string(who).find(':'));
+    const std::string role = std::string(who).substr(name.size() + 1);
+    ASSERT_EQ(RunCommand(Cli("token " + name + " --role " + role + " --json"), &out, true), 0);
+    const json t = json::parse(out);
+    tokens[name] = t["token"];
+    entries += "  - {name: " + name + ", role: " + role + ", token_sha256: \"" +
+               t["token_sha256"].get<std::string>() + "\"}\n";
+  }
+  std::ofstream(dir / "keys.yaml") << "identities:\n" << entries;
+  LocalFarm farm(
+      dir / "farm", 0,
+      {"--http", "0.0.0.0:0", "--curve-key", dir / "farm.key", "--keys", dir / "keys.yaml"});
+  ASSERT_TRUE(farm.ok());
+  const std::string http = "127.0.0.1" + HttpAddress(dir).substr(HttpAddress(dir).rfind(':'));
+  Reply r = Call(http, "POST", "/api/v1/jobs", SubmitBody(Manifest("private", 24, 2)),
+                 {"Authorization: Bearer " + tokens["alice"]});
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string id = r.Json()["id"];
+  r = Call(http, "GET", "/api/v1/jobs/" + id);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(r.Json()["error"]["code"], "unauthorized");
+  EXPECT_EQ(Call(http, "GET", "/api/v1/jobs/" + id + "/output").status, 401);
+  EXPECT_EQ(Call(http, "GET", "/api/v1/events").status, 401);
+  r = Call(http, "GET", "/api/v1/jobs/" + id, "", {"Authorization: Bearer " + tokens["vic"]});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Json()["owner"], "alice");
+  r = Call(http, "GET", "/api/v1/jobs/" + id, "",
+           {"Cookie: theme=dark; segue_token=" + tokens["vic"]});
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = Call(http, "GET", "/api/v1/jobs", "", {"Authorization: Bearer " + tokens["node"]});
+  EXPECT_EQ(r.status, 403) << "a worker's token may not read the job list";
+  // The pages, metrics, health and the API's documents stay open.
+  for (const std::string& open :
+       std::vector<std::string>{"/", "/jobs/" + id, "/metrics", "/api/v1/health", "/api/v1/version",
+                                "/api/v1/openapi.json"})
+    EXPECT_EQ(Call(http, "GET", open).status, 200) << open;
+}
+
 // A client following the event stream, as a raw socket reads it.
 class EventStream {
  public:
