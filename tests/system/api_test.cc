@@ -258,17 +258,16 @@ TEST(Api, WritesRunAJobFromSubmitToDownload) {
   EXPECT_EQ(r.Json()["workers"][0]["state"], "draining");
 }
 
-// Bearer tokens name identities of the keys file: each role may do what it may on the farm port.
-TEST(Api, BearerTokensCarryTheRolesOfTheKeysFile) {
-  TempDir dir;
-  std::string out;
-  ASSERT_EQ(RunCommand(Cli("keygen '" + dir / "farm" + "'"), &out, true), 0) << out;
+// Makes a token for each "NAME:ROLE" with `segue token` and writes DIR/keys.yaml with their
+// digests (and the coordinator's key pair, DIR/farm.key); the tokens by name.
+std::map<std::string, std::string> WriteTokenKeys(const TempDir& dir,
+                                                  const std::vector<std::string>& who) {
   std::map<std::string, std::string> tokens;
-  std::string entries;
-  for (const char* who : {"ops:admin", "alice:submitter", "bob:submitter", "vic:viewer"}) {
-    const std::string name = std::string(who).substr(0, std::string(who).find(':'));
-    const std::string role = std::string(who).substr(name.size() + 1);
-    ASSERT_EQ(RunCommand(Cli("token " + name + " --role " + role + " --json"), &out, true), 0)
+  std::string out, entries;
+  EXPECT_EQ(RunCommand(Cli("keygen '" + dir / "farm" + "'"), &out, true), 0) << out;
+  for (const std::string& w : who) {
+    const std::string name = w.substr(0, w.find(':')), role = w.substr(w.find(':') + 1);
+    EXPECT_EQ(RunCommand(Cli("token " + name + " --role " + role + " --json"), &out, true), 0)
         << out;
     const json t = json::parse(out);
     tokens[name] = t["token"];
@@ -277,6 +276,14 @@ TEST(Api, BearerTokensCarryTheRolesOfTheKeysFile) {
                t["token_sha256"].get<std::string>() + "\"}\n";
   }
   std::ofstream(dir / "keys.yaml") << "identities:\n" << entries;
+  return tokens;
+}
+
+// Bearer tokens name identities of the keys file: each role may do what it may on the farm port.
+TEST(Api, BearerTokensCarryTheRolesOfTheKeysFile) {
+  TempDir dir;
+  std::map<std::string, std::string> tokens =
+      WriteTokenKeys(dir, {"ops:admin", "alice:submitter", "bob:submitter", "vic:viewer"});
   LocalFarm farm(
       dir / "farm", 0,
       {"--http", "127.0.0.1:0", "--curve-key", dir / "farm.key", "--keys", dir / "keys.yaml"});
@@ -320,20 +327,8 @@ TEST(Api, BearerTokensCarryTheRolesOfTheKeysFile) {
 // cookie the dashboard sets for what the browser fetches by itself (thumbnails, the video).
 TEST(Api, ReadsOffLoopbackNeedATokenOrItsCookie) {
   TempDir dir;
-  std::string out;
-  ASSERT_EQ(RunCommand(Cli("keygen '" + dir / "farm" + "'"), &out, true), 0) << out;
-  std::map<std::string, std::string> tokens;
-  std::string entries;
-  for (const char* who : {"alice:submitter", "vic:viewer", "node:worker"}) {
-    const std::string name = std::string(who).substr(0, std::string(who).find(':'));
-    const std::string role = std::string(who).substr(name.size() + 1);
-    ASSERT_EQ(RunCommand(Cli("token " + name + " --role " + role + " --json"), &out, true), 0);
-    const json t = json::parse(out);
-    tokens[name] = t["token"];
-    entries += "  - {name: " + name + ", role: " + role + ", token_sha256: \"" +
-               t["token_sha256"].get<std::string>() + "\"}\n";
-  }
-  std::ofstream(dir / "keys.yaml") << "identities:\n" << entries;
+  std::map<std::string, std::string> tokens =
+      WriteTokenKeys(dir, {"alice:submitter", "vic:viewer", "node:worker"});
   LocalFarm farm(
       dir / "farm", 0,
       {"--http", "0.0.0.0:0", "--curve-key", dir / "farm.key", "--keys", dir / "keys.yaml"});

@@ -41,6 +41,13 @@ std::string HttpAddress(const TempDir& dir) {
   return a;
 }
 
+bool HasChromium() {
+  std::string out;
+  return RunCommand("command -v chromium", &out) == 0;
+}
+constexpr const char* kNoChromium =
+    "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
+
 double Metric(const std::string& metrics, const std::string& series) {
   const size_t at = metrics.find("\n" + series + " ");
   return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 2));
@@ -216,8 +223,7 @@ TEST(Http, MetricsStatusAndBadRequests) {
 // renders. Saves a screenshot (build/dashboard.png) for a person to look at.
 TEST(Http, DashboardInHeadlessChromiumShowsProgressAdvancing) {
   std::string out;
-  if (RunCommand("command -v chromium", &out) != 0)
-    GTEST_SKIP() << "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
+  if (!HasChromium()) GTEST_SKIP() << kNoChromium;
   TempDir dir;
   LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});
   ASSERT_TRUE(farm.ok());
@@ -258,8 +264,7 @@ TEST(Http, DashboardInHeadlessChromiumShowsProgressAdvancing) {
 // buttons. Saves a screenshot (build/job-page.png) for a person to look at.
 TEST(Http, JobPageShowsEveryThumbnailAndPlaysTheVideoInHeadlessChromium) {
   std::string out;
-  if (RunCommand("command -v chromium", &out) != 0)
-    GTEST_SKIP() << "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
+  if (!HasChromium()) GTEST_SKIP() << kNoChromium;
   TempDir dir;
   LocalFarm farm(dir / "farm", 1, {"--http", "127.0.0.1:0"});
   ASSERT_TRUE(farm.ok());
@@ -327,8 +332,7 @@ TEST(Http, JobPageShowsEveryThumbnailAndPlaysTheVideoInHeadlessChromium) {
 // over the DevTools protocol): priority, cancel and retry go through the REST API.
 TEST(Http, JobPageButtonsActThroughTheRestApiInHeadlessChromium) {
   std::string out;
-  if (RunCommand("command -v chromium", &out) != 0)
-    GTEST_SKIP() << "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
+  if (!HasChromium()) GTEST_SKIP() << kNoChromium;
   TempDir dir;
   LocalFarm farm(dir / "farm", 0, {"--http", "127.0.0.1:0"});  // no workers: the job waits
   ASSERT_TRUE(farm.ok());
