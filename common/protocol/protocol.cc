@@ -107,6 +107,7 @@ Result<Tensor> GetTensor(wire::TensorData::Reader in) {
                                  std::to_string(static_cast<size_t>(n) * width));
   }
   t.data.resize(static_cast<size_t>(n));
+  if (n == 0) return t;  // a zero dimension: no bytes to copy (and no pointers to copy them by)
   if (width == 2) {
     // Cap'n Proto blobs start on a word boundary of a word-aligned message (Incoming ensures
     // one), so the halves can be read where they are.

@@ -148,6 +148,16 @@ TEST(Protocol, BadTensorsAreErrorsNotCrashes) {
   shape.set(0, -1);
   t.setDtype("f32");
   EXPECT_FALSE(GetTensor(t.asReader()).ok());
+  // A zero dimension and no data: an empty tensor (assignment_fuzz found the empty copy, UB).
+  shape.set(0, 0);
+  t.setData(kj::heapArray<kj::byte>(0));
+  for (const char* dtype : {"f32", "f16"}) {
+    t.setDtype(dtype);
+    auto empty = GetTensor(t.asReader());
+    ASSERT_TRUE(empty.ok()) << empty.message();
+    EXPECT_TRUE(empty->data.empty());
+    EXPECT_EQ(empty->shape, (std::vector<int64_t>{0, 10}));
+  }
 }
 
 // A model's metadata crosses the wire whole, and a peer's nonsense is refused with the model and
