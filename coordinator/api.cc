@@ -13,13 +13,6 @@
 namespace segue {
 namespace {
 
-// A positive 64-bit number from a path or query part, or 0.
-uint64_t IdOf(const std::string& s) {
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && p == s.data() + s.size() ? v : 0;
-}
-
 // "/api/v1/jobs/12/cancel" -> {"jobs", "12", "cancel"}; paths outside /api/v1/: empty.
 std::vector<std::string> PathParts(const std::string& path) {
   const std::string prefix = "/api/v1/";
@@ -177,13 +170,10 @@ int HttpStatusOf(wire::ErrorCode code) {
 
 }  // namespace
 
-HttpResponse Json(int status, const nlohmann::json& body) {
-  return {status, "application/json",
-          body.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
-}
-
-HttpResponse JsonError(int status, const std::string& code, const std::string& message) {
-  return Json(status, {{"error", {{"code", code}, {"message", message}}}});
+uint64_t IdOf(const std::string& s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size() ? v : 0;
 }
 
 bool IsWritePath(const std::string& path) {

@@ -19,10 +19,8 @@
 
 namespace segue {
 
-HttpResponse Json(int status, const nlohmann::json& body);
-// An error of the JSON API: {"error": {"code": CODE, "message": ...}}, CODE one of the stable
-// names of docs/API.md (the wire's ErrorCode in snake case, and a few of HTTP's own).
-HttpResponse JsonError(int status, const std::string& code, const std::string& message);
+// A job id from a path or query part (a positive 64-bit number), or 0.
+uint64_t IdOf(const std::string& s);
 
 // The request a REST write stands for: the Envelope's bytes, or the answer when the request is
 // wrong (its body, a field). nullopt: the path is not a write's (it may be a read's).

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/net/url.h"
 #include "common/protocol/protocol.h"
 #include "common/security/curve.h"
 #include "common/security/keyring.h"
@@ -467,13 +468,6 @@ int Core::sync_fd() { return rep_->journal->syncer().fd(); }
 
 namespace {
 
-// Whether `host` (a name or address, without its port) is this machine's loopback: localhost,
-// [::1] or a numeric 127.x.x.x (not a name that merely starts with "127.").
-bool IsLoopbackHost(const std::string& host) {
-  return host == "localhost" || host == "[::1]" || host == "::1" ||
-         (host.rfind("127.", 0) == 0 && host.find_first_not_of("0123456789.") == std::string::npos);
-}
-
 // Whether HOST:PORT names this machine's loopback.
 bool OnLoopback(const std::string& host_port) {
   return IsLoopbackHost(host_port.substr(0, host_port.rfind(':')));
@@ -483,6 +477,18 @@ bool OnLoopback(const std::string& host_port) {
 std::string HostOf(const std::string& header) {
   if (!header.empty() && header[0] == '[') return header.substr(0, header.find(']') + 1);
   return header.substr(0, header.find(':'));
+}
+
+// A dashboard job page's path: /jobs/DIGITS.
+bool IsJobPage(const std::string& path) {
+  return path.rfind("/jobs/", 0) == 0 && path.size() > 6 &&
+         path.find_first_not_of("0123456789", 6) == std::string::npos;
+}
+
+// The token of an `Authorization: Bearer TOKEN` header, or "".
+std::string BearerToken(const HttpRequest& request) {
+  const std::string auth = request.Header("authorization");
+  return auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
 }
 
 const char* VideoType(const std::string& path) {
@@ -561,9 +567,7 @@ const Identity* Core::Rep::HttpWriter(const HttpRequest& request, HttpResponse* 
     return nullptr;
   }
   const std::string auth = request.Header("authorization");
-  const std::string scheme = "Bearer ";
-  const Identity* who =
-      auth.rfind(scheme, 0) == 0 ? keys->FindToken(auth.substr(scheme.size())) : nullptr;
+  const Identity* who = keys->FindToken(BearerToken(request));
   if (!who) {
     ++metrics.denied["unknown"];
     *refusal = JsonError(401, "unauthorized",
@@ -589,14 +593,9 @@ bool Core::Rep::HttpReaderAllowed(const HttpRequest& request, HttpResponse* refu
                                              "/api/v1/version",
                                              "/api/v1/openapi.json",
                                              "/api/v1/schema/job.schema.json"};
-  if (open.count(path) || (path.rfind("/jobs/", 0) == 0 && path.size() > 6 &&
-                           path.find_first_not_of("0123456789", 6) == std::string::npos))
-    return true;
-  std::string token;
-  const std::string auth = request.Header("authorization");
-  if (auth.rfind("Bearer ", 0) == 0) {
-    token = auth.substr(7);
-  } else {
+  if (open.count(path) || IsJobPage(path)) return true;
+  std::string token = BearerToken(request);
+  if (token.empty()) {
     const std::string cookies = "; " + request.Header("cookie");
     const size_t at = cookies.find("; segue_token=");
     if (at != std::string::npos) {
@@ -628,9 +627,8 @@ HttpResponse Core::Rep::OpenStream(const HttpRequest& request) {
   if (!http) return JsonError(503, "unavailable", "no event streams here");
   uint64_t job = 0;
   if (const std::string* j = request.parsed.Get("job")) {
-    auto [p, ec] = std::from_chars(j->data(), j->data() + j->size(), job);
-    if (ec != std::errc() || p != j->data() + j->size() || !jobs.count(job))
-      return JsonError(404, "not_found", "no job " + j->substr(0, 40));
+    job = IdOf(*j);
+    if (!jobs.count(job)) return JsonError(404, "not_found", "no job " + j->substr(0, 40));
   }
   std::string last = request.Header("last-event-id");
   if (const std::string* q = request.parsed.Get("last_event_id")) last = *q;
@@ -638,8 +636,7 @@ HttpResponse Core::Rep::OpenStream(const HttpRequest& request) {
   r.kind = HttpResponse::Kind::kStream;
   r.headers.emplace_back("X-Accel-Buffering", "no");
   if (!last.empty()) {
-    uint64_t after = 0;
-    std::from_chars(last.data(), last.data() + last.size(), after);
+    const uint64_t after = IdOf(last);
     std::vector<const FarmEvent*> missed;
     if (!events.Since(after, job, &missed))
       r.body += "event: reset\ndata: " +
@@ -788,9 +785,7 @@ HttpResponse Core::Http(const HttpRequest& request) {
                 "\n"};
   if (path == "/" || path == "/index.html")
     return {200, "text/html; charset=utf-8", DashboardHtml()};
-  if (path.rfind("/jobs/", 0) == 0 && path.size() > 6 &&
-      path.find_first_not_of("0123456789", 6) == std::string::npos)
-    return {200, "text/html; charset=utf-8", JobPageHtml()};
+  if (IsJobPage(path)) return {200, "text/html; charset=utf-8", JobPageHtml()};
   if (path == "/api/v1/events") {
     if (request.method == "HEAD") return {200, "text/event-stream; charset=utf-8", ""};
     return r.OpenStream(request);
@@ -800,10 +795,7 @@ HttpResponse Core::Http(const HttpRequest& request) {
       path.compare(path.size() - 7, 7, "/output") == 0) {
     const std::string id_text =
         path.substr(output_prefix.size(), path.size() - 7 - output_prefix.size());
-    uint64_t id = 0;
-    auto [p, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
-    auto it =
-        ec == std::errc() && p == id_text.data() + id_text.size() ? r.jobs.find(id) : r.jobs.end();
+    auto it = r.jobs.find(IdOf(id_text));
     if (it == r.jobs.end()) return JsonError(404, "not_found", "no job " + id_text.substr(0, 40));
     return r.Download(request, it->second);
   }

@@ -23,7 +23,8 @@ if(localStorage.segueToken)keep(localStorage.segueToken);
 }  // namespace
 
 const char* DashboardHtml() {
-  static const std::string page = std::string(R"HTML(<!doctype html>
+  static const std::string page =
+      std::string(R"HTML(<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>segue</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
@@ -51,7 +52,9 @@ th{color:#8a8f98;font-weight:normal}
 <table><thead><tr><th>pool</th><th>provider</th><th>size</th><th>members</th><th>autoscale</th>
 <th>last change</th></tr></thead><tbody id="pools"></tbody></table>
 <script>
-)HTML") + kAuthJs + R"HTML(function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
+)HTML") +
+      kAuthJs +
+      R"HTML(function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
 function eta(s){if(s==null||s<0)return '';s=Math.round(s);const m=Math.floor(s/60);return m+':'+String(s%60).padStart(2,'0')}
 function strip(st){return '<div class="strip">'+[...(st||'')].map(c=>'<b class="'+({'#':'d','>':'r','x':'x'}[c]||'')+'"></b>').join('')+'</div>'}
 async function tick(){

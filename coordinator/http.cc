@@ -96,18 +96,6 @@ bool ParseU64(std::string_view s, uint64_t* v) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-// The endpoint's own refusals, as JSON errors like the API's (api.h): `code` stable.
-HttpResponse Refusal(int status, const char* code, const std::string& message) {
-  std::string text;
-  for (char ch : message) {  // the messages are the endpoint's own: plain ASCII, escaped anyway
-    if (ch == '"' || ch == '\\') text += '\\';
-    if (static_cast<unsigned char>(ch) >= 0x20 && static_cast<unsigned char>(ch) < 0x7f) text += ch;
-  }
-  return {
-      status, "application/json",
-      std::string("{\"error\": {\"code\": \"") + code + "\", \"message\": \"" + text + "\"}}\n"};
-}
-
 // A header value as sent: no CR, LF or other control characters (no header injection).
 std::string HeaderValue(const std::string& v) {
   std::string out;
@@ -117,6 +105,15 @@ std::string HeaderValue(const std::string& v) {
 }
 
 }  // namespace
+
+HttpResponse Json(int status, const nlohmann::json& body) {
+  return {status, "application/json",
+          body.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+}
+
+HttpResponse JsonError(int status, const std::string& code, const std::string& message) {
+  return Json(status, {{"error", {{"code", code}, {"message", message}}}});
+}
 
 const std::string* HttpTarget::Get(const std::string& key) const {
   for (const auto& [k, v] : query)
@@ -300,43 +297,43 @@ void HttpEndpoint::OnData(const std::string& id, Connection& c, std::string_view
     if (end == std::string::npos || end > kMaxHeaderBytes) {
       if (c.request.size() > kMaxHeaderBytes) {
         c.answering = true;
-        Respond(id, Refusal(431, "headers_too_large", "request headers over 16 KiB"));
+        Respond(id, JsonError(431, "headers_too_large", "request headers over 16 KiB"));
       }
       return;
     }
     c.header_end = end + 4;
     if (!ParseRequestHead(std::string_view(c.request).substr(0, end), &c.pending).ok()) {
       c.answering = true;
-      Respond(id, Refusal(400, "bad_request", "bad request line"));
+      Respond(id, JsonError(400, "bad_request", "bad request line"));
       return;
     }
     c.body_start_ms = now_ms;
     // The body's length, checked against the limits before any of it is kept.
     if (!c.pending.Header("transfer-encoding").empty()) {
       c.answering = true;
-      Respond(id, Refusal(411, "length_required",
-                          "send the body with a Content-Length (chunked is not supported)"));
+      Respond(id, JsonError(411, "length_required",
+                            "send the body with a Content-Length (chunked is not supported)"));
       return;
     }
     uint64_t length = 0;
     const std::string declared = c.pending.Header("content-length");
     if (!declared.empty() && !ParseU64(declared, &length)) {
       c.answering = true;
-      Respond(id, Refusal(400, "bad_request", "bad Content-Length"));
+      Respond(id, JsonError(400, "bad_request", "bad Content-Length"));
       return;
     }
     if (length > limits_.max_body_bytes) {
       c.answering = true;
-      Respond(id,
-              Refusal(413, "too_large",
-                      "request body of " + std::to_string(length) + " bytes is over the limit of " +
-                          std::to_string(limits_.max_body_bytes)));
+      Respond(id, JsonError(413, "too_large",
+                            "request body of " + std::to_string(length) +
+                                " bytes is over the limit of " +
+                                std::to_string(limits_.max_body_bytes)));
       return;
     }
     if (bodies_in_flight_ + length > limits_.max_body_bytes_total) {
       c.answering = true;
-      HttpResponse busy = Refusal(503, "unavailable",
-                                  "too many request bodies are being received at once; try again");
+      HttpResponse busy = JsonError(
+          503, "unavailable", "too many request bodies are being received at once; try again");
       busy.headers.emplace_back("Retry-After", "5");
       Respond(id, busy);
       return;
@@ -364,7 +361,7 @@ void HttpEndpoint::Answer(const std::string& id, Connection& c) {
     r = handler_(req);
   } catch (const std::exception& e) {
     spdlog::error("http: {} {} failed: {}", req.method, req.parsed.path, e.what());
-    r = Refusal(500, "internal", "internal error");
+    r = JsonError(500, "internal", "internal error");
   }
   const bool head_only = req.method == "HEAD";
   switch (r.kind) {
@@ -383,7 +380,7 @@ void HttpEndpoint::Answer(const std::string& id, Connection& c) {
       if (!head_only && (!f || std::fseek(f, static_cast<long>(r.file_offset), SEEK_SET) != 0)) {
         if (f) std::fclose(f);
         spdlog::warn("http: cannot read {}", r.file);
-        HttpResponse gone = Refusal(404, "not_found", "the file is not readable any more");
+        HttpResponse gone = JsonError(404, "not_found", "the file is not readable any more");
         SendFrames(id, HttpHead(gone, gone.body.size()) + gone.body);
         Close(id);
         return;

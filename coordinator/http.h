@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,6 +72,13 @@ struct HttpResponse {
 // method, target (parsed too) and headers by lower-cased name. An error for a request line that
 // is not METHOD TARGET HTTP/x; header lines without a name are skipped.
 Status ParseRequestHead(std::string_view head, HttpRequest* req);
+
+// A JSON answer (invalid UTF-8 in `body` comes out replaced, never thrown).
+HttpResponse Json(int status, const nlohmann::json& body);
+// An error: {"error": {"code": CODE, "message": ...}}, CODE one of the stable names of
+// docs/API.md (the wire's ErrorCode in snake case, and a few of HTTP's own); the endpoint's own
+// refusals are answered the same way.
+HttpResponse JsonError(int status, const std::string& code, const std::string& message);
 
 // A single byte range of a `Range: bytes=...` header over a file of `size` bytes: [first, last].
 struct ByteRange {

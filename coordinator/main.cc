@@ -26,9 +26,7 @@ bool ListensOnlyLocally(const std::string& endpoint) {
   std::string host = endpoint.substr(6);
   const size_t colon = host.rfind(':');
   if (colon != std::string::npos) host = host.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost" || host == "lo";
+  return host == "lo" || segue::IsLoopbackHost(host);
 }
 }  // namespace
 

@@ -55,4 +55,9 @@ Result<HttpUrl> ParseHttpUrl(const std::string& url) {
   return out;
 }
 
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "[::1]" || host == "::1" ||
+         (host.rfind("127.", 0) == 0 && host.find_first_not_of("0123456789.") == std::string::npos);
+}
+
 }  // namespace segue

@@ -20,4 +20,9 @@ struct HttpUrl {
 // and control characters, and URLs over 2048 bytes. Never throws.
 Result<HttpUrl> ParseHttpUrl(const std::string& url);
 
+// Whether `host` (a name or address without its port; IPv6 with or without brackets) is this
+// machine's loopback: localhost, ::1 or a numeric 127.x.x.x (not a name that merely starts with
+// "127.", which anyone's DNS may point anywhere).
+bool IsLoopbackHost(const std::string& host);
+
 }  // namespace segue

@@ -243,5 +243,81 @@ TEST(HttpEndpoint, StreamsAFileToASlowClientWhileAnsweringOthers) {
   EXPECT_GT(pumps_pending.load(), 0) << "the file went out in more than one go";
 }
 
+// An event stream whose client stops reading: once its queue is full a push fails and the
+// connection is closed, still counted against the caps until the close frame fits; when the
+// client reads again it gets what was queued and then the close.
+TEST(HttpEndpoint, AStreamWhoseClientStopsReadingIsClosedOnceItsQueueIsFull) {
+  zmq::context_t ctx(1);
+  std::string stream;  // the stream's connection, as the handler is told it
+  HttpEndpoint http(ctx, [&](const HttpRequest& r) {
+    stream = r.connection;
+    HttpResponse answer{200, "text/event-stream", "retry: 2000\n\n"};
+    answer.kind = HttpResponse::Kind::kStream;
+    return answer;
+  });
+  auto bound = http.Bind("127.0.0.1:0");
+  ASSERT_TRUE(bound.ok());
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(bound->substr(bound->rfind(':') + 1))));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 16 << 10;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string get = "GET /events HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(send(fd, get.data(), get.size(), 0), static_cast<ssize_t>(get.size()));
+  uint64_t now = 1;
+  for (int i = 0; i < 300 && stream.empty(); ++i) {
+    zmq::pollitem_t item{http.socket().handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(10));
+    if (item.revents & ZMQ_POLLIN) http.OnReadable(now);
+  }
+  ASSERT_FALSE(stream.empty());
+  // The client reads nothing: pushes of 64 KiB fail within the queue's 64 messages (and what
+  // the kernel's buffers hold).
+  const std::string event = "data: " + std::string(64 << 10, 'x') + "\n\n";
+  int pushed = 0;
+  while (pushed < 10000 && http.Push(stream, event)) {
+    ++pushed;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_LT(pushed, 10000) << "the queue never filled";
+  EXPECT_FALSE(http.Push(stream, event)) << "the stream is closed";
+  EXPECT_EQ(http.connections(), 1u) << "closing, still counted against the caps";
+  // The client reads again: everything queued, then the close (tried again every CloseStale).
+  std::atomic<bool> eof{false};
+  size_t got = 0;
+  std::thread reader([&] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) got += static_cast<size_t>(n);
+    eof = n == 0;  // closed by the server (not the receive timeout)
+  });
+  std::atomic<bool> done{false};
+  std::thread closer([&] {
+    while (!done) {  // the loop's part: poll (ZeroMQ does its pipes' work then), CloseStale
+      zmq::pollitem_t item{http.socket().handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(10));
+      http.CloseStale(now += 10);
+    }
+  });
+  reader.join();
+  done = true;
+  closer.join();
+  EXPECT_TRUE(eof.load()) << "got " << got << " after " << pushed << " pushes";
+  EXPECT_GE(got, static_cast<size_t>(pushed) * event.size());
+  for (int i = 0; i < 100 && http.connections() > 0; ++i) {
+    zmq::pollitem_t item{http.socket().handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(10));
+    if (item.revents & ZMQ_POLLIN) http.OnReadable(now);
+    http.CloseStale(now += 10);
+  }
+  EXPECT_EQ(http.connections(), 0u);
+  close(fd);
+}
+
 }  // namespace
 }  // namespace segue
