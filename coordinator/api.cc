@@ -6,6 +6,7 @@
 
 #include "common/protocol/protocol.h"
 #include "common/protocol/reports.h"
+#include "common/protocol/transfer.h"
 #include "coordinator/api_docs.h"
 #include "coordinator/jobs.h"
 #include "coordinator/reporting.h"
@@ -279,7 +280,8 @@ std::optional<HttpResponse> ReadRequest(const HttpTarget& t, HandlerContext& c, 
   if (path == "/api/v1/version")
     return Json(200, {{"version", SEGUE_VERSION},
                       {"protocol_version", wire::PROTOCOL_VERSION},
-                      {"max_message_bytes", std::to_string(WireLimits::kMaxMessageBytes)}});
+                      {"max_message_bytes", std::to_string(WireLimits::kMaxMessageBytes)},
+                      {"part_bytes", std::to_string(TransferLimits::kPartBytes)}});
   if (path == "/api/v1/health") {
     size_t unfinished = 0;
     for (const auto& [id, j] : c.jobs) unfinished += IsFinished(j.state) ? 0 : 1;

@@ -6,6 +6,7 @@
 
 #include "common/protocol/protocol.h"
 #include "common/protocol/reports.h"
+#include "common/protocol/transfer.h"
 #include "coordinator/handlers.h"
 
 namespace segue {
@@ -162,6 +163,7 @@ std::string OnVersionRequest(HandlerContext&, const Identity& peer) {
   v.setProtocolVersion(wire::PROTOCOL_VERSION);
   v.setVersion(SEGUE_VERSION);
   v.setMaxMessageBytes(WireLimits::kMaxMessageBytes);
+  v.setPartBytes(TransferLimits::kPartBytes);
   v.setIdentity(peer.name);
   v.setRole(peer.name.empty() ? "" : RoleName(peer.role));
   return Serialize(b);

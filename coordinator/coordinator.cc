@@ -11,6 +11,7 @@
 
 #include "common/env/env.h"
 #include "common/protocol/protocol.h"
+#include "common/protocol/transfer.h"
 #include "common/security/curve.h"
 #include "common/util/process.h"
 #include "coordinator/connections.h"
@@ -179,7 +180,12 @@ void Coordinator::Impl::OnMonitorEvent() {
 Status Coordinator::Impl::BindSocket() {
   try {
     sock.set(zmq::sockopt::linger, 0);
-    sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
+    // Frames of at most a part: a peer makes the coordinator buffer no more than that before
+    // it sees the message (ZeroMQ reads a frame into a buffer of its announced size). Larger
+    // messages come as transfers, within the receive budget (transfers.h). A peer whose
+    // messages wait unread may queue a few more before ZeroMQ stops reading its connection.
+    sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(TransferLimits::kMaxFrameBytes));
+    sock.set(zmq::sockopt::rcvhwm, 16);
     sock.set(zmq::sockopt::sndhwm, 10000);
     // A worker that reconnects (new socket, same name) takes its identity over at once; the
     // default would drop the new connection while the old one lingers.

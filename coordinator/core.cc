@@ -23,10 +23,19 @@
 #include "coordinator/reporting.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/state_machine.h"
+#include "coordinator/transfers.h"
 #include "coordinator/webhooks.h"
 #include "coordinator/workers.h"
 
 namespace segue {
+namespace {
+TransferOptions TransferOptionsOf(const CoordinatorOptions& o) {
+  TransferOptions t;
+  t.budget_bytes = static_cast<uint64_t>(std::max<int64_t>(1, o.receive_budget_mb)) << 20;
+  t.max_message_bytes = WireLimits::kMaxMessageBytes;
+  return t;
+}
+}  // namespace
 
 struct Core::Rep {
   Rep(const CoordinatorOptions& o, Env* e, std::unique_ptr<Journal> j, Transport* transport,
@@ -40,8 +49,9 @@ struct Core::Rep {
         machine(journal.get(), e, o.max_attempts),
         router(transport, this),
         outbox(&router),
-        ctx{options, assignment, admission, env,     *journal, machine, jobs,
-            workers, models,     outbox,    nullptr, metrics,  false},
+        transfers(TransferOptionsOf(o)),
+        ctx{options, assignment, admission, env,     *journal, machine,   jobs,
+            workers, models,     outbox,    nullptr, metrics,  transfers, false},
         events(e->NowMillis() * 1000) {
     machine.set_events(&events);
   }
@@ -87,6 +97,7 @@ struct Core::Rep {
   Outbox outbox;
   std::unique_ptr<PoolManager> pools;
   FarmMetrics metrics;
+  TransferTable transfers;
   HandlerContext ctx;            // refers to the parts above
   uint64_t turn_started_us = 0;  // when this turn's messages began to be read
   // Jobs the restart found STITCHING or with every chunk stored: assembled in the first turn,
@@ -171,7 +182,7 @@ bool Core::Rep::Carry(const Decision& d) {
         journal->AddEvent(j.id, TaskName(TaskKind::kRender, d.index) + " resumes at step " +
                                     std::to_string(inputs.resume_step) + " on " + w.name);
       Give(w, {j.id, TaskKind::kRender, d.index});
-      outbox.SendAssignment(w.identity, RenderAssignment(j, d.index, attempt, inputs, assignment));
+      outbox.SendAtTurnEnd(w.identity, RenderAssignment(j, d.index, attempt, inputs, assignment));
       spdlog::debug("job {} segment {} attempt {} -> {}", j.id, d.index, attempt, w.name);
       return true;
     }
@@ -188,8 +199,8 @@ bool Core::Rep::Carry(const Decision& d) {
       }
       const uint32_t attempt = machine.Assign(j, TaskKind::kEncode, d.index, w.name);
       Give(w, {j.id, TaskKind::kEncode, d.index});
-      outbox.SendAssignment(
-          w.identity, EncodeAssignment(j, d.index, attempt, std::get<Tensor>(in), assignment));
+      outbox.SendAtTurnEnd(w.identity,
+                           EncodeAssignment(j, d.index, attempt, std::get<Tensor>(in), assignment));
       return true;
     }
     case Decision::Kind::kGang: {
@@ -431,6 +442,7 @@ void Core::Tick() {
     }
   }
   TickPools(r.ctx);
+  TickTransfers(r.ctx);
   r.ReloadKeysIfChanged();
   // Event streams hear something every 15 s, so that proxies keep them open and a client that
   // has gone is noticed.
@@ -774,6 +786,16 @@ HttpResponse Core::Http(const HttpRequest& request) {
     r.metrics.webhook_retries = farm.retries + job.retries;
     r.metrics.webhooks_given_up = farm.given_up + farm.dropped + job.given_up + job.dropped;
     r.metrics.webhooks_queued = farm.queued + job.queued;
+    r.metrics.receive_budget_bytes = r.transfers.budget_bytes();
+    r.metrics.receive_held_bytes = r.transfers.held_bytes();
+    r.metrics.transfers_waiting = r.transfers.waiting();
+    r.metrics.transfers_receiving = r.transfers.receiving();
+    const TransferTable::Counters& t = r.transfers.counters();
+    r.metrics.transfers_completed = t.completed;
+    r.metrics.transfers_refused = t.refused;
+    r.metrics.transfers_dropped = t.dropped;
+    r.metrics.transfer_parts_ignored = t.ignored_parts;
+    r.metrics.transfer_bytes = t.bytes;
     return {200, "text/plain; version=0.0.4; charset=utf-8",
             MetricsText(r.jobs, r.workers.all(), r.pools ? &pools : nullptr, r.metrics, sync)};
   }

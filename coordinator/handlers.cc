@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "common/protocol/protocol.h"
+#include "common/protocol/transfer.h"
 #include "coordinator/admission.h"
 #include "coordinator/assembly.h"
 #include "coordinator/scheduler.h"
@@ -50,6 +51,8 @@ std::optional<Action> ActionOf(wire::Envelope::Reader env) {
       return Action::kAdminFarm;
     case wire::Envelope::POOL_REQUEST:
       return env.getPoolRequest().isList() ? Action::kRead : Action::kAdminFarm;
+    case wire::Envelope::TRANSFER_REQUEST:
+      return Action::kSendLarge;  // the message inside is authorized as it comes out
     default:
       return std::nullopt;
   }
@@ -98,6 +101,55 @@ bool Authorize(HandlerContext& c, const std::string& identity, const Identity* p
   return true;
 }
 
+void Handle(HandlerContext& c, const std::string& identity, const Identity* peer,
+            const void* payload, size_t size, bool req, bool assembled);
+
+void OnTransferRequest(HandlerContext& c, const std::string& identity,
+                       wire::TransferRequest::Reader r, bool req) {
+  const uint64_t id = r.getTransfer();
+  const std::string refusal =
+      c.transfers.Request(identity, id, r.getBytes(), req, c.env->NowMillis());
+  if (!refusal.empty()) {
+    spdlog::warn("refused a transfer of {} bytes: {}", r.getBytes(), refusal);
+    c.outbox.SendAtTurnEnd(identity, TransferReplyMessage(id, refusal), req);
+  }
+  SendGrants(c);
+}
+
+// A part of a transfer. Parts of none granted to this peer are dropped without an answer: they
+// may be the rest of one dropped a moment ago, and one answer said so.
+void OnPart(HandlerContext& c, const std::string& identity, const Identity* peer,
+            wire::MessagePart::Reader part, bool req) {
+  const auto data = part.getData();
+  TransferTable::PartOutcome out =
+      c.transfers.Add(identity, part.getTransfer(), part.getOffset(),
+                      std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()),
+                      c.env->NowMillis());
+  switch (out.kind) {
+    case TransferTable::PartOutcome::kIgnored: {
+      const uint64_t n = c.transfers.counters().ignored_parts;
+      if (n <= 10 || n % 1000 == 0)
+        spdlog::warn("dropped a part of transfer {}, which is not granted to its sender [{}]",
+                     part.getTransfer(), n);
+      return;
+    }
+    case TransferTable::PartOutcome::kDropped:
+      spdlog::warn("dropped transfer {}: {}", part.getTransfer(), out.why);
+      c.outbox.SendAtTurnEnd(identity,
+                             TransferReplyMessage(part.getTransfer(), "dropped: " + out.why), req);
+      SendGrants(c);
+      return;
+    case TransferTable::PartOutcome::kMore:
+      if (req)  // a REQ socket sends its next part after an answer
+        c.outbox.SendAtTurnEnd(identity, TransferReplyMessage(part.getTransfer(), "", out.received),
+                               true);
+      return;
+    case TransferTable::PartOutcome::kComplete:
+      SendGrants(c);
+      return Handle(c, identity, peer, out.message.data(), out.message.size(), req, true);
+  }
+}
+
 void Dispatch(HandlerContext& c, const std::string& identity, const Identity& peer,
               wire::Envelope::Reader env, bool req) {
   auto reply = [&](std::string payload) { c.outbox.Send(identity, std::move(payload), req); };
@@ -138,6 +190,8 @@ void Dispatch(HandlerContext& c, const std::string& identity, const Identity& pe
       return reply(OnGetLogs(c, env.getGetLogs()));
     case wire::Envelope::POOL_REQUEST:
       return reply(OnPoolRequest(c, env.getPoolRequest()));
+    case wire::Envelope::TRANSFER_REQUEST:
+      return OnTransferRequest(c, identity, env.getTransferRequest(), req);
     default:
       ++c.metrics.bad_messages;
       spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",
@@ -158,8 +212,10 @@ void Deny(HandlerContext& c, const std::string& identity, const Identity* peer,
   c.outbox.Send(identity, ErrorMessage(wire::ErrorCode::DENIED, why), req);
 }
 
-void HandleMessage(HandlerContext& c, const std::string& identity, const Identity* peer,
-                   const void* payload, size_t size, bool req) {
+namespace {
+
+void Handle(HandlerContext& c, const std::string& identity, const Identity* peer,
+            const void* payload, size_t size, bool req, bool assembled) {
   auto in = Incoming::ParseInPlace(payload, size);
   if (!in.ok()) {
     DropBad(c, identity, req, "bad message (" + std::to_string(size) + " bytes)", in.message());
@@ -167,6 +223,14 @@ void HandleMessage(HandlerContext& c, const std::string& identity, const Identit
   }
   try {
     wire::Envelope::Reader env = (*in)->envelope();
+    const bool transfer =
+        env.which() == wire::Envelope::TRANSFER_REQUEST || env.which() == wire::Envelope::PART;
+    if (assembled && transfer) {
+      DropBad(c, identity, req, "transfer inside a transfer", "a transfer's message is itself one");
+      return;
+    }
+    // Only a granted transfer's parts are kept; the request was authorized.
+    if (env.which() == wire::Envelope::PART) return OnPart(c, identity, peer, env.getPart(), req);
     if (!Authorize(c, identity, peer, env, req)) return;
     // Kinds without an action (unexpected) get here with no identity: they are dropped.
     static const Identity kNobody{};
@@ -174,6 +238,26 @@ void HandleMessage(HandlerContext& c, const std::string& identity, const Identit
   } catch (const kj::Exception& e) {
     DropBad(c, identity, req, "malformed message", e.getDescription().cStr());
   }
+}
+
+}  // namespace
+
+void HandleMessage(HandlerContext& c, const std::string& identity, const Identity* peer,
+                   const void* payload, size_t size, bool req) {
+  Handle(c, identity, peer, payload, size, req, false);
+}
+
+void SendGrants(HandlerContext& c) {
+  for (const TransferTable::Grant& g : c.transfers.TakeGrants())
+    c.outbox.SendAtTurnEnd(g.identity, TransferReplyMessage(g.id, ""), g.req);
+}
+
+void TickTransfers(HandlerContext& c) {
+  for (const TransferTable::Dropped& d : c.transfers.Expire(c.env->NowMillis())) {
+    spdlog::warn("dropped transfer {}: {}", d.id, d.why);
+    c.outbox.SendAtTurnEnd(d.identity, TransferReplyMessage(d.id, "dropped: " + d.why), false);
+  }
+  SendGrants(c);
 }
 
 void StopGang(HandlerContext& c, Job& j, const std::string& why, const std::string& except) {

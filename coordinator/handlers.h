@@ -32,6 +32,7 @@
 #include "coordinator/pools.h"
 #include "coordinator/reporting.h"
 #include "coordinator/state_machine.h"
+#include "coordinator/transfers.h"
 #include "coordinator/workers.h"
 
 namespace segue {
@@ -51,6 +52,7 @@ struct HandlerContext {
   Outbox& outbox;
   PoolManager* pools;  // nullptr: no pools
   FarmMetrics& metrics;
+  TransferTable& transfers;  // messages larger than a frame, being received
 
   bool schedule_due = false;  // a scheduling pass is wanted
 };
@@ -60,8 +62,14 @@ struct HandlerContext {
 // with an error and dropped, a denied one counted by role, logged and answered DENIED. A worker's
 // messages must come with the key it joined with. `peer` nullptr: a key the keys file does not
 // (or no longer) hold, denied everything. `req`: the peer is a REQ socket.
+// Transfers (transfers.h): a request is answered once granted (SendGrants) or refused; the last
+// part of a transfer has its assembled message handled here as if it had come whole.
 void HandleMessage(HandlerContext& c, const std::string& identity, const Identity* peer,
                    const void* payload, size_t size, bool req);
+// Tells the peers whose transfers were granted since (at the end of the turn: a grant promises
+// nothing a restart could contradict), and drops the transfers that stalled.
+void TickTransfers(HandlerContext& c);
+void SendGrants(HandlerContext& c);
 // Answers a request `peer` (nullptr: an unknown key) may not make: counted by role, logged (the
 // first hundred, then every thousandth) and answered with a DENIED error saying `why`.
 void Deny(HandlerContext& c, const std::string& identity, const Identity* peer,

@@ -147,6 +147,12 @@ int main(int argc, char** argv) {
                  "request not complete 10 s after connecting is closed")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option("--receive-budget-mb", o.receive_budget_mb,
+                 "MiB that messages larger than a frame (1 MiB: results, submissions with their "
+                 "song) may hold while they are received, for all peers together; a sender waits "
+                 "its turn beyond it, and a message larger than it is refused")
+      ->check(CLI::Range(int64_t{4}, int64_t{1} << 20))
+      ->capture_default_str();
   bool insecure = false;
   app.add_flag("--insecure", insecure,
                "allow --listen on an address other hosts can reach without --curve-key and "

@@ -52,6 +52,9 @@ struct CoordinatorOptions {
   int max_connections = 4096;
   int max_connections_per_host = 256;
   int max_http_connections = 64;
+  // Bytes that messages larger than a frame may hold, for all peers together, while they are
+  // received (transfers.h).
+  int64_t receive_budget_mb = 1024;
 };
 
 }  // namespace segue

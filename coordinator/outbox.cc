@@ -6,8 +6,8 @@ void Outbox::Send(const std::string& identity, std::string payload, bool req_env
   turn_.push_back({identity, std::move(payload), req_envelope, false, 0});
 }
 
-void Outbox::SendAssignment(const std::string& identity, std::string payload) {
-  turn_.push_back({identity, std::move(payload), false, true, 0});
+void Outbox::SendAtTurnEnd(const std::string& identity, std::string payload, bool req_envelope) {
+  turn_.push_back({identity, std::move(payload), req_envelope, true, 0});
 }
 
 void Outbox::EndTurn(uint64_t written, uint64_t durable) {

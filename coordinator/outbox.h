@@ -6,6 +6,8 @@
 //   and waits like the rest). A crash can forget it: the restart
 //   moves the task's attempt number past the forgotten one (StateMachine::Recover), so the worker
 //   holding it is fenced off, and determinism makes anything computed from it the same bits.
+// - so does a transfer's grant (transfers.h): a restart forgets the transfer, and the parts that
+//   come after it are dropped as belonging to no transfer.
 // - everything else (replies to clients, acks, welcomes, cancels) leaves once the writes of its
 //   turn are durable: nothing that a restart could contradict is said before it is on disk.
 // Messages to one peer keep their order: once one is held, the later ones wait too.
@@ -36,8 +38,9 @@ class Outbox {
 
   // Queues a message that leaves once this turn's writes are durable.
   void Send(const std::string& identity, std::string payload, bool req_envelope = false);
-  // Queues an assignment: it leaves at the end of this turn (EndTurn), durable or not.
-  void SendAssignment(const std::string& identity, std::string payload);
+  // Queues an assignment or a grant: it leaves at the end of this turn (EndTurn), durable or not
+  // (unless an earlier message to the same peer is held: order is kept).
+  void SendAtTurnEnd(const std::string& identity, std::string payload, bool req_envelope = false);
 
   // Ends a turn whose writes are numbered up to `written`, of which those up to `durable` are
   // durable: sends what may go and holds the rest.

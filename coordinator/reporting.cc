@@ -209,6 +209,29 @@ std::string MetricsText(const JobTable& jobs, const WorkerRegistry::Map& workers
           "Connections closed at once for being over --max-connections, --max-connections-per-"
           "host or --max-http-connections.",
           metrics.refused_connections);
+  gauge("segue_receive_budget_bytes",
+        "Bytes that messages larger than a frame may hold while they are received "
+        "(--receive-budget-mb).");
+  out += "segue_receive_budget_bytes " + std::to_string(metrics.receive_budget_bytes) + "\n";
+  gauge("segue_receive_held_bytes", "Bytes of the receive budget granted to transfers now.");
+  out += "segue_receive_held_bytes " + std::to_string(metrics.receive_held_bytes) + "\n";
+  gauge("segue_transfers", "Transfers (messages larger than a frame) now, by state.");
+  out += "segue_transfers{state=\"waiting\"} " + std::to_string(metrics.transfers_waiting) +
+         "\nsegue_transfers{state=\"receiving\"} " + std::to_string(metrics.transfers_receiving) +
+         "\n";
+  out +=
+      "# HELP segue_transfers_total Transfers by outcome (refused: at the request; dropped: "
+      "stalled or out of order).\n# TYPE segue_transfers_total counter\n";
+  out +=
+      "segue_transfers_total{result=\"completed\"} " + std::to_string(metrics.transfers_completed) +
+      "\nsegue_transfers_total{result=\"refused\"} " + std::to_string(metrics.transfers_refused) +
+      "\nsegue_transfers_total{result=\"dropped\"} " + std::to_string(metrics.transfers_dropped) +
+      "\n";
+  counter("segue_transfer_parts_ignored_total",
+          "Parts of no transfer granted to their sender (late, or never asked for), dropped.",
+          metrics.transfer_parts_ignored);
+  counter("segue_transfer_bytes_total", "Bytes received in the parts of transfers.",
+          metrics.transfer_bytes);
   gauge("segue_identities", "Identities in the keys file now (0: no keys file).");
   out += "segue_identities " + std::to_string(metrics.identities) + "\n";
   counter("segue_keys_reload_failures_total",

@@ -48,6 +48,11 @@ struct FarmMetrics {
   size_t http_connections = 0;        // to the HTTP port, open now
   uint64_t refused_connections = 0;   // over the connection caps (farm and HTTP ports)
   uint64_t keys_reload_failures = 0;  // changes to the keys file that could not be loaded
+  // Transfers (transfers.h), copied from the table when the metrics are read.
+  uint64_t receive_budget_bytes = 0, receive_held_bytes = 0;
+  size_t transfers_waiting = 0, transfers_receiving = 0;
+  uint64_t transfers_completed = 0, transfers_refused = 0, transfers_dropped = 0;
+  uint64_t transfer_parts_ignored = 0, transfer_bytes = 0;
   Histogram dispatch_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
   Histogram step_seconds{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
 };

@@ -24,6 +24,7 @@
 #include "common/plan/plan.h"
 #include "common/plan/timeline.h"
 #include "common/protocol/protocol.h"
+#include "common/protocol/transfer.h"
 #include "common/tensor/half.h"
 #include "worker/host_model.h"
 #include "worker/tasks.h"
@@ -74,6 +75,30 @@ Outcome Failure(uint64_t job, wire::TaskKind kind, uint32_t index, uint32_t atte
   f.setAttempt(attempt);
   f.setMessage(msg);
   return {{Serialize(b)}, "failed: " + msg};
+}
+
+// The failure to report when the coordinator did not take result `message` (a transfer refused
+// or dropped, `why`): the task fails at once instead of waiting out the task timeout. nullopt
+// for other messages (a checkpoint, an exchange: the task goes on, or its gang stops).
+std::optional<std::string> FailureForRefused(const std::string& message, const std::string& why) {
+  auto in = Incoming::Parse(message.data(), message.size());
+  if (!in.ok()) return std::nullopt;
+  try {
+    auto env = (*in)->envelope();
+    const std::string text = "the coordinator did not take the result: " + why;
+    if (env.isRenderResult()) {
+      auto r = env.getRenderResult();
+      return Failure(r.getJobId(), wire::TaskKind::RENDER, r.getSegment(), r.getAttempt(), text)
+          .messages[0];
+    }
+    if (env.isEncodeResult()) {
+      auto r = env.getEncodeResult();
+      return Failure(r.getJobId(), wire::TaskKind::ENCODE, r.getChunk(), r.getAttempt(), text)
+          .messages[0];
+    }
+  } catch (const kj::Exception&) {
+  }
+  return std::nullopt;
 }
 
 // Sends segment `segment`'s sampler state after `done` steps to the coordinator as a checkpoint.
@@ -455,7 +480,7 @@ class WorkerLoop {
         // the coordinator does not hand its tasks straight back here.
         if (runtime_->UnavailableModels().size() != reported_unavailable_) SendHeartbeat();
         if (!last && !draining_) RequestWork();
-        for (const auto& m : outcome_.messages) Send(m);
+        for (auto& m : outcome_.messages) Send(std::move(m));
         {
           std::lock_guard<std::mutex> lock(link_.mu);
           link_.job = 0;
@@ -521,6 +546,7 @@ class WorkerLoop {
     sock_->set(zmq::sockopt::linger, 2000);  // a last result still leaves when we exit
     sock_->set(zmq::sockopt::routing_id, o_.name);
     sock_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(WireLimits::kMaxMessageBytes));
+    sock_->set(zmq::sockopt::sndhwm, kSendQueue);
     if (!o_.curve_server_key.empty())
       MakeCurveClient(*sock_, o_.curve_server_key, o_.curve_keys);  // checked at start-up
     sock_->connect(o_.coordinator);
@@ -565,6 +591,9 @@ class WorkerLoop {
     for (size_t i = 0; i < specs_->size(); ++i)
       SetModelSpec(specs[static_cast<unsigned>(i)], (*specs_)[i]);
     Send(Serialize(b));
+    // Large messages still waiting to be granted (a result) are asked for again: a restarted
+    // coordinator has forgotten them, and the same one replaces the old request.
+    for (const std::string& request : transfers_.Requests()) SendFrame(request);
   }
 
   static void SetUnavailable(capnp::List<wire::UnavailableModel>::Builder list,
@@ -575,12 +604,32 @@ class WorkerLoop {
     }
   }
 
-  void Send(const std::string& bytes) {
+  // Sends a message: whole, or announced as a transfer when larger than a frame.
+  void Send(std::string bytes) {
+    bool given_up = false;
+    const std::string frame = transfers_.Prepare(std::move(bytes), &given_up);
+    if (given_up)
+      spdlog::warn("gave up the oldest large message the coordinator has not answered for");
+    SendFrame(frame);
+  }
+
+  void SendFrame(const std::string& frame) {
     try {
-      sock_->send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+      if (!sock_->send(zmq::buffer(frame), zmq::send_flags::dontwait))
+        spdlog::warn("send failed: {} messages wait for the coordinator already", kSendQueue);
     } catch (const zmq::error_t& e) {
       spdlog::warn("send failed: {}", e.what());
     }
+  }
+
+  // The coordinator's answer to a transfer: the parts go, or the message was not taken.
+  void OnTransferReply(wire::TransferReply::Reader reply) {
+    std::string why, refused;
+    auto sent = transfers_.OnReply(
+        reply, [&](std::string part) { SendFrame(part); }, &why, &refused);
+    if (sent != OutgoingTransfers::Outcome::kRefused) return;
+    spdlog::error("the coordinator did not take a message of {} bytes: {}", refused.size(), why);
+    if (auto failure = FailureForRefused(refused, why)) SendFrame(*failure);
   }
 
   void RequestWork() {
@@ -588,6 +637,10 @@ class WorkerLoop {
     b.initRoot<wire::Envelope>().initWorkRequest().setCredits(task_ ? 0 : 1);
     Send(Serialize(b));
   }
+
+  // Parts of a large message wait in ZeroMQ's queue while the connection drains them.
+  static constexpr int kSendQueue =
+      1000 + static_cast<int>(WireLimits::kMaxMessageBytes / TransferLimits::kPartBytes);
 
   // Returns an exit code to stop with, or -1 to go on.
   int Handle(const zmq::message_t& msg) {
@@ -611,6 +664,9 @@ class WorkerLoop {
           return -1;
         case wire::Envelope::HEARTBEAT:
         case wire::Envelope::CHECKPOINT_ACK:
+          return -1;
+        case wire::Envelope::TRANSFER_REPLY:
+          OnTransferReply(env.getTransferReply());
           return -1;
         case wire::Envelope::CODENOISE_MERGED: {
           std::lock_guard<std::mutex> lock(link_.mu);
@@ -703,6 +759,12 @@ class WorkerLoop {
   std::optional<std::vector<model::ModelMetadata>> specs_;  // reported in Hello; set at the first
   zmq::context_t ctx_{1};
   std::unique_ptr<zmq::socket_t> sock_;
+  // Large messages announced and not yet granted. Ids start from the clock, so that a restarted
+  // worker's are not taken for its predecessor's.
+  OutgoingTransfers transfers_{
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count())};
   zmq::socket_t outbox_{ctx_, zmq::socket_type::pull};  // task thread -> coordinator
   TaskLink link_;
   bool draining_ = false;

@@ -14,7 +14,9 @@ $Cxx.namespace("segue::wire");
 #    tasks carry context latent frames and say which decoded frames are the chunk's.
 # 4: the "unipc" sampler; a checkpoint is the sampler's whole state, [1 + H, C, T, h, w] for a
 #    multistep sampler (its latents, then its history).
-const protocolVersion :UInt32 = 4;
+# 5: a message larger than a frame (partBytes, 1 MiB) travels to the coordinator in parts:
+#    transferRequest, transferReply, part (below).
+const protocolVersion :UInt32 = 5;
 
 # A tensor: dtype ("f32", or "f16" in co-denoising exchanges), shape, and the elements as
 # little-endian bytes.
@@ -318,9 +320,10 @@ struct VersionRequest {}
 struct VersionReply {
   protocolVersion @0 :UInt32;  # the coordinator's protocolVersion (above)
   version @1 :Text;            # segue's version
-  maxMessageBytes @2 :UInt64;  # a larger message ends its connection
+  maxMessageBytes @2 :UInt64;  # the largest message, whole or in parts
   identity @3 :Text;           # the caller's identity (keys file), "local" without keys
   role @4 :Text;               # admin, submitter, worker or viewer ("" for an unknown key)
+  partBytes @5 :UInt64;        # a message larger than this goes in parts (Transfers, below)
 }
 
 struct ListWorkers {}
@@ -440,6 +443,32 @@ struct PoolList {
   pools @0 :List(PoolInfo);
 }
 
+# Transfers: how a message larger than one frame reaches the coordinator (PROTOCOL.md,
+# Transfers). The coordinator reads at most partBytes (plus the envelope) per frame, and holds
+# the bytes of messages being received within one budget for all its peers: a sender asks
+# before sending a large message (transferRequest, with a transfer id of its choosing), the
+# coordinator answers once its budget holds the message (transferReply, granted) or at once
+# if it never could (refused, saying why), and the sender then sends the message's bytes in
+# order, in parts of at most partBytes. The assembled bytes are one Envelope, handled as if it
+# had come whole; it may not itself be a transfer message. A granted transfer that stalls
+# (10 s without a part) is dropped and its budget freed.
+struct TransferRequest {
+  transfer @0 :UInt64;  # the sender's id for it, unique among its transfers
+  bytes @1 :UInt64;     # the whole message's size
+}
+
+struct TransferReply {
+  transfer @0 :UInt64;
+  refusal @1 :Text;     # empty: granted, send the parts; otherwise why not (never granted later)
+  received @2 :UInt64;  # to REQ peers, one reply per part: the bytes received so far
+}
+
+struct MessagePart {
+  transfer @0 :UInt64;
+  offset @1 :UInt64;    # where data goes in the message: the parts come in order
+  data @2 :Data;        # at most partBytes
+}
+
 struct Envelope {
   union {
     hello @0 :Hello;
@@ -474,5 +503,8 @@ struct Envelope {
     goodbye @29 :Goodbye;
     versionRequest @30 :VersionRequest;
     versionReply @31 :VersionReply;
+    transferRequest @32 :TransferRequest;
+    transferReply @33 :TransferReply;
+    part @34 :MessagePart;
   }
 }

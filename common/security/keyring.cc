@@ -79,6 +79,8 @@ const char* ActionName(Action action) {
       return "drain workers or change pools";
     case Action::kWork:
       return "act as a worker";
+    case Action::kSendLarge:
+      return "send messages larger than one frame (only results and submissions are)";
   }
   return "?";
 }
@@ -88,9 +90,10 @@ bool RoleAllows(Role role, Action action) {
     case Role::kAdmin:
       return true;
     case Role::kWorker:
-      return action == Action::kWork;
+      return action == Action::kWork || action == Action::kSendLarge;
     case Role::kSubmitter:
-      return action == Action::kRead || action == Action::kSubmit || action == Action::kActOnOwnJob;
+      return action == Action::kRead || action == Action::kSubmit ||
+             action == Action::kActOnOwnJob || action == Action::kSendLarge;
     case Role::kViewer:
       return action == Action::kRead;
   }

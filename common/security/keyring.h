@@ -50,6 +50,7 @@ enum class Action {
   kActOnAnyJob,  // the same on someone else's job
   kAdminFarm,    // drain workers, scale pools, autoscale
   kWork,         // Hello, work requests, heartbeats, results
+  kSendLarge,    // a message larger than one frame, in parts (a transfer: segue.capnp)
 };
 
 const char* ActionName(Action action);

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common/protocol/protocol.h"
+#include "common/protocol/transfer.h"
 #include "common/util/temp_dir.h"
 #include "tests/fuzz/fuzz.h"
 #include "tests/support/core_harness.h"
@@ -25,7 +26,9 @@ struct World {
   int inputs = 0;
 
   World() {
-    core = std::make_unique<CoreHarness>(&env, TestOptions(dir.path()));
+    CoordinatorOptions options = TestOptions(dir.path());
+    options.receive_budget_mb = 16;  // transfers the fuzzer asks for stay small
+    core = std::make_unique<CoreHarness>(&env, options);
     if (!core->ok()) abort();
     core->Submit(TestManifest("fuzz", 16, 16, 4));
     FakeWorker w("w0");
@@ -59,17 +62,15 @@ std::vector<std::string> SegueFuzzSeeds() {
   auto s = submit.initRoot<wire::Envelope>().initSubmit();
   s.setManifestText(TestManifest("fuzz", 16, 16, 4, "independent", "metadata: {shot: \"010\"}\n"));
   s.setSubmissionId("take-1");
-  return {from(2, Serialize(version)),
-          from(2, Serialize(list)),
-          from(2, Serialize(submit)),
-          from(0, FakeWorker::Heartbeat()),
-          from(0, FakeWorker::WorkRequest()),
+  return {from(2, Serialize(version)), from(2, Serialize(list)), from(2, Serialize(submit)),
+          from(0, FakeWorker::Heartbeat()), from(0, FakeWorker::WorkRequest()),
           from(0, FakeWorker::Checkpoint(w.task, 2, FakeLatents(w.task))),
           from(0, FakeWorker::RenderResult(w.task, FakeLatents(w.task))),
-          from(0, FakeWorker::Failure(w.task, "fuzz")),
-          from(1, other.Hello()),
-          from(1, FakeWorker::Goodbye("fuzz")),
-          from(2, Serialize(status))};
+          from(0, FakeWorker::Failure(w.task, "fuzz")), from(1, other.Hello()),
+          from(1, FakeWorker::Goodbye("fuzz")), from(2, Serialize(status)),
+          // A transfer of a whole (small) message: its request, then its one part.
+          from(2, TransferRequestMessage(1, Serialize(version).size())),
+          from(2, PartMessage(1, 0, Serialize(version)))};
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -11,6 +11,7 @@
 
 #include "common/protocol/protocol.h"
 #include "common/protocol/reports.h"
+#include "common/protocol/transfer.h"
 #include "common/security/curve.h"
 #include "tests/support/core_harness.h"
 #include "tests/support/fake_worker.h"
@@ -147,8 +148,12 @@ TEST(KeyRingTest, RolesAllowTheirActionsAndNoMore) {
   EXPECT_FALSE(RoleAllows(Role::kSubmitter, Action::kAdminFarm));
   EXPECT_TRUE(RoleAllows(Role::kWorker, Action::kWork));
   EXPECT_FALSE(RoleAllows(Role::kWorker, Action::kRead));
+  // Results and submissions may be larger than a frame; a viewer's requests never are.
+  EXPECT_TRUE(RoleAllows(Role::kWorker, Action::kSendLarge));
+  EXPECT_TRUE(RoleAllows(Role::kSubmitter, Action::kSendLarge));
+  EXPECT_FALSE(RoleAllows(Role::kViewer, Action::kSendLarge));
   for (Action a : {Action::kRead, Action::kSubmit, Action::kActOnOwnJob, Action::kActOnAnyJob,
-                   Action::kAdminFarm, Action::kWork})
+                   Action::kAdminFarm, Action::kWork, Action::kSendLarge})
     EXPECT_TRUE(RoleAllows(Role::kAdmin, a));
 }
 
@@ -285,6 +290,10 @@ TEST_F(RolesTest, EachRoleIsRefusedWhatItMayNotDoAndTheRefusalsAreCounted) {
   Reply r = Call(SubmitMessage(TestManifest("job", 16, 16, 4)), grafana_);
   EXPECT_TRUE(Denied(r));
   EXPECT_EQ(r.text, "denied: identity 'grafana' (viewer) may not submit jobs");
+  // ... nor send anything larger than a frame (a transfer's request).
+  r = Call(TransferRequestMessage(1, 3 << 20), grafana_);
+  EXPECT_TRUE(Denied(r));
+  EXPECT_NE(r.text.find("may not send messages larger than one frame"), std::string::npos);
   // Workers work, and nothing else: not even the job list.
   EXPECT_TRUE(Denied(Call(ListJobs(), node7_)));
   EXPECT_TRUE(Denied(Call(SubmitMessage(TestManifest("job", 16, 16, 4)), node7_)));
@@ -301,7 +310,7 @@ TEST_F(RolesTest, EachRoleIsRefusedWhatItMayNotDoAndTheRefusalsAreCounted) {
   EXPECT_EQ(harness_->core().Admits(NewPublicKey()), false);
 
   const std::string m = Metrics();
-  EXPECT_NE(m.find("segue_denied_total{role=\"viewer\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("segue_denied_total{role=\"viewer\"} 2\n"), std::string::npos) << m;
   EXPECT_NE(m.find("segue_denied_total{role=\"worker\"} 2\n"), std::string::npos) << m;
   EXPECT_NE(m.find("segue_denied_total{role=\"submitter\"} 2\n"), std::string::npos) << m;
   EXPECT_NE(m.find("segue_denied_total{role=\"unknown\"} 1\n"), std::string::npos) << m;

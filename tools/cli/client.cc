@@ -4,10 +4,12 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <zmq.hpp>
 
 #include "common/protocol/protocol.h"
+#include "common/protocol/transfer.h"
 #include "common/security/curve.h"
 
 namespace segue {
@@ -26,6 +28,8 @@ struct Client::Rep {
 
   void ReadMonitor();
   std::string WhyNoAnswer() const;
+  // The next message within the timeout, or why none came.
+  Result<std::string> Receive();
 };
 
 void Client::Rep::ReadMonitor() {
@@ -90,22 +94,69 @@ Client::~Client() {
   if (rep_->monitor) rep_->monitor.reset();
 }
 
+Result<std::string> Client::Rep::Receive() {
+  zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms));
+  if (!(item.revents & ZMQ_POLLIN)) {
+    ReadMonitor();
+    return Result<std::string>::Error(WhyNoAnswer());
+  }
+  zmq::message_t reply;
+  (void)sock.recv(reply, zmq::recv_flags::none);
+  return std::string(static_cast<const char*>(reply.data()), reply.size());
+}
+
+namespace {
+// The refusal a reply carries when it is a transfer's answer; nullopt for any other reply.
+std::optional<std::string> RefusalIn(const std::string& reply) {
+  auto in = Incoming::Parse(reply.data(), reply.size());
+  if (!in.ok()) return std::nullopt;
+  try {
+    auto env = (*in)->envelope();
+    if (!env.isTransferReply()) return std::nullopt;
+    return std::string(env.getTransferReply().getRefusal().cStr());
+  } catch (const kj::Exception&) {
+    return std::nullopt;
+  }
+}
+}  // namespace
+
 Result<std::string> Client::CallRaw(const std::string& bytes) {
   using R = Result<std::string>;
   if (!rep_->setup.ok()) return R::Error(rep_->setup.message());
   try {
-    rep_->sock.send(zmq::buffer(bytes), zmq::send_flags::none);
-    zmq::pollitem_t item{rep_->sock.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(rep_->timeout_ms));
-    if (!(item.revents & ZMQ_POLLIN)) {
-      rep_->ReadMonitor();
-      return R::Error(rep_->WhyNoAnswer());
+    if (bytes.size() > TransferLimits::kPartBytes) {
+      // A message larger than a frame: asked for, then sent in parts once granted.
+      const std::string size = std::to_string(bytes.size() >> 20) + " MiB";
+      OutgoingTransfers transfer;
+      rep_->sock.send(zmq::buffer(transfer.Prepare(bytes)), zmq::send_flags::none);
+      auto answer = rep_->Receive();
+      if (!answer.ok())
+        return R::Error(answer.message() + " (waiting for leave to send a message of " + size +
+                        "; a busy coordinator's receive budget, --receive-budget-mb, may be " +
+                        "in use)");
+      auto in = Incoming::Parse(answer->data(), answer->size());
+      if (!in.ok() || !(*in)->envelope().isTransferReply()) return answer;  // an error, say
+      std::string why;
+      const auto sent = transfer.OnReply(
+          (*in)->envelope().getTransferReply(),
+          [&](std::string part) { rep_->sock.send(zmq::buffer(part), zmq::send_flags::none); },
+          &why);
+      if (sent == OutgoingTransfers::Outcome::kRefused)
+        return R::Error("the coordinator did not take a message of " + size + ": " + why);
+    } else {
+      rep_->sock.send(zmq::buffer(bytes), zmq::send_flags::none);
     }
-    zmq::message_t reply;
-    (void)rep_->sock.recv(reply, zmq::recv_flags::none);
-    return std::string(static_cast<const char*>(reply.data()), reply.size());
+    auto reply = rep_->Receive();
+    if (reply.ok()) {
+      if (auto refusal = RefusalIn(*reply))
+        return R::Error("the coordinator did not take the message: " + *refusal);
+    }
+    return reply;
   } catch (const zmq::error_t& e) {
     return R::Error(std::string("network error: ") + e.what());
+  } catch (const kj::Exception& e) {
+    return R::Error(std::string("bad reply from the coordinator: ") + e.getDescription().cStr());
   }
 }
 
