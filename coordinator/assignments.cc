@@ -9,9 +9,7 @@
 #include "common/protocol/protocol.h"
 
 namespace segue {
-namespace {
 
-// Everything a worker needs to render segment `index` of `j`, except the guide.
 void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, const AssignmentOptions& o,
                     wire::RenderTask::Builder t) {
   const SegmentSpan& span = j.segments[index];
@@ -59,6 +57,8 @@ void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, const Assign
     k.setPrompt(m.timeline[i].prompt);
   }
 }
+
+namespace {
 
 // Chained: the previous segment's final latents over the frames it shares with `index`.
 Result<Tensor> GuideFor(const Job& j, uint32_t index, Journal& journal) {

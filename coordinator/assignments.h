@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/protocol/segue.capnp.h"
 #include "common/tensor/tensor.h"
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
@@ -53,6 +54,10 @@ DecodeWindow ChunkWindow(const Job& j, uint32_t chunk);
 // The gang checkpoint to resume from: its step and every segment's latents into *latents; 0 when
 // there is none (or it is unreadable: the gang starts from noise).
 uint32_t ReadGangResume(const Job& j, Journal& journal, std::vector<Tensor>* latents);
+
+// Everything a worker needs to render segment `index` of `j`, except the guide and a resume.
+void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, const AssignmentOptions& o,
+                    wire::RenderTask::Builder t);
 
 std::string RenderAssignment(const Job& j, uint32_t segment, uint32_t attempt,
                              const RenderInputs& in, const AssignmentOptions& o);

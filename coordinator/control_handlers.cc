@@ -8,6 +8,7 @@
 #include "common/protocol/reports.h"
 #include "common/protocol/transfer.h"
 #include "coordinator/handlers.h"
+#include "coordinator/results.h"
 
 namespace segue {
 namespace {
@@ -126,7 +127,9 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
   j.started_ms = c.env->NowMillis();
   const uint64_t id = j.id;
   c.machine.Submitted(j);
-  c.jobs.emplace(id, std::move(j));
+  Job& placed = c.jobs.emplace(id, std::move(j)).first->second;
+  // Segments another job has rendered with the same inputs are not rendered again.
+  ReuseResults(c, placed);
   c.schedule_due = true;
   return reply;
 }
@@ -191,6 +194,7 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
         if (const model::ModelMetadata* m = c.models.Find(j.manifest.model_name))
           c.machine.Plan(j, *m, c.admission.chunk_frames, c.admission.max_job_segments);
       }
+      if (s.ok()) ReuseResults(c, j);
       // A job that failed at assembly has nothing left to render or encode: it is assembled
       // again now (no task will finish to trigger it).
       if (s.ok() && j.planned() && !j.chunks.empty() && j.chunks_done == j.chunks.size())
@@ -251,6 +255,116 @@ std::string OnPoolRequest(HandlerContext& c, wire::PoolRequest::Reader r) {
   if (!s.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, s.message());
   if (r.which() != wire::PoolRequest::LIST) TickPools(c);  // act now, not in a second
   return PoolListReply(c);
+}
+
+std::string OnPlanRequest(HandlerContext& c, wire::PlanRequest::Reader r) {
+  const std::string name =
+      r.getManifestName().size() ? r.getManifestName().cStr() : "manifest.yaml";
+  auto m = ParseManifest(r.getManifestText().cStr(), name, ManifestParseOptions{"", false});
+  if (!m.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, m.message());
+  const model::ModelMetadata* model = c.models.Find(m->model_name);
+  if (!model)
+    return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                        name + ": model.name: no worker serving '" + m->model_name +
+                            "' has joined this farm yet, so it cannot be planned here");
+  Job j;
+  if (Status s = PlanJob(j, *m, *model, c.admission.chunk_frames, c.admission.max_job_segments);
+      !s.ok())
+    return ErrorMessage(wire::ErrorCode::BAD_REQUEST, s.message());
+  const std::vector<SegmentKey> keys = SegmentKeys(j);
+  std::vector<std::string> plain;
+  for (const SegmentKey& k : keys) plain.push_back(k.key);
+  std::vector<StoredResult> found = FindStoredResults(c.jobs, plain, 0);
+  const bool whole_gang =
+      std::all_of(found.begin(), found.end(), [](const StoredResult& f) { return f.job != 0; });
+  if (j.strategy() == Strategy::kCodenoise && !whole_gang)
+    for (StoredResult& f : found) f = {};  // a gang renders all or none
+  const Job* against = nullptr;
+  std::vector<SegmentKey> before;
+  if (const uint64_t id = r.getAgainstJob(); id != 0) {
+    auto it = c.jobs.find(id);
+    if (it == c.jobs.end())
+      return ErrorMessage(wire::ErrorCode::NOT_FOUND, "no job " + std::to_string(id));
+    if (!it->second.planned())
+      return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                          "job " + std::to_string(id) + " is not planned: nothing to compare");
+    against = &it->second;
+    before = SegmentKeys(*against);
+  }
+  capnp::MallocMessageBuilder b;
+  auto reply = b.initRoot<wire::Envelope>().initPlanReply();
+  reply.setStrategy(StrategyName(j.strategy()));
+  reply.setAgainstJob(against ? against->id : 0);
+  auto list = reply.initSegments(static_cast<unsigned>(keys.size()));
+  for (size_t s = 0; s < keys.size(); ++s) {
+    auto out = list[static_cast<unsigned>(s)];
+    out.setIndex(static_cast<uint32_t>(s));
+    out.setFrameStart(j.geometry.VideoStart(j.segments[s].start));
+    out.setFrameEnd(j.geometry.VideoEnd(j.segments[s].end));
+    out.setKey(keys[s].key);
+    std::vector<std::string> reasons;
+    if (found[s].job != 0) {
+      out.setReuse(true);
+      out.setFromJob(found[s].job);
+      out.setFromSegment(found[s].segment);
+    } else if (against && s >= before.size()) {
+      reasons.push_back("a new segment (job " + std::to_string(against->id) + " has " +
+                        std::to_string(before.size()) + ")");
+    } else if (against) {
+      reasons = WhyDifferent(keys[s], before[s], j.strategy(), static_cast<uint32_t>(s));
+      if (reasons.empty() && j.strategy() == Strategy::kCodenoise)
+        reasons.push_back("unchanged, but co-denoised with segments that have no stored result");
+      else if (reasons.empty())
+        reasons.push_back("unchanged, but job " + std::to_string(against->id) +
+                          " has no stored result for it");
+    } else {
+      reasons.push_back("no stored result has its key");
+    }
+    auto why = out.initReasons(static_cast<unsigned>(reasons.size()));
+    for (size_t i = 0; i < reasons.size(); ++i) why.set(static_cast<unsigned>(i), reasons[i]);
+  }
+  return Serialize(b);
+}
+
+void ReuseResults(HandlerContext& c, Job& j) {
+  const Reuse r = ReuseStoredResults(c.jobs, c.journal, c.machine, c.env, j);
+  c.metrics.result_hits += r.hits;
+  c.metrics.result_misses += r.misses;
+  c.metrics.result_hit_bytes += r.bytes;
+}
+
+std::string OnCacheRequest(HandlerContext& c, wire::CacheRequest::Reader r) {
+  Evicted evicted{c.metrics.results_evicted, c.metrics.results_evicted_bytes};
+  if (r.isPrune()) {
+    const uint64_t older = r.getPrune().getOlderThanMs(), now = c.env->NowMillis();
+    evicted = EvictResults(c.jobs, c.journal, r.getPrune().getToBytes(),
+                           older == 0 ? 0 : (older >= now ? 1 : now - older));
+    c.metrics.results_evicted += evicted.segments;
+    c.metrics.results_evicted_bytes += evicted.bytes;
+  }
+  const CacheContents cache = CachedResults(c.jobs);
+  capnp::MallocMessageBuilder b;
+  auto reply = b.initRoot<wire::Envelope>().initCacheReply();
+  auto list = reply.initJobs(static_cast<unsigned>(cache.jobs.size()));
+  for (size_t i = 0; i < cache.jobs.size(); ++i) {
+    const CachedJob& cj = cache.jobs[i];
+    const Job& j = c.jobs.at(cj.job);
+    auto out = list[static_cast<unsigned>(i)];
+    out.setJobId(cj.job);
+    out.setName(j.name);
+    out.setState(JobStateName(j.state));
+    out.setSegments(cj.segments);
+    out.setBytes(cj.bytes);
+    out.setLastUsedMs(cj.last_used_ms);
+  }
+  reply.setBytes(cache.bytes);
+  reply.setLiveBytes(cache.live_bytes);
+  reply.setLimitBytes(c.options.result_cache_bytes);
+  reply.setHits(c.metrics.result_hits);
+  reply.setMisses(c.metrics.result_misses);
+  reply.setEvictedSegments(evicted.segments);
+  reply.setEvictedBytes(evicted.bytes);
+  return Serialize(b);
 }
 
 }  // namespace segue

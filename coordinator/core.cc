@@ -21,6 +21,7 @@
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
 #include "coordinator/reporting.h"
+#include "coordinator/results.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/state_machine.h"
 #include "coordinator/transfers.h"
@@ -98,8 +99,10 @@ struct Core::Rep {
   std::unique_ptr<PoolManager> pools;
   FarmMetrics metrics;
   TransferTable transfers;
-  HandlerContext ctx;            // refers to the parts above
-  uint64_t turn_started_us = 0;  // when this turn's messages began to be read
+  HandlerContext ctx;  // refers to the parts above
+  uint64_t turn_started_us = 0;
+  uint64_t last_eviction_ms = 0;  // when the result cache was last brought under its limit  // when
+                                  // this turn's messages began to be read
   // Jobs the restart found STITCHING or with every chunk stored: assembled in the first turn,
   // once the caller's socket is bound.
   std::vector<uint64_t> restored_to_assemble;
@@ -443,6 +446,13 @@ void Core::Tick() {
   }
   TickPools(r.ctx);
   TickTransfers(r.ctx);
+  // The result cache back under its limit: every 30 s, as it walks every job's segments.
+  if (now >= r.last_eviction_ms + 30000) {
+    r.last_eviction_ms = now;
+    const Evicted e = EvictResults(r.jobs, *r.journal, r.options.result_cache_bytes);
+    r.metrics.results_evicted += e.segments;
+    r.metrics.results_evicted_bytes += e.bytes;
+  }
   r.ReloadKeysIfChanged();
   // Event streams hear something every 15 s, so that proxies keep them open and a client that
   // has gone is noticed.
@@ -796,6 +806,10 @@ HttpResponse Core::Http(const HttpRequest& request) {
     r.metrics.transfers_dropped = t.dropped;
     r.metrics.transfer_parts_ignored = t.ignored_parts;
     r.metrics.transfer_bytes = t.bytes;
+    const CacheContents cache = CachedResults(r.jobs);
+    r.metrics.result_cache_bytes = cache.bytes;
+    r.metrics.result_cache_live_bytes = cache.live_bytes;
+    r.metrics.result_cache_limit = r.options.result_cache_bytes;
     return {200, "text/plain; version=0.0.4; charset=utf-8",
             MetricsText(r.jobs, r.workers.all(), r.pools ? &pools : nullptr, r.metrics, sync)};
   }

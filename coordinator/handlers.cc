@@ -41,6 +41,7 @@ std::optional<Action> ActionOf(wire::Envelope::Reader env) {
     case wire::Envelope::SUBMIT:
       return Action::kSubmit;
     case wire::Envelope::STATUS_REQUEST:
+    case wire::Envelope::PLAN_REQUEST:
     case wire::Envelope::LIST_JOBS:
     case wire::Envelope::LIST_WORKERS:
     case wire::Envelope::GET_LOGS:
@@ -53,6 +54,8 @@ std::optional<Action> ActionOf(wire::Envelope::Reader env) {
       return env.getPoolRequest().isList() ? Action::kRead : Action::kAdminFarm;
     case wire::Envelope::TRANSFER_REQUEST:
       return Action::kSendLarge;  // the message inside is authorized as it comes out
+    case wire::Envelope::CACHE_REQUEST:
+      return env.getCacheRequest().isList() ? Action::kRead : Action::kAdminFarm;
     default:
       return std::nullopt;
   }
@@ -176,6 +179,10 @@ void Dispatch(HandlerContext& c, const std::string& identity, const Identity& pe
       return reply(OnSubmit(c, env.getSubmit(), peer.name));
     case wire::Envelope::STATUS_REQUEST:
       return reply(OnStatusRequest(c, env.getStatusRequest().getJobId()));
+    case wire::Envelope::PLAN_REQUEST:
+      return reply(OnPlanRequest(c, env.getPlanRequest()));
+    case wire::Envelope::CACHE_REQUEST:
+      return reply(OnCacheRequest(c, env.getCacheRequest()));
     case wire::Envelope::LIST_JOBS:
       return reply(OnListJobs(c, env.getListJobs()));
     case wire::Envelope::VERSION_REQUEST:

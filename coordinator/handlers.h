@@ -75,6 +75,11 @@ void SendGrants(HandlerContext& c);
 void Deny(HandlerContext& c, const std::string& identity, const Identity* peer,
           const std::string& why, bool req);
 
+// Takes what `j` can of the results other jobs have stored (results.h), counted in the metrics.
+void ReuseResults(HandlerContext& c, Job& j);
+// The result cache: its contents (list) or an eviction (prune; admins).
+std::string OnCacheRequest(HandlerContext& c, wire::CacheRequest::Reader r);
+
 // ---- Workers ----------------------------------------------------------------------------------
 // A worker joins: everything it says is checked before anything changes (its name must be one
 // `peer` may use and not a live worker's of another key; its models' metadata the farm's).
@@ -100,6 +105,8 @@ std::string OnStatusRequest(HandlerContext& c, uint64_t job);
 std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r);
 // The protocol version, and who the coordinator takes `peer` for.
 std::string OnVersionRequest(HandlerContext& c, const Identity& peer);
+// What the coordinator would render of a manifest, and what it would reuse (results.h).
+std::string OnPlanRequest(HandlerContext& c, wire::PlanRequest::Reader r);
 std::string OnListWorkers(HandlerContext& c);
 std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a);
 std::string OnDrainWorker(HandlerContext& c, const std::string& name);

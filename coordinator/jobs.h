@@ -46,6 +46,12 @@ struct Task {
   std::string error;
   std::vector<std::string> failed_on;  // the distinct workers it failed on, in order
   bool has_checkpoint = false;         // a render checkpoint of it is in the store
+  // A DONE segment: the content key of its result (coordinator/results.h), by which another job
+  // may reuse it. Empty for other tasks, and for results stored before keys were.
+  std::string result_key;
+  // With a key: when its result was last made or reused, for the cache's least-recently-used
+  // eviction (results.h).
+  uint64_t result_used_ms = 0;
   // Kept by the journal: the attempt number of the task's latest record, and the number of the
   // write that holds it (0: synced, or written before this process). Single assignments are not
   // recorded (the transitions that end one are), so while RUNNING outside a gang, attempt ==
@@ -83,6 +89,10 @@ struct Job {
   uint32_t segments_done = 0, chunks_done = 0;
   // Every segment (chunk) below this index is DONE: scheduling walks start here.
   uint32_t segments_done_below = 0, chunks_done_below = 0;
+
+  // Every segment's result key, worked out when first needed (ResultKeys): not stored, and not
+  // computed for jobs restored with nothing left to render.
+  std::vector<std::string> result_keys;
 
   std::optional<Gang> gang;      // codenoise: the running gang, if any
   uint64_t gang_wait_since = 0;  // when a gang could first have started with fewer workers

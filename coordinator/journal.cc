@@ -140,6 +140,8 @@ std::string EncodeTask(const Task& t, uint64_t now_ms) {
   auto list = r.initFailedOn(static_cast<unsigned>(t.failed_on.size()));
   for (size_t i = 0; i < t.failed_on.size(); ++i)
     list.set(static_cast<unsigned>(i), t.failed_on[i]);
+  r.setResultKey(t.result_key);
+  r.setResultUsedMs(t.result_used_ms);
   return Serialize(b);
 }
 
@@ -212,6 +214,10 @@ void Journal::PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg
 
 void Journal::PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents) {
   batch_.Put(Family::kCheckpoints, TaskKey(job, segment), EncodeStep(step) + EncodeTensor(latents));
+}
+
+void Journal::DeleteLatents(uint64_t job, uint32_t segment) {
+  batch_.Delete(Family::kLatents, TaskKey(job, segment));
 }
 
 void Journal::DeleteCheckpoint(uint64_t job, uint32_t segment) {
@@ -411,6 +417,8 @@ Status DecodeTaskRecord(const std::string& value, Task* t) {
     t->error = r.getError().cStr();
     t->failed_on.clear();
     for (auto name : r.getFailedOn()) t->failed_on.emplace_back(name.cStr());
+    t->result_key = r.getResultKey().cStr();
+    t->result_used_ms = r.getResultUsedMs();
   } catch (const kj::Exception& e) {
     return Status::Error(std::string("unreadable: ") + e.getDescription().cStr());
   }

@@ -57,6 +57,8 @@ class Journal {
   // A segment's checkpoint after `step` (one per segment: the newest).
   void PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents);
   void DeleteCheckpoint(uint64_t job, uint32_t segment);
+  // A finished job's segment result, evicted from the result cache (results.h).
+  void DeleteLatents(uint64_t job, uint32_t segment);
   // A co-denoising gang member's checkpoint: kept per step, since a gang's step counts only once
   // every segment has one there.
   void PutGangCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents);

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/manifest/manifest.h"
 #include "common/net/url.h"
 #include "common/protocol/protocol.h"
 #include "common/security/keyring.h"
@@ -153,6 +154,11 @@ int main(int argc, char** argv) {
                  "its turn beyond it, and a message larger than it is refused")
       ->check(CLI::Range(int64_t{4}, int64_t{1} << 20))
       ->capture_default_str();
+  std::string result_cache = "100GiB";
+  app.add_option("--result-cache", result_cache,
+                 "size finished jobs' segment results may take (edited resubmissions reuse them; "
+                 "the least recently used are evicted beyond it), e.g. 500GiB; 0 keeps none")
+      ->capture_default_str();
   bool insecure = false;
   app.add_flag("--insecure", insecure,
                "allow --listen on an address other hosts can reach without --curve-key and "
@@ -172,6 +178,12 @@ int main(int argc, char** argv) {
   }
   if (segue::Status s = segue::CheckEndpoint(o.listen); !s.ok()) {
     std::cerr << "segue-coordinator: --listen: " << s.message() << "\n";
+    return 2;
+  }
+  if (auto bytes = segue::ParseBytes(result_cache); bytes.ok()) {
+    o.result_cache_bytes = *bytes;
+  } else {
+    std::cerr << "segue-coordinator: --result-cache: " << bytes.message() << "\n";
     return 2;
   }
   if (!o.advertise.empty()) {

@@ -13,7 +13,11 @@ Status ModelCatalog::Learn(const std::vector<model::ModelMetadata>& specs,
     auto it = models_.find(m.name);
     if (it == models_.end()) continue;
     const std::string diff = model::MetadataDifference(m, it->second.meta);
-    if (diff.empty()) continue;
+    if (diff.empty()) {
+      // Known now: the model of a job stored before identities were learns its weights'.
+      if (it->second.meta.identity.empty()) it->second.meta.identity = m.identity;
+      continue;
+    }
     return Status::Error("model '" + m.name + "' of " + source + " differs from that of " +
                          it->second.source + ": " + diff +
                          " (every worker must serve a model name with the same metadata)");

@@ -55,6 +55,9 @@ struct CoordinatorOptions {
   // Bytes that messages larger than a frame may hold, for all peers together, while they are
   // received (transfers.h).
   int64_t receive_budget_mb = 1024;
+  // Bytes finished jobs' segment results may take before the least recently used are evicted
+  // (results.h): what edited resubmissions can reuse.
+  uint64_t result_cache_bytes = uint64_t{100} << 30;
 };
 
 }  // namespace segue

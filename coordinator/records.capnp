@@ -50,4 +50,6 @@ struct Task {
   updatedMs @4 :UInt64;
   failures @5 :UInt32;
   failedOn @6 :List(Text);  # distinct workers it failed on
+  resultKey @7 :Text;       # a DONE segment: its result's content key (coordinator/results.h)
+  resultUsedMs @8 :UInt64;  # when that result was last made or reused
 }

@@ -232,6 +232,27 @@ std::string MetricsText(const JobTable& jobs, const WorkerRegistry::Map& workers
           metrics.transfer_parts_ignored);
   counter("segue_transfer_bytes_total", "Bytes received in the parts of transfers.",
           metrics.transfer_bytes);
+  out +=
+      "# HELP segue_result_cache_total Segments of submitted jobs taken from stored results "
+      "(hit) or rendered (miss).\n# TYPE segue_result_cache_total counter\n";
+  out += "segue_result_cache_total{result=\"hit\"} " + std::to_string(metrics.result_hits) +
+         "\nsegue_result_cache_total{result=\"miss\"} " + std::to_string(metrics.result_misses) +
+         "\n";
+  counter("segue_result_cache_hit_bytes_total", "Bytes of latents taken from stored results.",
+          metrics.result_hit_bytes);
+  counter("segue_result_cache_evicted_total", "Finished jobs' segment results evicted.",
+          metrics.results_evicted);
+  counter("segue_result_cache_evicted_bytes_total", "Bytes of the results evicted.",
+          metrics.results_evicted_bytes);
+  gauge("segue_result_cache_bytes",
+        "Bytes of stored results, by holder: finished jobs (the cache may evict them) and "
+        "unfinished jobs (never evicted).");
+  out += "segue_result_cache_bytes{jobs=\"finished\"} " +
+         std::to_string(metrics.result_cache_bytes) +
+         "\nsegue_result_cache_bytes{jobs=\"unfinished\"} " +
+         std::to_string(metrics.result_cache_live_bytes) + "\n";
+  gauge("segue_result_cache_limit_bytes", "The result cache's size limit (--result-cache).");
+  out += "segue_result_cache_limit_bytes " + std::to_string(metrics.result_cache_limit) + "\n";
   gauge("segue_identities", "Identities in the keys file now (0: no keys file).");
   out += "segue_identities " + std::to_string(metrics.identities) + "\n";
   counter("segue_keys_reload_failures_total",

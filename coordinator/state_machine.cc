@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "coordinator/results.h"
+
 namespace segue {
 
 StateMachine::StateMachine(Journal* journal, Env* env, int max_attempts)
@@ -77,6 +79,8 @@ void StateMachine::CompleteSegment(Job& j, uint32_t index, const Tensor& latents
                                    const std::string& note) {
   Task& t = j.seg[index];
   t.state = TaskState::kDone;
+  t.result_key = ResultKeys(j)[index];
+  t.result_used_ms = env_->NowMillis();
   journal_->PutLatents(j.id, index, latents);
   journal_->PutTask(j.id, TaskKind::kRender, index, t);
   if (t.has_checkpoint) journal_->DeleteCheckpoint(j.id, index);  // done: not needed any more

@@ -1,5 +1,6 @@
 #include "common/model/metadata.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace segue::model {
@@ -39,6 +40,9 @@ Status CheckMetadata(const ModelMetadata& m) {
       m.decode_context_after > 64) {
     return bad("decode context", "must be between 0 and 64 latent frames on each side");
   }
+  if (m.identity.size() > 256 || std::any_of(m.identity.begin(), m.identity.end(),
+                                             [](char c) { return c <= 0x20 || c >= 0x7f; }))
+    return bad("identity", "must be at most 256 printable ASCII characters without spaces");
   return Status::Ok();
 }
 
@@ -64,6 +68,8 @@ std::string MetadataDifference(const ModelMetadata& a, const ModelMetadata& b) {
   cmp("decode_context_before", a.decode_context_before, b.decode_context_before);
   cmp("decode_context_after", a.decode_context_after, b.decode_context_after);
   cmp("conditioning", ConditioningScopeName(a.conditioning), ConditioningScopeName(b.conditioning));
+  if (!a.identity.empty() && !b.identity.empty())  // unknown matches any
+    cmp("identity (the weights)", a.identity, b.identity);
   return os.str();
 }
 
@@ -80,6 +86,10 @@ std::string DescribeMetadata(const ModelMetadata& m) {
 
 namespace {
 
+// The built-ins' weights are segue's code: moved by hand when a built-in's output changes, so
+// that results rendered before are not reused for it.
+constexpr char kBuiltinIdentity[] = "builtin/1";
+
 ModelMetadata Stamp(const std::string& name, int r) {
   ModelMetadata m;
   m.name = name;
@@ -91,6 +101,7 @@ ModelMetadata Stamp(const std::string& name, int r) {
   // A causal decoder: the first latent frame of a call is one frame, so a chunk that does not
   // start the video needs the latent frame before it.
   m.decode_context_before = r == 1 ? 0 : 1;
+  m.identity = kBuiltinIdentity;
   return m;
 }
 
@@ -100,6 +111,7 @@ std::vector<ModelMetadata> MakeBuiltins() {
   zoom.latent_channels = 4;
   zoom.spatial_compression = 8;
   zoom.native_frames = {48};
+  zoom.identity = kBuiltinIdentity;
   // zoom4: the reference model over latent frames 4 frames apart, with a causal decoder that
   // blends from the previous latent frame (one latent frame of context).
   ModelMetadata zoom4 = zoom;

@@ -44,6 +44,12 @@ struct ModelMetadata {
   int decode_context_before = 0;
   int decode_context_after = 0;
   ConditioningScope conditioning = ConditioningScope::kPerFrame;
+  // What tells this model's weights apart from others served under its name: "builtin/N" for
+  // the built-ins (N moves when their output changes), "xxh3:HEX" (XXH3-128 of the file) for
+  // a TorchScript model, what a model host's adapter says (or a digest of its entry file).
+  // Part of every result key (coordinator/results.h): new weights are not mistaken for old.
+  // Empty: not known (a job stored before identities were); it then matches any.
+  std::string identity;
 
   // Picture sizes must be multiples of this: compression times patch size.
   int spatial_multiple() const { return spatial_compression * patch_size; }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/model/model.h"
+#include "common/util/digest.h"
 
 namespace segue::model {
 namespace {
@@ -214,6 +215,10 @@ Result<std::unique_ptr<Model>> LoadTorchScriptModel(const std::string& path,
     if (!scope) return fail("attribute 'conditioning' must be 'per-frame' or 'per-clip'");
     info.conditioning = *scope;
   }
+  // The weights are the file: its digest tells a changed file from the one results came from.
+  auto identity = DigestFile(path);
+  if (!identity.ok()) return fail(identity.message());
+  info.identity = *identity;
   if (Status s = CheckMetadata(info); !s.ok()) return fail(s.message());
   if (!module.hasattr("prediction") || !module.attr("prediction").isString()) {
     return fail("needs a str attribute 'prediction' (x0, epsilon or velocity)");

@@ -133,6 +133,7 @@ void SetModelSpec(wire::ModelSpec::Builder out, const model::ModelMetadata& m) {
   out.setDecodeContextBefore(static_cast<uint32_t>(m.decode_context_before));
   out.setDecodeContextAfter(static_cast<uint32_t>(m.decode_context_after));
   out.setConditioning(model::ConditioningScopeName(m.conditioning));
+  out.setIdentity(m.identity);
 }
 
 Result<model::ModelMetadata> ModelSpecFrom(wire::ModelSpec::Reader in) {
@@ -158,6 +159,7 @@ Result<model::ModelMetadata> ModelSpecFrom(wire::ModelSpec::Reader in) {
   auto scope = model::ParseConditioningScope(in.getConditioning().cStr());
   if (!scope) return R::Error("model '" + m.name + "': conditioning must be per-frame or per-clip");
   m.conditioning = *scope;
+  m.identity = in.getIdentity().cStr();
   if (Status s = model::CheckMetadata(m); !s.ok()) return s;
   return m;
 }

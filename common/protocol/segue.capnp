@@ -68,6 +68,7 @@ struct ModelSpec {
   decodeContextBefore @9 :UInt32;  # latent frames of context the decoder needs on each side
   decodeContextAfter @10 :UInt32;
   conditioning @11 :Text;          # "per-frame" | "per-clip"
+  identity @12 :Text;              # the weights' identity (common/model/metadata.h); "": unknown
 }
 
 struct Welcome {
@@ -469,6 +470,65 @@ struct MessagePart {
   data @2 :Data;        # at most partBytes
 }
 
+# segue plan MANIFEST --against JOB: which segments of a manifest the coordinator would render and
+# which it would take from results it has stored (coordinator/results.h), and why.
+struct PlanRequest {
+  manifestText @0 :Text;
+  manifestName @1 :Text;
+  againstJob @2 :UInt64;  # 0: none; else each segment that renders says why, against that job's
+}
+
+struct SegmentPlan {
+  index @0 :UInt32;
+  frameStart @1 :Int64;      # video frames [frameStart, frameEnd)
+  frameEnd @2 :Int64;
+  reuse @3 :Bool;            # a stored result has its key: it would not render
+  fromJob @4 :UInt64;        # reuse: whose result
+  fromSegment @5 :UInt32;
+  reasons @6 :List(Text);    # why it renders; empty when reused
+  key @7 :Text;              # its result's content key (hex SHA-256)
+}
+
+struct PlanReply {
+  segments @0 :List(SegmentPlan);
+  strategy @1 :Text;
+  againstJob @2 :UInt64;
+}
+
+# segue cache ls | prune: finished jobs' stored results, which edited resubmissions reuse and the
+# coordinator evicts least recently used first beyond --result-cache.
+struct CacheRequest {
+  union {
+    list @0 :Void;
+    prune @1 :CachePrune;  # admins
+  }
+}
+
+struct CachePrune {
+  toBytes @0 :UInt64;      # evict until finished jobs' results take at most this
+  olderThanMs @1 :UInt64;  # and every one unused for this long (0: none)
+}
+
+struct CachedJob {
+  jobId @0 :UInt64;
+  name @1 :Text;
+  state @2 :Text;
+  segments @3 :UInt32;     # its stored results
+  bytes @4 :UInt64;
+  lastUsedMs @5 :UInt64;   # the newest use (made or reused) of any of them
+}
+
+struct CacheReply {
+  jobs @0 :List(CachedJob);  # least recently used first
+  bytes @1 :UInt64;          # finished jobs' results: what eviction may take
+  liveBytes @2 :UInt64;      # unfinished jobs' results: never evicted
+  limitBytes @3 :UInt64;
+  hits @4 :UInt64;           # segments taken from stored results since the coordinator started
+  misses @5 :UInt64;
+  evictedSegments @6 :UInt64;  # by this request (prune), or since start (list)
+  evictedBytes @7 :UInt64;
+}
+
 struct Envelope {
   union {
     hello @0 :Hello;
@@ -506,5 +566,9 @@ struct Envelope {
     transferRequest @32 :TransferRequest;
     transferReply @33 :TransferReply;
     part @34 :MessagePart;
+    planRequest @35 :PlanRequest;
+    planReply @36 :PlanReply;
+    cacheRequest @37 :CacheRequest;
+    cacheReply @38 :CacheReply;
   }
 }

@@ -50,7 +50,7 @@ std::vector<std::string> SegueFuzzSeeds() {
   World& w = TheWorld();
   FakeWorker other("w1");
   auto from = [](char peer, const std::string& bytes) { return std::string(1, peer) + bytes; };
-  capnp::MallocMessageBuilder status, version, list, submit;
+  capnp::MallocMessageBuilder status, version, list, submit, plan;
   status.initRoot<wire::Envelope>().initStatusRequest();
   version.initRoot<wire::Envelope>().initVersionRequest();
   auto filter = list.initRoot<wire::Envelope>().initListJobs();
@@ -62,12 +62,16 @@ std::vector<std::string> SegueFuzzSeeds() {
   auto s = submit.initRoot<wire::Envelope>().initSubmit();
   s.setManifestText(TestManifest("fuzz", 16, 16, 4, "independent", "metadata: {shot: \"010\"}\n"));
   s.setSubmissionId("take-1");
+  auto p = plan.initRoot<wire::Envelope>().initPlanRequest();
+  p.setManifestText(TestManifest("fuzz", 16, 16, 4, "chained"));
+  p.setAgainstJob(1);
   return {from(2, Serialize(version)), from(2, Serialize(list)), from(2, Serialize(submit)),
           from(0, FakeWorker::Heartbeat()), from(0, FakeWorker::WorkRequest()),
           from(0, FakeWorker::Checkpoint(w.task, 2, FakeLatents(w.task))),
           from(0, FakeWorker::RenderResult(w.task, FakeLatents(w.task))),
           from(0, FakeWorker::Failure(w.task, "fuzz")), from(1, other.Hello()),
           from(1, FakeWorker::Goodbye("fuzz")), from(2, Serialize(status)),
+          from(2, Serialize(plan)),
           // A transfer of a whole (small) message: its request, then its one part.
           from(2, TransferRequestMessage(1, Serialize(version).size())),
           from(2, PartMessage(1, 0, Serialize(version)))};

@@ -141,9 +141,9 @@ TEST_F(CliContract, ExitCodesFollowTheJobAndCancelIsIdempotent) {
 TEST_F(CliContract, EveryCommandSpeaksJson) {
   std::string out;
   for (const char* cmd :
-       {"plan", "render", "submit", "status", "jobs", "cancel", "retry", "priority", "drain",
-        "logs", "workers", "pool ls", "pool scale", "pool autoscale", "seams", "contact-sheet",
-        "keygen", "token", "version"}) {
+       {"plan",     "render",        "submit", "status",  "jobs",    "cancel",     "retry",
+        "priority", "drain",         "logs",   "workers", "pool ls", "pool scale", "pool autoscale",
+        "seams",    "contact-sheet", "keygen", "token",   "version", "cache ls",   "cache prune"}) {
     RunCommand(Cli(std::string(cmd) + " --help"), &out, true);
     EXPECT_NE(out.find("--json"), std::string::npos) << "segue " << cmd << " has no --json";
   }
@@ -163,6 +163,13 @@ TEST_F(CliContract, EveryCommandSpeaksJson) {
   EXPECT_NE(logs["lines"][0]["text"].get<std::string>().find("submitted"), std::string::npos);
   ASSERT_EQ(Segue("pool scale local 0 --json", &out), 0) << Stderr();
   EXPECT_EQ(nlohmann::json::parse(out)[0]["name"], "local");
+  ASSERT_EQ(Segue("cache ls --json", &out), 0) << Stderr();
+  EXPECT_EQ(nlohmann::json::parse(out)["schema_version"], 1);
+  // A prune must say what to evict.
+  EXPECT_EQ(Segue("cache prune", &out), 2);
+  EXPECT_EQ(Segue("cache prune --older-than soon", &out), 2);
+  ASSERT_EQ(Segue("cache prune --older-than 7d --json", &out), 0) << Stderr();
+  EXPECT_EQ(nlohmann::json::parse(out)["evicted_segments"], 0);
   ASSERT_EQ(RunCommand(Cli("keygen '" + dir_ / "k" + "' --json"), &out), 0);
   EXPECT_EQ(nlohmann::json::parse(out)["public_key"].get<std::string>().size(), 40u);
 }

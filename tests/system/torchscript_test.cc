@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/model/runtime.h"
+#include "common/util/digest.h"
 #include "common/util/process.h"
 #include "tests/support/test_util.h"
 #include "tools/cli/client.h"
@@ -103,6 +104,11 @@ TEST(TorchScript, AStudioModelRendersThroughTheContract) {
   auto rgb = rt->DecodeRgb("studio", *lat, 32, 16);
   ASSERT_TRUE(rgb.ok()) << rgb.message();
   EXPECT_EQ(rgb->size(), 6u * 32 * 16 * 3);
+  // The weights' identity is the file's digest: results of another file are never reused.
+  auto meta = rt->Metadata("studio");
+  ASSERT_TRUE(meta.ok()) << meta.message();
+  EXPECT_EQ(meta->identity, *DigestFile(dir / "studio.pt"));
+  EXPECT_EQ(meta->identity.rfind("xxh3:", 0), 0u);
 }
 
 // A model that declares frame_noise_levels gets sigma as [B, T]; a chained guide's frames arrive

@@ -352,6 +352,70 @@ Result<std::vector<std::string>> Client::Logs(uint64_t job, int segment) {
   });
 }
 
+Result<PlanInfo> Client::Plan(const std::string& manifest_text, const std::string& manifest_name,
+                              uint64_t against_job) {
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<wire::Envelope>().initPlanRequest();
+  r.setManifestText(manifest_text);
+  r.setManifestName(manifest_name);
+  r.setAgainstJob(against_job);
+  return Call<PlanInfo>(*this, Serialize(b), [](wire::Envelope::Reader env) -> Result<PlanInfo> {
+    if (!env.isPlanReply()) return Result<PlanInfo>::Error("unexpected reply to plan");
+    auto p = env.getPlanReply();
+    PlanInfo out;
+    out.strategy = p.getStrategy().cStr();
+    out.against_job = p.getAgainstJob();
+    for (auto s : p.getSegments()) {
+      SegmentPlanInfo i;
+      i.index = s.getIndex();
+      i.frame_start = s.getFrameStart();
+      i.frame_end = s.getFrameEnd();
+      i.reuse = s.getReuse();
+      i.from_job = s.getFromJob();
+      i.from_segment = s.getFromSegment();
+      for (auto why : s.getReasons()) i.reasons.push_back(why.cStr());
+      i.key = s.getKey().cStr();
+      out.segments.push_back(std::move(i));
+    }
+    return out;
+  });
+}
+
+namespace {
+Result<CacheInfo> CacheCall(Client& client, const std::string& request) {
+  return Call<CacheInfo>(client, request, [](wire::Envelope::Reader env) -> Result<CacheInfo> {
+    if (!env.isCacheReply()) return Result<CacheInfo>::Error("unexpected reply to cache");
+    auto r = env.getCacheReply();
+    CacheInfo out;
+    for (auto j : r.getJobs())
+      out.jobs.push_back({j.getJobId(), j.getName().cStr(), j.getState().cStr(), j.getSegments(),
+                          j.getBytes(), j.getLastUsedMs()});
+    out.bytes = r.getBytes();
+    out.live_bytes = r.getLiveBytes();
+    out.limit_bytes = r.getLimitBytes();
+    out.hits = r.getHits();
+    out.misses = r.getMisses();
+    out.evicted_segments = r.getEvictedSegments();
+    out.evicted_bytes = r.getEvictedBytes();
+    return out;
+  });
+}
+}  // namespace
+
+Result<CacheInfo> Client::Cache() {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<wire::Envelope>().initCacheRequest().setList();
+  return CacheCall(*this, Serialize(b));
+}
+
+Result<CacheInfo> Client::PruneCache(uint64_t to_bytes, uint64_t older_than_ms) {
+  capnp::MallocMessageBuilder b;
+  auto p = b.initRoot<wire::Envelope>().initCacheRequest().initPrune();
+  p.setToBytes(to_bytes);
+  p.setOlderThanMs(older_than_ms);
+  return CacheCall(*this, Serialize(b));
+}
+
 std::string CoordinatorAddress(const std::string& flag) {
   if (!flag.empty()) return flag;
   const char* env = std::getenv("SEGUE_COORDINATOR");

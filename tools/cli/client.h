@@ -47,6 +47,36 @@ struct VersionInfo {
   std::string identity, role;  // who the coordinator takes this client for
 };
 
+// What the coordinator would do with a manifest's segments (segue plan --against).
+struct SegmentPlanInfo {
+  uint32_t index = 0;
+  int64_t frame_start = 0, frame_end = 0;
+  bool reuse = false;
+  uint64_t from_job = 0;
+  uint32_t from_segment = 0;
+  std::vector<std::string> reasons;  // why it renders
+  std::string key;
+};
+
+struct PlanInfo {
+  std::string strategy;
+  uint64_t against_job = 0;
+  std::vector<SegmentPlanInfo> segments;
+};
+
+// The result cache (segue cache ls | prune).
+struct CachedJobInfo {
+  uint64_t job = 0;
+  std::string name, state;
+  uint32_t segments = 0;
+  uint64_t bytes = 0, last_used_ms = 0;
+};
+struct CacheInfo {
+  std::vector<CachedJobInfo> jobs;  // least recently used first
+  uint64_t bytes = 0, live_bytes = 0, limit_bytes = 0, hits = 0, misses = 0;
+  uint64_t evicted_segments = 0, evicted_bytes = 0;
+};
+
 class Client {
  public:
   // `endpoint`: the coordinator's address, e.g. tcp://127.0.0.1:7450.
@@ -71,6 +101,14 @@ class Client {
                                               uint32_t max);
   // The job's event log (segment >= 0: only lines about that segment).
   Result<std::vector<std::string>> Logs(uint64_t job_id, int segment = -1);
+  // Which segments of a manifest would render and which be reused, and why (against_job: 0 for
+  // none).
+  Result<PlanInfo> Plan(const std::string& manifest_text, const std::string& manifest_name,
+                        uint64_t against_job);
+  // The result cache's contents; a prune evicts finished jobs' results, least recently used
+  // first, down to `to_bytes`, and those unused for `older_than_ms` (0: no such limit).
+  Result<CacheInfo> Cache();
+  Result<CacheInfo> PruneCache(uint64_t to_bytes, uint64_t older_than_ms);
 
   // Sends raw bytes and returns the raw reply (tests use it to send malformed messages).
   Result<std::string> CallRaw(const std::string& bytes);

@@ -129,6 +129,7 @@ Result<model::ModelMetadata> LoadModelInfo(const std::string& path, const std::s
     if (j.contains("native_fps")) m.native_fps = j.at("native_fps").get<double>();
     if (j.contains("output_min")) m.output_min = j.at("output_min").get<double>();
     if (j.contains("output_max")) m.output_max = j.at("output_max").get<double>();
+    if (j.contains("identity")) m.identity = j.at("identity").get<std::string>();
     if (j.contains("conditioning")) {
       auto scope = model::ParseConditioningScope(j.at("conditioning").get<std::string>());
       if (!scope) return R::Error(path + ": conditioning must be per-frame or per-clip");
@@ -335,6 +336,58 @@ void PrintJob(const JobInfo& j) {
   if (!j.error.empty()) std::cout << "  error: " << j.error << "\n";
 }
 
+// segue plan --against JOB: the coordinator plans the manifest against what it has stored.
+int CmdPlanAgainst(const std::string& path, const std::string& against,
+                   const std::string& coordinator, bool json) {
+  auto plan = PlanManifest(path, false);
+  if (!plan.ok()) return Fail(plan.message(), kBadInput);
+  auto id = ParseJobId(against);
+  if (!id.ok()) return Fail("--against: " + id.message(), kBadInput);
+  std::string error;
+  const std::string text = ReadFile(path, &error);
+  if (!error.empty()) return Fail(error, kBadInput);
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto p = client.Plan(text, fs::path(path).filename().string(), *id);
+  if (!p.ok()) return Fail(p.message(), ExitFor(client, 1));
+  size_t render = 0;
+  for (const auto& s : p->segments) render += s.reuse ? 0 : 1;
+  if (json) {
+    nlohmann::json j;
+    j["schema_version"] = 1;
+    j["against"] = std::to_string(p->against_job);
+    j["strategy"] = p->strategy;
+    j["render"] = render;
+    j["reuse"] = p->segments.size() - render;
+    j["segments"] = nlohmann::json::array();
+    for (const auto& s : p->segments) {
+      nlohmann::json e = {{"index", s.index},     {"start", s.frame_start},
+                          {"end", s.frame_end},   {"action", s.reuse ? "reuse" : "render"},
+                          {"reasons", s.reasons}, {"key", s.key}};
+      if (s.reuse) {
+        e["from_job"] = std::to_string(s.from_job);
+        e["from_segment"] = s.from_segment;
+      }
+      j["segments"].push_back(e);
+    }
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  std::cout << plan->manifest.name << " against job " << p->against_job << " (strategy "
+            << p->strategy << "): " << render << " of " << p->segments.size()
+            << " segments render, " << p->segments.size() - render << " reused\n";
+  for (const auto& s : p->segments) {
+    std::cout << "  #" << s.index << "  [" << s.frame_start << ", " << s.frame_end << ")  ";
+    if (s.reuse) {
+      std::cout << "reuse (job " << s.from_job << " segment " << s.from_segment << ")\n";
+      continue;
+    }
+    std::cout << "render: ";
+    for (size_t i = 0; i < s.reasons.size(); ++i) std::cout << (i ? "; " : "") << s.reasons[i];
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 int CmdStatus(const std::string& job, const std::string& coordinator, bool json, bool watch) {
   auto id = ParseJobId(job);
   if (!id.ok()) return Fail(id.message(), kBadInput);
@@ -490,6 +543,95 @@ int CmdWorkers(const std::string& coordinator, bool json) {
 // ---- pools ---------------------------------------------------------------------------------
 
 // `action`: ls | scale | autoscale.
+// An age such as 90m, 12h or 7d (s, m, h, d), in milliseconds.
+Result<uint64_t> ParseAge(const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = text.substr(used);
+  const double scale = unit == "s" ? 1e3 : unit == "m" ? 6e4 : unit == "h" ? 3.6e6 : 8.64e7;
+  if (used == 0 || !(v > 0) || v > 1e5 ||
+      (unit != "s" && unit != "m" && unit != "h" && unit != "d"))
+    return Result<uint64_t>::Error("expected a time such as 90m, 12h or 7d, got '" + text + "'");
+  return static_cast<uint64_t>(v * scale);
+}
+
+// Milliseconds since the epoch as local "YYYY-MM-DD HH:MM"; "-" for 0.
+std::string FormatClock(uint64_t ms) {
+  if (ms == 0) return "-";
+  const time_t t = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  localtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M", &tm);
+  return out;
+}
+
+// segue cache ls | prune: finished jobs' stored results (docs/MANIFEST.md, Iterating).
+int CmdCache(bool prune, const std::string& to, const std::string& older_than, bool all,
+             const std::string& coordinator, bool json) {
+  uint64_t to_bytes = UINT64_MAX, older_ms = 0;
+  if (prune) {
+    if (!all && to.empty() && older_than.empty())
+      return Fail("cache prune: say what to evict: --to SIZE, --older-than TIME or --all",
+                  kBadInput);
+    if (all) to_bytes = 0;
+    if (!to.empty()) {
+      auto b = ParseBytes(to);
+      if (!b.ok()) return Fail("--to: " + b.message(), kBadInput);
+      to_bytes = *b;
+    }
+    if (!older_than.empty()) {
+      auto age = ParseAge(older_than);
+      if (!age.ok()) return Fail("--older-than: " + age.message(), kBadInput);
+      older_ms = *age;
+    }
+  }
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto c = prune ? client.PruneCache(to_bytes, older_ms) : client.Cache();
+  if (!c.ok()) return Fail(c.message(), ExitFor(client, 1));
+  if (json) {
+    nlohmann::json j;
+    j["schema_version"] = 1;
+    j["bytes"] = std::to_string(c->bytes);
+    j["unfinished_bytes"] = std::to_string(c->live_bytes);
+    j["limit_bytes"] = std::to_string(c->limit_bytes);
+    j["hits"] = c->hits;
+    j["misses"] = c->misses;
+    j["evicted_segments"] = c->evicted_segments;
+    j["evicted_bytes"] = std::to_string(c->evicted_bytes);
+    j["jobs"] = nlohmann::json::array();
+    for (const auto& e : c->jobs)
+      j["jobs"].push_back({{"id", std::to_string(e.job)},
+                           {"name", e.name},
+                           {"state", e.state},
+                           {"segments", e.segments},
+                           {"bytes", std::to_string(e.bytes)},
+                           {"last_used_ms", e.last_used_ms}});
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  auto mib = [](uint64_t b) { return std::to_string((b + (1 << 19)) >> 20) + " MiB"; };
+  if (prune)
+    std::cout << "evicted " << c->evicted_segments << " segment results (" << mib(c->evicted_bytes)
+              << ")\n";
+  std::cout << "stored results of finished jobs: " << mib(c->bytes) << " of " << mib(c->limit_bytes)
+            << " (least recently used evicted first); unfinished jobs " << mib(c->live_bytes)
+            << "; " << c->hits << " segments reused, " << c->misses
+            << " rendered since the coordinator started\n";
+  if (c->jobs.empty()) return 0;
+  printf("%-6s %-28s %-10s %8s %10s %s\n", "JOB", "NAME", "STATE", "SEGMENTS", "SIZE", "LAST USED");
+  for (const auto& e : c->jobs)
+    printf("%-6llu %-28s %-10s %8u %10s %s\n", static_cast<unsigned long long>(e.job),
+           e.name.substr(0, 28).c_str(), e.state.c_str(), e.segments, mib(e.bytes).c_str(),
+           FormatClock(e.last_used_ms).c_str());
+  return 0;
+}
+
 int CmdPool(const std::string& action, const std::string& pool, int size, int min, int max,
             bool off, const std::string& coordinator, bool json) {
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
@@ -760,6 +902,11 @@ int main(int argc, char** argv) {
                    "JSON of the model's metadata (temporal_compression, spatial_compression, "
                    "patch_size, native_frames, ...; docs/MODELS.md) to plan a model that is not "
                    "built in; without it such a model is planned with one latent frame per frame");
+  std::string against;
+  plan->add_option("--against", against,
+                   "job id: ask the coordinator which segments would render again and why, and "
+                   "which it would reuse from results it has stored (any job's)");
+  add_coord(plan);
 
   auto* render = app.add_subcommand(
       "render", "render a manifest on this machine: a coordinator and local workers");
@@ -896,6 +1043,24 @@ int main(int argc, char** argv) {
   pool_auto->add_flag("--json", json, "print the pools as JSON (as pool ls --json)");
   add_coord(pool_auto);
 
+  auto* cache_cmd = app.add_subcommand(
+      "cache", "finished jobs' stored segment results, which edited resubmissions reuse");
+  cache_cmd->require_subcommand(1);
+  auto* cache_ls = cache_cmd->add_subcommand(
+      "ls", "the stored results by job, least recently used first, and the cache's figures");
+  cache_ls->add_flag("--json", json, "print JSON");
+  add_coord(cache_ls);
+  auto* cache_prune = cache_cmd->add_subcommand(
+      "prune", "evict finished jobs' results, least recently used first (admins)");
+  std::string cache_to, cache_older;
+  bool cache_all = false;
+  cache_prune->add_option("--to", cache_to, "until they take at most this, e.g. 50GiB");
+  cache_prune->add_option("--older-than", cache_older,
+                          "and every one unused for this long, e.g. 7d, 12h");
+  cache_prune->add_flag("--all", cache_all, "every one");
+  cache_prune->add_flag("--json", json, "print what is left as JSON (as cache ls --json)");
+  add_coord(cache_prune);
+
   std::string key_path;
   auto* keygen = app.add_subcommand(
       "keygen", "make a CURVE keypair: PATH.key (secret, mode 600) and PATH.pub (public)");
@@ -997,7 +1162,9 @@ int main(int argc, char** argv) {
                       s.message(),
                   kBadInput);
   }
-  if (plan->parsed()) return CmdPlan(manifest, json, model_info);
+  if (plan->parsed())
+    return against.empty() ? CmdPlan(manifest, json, model_info)
+                           : CmdPlanAgainst(manifest, against, coordinator, json);
   if (render->parsed())
     return CmdRender(manifest, workers, output, state_dir, threads, preset, chunk_frames,
                      models_dir, json);
@@ -1021,6 +1188,9 @@ int main(int argc, char** argv) {
   if (logs->parsed()) return CmdLogs(job, segment, coordinator, json);
   if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
   if (pool_ls->parsed()) return CmdPool("ls", "", 0, 0, 0, false, coordinator, json);
+  if (cache_ls->parsed()) return CmdCache(false, "", "", false, coordinator, json);
+  if (cache_prune->parsed())
+    return CmdCache(true, cache_to, cache_older, cache_all, coordinator, json);
   if (pool_scale->parsed())
     return CmdPool("scale", pool_name, pool_size, 0, 0, false, coordinator, json);
   if (pool_auto->parsed()) {

@@ -1,0 +1,315 @@
+#include "coordinator/results.h"
+
+#include <capnp/any.h>
+#include <capnp/message.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "common/plan/plan.h"
+#include "common/protocol/protocol.h"
+#include "coordinator/assignments.h"
+
+namespace segue {
+namespace {
+
+// SHA-256 over the parts given, each preceded by its length (so that parts cannot run into each
+// other), as hex.
+class Digest {
+ public:
+  explicit Digest(std::string_view domain) {
+    crypto_hash_sha256_init(&state_);
+    Add(domain);
+  }
+  Digest& Add(std::string_view part) {
+    const uint64_t n = part.size();
+    crypto_hash_sha256_update(&state_, reinterpret_cast<const unsigned char*>(&n), sizeof n);
+    crypto_hash_sha256_update(&state_, reinterpret_cast<const unsigned char*>(part.data()),
+                              part.size());
+    return *this;
+  }
+  // A Cap'n Proto struct in its canonical form: the same values give the same bytes.
+  template <typename Reader>
+  Digest& AddStruct(Reader r) {
+    const kj::Array<capnp::word> words = capnp::AnyStruct::Reader(r).canonicalize();
+    return Add(std::string_view(reinterpret_cast<const char*>(words.begin()),
+                                words.size() * sizeof(capnp::word)));
+  }
+  Digest& AddNumber(uint64_t v) { return Add(std::to_string(v)); }
+  std::string Hex() {
+    unsigned char out[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&state_, out);
+    static const char* hex = "0123456789abcdef";
+    std::string s;
+    for (unsigned char c : out) {
+      s += hex[c >> 4];
+      s += hex[c & 15];
+    }
+    return s;
+  }
+
+ private:
+  crypto_hash_sha256_state state_;
+};
+
+}  // namespace
+
+std::vector<SegmentKey> SegmentKeys(const Job& j) {
+  std::vector<SegmentKey> keys(j.segments.size());
+  capnp::MallocMessageBuilder spec_message;
+  auto spec = spec_message.initRoot<wire::ModelSpec>();
+  SetModelSpec(spec, j.model);
+  const std::string model =
+      Digest("model").Add(j.manifest.model_name).AddStruct(spec.asReader()).Hex();
+  const bool codenoise = j.strategy() == Strategy::kCodenoise;
+  for (size_t s = 0; s < j.segments.size(); ++s) {
+    capnp::MallocMessageBuilder b;
+    auto t = b.initRoot<wire::RenderTask>();
+    FillRenderTask(j, static_cast<uint32_t>(s), 0, AssignmentOptions{}, t);
+    // What does not change the latents: which job and attempt, and checkpointing. The segment's
+    // index is implied by its place and seed; the job's length matters only to co-denoising.
+    t.setJobId(0);
+    t.setSegment(0);
+    t.setCheckpointEverySteps(0);
+    t.setCheckpointEverySeconds(0);
+    if (!codenoise) t.setTotalLatents(0);
+    SegmentKey& k = keys[s];
+    k.model = model;
+    // The parts below say what differs; the key is over the whole task all the same.
+    Digest settings("settings");
+    settings.Add(t.getModel().cStr()).AddNumber(t.getSteps()).Add(t.getSampler().cStr());
+    settings.Add(std::to_string(t.getShift())).Add(std::to_string(t.getShiftFromTokens()));
+    for (float sigma : t.getSigmas()) settings.Add(std::to_string(sigma));
+    settings.Add(std::to_string(t.getEta())).Add(std::to_string(t.getGuidance()));
+    settings.Add(t.getNegativePrompt().cStr()).AddNumber(t.getWidth()).AddNumber(t.getHeight());
+    settings.AddNumber(t.getFpsNum()).AddNumber(t.getFpsDen());
+    k.settings = settings.Hex();
+    k.place = Digest("place")
+                  .AddNumber(static_cast<uint64_t>(t.getLatentStart()))
+                  .AddNumber(t.getLatentCount())
+                  .AddNumber(static_cast<uint64_t>(t.getTotalLatents()))
+                  .Hex();
+    k.seed = Digest("seed").AddNumber(t.getSeed()).Hex();
+    // The conditioning of each of its latent frames, as the worker derives it from the keyframes
+    // (worker/tasks.cc, ReadRenderTask: PromptAt at each latent frame's first video frame): a
+    // keyframe sent along only as the predecessor of one whose transition is over changes
+    // nothing, and does not change the key.
+    Digest prompts("prompts");
+    const SegmentSpan& span = j.segments[s];
+    for (int64_t f = span.start; f < span.end && !j.manifest.timeline.empty(); ++f) {
+      const FramePrompt fp = PromptAt(j.manifest.timeline, j.geometry.timeline.FirstFrame(f));
+      uint32_t mix = 0;
+      std::memcpy(&mix, &fp.mix, sizeof mix);
+      prompts.Add(j.manifest.timeline[static_cast<size_t>(fp.a)].prompt);
+      prompts.Add(j.manifest.timeline[static_cast<size_t>(fp.b)].prompt).AddNumber(mix);
+    }
+    k.prompts = prompts.Hex();
+    t.initTimeline(0);  // in the key through its conditioning, above
+    k.camera = Digest("camera")
+                   .Add(t.getCameraMotion().cStr())
+                   .Add(std::to_string(t.getCameraSpeed()))
+                   .Hex();
+    k.key = Digest("segue-result/1")
+                .Add(model)
+                .Add(k.prompts)
+                .AddStruct(t.asReader())
+                .Hex();  // its own; dependencies are added below
+  }
+  // What the strategy makes each segment depend on.
+  if (j.strategy() == Strategy::kChained) {
+    for (size_t s = 1; s < keys.size(); ++s) {
+      keys[s].depends = keys[s - 1].key;  // already its final key: the chain flows down
+      keys[s].key = Digest("chained").Add(keys[s].key).Add(keys[s].depends).Hex();
+    }
+  } else if (codenoise) {
+    // The gang's exchange also depends on how overlaps are blended, the plan's segment length
+    // and overlap, and the job's seed (the co-denoising task carries them).
+    Digest gang("gang");
+    gang.Add(j.manifest.blend).AddNumber(static_cast<uint64_t>(j.geometry.length));
+    gang.AddNumber(static_cast<uint64_t>(j.geometry.overlap)).AddNumber(j.manifest.seed);
+    for (const SegmentKey& k : keys) gang.Add(k.key);
+    const std::string all = gang.Hex();
+    for (SegmentKey& k : keys) {
+      k.depends = all;
+      k.key = Digest("codenoise").Add(k.key).Add(all).Hex();
+    }
+  }
+  return keys;
+}
+
+const std::vector<std::string>& ResultKeys(Job& j) {
+  if (j.result_keys.size() != j.segments.size()) {
+    j.result_keys.clear();
+    for (SegmentKey& k : SegmentKeys(j)) j.result_keys.push_back(std::move(k.key));
+  }
+  return j.result_keys;
+}
+
+std::vector<std::string> WhyDifferent(const SegmentKey& now, const SegmentKey& before,
+                                      Strategy strategy, uint32_t index) {
+  std::vector<std::string> why;
+  if (now.key == before.key) return why;
+  if (now.model != before.model) why.push_back("the model or its metadata changed");
+  if (now.settings != before.settings)
+    why.push_back("the render settings changed (sampler, steps, guidance, size or rate)");
+  if (now.place != before.place) why.push_back("its place in the video moved");
+  if (now.seed != before.seed) why.push_back("its seed changed");
+  if (now.prompts != before.prompts) why.push_back("its prompts changed");
+  if (now.camera != before.camera) why.push_back("the camera changed");
+  if (why.empty() && now.depends != before.depends) {
+    if (strategy == Strategy::kChained)
+      why.push_back("its guide, segment " + std::to_string(index - 1) + ", changes");
+    else
+      why.push_back("it is co-denoised with segments that change (or blend differently)");
+  }
+  if (why.empty()) why.push_back("its render task changed");
+  return why;
+}
+
+std::vector<StoredResult> FindStoredResults(const JobTable& jobs,
+                                            const std::vector<std::string>& keys, uint64_t except) {
+  std::map<std::string_view, size_t> wanted;
+  for (size_t i = 0; i < keys.size(); ++i) wanted.emplace(keys[i], i);
+  std::vector<StoredResult> found(keys.size());
+  for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {  // the newest job first
+    const Job& o = it->second;
+    if (o.id == except) continue;
+    for (size_t s = 0; s < o.seg.size(); ++s) {
+      const Task& t = o.seg[s];
+      if (t.state != TaskState::kDone || t.result_key.empty()) continue;
+      auto w = wanted.find(t.result_key);
+      if (w == wanted.end()) continue;
+      for (size_t i = w->second; i < keys.size(); ++i) {  // every segment of this key
+        if (keys[i] != t.result_key) continue;
+        if (found[i].job == 0) found[i] = {o.id, static_cast<uint32_t>(s)};
+      }
+    }
+  }
+  return found;
+}
+
+Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine, Env* env,
+                         Job& j) {
+  Reuse out;
+  if (!j.planned() || IsFinished(j.state)) return out;
+  const std::vector<std::string>& keys = ResultKeys(j);
+  const std::vector<StoredResult> found = FindStoredResults(jobs, keys, j.id);
+  for (size_t s = 0; s < found.size(); ++s)
+    out.misses += found[s].job == 0 && j.seg[s].state == TaskState::kPending ? 1 : 0;
+  if (j.strategy() == Strategy::kCodenoise && out.misses > 0) {
+    out.misses = 0;  // the gang renders every segment
+    for (size_t s = 0; s < found.size(); ++s)
+      out.misses += j.seg[s].state == TaskState::kPending ? 1 : 0;
+    return out;
+  }
+  for (size_t s = 0; s < found.size(); ++s) {
+    if (found[s].job == 0 || j.seg[s].state != TaskState::kPending) continue;
+    auto latents = journal.Latents(found[s].job, found[s].segment);
+    if (!latents.ok()) {  // gone (damaged): rendered like any other
+      spdlog::warn("job {}: cannot reuse job {} segment {}: {}", j.id, found[s].job,
+                   found[s].segment, latents.message());
+      ++out.misses;
+      continue;
+    }
+    machine.CompleteSegment(j, static_cast<uint32_t>(s), *latents,
+                            "reused from job " + std::to_string(found[s].job) + " segment " +
+                                std::to_string(found[s].segment) + " (unchanged)");
+    ++out.hits;
+    out.bytes += ResultBytes(j, static_cast<uint32_t>(s));
+    // The donor's result was just used: the last the cache would evict.
+    Job& donor = jobs.at(found[s].job);
+    Task& t = donor.seg[found[s].segment];
+    t.result_used_ms = env->NowMillis();
+    journal.PutTask(donor.id, TaskKind::kRender, found[s].segment, t);
+  }
+  if (out.hits > 0)
+    spdlog::info("job {}: reused {} of {} segments from earlier jobs", j.id, out.hits,
+                 j.segments.size());
+  return out;
+}
+
+uint64_t ResultBytes(const Job& j, uint32_t s) {
+  const int sc = std::max(1, j.model.spatial_compression);
+  return uint64_t{4} * static_cast<uint64_t>(j.model.latent_channels) *
+         static_cast<uint64_t>(j.segments[s].length()) *
+         static_cast<uint64_t>(j.manifest.width / sc) *
+         static_cast<uint64_t>(j.manifest.height / sc);
+}
+
+namespace {
+
+// Whether the cache may evict segment `s` of `j`: a finished job's stored result.
+bool Evictable(const Job& j, size_t s) {
+  return IsFinished(j.state) && j.seg[s].state == TaskState::kDone && !j.seg[s].result_key.empty();
+}
+
+}  // namespace
+
+CacheContents CachedResults(const JobTable& jobs) {
+  CacheContents out;
+  for (const auto& [id, j] : jobs) {
+    CachedJob c;
+    c.job = id;
+    for (size_t s = 0; s < j.seg.size(); ++s) {
+      if (j.seg[s].state != TaskState::kDone) continue;
+      const uint64_t bytes = ResultBytes(j, static_cast<uint32_t>(s));
+      if (!IsFinished(j.state)) {
+        out.live_bytes += bytes;
+      } else if (Evictable(j, s)) {
+        ++c.segments;
+        c.bytes += bytes;
+        c.last_used_ms = std::max(c.last_used_ms, j.seg[s].result_used_ms);
+      }
+    }
+    if (c.segments == 0) continue;
+    out.bytes += c.bytes;
+    out.jobs.push_back(c);
+  }
+  std::sort(out.jobs.begin(), out.jobs.end(), [](const CachedJob& a, const CachedJob& b) {
+    return std::tie(a.last_used_ms, a.job) < std::tie(b.last_used_ms, b.job);
+  });
+  return out;
+}
+
+Evicted EvictResults(JobTable& jobs, Journal& journal, uint64_t to_bytes,
+                     uint64_t unused_before_ms) {
+  struct Candidate {
+    uint64_t used_ms, job;
+    uint32_t segment;
+    uint64_t bytes;
+  };
+  std::vector<Candidate> candidates;
+  uint64_t total = 0;
+  for (const auto& [id, j] : jobs) {
+    for (size_t s = 0; s < j.seg.size(); ++s) {
+      if (!Evictable(j, s)) continue;
+      const uint64_t bytes = ResultBytes(j, static_cast<uint32_t>(s));
+      candidates.push_back({j.seg[s].result_used_ms, id, static_cast<uint32_t>(s), bytes});
+      total += bytes;
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.used_ms, a.job, a.segment) < std::tie(b.used_ms, b.job, b.segment);
+  });
+  Evicted out;
+  for (const Candidate& c : candidates) {
+    if (total <= to_bytes && (unused_before_ms == 0 || c.used_ms >= unused_before_ms)) break;
+    Task& t = jobs.at(c.job).seg[c.segment];
+    journal.DeleteLatents(c.job, c.segment);
+    t.result_key.clear();
+    journal.PutTask(c.job, TaskKind::kRender, c.segment, t);
+    total -= c.bytes;
+    ++out.segments;
+    out.bytes += c.bytes;
+  }
+  if (out.segments > 0)
+    spdlog::info("result cache: evicted {} segments ({} MiB) of finished jobs", out.segments,
+                 out.bytes >> 20);
+  return out;
+}
+
+}  // namespace segue

@@ -1,0 +1,270 @@
+// Result keys and reuse (coordinator/results.h): what changes a segment's key and what does not,
+// by strategy; and a job whose segments another job has rendered takes them from the store, also
+// after a restart.
+#include "coordinator/results.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/manifest/manifest.h"
+#include "common/model/metadata.h"
+#include "common/protocol/protocol.h"
+#include "coordinator/models.h"
+#include "tests/support/core_harness.h"
+#include "tests/support/fake_worker.h"
+#include "tests/support/test_util.h"
+
+namespace segue {
+namespace {
+
+// 10 segments of 8 frames sharing 2 (62 frames at 12 fps), keyframes at frames 0, 24 and 36.
+std::string Text(const std::string& strategy, const std::string& middle = "rain",
+                 const std::string& extra = "") {
+  return "version: 1\nname: keys\nvideo: {width: 64, height: 32, fps: 12, frames: 62}\n"
+         "model: {name: zoom, steps: 4}\nsegments: {length: 8, overlap: 2, strategy: " +
+         strategy +
+         "}\nseed: 7\ntimeline:\n  - {at: 0, prompt: dawn}\n  - {at: 2s, prompt: " + middle +
+         "}\n  - {at: 3s, prompt: dusk}\n" + extra;
+}
+
+std::vector<SegmentKey> KeysOf(const std::string& text, uint64_t id = 1,
+                               const std::string& identity = "builtin/1") {
+  auto m = ParseManifest(text, "keys.yaml", ManifestParseOptions{});
+  EXPECT_TRUE(m.ok()) << m.message();
+  Job j;
+  j.id = id;
+  model::ModelMetadata meta = *model::BuiltinMetadata("zoom");
+  meta.identity = identity;
+  EXPECT_TRUE(PlanJob(j, *m, meta, 96, 0).ok());
+  return SegmentKeys(j);
+}
+
+// The segments whose keys differ.
+std::set<size_t> Changed(const std::vector<SegmentKey>& a, const std::vector<SegmentKey>& b) {
+  std::set<size_t> out;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    if (a[i].key != b[i].key) out.insert(i);
+  return out;
+}
+
+TEST(ResultKeys, WhatDoesNotChangeTheLatentsDoesNotChangeTheKeys) {
+  const auto keys = KeysOf(Text("independent"));
+  ASSERT_EQ(keys.size(), 10u);
+  std::set<std::string> distinct;
+  for (const auto& k : keys) distinct.insert(k.key);
+  EXPECT_EQ(distinct.size(), 10u);  // each segment its own
+  // Another job id, name, output, priority, metadata and checkpoint interval: the same keys.
+  EXPECT_TRUE(Changed(keys, KeysOf(Text("independent", "rain",
+                                        "output: {path: other.mp4, crf: 30}\npriority: 90\n"
+                                        "metadata: {shot: \"020\"}\ncheckpoint: {steps: 2}\n"),
+                                   77))
+                  .empty());
+  // The seed, the steps or the size: every key.
+  std::string other_seed = Text("independent");
+  other_seed.replace(other_seed.find("seed: 7"), 7, "seed: 8");
+  EXPECT_EQ(Changed(keys, KeysOf(other_seed)).size(), 10u);
+  std::string more_steps = Text("independent");
+  more_steps.replace(more_steps.find("steps: 4"), 8, "steps: 5");
+  EXPECT_EQ(Changed(keys, KeysOf(more_steps)).size(), 10u);
+}
+
+TEST(ResultKeys, AnEditedPromptChangesWhatItReachesByStrategy) {
+  // Independent: the segments whose frames the keyframe at frame 24 rules (until frame 36).
+  const auto a = KeysOf(Text("independent")), b = KeysOf(Text("independent", "snow"));
+  const std::set<size_t> changed = Changed(a, b);
+  EXPECT_EQ(changed, (std::set<size_t>{3, 4, 5}));  // [18,26) [24,32) [30,38)
+  for (size_t s : changed) {
+    EXPECT_EQ(WhyDifferent(b[s], a[s], Strategy::kIndependent, static_cast<uint32_t>(s)),
+              std::vector<std::string>{"its prompts changed"});
+  }
+  EXPECT_TRUE(WhyDifferent(b[0], a[0], Strategy::kIndependent, 0).empty());
+  // A transition into the next keyframe reaches one frame further back: the segment holding
+  // frames of the crossfade sees both prompts.
+  // Chained: those and every one after them.
+  const auto ca = KeysOf(Text("chained")), cb = KeysOf(Text("chained", "snow"));
+  EXPECT_EQ(Changed(ca, cb), (std::set<size_t>{3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(WhyDifferent(cb[7], ca[7], Strategy::kChained, 7),
+            std::vector<std::string>{"its guide, segment 6, changes"});
+  // Co-denoised: all of them; a change of blend too (the exchange averages with it), which
+  // independent segments do not see.
+  const auto na = KeysOf(Text("codenoise")), nb = KeysOf(Text("codenoise", "snow"));
+  EXPECT_EQ(Changed(na, nb).size(), 10u);
+  EXPECT_EQ(WhyDifferent(nb[0], na[0], Strategy::kCodenoise, 0),
+            std::vector<std::string>{"it is co-denoised with segments that change (or blend "
+                                     "differently)"});
+  std::string cosine = Text("codenoise");
+  cosine.replace(cosine.find("strategy: codenoise"), 19, "strategy: codenoise, blend: cosine");
+  EXPECT_EQ(Changed(na, KeysOf(cosine)).size(), 10u);
+  std::string cosine_independent = Text("independent");
+  cosine_independent.replace(cosine_independent.find("strategy: independent"), 21,
+                             "strategy: independent, blend: cosine");
+  EXPECT_TRUE(Changed(a, KeysOf(cosine_independent)).empty());
+}
+
+// The model's weights are part of every key, and a farm serves one set of weights per name.
+TEST(ResultKeys, OtherWeightsChangeEveryKeyAndAFarmServesOneSetPerName) {
+  const auto keys = KeysOf(Text("independent"));
+  const auto other = KeysOf(Text("independent"), 1, "xxh3:0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(Changed(keys, other).size(), 10u);
+  EXPECT_EQ(WhyDifferent(other[2], keys[2], Strategy::kIndependent, 2),
+            std::vector<std::string>{"the model or its metadata changed"});
+
+  ModelCatalog catalog;
+  model::ModelMetadata tuned = *model::BuiltinMetadata("zoom");
+  EXPECT_EQ(tuned.identity, "builtin/1");
+  tuned.identity = "xxh3:0123456789abcdef0123456789abcdef";
+  Status refused = catalog.Learn({tuned}, "worker w9");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("identity (the weights) xxh3:0123456789abcdef0123456789abcdef "
+                                   "vs builtin/1"),
+            std::string::npos)
+      << refused.message();
+  // A model first known without an identity (a job stored before there were any) learns it.
+  model::ModelMetadata custom = model::PlanningMetadata("wan");
+  ASSERT_TRUE(catalog.Learn({custom}, "job 1's plan").ok());
+  custom.identity = "xxh3:ffffffffffffffffffffffffffffffff";
+  ASSERT_TRUE(catalog.Learn({custom}, "worker w1").ok());
+  EXPECT_EQ(catalog.Find("wan")->identity, custom.identity);
+  custom.identity = "xxh3:00000000000000000000000000000000";
+  EXPECT_FALSE(catalog.Learn({custom}, "worker w2").ok());
+}
+
+// ---- Through the core ------------------------------------------------------------------------
+
+// Runs `job` to the end with FakeWorker `w` (its results depend on the task alone).
+void RunToDone(CoreHarness& h, const FakeWorker& w, uint64_t job, const std::string& scratch) {
+  for (int n = 0; n < 200 && !h.Status(job).Finished(); ++n) {
+    h.Deliver(w.name(), FakeWorker::WorkRequest());
+    for (const std::string& m : h.Take(w.name())) {
+      auto a = FakeWorker::AsAssignment(m);
+      if (!a || a->job != job) continue;
+      if (a->kind == wire::TaskKind::RENDER) {
+        h.Deliver(w.name(), FakeWorker::RenderResult(*a, FakeLatents(*a)));
+      } else {
+        auto chunk = FakeChunk(*a, scratch);
+        ASSERT_TRUE(chunk.ok()) << chunk.message();
+        h.Deliver(w.name(), FakeWorker::EncodeResult(*a, *chunk, a->frame_count));
+      }
+    }
+    h.Sync();
+  }
+}
+
+TEST(ReuseStoredResults, AJobTakesTheSegmentsAnotherRenderedAndARestartKeepsThem) {
+  TempDir dir;
+  FaultEnv env;
+  const CoordinatorOptions options = TestOptions(dir.path());
+  uint64_t first = 0;
+  {
+    CoreHarness h(&env, options);
+    ASSERT_TRUE(h.ok()) << h.error();
+    FakeWorker w("w0");
+    h.Deliver("w0", w.Hello());
+    first = h.Submit(Text("independent") + "output: {path: out/a, codec: png}\n");
+    ASSERT_NE(first, 0u);
+    RunToDone(h, w, first, dir.path());
+    ASSERT_EQ(h.Status(first).state, "DONE") << h.Status(first).error;
+    // The same segments again (another output): every one is reused at once.
+    const uint64_t again = h.Submit(Text("independent") + "output: {path: out/b, codec: png}\n");
+    h.Sync();
+    EXPECT_EQ(h.Status(again).segments_done, 10u);
+  }
+  // After a restart the results are still known by their keys: an edit renders only what it
+  // reaches.
+  CoreHarness h(&env, options);
+  ASSERT_TRUE(h.ok()) << h.error();
+  const uint64_t edited =
+      h.Submit(Text("independent", "snow") + "output: {path: out/c, codec: png}\n");
+  h.Sync();
+  const JobInfo info = h.Status(edited);
+  EXPECT_EQ(info.segments_done, 7u);
+  EXPECT_EQ(info.segment_states, "###...####");
+}
+
+// A cache request's reply: (job, segments) of each cached job, least recently used first.
+struct CacheView {
+  std::vector<std::pair<uint64_t, uint32_t>> jobs;
+  uint64_t bytes = 0, live = 0, evicted = 0, hits = 0, misses = 0;
+};
+CacheView CacheCall(CoreHarness& h, bool prune, uint64_t to_bytes = 0) {
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<wire::Envelope>().initCacheRequest();
+  if (prune)
+    r.initPrune().setToBytes(to_bytes);
+  else
+    r.setList();
+  const std::string reply = h.Call(Serialize(b));
+  auto in = Incoming::Parse(reply.data(), reply.size());
+  CacheView v;
+  if (!in.ok() || !(*in)->envelope().isCacheReply()) {
+    ADD_FAILURE() << "no cache reply";
+    return v;
+  }
+  auto c = (*in)->envelope().getCacheReply();
+  for (auto j : c.getJobs()) v.jobs.emplace_back(j.getJobId(), j.getSegments());
+  v.bytes = c.getBytes();
+  v.live = c.getLiveBytes();
+  v.evicted = c.getEvictedSegments();
+  v.hits = c.getHits();
+  v.misses = c.getMisses();
+  return v;
+}
+
+TEST(ResultCache, TheLeastRecentlyUsedFinishedResultsGoFirstAndUnfinishedJobsKeepTheirs) {
+  TempDir dir;
+  FaultEnv env;
+  const CoordinatorOptions options = TestOptions(dir.path());
+  const std::string seeded = Text("independent");
+  std::string other = seeded;
+  other.replace(other.find("seed: 7"), 7, "seed: 9");
+  uint64_t a = 0, b = 0, c = 0;
+  // 10 segments of 8 frames, 4 x 8 x 4 x 8 floats each.
+  const uint64_t job_bytes = 10 * 4 * 8 * 4 * 8 * 4;
+  {
+    CoreHarness h(&env, options);
+    ASSERT_TRUE(h.ok()) << h.error();
+    FakeWorker w("w0");
+    h.Deliver("w0", w.Hello());
+    a = h.Submit(seeded + "output: {path: out/a, codec: png}\n");
+    RunToDone(h, w, a, dir.path());
+    env.Advance(1000);
+    b = h.Submit(other + "output: {path: out/b, codec: png}\n");
+    RunToDone(h, w, b, dir.path());
+    ASSERT_EQ(h.Status(b).state, "DONE");
+    env.Advance(1000);
+    // c takes a's results (a is used now, after b) and stays unfinished: nobody encodes it.
+    c = h.Submit(seeded + "output: {path: out/c, codec: png}\n");
+    h.Sync();
+    ASSERT_EQ(h.Status(c).segments_done, 10u);
+    CacheView v = CacheCall(h, false);
+    ASSERT_EQ(v.jobs.size(), 2u);
+    EXPECT_EQ(v.jobs[0].first, b);  // least recently used first
+    EXPECT_EQ(v.jobs[1].first, a);
+    EXPECT_EQ(v.bytes, 2 * job_bytes);
+    EXPECT_EQ(v.live, job_bytes);  // c's, not the cache's to evict
+    EXPECT_EQ(v.hits, 10u);
+  }
+  // After a restart the order holds: room for one job's results evicts b's.
+  CoreHarness h(&env, options);
+  ASSERT_TRUE(h.ok()) << h.error();
+  CacheView v = CacheCall(h, true, job_bytes);
+  EXPECT_EQ(v.evicted, 10u);
+  ASSERT_EQ(v.jobs.size(), 1u);
+  EXPECT_EQ(v.jobs[0].first, a);
+  EXPECT_EQ(v.live, job_bytes);
+  // b's manifest again renders everything; a's again reuses everything.
+  const uint64_t d = h.Submit(other + "output: {path: out/d, codec: png}\n");
+  const uint64_t e = h.Submit(seeded + "output: {path: out/e, codec: png}\n");
+  h.Sync();
+  EXPECT_EQ(h.Status(d).segments_done, 0u);
+  EXPECT_EQ(h.Status(e).segments_done, 10u);
+  // Nothing of an unfinished job is evicted, whatever the size asked for.
+  v = CacheCall(h, true, 0);
+  EXPECT_EQ(v.bytes, 0u);
+  EXPECT_EQ(v.live, 2 * job_bytes);  // c's and e's
+  EXPECT_EQ(h.Status(c).segments_done, 10u);
+}
+
+}  // namespace
+}  // namespace segue
