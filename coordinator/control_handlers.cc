@@ -307,6 +307,9 @@ std::string OnPlanRequest(HandlerContext& c, wire::PlanRequest::Reader r) {
       out.setReuse(true);
       out.setFromJob(found[s].job);
       out.setFromSegment(found[s].segment);
+    } else if (j.model.identity.empty()) {
+      reasons.push_back("the farm does not know model '" + j.manifest.model_name +
+                        "''s weights (its workers report no identity): nothing is reused");
     } else if (against && s >= before.size()) {
       reasons.push_back("a new segment (job " + std::to_string(against->id) + " has " +
                         std::to_string(before.size()) + ")");
@@ -327,19 +330,24 @@ std::string OnPlanRequest(HandlerContext& c, wire::PlanRequest::Reader r) {
 }
 
 void ReuseResults(HandlerContext& c, Job& j) {
-  const Reuse r = ReuseStoredResults(c.jobs, c.journal, c.machine, c.env, j);
+  const Reuse r = ReuseStoredResults(c.jobs, c.journal, c.machine, c.env, c.assignment, j);
   c.metrics.result_hits += r.hits;
   c.metrics.result_misses += r.misses;
   c.metrics.result_hit_bytes += r.bytes;
+  c.metrics.result_chunk_hits += r.chunks;
+  if (r.assemble) Assemble(c, j);  // everything was stored already
 }
 
 std::string OnCacheRequest(HandlerContext& c, wire::CacheRequest::Reader r) {
-  Evicted evicted{c.metrics.results_evicted, c.metrics.results_evicted_bytes};
+  Evicted evicted;
+  evicted.segments = c.metrics.results_evicted;
+  evicted.bytes = c.metrics.results_evicted_bytes;
   if (r.isPrune()) {
     const uint64_t older = r.getPrune().getOlderThanMs(), now = c.env->NowMillis();
-    evicted = EvictResults(c.jobs, c.journal, r.getPrune().getToBytes(),
-                           older == 0 ? 0 : (older >= now ? 1 : now - older));
-    c.metrics.results_evicted += evicted.segments;
+    const uint64_t to = r.getPrune().getBySize() ? r.getPrune().getToBytes() : UINT64_MAX;
+    evicted =
+        EvictResults(c.jobs, c.journal, to, older == 0 ? 0 : (older >= now ? 1 : now - older));
+    c.metrics.results_evicted += evicted.segments + evicted.chunks;
     c.metrics.results_evicted_bytes += evicted.bytes;
   }
   const CacheContents cache = CachedResults(c.jobs);
@@ -354,6 +362,7 @@ std::string OnCacheRequest(HandlerContext& c, wire::CacheRequest::Reader r) {
     out.setName(j.name);
     out.setState(JobStateName(j.state));
     out.setSegments(cj.segments);
+    out.setChunks(cj.chunks);
     out.setBytes(cj.bytes);
     out.setLastUsedMs(cj.last_used_ms);
   }
@@ -363,6 +372,7 @@ std::string OnCacheRequest(HandlerContext& c, wire::CacheRequest::Reader r) {
   reply.setHits(c.metrics.result_hits);
   reply.setMisses(c.metrics.result_misses);
   reply.setEvictedSegments(evicted.segments);
+  reply.setEvictedChunks(evicted.chunks);
   reply.setEvictedBytes(evicted.bytes);
   return Serialize(b);
 }

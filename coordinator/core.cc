@@ -450,7 +450,7 @@ void Core::Tick() {
   if (now >= r.last_eviction_ms + 30000) {
     r.last_eviction_ms = now;
     const Evicted e = EvictResults(r.jobs, *r.journal, r.options.result_cache_bytes);
-    r.metrics.results_evicted += e.segments;
+    r.metrics.results_evicted += e.segments + e.chunks;
     r.metrics.results_evicted_bytes += e.bytes;
   }
   r.ReloadKeysIfChanged();

@@ -107,11 +107,12 @@ bool Authorize(HandlerContext& c, const std::string& identity, const Identity* p
 void Handle(HandlerContext& c, const std::string& identity, const Identity* peer,
             const void* payload, size_t size, bool req, bool assembled);
 
-void OnTransferRequest(HandlerContext& c, const std::string& identity,
+void OnTransferRequest(HandlerContext& c, const std::string& identity, const Identity& peer,
                        wire::TransferRequest::Reader r, bool req) {
   const uint64_t id = r.getTransfer();
+  // Counted per key where there are keys: more connections do not buy more transfers.
   const std::string refusal =
-      c.transfers.Request(identity, id, r.getBytes(), req, c.env->NowMillis());
+      c.transfers.Request(identity, id, r.getBytes(), req, c.env->NowMillis(), peer.public_key);
   if (!refusal.empty()) {
     spdlog::warn("refused a transfer of {} bytes: {}", r.getBytes(), refusal);
     c.outbox.SendAtTurnEnd(identity, TransferReplyMessage(id, refusal), req);
@@ -134,6 +135,10 @@ void OnPart(HandlerContext& c, const std::string& identity, const Identity* peer
       if (n <= 10 || n % 1000 == 0)
         spdlog::warn("dropped a part of transfer {}, which is not granted to its sender [{}]",
                      part.getTransfer(), n);
+      // A REQ socket waits for an answer to every part: it gets one, or it would hang.
+      if (req)
+        c.outbox.SendAtTurnEnd(
+            identity, TransferReplyMessage(part.getTransfer(), "dropped: not granted"), true);
       return;
     }
     case TransferTable::PartOutcome::kDropped:
@@ -198,7 +203,7 @@ void Dispatch(HandlerContext& c, const std::string& identity, const Identity& pe
     case wire::Envelope::POOL_REQUEST:
       return reply(OnPoolRequest(c, env.getPoolRequest()));
     case wire::Envelope::TRANSFER_REQUEST:
-      return OnTransferRequest(c, identity, env.getTransferRequest(), req);
+      return OnTransferRequest(c, identity, peer, env.getTransferRequest(), req);
     default:
       ++c.metrics.bad_messages;
       spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",
@@ -262,7 +267,7 @@ void SendGrants(HandlerContext& c) {
 void TickTransfers(HandlerContext& c) {
   for (const TransferTable::Dropped& d : c.transfers.Expire(c.env->NowMillis())) {
     spdlog::warn("dropped transfer {}: {}", d.id, d.why);
-    c.outbox.SendAtTurnEnd(d.identity, TransferReplyMessage(d.id, "dropped: " + d.why), false);
+    c.outbox.SendAtTurnEnd(d.identity, TransferReplyMessage(d.id, "dropped: " + d.why), d.req);
   }
   SendGrants(c);
 }

@@ -59,6 +59,7 @@ Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
   j.segments = PlanLatentSegments(j.geometry, m.seed);
   j.seg.assign(j.segments.size(), Task{});
   j.result_keys.clear();
+  j.chunk_keys.clear();
   if (j.chunk_frames == 0) j.chunk_frames = default_chunk_frames;
   const int chunk_latents =
       std::max(1, static_cast<int>(j.chunk_frames) / meta.temporal_compression);

@@ -52,6 +52,7 @@ struct Task {
   // With a key: when its result was last made or reused, for the cache's least-recently-used
   // eviction (results.h).
   uint64_t result_used_ms = 0;
+  uint64_t result_bytes = 0;  // a chunk's: its container's size (a segment's is computed)
   // Kept by the journal: the attempt number of the task's latest record, and the number of the
   // write that holds it (0: synced, or written before this process). Single assignments are not
   // recorded (the transitions that end one are), so while RUNNING outside a gang, attempt ==
@@ -93,6 +94,7 @@ struct Job {
   // Every segment's result key, worked out when first needed (ResultKeys): not stored, and not
   // computed for jobs restored with nothing left to render.
   std::vector<std::string> result_keys;
+  std::vector<std::string> chunk_keys;  // the same for chunks (ChunkKeys)
 
   std::optional<Gang> gang;      // codenoise: the running gang, if any
   uint64_t gang_wait_since = 0;  // when a gang could first have started with fewer workers

@@ -142,6 +142,7 @@ std::string EncodeTask(const Task& t, uint64_t now_ms) {
     list.set(static_cast<unsigned>(i), t.failed_on[i]);
   r.setResultKey(t.result_key);
   r.setResultUsedMs(t.result_used_ms);
+  r.setResultBytes(t.result_bytes);
   return Serialize(b);
 }
 
@@ -218,6 +219,10 @@ void Journal::PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const
 
 void Journal::DeleteLatents(uint64_t job, uint32_t segment) {
   batch_.Delete(Family::kLatents, TaskKey(job, segment));
+}
+
+void Journal::DeleteChunk(uint64_t job, uint32_t chunk) {
+  batch_.Delete(Family::kOutputs, TaskKey(job, chunk));
 }
 
 void Journal::DeleteCheckpoint(uint64_t job, uint32_t segment) {
@@ -419,6 +424,7 @@ Status DecodeTaskRecord(const std::string& value, Task* t) {
     for (auto name : r.getFailedOn()) t->failed_on.emplace_back(name.cStr());
     t->result_key = r.getResultKey().cStr();
     t->result_used_ms = r.getResultUsedMs();
+    t->result_bytes = r.getResultBytes();
   } catch (const kj::Exception& e) {
     return Status::Error(std::string("unreadable: ") + e.getDescription().cStr());
   }

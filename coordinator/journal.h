@@ -59,6 +59,7 @@ class Journal {
   void DeleteCheckpoint(uint64_t job, uint32_t segment);
   // A finished job's segment result, evicted from the result cache (results.h).
   void DeleteLatents(uint64_t job, uint32_t segment);
+  void DeleteChunk(uint64_t job, uint32_t chunk);
   // A co-denoising gang member's checkpoint: kept per step, since a gang's step counts only once
   // every segment has one there.
   void PutGangCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents);

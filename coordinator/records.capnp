@@ -52,4 +52,5 @@ struct Task {
   failedOn @6 :List(Text);  # distinct workers it failed on
   resultKey @7 :Text;       # a DONE segment: its result's content key (coordinator/results.h)
   resultUsedMs @8 :UInt64;  # when that result was last made or reused
+  resultBytes @9 :UInt64;   # a DONE chunk: its container's size
 }

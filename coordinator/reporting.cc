@@ -240,7 +240,10 @@ std::string MetricsText(const JobTable& jobs, const WorkerRegistry::Map& workers
          "\n";
   counter("segue_result_cache_hit_bytes_total", "Bytes of latents taken from stored results.",
           metrics.result_hit_bytes);
-  counter("segue_result_cache_evicted_total", "Finished jobs' segment results evicted.",
+  counter("segue_result_cache_chunk_hits_total",
+          "Encoded chunks of submitted jobs taken from stored chunks.", metrics.result_chunk_hits);
+  counter("segue_result_cache_evicted_total",
+          "Finished jobs' stored results (segments' latents, encoded chunks) evicted.",
           metrics.results_evicted);
   counter("segue_result_cache_evicted_bytes_total", "Bytes of the results evicted.",
           metrics.results_evicted_bytes);

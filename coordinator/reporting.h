@@ -55,7 +55,7 @@ struct FarmMetrics {
   uint64_t transfer_parts_ignored = 0, transfer_bytes = 0;
   // The result cache (results.h): segments taken from stored results or not found there, and
   // what eviction deleted; its size is worked out when the metrics are read.
-  uint64_t result_hits = 0, result_misses = 0, result_hit_bytes = 0;
+  uint64_t result_hits = 0, result_misses = 0, result_hit_bytes = 0, result_chunk_hits = 0;
   uint64_t results_evicted = 0, results_evicted_bytes = 0;
   uint64_t result_cache_bytes = 0, result_cache_live_bytes = 0, result_cache_limit = 0;
   Histogram dispatch_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};

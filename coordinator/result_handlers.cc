@@ -9,6 +9,7 @@
 #include "common/media/video.h"
 #include "common/protocol/protocol.h"
 #include "coordinator/handlers.h"
+#include "coordinator/results.h"
 
 namespace segue {
 
@@ -170,6 +171,11 @@ void OnEncodeResult(HandlerContext& c, const std::string& identity, wire::Encode
                         ", expected " + std::to_string(expected) + " frames");
   WorkerRegistry::Free(*w, c.env->NowMicros());
   ++w->tasks_done;
+  // Known by its key, so that an edited job whose chunk it would be takes it (results.h).
+  Task& t = j->chunk[index];
+  t.result_key = ChunkKeys(*j, c.assignment)[index];
+  t.result_used_ms = c.env->NowMillis();
+  t.result_bytes = container.size();
   if (c.machine.CompleteChunk(*j, index, container, "encoded by " + w->name)) Assemble(c, *j);
 }
 

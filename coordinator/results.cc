@@ -144,7 +144,11 @@ std::vector<SegmentKey> SegmentKeys(const Job& j) {
 const std::vector<std::string>& ResultKeys(Job& j) {
   if (j.result_keys.size() != j.segments.size()) {
     j.result_keys.clear();
-    for (SegmentKey& k : SegmentKeys(j)) j.result_keys.push_back(std::move(k.key));
+    if (j.model.identity.empty()) {
+      j.result_keys.assign(j.segments.size(), "");  // weights unknown: nothing to match on
+    } else {
+      for (SegmentKey& k : SegmentKeys(j)) j.result_keys.push_back(std::move(k.key));
+    }
   }
   return j.result_keys;
 }
@@ -171,15 +175,18 @@ std::vector<std::string> WhyDifferent(const SegmentKey& now, const SegmentKey& b
 }
 
 std::vector<StoredResult> FindStoredResults(const JobTable& jobs,
-                                            const std::vector<std::string>& keys, uint64_t except) {
+                                            const std::vector<std::string>& keys, uint64_t except,
+                                            TaskKind kind) {
   std::map<std::string_view, size_t> wanted;
-  for (size_t i = 0; i < keys.size(); ++i) wanted.emplace(keys[i], i);
+  for (size_t i = 0; i < keys.size(); ++i)
+    if (!keys[i].empty()) wanted.emplace(keys[i], i);
   std::vector<StoredResult> found(keys.size());
   for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {  // the newest job first
     const Job& o = it->second;
     if (o.id == except) continue;
-    for (size_t s = 0; s < o.seg.size(); ++s) {
-      const Task& t = o.seg[s];
+    const std::vector<Task>& tasks = o.tasks(kind);
+    for (size_t s = 0; s < tasks.size(); ++s) {
+      const Task& t = tasks[s];
       if (t.state != TaskState::kDone || t.result_key.empty()) continue;
       auto w = wanted.find(t.result_key);
       if (w == wanted.end()) continue;
@@ -193,7 +200,7 @@ std::vector<StoredResult> FindStoredResults(const JobTable& jobs,
 }
 
 Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine, Env* env,
-                         Job& j) {
+                         const AssignmentOptions& o, Job& j) {
   Reuse out;
   if (!j.planned() || IsFinished(j.state)) return out;
   const std::vector<std::string>& keys = ResultKeys(j);
@@ -226,10 +233,70 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
     t.result_used_ms = env->NowMillis();
     journal.PutTask(donor.id, TaskKind::kRender, found[s].segment, t);
   }
-  if (out.hits > 0)
-    spdlog::info("job {}: reused {} of {} segments from earlier jobs", j.id, out.hits,
-                 j.segments.size());
+  // Chunks whose segments are all done (a chunk reused while one of its segments still renders
+  // would let the job finish before that segment).
+  const std::vector<std::string>& chunk_keys = ChunkKeys(j, o);
+  const std::vector<StoredResult> chunks =
+      FindStoredResults(jobs, chunk_keys, j.id, TaskKind::kEncode);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    if (chunks[c].job == 0 || j.chunk[c].state != TaskState::kPending) continue;
+    const DecodeWindow w = ChunkWindow(j, static_cast<uint32_t>(c));
+    const std::vector<int> cover = SegmentsCovering(j.segments, w.first, w.end_with_context);
+    if (std::any_of(cover.begin(), cover.end(),
+                    [&](int s) { return j.seg[static_cast<size_t>(s)].state != TaskState::kDone; }))
+      continue;
+    auto container = journal.Chunk(chunks[c].job, chunks[c].segment);
+    if (!container.ok()) continue;  // gone: encoded like any other
+    Task& t = j.chunk[c];
+    t.result_key = chunk_keys[c];
+    t.result_used_ms = env->NowMillis();
+    t.result_bytes = container->size();
+    out.assemble =
+        machine.CompleteChunk(j, static_cast<uint32_t>(c), *container,
+                              "reused from job " + std::to_string(chunks[c].job) + " chunk " +
+                                  std::to_string(chunks[c].segment) + " (unchanged)");
+    ++out.chunks;
+    Job& donor = jobs.at(chunks[c].job);
+    Task& d = donor.chunk[chunks[c].segment];
+    d.result_used_ms = env->NowMillis();
+    journal.PutTask(donor.id, TaskKind::kEncode, chunks[c].segment, d);
+  }
+  if (out.hits > 0 || out.chunks > 0)
+    spdlog::info("job {}: reused {} of {} segments and {} of {} chunks from earlier jobs", j.id,
+                 out.hits, j.segments.size(), out.chunks, j.chunks.size());
   return out;
+}
+
+const std::vector<std::string>& ChunkKeys(Job& j, const AssignmentOptions& o) {
+  if (j.chunk_keys.size() == j.chunks.size()) return j.chunk_keys;
+  const std::vector<std::string>& segment_keys = ResultKeys(j);
+  j.chunk_keys.clear();
+  if (j.model.identity.empty()) {
+    j.chunk_keys.assign(j.chunks.size(), "");
+    return j.chunk_keys;
+  }
+  for (size_t c = 0; c < j.chunks.size(); ++c) {
+    // The encode task as its worker gets it, without the job, the attempt and the latents.
+    const std::string task = EncodeAssignment(j, static_cast<uint32_t>(c), 0, Tensor{}, o);
+    auto in = Incoming::Parse(task.data(), task.size());
+    capnp::MallocMessageBuilder b;
+    b.setRoot(in.ok() ? (*in)->envelope().getAssignment().getEncode() : wire::EncodeTask::Reader());
+    auto t = b.getRoot<wire::EncodeTask>();
+    t.setJobId(0);
+    t.setChunk(0);
+    t.disownLatents();
+    Digest d("chunk/1");
+    d.AddStruct(t.asReader()).Add(j.manifest.blend);
+    // The latents its window blends: the covering segments' keys and places.
+    const DecodeWindow w = ChunkWindow(j, static_cast<uint32_t>(c));
+    for (int s : SegmentsCovering(j.segments, w.first, w.end_with_context)) {
+      const SegmentSpan& span = j.segments[static_cast<size_t>(s)];
+      d.Add(segment_keys[static_cast<size_t>(s)]);
+      d.AddNumber(static_cast<uint64_t>(span.start)).AddNumber(static_cast<uint64_t>(span.end));
+    }
+    j.chunk_keys.push_back(d.Hex());
+  }
+  return j.chunk_keys;
 }
 
 uint64_t ResultBytes(const Job& j, uint32_t s) {
@@ -242,9 +309,16 @@ uint64_t ResultBytes(const Job& j, uint32_t s) {
 
 namespace {
 
-// Whether the cache may evict segment `s` of `j`: a finished job's stored result.
-bool Evictable(const Job& j, size_t s) {
-  return IsFinished(j.state) && j.seg[s].state == TaskState::kDone && !j.seg[s].result_key.empty();
+// Whether the cache may evict task `i` of `kind` of `j`: a finished job's stored result.
+bool Evictable(const Job& j, TaskKind kind, size_t i) {
+  const Task& t = j.tasks(kind)[i];
+  return IsFinished(j.state) && t.state == TaskState::kDone && !t.result_key.empty();
+}
+
+// The bytes a DONE task's result takes in the store.
+uint64_t StoredBytes(const Job& j, TaskKind kind, size_t i) {
+  return kind == TaskKind::kRender ? ResultBytes(j, static_cast<uint32_t>(i))
+                                   : j.chunk[i].result_bytes;
 }
 
 }  // namespace
@@ -254,18 +328,21 @@ CacheContents CachedResults(const JobTable& jobs) {
   for (const auto& [id, j] : jobs) {
     CachedJob c;
     c.job = id;
-    for (size_t s = 0; s < j.seg.size(); ++s) {
-      if (j.seg[s].state != TaskState::kDone) continue;
-      const uint64_t bytes = ResultBytes(j, static_cast<uint32_t>(s));
-      if (!IsFinished(j.state)) {
-        out.live_bytes += bytes;
-      } else if (Evictable(j, s)) {
-        ++c.segments;
-        c.bytes += bytes;
-        c.last_used_ms = std::max(c.last_used_ms, j.seg[s].result_used_ms);
+    for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
+      const std::vector<Task>& tasks = j.tasks(kind);
+      for (size_t i = 0; i < tasks.size(); ++i) {
+        if (tasks[i].state != TaskState::kDone) continue;
+        const uint64_t bytes = StoredBytes(j, kind, i);
+        if (!IsFinished(j.state)) {
+          out.live_bytes += bytes;
+        } else if (Evictable(j, kind, i)) {
+          ++(kind == TaskKind::kRender ? c.segments : c.chunks);
+          c.bytes += bytes;
+          c.last_used_ms = std::max(c.last_used_ms, tasks[i].result_used_ms);
+        }
       }
     }
-    if (c.segments == 0) continue;
+    if (c.segments + c.chunks == 0) continue;
     out.bytes += c.bytes;
     out.jobs.push_back(c);
   }
@@ -279,36 +356,46 @@ Evicted EvictResults(JobTable& jobs, Journal& journal, uint64_t to_bytes,
                      uint64_t unused_before_ms) {
   struct Candidate {
     uint64_t used_ms, job;
-    uint32_t segment;
+    TaskKind kind;
+    uint32_t index;
     uint64_t bytes;
   };
   std::vector<Candidate> candidates;
   uint64_t total = 0;
   for (const auto& [id, j] : jobs) {
-    for (size_t s = 0; s < j.seg.size(); ++s) {
-      if (!Evictable(j, s)) continue;
-      const uint64_t bytes = ResultBytes(j, static_cast<uint32_t>(s));
-      candidates.push_back({j.seg[s].result_used_ms, id, static_cast<uint32_t>(s), bytes});
-      total += bytes;
+    for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
+      const std::vector<Task>& tasks = j.tasks(kind);
+      for (size_t i = 0; i < tasks.size(); ++i) {
+        if (!Evictable(j, kind, i)) continue;
+        const uint64_t bytes = StoredBytes(j, kind, i);
+        candidates.push_back({tasks[i].result_used_ms, id, kind, static_cast<uint32_t>(i), bytes});
+        total += bytes;
+      }
     }
   }
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.used_ms, a.job, a.segment) < std::tie(b.used_ms, b.job, b.segment);
+    return std::tie(a.used_ms, a.job, a.kind, a.index) <
+           std::tie(b.used_ms, b.job, b.kind, b.index);
   });
   Evicted out;
   for (const Candidate& c : candidates) {
     if (total <= to_bytes && (unused_before_ms == 0 || c.used_ms >= unused_before_ms)) break;
-    Task& t = jobs.at(c.job).seg[c.segment];
-    journal.DeleteLatents(c.job, c.segment);
+    Task& t = jobs.at(c.job).tasks(c.kind)[c.index];
+    if (c.kind == TaskKind::kRender) {
+      journal.DeleteLatents(c.job, c.index);
+      ++out.segments;
+    } else {
+      journal.DeleteChunk(c.job, c.index);
+      ++out.chunks;
+    }
     t.result_key.clear();
-    journal.PutTask(c.job, TaskKind::kRender, c.segment, t);
+    journal.PutTask(c.job, c.kind, c.index, t);
     total -= c.bytes;
-    ++out.segments;
     out.bytes += c.bytes;
   }
-  if (out.segments > 0)
-    spdlog::info("result cache: evicted {} segments ({} MiB) of finished jobs", out.segments,
-                 out.bytes >> 20);
+  if (out.segments + out.chunks > 0)
+    spdlog::info("result cache: evicted {} segments and {} chunks ({} MiB) of finished jobs",
+                 out.segments, out.chunks, out.bytes >> 20);
   return out;
 }
 

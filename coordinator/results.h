@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/assignments.h"
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
 #include "coordinator/state_machine.h"
@@ -39,8 +40,15 @@ struct SegmentKey {
 
 // The keys of every segment of `j`, with their parts. REQUIRES: j is planned.
 std::vector<SegmentKey> SegmentKeys(const Job& j);
-// Just the keys, worked out once per plan (kept in j.result_keys). REQUIRES: j is planned.
+// Just the keys, worked out once per plan (kept in j.result_keys); all empty when the model's
+// weights are not known (a job stored before identities were, a host whose adapter reports
+// none): such results are neither stored by key nor reused. REQUIRES: j is planned.
 const std::vector<std::string>& ResultKeys(Job& j);
+// The keys of `j`'s encoded chunks: a digest of the encode task (codec, quality, preset, size,
+// rate, its frames and its decode window) with the keys and places of the segments its window
+// blends, so a chunk's key changes exactly when one of them, or how it is encoded, does (kept in
+// j.chunk_keys). REQUIRES: j is planned.
+const std::vector<std::string>& ChunkKeys(Job& j, const AssignmentOptions& o);
 
 // Why segment `now` renders where `before` (the same place in another job) rendered: the parts
 // that differ, in words ("its prompts changed", "its guide, segment 3, changes"); empty when the
@@ -55,18 +63,22 @@ struct StoredResult {
   uint32_t segment = 0;
 };
 std::vector<StoredResult> FindStoredResults(const JobTable& jobs,
-                                            const std::vector<std::string>& keys, uint64_t except);
+                                            const std::vector<std::string>& keys, uint64_t except,
+                                            TaskKind kind = TaskKind::kRender);
 
 // Completes every PENDING segment of `j` whose key another job's stored result has, with a copy
 // of that result (a co-denoised job: only when every segment has one, as its gang renders all or
-// none); logged on the job as "reused from job N segment M". The results used count as used now.
-// REQUIRES: j is in `jobs`.
+// none); logged on the job as "reused from job N segment M". Then the same for its chunks whose
+// segments are all done. The results used count as used now. REQUIRES: j is in `jobs`.
 struct Reuse {
-  uint32_t hits = 0;    // segments taken from stored results
-  uint32_t misses = 0;  // PENDING segments no stored result had
-  uint64_t bytes = 0;   // of the results taken
+  uint32_t hits = 0;      // segments taken from stored results
+  uint32_t misses = 0;    // PENDING segments no stored result had
+  uint64_t bytes = 0;     // of the results taken
+  uint32_t chunks = 0;    // encoded chunks taken
+  bool assemble = false;  // every chunk is done now: the caller assembles the job
 };
-Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine, Env* env, Job& j);
+Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine, Env* env,
+                         const AssignmentOptions& o, Job& j);
 
 // ---- The cache's size --------------------------------------------------------------------------
 
@@ -77,7 +89,7 @@ uint64_t ResultBytes(const Job& j, uint32_t s);
 // the bytes unfinished jobs' results take (never evicted).
 struct CachedJob {
   uint64_t job = 0;
-  uint32_t segments = 0;
+  uint32_t segments = 0, chunks = 0;
   uint64_t bytes = 0;
   uint64_t last_used_ms = 0;  // the newest use of any of them
 };
@@ -88,11 +100,11 @@ struct CacheContents {
 };
 CacheContents CachedResults(const JobTable& jobs);
 
-// Deletes finished jobs' results, least recently used first, until they take at most
-// `to_bytes`, and every one not used since `unused_before_ms` (0: none). An evicted segment stays
-// DONE in its job, without a key; a retry of its job renders it again.
+// Deletes finished jobs' results (segments' latents and encoded chunks), least recently used
+// first, until they take at most `to_bytes`, and every one not used since `unused_before_ms` (0:
+// none). An evicted task stays DONE in its job, without a key; a retry of its job does it again.
 struct Evicted {
-  uint64_t segments = 0, bytes = 0;
+  uint64_t segments = 0, chunks = 0, bytes = 0;
 };
 Evicted EvictResults(JobTable& jobs, Journal& journal, uint64_t to_bytes,
                      uint64_t unused_before_ms = 0);

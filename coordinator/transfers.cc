@@ -1,41 +1,55 @@
 #include "coordinator/transfers.h"
 
 #include <algorithm>
+#include <new>
 
 namespace segue {
 
 TransferTable::TransferTable(TransferOptions options) : options_(options) {}
 
 std::string TransferTable::Request(const std::string& identity, uint64_t id, uint64_t bytes,
-                                   bool req, int64_t now_ms) {
+                                   bool req, int64_t now_ms, const std::string& owner_key) {
   const uint64_t limit = options_.max_message_bytes
                              ? std::min(options_.max_message_bytes, options_.budget_bytes)
                              : options_.budget_bytes;
+  const std::string owner = owner_key.empty() ? identity : owner_key;
   const Key key{identity, id};
-  if (auto it = transfers_.find(key); it != transfers_.end()) Forget(it);
+  if (auto it = transfers_.find(key); it != transfers_.end()) {
+    Forget(it);
+    GrantWaiting(now_ms);  // what it held may let others go, whatever becomes of this request
+  }
   std::string refusal;
   if (bytes == 0) {
     refusal = "a transfer of 0 bytes";
   } else if (bytes > limit) {
     refusal = "a message of " + std::to_string(bytes) + " bytes is larger than the " +
               std::to_string(limit) + " bytes the coordinator takes";
-  } else if (per_peer_[identity] >= options_.max_per_peer) {
+  } else if (per_peer_[owner] >= options_.max_per_peer) {
     refusal = "this peer already has " + std::to_string(options_.max_per_peer) +
               " transfers waiting or under way";
   }
   if (!refusal.empty()) {
-    if (per_peer_[identity] == 0) per_peer_.erase(identity);
+    if (per_peer_[owner] == 0) per_peer_.erase(owner);
     ++counters_.refused;
     return refusal;
   }
   Transfer t;
   t.bytes = bytes;
   t.req = req;
+  t.owner = owner;
   t.last_ms = now_ms;
   t.seq = next_seq_++;
+  // Requests repeated while the head waits leave stale entries behind: drop them before they
+  // pile up.
+  if (queue_.size() > 2 * transfers_.size() + 16) {
+    std::erase_if(queue_, [&](const std::pair<uint64_t, Key>& e) {
+      auto it = transfers_.find(e.second);
+      return it == transfers_.end() || it->second.seq != e.first || it->second.granted;
+    });
+  }
   queue_.emplace_back(t.seq, key);
   transfers_.emplace(key, std::move(t));
-  ++per_peer_[identity];
+  ++per_peer_[owner];
   GrantWaiting(now_ms);
   return "";
 }
@@ -52,6 +66,9 @@ void TransferTable::GrantWaiting(int64_t now_ms) {
     if (held_ + t.bytes > options_.budget_bytes) return;  // in order: the oldest goes first
     t.granted = true;
     t.last_ms = now_ms;
+    t.deadline_ms =
+        now_ms + 30000 +
+        static_cast<int64_t>(t.bytes * 1000 / std::max<uint64_t>(1, options_.min_bytes_per_s));
     held_ += t.bytes;
     ++granted_count_;
     granted_now_.push_back(key);
@@ -64,7 +81,7 @@ void TransferTable::Forget(std::map<Key, Transfer>::iterator it) {
     held_ -= it->second.bytes;
     --granted_count_;
   }
-  if (--per_peer_[it->first.first] == 0) per_peer_.erase(it->first.first);
+  if (--per_peer_[it->second.owner] == 0) per_peer_.erase(it->second.owner);
   transfers_.erase(it);
 }
 
@@ -85,6 +102,16 @@ TransferTable::PartOutcome TransferTable::Add(const std::string& identity, uint6
   } else if (data.empty() || data.size() > t.bytes - t.data.size()) {
     out.why = "a part of " + std::to_string(data.size()) + " bytes where " +
               std::to_string(t.bytes - t.data.size()) + " remained";
+  } else if (data.size() != t.bytes - t.data.size() && data.size() != options_.part_bytes) {
+    out.why = "a part of " + std::to_string(data.size()) + " bytes that is not the last: parts " +
+              "but the last are " + std::to_string(options_.part_bytes) + " bytes";
+  }
+  if (out.why.empty() && t.data.empty()) {
+    try {
+      t.data.reserve(t.bytes);  // once the sender has really begun
+    } catch (const std::bad_alloc&) {
+      out.why = "the coordinator has no memory for " + std::to_string(t.bytes) + " bytes now";
+    }
   }
   if (!out.why.empty()) {
     out.kind = PartOutcome::kDropped;
@@ -93,7 +120,6 @@ TransferTable::PartOutcome TransferTable::Add(const std::string& identity, uint6
     GrantWaiting(now_ms);
     return out;
   }
-  if (t.data.empty()) t.data.reserve(t.bytes);  // once the sender has really begun
   t.data.append(data);
   t.last_ms = now_ms;
   counters_.bytes += data.size();
@@ -114,11 +140,16 @@ std::vector<TransferTable::Dropped> TransferTable::Expire(int64_t now_ms) {
   std::vector<Dropped> dropped;
   for (auto it = transfers_.begin(); it != transfers_.end();) {
     auto next = std::next(it);
-    if (it->second.granted && now_ms - it->second.last_ms > options_.stall_ms) {
+    const Transfer& t = it->second;
+    const bool stalled = t.granted && now_ms - t.last_ms > options_.stall_ms;
+    const bool late = t.granted && now_ms > t.deadline_ms;
+    if (stalled || late) {
       dropped.push_back({it->first.first, it->first.second,
-                         "no part for " + std::to_string(options_.stall_ms / 1000) + " s after " +
-                             std::to_string(it->second.data.size()) + " of " +
-                             std::to_string(it->second.bytes) + " bytes"});
+                         (stalled ? "no part for " + std::to_string(options_.stall_ms / 1000) + " s"
+                                  : std::string("too slow: not complete by its deadline")) +
+                             " after " + std::to_string(t.data.size()) + " of " +
+                             std::to_string(t.bytes) + " bytes",
+                         t.req});
       ++counters_.dropped;
       Forget(it);
     }

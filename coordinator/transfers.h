@@ -7,8 +7,12 @@
 // are now at most TransferLimits::kMaxFrameBytes, and what larger messages need is granted here
 // first: a request waits, in the order it came, until the budget holds the whole message, and
 // its parts are then copied into a buffer of that size. Parts of a transfer not granted, out of
-// order or past its size are dropped; a granted transfer that stalls is dropped and its budget
-// freed, so a peer that asks and never sends holds nothing for long.
+// order or past its size are dropped; a granted transfer that stalls (no part for stall_ms), or
+// that is slower than min_bytes_per_s overall, is dropped and its budget freed, so a peer that
+// asks and never sends, or trickles, holds nothing for long. Every part but the last is exactly
+// a part's size (TransferLimits::kPartBytes): a transfer cannot be trickled a byte at a time.
+// The cap on transfers per peer counts by owner: the peer's key where there are keys, so that
+// more connections do not buy more transfers.
 //
 // Not thread-safe: owned by the event loop.
 #pragma once
@@ -28,6 +32,9 @@ struct TransferOptions {
   uint64_t max_message_bytes = 0;             // a larger request is refused (0: the budget)
   size_t max_per_peer = 4;                    // requests of one peer waiting or granted
   int64_t stall_ms = 10000;                   // a granted transfer with no part for this long
+  uint64_t min_bytes_per_s = 256 << 10;       // a granted transfer's whole deadline: 30 s and
+                                              // its size at this rate
+  uint64_t part_bytes = 1 << 20;              // every part but the last (TransferLimits)
 };
 
 class TransferTable {
@@ -37,9 +44,10 @@ class TransferTable {
   // Peer `identity` asks to send transfer `id`, a message of `bytes`. Returns why it is refused
   // ("" when it waits for the budget: grants come from TakeGrants). A request repeating a
   // transfer the peer already has replaces it (a reconnected sender asking again).
-  // `req`: the peer is a REQ socket (its grant, and each part, are answered).
+  // `req`: the peer is a REQ socket (its grant, and each part, are answered). `owner`: whom the
+  // per-peer cap counts it against (the peer's key; "" for the identity).
   std::string Request(const std::string& identity, uint64_t id, uint64_t bytes, bool req,
-                      int64_t now_ms);
+                      int64_t now_ms, const std::string& owner = "");
 
   struct PartOutcome {
     enum Kind {
@@ -60,6 +68,7 @@ class TransferTable {
     std::string identity;
     uint64_t id;
     std::string why;
+    bool req = false;
   };
   std::vector<Dropped> Expire(int64_t now_ms);
 
@@ -87,9 +96,11 @@ class TransferTable {
     uint64_t bytes = 0;
     bool granted = false;
     bool req = false;
-    std::string data;  // the parts so far (reserved whole at the first)
+    std::string owner;  // what per_peer_ counts it under
+    std::string data;   // the parts so far (reserved whole at the first)
     int64_t last_ms = 0;
-    uint64_t seq = 0;  // its place in queue_
+    int64_t deadline_ms = 0;  // granted: the whole transfer's
+    uint64_t seq = 0;         // its place in queue_
   };
   // Grants waiting requests, oldest first, while the budget holds them.
   void GrantWaiting(int64_t now_ms);
@@ -101,7 +112,7 @@ class TransferTable {
   // has another seq (replaced) is stale and skipped.
   std::deque<std::pair<uint64_t, Key>> queue_;
   uint64_t next_seq_ = 0;
-  std::map<std::string, size_t> per_peer_;
+  std::map<std::string, size_t> per_peer_;  // by owner
   std::vector<Key> granted_now_;
   uint64_t held_ = 0;
   size_t granted_count_ = 0;

@@ -20,7 +20,6 @@
 #include <zmq_addon.hpp>
 
 #include "common/model/model.h"
-#include "common/util/digest.h"
 #include "common/util/process.h"
 #include "worker/host_entry.h"
 
@@ -359,14 +358,9 @@ class HostModel final : public model::Model {
         if (!f.is_number_integer()) throw std::runtime_error("native_frames: not ints");
         info.native_frames.push_back(static_cast<int>(f.get<int64_t>()));
       }
-      // The adapter says what its weights are (a checkpoint's hash or revision); without it the
-      // entry file's digest stands in, which changes only when the entry does.
+      // The adapter says what its weights are (a checkpoint's hash or revision). Without it the
+      // farm cannot tell new weights from old, so its results are not reused (results.h).
       info.identity = text("identity", "");
-      if (info.identity.empty()) {
-        auto digest = DigestFile(entry_.file);
-        if (!digest.ok()) throw std::runtime_error("identity: " + digest.message());
-        info.identity = "host-entry:" + digest->substr(5);
-      }
       auto scope = model::ParseConditioningScope(text("conditioning", "per-frame"));
       if (!scope) throw std::runtime_error("conditioning: not per-frame or per-clip");
       info.conditioning = *scope;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -622,14 +623,33 @@ class WorkerLoop {
     }
   }
 
-  // The coordinator's answer to a transfer: the parts go, or the message was not taken.
+  // The coordinator's answer to a transfer: the parts go, or the message was not taken. A result
+  // whose transfer the coordinator drops after its parts went (a broken connection, a stall)
+  // fails its task at once too, rather than at the task timeout.
   void OnTransferReply(wire::TransferReply::Reader reply) {
-    std::string why, refused;
-    auto sent = transfers_.OnReply(
-        reply, [&](std::string part) { SendFrame(part); }, &why, &refused);
-    if (sent != OutgoingTransfers::Outcome::kRefused) return;
-    spdlog::error("the coordinator did not take a message of {} bytes: {}", refused.size(), why);
-    if (auto failure = FailureForRefused(refused, why)) SendFrame(*failure);
+    std::string why, message;
+    const uint64_t id = reply.getTransfer();
+    auto outcome = transfers_.OnReply(
+        reply, [&](std::string part) { SendFrame(part); }, &why, &message);
+    if (outcome == OutgoingTransfers::Outcome::kSent) {
+      if (auto failure = FailureForRefused(message, "dropped while it was sent")) {
+        sent_results_[id] = std::move(*failure);
+        while (sent_results_.size() > 64) sent_results_.erase(sent_results_.begin());
+      }
+      return;
+    }
+    if (outcome == OutgoingTransfers::Outcome::kUnknown) {
+      auto it = sent_results_.find(id);
+      if (it == sent_results_.end() || !reply.hasRefusal() || reply.getRefusal().size() == 0)
+        return;
+      spdlog::error("the coordinator dropped a result while it was sent: {}",
+                    reply.getRefusal().cStr());
+      SendFrame(it->second);
+      sent_results_.erase(it);
+      return;
+    }
+    spdlog::error("the coordinator did not take a message of {} bytes: {}", message.size(), why);
+    if (auto failure = FailureForRefused(message, why)) SendFrame(*failure);
   }
 
   void RequestWork() {
@@ -759,6 +779,9 @@ class WorkerLoop {
   std::optional<std::vector<model::ModelMetadata>> specs_;  // reported in Hello; set at the first
   zmq::context_t ctx_{1};
   std::unique_ptr<zmq::socket_t> sock_;
+  // The failures to report for results sent in parts, should the coordinator drop them after
+  // all (by transfer id; the newest 64).
+  std::map<uint64_t, std::string> sent_results_;
   // Large messages announced and not yet granted. Ids start from the clock, so that a restarted
   // worker's are not taken for its predecessor's.
   OutgoingTransfers transfers_{

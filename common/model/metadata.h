@@ -46,9 +46,10 @@ struct ModelMetadata {
   ConditioningScope conditioning = ConditioningScope::kPerFrame;
   // What tells this model's weights apart from others served under its name: "builtin/N" for
   // the built-ins (N moves when their output changes), "xxh3:HEX" (XXH3-128 of the file) for
-  // a TorchScript model, what a model host's adapter says (or a digest of its entry file).
-  // Part of every result key (coordinator/results.h): new weights are not mistaken for old.
-  // Empty: not known (a job stored before identities were); it then matches any.
+  // a TorchScript model, what a model host's adapter says. Part of every result key
+  // (coordinator/results.h): new weights are not mistaken for old. Empty: not known (an adapter
+  // that says nothing, a job stored before identities were): it matches any other in the
+  // farm's agreement on metadata, and nothing rendered with it is reused.
   std::string identity;
 
   // Picture sizes must be multiples of this: compression times patch size.

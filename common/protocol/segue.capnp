@@ -16,7 +16,8 @@ $Cxx.namespace("segue::wire");
 #    multistep sampler (its latents, then its history).
 # 5: a message larger than a frame (partBytes, 1 MiB) travels to the coordinator in parts:
 #    transferRequest, transferReply, part (below).
-const protocolVersion :UInt32 = 5;
+# 6: models' metadata carries the weights' identity (ModelSpec.identity), part of result keys.
+const protocolVersion :UInt32 = 6;
 
 # A tensor: dtype ("f32", or "f16" in co-denoising exchanges), shape, and the elements as
 # little-endian bytes.
@@ -505,8 +506,9 @@ struct CacheRequest {
 }
 
 struct CachePrune {
-  toBytes @0 :UInt64;      # evict until finished jobs' results take at most this
+  toBytes @0 :UInt64;      # with bySize: evict until finished jobs' results take at most this
   olderThanMs @1 :UInt64;  # and every one unused for this long (0: none)
+  bySize @2 :Bool;         # whether toBytes applies (false: only olderThanMs)
 }
 
 struct CachedJob {
@@ -516,6 +518,7 @@ struct CachedJob {
   segments @3 :UInt32;     # its stored results
   bytes @4 :UInt64;
   lastUsedMs @5 :UInt64;   # the newest use (made or reused) of any of them
+  chunks @6 :UInt32;       # its stored encoded chunks
 }
 
 struct CacheReply {
@@ -527,6 +530,7 @@ struct CacheReply {
   misses @5 :UInt64;
   evictedSegments @6 :UInt64;  # by this request (prune), or since start (list)
   evictedBytes @7 :UInt64;
+  evictedChunks @8 :UInt64;
 }
 
 struct Envelope {

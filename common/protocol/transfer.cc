@@ -61,6 +61,7 @@ OutgoingTransfers::Outcome OutgoingTransfers::OnReply(
     const size_t n = std::min(TransferLimits::kPartBytes, message.size() - at);
     send(PartMessage(reply.getTransfer(), at, std::string_view(message).substr(at, n)));
   }
+  if (refused) *refused = std::move(message);
   return Outcome::kSent;
 }
 

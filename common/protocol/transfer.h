@@ -45,7 +45,8 @@ class OutgoingTransfers {
   std::string Prepare(std::string bytes, bool* given_up = nullptr);
 
   enum class Outcome {
-    kSent,     // granted: `send` was given every part, in order, and the message forgotten
+    kSent,     // granted: `send` was given every part, in order; *message is the message
+               // (forgotten here)
     kRefused,  // refused or dropped by the coordinator: *why says why, *message is the message
                // (forgotten here)
     kUnknown,  // not a transfer of this sender's (a late answer): nothing done

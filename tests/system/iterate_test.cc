@@ -102,10 +102,13 @@ TEST_P(Iterate, AnEditedPromptRendersOnlyWhatItReachesAndTheSameBitsAsFromScratc
       auto cache = nlohmann::json::parse(out);
       ASSERT_EQ(cache["jobs"].size(), 2u) << out;
       EXPECT_EQ(cache["hits"], reused.size());
-      // Room for one job's results (20 of 4 x 8 x 4 x 8 floats) evicts the least recently
-      // used: the first job's (the edited job's were made after the first's were reused).
+      // Room for one job's results evicts the least recently used: the first job's (the edited
+      // job's were made, or reused, no earlier than the first's were reused).
+      ASSERT_EQ(cache["jobs"][1]["id"], std::to_string(edited_id)) << out;
+      const std::string room = cache["jobs"][1]["bytes"];
       ASSERT_EQ(
-          RunCommand(Cli("cache prune --to 81920 --json --coordinator " + farm.endpoint()), &out),
+          RunCommand(Cli("cache prune --to " + room + " --json --coordinator " + farm.endpoint()),
+                     &out),
           0);
       cache = nlohmann::json::parse(out);
       EXPECT_EQ(cache["evicted_segments"], 20) << out;

@@ -182,17 +182,24 @@ TEST(ReuseStoredResults, AJobTakesTheSegmentsAnotherRenderedAndARestartKeepsThem
   EXPECT_EQ(info.segment_states, "###...####");
 }
 
-// A cache request's reply: (job, segments) of each cached job, least recently used first.
+// A cache request's reply: (job, bytes) of each cached job, least recently used first.
 struct CacheView {
-  std::vector<std::pair<uint64_t, uint32_t>> jobs;
-  uint64_t bytes = 0, live = 0, evicted = 0, hits = 0, misses = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> jobs;
+  uint64_t bytes = 0, live = 0, evicted = 0, hits = 0;
+  uint64_t BytesOf(uint64_t job) const {
+    for (const auto& [id, bytes] : jobs)
+      if (id == job) return bytes;
+    return 0;
+  }
 };
 CacheView CacheCall(CoreHarness& h, bool prune, uint64_t to_bytes = 0) {
   capnp::MallocMessageBuilder b;
   auto r = b.initRoot<wire::Envelope>().initCacheRequest();
-  if (prune)
-    r.initPrune().setToBytes(to_bytes);
-  else
+  if (prune) {
+    auto p = r.initPrune();
+    p.setBySize(true);
+    p.setToBytes(to_bytes);
+  } else
     r.setList();
   const std::string reply = h.Call(Serialize(b));
   auto in = Incoming::Parse(reply.data(), reply.size());
@@ -202,12 +209,11 @@ CacheView CacheCall(CoreHarness& h, bool prune, uint64_t to_bytes = 0) {
     return v;
   }
   auto c = (*in)->envelope().getCacheReply();
-  for (auto j : c.getJobs()) v.jobs.emplace_back(j.getJobId(), j.getSegments());
+  for (auto j : c.getJobs()) v.jobs.emplace_back(j.getJobId(), j.getBytes());
   v.bytes = c.getBytes();
   v.live = c.getLiveBytes();
-  v.evicted = c.getEvictedSegments();
+  v.evicted = c.getEvictedSegments() + c.getEvictedChunks();
   v.hits = c.getHits();
-  v.misses = c.getMisses();
   return v;
 }
 
@@ -219,8 +225,6 @@ TEST(ResultCache, TheLeastRecentlyUsedFinishedResultsGoFirstAndUnfinishedJobsKee
   std::string other = seeded;
   other.replace(other.find("seed: 7"), 7, "seed: 9");
   uint64_t a = 0, b = 0, c = 0;
-  // 10 segments of 8 frames, 4 x 8 x 4 x 8 floats each.
-  const uint64_t job_bytes = 10 * 4 * 8 * 4 * 8 * 4;
   {
     CoreHarness h(&env, options);
     ASSERT_TRUE(h.ok()) << h.error();
@@ -233,37 +237,45 @@ TEST(ResultCache, TheLeastRecentlyUsedFinishedResultsGoFirstAndUnfinishedJobsKee
     RunToDone(h, w, b, dir.path());
     ASSERT_EQ(h.Status(b).state, "DONE");
     env.Advance(1000);
-    // c takes a's results (a is used now, after b) and stays unfinished: nobody encodes it.
+    // The same latents and encoding to another output: every segment and chunk is stored, so
+    // the job is assembled at once, without a worker; a's results are used now, after b's.
     c = h.Submit(seeded + "output: {path: out/c, codec: png}\n");
     h.Sync();
-    ASSERT_EQ(h.Status(c).segments_done, 10u);
+    EXPECT_EQ(h.Status(c).state, "DONE") << h.Status(c).error;
     CacheView v = CacheCall(h, false);
-    ASSERT_EQ(v.jobs.size(), 2u);
+    ASSERT_EQ(v.jobs.size(), 3u);
     EXPECT_EQ(v.jobs[0].first, b);  // least recently used first
-    EXPECT_EQ(v.jobs[1].first, a);
-    EXPECT_EQ(v.bytes, 2 * job_bytes);
-    EXPECT_EQ(v.live, job_bytes);  // c's, not the cache's to evict
     EXPECT_EQ(v.hits, 10u);
+    EXPECT_EQ(v.live, 0u);
   }
-  // After a restart the order holds: room for one job's results evicts b's.
+  // After a restart the order holds: room for all but one job's results evicts b's.
   CoreHarness h(&env, options);
   ASSERT_TRUE(h.ok()) << h.error();
-  CacheView v = CacheCall(h, true, job_bytes);
-  EXPECT_EQ(v.evicted, 10u);
-  ASSERT_EQ(v.jobs.size(), 1u);
-  EXPECT_EQ(v.jobs[0].first, a);
-  EXPECT_EQ(v.live, job_bytes);
+  CacheView v = CacheCall(h, false);
+  CacheView pruned = CacheCall(h, true, v.BytesOf(a) + v.BytesOf(c));
+  EXPECT_GE(pruned.evicted, 10u);
+  ASSERT_EQ(pruned.jobs.size(), 2u);
+  EXPECT_EQ(pruned.BytesOf(b), 0u);
   // b's manifest again renders everything; a's again reuses everything.
   const uint64_t d = h.Submit(other + "output: {path: out/d, codec: png}\n");
   const uint64_t e = h.Submit(seeded + "output: {path: out/e, codec: png}\n");
   h.Sync();
   EXPECT_EQ(h.Status(d).segments_done, 0u);
-  EXPECT_EQ(h.Status(e).segments_done, 10u);
-  // Nothing of an unfinished job is evicted, whatever the size asked for.
+  EXPECT_EQ(h.Status(e).state, "DONE");
+  // Nothing of an unfinished job is evicted, whatever the size asked for: d's first results.
+  FakeWorker w("w1");
+  h.Deliver("w1", w.Hello());
+  h.Deliver("w1", FakeWorker::WorkRequest());
+  for (const std::string& m : h.Take("w1"))
+    if (auto t = FakeWorker::AsAssignment(m))
+      h.Deliver("w1", FakeWorker::RenderResult(*t, FakeLatents(*t)));
+  h.Sync();
+  ASSERT_EQ(h.Status(d).segments_done, 1u);
   v = CacheCall(h, true, 0);
   EXPECT_EQ(v.bytes, 0u);
-  EXPECT_EQ(v.live, 2 * job_bytes);  // c's and e's
-  EXPECT_EQ(h.Status(c).segments_done, 10u);
+  EXPECT_TRUE(v.jobs.empty());
+  EXPECT_EQ(v.live, 4u * 8 * 4 * 8 * 4);  // d's one segment: 4 x 8 x 4 x 8 floats
+  EXPECT_EQ(h.Status(d).segments_done, 1u);
 }
 
 }  // namespace

@@ -79,7 +79,9 @@ TEST(TransferTable, RefusesWhatCouldNeverBeGrantedAndCapsEachPeer) {
 }
 
 TEST(TransferTable, PartsOutOfTurnAreDroppedAndFreeTheBudget) {
-  TransferTable t(Budget(4 * kMiB));
+  TransferOptions o = Budget(4 * kMiB);
+  o.part_bytes = 3;  // parts of 3 bytes, but the last
+  TransferTable t(o);
   // Parts of nothing granted: ignored.
   EXPECT_EQ(t.Add("a", 1, 0, "xyz", 0).kind, TransferTable::PartOutcome::kIgnored);
   ASSERT_EQ(t.Request("a", 1, 4 * kMiB, false, 0), "");
@@ -96,8 +98,8 @@ TEST(TransferTable, PartsOutOfTurnAreDroppedAndFreeTheBudget) {
   ASSERT_EQ(grants.size(), 1u);
   EXPECT_EQ(grants[0].identity, "b");
   // More bytes than announced: dropped too.
-  ASSERT_EQ(t.Add("b", 1, 0, std::string(kMiB, 'x'), 0).kind, TransferTable::PartOutcome::kMore);
-  auto over = t.Add("b", 1, kMiB, std::string(3 * kMiB + 1, 'x'), 0);
+  ASSERT_EQ(t.Add("b", 1, 0, "abc", 0).kind, TransferTable::PartOutcome::kMore);
+  auto over = t.Add("b", 1, 3, std::string(4 * kMiB, 'x'), 0);
   EXPECT_EQ(over.kind, TransferTable::PartOutcome::kDropped);
   EXPECT_EQ(t.held_bytes(), 0u);
   EXPECT_EQ(t.counters().dropped, 2u);
@@ -106,6 +108,7 @@ TEST(TransferTable, PartsOutOfTurnAreDroppedAndFreeTheBudget) {
 TEST(TransferTable, AStalledTransferIsDroppedAndARepeatedRequestReplacesTheOld) {
   TransferOptions o = Budget(4 * kMiB);
   o.stall_ms = 10000;
+  o.part_bytes = 3;
   TransferTable t(o);
   ASSERT_EQ(t.Request("a", 1, 4 * kMiB, false, 0), "");
   ASSERT_EQ(t.Request("b", 1, 4 * kMiB, true, 0), "");
@@ -129,6 +132,39 @@ TEST(TransferTable, AStalledTransferIsDroppedAndARepeatedRequestReplacesTheOld) 
   EXPECT_FALSE(grants[0].req);
   EXPECT_EQ(t.held_bytes(), 4 * kMiB);
   EXPECT_EQ(t.Add("b", 1, 3, "abc", 16000).kind, TransferTable::PartOutcome::kDropped);
+}
+
+// A transfer cannot be trickled: parts but the last are whole parts, and a granted transfer has
+// a deadline of 30 s and its size at 256 KiB/s, parts or no parts.
+TEST(TransferTable, ATransferCannotBeTrickled) {
+  TransferOptions o = Budget(4 * kMiB);
+  o.part_bytes = 256 << 10;
+  TransferTable t(o);
+  ASSERT_EQ(t.Request("a", 1, 2 * kMiB, false, 0), "");
+  auto tiny = t.Add("a", 1, 0, "x", 0);
+  EXPECT_EQ(tiny.kind, TransferTable::PartOutcome::kDropped);
+  EXPECT_NE(tiny.why.find("not the last"), std::string::npos) << tiny.why;
+  // Whole parts, each within the stall time, but slower than the deadline: 30 s and 4 MiB at
+  // 256 KiB/s (16 s).
+  ASSERT_EQ(t.Request("a", 2, 4 * kMiB, false, 0), "");
+  for (int k = 0; k < 6; ++k) {
+    ASSERT_EQ(
+        t.Add("a", 2, static_cast<uint64_t>(k) * (256 << 10), std::string(256 << 10, 'x'), 9000 * k)
+            .kind,
+        TransferTable::PartOutcome::kMore);
+    EXPECT_TRUE(t.Expire(9000 * k + 1000).empty());
+  }
+  auto late = t.Expire(46001);
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_NE(late[0].why.find("too slow"), std::string::npos) << late[0].why;
+  EXPECT_EQ(t.held_bytes(), 0u);
+  // The cap counts by owner (a key), whatever the connection.
+  TransferOptions capped = Budget(4 * kMiB);
+  capped.max_per_peer = 1;
+  TransferTable k(capped);
+  EXPECT_EQ(k.Request("conn-1", 1, kMiB, false, 0, "KEY"), "");
+  EXPECT_NE(k.Request("conn-2", 1, kMiB, false, 0, "KEY"), "");
+  EXPECT_EQ(k.Request("conn-3", 1, kMiB, false, 0, "OTHER"), "");
 }
 
 TEST(OutgoingTransfers, SmallMessagesGoWholeLargeOnesInPartsOnceGranted) {

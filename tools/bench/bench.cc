@@ -176,15 +176,19 @@ int main(int argc, char** argv) {
   store->add_option("--blobs", store_blobs, "checkpoints of 1.7 MB written")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  auto* recovery =
-      app.add_subcommand("recovery",
-                         "a coordinator restarting on a store with the largest job it admits");
+  auto* recovery = app.add_subcommand(
+      "recovery", "a coordinator restarting on a store with the largest job it admits");
   recovery->add_option("--segments", recovery_segments, "the job's segments")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   auto* memory = app.add_subcommand(
       "memory", "coordinator RSS with a 4-hour job; worker RSS over short and long jobs");
   auto* render = app.add_subcommand("render", "segue render with 2 workers against 1");
+  std::string iterate_manifest = "configs/examples/the_hardest_part.yaml";
+  auto* iterate = app.add_subcommand(
+      "iterate", "the example music video rendered, then again after a one-prompt edit");
+  iterate->add_option("--manifest", iterate_manifest, "the video (its song beside it)")
+      ->capture_default_str();
   HostBenchOptions host_options;
   std::string host_shape = "1x16x21x60x104";
   auto* host = app.add_subcommand(
@@ -236,6 +240,7 @@ int main(int argc, char** argv) {
           BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
     if (memory->parsed() || every) results.push_back(BenchMemory(quick));
     if (render->parsed() || every) results.push_back(BenchRender(quick));
+    if (iterate->parsed() || every) results.push_back(BenchIterate(iterate_manifest, quick));
     if (host->parsed() || every) {
       host_options.shape.clear();
       std::stringstream dims(quick ? "1x16x5x16x16" : host_shape);

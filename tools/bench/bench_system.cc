@@ -179,9 +179,10 @@ nlohmann::json BenchRecovery(int segments) {
     // A built-in model, so that the job is planned at submit (a model no worker has reported
     // would leave it waiting, unplanned: nothing to restore).
     const SubmitInfo info = SubmitJob(
-        client, ManifestYaml("recovery",
-                             "width: 8, height: 8, fps: 24, frames: " + std::to_string(segments * 2),
-                             "name: zoom, steps: 1", "length: 2, overlap: 0"));
+        client,
+        ManifestYaml("recovery",
+                     "width: 8, height: 8, fps: 24, frames: " + std::to_string(segments * 2),
+                     "name: zoom, steps: 1", "length: 2, overlap: 0"));
     submit_seconds = Since(t0);
     if (info.segments != static_cast<uint32_t>(segments))
       throw std::runtime_error("recovery: the job planned " + std::to_string(info.segments) +
@@ -205,12 +206,9 @@ nlohmann::json BenchRecovery(int segments) {
             << " segments serves again in " << full << " s (an empty store: " << empty
             << " s; ratio " << full / empty << ") (target < 2 s); submitting the job took "
             << submit_seconds << " s\n";
-  return {{"bench", "recovery"},
-          {"segments", segments},
-          {"seconds", full},
-          {"empty_store_seconds", empty},
-          {"ratio", full / empty},
-          {"submit_seconds", submit_seconds},
+  return {{"bench", "recovery"},   {"segments", segments},
+          {"seconds", full},       {"empty_store_seconds", empty},
+          {"ratio", full / empty}, {"submit_seconds", submit_seconds},
           {"target_seconds", 2}};
 }
 
@@ -305,6 +303,63 @@ nlohmann::json BenchRender(bool quick) {
   return {{"bench", "render"},         {"frames", frames},           {"steps", steps},
           {"one_worker_seconds", one}, {"two_workers_seconds", two}, {"speedup", one / two},
           {"target_speedup", 1.8}};
+}
+
+nlohmann::json BenchIterate(const std::string& manifest, bool quick) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  std::ifstream in(manifest);
+  if (!in) throw std::runtime_error("iterate: cannot read '" + manifest + "'");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  // Its song, next to the copies (audio paths are relative to the manifest).
+  const fs::path song = fs::absolute(fs::path(manifest).parent_path() / "song.mp3");
+  if (fs::exists(song)) fs::create_symlink(song, dir / "song.mp3");
+  if (quick) {
+    const size_t at = text.find("steps: ");
+    if (at != std::string::npos) text.replace(at, text.find_first_of(",}", at) - at, "steps: 4");
+  }
+  // The edit: the middle keyframe's prompt.
+  std::vector<size_t> prompts;
+  for (size_t at = text.find("prompt: \""); at != std::string::npos;
+       at = text.find("prompt: \"", at + 1))
+    prompts.push_back(at);
+  if (prompts.size() < 3) throw std::runtime_error("iterate: the manifest needs 3 keyframes");
+  std::string edited = text;
+  edited.insert(prompts[prompts.size() / 2] + 9, "at night, ");
+  std::ofstream(dir / "full.yaml") << text;
+  std::ofstream(dir / "edited.yaml") << edited;
+  auto run = [&](const std::string& name) {
+    const auto t0 = Clock::now();
+    const std::string cmd = "'" + ExecutableDir() + "/segue' render '" + dir / (name + ".yaml") +
+                            "' --workers 2 --state-dir '" + dir / "state" + "' --output '" +
+                            dir / (name + ".mp4") + "' --preset veryfast > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("segue render failed: " + cmd);
+    return Since(t0);
+  };
+  const double full = run("full"), edit = run("edited");
+  // What the edit rendered, from the second job's log (the state folder's coordinator is gone:
+  // its store is read directly).
+  int reused = 0, segments = 0;
+  {
+    auto store = Store::Open(dir / "state/store");
+    if (store.ok()) {
+      (*store)->Scan(
+          Family::kEvents, JobKey(2), JobKey(3), [&](const std::string&, const std::string& v) {
+            if (v.find(" done") != std::string::npos && v.find("segment ") != std::string::npos) {
+              ++segments;
+              reused += v.find("reused from job") != std::string::npos ? 1 : 0;
+            }
+            return true;
+          });
+    }
+  }
+  std::cout << "iterate: " << fs::path(manifest).filename().string() << (quick ? " (4 steps)" : "")
+            << ", 2 workers: full render " << full << " s; after a one-prompt edit " << edit
+            << " s (" << segments - reused << " of " << segments << " segments rendered, " << reused
+            << " reused), " << 100 * edit / full << "% of the full render (target <= 15%)\n";
+  return {{"bench", "iterate"},           {"full_seconds", full}, {"edit_seconds", edit},
+          {"edit_fraction", edit / full}, {"segments", segments}, {"segments_reused", reused},
+          {"target_edit_fraction", 0.15}};
 }
 
 }  // namespace segue

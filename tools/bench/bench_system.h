@@ -17,5 +17,9 @@ nlohmann::json BenchRecovery(int segments);
 nlohmann::json BenchMemory(bool quick);
 // `segue render` of one job with 2 workers against 1.
 nlohmann::json BenchRender(bool quick);
+// A director's loop on `manifest` (the example music video): the full render, then the same
+// after one prompt in the middle is edited (the same state folder: only what the edit reaches
+// renders), each with 2 workers.
+nlohmann::json BenchIterate(const std::string& manifest, bool quick);
 
 }  // namespace segue

@@ -389,7 +389,7 @@ Result<CacheInfo> CacheCall(Client& client, const std::string& request) {
     CacheInfo out;
     for (auto j : r.getJobs())
       out.jobs.push_back({j.getJobId(), j.getName().cStr(), j.getState().cStr(), j.getSegments(),
-                          j.getBytes(), j.getLastUsedMs()});
+                          j.getBytes(), j.getLastUsedMs(), j.getChunks()});
     out.bytes = r.getBytes();
     out.live_bytes = r.getLiveBytes();
     out.limit_bytes = r.getLimitBytes();
@@ -397,6 +397,7 @@ Result<CacheInfo> CacheCall(Client& client, const std::string& request) {
     out.misses = r.getMisses();
     out.evicted_segments = r.getEvictedSegments();
     out.evicted_bytes = r.getEvictedBytes();
+    out.evicted_chunks = r.getEvictedChunks();
     return out;
   });
 }
@@ -411,6 +412,7 @@ Result<CacheInfo> Client::Cache() {
 Result<CacheInfo> Client::PruneCache(uint64_t to_bytes, uint64_t older_than_ms) {
   capnp::MallocMessageBuilder b;
   auto p = b.initRoot<wire::Envelope>().initCacheRequest().initPrune();
+  p.setBySize(to_bytes != UINT64_MAX);
   p.setToBytes(to_bytes);
   p.setOlderThanMs(older_than_ms);
   return CacheCall(*this, Serialize(b));

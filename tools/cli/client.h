@@ -70,11 +70,12 @@ struct CachedJobInfo {
   std::string name, state;
   uint32_t segments = 0;
   uint64_t bytes = 0, last_used_ms = 0;
+  uint32_t chunks = 0;
 };
 struct CacheInfo {
   std::vector<CachedJobInfo> jobs;  // least recently used first
   uint64_t bytes = 0, live_bytes = 0, limit_bytes = 0, hits = 0, misses = 0;
-  uint64_t evicted_segments = 0, evicted_bytes = 0;
+  uint64_t evicted_segments = 0, evicted_bytes = 0, evicted_chunks = 0;
 };
 
 class Client {

@@ -603,6 +603,7 @@ int CmdCache(bool prune, const std::string& to, const std::string& older_than, b
     j["hits"] = c->hits;
     j["misses"] = c->misses;
     j["evicted_segments"] = c->evicted_segments;
+    j["evicted_chunks"] = c->evicted_chunks;
     j["evicted_bytes"] = std::to_string(c->evicted_bytes);
     j["jobs"] = nlohmann::json::array();
     for (const auto& e : c->jobs)
@@ -610,6 +611,7 @@ int CmdCache(bool prune, const std::string& to, const std::string& older_than, b
                            {"name", e.name},
                            {"state", e.state},
                            {"segments", e.segments},
+                           {"chunks", e.chunks},
                            {"bytes", std::to_string(e.bytes)},
                            {"last_used_ms", e.last_used_ms}});
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -617,18 +619,19 @@ int CmdCache(bool prune, const std::string& to, const std::string& older_than, b
   }
   auto mib = [](uint64_t b) { return std::to_string((b + (1 << 19)) >> 20) + " MiB"; };
   if (prune)
-    std::cout << "evicted " << c->evicted_segments << " segment results (" << mib(c->evicted_bytes)
-              << ")\n";
+    std::cout << "evicted " << c->evicted_segments << " segment results and " << c->evicted_chunks
+              << " chunks (" << mib(c->evicted_bytes) << ")\n";
   std::cout << "stored results of finished jobs: " << mib(c->bytes) << " of " << mib(c->limit_bytes)
             << " (least recently used evicted first); unfinished jobs " << mib(c->live_bytes)
             << "; " << c->hits << " segments reused, " << c->misses
             << " rendered since the coordinator started\n";
   if (c->jobs.empty()) return 0;
-  printf("%-6s %-28s %-10s %8s %10s %s\n", "JOB", "NAME", "STATE", "SEGMENTS", "SIZE", "LAST USED");
+  printf("%-6s %-28s %-10s %8s %6s %10s %s\n", "JOB", "NAME", "STATE", "SEGMENTS", "CHUNKS", "SIZE",
+         "LAST USED");
   for (const auto& e : c->jobs)
-    printf("%-6llu %-28s %-10s %8u %10s %s\n", static_cast<unsigned long long>(e.job),
-           e.name.substr(0, 28).c_str(), e.state.c_str(), e.segments, mib(e.bytes).c_str(),
-           FormatClock(e.last_used_ms).c_str());
+    printf("%-6llu %-28s %-10s %8u %6u %10s %s\n", static_cast<unsigned long long>(e.job),
+           e.name.substr(0, 28).c_str(), e.state.c_str(), e.segments, e.chunks,
+           mib(e.bytes).c_str(), FormatClock(e.last_used_ms).c_str());
   return 0;
 }
 

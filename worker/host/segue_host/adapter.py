@@ -8,7 +8,8 @@ Arrays are numpy; shapes as in docs/MODELS.md ("Conditioning"):
                                 "epsilon" | "velocity"), default_steps, frame_noise_levels (bool),
                                 guidance ("cfg" | "embedded" | "none"), identity (optional str:
                                 what tells these weights apart, e.g. the checkpoint's hash or
-                                revision; part of every result key, so set it)
+                                revision; part of every result key: without it nothing
+                                this model renders is reused)
   encode_prompt(text)        -> (tokens [L, D] float32, mask [L] bool)
   denoise(latents, sigma, cond)
                              -> prediction shaped like latents [B, C, T, h, w] (float32, float16
