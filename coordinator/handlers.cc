@@ -107,12 +107,11 @@ bool Authorize(HandlerContext& c, const std::string& identity, const Identity* p
 void Handle(HandlerContext& c, const std::string& identity, const Identity* peer,
             const void* payload, size_t size, bool req, bool assembled);
 
-void OnTransferRequest(HandlerContext& c, const std::string& identity, const Identity& peer,
+void OnTransferRequest(HandlerContext& c, const std::string& identity,
                        wire::TransferRequest::Reader r, bool req) {
   const uint64_t id = r.getTransfer();
-  // Counted per key where there are keys: more connections do not buy more transfers.
   const std::string refusal =
-      c.transfers.Request(identity, id, r.getBytes(), req, c.env->NowMillis(), peer.public_key);
+      c.transfers.Request(identity, id, r.getBytes(), req, c.env->NowMillis());
   if (!refusal.empty()) {
     spdlog::warn("refused a transfer of {} bytes: {}", r.getBytes(), refusal);
     c.outbox.SendAtTurnEnd(identity, TransferReplyMessage(id, refusal), req);
@@ -203,7 +202,7 @@ void Dispatch(HandlerContext& c, const std::string& identity, const Identity& pe
     case wire::Envelope::POOL_REQUEST:
       return reply(OnPoolRequest(c, env.getPoolRequest()));
     case wire::Envelope::TRANSFER_REQUEST:
-      return OnTransferRequest(c, identity, peer, env.getTransferRequest(), req);
+      return OnTransferRequest(c, identity, env.getTransferRequest(), req);
     default:
       ++c.metrics.bad_messages;
       spdlog::warn("dropped a message of unexpected type {} [{} bad so far]",

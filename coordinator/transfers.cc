@@ -8,11 +8,10 @@ namespace segue {
 TransferTable::TransferTable(TransferOptions options) : options_(options) {}
 
 std::string TransferTable::Request(const std::string& identity, uint64_t id, uint64_t bytes,
-                                   bool req, int64_t now_ms, const std::string& owner_key) {
+                                   bool req, int64_t now_ms) {
   const uint64_t limit = options_.max_message_bytes
                              ? std::min(options_.max_message_bytes, options_.budget_bytes)
                              : options_.budget_bytes;
-  const std::string owner = owner_key.empty() ? identity : owner_key;
   const Key key{identity, id};
   if (auto it = transfers_.find(key); it != transfers_.end()) {
     Forget(it);
@@ -24,19 +23,18 @@ std::string TransferTable::Request(const std::string& identity, uint64_t id, uin
   } else if (bytes > limit) {
     refusal = "a message of " + std::to_string(bytes) + " bytes is larger than the " +
               std::to_string(limit) + " bytes the coordinator takes";
-  } else if (per_peer_[owner] >= options_.max_per_peer) {
+  } else if (per_peer_[identity] >= options_.max_per_peer) {
     refusal = "this peer already has " + std::to_string(options_.max_per_peer) +
               " transfers waiting or under way";
   }
   if (!refusal.empty()) {
-    if (per_peer_[owner] == 0) per_peer_.erase(owner);
+    if (per_peer_[identity] == 0) per_peer_.erase(identity);
     ++counters_.refused;
     return refusal;
   }
   Transfer t;
   t.bytes = bytes;
   t.req = req;
-  t.owner = owner;
   t.last_ms = now_ms;
   t.seq = next_seq_++;
   // Requests repeated while the head waits leave stale entries behind: drop them before they
@@ -49,7 +47,7 @@ std::string TransferTable::Request(const std::string& identity, uint64_t id, uin
   }
   queue_.emplace_back(t.seq, key);
   transfers_.emplace(key, std::move(t));
-  ++per_peer_[owner];
+  ++per_peer_[identity];
   GrantWaiting(now_ms);
   return "";
 }
@@ -81,7 +79,7 @@ void TransferTable::Forget(std::map<Key, Transfer>::iterator it) {
     held_ -= it->second.bytes;
     --granted_count_;
   }
-  if (--per_peer_[it->second.owner] == 0) per_peer_.erase(it->second.owner);
+  if (--per_peer_[it->first.first] == 0) per_peer_.erase(it->first.first);
   transfers_.erase(it);
 }
 

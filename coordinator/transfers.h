@@ -11,8 +11,9 @@
 // that is slower than min_bytes_per_s overall, is dropped and its budget freed, so a peer that
 // asks and never sends, or trickles, holds nothing for long. Every part but the last is exactly
 // a part's size (TransferLimits::kPartBytes): a transfer cannot be trickled a byte at a time.
-// The cap on transfers per peer counts by owner: the peer's key where there are keys, so that
-// more connections do not buy more transfers.
+// The cap on transfers per peer counts per connection (routing id), not per key: a farm's
+// workers often share one key. More connections buy more waiting requests, within the caps on
+// connections per host and in all; only granted ones hold the budget.
 //
 // Not thread-safe: owned by the event loop.
 #pragma once
@@ -30,7 +31,8 @@ namespace segue {
 struct TransferOptions {
   uint64_t budget_bytes = uint64_t{1} << 30;  // --receive-budget-mb
   uint64_t max_message_bytes = 0;             // a larger request is refused (0: the budget)
-  size_t max_per_peer = 4;                    // requests of one peer waiting or granted
+  size_t max_per_peer = 4;                    // requests of one peer waiting or granted (its
+                                              // senders keep to TransferLimits::kMaxRequested)
   int64_t stall_ms = 10000;                   // a granted transfer with no part for this long
   uint64_t min_bytes_per_s = 256 << 10;       // a granted transfer's whole deadline: 30 s and
                                               // its size at this rate
@@ -44,10 +46,9 @@ class TransferTable {
   // Peer `identity` asks to send transfer `id`, a message of `bytes`. Returns why it is refused
   // ("" when it waits for the budget: grants come from TakeGrants). A request repeating a
   // transfer the peer already has replaces it (a reconnected sender asking again).
-  // `req`: the peer is a REQ socket (its grant, and each part, are answered). `owner`: whom the
-  // per-peer cap counts it against (the peer's key; "" for the identity).
+  // `req`: the peer is a REQ socket (its grant, and each part, are answered).
   std::string Request(const std::string& identity, uint64_t id, uint64_t bytes, bool req,
-                      int64_t now_ms, const std::string& owner = "");
+                      int64_t now_ms);
 
   struct PartOutcome {
     enum Kind {
@@ -96,8 +97,7 @@ class TransferTable {
     uint64_t bytes = 0;
     bool granted = false;
     bool req = false;
-    std::string owner;  // what per_peer_ counts it under
-    std::string data;   // the parts so far (reserved whole at the first)
+    std::string data;  // the parts so far (reserved whole at the first)
     int64_t last_ms = 0;
     int64_t deadline_ms = 0;  // granted: the whole transfer's
     uint64_t seq = 0;         // its place in queue_
@@ -112,7 +112,7 @@ class TransferTable {
   // has another seq (replaced) is stale and skipped.
   std::deque<std::pair<uint64_t, Key>> queue_;
   uint64_t next_seq_ = 0;
-  std::map<std::string, size_t> per_peer_;  // by owner
+  std::map<std::string, size_t> per_peer_;  // by identity
   std::vector<Key> granted_now_;
   uint64_t held_ = 0;
   size_t granted_count_ = 0;

@@ -611,7 +611,7 @@ class WorkerLoop {
     const std::string frame = transfers_.Prepare(std::move(bytes), &given_up);
     if (given_up)
       spdlog::warn("gave up the oldest large message the coordinator has not answered for");
-    SendFrame(frame);
+    if (!frame.empty()) SendFrame(frame);  // else its request goes when one is answered
   }
 
   void SendFrame(const std::string& frame) {
@@ -627,6 +627,11 @@ class WorkerLoop {
   // whose transfer the coordinator drops after its parts went (a broken connection, a stall)
   // fails its task at once too, rather than at the task timeout.
   void OnTransferReply(wire::TransferReply::Reader reply) {
+    HandleTransferReply(reply);
+    for (const std::string& request : transfers_.NextRequests()) SendFrame(request);
+  }
+
+  void HandleTransferReply(wire::TransferReply::Reader reply) {
     std::string why, message;
     const uint64_t id = reply.getTransfer();
     auto outcome = transfers_.OnReply(

@@ -36,13 +36,25 @@ std::string OutgoingTransfers::Prepare(std::string bytes, bool* given_up) {
   if (given_up) *given_up = false;
   if (bytes.size() <= TransferLimits::kPartBytes) return bytes;
   if (waiting_.size() >= TransferLimits::kMaxWaiting) {
+    requested_.erase(waiting_.begin()->first);
     waiting_.erase(waiting_.begin());
     if (given_up) *given_up = true;
   }
   const uint64_t id = next_id_++;
   const uint64_t size = bytes.size();
   waiting_.emplace(id, std::move(bytes));
+  if (requested_.size() >= TransferLimits::kMaxRequested) return "";
+  requested_.insert(id);
   return TransferRequestMessage(id, size);
+}
+
+std::vector<std::string> OutgoingTransfers::NextRequests() {
+  std::vector<std::string> out;
+  for (const auto& [id, bytes] : waiting_) {
+    if (requested_.size() >= TransferLimits::kMaxRequested) break;
+    if (requested_.insert(id).second) out.push_back(TransferRequestMessage(id, bytes.size()));
+  }
+  return out;
 }
 
 OutgoingTransfers::Outcome OutgoingTransfers::OnReply(
@@ -52,6 +64,7 @@ OutgoingTransfers::Outcome OutgoingTransfers::OnReply(
   if (it == waiting_.end()) return Outcome::kUnknown;
   std::string message = std::move(it->second);
   waiting_.erase(it);
+  requested_.erase(reply.getTransfer());
   if (reply.hasRefusal() && reply.getRefusal().size() > 0) {
     if (why) *why = reply.getRefusal().cStr();
     if (refused) *refused = std::move(message);
@@ -65,9 +78,10 @@ OutgoingTransfers::Outcome OutgoingTransfers::OnReply(
   return Outcome::kSent;
 }
 
-std::vector<std::string> OutgoingTransfers::Requests() const {
+std::vector<std::string> OutgoingTransfers::Requests() {
   std::vector<std::string> out;
-  for (const auto& [id, bytes] : waiting_) out.push_back(TransferRequestMessage(id, bytes.size()));
+  for (uint64_t id : requested_) out.push_back(TransferRequestMessage(id, waiting_.at(id).size()));
+  for (std::string& more : NextRequests()) out.push_back(std::move(more));
   return out;
 }
 

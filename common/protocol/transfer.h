@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,9 @@ struct TransferLimits {
   static constexpr size_t kMaxFrameBytes = kPartBytes + (64u << 10);
   // Messages a sender keeps waiting for an answer; beyond it the oldest is given up.
   static constexpr size_t kMaxWaiting = 64;
+  // Requests a sender has out at once (asked, not yet answered); the coordinator refuses more
+  // from one peer (a co-denoising worker's dozens of results go four at a time).
+  static constexpr size_t kMaxRequested = 4;
 };
 
 std::string TransferRequestMessage(uint64_t transfer, uint64_t bytes);
@@ -40,9 +44,14 @@ class OutgoingTransfers {
   explicit OutgoingTransfers(uint64_t first_id = 1) : next_id_(first_id) {}
 
   // What to send for message `bytes`: the bytes themselves when they fit in one frame;
-  // otherwise a TransferRequest, and the bytes wait here for the answer. `*given_up` is set
-  // when the oldest waiting message had to be given up to make room (kMaxWaiting).
+  // otherwise a TransferRequest, and the bytes wait here for the answer, or "" (nothing to send
+  // yet) when kMaxRequested requests are out already: NextRequests asks for it later.
+  // `*given_up` is set when the oldest waiting message had to be given up to make room
+  // (kMaxWaiting).
   std::string Prepare(std::string bytes, bool* given_up = nullptr);
+  // The requests for waiting messages that may go now (after an answer freed room), oldest
+  // first.
+  std::vector<std::string> NextRequests();
 
   enum class Outcome {
     kSent,     // granted: `send` was given every part, in order; *message is the message
@@ -55,14 +64,16 @@ class OutgoingTransfers {
                   const std::function<void(std::string part)>& send, std::string* why,
                   std::string* message = nullptr);
 
-  // Requests for every message still waiting: after a reconnect, the coordinator may have
+  // The requests out again, and any that may go: after a reconnect, the coordinator may have
   // forgotten them (it drops the old transfer of a repeated request).
-  std::vector<std::string> Requests() const;
+  std::vector<std::string> Requests();
   size_t waiting() const { return waiting_.size(); }
+  size_t requested() const { return requested_.size(); }
 
  private:
   uint64_t next_id_;
   std::map<uint64_t, std::string> waiting_;  // by transfer id, oldest first
+  std::set<uint64_t> requested_;             // those whose request is out
 };
 
 }  // namespace segue

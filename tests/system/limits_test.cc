@@ -184,6 +184,36 @@ output: {path: large.mp4}
   EXPECT_NE(metrics.find("segue_receive_budget_bytes 4194304"), std::string::npos);
   EXPECT_NE(metrics.find("segue_receive_held_bytes 0"), std::string::npos);
 
+  // A co-denoising worker returns all its segments' results at once, each larger than a frame:
+  // 12 segments over 2 workers are 6 results each, more than a peer may have asked for at once
+  // (TransferLimits::kMaxRequested), so they go four at a time.
+  std::ofstream(dir / "gang.yaml") << R"(version: 1
+name: gang
+video: {width: 512, height: 512, fps: 12, frames: 200}
+model: {name: zoom, steps: 2}
+segments: {length: 24, overlap: 8, strategy: codenoise}
+timeline:
+  - {at: 0s, prompt: "a hall of mirrors"}
+output: {path: gang.mp4}
+)";
+  ASSERT_EQ(RunCommand(Cli("submit '" + dir / "gang.yaml" + "' --coordinator " + farm.endpoint()),
+                       &out, true),
+            0)
+      << out;
+  const std::string gang = SubmittedJobId(out);
+  for (int i = 0; i < 1200; ++i) {
+    ASSERT_EQ(RunCommand(Cli("status " + gang + " --json --coordinator " + farm.endpoint()), &out),
+              0)
+        << out;
+    status = nlohmann::json::parse(out);
+    if (status["state"] == "DONE" || status["state"] == "FAILED") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(status["state"], "DONE") << status.dump();
+  EXPECT_EQ(status["segments"]["done"], 12);
+  EXPECT_NE(HttpGet(http, "/metrics", &code).find("segue_transfers_total{result=\"refused\"} 0"),
+            std::string::npos);
+
   // A song larger than the budget is refused, saying so.
   MakeTone(dir / "song.wav", 60);  // 5.3 MB
   EXPECT_NE(RunCommand(Cli("submit '" + dir / "job.yaml" + "' --coordinator " + farm.endpoint()),

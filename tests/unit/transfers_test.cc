@@ -158,13 +158,6 @@ TEST(TransferTable, ATransferCannotBeTrickled) {
   ASSERT_EQ(late.size(), 1u);
   EXPECT_NE(late[0].why.find("too slow"), std::string::npos) << late[0].why;
   EXPECT_EQ(t.held_bytes(), 0u);
-  // The cap counts by owner (a key), whatever the connection.
-  TransferOptions capped = Budget(4 * kMiB);
-  capped.max_per_peer = 1;
-  TransferTable k(capped);
-  EXPECT_EQ(k.Request("conn-1", 1, kMiB, false, 0, "KEY"), "");
-  EXPECT_NE(k.Request("conn-2", 1, kMiB, false, 0, "KEY"), "");
-  EXPECT_EQ(k.Request("conn-3", 1, kMiB, false, 0, "OTHER"), "");
 }
 
 TEST(OutgoingTransfers, SmallMessagesGoWholeLargeOnesInPartsOnceGranted) {
@@ -220,6 +213,29 @@ TEST(OutgoingTransfers, SmallMessagesGoWholeLargeOnesInPartsOnceGranted) {
       OutgoingTransfers::Outcome::kRefused);
   EXPECT_EQ(why, "too large");
   EXPECT_TRUE(back == message);
+}
+
+// A sender has at most kMaxRequested requests out (the coordinator refuses more from one peer):
+// a co-denoising worker's dozens of results ask four at a time, the next as each is answered.
+TEST(OutgoingTransfers, RequestsGoFourAtATime) {
+  OutgoingTransfers out(1);
+  const std::string large(TransferLimits::kPartBytes + 1, 'x');
+  std::vector<std::string> sent;
+  for (int i = 0; i < 6; ++i) sent.push_back(out.Prepare(large));
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(sent[i].empty(), i >= TransferLimits::kMaxRequested);
+  EXPECT_TRUE(out.NextRequests().empty());
+  EXPECT_EQ(out.requested(), 4u);
+  const std::string grant = TransferReplyMessage(2, "");
+  auto g = Incoming::Parse(grant.data(), grant.size());
+  std::string why;
+  EXPECT_EQ(out.OnReply((*g)->envelope().getTransferReply(), [](std::string) {}, &why),
+            OutgoingTransfers::Outcome::kSent);
+  auto next = out.NextRequests();
+  ASSERT_EQ(next.size(), 1u);
+  auto r = Incoming::Parse(next[0].data(), next[0].size());
+  EXPECT_EQ((*r)->envelope().getTransferRequest().getTransfer(), 5u);  // the oldest waiting
+  // After a reconnect the four out are asked for again.
+  EXPECT_EQ(out.Requests().size(), 4u);
 }
 
 TEST(OutgoingTransfers, TheOldestUnansweredMessageIsGivenUpBeyondTheCap) {
