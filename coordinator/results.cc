@@ -12,6 +12,7 @@
 
 #include "common/plan/plan.h"
 #include "common/protocol/protocol.h"
+#include "common/util/digest.h"
 #include "coordinator/assignments.h"
 
 namespace segue {
@@ -43,13 +44,7 @@ class Digest {
   std::string Hex() {
     unsigned char out[crypto_hash_sha256_BYTES];
     crypto_hash_sha256_final(&state_, out);
-    static const char* hex = "0123456789abcdef";
-    std::string s;
-    for (unsigned char c : out) {
-      s += hex[c >> 4];
-      s += hex[c & 15];
-    }
-    return s;
+    return HexOf(out, sizeof out);
   }
 
  private:

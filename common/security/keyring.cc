@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/security/curve.h"
+#include "common/util/digest.h"
 #include "common/util/yaml_error.h"
 
 namespace segue {
@@ -111,13 +112,7 @@ Identity LocalIdentity() { return Identity{"local", Role::kAdmin, "", {"*"}}; }
 std::string TokenDigest(std::string_view token) {
   unsigned char digest[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(token.data()), token.size());
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : digest) {
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  }
-  return out;
+  return HexOf(digest, sizeof digest);
 }
 
 std::string NewToken() {

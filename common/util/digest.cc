@@ -20,6 +20,17 @@ std::string Hex(XXH128_hash_t h) {
 
 }  // namespace
 
+std::string HexOf(const unsigned char* bytes, size_t n) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    out += hex[bytes[i] >> 4];
+    out += hex[bytes[i] & 15];
+  }
+  return out;
+}
+
 std::string DigestBytes(std::string_view bytes) {
   return Hex(XXH3_128bits(bytes.data(), bytes.size()));
 }

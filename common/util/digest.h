@@ -3,7 +3,9 @@
 // the same on every host, unlike a path or a modification time.
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "common/status/status.h"
 
@@ -13,5 +15,7 @@ namespace segue {
 Result<std::string> DigestFile(const std::string& path);
 // The same over bytes in memory.
 std::string DigestBytes(std::string_view bytes);
+// `n` bytes as 2n lower-case hex digits.
+std::string HexOf(const unsigned char* bytes, size_t n);
 
 }  // namespace segue
