@@ -102,6 +102,23 @@ TEST(ResultKeys, AnEditedPromptChangesWhatItReachesByStrategy) {
   EXPECT_TRUE(Changed(a, KeysOf(cosine_independent)).empty());
 }
 
+// A longer video (docs/MANIFEST.md, Iterating): with the same length and overlap the segments
+// before the change keep their place and keys, independent or chained (70 frames where there
+// were 62: the ten segments stay, two are added); co-denoised ones all change (the gang is the
+// whole video).
+TEST(ResultKeys, ALongerVideoKeepsTheSegmentsBeforeTheChange) {
+  auto longer = [](std::string text) {
+    text.replace(text.find("frames: 62"), 10, "frames: 70");
+    return text;
+  };
+  for (const char* strategy : {"independent", "chained"}) {
+    const auto a = KeysOf(Text(strategy)), b = KeysOf(longer(Text(strategy)));
+    EXPECT_EQ(b.size(), a.size() + 2) << strategy;
+    EXPECT_TRUE(Changed(a, b).empty()) << strategy;
+  }
+  EXPECT_EQ(Changed(KeysOf(Text("codenoise")), KeysOf(longer(Text("codenoise")))).size(), 10u);
+}
+
 // The model's weights are part of every key, and a farm serves one set of weights per name.
 TEST(ResultKeys, OtherWeightsChangeEveryKeyAndAFarmServesOneSetPerName) {
   const auto keys = KeysOf(Text("independent"));
