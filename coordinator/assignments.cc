@@ -162,11 +162,9 @@ std::string RenderAssignment(const Job& j, uint32_t segment, uint32_t attempt,
   return Serialize(b);
 }
 
-std::string EncodeAssignment(const Job& j, uint32_t chunk, uint32_t attempt, const Tensor& blended,
-                             const AssignmentOptions& o) {
+void FillEncodeTask(const Job& j, uint32_t chunk, uint32_t attempt, const AssignmentOptions& o,
+                    wire::EncodeTask::Builder t) {
   const Manifest& m = j.manifest;
-  capnp::MallocMessageBuilder b;
-  auto t = b.initRoot<wire::Envelope>().initAssignment().initEncode();
   t.setJobId(j.id);
   t.setChunk(chunk);
   t.setAttempt(attempt);
@@ -179,11 +177,18 @@ std::string EncodeAssignment(const Job& j, uint32_t chunk, uint32_t attempt, con
   t.setFrameStart(w.video_start);
   t.setSkipFrames(static_cast<uint32_t>(w.skip));
   t.setKeepFrames(static_cast<uint32_t>(w.keep));
-  SetTensor(t.initLatents(), blended);
   t.setCodec(m.output_codec);
   t.setCrf(static_cast<uint32_t>(m.output_crf));
   t.setProfile(m.output_profile);
   t.setPreset(o.encoder_preset);
+}
+
+std::string EncodeAssignment(const Job& j, uint32_t chunk, uint32_t attempt, const Tensor& blended,
+                             const AssignmentOptions& o) {
+  capnp::MallocMessageBuilder b;
+  auto t = b.initRoot<wire::Envelope>().initAssignment().initEncode();
+  FillEncodeTask(j, chunk, attempt, o, t);
+  SetTensor(t.initLatents(), blended);
   return Serialize(b);
 }
 

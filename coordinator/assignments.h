@@ -59,6 +59,10 @@ uint32_t ReadGangResume(const Job& j, Journal& journal, std::vector<Tensor>* lat
 void FillRenderTask(const Job& j, uint32_t index, uint32_t attempt, const AssignmentOptions& o,
                     wire::RenderTask::Builder t);
 
+// Everything a worker needs to encode chunk `chunk` of `j`, except the blended latents.
+void FillEncodeTask(const Job& j, uint32_t chunk, uint32_t attempt, const AssignmentOptions& o,
+                    wire::EncodeTask::Builder t);
+
 std::string RenderAssignment(const Job& j, uint32_t segment, uint32_t attempt,
                              const RenderInputs& in, const AssignmentOptions& o);
 std::string EncodeAssignment(const Job& j, uint32_t chunk, uint32_t attempt, const Tensor& blended,

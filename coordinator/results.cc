@@ -53,7 +53,7 @@ class Digest {
 
 }  // namespace
 
-std::vector<SegmentKey> SegmentKeys(const Job& j) {
+std::vector<SegmentKey> SegmentKeys(const Job& j, bool with_parts) {
   std::vector<SegmentKey> keys(j.segments.size());
   capnp::MallocMessageBuilder spec_message;
   auto spec = spec_message.initRoot<wire::ModelSpec>();
@@ -74,21 +74,6 @@ std::vector<SegmentKey> SegmentKeys(const Job& j) {
     if (!codenoise) t.setTotalLatents(0);
     SegmentKey& k = keys[s];
     k.model = model;
-    // The parts below say what differs; the key is over the whole task all the same.
-    Digest settings("settings");
-    settings.Add(t.getModel().cStr()).AddNumber(t.getSteps()).Add(t.getSampler().cStr());
-    settings.Add(std::to_string(t.getShift())).Add(std::to_string(t.getShiftFromTokens()));
-    for (float sigma : t.getSigmas()) settings.Add(std::to_string(sigma));
-    settings.Add(std::to_string(t.getEta())).Add(std::to_string(t.getGuidance()));
-    settings.Add(t.getNegativePrompt().cStr()).AddNumber(t.getWidth()).AddNumber(t.getHeight());
-    settings.AddNumber(t.getFpsNum()).AddNumber(t.getFpsDen());
-    k.settings = settings.Hex();
-    k.place = Digest("place")
-                  .AddNumber(static_cast<uint64_t>(t.getLatentStart()))
-                  .AddNumber(t.getLatentCount())
-                  .AddNumber(static_cast<uint64_t>(t.getTotalLatents()))
-                  .Hex();
-    k.seed = Digest("seed").AddNumber(t.getSeed()).Hex();
     // The conditioning of each of its latent frames, as the worker derives it from the keyframes
     // (worker/tasks.cc, ReadRenderTask: PromptAt at each latent frame's first video frame): a
     // keyframe sent along only as the predecessor of one whose transition is over changes
@@ -104,15 +89,31 @@ std::vector<SegmentKey> SegmentKeys(const Job& j) {
     }
     k.prompts = prompts.Hex();
     t.initTimeline(0);  // in the key through its conditioning, above
-    k.camera = Digest("camera")
-                   .Add(t.getCameraMotion().cStr())
-                   .Add(std::to_string(t.getCameraSpeed()))
-                   .Hex();
     k.key = Digest("segue-result/1")
                 .Add(model)
                 .Add(k.prompts)
                 .AddStruct(t.asReader())
                 .Hex();  // its own; dependencies are added below
+    if (!with_parts) continue;
+    // The parts below say what differs (WhyDifferent); the key is over the whole task.
+    Digest settings("settings");
+    settings.Add(t.getModel().cStr()).AddNumber(t.getSteps()).Add(t.getSampler().cStr());
+    settings.Add(std::to_string(t.getShift())).Add(std::to_string(t.getShiftFromTokens()));
+    for (float sigma : t.getSigmas()) settings.Add(std::to_string(sigma));
+    settings.Add(std::to_string(t.getEta())).Add(std::to_string(t.getGuidance()));
+    settings.Add(t.getNegativePrompt().cStr()).AddNumber(t.getWidth()).AddNumber(t.getHeight());
+    settings.AddNumber(t.getFpsNum()).AddNumber(t.getFpsDen());
+    k.settings = settings.Hex();
+    k.place = Digest("place")
+                  .AddNumber(static_cast<uint64_t>(t.getLatentStart()))
+                  .AddNumber(t.getLatentCount())
+                  .AddNumber(static_cast<uint64_t>(t.getTotalLatents()))
+                  .Hex();
+    k.seed = Digest("seed").AddNumber(t.getSeed()).Hex();
+    k.camera = Digest("camera")
+                   .Add(t.getCameraMotion().cStr())
+                   .Add(std::to_string(t.getCameraSpeed()))
+                   .Hex();
   }
   // What the strategy makes each segment depend on.
   if (j.strategy() == Strategy::kChained) {
@@ -142,7 +143,7 @@ const std::vector<std::string>& ResultKeys(Job& j) {
     if (j.model.identity.empty()) {
       j.result_keys.assign(j.segments.size(), "");  // weights unknown: nothing to match on
     } else {
-      for (SegmentKey& k : SegmentKeys(j)) j.result_keys.push_back(std::move(k.key));
+      for (SegmentKey& k : SegmentKeys(j, false)) j.result_keys.push_back(std::move(k.key));
     }
   }
   return j.result_keys;
@@ -222,10 +223,12 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
                                 std::to_string(found[s].segment) + " (unchanged)");
     ++out.hits;
     out.bytes += ResultBytes(j, static_cast<uint32_t>(s));
-    // The donor's result was just used: the last the cache would evict.
+    // The donor's result was just used: the last the cache would evict. Its use is the copy's
+    // (not a fresh reading of the clock, which may have moved on): of the two, the older job's
+    // goes first.
     Job& donor = jobs.at(found[s].job);
     Task& t = donor.seg[found[s].segment];
-    t.result_used_ms = env->NowMillis();
+    t.result_used_ms = j.seg[s].result_used_ms;
     journal.PutTask(donor.id, TaskKind::kRender, found[s].segment, t);
   }
   // Chunks whose segments are all done (a chunk reused while one of its segments still renders
@@ -253,7 +256,7 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
     ++out.chunks;
     Job& donor = jobs.at(chunks[c].job);
     Task& d = donor.chunk[chunks[c].segment];
-    d.result_used_ms = env->NowMillis();
+    d.result_used_ms = t.result_used_ms;  // as for segments, above
     journal.PutTask(donor.id, TaskKind::kEncode, chunks[c].segment, d);
   }
   if (out.hits > 0 || out.chunks > 0)
@@ -272,14 +275,11 @@ const std::vector<std::string>& ChunkKeys(Job& j, const AssignmentOptions& o) {
   }
   for (size_t c = 0; c < j.chunks.size(); ++c) {
     // The encode task as its worker gets it, without the job, the attempt and the latents.
-    const std::string task = EncodeAssignment(j, static_cast<uint32_t>(c), 0, Tensor{}, o);
-    auto in = Incoming::Parse(task.data(), task.size());
     capnp::MallocMessageBuilder b;
-    b.setRoot(in.ok() ? (*in)->envelope().getAssignment().getEncode() : wire::EncodeTask::Reader());
-    auto t = b.getRoot<wire::EncodeTask>();
+    auto t = b.initRoot<wire::EncodeTask>();
+    FillEncodeTask(j, static_cast<uint32_t>(c), 0, o, t);
     t.setJobId(0);
     t.setChunk(0);
-    t.disownLatents();
     Digest d("chunk/1");
     d.AddStruct(t.asReader()).Add(j.manifest.blend);
     // The latents its window blends: the covering segments' keys and places.

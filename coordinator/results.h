@@ -38,8 +38,9 @@ struct SegmentKey {
   std::string model, settings, place, seed, prompts, camera, depends;
 };
 
-// The keys of every segment of `j`, with their parts. REQUIRES: j is planned.
-std::vector<SegmentKey> SegmentKeys(const Job& j);
+// The keys of every segment of `j`, with their parts (`with_parts`: the digests WhyDifferent
+// compares; without, only `key`, `prompts` and `depends`). REQUIRES: j is planned.
+std::vector<SegmentKey> SegmentKeys(const Job& j, bool with_parts = true);
 // Just the keys, worked out once per plan (kept in j.result_keys); all empty when the model's
 // weights are not known (a job stored before identities were, a host whose adapter reports
 // none): such results are neither stored by key nor reused. REQUIRES: j is planned.
