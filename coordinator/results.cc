@@ -209,6 +209,9 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
       out.misses += j.seg[s].state == TaskState::kPending ? 1 : 0;
     return out;
   }
+  // One use time for every result taken here, copies and donors alike: the cache's order
+  // between them is then the jobs' (the older job's goes first), not the clock's ticks.
+  const uint64_t now = env->NowMillis();
   for (size_t s = 0; s < found.size(); ++s) {
     if (found[s].job == 0 || j.seg[s].state != TaskState::kPending) continue;
     auto latents = journal.Latents(found[s].job, found[s].segment);
@@ -220,15 +223,14 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
     }
     machine.CompleteSegment(j, static_cast<uint32_t>(s), *latents,
                             "reused from job " + std::to_string(found[s].job) + " segment " +
-                                std::to_string(found[s].segment) + " (unchanged)");
+                                std::to_string(found[s].segment) + " (unchanged)",
+                            now);
     ++out.hits;
     out.bytes += ResultBytes(j, static_cast<uint32_t>(s));
-    // The donor's result was just used: the last the cache would evict. Its use is the copy's
-    // (not a fresh reading of the clock, which may have moved on): of the two, the older job's
-    // goes first.
+    // The donor's result was just used: the last the cache would evict.
     Job& donor = jobs.at(found[s].job);
     Task& t = donor.seg[found[s].segment];
-    t.result_used_ms = j.seg[s].result_used_ms;
+    t.result_used_ms = now;
     journal.PutTask(donor.id, TaskKind::kRender, found[s].segment, t);
   }
   // Chunks whose segments are all done (a chunk reused while one of its segments still renders
@@ -247,7 +249,7 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
     if (!container.ok()) continue;  // gone: encoded like any other
     Task& t = j.chunk[c];
     t.result_key = chunk_keys[c];
-    t.result_used_ms = env->NowMillis();
+    t.result_used_ms = now;
     t.result_bytes = container->size();
     out.assemble =
         machine.CompleteChunk(j, static_cast<uint32_t>(c), *container,

@@ -76,11 +76,11 @@ bool StateMachine::IsCurrent(const JobTable& jobs, uint64_t job, TaskKind kind, 
 }
 
 void StateMachine::CompleteSegment(Job& j, uint32_t index, const Tensor& latents,
-                                   const std::string& note) {
+                                   const std::string& note, uint64_t used_ms) {
   Task& t = j.seg[index];
   t.state = TaskState::kDone;
   t.result_key = ResultKeys(j)[index];
-  t.result_used_ms = env_->NowMillis();
+  t.result_used_ms = used_ms ? used_ms : env_->NowMillis();
   journal_->PutLatents(j.id, index, latents);
   journal_->PutTask(j.id, TaskKind::kRender, index, t);
   if (t.has_checkpoint) journal_->DeleteCheckpoint(j.id, index);  // done: not needed any more

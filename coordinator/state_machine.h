@@ -61,8 +61,10 @@ class StateMachine {
                  uint32_t attempt, const std::string& worker) const;
 
   // RUNNING -> DONE with its final latents (replacing its checkpoint). `note`: how the event
-  // says it came ("by w1 (attempt 2, 840 ms)").
-  void CompleteSegment(Job& j, uint32_t index, const Tensor& latents, const std::string& note);
+  // says it came ("by w1 (attempt 2, 840 ms)"). `used_ms`: when its result was used, for the
+  // result cache (0: now).
+  void CompleteSegment(Job& j, uint32_t index, const Tensor& latents, const std::string& note,
+                       uint64_t used_ms = 0);
   // RUNNING -> DONE with its encoded bytes. Returns true when it was the job's last chunk: the
   // job is ready to assemble.
   bool CompleteChunk(Job& j, uint32_t index, std::string_view container, const std::string& note);
