@@ -317,12 +317,14 @@ std::optional<HttpResponse> ReadRequest(const HttpTarget& t, HandlerContext& c, 
         q.metadata.emplace_back(v.substr(0, eq), v.substr(eq + 1));
       } else if (k == "after") {
         q.after_id = IdOf(v);
+      } else if (k == "family") {
+        q.family = IdOf(v);
       } else if (k == "limit") {
         q.limit = static_cast<uint32_t>(std::min<uint64_t>(IdOf(v), 1000000));
       } else {
-        return JsonError(
-            400, "bad_request",
-            "unknown parameter '" + k + "' (known: state, owner, name, meta, after, limit)");
+        return JsonError(400, "bad_request",
+                         "unknown parameter '" + k +
+                             "' (known: state, owner, name, meta, after, family, limit)");
       }
     }
     uint64_t next = 0;

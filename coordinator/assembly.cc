@@ -29,7 +29,7 @@ Status AssembleJob(const Job& j, Journal& journal, Env* env, const std::string& 
     spec.chunk_starts.push_back(j.geometry.VideoStart(c.start));  // chunks are in latent frames
   }
   if (s.ok() && j.has_audio) {
-    auto audio = journal.Audio(j.id);
+    auto audio = journal.Audio(j.AudioJob());
     if (!audio.ok()) {
       s = Status::Error("the job's audio is missing from the store");
     } else {

@@ -7,6 +7,7 @@
 #include "common/protocol/protocol.h"
 #include "common/protocol/reports.h"
 #include "common/protocol/transfer.h"
+#include "coordinator/family.h"
 #include "coordinator/handlers.h"
 #include "coordinator/results.h"
 
@@ -59,6 +60,21 @@ void StopJobTasks(HandlerContext& c, const Job& j, const std::string& why) {
   }
 }
 
+// A derived job's log says what it is of which job (its first event could not: the ids were
+// given as it was written).
+void DescribeFamily(HandlerContext& c, const Job& j) {
+  const std::string of = " of job " + std::to_string(j.family.parent);
+  if (j.family.role == JobRole::kPreview)
+    c.journal.AddEvent(j.id, "the preview" + of + ", at " + std::to_string(j.manifest.steps) +
+                                 " steps and " + std::to_string(j.manifest.width) + "x" +
+                                 std::to_string(j.manifest.height) + "; job " +
+                                 std::to_string(j.family.parent) + " waits for it");
+  if (j.family.role == JobRole::kTake)
+    c.journal.AddEvent(j.id, "take " + std::to_string(j.family.take) + " of section " +
+                                 std::to_string(j.family.section) + of +
+                                 "; it waits until that job has rendered every segment");
+}
+
 }  // namespace
 
 std::string SubmitReplyOf(const Job& j, bool existing) {
@@ -90,48 +106,134 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
   Job& j = *admitted;
   j.owner = owner;
   j.submission_id = submission_id;
+  // Its preview and takes come with it, each a job (family.h).
+  auto derived = DeriveJobs(j, c.admission, c.env, c.models);
+  if (!derived.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, derived.message());
+  std::vector<Job*> family{&j};
+  for (Job& d : *derived) family.push_back(&d);
   // Per-owner limits: one team's queue cannot fill the farm's (or the coordinator's memory).
-  int owner_jobs = 1;
-  int64_t owner_frames = j.manifest.frames;
+  int owner_jobs = static_cast<int>(family.size());
+  int64_t family_frames = 0;
+  for (const Job* f : family) family_frames += f->manifest.frames;
+  int64_t owner_frames = family_frames;
   for (const auto& [id, other] : c.jobs) {
     if (IsFinished(other.state) || other.owner != owner) continue;
     ++owner_jobs;
     owner_frames += other.manifest.frames;
   }
+  const int others = owner_jobs - static_cast<int>(family.size());
   if (c.options.max_owner_jobs > 0 && owner_jobs > c.options.max_owner_jobs)
-    return ErrorMessage(wire::ErrorCode::OVER_LIMIT,
-                        "'" + owner + "' has " + std::to_string(owner_jobs - 1) +
-                            " unfinished jobs, the most this coordinator queues per owner "
-                            "(--max-owner-jobs); wait for some to finish or cancel some");
+    return ErrorMessage(
+        wire::ErrorCode::OVER_LIMIT,
+        "'" + owner + "' has " + std::to_string(others) +
+            " unfinished jobs, the most this coordinator queues per owner (--max-owner-jobs)" +
+            (family.size() > 1 ? " counting this manifest's " + std::to_string(family.size()) +
+                                     " jobs (its preview and takes are jobs)"
+                               : std::string()) +
+            "; wait for some to finish or cancel some");
   if (c.options.max_owner_frames > 0 && owner_frames > c.options.max_owner_frames)
     return ErrorMessage(
         wire::ErrorCode::OVER_LIMIT,
-        j.manifest_name + ": its " + std::to_string(j.manifest.frames) + " frames would bring '" +
+        j.manifest_name + ": its " + std::to_string(family_frames) + " frames would bring '" +
             owner + "''s unfinished jobs to " + std::to_string(owner_frames) +
             " frames, above this coordinator's limit of " +
             std::to_string(c.options.max_owner_frames) + " per owner (--max-owner-frames)");
+  std::vector<std::string> events;
+  for (Job* f : family) {
+    f->owner = owner;
+    events.push_back((f == &j ? "submitted by " + owner
+                              : std::string("derived from the job submitted with it")) +
+                     ": " + std::to_string(f->manifest.frames) + " frames " +
+                     (f->planned() ? "in " + std::to_string(f->segments.size()) + " segments"
+                                   : "(waiting for a worker that serves model " +
+                                         f->manifest.model_name + " to plan it)") +
+                     ", output " + f->output_path);
+  }
   auto audio = s.getAudioData();
-  Status ws = c.journal.AddJob(
-      j, std::string_view(reinterpret_cast<const char*>(audio.begin()), audio.size()),
-      "submitted by " + owner + ": " + std::to_string(j.manifest.frames) + " frames " +
-          (j.planned() ? "in " + std::to_string(j.segments.size()) + " segments"
-                       : "(waiting for a worker that serves model " + j.manifest.model_name +
-                             " to plan it)") +
-          ", output " + j.output_path);
+  Status ws = c.journal.AddJobs(
+      family, std::string_view(reinterpret_cast<const char*>(audio.begin()), audio.size()), events);
   if (!ws.ok())
     return ErrorMessage(wire::ErrorCode::INTERNAL, "cannot store the job: " + ws.message());
-  spdlog::info("job {} ({}, owner {}) accepted: {} frames, {} segments, {} chunks -> {}", j.id,
-               j.name, j.owner, j.manifest.frames, j.segments.size(), j.chunks.size(),
-               j.output_path);
+  std::string reply = SubmitReplyOf(j, false);
+  std::vector<uint64_t> ids;
+  for (Job* f : family) {
+    spdlog::info("job {} ({}, owner {}) accepted: {} frames, {} segments, {} chunks -> {}", f->id,
+                 f->name, f->owner, f->manifest.frames, f->segments.size(), f->chunks.size(),
+                 f->output_path);
+    f->started_ms = c.env->NowMillis();
+    c.machine.Submitted(*f);
+    ids.push_back(f->id);
+    const uint64_t id = f->id;
+    c.jobs.emplace(id, std::move(*f));
+  }
+  for (uint64_t id : ids) {
+    Job& placed = c.jobs.at(id);
+    if (placed.family.role == JobRole::kPreview) c.jobs.at(placed.family.parent).preview_job = id;
+  }
+  for (uint64_t id : ids) {
+    Job& placed = c.jobs.at(id);
+    DescribeFamily(c, placed);
+    placed.waiting_for = WaitingFor(c.jobs, placed);
+    // Segments another job has rendered with the same inputs are not rendered again (a job
+    // that waits takes them when it stops waiting: ReleaseWaitingJobs).
+    if (placed.waiting_for == 0) ReuseResults(c, placed);
+  }
+  c.schedule_due = true;
+  return reply;
+}
+
+std::string OnPickRequest(HandlerContext& c, wire::PickRequest::Reader r,
+                          const std::string& owner) {
+  auto it = c.jobs.find(r.getJobId());
+  if (it == c.jobs.end()) return NoJob(r.getJobId());
+  const Job& from = it->second;
+  auto root = c.jobs.find(from.family.root ? from.family.root : from.id);
+  if (root == c.jobs.end()) return NoJob(from.family.root);
+  std::map<int, int> picks;
+  for (auto p : r.getPicks()) {
+    if (p.getSection() > static_cast<uint32_t>(ManifestLimits::kMaxTimelineEntries))
+      return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                          "section " + std::to_string(p.getSection()) + " is out of range");
+    picks[static_cast<int>(p.getSection())] = static_cast<int>(p.getTake());
+  }
+  auto picked =
+      PickJob(from, root->second, picks, r.getOutput().cStr(), c.admission, c.env, c.models);
+  if (!picked.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, picked.message());
+  Job& j = *picked;
+  j.owner = owner;
+  j.created_ms = j.updated_ms = c.env->NowMillis();
+  std::string said;
+  for (const auto& [section, take] : j.family.picks)
+    said += " section " + std::to_string(section) + " take " + std::to_string(take);
+  Status ws = c.journal.AddJob(j, {},
+                               "picked by " + owner + " from job " + std::to_string(from.id) + ":" +
+                                   said + "; output " + j.output_path);
+  if (!ws.ok())
+    return ErrorMessage(wire::ErrorCode::INTERNAL, "cannot store the job: " + ws.message());
   std::string reply = SubmitReplyOf(j, false);
   j.started_ms = c.env->NowMillis();
-  const uint64_t id = j.id;
   c.machine.Submitted(j);
+  const uint64_t id = j.id;
   Job& placed = c.jobs.emplace(id, std::move(j)).first->second;
-  // Segments another job has rendered with the same inputs are not rendered again.
   ReuseResults(c, placed);
   c.schedule_due = true;
   return reply;
+}
+
+void ReleaseWaitingJobs(HandlerContext& c) {
+  for (auto& [id, j] : c.jobs) {
+    if (j.waiting_for == 0) continue;
+    const uint64_t was = j.waiting_for;
+    j.waiting_for = WaitingFor(c.jobs, j);
+    if (j.waiting_for != 0) continue;
+    c.journal.AddEvent(
+        id, j.family.role == JobRole::kTake
+                ? "job " + std::to_string(was) + " has rendered every segment: scheduled now"
+                : "its preview, job " + std::to_string(was) + ", is finished: scheduled now");
+    j.started_ms = c.env->NowMillis();  // the ETA counts from here
+    ReuseResults(c, j);
+    c.schedule_due = true;
+  }
 }
 
 std::string OnStatusRequest(HandlerContext& c, uint64_t job) {
@@ -148,6 +250,7 @@ std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r) {
   q.name = r.getName().cStr();
   q.after_id = r.getAfterId();
   q.limit = r.getLimit();
+  q.family = r.getFamily();
   uint64_t next = 0;
   const std::vector<const Job*> page = FindJobs(c.jobs, q, &next);
   capnp::MallocMessageBuilder b;
@@ -185,6 +288,13 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
       if (IsFinished(j.state)) return StatusReply(c, j);
       StopJobTasks(c, j, "job cancelled");
       s = c.machine.Cancel(j);
+      // Its preview and takes go with it: they exist for it.
+      for (uint64_t d : DerivedJobsOf(c.jobs, j.id)) {
+        Job& dj = c.jobs.at(d);
+        StopJobTasks(c, dj, "job " + std::to_string(j.id) + " cancelled");
+        if (c.machine.Cancel(dj).ok())
+          c.journal.AddEvent(d, "cancelled with job " + std::to_string(j.id));
+      }
       break;
     case wire::JobActionKind::RETRY:
       s = c.machine.Retry(j);
@@ -194,7 +304,8 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
         if (const model::ModelMetadata* m = c.models.Find(j.manifest.model_name))
           c.machine.Plan(j, *m, c.admission.chunk_frames, c.admission.max_job_segments);
       }
-      if (s.ok()) ReuseResults(c, j);
+      if (s.ok()) j.waiting_for = WaitingFor(c.jobs, j);
+      if (s.ok() && j.waiting_for == 0) ReuseResults(c, j);
       // A job that failed at assembly has nothing left to render or encode: it is assembled
       // again now (no task will finish to trigger it).
       if (s.ok() && j.planned() && !j.chunks.empty() && j.chunks_done == j.chunks.size())

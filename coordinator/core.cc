@@ -17,6 +17,7 @@
 #include "coordinator/assignments.h"
 #include "coordinator/dashboard.h"
 #include "coordinator/events.h"
+#include "coordinator/family.h"
 #include "coordinator/handlers.h"
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
@@ -352,6 +353,7 @@ Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env*
     return R::Error("cannot restore jobs: " + s.message());
   auto due = rep->machine.Recover(rep->jobs);
   if (!due.ok()) return R::Error("cannot restore jobs: " + due.message());
+  LinkFamilies(rep->jobs);  // previews and takes wait as they did
   // The models the unfinished jobs were planned with are the farm's: a worker that comes back
   // with other metadata for one of them is refused, as before the restart.
   for (const auto& [id, j] : rep->jobs) {
@@ -470,7 +472,10 @@ void Core::EndTurn() {
   Rep& r = *rep_;
   for (uint64_t id : r.restored_to_assemble) Assemble(r.ctx, r.jobs.at(id));
   r.restored_to_assemble.clear();
-  if (r.ctx.schedule_due) r.ScheduleNow();
+  if (r.ctx.schedule_due) {
+    ReleaseWaitingJobs(r.ctx);
+    r.ScheduleNow();
+  }
   r.Flush();
 }
 

@@ -96,6 +96,7 @@ a{color:#8cb4ff} .muted{color:#8a8f98}
 .thumbs{display:flex;gap:6px;flex-wrap:wrap}
 .thumbs figure{margin:0;width:192px}.thumbs img{width:192px;border-radius:3px;background:#2a2d35;display:block}
 .thumbs figcaption{color:#8a8f98;font-size:12px}
+.takerow{margin:8px 0}.takerow>div{margin-bottom:4px}
 .state{font-weight:600}.DONE{color:#36b37e}.FAILED{color:#ff5630}.RUNNING{color:#4c9aff}
 .CANCELLED{color:#8a8f98}.STITCHING{color:#ffab00}
 button,input{font:inherit;background:#2a2d35;color:#e4e6eb;border:1px solid #3a3f4a;border-radius:3px;padding:4px 10px}
@@ -115,6 +116,11 @@ video{max-width:960px;width:100%;background:#000}
  priority <input id="priority" type="number" min="0" max="100"> <button id="setprio">Set</button>
  <span id="said" class="muted"></span>
 </div>
+<div id="family" class="muted"></div>
+<div id="previewbox" hidden><h2>Preview</h2><div id="preview" class="muted"></div></div>
+<div id="takesbox" hidden><h2>Takes</h2>
+<div class="muted">each section's takes, a thumbnail of the section's middle segment per take; pick one with
+<code>segue pick JOB SECTION TAKE</code></div><div id="takes"></div></div>
 <h2>Segments</h2><div class="strip" id="strip"></div>
 <h2>Finished segments</h2><div class="thumbs" id="thumbs"></div>
 <h2>Video</h2><div id="video" class="muted">the video plays here once the job is DONE</div>
@@ -166,16 +172,68 @@ async function tick(){
     f.appendChild(img);f.insertAdjacentHTML('beforeend','<figcaption>segment '+i+'</figcaption>');
     const after=[...thumbs.children].find(e=>Number(e.firstChild.dataset.segment)>i);
     thumbs.insertBefore(f,after||null)});
+  await family(j);
   const v=document.getElementById('video');
-  if(j.state==='DONE'&&!v.querySelector('video')){
-    v.innerHTML='<video controls preload="auto" playsinline></video><div><a download href="'+api+
-        '/output">download</a></div>';
-    const el=v.querySelector('video');el.dataset.state='loading';
-    el.onloadeddata=()=>{el.dataset.state='loaded';el.dataset.duration=el.duration.toFixed(2)};
-    el.onerror=()=>{el.dataset.state='error'};el.src=api+'/output'}
+  if(j.state==='DONE')play(v,api+'/output','output');
   const l=await get(api+'/logs');
   if(l.ok){const lines=(await l.json()).lines.slice(-300);
     document.getElementById('log').textContent=lines.map(x=>new Date(x.ms).toLocaleTimeString()+'  '+x.text).join('\n')}
+}
+// A video that plays `src` in `box` (once), its state and duration on the element for tests.
+function play(box,src,role){
+  if(box.querySelector('video'))return;
+  box.innerHTML='<video controls preload="auto" playsinline data-role="'+role+'"></video><div><a download href="'+
+      src+'">download</a></div>';
+  const el=box.querySelector('video');el.dataset.state='loading';
+  el.onloadeddata=()=>{el.dataset.state='loaded';el.dataset.duration=el.duration.toFixed(2)};
+  el.onerror=()=>{el.dataset.state='error'};el.src=src}
+// The job's family (docs/MANIFEST.md, Iterating): what it is of which job, its preview (played
+// here as soon as it is delivered) and a contact sheet of its takes.
+const takeCells=new Set();
+async function family(j){
+  const f=j.family||{};const link=i=>'<a href="/jobs/'+i+'">job '+i+'</a>';
+  let said='';
+  if(f.role==='preview')said='the preview of '+link(f.parent);
+  if(f.role==='take')said='take '+f.take+' of section '+f.section+' of '+link(f.parent);
+  if(f.role==='pick')said='picked from '+link(f.parent)+': '+f.picks.map(p=>'section '+p.section+' take '+p.take).join(', ');
+  if(f.waiting_for)said+=(said?' \u00b7 ':'')+'waiting for '+link(f.waiting_for);
+  document.getElementById('family').innerHTML=said;
+  if(f.preview_job){
+    document.getElementById('previewbox').hidden=false;
+    const box=document.getElementById('preview');
+    if(!box.querySelector('video')){
+      const r=await get('/api/v1/jobs/'+f.preview_job);
+      if(r.ok){const p=await r.json();
+        if(p.state==='DONE')play(box,'/api/v1/jobs/'+p.id+'/output','preview');
+        else box.innerHTML=link(p.id)+': '+esc(p.state)+' '+Math.round(p.progress*100)+'%'}}}
+  if(f.role!=='final')return;
+  const r=await get('/api/v1/jobs?family='+j.id);if(!r.ok)return;
+  const takes=(await r.json()).jobs.filter(t=>t.family.role==='take');
+  if(!takes.length)return;
+  document.getElementById('takesbox').hidden=false;
+  const sections={};takes.forEach(t=>(sections[t.family.section]=sections[t.family.section]||[]).push(t));
+  const box=document.getElementById('takes');
+  for(const [s,list] of Object.entries(sections)){
+    let row=document.getElementById('section-'+s);
+    if(!row){row=document.createElement('div');row.className='takerow';row.id='section-'+s;
+      const f0=list[0].family;
+      row.innerHTML='<div>section '+s+' (frames '+f0.section_frames[0]+'-'+f0.section_frames[1]+'): '+
+          esc(f0.section_prompt)+'</div><div class="thumbs"></div>';box.appendChild(row)}
+    const segs=list[0].family.section_segments;if(!segs.length)continue;
+    const mid=segs[Math.floor(segs.length/2)];
+    const cells=[{take:1,job:j}].concat(list.sort((a,b)=>a.family.take-b.family.take).map(t=>({take:t.family.take,job:t})));
+    for(const c of cells){
+      const key=s+'/'+c.take;const done=c.job.segments.states?c.job.segments.states[mid]==='#':c.job.segments.done===c.job.segments.total;
+      if(takeCells.has(key)||!done)continue;takeCells.add(key);
+      const fig=document.createElement('figure');const img=document.createElement('img');
+      img.dataset.take=key;img.alt='section '+s+' take '+c.take;
+      img.onload=()=>{img.dataset.loaded=img.naturalWidth>0?'1':'0'};img.onerror=()=>{img.dataset.loaded='0'};
+      img.src='/api/v1/jobs/'+c.job.id+'/segments/'+mid+'/thumbnail';fig.appendChild(img);
+      fig.insertAdjacentHTML('beforeend','<figcaption>take '+c.take+' \u00b7 <a href="/jobs/'+c.job.id+'">job '+
+          c.job.id+'</a> \u00b7 segue pick '+j.id+' '+s+' '+c.take+'</figcaption>');
+      const thumbs=row.querySelector('.thumbs');
+      const after=[...thumbs.children].find(e=>Number(e.firstChild.dataset.take.split('/')[1])>c.take);
+      thumbs.insertBefore(fig,after||null)}}
 }
 tick();setInterval(tick,1000);
 </script></body></html>

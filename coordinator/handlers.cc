@@ -39,6 +39,7 @@ std::optional<Action> ActionOf(wire::Envelope::Reader env) {
     case wire::Envelope::GOODBYE:
       return Action::kWork;
     case wire::Envelope::SUBMIT:
+    case wire::Envelope::PICK_REQUEST:
       return Action::kSubmit;
     case wire::Envelope::STATUS_REQUEST:
     case wire::Envelope::PLAN_REQUEST:
@@ -181,6 +182,8 @@ void Dispatch(HandlerContext& c, const std::string& identity, const Identity& pe
       return OnGoodbye(c, identity, env.getGoodbye().getReason().cStr());
     case wire::Envelope::SUBMIT:
       return reply(OnSubmit(c, env.getSubmit(), peer.name));
+    case wire::Envelope::PICK_REQUEST:
+      return reply(OnPickRequest(c, env.getPickRequest(), peer.name));
     case wire::Envelope::STATUS_REQUEST:
       return reply(OnStatusRequest(c, env.getStatusRequest().getJobId()));
     case wire::Envelope::PLAN_REQUEST:

@@ -77,6 +77,9 @@ void Deny(HandlerContext& c, const std::string& identity, const Identity* peer,
 
 // Takes what `j` can of the results other jobs have stored (results.h), counted in the metrics.
 void ReuseResults(HandlerContext& c, Job& j);
+// Jobs that waited (Job::waiting_for, family.h) and need not any more are scheduled, taking
+// what they can of stored results first.
+void ReleaseWaitingJobs(HandlerContext& c);
 // The result cache: its contents (list) or an eviction (prune; admins).
 std::string OnCacheRequest(HandlerContext& c, wire::CacheRequest::Reader r);
 
@@ -101,6 +104,8 @@ void OnCodenoiseExchange(HandlerContext& c, const std::string& identity,
 // The job is owned by `owner` (an identity's name).
 std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::string& owner);
 std::string OnStatusRequest(HandlerContext& c, uint64_t job);
+// segue pick: a new job from a job's family with other takes (family.h), owned by `owner`.
+std::string OnPickRequest(HandlerContext& c, wire::PickRequest::Reader r, const std::string& owner);
 // Jobs by id that pass `r`'s filters, a page at a time.
 std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r);
 // The protocol version, and who the coordinator takes `peer` for.

@@ -6,6 +6,20 @@
 
 namespace segue {
 
+const char* JobRoleName(JobRole r) {
+  switch (r) {
+    case JobRole::kFinal:
+      return "final";
+    case JobRole::kPreview:
+      return "preview";
+    case JobRole::kTake:
+      return "take";
+    case JobRole::kPick:
+      return "pick";
+  }
+  return "final";
+}
+
 const char* JobStateName(JobState s) {
   switch (s) {
     case JobState::kQueued:
@@ -43,7 +57,16 @@ std::string AudioExtension(const std::string& name) {
 
 Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
                uint32_t default_chunk_frames, int64_t max_segments) {
-  auto geometry = FitToModel(m, meta);
+  Manifest fitted = m;
+  if (j.family.role == JobRole::kPreview && m.preview) {
+    const int q = std::max(1, meta.spatial_multiple());
+    auto scaled = [&](int v) {
+      return std::max(q, static_cast<int>(v * m.preview->scale) / q * q);
+    };
+    fitted.width = scaled(m.width);
+    fitted.height = scaled(m.height);
+  }
+  auto geometry = FitToModel(fitted, meta);
   if (!geometry.ok()) return geometry.status();
   const int64_t count = CountSegments(geometry->latents, geometry->length, geometry->overlap);
   if (max_segments > 0 && count > max_segments)
@@ -52,11 +75,12 @@ Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
                          std::to_string(max_segments) +
                          " per job (--max-job-segments): use longer segments, less overlap, or "
                          "split the video into several jobs");
-  j.manifest = m;
+  j.manifest = std::move(fitted);
   j.model = meta;
   j.geometry = *geometry;
   j.blend = *ParseBlendMode(m.blend);
   j.segments = PlanLatentSegments(j.geometry, m.seed);
+  SeedTakes(j.geometry, m.timeline, j.segments);
   j.seg.assign(j.segments.size(), Task{});
   j.result_keys.clear();
   j.chunk_keys.clear();
@@ -73,6 +97,7 @@ std::vector<const Job*> FindJobs(const JobTable& jobs, const JobQuery& q, uint64
     if (!q.states.empty() && !q.states.count(JobStateName(j.state))) return false;
     if (!q.owner.empty() && j.owner != q.owner) return false;
     if (!q.name.empty() && j.name != q.name) return false;
+    if (q.family != 0 && j.id != q.family && j.family.root != q.family) return false;
     for (const auto& [k, v] : q.metadata) {
       auto it = j.manifest.metadata.find(k);
       if (it == j.manifest.metadata.end() || it->second != v) return false;

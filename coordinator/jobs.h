@@ -34,6 +34,23 @@ bool IsFinished(JobState s);
 // A worker that failed this many of a job's tasks gets no more of them (while others can).
 constexpr uint32_t kKeepWorkerOffAfter = 2;
 
+// How a job came to be (docs/MANIFEST.md, "Iterating"): submitted (a final), or derived from a
+// submitted one by the farm (its preview, each of its takes) or by `segue pick` (coordinator/
+// family.h).
+enum class JobRole { kFinal, kPreview, kTake, kPick };
+// "final", "preview", "take", "pick".
+const char* JobRoleName(JobRole r);
+
+struct JobFamily {
+  JobRole role = JobRole::kFinal;
+  uint64_t root = 0;    // the submitted job it derives from (0: itself); it uses the root's audio
+  uint64_t parent = 0;  // preview and take: the submitted job; pick: the job picked from
+  int section = -1;     // take: the section (timeline index) it renders another take of
+  int take = 0;         // take: which one (2 and up)
+  // Pick jobs: the take each section uses where it is not the manifest's own (section -> take).
+  std::map<int, int> picks;
+};
+
 // "segment 3", "chunk 2": how events and logs name a task.
 std::string TaskName(TaskKind kind, uint32_t index);
 
@@ -77,6 +94,14 @@ struct Job {
   uint64_t started_ms = 0;  // when this process began (or resumed) working on it: the ETA's start
   uint32_t chunk_frames = 96;
 
+  JobFamily family;
+  // Not stored, worked out from the family (coordinator/family.h): a final's preview job (0:
+  // none), and the job this one waits for before it is scheduled (0: it does not wait).
+  uint64_t preview_job = 0;
+  uint64_t waiting_for = 0;
+
+  // The manifest as submitted with the family applied (ApplyFamily): a take's seeds, a pick's
+  // takes, a preview's steps and (once planned) its size.
   Manifest manifest;
   model::ModelMetadata model;  // what the job was planned with
   LatentGeometry geometry;     // the plan in latent frames (FitToModel)
@@ -110,6 +135,8 @@ struct Job {
     return kind == TaskKind::kEncode ? chunk : seg;
   }
   Strategy strategy() const { return manifest.strategy; }
+  // The job whose stored audio this one uses: a family's is stored once, with its root.
+  uint64_t AudioJob() const { return family.root ? family.root : id; }
 };
 
 // The extension of a submitted audio file's name (".mp3"), kept on its copies because FFmpeg
@@ -124,7 +151,10 @@ using JobTable = std::map<uint64_t, Job>;
 // (chunk_frames 0, in video frames) gets `default_chunk_frames`; chunks are whole latent frames,
 // at least one. `max_segments` > 0: a plan of more segments is refused before anything is
 // planned (a coordinator's limit; restored jobs, admitted under their own, pass 0).
-// REQUIRES: `m` is a validated manifest.
+// A preview (family.role) is planned at its manifest's preview.scale of the size, rounded down to
+// the model's spatial multiple.
+// REQUIRES: `m` is a validated manifest, as submitted with the family applied (not a planned
+// job's: a preview's would be scaled twice).
 Status PlanJob(Job& j, const Manifest& m, const model::ModelMetadata& meta,
                uint32_t default_chunk_frames, int64_t max_segments = 0);
 
@@ -134,6 +164,7 @@ struct JobQuery {
   std::set<std::string> states;  // JobStateName()s
   std::string owner, name;
   std::vector<std::pair<std::string, std::string>> metadata;
+  uint64_t family = 0;  // the submitted job and every job derived from it (JobFamily::root)
   uint64_t after_id = 0;
   uint32_t limit = 0;
 };

@@ -10,6 +10,7 @@
 
 #include "common/protocol/protocol.h"
 #include "common/util/big_endian.h"
+#include "coordinator/family.h"
 #include "coordinator/records.capnp.h"
 
 namespace segue {
@@ -119,6 +120,17 @@ std::string EncodeJob(const Job& j) {
   r.setUpdatedMs(j.updated_ms);
   r.setFinishedMs(j.finished_ms);
   r.setChunkFrames(j.chunk_frames);
+  r.setRole(static_cast<uint8_t>(j.family.role));
+  r.setRoot(j.family.root);
+  r.setParent(j.family.parent);
+  r.setSection(j.family.section);
+  r.setTake(static_cast<uint32_t>(j.family.take));
+  auto picks = r.initPicks(static_cast<unsigned>(j.family.picks.size()));
+  unsigned p = 0;
+  for (const auto& [section, take] : j.family.picks) {
+    picks[p].setSection(static_cast<uint32_t>(section));
+    picks[p++].setTake(static_cast<uint32_t>(take));
+  }
   if (j.planned()) {
     capnp::MallocMessageBuilder spec;
     SetModelSpec(spec.initRoot<wire::ModelSpec>(), j.model);
@@ -251,21 +263,33 @@ void Journal::PutPoolSettings(const std::string& pool, const std::string& settin
 }
 
 Status Journal::AddJob(Job& j, std::string_view audio, const std::string& first_event) {
-  Flush();  // what the turn wrote before stays before the job
+  return AddJobs({&j}, audio, {first_event});
+}
+
+Status Journal::AddJobs(const std::vector<Job*>& family, std::string_view audio,
+                        const std::vector<std::string>& first_events) {
+  Flush();  // what the turn wrote before stays before the jobs
   Store::Batch batch;
-  j.id = store_->NextId("job", batch);
-  batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
-  // Synced below: the tasks' recorded_attempt (0) and recorded_in_write (0) hold as they are.
+  for (Job* j : family) j->id = store_->NextId("job", batch);
+  const uint64_t root = family.front()->id;
   const uint64_t now = env_->NowMillis();
-  for (size_t i = 0; i < j.seg.size(); ++i)
-    batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(i)),
-              EncodeTask(j.seg[i], now));
-  for (size_t i = 0; i < j.chunk.size(); ++i)
-    batch.Put(Family::kChunks, TaskKey(j.id, static_cast<uint32_t>(i)),
-              EncodeTask(j.chunk[i], now));
-  if (j.has_audio) batch.Put(Family::kInputs, NamedKey(j.id, "audio"), std::string(audio));
-  batch.Put(Family::kEvents, JobKey(j.id) + JobKey(store_->NextId("event", batch)),
-            std::to_string(now) + " " + first_event);
+  for (size_t f = 0; f < family.size(); ++f) {
+    Job& j = *family[f];
+    if (f > 0 && j.family.root == 0) j.family.root = j.family.parent = root;
+    batch.Put(Family::kJobs, JobKey(j.id), EncodeJob(j));
+    // Synced below: the tasks' recorded_attempt (0) and recorded_in_write (0) hold as they are.
+    for (size_t i = 0; i < j.seg.size(); ++i)
+      batch.Put(Family::kSegments, TaskKey(j.id, static_cast<uint32_t>(i)),
+                EncodeTask(j.seg[i], now));
+    for (size_t i = 0; i < j.chunk.size(); ++i)
+      batch.Put(Family::kChunks, TaskKey(j.id, static_cast<uint32_t>(i)),
+                EncodeTask(j.chunk[i], now));
+    // A family's audio is stored once, with its root (AudioJob).
+    if (j.has_audio && j.family.root == 0)
+      batch.Put(Family::kInputs, NamedKey(j.id, "audio"), std::string(audio));
+    batch.Put(Family::kEvents, JobKey(j.id) + JobKey(store_->NextId("event", batch)),
+              std::to_string(now) + " " + first_events[f]);
+  }
   return store_->Write(batch);  // synced, with every write before it
 }
 
@@ -387,6 +411,20 @@ Result<Job> DecodeJobRecord(const std::string& value, uint32_t default_chunk_fra
     j.updated_ms = r.getUpdatedMs();
     j.finished_ms = r.getFinishedMs();
     j.chunk_frames = r.getChunkFrames();
+    if (r.getRole() > static_cast<uint8_t>(JobRole::kPick))
+      return R::Error("unknown role " + std::to_string(r.getRole()));
+    j.family.role = static_cast<JobRole>(r.getRole());
+    j.family.root = r.getRoot();
+    j.family.parent = r.getParent();
+    j.family.section = r.getSection();
+    j.family.take = static_cast<int>(std::min<uint32_t>(r.getTake(), ManifestLimits::kMaxTakes));
+    for (auto p : r.getPicks()) {
+      if (p.getSection() >= ManifestLimits::kMaxTimelineEntries || p.getTake() < 1 ||
+          p.getTake() > ManifestLimits::kMaxTakes)
+        return R::Error("a pick of section " + std::to_string(p.getSection()) + " take " +
+                        std::to_string(p.getTake()) + " is out of range");
+      j.family.picks[static_cast<int>(p.getSection())] = static_cast<int>(p.getTake());
+    }
     if (r.getModel().size() > 0) {
       const std::string bytes(reinterpret_cast<const char*>(r.getModel().begin()),
                               r.getModel().size());
@@ -402,6 +440,7 @@ Result<Job> DecodeJobRecord(const std::string& value, uint32_t default_chunk_fra
   if (!m.ok()) return R::Error("stored manifest no longer parses: " + m.message());
   // Planned again exactly as before: with the metadata it was planned with (records older
   // than the metadata: the built-in's); a job that was waiting for its model waits on.
+  ApplyFamily(*m, j.family);
   j.manifest = *m;
   const model::ModelMetadata* builtin = model::BuiltinMetadata(m->model_name);
   if (!planned_with && builtin) planned_with = *builtin;

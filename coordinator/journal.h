@@ -72,6 +72,12 @@ class Journal {
   // A new job, whole (its record, every task's, the audio and a first event), in a synced write
   // of its own, so that a job is refused before anything else of the turn is written. Sets j.id.
   Status AddJob(Job& j, std::string_view audio, const std::string& first_event);
+  // A submitted job and the jobs derived from it (coordinator/family.h), stored at once: ids in
+  // order; family[1..] whose root is 0 get family[0]'s id as root and parent. The audio is
+  // stored with the jobs whose root is 0 (the others use their root's: Job::AudioJob).
+  // REQUIRES: family is not empty; first_events has one event per job.
+  Status AddJobs(const std::vector<Job*>& family, std::string_view audio,
+                 const std::vector<std::string>& first_events);
 
   // ---- The turn -------------------------------------------------------------------------------
   // Writes the turn's batch so far, unsynced.

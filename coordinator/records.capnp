@@ -40,6 +40,20 @@ struct Job {
                             # (segue.capnp); empty in records older than it: the built-ins' own
   owner @15 :Text;          # the identity that submitted it (common/security/keyring.h)
   submissionId @16 :Text;   # the client's id for the submission (idempotent resubmission)
+  # Its family (coordinator/family.h): how it came to be. A submitted job is a final (role 0)
+  # with root and parent 0; the manifest of a derived job is manifestText with the family
+  # applied (ApplyFamily).
+  role @17 :UInt8;          # JobRole: 0 final, 1 preview, 2 take, 3 pick
+  root @18 :UInt64;
+  parent @19 :UInt64;
+  section @20 :Int32 = -1;  # a take's section (-1: none)
+  take @21 :UInt32;
+  picks @22 :List(Pick);    # a pick's takes by section
+}
+
+struct Pick {
+  section @0 :UInt32;
+  take @1 :UInt32;
 }
 
 struct Task {

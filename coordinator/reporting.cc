@@ -72,6 +72,25 @@ JobInfo ReportJob(const Job& j, uint64_t now_ms, bool with_segments) {
   r.error = j.error;
   r.created_ms = j.created_ms;
   r.updated_ms = j.updated_ms;
+  r.family.role = JobRoleName(j.family.role);
+  r.family.root = j.family.root;
+  r.family.parent = j.family.parent;
+  r.family.picks = j.family.picks;
+  r.family.preview_job = j.preview_job;
+  r.family.waiting_for = j.waiting_for;
+  const auto& timeline = j.manifest.timeline;
+  if (j.family.role == JobRole::kTake && j.family.section >= 0 &&
+      static_cast<size_t>(j.family.section) < timeline.size()) {
+    const size_t s = static_cast<size_t>(j.family.section);
+    r.family.section = j.family.section;
+    r.family.take = static_cast<uint32_t>(j.family.take);
+    r.family.section_start = s == 0 ? 0 : timeline[s].frame;
+    r.family.section_end = s + 1 < timeline.size() ? timeline[s + 1].frame : j.manifest.frames;
+    r.family.section_prompt = timeline[s].prompt;
+    for (size_t i = 0; i < j.segments.size(); ++i)
+      if (SectionOfSegment(j.geometry, timeline, j.segments[i]) == j.family.section)
+        r.family.section_segments.push_back(static_cast<uint32_t>(i));
+  }
   if (with_segments) {
     r.segment_states.assign(j.seg.size(), '.');
     for (size_t i = 0; i < j.seg.size(); ++i) {

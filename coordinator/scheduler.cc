@@ -84,7 +84,9 @@ bool StillHolds(const Job& j, const Decision& d) {
 std::vector<const Job*> RunnableJobs(const JobTable& jobs) {
   std::vector<const Job*> out;
   for (const auto& [id, j] : jobs) {
-    if (!IsFinished(j.state) && j.state != JobState::kStitching && j.planned()) out.push_back(&j);
+    if (!IsFinished(j.state) && j.state != JobState::kStitching && j.planned() &&
+        j.waiting_for == 0)
+      out.push_back(&j);
   }
   std::stable_sort(out.begin(), out.end(), [](const Job* a, const Job* b) {
     return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;

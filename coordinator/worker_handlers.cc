@@ -126,7 +126,7 @@ void OnHello(HandlerContext& c, const std::string& identity, const Identity& pee
       if (IsFinished(j.state) || j.planned() || j.manifest.model_name != m.name) continue;
       c.machine.Plan(j, *c.models.Find(m.name), c.admission.chunk_frames,
                      c.admission.max_job_segments);
-      ReuseResults(c, j);
+      if (j.waiting_for == 0) ReuseResults(c, j);
       c.schedule_due = true;
     }
   }

@@ -283,10 +283,10 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     if (!mark.is_null()) m.locations[field] = SourceLocation{mark.line + 1, mark.column + 1};
   };
   if (root.IsNull()) Fail(root.Mark(), "manifest", "the manifest is empty");
-  Map top(
-      root, "",
-      {"version", "name", "video", "model", "segments", "camera", "seed", "priority", "timeline",
-       "audio", "output", "negative_prompt", "requirements", "checkpoint", "metadata", "webhooks"});
+  Map top(root, "",
+          {"version", "name", "video", "model", "segments", "camera", "seed", "priority",
+           "timeline", "audio", "output", "negative_prompt", "requirements", "checkpoint",
+           "metadata", "webhooks", "preview"});
 
   const YAML::Node& version = top.Get("version");
   int64_t v = Integer(version, "version");
@@ -553,9 +553,10 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
     }
     double video_seconds = static_cast<double>(m.frames) / m.fps.value();
     double prev_at = -1;
+    int derived_jobs = top.Has("preview") ? 1 : 0;
     for (size_t i = 0; i < tl.size(); ++i) {
       std::string path = "timeline[" + std::to_string(i) + "]";
-      Map e(tl[i], path, {"at", "prompt", "transition"});
+      Map e(tl[i], path, {"at", "prompt", "transition", "takes", "take"});
       const YAML::Node& at_node = e.Get("at");
       double at = Seconds(at_node, e.Field("at"));
       if (at < 0) Fail(at_node.Mark(), e.Field("at"), "must be at or after 0s");
@@ -591,8 +592,48 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
       if (!m.timeline.empty() && k.frame <= m.timeline.back().frame) {
         Fail(at_node.Mark(), e.Field("at"), "falls on the same frame as the previous entry");
       }
+      if (e.Has("takes")) {
+        k.takes = static_cast<int>(
+            Ranged(e.Get("takes"), e.Field("takes"), 1, ManifestLimits::kMaxTakes));
+        derived_jobs += k.takes - 1;
+        if (derived_jobs > ManifestLimits::kMaxDerivedJobs)
+          Fail(e.Get("takes").Mark(), e.Field("takes"),
+               "the manifest asks for more than " +
+                   std::to_string(ManifestLimits::kMaxDerivedJobs) +
+                   " takes beyond the first in all (each is a job); split it into several");
+      }
+      if (e.Has("take"))
+        k.take =
+            static_cast<int>(Ranged(e.Get("take"), e.Field("take"), 1, ManifestLimits::kMaxTakes));
       m.timeline.push_back(std::move(k));
     }
+  }
+
+  // preview
+  if (top.Has("preview")) {
+    Map pv(top.Get("preview"), "preview", {"steps", "scale"});
+    PreviewSpec p;
+    p.steps = std::max(1, (m.steps + 2) / 4);
+    if (pv.Has("steps")) {
+      if (!m.sigmas.empty())
+        Fail(pv.Get("steps").Mark(), pv.Field("steps"),
+             "cannot be set with model.sigmas (they fix the number of steps); leave it out to "
+             "preview at the full steps and a lower scale");
+      p.steps = static_cast<int>(
+          Ranged(pv.Get("steps"), pv.Field("steps"), 1, ManifestLimits::kMaxSteps));
+    } else if (!m.sigmas.empty()) {
+      p.steps = m.steps;
+    }
+    if (pv.Has("scale")) {
+      const YAML::Node& n = pv.Get("scale");
+      p.scale = Number(n, pv.Field("scale"));
+      if (!(p.scale >= 0.0625 && p.scale <= 1.0)) {
+        std::ostringstream os;
+        os << "must be between 0.0625 and 1, got " << p.scale;
+        Fail(n.Mark(), pv.Field("scale"), os.str());
+      }
+    }
+    m.preview = p;
   }
 
   // requirements

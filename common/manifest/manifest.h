@@ -28,6 +28,18 @@ struct Keyframe {
   int64_t frame = 0;              // first frame where this prompt is fully (or starts to be) active
   int64_t transition_frames = 0;  // crossfade from the previous prompt over [frame, frame+T)
   std::string prompt;
+  // Takes (docs/MANIFEST.md, "Takes"): how many versions of this keyframe's section the farm
+  // renders (1: just the one in the output), and which of them the output uses. A section is
+  // the frames from this keyframe to the next; take t > 1 re-seeds the segments whose middle
+  // frame is in it (common/plan/plan.h, TakeSeed).
+  int takes = 1;
+  int take = 1;
+};
+
+// `preview:`: a cheaper render of the whole video, delivered first (docs/MANIFEST.md, "Preview").
+struct PreviewSpec {
+  int steps = 0;       // sampler steps; the manifest's default: a quarter of model.steps
+  double scale = 0.5;  // of width and height, rounded down to the model's spatial multiple
 };
 
 // How a long video's segments relate (docs/MANIFEST.md, `segments.strategy`).
@@ -97,6 +109,8 @@ struct Manifest {
 
   std::vector<Keyframe> timeline;
 
+  std::optional<PreviewSpec> preview;
+
   // Audio, optional. `audio_path` is as written in the manifest; `audio_file` is resolved against
   // the manifest's folder (empty when the manifest was parsed without a folder, on the
   // coordinator, which receives the audio's bytes with the job instead).
@@ -138,6 +152,10 @@ struct ManifestLimits {
   static constexpr size_t kMaxPromptBytes = 4096;
   static constexpr size_t kMaxMetadataEntries = 64;
   static constexpr size_t kMaxWebhooks = 8;
+  // Takes: at most this many of one section, and this many jobs derived from one manifest in
+  // all (every take beyond the first, and the preview): each is a job of its own.
+  static constexpr int kMaxTakes = 16;
+  static constexpr int kMaxDerivedJobs = 32;
   static constexpr size_t kMaxMetadataKeyBytes = 64;
   static constexpr size_t kMaxMetadataValueBytes = 1024;
   static constexpr size_t kMaxManifestBytes = 4 << 20;

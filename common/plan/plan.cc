@@ -38,6 +38,18 @@ uint64_t SegmentSeed(uint64_t job_seed, int segment_index) {
   return XXH64(buf, sizeof buf, /*seed=*/0x5e9e);
 }
 
+uint64_t TakeSeed(uint64_t segment_seed, int take) {
+  if (take <= 1) return segment_seed;
+  // Salted so that take t of a segment is not segment t's seed of another job.
+  return SegmentSeed(segment_seed ^ (0x7a6b65ull << 40), take);
+}
+
+int SectionAt(const std::vector<Keyframe>& timeline, int64_t frame) {
+  auto it = std::upper_bound(timeline.begin(), timeline.end(), frame,
+                             [](int64_t f, const Keyframe& k) { return f < k.frame; });
+  return it == timeline.begin() ? 0 : static_cast<int>(it - timeline.begin()) - 1;
+}
+
 FramePrompt PromptAt(const std::vector<Keyframe>& timeline, int64_t frame) {
   FramePrompt fp;
   if (timeline.empty()) return fp;

@@ -32,6 +32,14 @@ int64_t CountSegments(int64_t n, int length, int overlap);
 // A stable seed for (job seed, segment index): xxHash64, identical on every host and build.
 uint64_t SegmentSeed(uint64_t job_seed, int segment_index);
 
+// Take `take`'s seed for a segment whose own seed (take 1's) is `segment_seed`: the seed itself
+// for take 1, a stable hash of (seed, take) otherwise, so every take of every segment differs.
+uint64_t TakeSeed(uint64_t segment_seed, int take);
+
+// The section that frame `frame` is in: the index of the last keyframe at or before it (0 for
+// frames before the first). A section is a keyframe's frames, up to the next keyframe.
+int SectionAt(const std::vector<Keyframe>& timeline, int64_t frame);
+
 // The conditioning of one frame: prompt `a` crossfading into prompt `b` by `mix` in [0, 1]
 // (a == b and mix == 0 outside transitions). Indices point into the timeline.
 struct FramePrompt {

@@ -88,6 +88,20 @@ Result<LatentGeometry> FitToModel(const Manifest& m, const model::ModelMetadata&
   return g;
 }
 
+int SectionOfSegment(const LatentGeometry& g, const std::vector<Keyframe>& timeline,
+                     const SegmentSpan& s) {
+  const int64_t first = g.VideoStart(s.start), end = g.VideoEnd(s.end);
+  return SectionAt(timeline, first + (std::max(end, first + 1) - 1 - first) / 2);
+}
+
+void SeedTakes(const LatentGeometry& g, const std::vector<Keyframe>& timeline,
+               std::vector<SegmentSpan>& segments) {
+  for (SegmentSpan& s : segments) {
+    const int section = SectionOfSegment(g, timeline, s);
+    s.seed = TakeSeed(s.seed, timeline[static_cast<size_t>(section)].take);
+  }
+}
+
 std::vector<SegmentSpan> PlanLatentSegments(const LatentGeometry& g, uint64_t job_seed) {
   return PlanSegments(g.latents, g.length, g.overlap, job_seed);
 }

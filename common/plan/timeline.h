@@ -75,6 +75,14 @@ Result<LatentGeometry> FitToModel(const Manifest& m, const model::ModelMetadata&
 // The segments of a job planned with `g` (PlanSegments over its latent frames).
 std::vector<SegmentSpan> PlanLatentSegments(const LatentGeometry& g, uint64_t job_seed);
 
+// The section (SectionAt) a segment belongs to for takes: the one its middle video frame is in.
+int SectionOfSegment(const LatentGeometry& g, const std::vector<Keyframe>& timeline,
+                     const SegmentSpan& s);
+// Gives every segment whose section uses a take other than the first (Keyframe::take) that
+// take's seed (TakeSeed). The coordinator plans with it; workers get the seeds in their tasks.
+void SeedTakes(const LatentGeometry& g, const std::vector<Keyframe>& timeline,
+               std::vector<SegmentSpan>& segments);
+
 // The latent frames a chunk [start, end) is decoded with, and which of the decoded frames are
 // the chunk's. Decoding latent frames [first, end_with_context) as one clip gives frames whose
 // first `skip` belong to the context before; the next `keep` are the chunk's video frames

@@ -25,6 +25,21 @@ JobInfo FromWire(wire::JobStatus::Reader r) {
   j.owner = r.getOwner().cStr();
   for (auto kv : r.getMetadata()) j.metadata[kv.getKey().cStr()] = kv.getValue().cStr();
   j.submission_id = r.getSubmissionId().cStr();
+  auto f = r.getFamily();
+  j.family.role = f.getRole().size() ? f.getRole().cStr() : "final";
+  j.family.root = f.getRoot();
+  j.family.parent = f.getParent();
+  j.family.section = f.getSection();
+  j.family.take = f.getTake();
+  for (auto p : f.getPicks())
+    j.family.picks[static_cast<int>(std::min<uint32_t>(p.getSection(), INT32_MAX))] =
+        static_cast<int>(std::min<uint32_t>(p.getTake(), INT32_MAX));
+  j.family.preview_job = f.getPreviewJob();
+  j.family.waiting_for = f.getWaitingFor();
+  j.family.section_start = f.getSectionStart();
+  j.family.section_end = f.getSectionEnd();
+  j.family.section_prompt = f.getSectionPrompt().cStr();
+  for (uint32_t s : f.getSectionSegments()) j.family.section_segments.push_back(s);
   return j;
 }
 
@@ -77,6 +92,26 @@ void ToWire(const JobInfo& j, wire::JobStatus::Builder s) {
     md[i++].setValue(v);
   }
   s.setSubmissionId(j.submission_id);
+  auto f = s.initFamily();
+  f.setRole(j.family.role);
+  f.setRoot(j.family.root);
+  f.setParent(j.family.parent);
+  f.setSection(j.family.section);
+  f.setTake(j.family.take);
+  auto picks = f.initPicks(static_cast<unsigned>(j.family.picks.size()));
+  unsigned p = 0;
+  for (const auto& [section, take] : j.family.picks) {
+    picks[p].setSection(static_cast<uint32_t>(section));
+    picks[p++].setTake(static_cast<uint32_t>(take));
+  }
+  f.setPreviewJob(j.family.preview_job);
+  f.setWaitingFor(j.family.waiting_for);
+  f.setSectionStart(j.family.section_start);
+  f.setSectionEnd(j.family.section_end);
+  f.setSectionPrompt(j.family.section_prompt);
+  auto segs = f.initSectionSegments(static_cast<unsigned>(j.family.section_segments.size()));
+  for (size_t i = 0; i < j.family.section_segments.size(); ++i)
+    segs.set(static_cast<unsigned>(i), j.family.section_segments[i]);
 }
 
 void ToWire(const WorkerInfo& w, wire::WorkerInfo::Builder o) {
@@ -137,6 +172,25 @@ nlohmann::json JobInfo::ToJson() const {
   j["metadata"] = metadata.empty() ? nlohmann::json::object() : nlohmann::json(metadata);
   j["submission_id"] =
       submission_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(submission_id);
+  auto id_or_null = [](uint64_t v) {
+    return v ? nlohmann::json(std::to_string(v)) : nlohmann::json(nullptr);
+  };
+  nlohmann::json f = {{"role", family.role},
+                      {"root", id_or_null(family.root)},
+                      {"parent", id_or_null(family.parent)},
+                      {"preview_job", id_or_null(family.preview_job)},
+                      {"waiting_for", id_or_null(family.waiting_for)},
+                      {"picks", nlohmann::json::array()}};
+  for (const auto& [section, take] : family.picks)
+    f["picks"].push_back({{"section", section}, {"take", take}});
+  if (family.role == "take") {
+    f["section"] = family.section;
+    f["take"] = family.take;
+    f["section_frames"] = {family.section_start, family.section_end};
+    f["section_prompt"] = family.section_prompt;
+    f["section_segments"] = family.section_segments;
+  }
+  j["family"] = f;
   return j;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,24 @@ namespace segue {
 // The version of the job JSON shape (JobInfo::ToJson): raised when a field changes meaning or
 // goes away; fields are only added within a version.
 inline constexpr int kJobSchemaVersion = 1;
+
+// How a job relates to the job a studio submitted (coordinator/family.h; docs/MANIFEST.md,
+// "Iterating").
+struct FamilyInfo {
+  std::string role = "final";  // final, preview, take, pick
+  uint64_t root = 0;           // the submitted job it derives from (0: it is one)
+  uint64_t parent = 0;         // preview, take: the submitted job; pick: the job picked from
+  int section = -1;            // take: the section it renders another take of
+  uint32_t take = 0;           // take: which (2 and up)
+  std::map<int, int> picks;    // pick: the takes it uses, by section
+  uint64_t preview_job = 0;    // final: its preview's job
+  uint64_t waiting_for = 0;    // it is not scheduled before this job (0: not waiting)
+  int64_t section_start = 0, section_end = 0;  // take: the section's video frames
+  std::string section_prompt;
+  std::vector<uint32_t> section_segments;  // take: the segments it re-seeds
+  // The submitted job of the family: `root`, or the job itself.
+  uint64_t Root(uint64_t self) const { return root ? root : self; }
+};
 
 struct JobInfo {
   uint64_t id = 0;
@@ -35,6 +54,7 @@ struct JobInfo {
   std::string submission_id;                    // the client's, "" for none
   uint64_t created_ms = 0, updated_ms = 0;
   std::string segment_states;  // per segment: '#' done, '>' running, '.' waiting, 'x' failed
+  FamilyInfo family;
 
   bool Finished() const { return state == "DONE" || state == "FAILED" || state == "CANCELLED"; }
   // The job as JSON, one shape everywhere (`segue status/jobs --json`, /api/v1/status; its

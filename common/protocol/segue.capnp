@@ -298,6 +298,40 @@ struct JobStatus {
   owner @18 :Text;          # the identity that submitted it (the keys file's name; "local")
   metadata @19 :List(KeyValue);  # the manifest's metadata:, by key
   submissionId @20 :Text;   # as submitted ("" for none)
+  family @21 :JobFamily;
+}
+
+# A section's take (docs/MANIFEST.md, "Takes"): section is the timeline entry's index, take
+# counts from 1 (the manifest's own seeds).
+struct TakePick {
+  section @0 :UInt32;
+  take @1 :UInt32;
+}
+
+# How a job relates to the job a studio submitted (coordinator/family.h).
+struct JobFamily {
+  role @0 :Text;            # "final" (submitted), "preview", "take", "pick"
+  root @1 :UInt64;          # the submitted job it derives from (0: it is one)
+  parent @2 :UInt64;        # preview, take: the submitted job; pick: the job picked from
+  section @3 :Int32 = -1;   # take: the section it renders another take of
+  take @4 :UInt32;          # take: which (2 and up)
+  picks @5 :List(TakePick); # pick: the takes it uses, by section
+  previewJob @6 :UInt64;    # final: its preview's job (0: none)
+  waitingFor @7 :UInt64;    # not scheduled until this job is done (a final's preview) or has
+                            # rendered every segment (a take's final); 0: not waiting
+  sectionStart @8 :Int64;   # take: the section's video frames [sectionStart, sectionEnd)
+  sectionEnd @9 :Int64;
+  sectionPrompt @10 :Text;  # take: the section's prompt
+  sectionSegments @11 :List(UInt32);  # take: the segments it re-seeds (the section's)
+}
+
+# segue pick JOB SECTION TAKE: a new job with JOB's manifest, JOB's takes and these; every
+# segment a job has already rendered with the same inputs is reused. Answered with a
+# SubmitReply.
+struct PickRequest {
+  jobId @0 :UInt64;
+  picks @1 :List(TakePick);
+  output @2 :Text;          # relative to the output root; empty: beside the submitted job's
 }
 
 # Jobs by id, oldest first, filtered; every filter given must hold.
@@ -308,6 +342,7 @@ struct ListJobs {
   metadata @3 :List(KeyValue);  # only jobs whose metadata holds every pair
   afterId @4 :UInt64;           # paging: only ids above this
   limit @5 :UInt32;             # at most this many (0: all)
+  family @6 :UInt64;            # only this submitted job and the jobs derived from it
 }
 
 struct JobList {
@@ -574,5 +609,6 @@ struct Envelope {
     planReply @36 :PlanReply;
     cacheRequest @37 :CacheRequest;
     cacheReply @38 :CacheReply;
+    pickRequest @39 :PickRequest;
   }
 }

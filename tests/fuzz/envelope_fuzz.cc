@@ -50,7 +50,7 @@ std::vector<std::string> SegueFuzzSeeds() {
   World& w = TheWorld();
   FakeWorker other("w1");
   auto from = [](char peer, const std::string& bytes) { return std::string(1, peer) + bytes; };
-  capnp::MallocMessageBuilder status, version, list, submit, plan;
+  capnp::MallocMessageBuilder status, version, list, submit, plan, family, pick;
   status.initRoot<wire::Envelope>().initStatusRequest();
   version.initRoot<wire::Envelope>().initVersionRequest();
   auto filter = list.initRoot<wire::Envelope>().initListJobs();
@@ -65,8 +65,17 @@ std::vector<std::string> SegueFuzzSeeds() {
   auto p = plan.initRoot<wire::Envelope>().initPlanRequest();
   p.setManifestText(TestManifest("fuzz", 16, 16, 4, "chained"));
   p.setAgainstJob(1);
-  return {from(2, Serialize(version)), from(2, Serialize(list)), from(2, Serialize(submit)),
-          from(0, FakeWorker::Heartbeat()), from(0, FakeWorker::WorkRequest()),
+  family.initRoot<wire::Envelope>().initSubmit().setManifestText(
+      TestManifest("family", 16, 16, 4, "independent", "preview: {steps: 1, scale: 0.5}\n"));
+  auto k = pick.initRoot<wire::Envelope>().initPickRequest();
+  k.setJobId(1);
+  auto choice = k.initPicks(1)[0];
+  choice.setSection(0);
+  choice.setTake(3);
+  filter.setFamily(1);
+  return {from(2, Serialize(family)), from(2, Serialize(pick)), from(2, Serialize(version)),
+          from(2, Serialize(list)), from(2, Serialize(submit)), from(0, FakeWorker::Heartbeat()),
+          from(0, FakeWorker::WorkRequest()),
           from(0, FakeWorker::Checkpoint(w.task, 2, FakeLatents(w.task))),
           from(0, FakeWorker::RenderResult(w.task, FakeLatents(w.task))),
           from(0, FakeWorker::Failure(w.task, "fuzz")), from(1, other.Hello()),

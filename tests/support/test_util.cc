@@ -1,5 +1,7 @@
 #include "tests/support/test_util.h"
 
+#include <cctype>
+
 #include <gtest/gtest.h>
 
 #include "common/media/video.h"
@@ -42,6 +44,19 @@ std::string SubmittedJobId(const std::string& output) {
   if (at == std::string::npos) return "";
   const size_t start = at + 8, end = output.find_first_not_of("0123456789", start);
   return output.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+DoneSegments SegmentsDone(const std::vector<std::string>& log) {
+  DoneSegments d;
+  for (const std::string& line : log) {
+    const size_t at = line.find("segment ");
+    if (at == std::string::npos || line.find(" done", at) == std::string::npos) continue;
+    const size_t digits = at + 8;
+    if (digits >= line.size() || !std::isdigit(static_cast<unsigned char>(line[digits]))) continue;
+    const int s = std::stoi(line.substr(digits));
+    (line.find("reused from job ") != std::string::npos ? d.reused : d.rendered).insert(s);
+  }
+  return d;
 }
 
 std::string BinDir() { return SEGUE_BIN_DIR; }

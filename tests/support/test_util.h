@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,13 @@ double MaxVolumeDb(const std::string& path, double from, double to);
 // The final latents of every segment of `job` in a (stopped) coordinator's store, in order:
 // what the determinism contract is about (encoded bytes also depend on the H.264 encoder).
 std::vector<std::string> StoredLatents(const std::string& store_dir, uint64_t job);
+
+// A job's segments by how they were done, from its event log (Client::Logs): rendered by a
+// worker, or reused from another job's stored result ("segment N done reused from job J ...").
+struct DoneSegments {
+  std::set<int> rendered, reused;
+};
+DoneSegments SegmentsDone(const std::vector<std::string>& log);
 
 // MD5 of the decoded video frames (ffmpeg -f md5), to compare pictures regardless of container.
 std::string DecodedMd5(const std::string& path);

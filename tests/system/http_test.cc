@@ -328,6 +328,54 @@ TEST(Http, JobPageShowsEveryThumbnailAndPlaysTheVideoInHeadlessChromium) {
   EXPECT_EQ(status, 200);
 }
 
+// A job's page plays its preview and shows its takes as a contact sheet of thumbnails, each
+// decoded by the browser, with the pick command for each (docs/MANIFEST.md, Preview and Takes).
+TEST(Http, JobPagePlaysThePreviewAndShowsTheTakesInHeadlessChromium) {
+  std::string out;
+  if (!HasChromium()) GTEST_SKIP() << kNoChromium;
+  TempDir dir;
+  LocalFarm farm(dir / "farm", 2, {"--http", "127.0.0.1:0"});
+  ASSERT_TRUE(farm.ok());
+  std::ofstream(dir / "takes.yaml") << "version: 1\nname: takes\n"
+                                    << "video: {width: 128, height: 64, fps: 24, frames: 72}\n"
+                                    << "model: {name: zoom, steps: 2}\n"
+                                    << "segments: {length: 16, overlap: 4}\n"
+                                    << "preview: {steps: 1, scale: 0.5}\n"
+                                    << "timeline: [{at: 0, prompt: a lighthouse},\n"
+                                    << "  {at: 1s, prompt: a storm, takes: 3}]\n";
+  ASSERT_EQ(
+      RunCommand(Cli("submit '" + dir / "takes.yaml" + "' --wait --coordinator " + farm.endpoint()),
+                 &out, true),
+      0)
+      << out;
+  const std::string job = SubmittedJobId(out);
+  const std::string url = "http://" + HttpAddress(dir) + "/jobs/" + job;
+  const std::string chromium =
+      "timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run "
+      "--autoplay-policy=no-user-gesture-required --user-data-dir='" +
+      dir / "profile" + "' ";
+  std::string dom;
+  RunCommand(chromium + "--virtual-time-budget=8000 --dump-dom '" + url + "' 2>/dev/null", &dom);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      dom, m, std::regex("<video[^>]*data-role=\"preview\"[^>]*data-state=\"([a-z]+)\"")))
+      << dom.substr(0, 3000);
+  EXPECT_EQ(m[1], "loaded") << "the preview did not load in the page";
+  // Section 1's three takes, each a decoded thumbnail, with the command that picks it.
+  for (int take = 1; take <= 3; ++take) {
+    EXPECT_TRUE(std::regex_search(
+        dom, std::regex("data-take=\"1/" + std::to_string(take) + "\"[^>]*data-loaded=\"1\"")))
+        << "take " << take << ": " << dom.substr(0, 3000);
+    EXPECT_NE(dom.find("segue pick " + job + " 1 " + std::to_string(take)), std::string::npos);
+  }
+  const std::string shot = fs::path(BinDir()).parent_path().string() + "/job-takes.png";
+  fs::remove(shot);
+  RunCommand(chromium + "--virtual-time-budget=8000 --window-size=1280,1200 --screenshot='" + shot +
+                 "' '" + url + "' 2>/dev/null",
+             &out);
+  EXPECT_TRUE(fs::exists(shot)) << out;
+}
+
 // The job page's buttons in a real browser, clicked (tests/support/chromium_page.py drives it
 // over the DevTools protocol): priority, cancel and retry go through the REST API.
 TEST(Http, JobPageButtonsActThroughTheRestApiInHeadlessChromium) {

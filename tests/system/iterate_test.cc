@@ -80,15 +80,10 @@ TEST_P(Iterate, AnEditedPromptRendersOnlyWhatItReachesAndTheSameBitsAsFromScratc
     Client client(farm.endpoint());
     auto logs = client.Logs(edited_id);
     ASSERT_TRUE(logs.ok()) << logs.message();
-    std::set<int> reused;
-    for (const std::string& line : *logs) {
-      const size_t at = line.find("segment ");
-      if (at == std::string::npos || line.find(" done") == std::string::npos) continue;
-      const int s = std::stoi(line.substr(at + 8));
-      (line.find("reused from job " + std::to_string(first_id)) != std::string::npos ? reused
-                                                                                     : rendered)
-          .insert(s);
-    }
+    const DoneSegments done = SegmentsDone(*logs);
+    const std::set<int>& reused = done.reused;
+    rendered = done.rendered;
+    for (int s : reused) EXPECT_FALSE(rendered.count(s)) << s;
     EXPECT_EQ(reused.size() + rendered.size(), 20u);
     if (strategy == "independent") {
       // The cache lists both jobs. Planning the first manifest again reuses everything: the

@@ -411,6 +411,43 @@ TEST(Manifest, CheckpointOverride) {
               "every");
 }
 
+TEST(Manifest, TakesAndPreview) {
+  auto plain = Parse(kGood);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->preview.has_value());
+  EXPECT_EQ(plain->timeline[1].takes, 1);
+  EXPECT_EQ(plain->timeline[1].take, 1);
+  auto m = Parse(Good("transition: 2s}", "transition: 2s, takes: 4, take: 2}") +
+                 "preview: {steps: 6, scale: 0.25}\n");
+  ASSERT_TRUE(m.ok()) << m.message();
+  EXPECT_EQ(m->timeline[1].takes, 4);
+  EXPECT_EQ(m->timeline[1].take, 2);
+  ASSERT_TRUE(m->preview.has_value());
+  EXPECT_EQ(m->preview->steps, 6);
+  EXPECT_DOUBLE_EQ(m->preview->scale, 0.25);
+  // The defaults: a quarter of the steps (rounded), half the size.
+  auto d = Parse(std::string(kGood) + "preview: {}\n");
+  ASSERT_TRUE(d.ok()) << d.message();
+  EXPECT_EQ(d->preview->steps, 8);
+  EXPECT_DOUBLE_EQ(d->preview->scale, 0.5);
+  ExpectError(Good("transition: 2s}", "transition: 2s, takes: 17}"), 11, 90, "timeline[1].takes",
+              "between 1 and 16");
+  ExpectError(Good("transition: 2s}", "transition: 2s, take: 0}"), 11, 89, "timeline[1].take",
+              "must be positive");
+  ExpectError(std::string(kGood) + "preview: {scale: 2}\n", 13, 18, "preview.scale",
+              "between 0.0625 and 1");
+  ExpectError(std::string(kGood) + "preview: {size: 2}\n", 13, 11, "preview", "size");
+  ExpectError(Good("steps: 30}", "sigmas: [1.0, 0.5]}") + "preview: {steps: 1}\n", 13, 18,
+              "preview.steps", "model.sigmas");
+  // Each take beyond the first is a job: 32 of them in all at most.
+  std::string many =
+      "version: 1\nvideo: {width: 64, height: 64, fps: 24, frames: 240}\n"
+      "timeline:\n";
+  for (int i = 0; i < 3; ++i)
+    many += "  - {at: " + std::to_string(i) + "s, prompt: p" + std::to_string(i) + ", takes: 12}\n";
+  ExpectError(many, 6, 33, "timeline[2].takes", "more than 32 takes");
+}
+
 TEST(Manifest, OutputCodecsPathsAndOverwrite) {
   const std::string line = "output: {path: out/the_hardest_part.mp4, codec: h264, crf: 18}";
   auto h264 = Parse(kGood);

@@ -189,5 +189,45 @@ RC_GTEST_PROP(LatentPlan, ChunkWindowsTileTheVideo, ()) {
   RC_ASSERT(next == n);
 }
 
+// Takes (docs/MANIFEST.md, "Takes"): a section's take re-seeds exactly the segments whose middle
+// frame is in the section, each to a seed no other take of it has; take 1 is the plan's own.
+RC_GTEST_PROP(LatentPlan, TakesReseedExactlyTheSegmentsOfTheirSection, ()) {
+  const int r = *Compression();
+  const int64_t frames = *rc::gen::inRange<int64_t>(2, 3000);
+  const int k = *rc::gen::inRange(1, 40);
+  const int length = 1 + r * k;
+  const int overlap = r * *rc::gen::inRange(0, k);
+  Manifest m = ManifestWith(frames, length, overlap);
+  const int sections = *rc::gen::inRange(1, 6);
+  for (int s = 0; s < sections; ++s)
+    m.timeline.push_back({frames * s / sections + (s > 0 ? 1 : 0), 0, "p"});
+  auto g = FitToModel(m, ModelWith(r));
+  RC_ASSERT(g.ok());
+  const std::vector<SegmentSpan> plain = PlanLatentSegments(*g, 99);
+  std::vector<Keyframe> timeline = m.timeline;
+  const int chosen = *rc::gen::inRange(0, sections);
+  const int take = *rc::gen::inRange(2, 17);
+  timeline[static_cast<size_t>(chosen)].take = take;
+  std::vector<SegmentSpan> taken = plain;
+  SeedTakes(*g, timeline, taken);
+  std::vector<SegmentSpan> other = plain;
+  timeline[static_cast<size_t>(chosen)].take = take == 2 ? 3 : 2;
+  SeedTakes(*g, timeline, other);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    const int section = SectionOfSegment(*g, m.timeline, plain[i]);
+    // The section holds the segment's middle video frame.
+    const int64_t first = g->VideoStart(plain[i].start), end = g->VideoEnd(plain[i].end);
+    RC_ASSERT(section == SectionAt(m.timeline, (first + end - 1) / 2));
+    if (section == chosen) {
+      RC_ASSERT(taken[i].seed == TakeSeed(plain[i].seed, take));
+      RC_ASSERT(taken[i].seed != plain[i].seed);
+      RC_ASSERT(taken[i].seed != other[i].seed);
+    } else {
+      RC_ASSERT(taken[i].seed == plain[i].seed);
+    }
+  }
+  RC_ASSERT(TakeSeed(plain[0].seed, 1) == plain[0].seed);
+}
+
 }  // namespace
 }  // namespace segue

@@ -203,6 +203,28 @@ Result<SubmitInfo> Client::Submit(const SubmitRequest& r) {
                           });
 }
 
+Result<SubmitInfo> Client::Pick(uint64_t job,
+                                const std::vector<std::pair<uint32_t, uint32_t>>& picks,
+                                const std::string& output) {
+  capnp::MallocMessageBuilder b;
+  auto p = b.initRoot<wire::Envelope>().initPickRequest();
+  p.setJobId(job);
+  auto list = p.initPicks(static_cast<unsigned>(picks.size()));
+  for (size_t i = 0; i < picks.size(); ++i) {
+    list[static_cast<unsigned>(i)].setSection(picks[i].first);
+    list[static_cast<unsigned>(i)].setTake(picks[i].second);
+  }
+  p.setOutput(output);
+  return Call<SubmitInfo>(*this, Serialize(b),
+                          [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
+                            if (!env.isSubmitReply())
+                              return Result<SubmitInfo>::Error("unexpected reply to pick");
+                            auto r = env.getSubmitReply();
+                            return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(),
+                                              r.getOutput().cStr(), r.getExisting()};
+                          });
+}
+
 Result<JobInfo> Client::Status(uint64_t job_id) {
   capnp::MallocMessageBuilder b;
   b.initRoot<wire::Envelope>().initStatusRequest().setJobId(job_id);
@@ -226,6 +248,7 @@ Result<std::vector<JobInfo>> Client::Jobs(const JobFilter& f, uint64_t* next_aft
   }
   l.setAfterId(f.after_id);
   l.setLimit(f.limit);
+  l.setFamily(f.family);
   using V = std::vector<JobInfo>;
   return Call<V>(*this, Serialize(b), [next_after_id](wire::Envelope::Reader env) -> Result<V> {
     if (!env.isJobList()) return Result<V>::Error("unexpected reply to jobs");

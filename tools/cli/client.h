@@ -38,6 +38,7 @@ struct JobFilter {
   std::vector<std::pair<std::string, std::string>> metadata;
   uint64_t after_id = 0;
   uint32_t limit = 0;
+  uint64_t family = 0;  // a submitted job and the jobs derived from it (its preview, takes, picks)
 };
 
 struct VersionInfo {
@@ -85,6 +86,10 @@ class Client {
   ~Client();
 
   Result<SubmitInfo> Submit(const SubmitRequest& request);
+  // segue pick: a new job from `job`'s family using `picks` (section -> take) on top of its own
+  // (docs/MANIFEST.md, "Takes"); `output` relative to the output root, empty for the default.
+  Result<SubmitInfo> Pick(uint64_t job, const std::vector<std::pair<uint32_t, uint32_t>>& picks,
+                          const std::string& output);
   Result<JobInfo> Status(uint64_t job_id);
   // A page of jobs; `next_after_id`: where the next page starts (0: no more).
   Result<std::vector<JobInfo>> Jobs(const JobFilter& filter = {},

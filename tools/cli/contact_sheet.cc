@@ -6,6 +6,39 @@
 #include "common/media/video.h"
 
 namespace segue {
+namespace {
+
+// Sizes `layout` for `rows` rows of cells from frames of w x h, and the sheet's pixels to match.
+void SizeSheet(SheetLayout& layout, size_t rows, int w, int h, int thumb_width,
+               std::vector<uint8_t>& sheet) {
+  layout.cell_width = std::min(w, std::max(16, thumb_width));
+  layout.cell_height = std::max(1, h * layout.cell_width / w);
+  layout.width = kSheetColumns * layout.cell_width + (kSheetColumns + 1) * kSheetGap;
+  layout.height = static_cast<int>(rows) * (layout.cell_height + kSheetGap) + kSheetGap;
+  sheet.assign(static_cast<size_t>(layout.width) * layout.height * 3, 32);
+}
+
+// Draws the w x h RGB frame `rgb` into cell (row r, column c), box-filtered down to the cell.
+void DrawCell(const SheetLayout& layout, std::vector<uint8_t>& sheet, size_t r, int c,
+              const uint8_t* rgb, int w, int h) {
+  const int cw = layout.cell_width, ch = layout.cell_height;
+  const int x0 = kSheetGap + c * (cw + kSheetGap);
+  const int y0 = kSheetGap + static_cast<int>(r) * (ch + kSheetGap);
+  for (int y = 0; y < ch; ++y) {
+    const int sy0 = y * h / ch, sy1 = std::max(sy0 + 1, (y + 1) * h / ch);
+    for (int x = 0; x < cw; ++x) {
+      const int sx0 = x * w / cw, sx1 = std::max(sx0 + 1, (x + 1) * w / cw);
+      int sum[3] = {0, 0, 0}, n = 0;
+      for (int sy = sy0; sy < std::min(sy1, h); ++sy)
+        for (int sx = sx0; sx < std::min(sx1, w); ++sx, ++n)
+          for (int k = 0; k < 3; ++k) sum[k] += rgb[(static_cast<size_t>(sy) * w + sx) * 3 + k];
+      uint8_t* d = &sheet[(static_cast<size_t>(y0 + y) * layout.width + x0 + x) * 3];
+      for (int k = 0; k < 3; ++k) d[k] = static_cast<uint8_t>(n ? sum[k] / n : 0);
+    }
+  }
+}
+
+}  // namespace
 
 std::vector<SheetRow> SheetRows(const std::vector<SegmentSpan>& segments, int64_t frames,
                                 int max_rows) {
@@ -42,38 +75,42 @@ Result<SheetLayout> WriteContactSheet(const std::string& video,
   int64_t seen = 0;
   Status s = ReadVideoFrames(video, [&](int64_t index, const uint8_t* rgb, int w, int h) {
     seen = index + 1;
-    if (sheet.empty()) {
-      layout.cell_width = std::min(w, std::max(16, thumb_width));
-      layout.cell_height = std::max(1, h * layout.cell_width / w);
-      layout.width = kSheetColumns * layout.cell_width + (kSheetColumns + 1) * kSheetGap;
-      layout.height =
-          static_cast<int>(layout.rows.size()) * (layout.cell_height + kSheetGap) + kSheetGap;
-      sheet.assign(static_cast<size_t>(layout.width) * layout.height * 3, 32);
-    }
+    if (sheet.empty()) SizeSheet(layout, layout.rows.size(), w, h, thumb_width, sheet);
     auto it = wanted.find(index);
     if (it == wanted.end()) return;
-    const int cw = layout.cell_width, ch = layout.cell_height;
-    for (auto [r, c] : it->second) {
-      const int x0 = kSheetGap + c * (cw + kSheetGap);
-      const int y0 = kSheetGap + static_cast<int>(r) * (ch + kSheetGap);
-      for (int y = 0; y < ch; ++y) {
-        const int sy0 = y * h / ch, sy1 = std::max(sy0 + 1, (y + 1) * h / ch);
-        for (int x = 0; x < cw; ++x) {
-          const int sx0 = x * w / cw, sx1 = std::max(sx0 + 1, (x + 1) * w / cw);
-          int sum[3] = {0, 0, 0}, n = 0;
-          for (int sy = sy0; sy < sy1; ++sy)
-            for (int sx = sx0; sx < sx1; ++sx, ++n)
-              for (int k = 0; k < 3; ++k) sum[k] += rgb[(static_cast<size_t>(sy) * w + sx) * 3 + k];
-          uint8_t* d = &sheet[(static_cast<size_t>(y0 + y) * layout.width + x0 + x) * 3];
-          for (int k = 0; k < 3; ++k) d[k] = static_cast<uint8_t>(sum[k] / n);
-        }
-      }
-    }
+    for (auto [r, c] : it->second) DrawCell(layout, sheet, r, c, rgb, w, h);
   });
   if (!s.ok()) return s;
   if (seen != frames)
     return R::Error("the video has " + std::to_string(seen) + " frames but the plan has " +
                     std::to_string(frames));
+  Status w = WritePng(png_path, sheet.data(), layout.width, layout.height);
+  if (!w.ok()) return w;
+  return layout;
+}
+
+Result<SheetLayout> WriteTakesSheet(const std::vector<TakeRow>& rows, const std::string& png_path,
+                                    int thumb_width) {
+  using R = Result<SheetLayout>;
+  if (rows.empty()) return R::Error("no takes to show");
+  // Each video once: which cells each of its frames fills.
+  std::map<std::string, std::map<int64_t, std::vector<std::pair<size_t, int>>>> wanted;
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (size_t c = 0; c < rows[r].frames.size() && c < kSheetColumns; ++c)
+      wanted[rows[r].video][rows[r].frames[c]].push_back({r, static_cast<int>(c)});
+  SheetLayout layout;
+  std::vector<uint8_t> sheet;
+  // The first video's frame size sets the cells: takes of one job share it.
+  for (const auto& [video, cells] : wanted) {
+    Status s = ReadVideoFrames(video, [&](int64_t index, const uint8_t* rgb, int w, int h) {
+      if (sheet.empty()) SizeSheet(layout, rows.size(), w, h, thumb_width, sheet);
+      auto it = cells.find(index);
+      if (it == cells.end()) return;
+      for (auto [r, c] : it->second) DrawCell(layout, sheet, r, c, rgb, w, h);
+    });
+    if (!s.ok()) return R::Error(video + ": " + s.message());
+  }
+  if (sheet.empty()) return R::Error("the takes' outputs have no frames");
   Status w = WritePng(png_path, sheet.data(), layout.width, layout.height);
   if (!w.ok()) return w;
   return layout;

@@ -39,4 +39,15 @@ Result<SheetLayout> WriteContactSheet(const std::string& video,
                                       const std::vector<SegmentSpan>& segments,
                                       const std::string& png_path, int thumb_width, int max_rows);
 
+// A takes sheet (`segue takes`): one row per take, grouped by section, each row `frames` of
+// that take's output (file or png folder): the director compares takes down a column.
+struct TakeRow {
+  std::string video;
+  std::vector<int64_t> frames;  // kSheetColumns frame indices into the video
+};
+// Decodes each video once and writes the grid of `rows` to `png_path`, cells as above; a frame a
+// video does not have stays dark. An error names the video FFmpeg could not read.
+Result<SheetLayout> WriteTakesSheet(const std::vector<TakeRow>& rows, const std::string& png_path,
+                                    int thumb_width);
+
 }  // namespace segue

@@ -5,6 +5,8 @@
 //   segue status JOB [--json] [--watch]      one job's state and progress
 //   segue jobs [--json]                      every job the coordinator knows
 //   segue workers [--json]                   every worker the coordinator knows
+//   segue takes JOB [--sheet PNG] [--json]  the takes of each section, and a contact sheet of them
+//   segue pick JOB SECTION TAKE              a new output with that take, reusing what it can
 //   segue cancel|retry JOB, segue priority JOB N, segue drain WORKER, segue logs JOB [--segment I]
 //   segue seams VIDEO --plan P | --manifest M  how visible the joins between segments are
 //   segue contact-sheet VIDEO --plan P -o S.png the frames around every join, as one picture
@@ -22,7 +24,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -158,6 +162,7 @@ Result<ManifestPlan> PlanManifest(const std::string& path, bool check_audio,
   if (!g.ok()) return g.status();
   p.geometry = *g;
   p.segments = PlanLatentSegments(p.geometry, p.manifest.seed);
+  SeedTakes(p.geometry, p.manifest.timeline, p.segments);
   return p;
 }
 
@@ -263,6 +268,51 @@ Result<JobInfo> Follow(Client& client, uint64_t job, bool show) {
   }
 }
 
+std::vector<JobInfo> TakesOf(const std::vector<JobInfo>& family) {
+  std::vector<JobInfo> takes;
+  for (const JobInfo& j : family)
+    if (j.family.role == "take") takes.push_back(j);
+  std::stable_sort(takes.begin(), takes.end(), [](const JobInfo& a, const JobInfo& b) {
+    return a.family.section != b.family.section ? a.family.section < b.family.section
+                                                : a.family.take < b.family.take;
+  });
+  return takes;
+}
+
+// Follows a submitted job and the jobs the farm derived from it (docs/MANIFEST.md,
+// "Iterating"): its preview first, said on stdout as soon as it is delivered ("preview: PATH"),
+// then the job itself, then its takes. Returns the job's last status.
+Result<JobInfo> FollowFamily(Client& client, uint64_t job, bool show, bool say) {
+  auto st = client.Status(job);
+  if (!st.ok()) return st;
+  if (st->family.preview_job != 0) {
+    if (show) std::cerr << "segue: the preview first (job " << st->family.preview_job << ")\n";
+    auto p = Follow(client, st->family.preview_job, show);
+    if (!p.ok()) return p.status();
+    if (say && p->state == "DONE") std::cout << "preview: " << p->output << std::endl;
+    if (p->state != "DONE")
+      std::cerr << "segue: preview job " << p->id << " " << p->state
+                << (p->error.empty() ? "" : ": " + p->error) << "\n";
+    if (g_interrupted) return p;
+  }
+  st = Follow(client, job, show);
+  if (!st.ok() || st->state != "DONE" || g_interrupted) return st;
+  JobFilter filter;
+  filter.family = job;
+  auto family = client.Jobs(filter);
+  if (!family.ok()) return family.status();
+  const std::vector<JobInfo> takes = TakesOf(*family);
+  for (size_t i = 0; i < takes.size() && !g_interrupted; ++i) {
+    if (show)
+      std::cerr << "segue: take " << takes[i].family.take << " of section "
+                << takes[i].family.section << " (job " << takes[i].id << ", " << i + 1 << " of "
+                << takes.size() << ")\n";
+    auto t = Follow(client, takes[i].id, show);
+    if (!t.ok()) return t.status();
+  }
+  return st;
+}
+
 // Prints the job id first (flushed: a pipeline reads it before the job ends), then, with --wait,
 // follows the job; the exit code is its final state's.
 int CmdSubmit(const std::string& path, const std::string& coordinator, const std::string& output,
@@ -296,7 +346,7 @@ int CmdSubmit(const std::string& path, const std::string& coordinator, const std
     std::cout << ", output " << r->output << std::endl;
   }
   if (!wait) return 0;
-  auto st = Follow(client, r->job_id, !json);
+  auto st = FollowFamily(client, r->job_id, !json, !json);
   if (!st.ok()) return Fail(st.message(), ExitFor(client, 1));
   if (json)
     std::cout << st->ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
@@ -334,6 +384,157 @@ void PrintJob(const JobInfo& j) {
     std::cout << "  waiting for a worker that serves its model: it is planned when one joins\n";
   if (!j.output.empty()) std::cout << "  output: " << j.output << "\n";
   if (!j.error.empty()) std::cout << "  error: " << j.error << "\n";
+}
+
+// What PrintJob says of a job's family (docs/MANIFEST.md, "Iterating"), `preview` the status of
+// a final's preview when it has one.
+void PrintFamily(const JobInfo& j, const JobInfo* preview) {
+  const FamilyInfo& f = j.family;
+  if (preview)
+    std::cout << "  preview: job " << preview->id << " " << preview->state
+              << (preview->output.empty() ? "" : ", " + preview->output) << "\n";
+  if (f.role == "preview") std::cout << "  the preview of job " << f.parent << "\n";
+  if (f.role == "take")
+    std::cout << "  take " << f.take << " of section " << f.section << " (frames "
+              << f.section_start << "-" << f.section_end << ") of job " << f.parent
+              << "; pick it with: segue pick " << f.parent << " " << f.section << " " << f.take
+              << "\n";
+  if (f.role == "pick") {
+    std::cout << "  picked from job " << f.parent << ":";
+    for (const auto& [section, take] : f.picks)
+      std::cout << " section " << section << " take " << take << ";";
+    std::cout << "\n";
+  }
+  if (f.waiting_for != 0)
+    std::cout << "  waiting for job " << f.waiting_for
+              << (f.role == "take" ? " to render every segment (then it renders what the take "
+                                     "changes and reuses the rest)"
+                                   : " (its preview) to finish")
+              << "\n";
+}
+
+// The frames of [start, end) a takes sheet shows: kSheetColumns spread evenly.
+std::vector<int64_t> SheetFrames(int64_t start, int64_t end) {
+  std::vector<int64_t> frames;
+  const int64_t len = std::max<int64_t>(1, end - start);
+  for (int c = 0; c < kSheetColumns; ++c)
+    frames.push_back(start + std::min(len - 1, (2 * c + 1) * len / (2 * kSheetColumns)));
+  return frames;
+}
+
+// segue takes: each section's takes (take 1 is the job's own output), and a contact sheet of them
+// at `sheet` (empty: NAME.takes/contact-sheet.png beside the job's output) once all are DONE.
+int PrintTakes(const JobInfo& root, const std::vector<JobInfo>& takes, const std::string& sheet) {
+  std::cout << "job " << root.id << " (" << root.name << "): takes of ";
+  std::map<int, std::vector<const JobInfo*>> by_section;
+  for (const JobInfo& t : takes) by_section[t.family.section].push_back(&t);
+  std::cout << by_section.size() << " section" << (by_section.size() == 1 ? "" : "s")
+            << "; choose with: segue pick " << root.id << " SECTION TAKE\n";
+  bool all_done = root.state == "DONE";
+  std::vector<TakeRow> rows;
+  for (const auto& [section, list] : by_section) {
+    const FamilyInfo& f = list.front()->family;
+    std::cout << "section " << section << ", frames " << f.section_start << "-" << f.section_end
+              << ": \"" << f.section_prompt << "\"";
+    if (!f.section_segments.empty())
+      std::cout << " (segments " << f.section_segments.front() << "-" << f.section_segments.back()
+                << ")";
+    else
+      std::cout << " (no segment of its own: its takes are take 1)";
+    std::cout << "\n";
+    printf("  take %-3d job %-6llu %-10s %s\n", 1, static_cast<unsigned long long>(root.id),
+           root.state.c_str(), root.output.c_str());
+    rows.push_back({root.output, SheetFrames(f.section_start, f.section_end)});
+    for (const JobInfo* t : list) {
+      printf("  take %-3u job %-6llu %-10s %s\n", t->family.take,
+             static_cast<unsigned long long>(t->id), t->state.c_str(),
+             (t->error.empty() ? t->output : t->error).c_str());
+      all_done = all_done && t->state == "DONE";
+      rows.push_back({t->output, SheetFrames(f.section_start, f.section_end)});
+    }
+  }
+  if (!all_done) {
+    std::cout << "contact sheet: once every take is DONE\n";
+    return 0;
+  }
+  const fs::path out = fs::path(root.output);
+  std::string path = sheet;
+  if (path.empty()) {
+    const std::string stem =
+        root.output.size() && fs::is_directory(out) ? out.filename().string() : out.stem().string();
+    path = (out.parent_path() / (stem + ".takes") / "contact-sheet.png").string();
+  }
+  auto layout = WriteTakesSheet(rows, path, 160);
+  if (!layout.ok()) {
+    std::cout << "contact sheet: not made: " << layout.message() << "\n";
+    return 1;
+  }
+  std::cout << "contact sheet: " << path << " (a row per take, sections in order, take 1 first; "
+            << kSheetColumns << " frames across each section)\n";
+  return 0;
+}
+
+int CmdTakes(const std::string& job, const std::string& sheet, const std::string& coordinator,
+             bool json) {
+  auto id = ParseJobId(job);
+  if (!id.ok()) return Fail(id.message(), kBadInput);
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto st = client.Status(*id);
+  if (!st.ok()) return Fail(st.message(), ExitFor(client));
+  const uint64_t root_id = st->family.Root(st->id);
+  auto root = root_id == st->id ? st : client.Status(root_id);
+  if (!root.ok()) return Fail(root.message(), ExitFor(client));
+  JobFilter filter;
+  filter.family = root_id;
+  auto family = client.Jobs(filter);
+  if (!family.ok()) return Fail(family.message(), ExitFor(client, 1));
+  const std::vector<JobInfo> takes = TakesOf(*family);
+  if (json) {
+    nlohmann::json j;
+    j["schema_version"] = 1;
+    j["job"] = root->ToJson();
+    j["takes"] = nlohmann::json::array();
+    for (const JobInfo& t : takes) j["takes"].push_back(t.ToJson());
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  if (takes.empty()) {
+    std::cout << "job " << root_id << " has no takes: give a section `takes: N` in the manifest "
+              << "(docs/MANIFEST.md, \"Takes\")\n";
+    return 0;
+  }
+  return PrintTakes(*root, takes, sheet);
+}
+
+int CmdPick(const std::string& job, int section, int take, const std::string& output,
+            const std::string& coordinator, bool wait, bool json) {
+  auto id = ParseJobId(job);
+  if (!id.ok()) return Fail(id.message(), kBadInput);
+  Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
+  auto r =
+      client.Pick(*id, {{static_cast<uint32_t>(section), static_cast<uint32_t>(take)}}, output);
+  if (!r.ok()) return Fail(r.message(), ExitFor(client));
+  auto st = client.Status(r->job_id);
+  if (!st.ok()) return Fail(st.message(), ExitFor(client, 1));
+  if (json && !wait) {
+    std::cout << st->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  if (!json) {
+    std::cout << "job id: " << r->job_id << std::endl;
+    std::cout << "job " << r->job_id << ": job " << *id << " with section " << section << " take "
+              << take << "; " << st->segments_done << " of " << st->segments_total
+              << " segments reused, " << st->segments_total - st->segments_done
+              << " to render; output " << r->output << std::endl;
+  }
+  if (!wait) return 0;
+  st = Follow(client, r->job_id, !json);
+  if (!st.ok()) return Fail(st.message(), ExitFor(client, 1));
+  if (json)
+    std::cout << st->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  else if (st->state == "DONE")
+    std::cout << "output: " << st->output << "\n";
+  return ExitForState(*st);
 }
 
 // segue plan --against JOB: the coordinator plans the manifest against what it has stored.
@@ -394,10 +595,15 @@ int CmdStatus(const std::string& job, const std::string& coordinator, bool json,
   Client client(CoordinatorAddress(coordinator), ClientTimeoutMs());
   auto st = watch ? Follow(client, *id, !json) : client.Status(*id);
   if (!st.ok()) return Fail(st.message(), ExitFor(client));
-  if (json)
+  if (json) {
     std::cout << st->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-  else
-    PrintJob(*st);
+    return ExitForState(*st);
+  }
+  PrintJob(*st);
+  std::optional<JobInfo> preview;
+  if (st->family.preview_job != 0)
+    if (auto p = client.Status(st->family.preview_job); p.ok()) preview = *p;
+  PrintFamily(*st, preview ? &*preview : nullptr);
   return ExitForState(*st);
 }
 
@@ -848,7 +1054,13 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
   }
   auto r = client.Submit(*req);
   if (!r.ok()) return Fail(r.message(), kBadInput);
-  auto st = Follow(client, r->job_id, !json);
+  auto st = FollowFamily(client, r->job_id, !json, !json);
+  std::vector<JobInfo> takes;
+  if (st.ok() && st->state == "DONE" && !g_interrupted) {
+    JobFilter filter;
+    filter.family = r->job_id;
+    if (auto family = client.Jobs(filter); family.ok()) takes = TakesOf(*family);
+  }
   for (auto& w : pool) w.Stop();
   coord->Stop();
   if (g_interrupted)
@@ -865,6 +1077,7 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
     return 0;
   }
   std::cout << "output: " << st->output << "\n";
+  if (!takes.empty()) PrintTakes(*st, takes, "");
   return 0;
 }
 
@@ -1046,6 +1259,37 @@ int main(int argc, char** argv) {
   pool_auto->add_flag("--json", json, "print the pools as JSON (as pool ls --json)");
   add_coord(pool_auto);
 
+  std::string sheet_path;
+  auto* takes_cmd = app.add_subcommand(
+      "takes",
+      "each section's takes (a manifest's timeline[].takes) with their jobs and outputs, and a "
+      "contact sheet of them once all are DONE");
+  takes_cmd->add_option("job", job, "the submitted job (or any job of its family)")->required();
+  takes_cmd->add_option("--sheet", sheet_path,
+                        "write the contact sheet here (default: NAME.takes/contact-sheet.png "
+                        "beside the job's output; the outputs must be readable here)");
+  takes_cmd->add_flag("--json", json, "print {\"job\", \"takes\": [...]}, each as status --json");
+  add_coord(takes_cmd);
+  int pick_section = 0, pick_take = 1;
+  auto* pick_cmd = app.add_subcommand(
+      "pick",
+      "a new job: JOB's manifest with SECTION's take TAKE (and JOB's own picks); every segment "
+      "already rendered with the same inputs is reused: with independent nothing renders");
+  pick_cmd->add_option("job", job, "the job to pick from (a take, a pick, or the submitted job)")
+      ->required();
+  pick_cmd->add_option("section", pick_section, "the section: the timeline entry's index, from 0")
+      ->required()
+      ->check(CLI::Range(0, ManifestLimits::kMaxTimelineEntries - 1));
+  pick_cmd->add_option("take", pick_take, "the take, from 1 (1: the manifest's own)")
+      ->required()
+      ->check(CLI::Range(1, ManifestLimits::kMaxTakes));
+  pick_cmd->add_option("--output", output,
+                       "where the new output goes, relative to the coordinator's output root "
+                       "(default: beside the job's, named by the picks: NAME.s3-take2.mp4)");
+  pick_cmd->add_flag("--wait", wait, "follow the new job to the end");
+  pick_cmd->add_flag("--json", json, "print the new job as status --json");
+  add_coord(pick_cmd);
+
   auto* cache_cmd = app.add_subcommand(
       "cache", "finished jobs' stored segment results, which edited resubmissions reuse");
   cache_cmd->require_subcommand(1);
@@ -1158,7 +1402,7 @@ int main(int argc, char** argv) {
   }
   // Every command that talks to a coordinator: a malformed address is bad input, said at once.
   for (CLI::App* talks : {submit, status, jobs, workers_cmd, cancel, retry, prio, drain, logs,
-                          pool_ls, pool_scale, pool_auto, version}) {
+                          pool_ls, pool_scale, pool_auto, version, takes_cmd, pick_cmd}) {
     if (!talks->parsed()) continue;
     if (Status s = CheckEndpoint(CoordinatorAddress(coordinator)); !s.ok())
       return Fail(std::string(coordinator.empty() ? "SEGUE_COORDINATOR: " : "--coordinator: ") +
@@ -1191,6 +1435,9 @@ int main(int argc, char** argv) {
   if (logs->parsed()) return CmdLogs(job, segment, coordinator, json);
   if (seams->parsed()) return CmdSeams(manifest, plan_file, manifest_file, json);
   if (pool_ls->parsed()) return CmdPool("ls", "", 0, 0, 0, false, coordinator, json);
+  if (takes_cmd->parsed()) return CmdTakes(job, sheet_path, coordinator, json);
+  if (pick_cmd->parsed())
+    return CmdPick(job, pick_section, pick_take, output, coordinator, wait, json);
   if (cache_ls->parsed()) return CmdCache(false, "", "", false, coordinator, json);
   if (cache_prune->parsed())
     return CmdCache(true, cache_to, cache_older, cache_all, coordinator, json);
