@@ -1,10 +1,12 @@
 #include "coordinator/assembly.h"
 
 #include "common/media/video.h"
+#include "coordinator/audio_tracks.h"
 
 namespace segue {
 
-Status AssembleJob(const Job& j, Journal& journal, Env* env, const std::string& scratch_root) {
+Status AssembleJob(const Job& j, Journal& journal, Env* env, const std::string& scratch_root,
+                   std::shared_ptr<const EncodedAudio> track) {
   const std::string scratch = scratch_root + "/job-" + std::to_string(j.id);
   (void)env->RemoveAll(scratch);
   if (Status s = env->CreateDirs(scratch); !s.ok()) return s;
@@ -14,6 +16,8 @@ Status AssembleJob(const Job& j, Journal& journal, Env* env, const std::string& 
   spec.codec = j.manifest.output_codec;
   spec.audio_offset_seconds = j.manifest.audio_offset_seconds;
   spec.output_path = j.output_path;
+  spec.audio_codec = AudioCodecOf(j);
+  spec.audio_track = std::move(track);
   spec.replace = j.manifest.output_overwrite || j.restored_stitching;
   Status s = Status::Ok();
   for (const ChunkSpan& c : j.chunks) {

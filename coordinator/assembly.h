@@ -5,7 +5,10 @@
 // state machine's BeginStitching and EndStitching frame it. Runs on the event loop.
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include "common/media/video.h"
 
 #include "common/env/env.h"
 #include "common/status/status.h"
@@ -16,7 +19,9 @@ namespace segue {
 
 // Writes `j`'s output (j.output_path). `scratch_root`: where the job's scratch folder goes
 // (STATE/tmp). An existing output is replaced only if the manifest allows it, or if the job was
-// restored in STITCHING (the output may be its own, put in place before a crash).
-Status AssembleJob(const Job& j, Journal& journal, Env* env, const std::string& scratch_root);
+// restored in STITCHING (the output may be its own, put in place before a crash). `track`: the
+// song already encoded for this output (audio_tracks.h), or nullptr to encode it here.
+Status AssembleJob(const Job& j, Journal& journal, Env* env, const std::string& scratch_root,
+                   std::shared_ptr<const EncodedAudio> track = nullptr);
 
 }  // namespace segue

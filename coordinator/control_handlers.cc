@@ -174,9 +174,14 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
     Job& placed = c.jobs.at(id);
     DescribeFamily(c, placed);
     placed.waiting_for = WaitingFor(c.jobs, placed);
-    // Segments another job has rendered with the same inputs are not rendered again (a job
-    // that waits takes them when it stops waiting: ReleaseWaitingJobs).
-    if (placed.waiting_for == 0) ReuseResults(c, placed);
+    // Segments another job has rendered with the same inputs are not rendered again, and its
+    // song is encoded while they render (a job that waits does both when it stops waiting:
+    // ReleaseWaitingJobs).
+    if (placed.waiting_for != 0) continue;
+    if (placed.has_audio)
+      c.audio_tracks.Prepare(
+          placed, std::string_view(reinterpret_cast<const char*>(audio.begin()), audio.size()));
+    ReuseResults(c, placed);
   }
   c.schedule_due = true;
   return reply;
@@ -211,6 +216,8 @@ std::string OnPickRequest(HandlerContext& c, wire::PickRequest::Reader r,
   if (!ws.ok())
     return ErrorMessage(wire::ErrorCode::INTERNAL, "cannot store the job: " + ws.message());
   std::string reply = SubmitReplyOf(j, false);
+  if (j.has_audio)  // its family's song, encoded ahead unless it is already
+    if (auto audio = c.journal.Audio(j.AudioJob()); audio.ok()) c.audio_tracks.Prepare(j, *audio);
   j.started_ms = c.env->NowMillis();
   c.machine.Submitted(j);
   const uint64_t id = j.id;
@@ -231,6 +238,8 @@ void ReleaseWaitingJobs(HandlerContext& c) {
                 ? "job " + std::to_string(was) + " has rendered every segment: scheduled now"
                 : "its preview, job " + std::to_string(was) + ", is finished: scheduled now");
     j.started_ms = c.env->NowMillis();  // the ETA counts from here
+    if (j.has_audio)
+      if (auto audio = c.journal.Audio(j.AudioJob()); audio.ok()) c.audio_tracks.Prepare(j, *audio);
     ReuseResults(c, j);
     c.schedule_due = true;
   }

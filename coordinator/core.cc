@@ -15,6 +15,7 @@
 #include "common/security/keyring.h"
 #include "coordinator/api.h"
 #include "coordinator/assignments.h"
+#include "coordinator/audio_tracks.h"
 #include "coordinator/dashboard.h"
 #include "coordinator/events.h"
 #include "coordinator/family.h"
@@ -52,8 +53,9 @@ struct Core::Rep {
         router(transport, this),
         outbox(&router),
         transfers(TransferOptionsOf(o)),
-        ctx{options, assignment, admission, env,     *journal, machine,   jobs,
-            workers, models,     outbox,    nullptr, metrics,  transfers, false},
+        audio_tracks(o.state_dir + "/tmp/songs"),
+        ctx{options, assignment, admission, env,     *journal,  machine,      jobs, workers,
+            models,  outbox,     nullptr,   metrics, transfers, audio_tracks, false},
         events(e->NowMillis() * 1000) {
     machine.set_events(&events);
   }
@@ -100,10 +102,10 @@ struct Core::Rep {
   std::unique_ptr<PoolManager> pools;
   FarmMetrics metrics;
   TransferTable transfers;
-  HandlerContext ctx;  // refers to the parts above
-  uint64_t turn_started_us = 0;
-  uint64_t last_eviction_ms = 0;  // when the result cache was last brought under its limit  // when
-                                  // this turn's messages began to be read
+  AudioTracks audio_tracks;
+  HandlerContext ctx;             // refers to the parts above
+  uint64_t turn_started_us = 0;   // when this turn's messages began to be read
+  uint64_t last_eviction_ms = 0;  // when the result cache was last brought under its limit
   // Jobs the restart found STITCHING or with every chunk stored: assembled in the first turn,
   // once the caller's socket is bound.
   std::vector<uint64_t> restored_to_assemble;
@@ -354,6 +356,13 @@ Result<std::unique_ptr<Core>> Core::Open(const CoordinatorOptions& options, Env*
   auto due = rep->machine.Recover(rep->jobs);
   if (!due.ok()) return R::Error("cannot restore jobs: " + due.message());
   LinkFamilies(rep->jobs);  // previews and takes wait as they did
+  // The songs of unfinished jobs that are not waiting are encoded ahead again (the others' when
+  // they are released).
+  for (const auto& [id, j] : rep->jobs) {
+    if (IsFinished(j.state) || !j.has_audio || j.waiting_for != 0) continue;
+    if (auto audio = rep->journal->Audio(j.AudioJob()); audio.ok())
+      rep->audio_tracks.Prepare(j, *audio);
+  }
   // The models the unfinished jobs were planned with are the farm's: a worker that comes back
   // with other metadata for one of them is refused, as before the restart.
   for (const auto& [id, j] : rep->jobs) {

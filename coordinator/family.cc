@@ -158,7 +158,7 @@ Result<Job> PickJob(const Job& from, const Job& root, const std::map<int, int>& 
     path = *resolved;
   }
   if (Status s = PlaceOutput(d, path, o, env, "output"); !s.ok()) return s;
-  d.name = root.name + " (" + (said.empty() ? "every section take 1" : said) + ")";
+  d.name = root.name + " (picked: " + (said.empty() ? "every section take 1" : said) + ")";
   d.priority = root.priority;
   return d;
 }

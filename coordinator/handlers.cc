@@ -326,7 +326,9 @@ void Assemble(HandlerContext& c, Job& j) {
   c.machine.BeginStitching(j);
   Status inside = CheckOutputStillInRoot(c.admission.output_root, j.output_path);
   c.machine.EndStitching(
-      j, inside.ok() ? AssembleJob(j, c.journal, c.env, c.options.state_dir + "/tmp") : inside);
+      j, inside.ok()
+             ? AssembleJob(j, c.journal, c.env, c.options.state_dir + "/tmp", c.audio_tracks.Get(j))
+             : inside);
 }
 
 void DrainWorker(HandlerContext& c, Worker& w) {

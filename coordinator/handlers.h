@@ -24,6 +24,7 @@
 #include "common/security/keyring.h"
 #include "coordinator/admission.h"
 #include "coordinator/assignments.h"
+#include "coordinator/audio_tracks.h"
 #include "coordinator/jobs.h"
 #include "coordinator/journal.h"
 #include "coordinator/models.h"
@@ -52,7 +53,8 @@ struct HandlerContext {
   Outbox& outbox;
   PoolManager* pools;  // nullptr: no pools
   FarmMetrics& metrics;
-  TransferTable& transfers;  // messages larger than a frame, being received
+  TransferTable& transfers;   // messages larger than a frame, being received
+  AudioTracks& audio_tracks;  // songs encoded ahead of assembly
 
   bool schedule_due = false;  // a scheduling pass is wanted
 };

@@ -49,8 +49,11 @@ class AudioTrack {
  public:
   static constexpr int kRate = 48000;
 
+  // Where encoded packets go (in the encoder's time base, 1/kRate).
+  using Sink = std::function<Status(AVPacket*)>;
+
   Status Open(const std::string& path, int64_t total_samples, int64_t offset_samples,
-              AVCodecID codec, AVFormatContext* out) {
+              AVCodecID codec, bool global_header) {
     total_ = total_samples;
     lead_ = std::max<int64_t>(0, offset_samples);
     skip_ = std::max<int64_t>(0, -offset_samples);
@@ -73,13 +76,11 @@ class AudioTrack {
     enc_->sample_fmt = fmt_;
     av_channel_layout_default(&enc_->ch_layout, 2);
     if (codec == AV_CODEC_ID_AAC) enc_->bit_rate = 192000;
+    if (codec == AV_CODEC_ID_OPUS) enc_->bit_rate = 128000;
     enc_->time_base = {1, kRate};
-    if (out->oformat->flags & AVFMT_GLOBALHEADER) enc_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if (global_header) enc_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     err = avcodec_open2(enc_.get(), encoder, nullptr);
     if (err < 0) return Fail("cannot open the audio encoder", err);
-    st_ = avformat_new_stream(out, nullptr);
-    avcodec_parameters_from_context(st_->codecpar, enc_.get());
-    st_->time_base = enc_->time_base;
 
     SwrContext* swr = nullptr;
     err = swr_alloc_set_opts2(&swr, &enc_->ch_layout, fmt_, kRate, &dec_->ch_layout,
@@ -93,14 +94,15 @@ class AudioTrack {
   }
 
   bool finished() const { return finished_; }
+  const AVCodecContext* encoder() const { return enc_.get(); }
 
-  // Encodes the next frame of samples (or, at the end, flushes) and writes its packets to `out`.
-  Status Pump(AVFormatContext* out) {
+  // Encodes the next frame of samples (or, at the end, flushes) and hands its packets to `sink`.
+  Status Pump(const Sink& sink) {
     const int64_t remaining = total_ - sent_;
     if (remaining <= 0) {
       if (!flushed_) {
         flushed_ = true;
-        Status s = EncodeAndWrite(enc_.get(), nullptr, out, st_);
+        Status s = Encode(nullptr, sink);
         finished_ = true;
         return s;
       }
@@ -130,12 +132,25 @@ class AudioTrack {
     }
     frame->pts = sent_;
     sent_ += n;
-    return EncodeAndWrite(enc_.get(), frame.get(), out, st_);
+    return Encode(frame.get(), sink);
   }
 
   double position_seconds() const { return static_cast<double>(sent_) / kRate; }
 
  private:
+  Status Encode(AVFrame* frame, const Sink& sink) {
+    int err = avcodec_send_frame(enc_.get(), frame);
+    if (err < 0) return Fail("the audio encoder rejected a frame", err);
+    PacketPtr pkt(av_packet_alloc());
+    while (true) {
+      err = avcodec_receive_packet(enc_.get(), pkt.get());
+      if (err == AVERROR(EAGAIN) || err == AVERROR_EOF) return Status::Ok();
+      if (err < 0) return Fail("encoding audio failed", err);
+      if (Status s = sink(pkt.get()); !s.ok()) return s;
+      av_packet_unref(pkt.get());
+    }
+  }
+
   FramePtr NewFrame(int samples) {
     FramePtr f(av_frame_alloc());
     f->nb_samples = samples;
@@ -200,7 +215,6 @@ class AudioTrack {
   SwrPtr swr_;
   FifoPtr fifo_;
   AVSampleFormat fmt_ = AV_SAMPLE_FMT_FLTP;
-  AVStream* st_ = nullptr;
   int64_t total_ = 0, sent_ = 0, lead_ = 0, skip_ = 0;
   bool input_done_ = false, flushed_ = false, finished_ = false;
 };
@@ -350,14 +364,24 @@ Status WriteWav(const AssembleSpec& spec, const std::string& path) {
   OutputPtr out(raw);
   AudioTrack audio;
   Status s = audio.Open(spec.audio_file, AudioSamples(spec), AudioOffsetSamples(spec),
-                        AV_CODEC_ID_PCM_S16LE, out.get());
+                        AV_CODEC_ID_PCM_S16LE, out->oformat->flags & AVFMT_GLOBALHEADER);
   if (!s.ok()) return s;
+  AVStream* st = avformat_new_stream(out.get(), nullptr);
+  avcodec_parameters_from_context(st->codecpar, audio.encoder());
+  st->time_base = audio.encoder()->time_base;
   err = avio_open(&out->pb, path.c_str(), AVIO_FLAG_WRITE);
   if (err < 0) return Fail("cannot create '" + path + "'", err);
   err = avformat_write_header(out.get(), nullptr);
   if (err < 0) return Fail("cannot write the audio header", err);
+  AVFormatContext* muxer = out.get();
+  auto write = [&](AVPacket* pkt) {
+    av_packet_rescale_ts(pkt, audio.encoder()->time_base, st->time_base);
+    pkt->stream_index = st->index;
+    const int e = av_interleaved_write_frame(muxer, pkt);
+    return e < 0 ? Fail("writing audio failed", e) : Status::Ok();
+  };
   while (!audio.finished()) {
-    s = audio.Pump(out.get());
+    s = audio.Pump(write);
     if (!s.ok()) return s;
   }
   err = av_write_trailer(out.get());
@@ -445,13 +469,81 @@ Status WriteVideoFile(const AssembleSpec& spec, const std::string& tmp, const st
   vst->avg_frame_rate = {static_cast<int>(spec.fps.num), static_cast<int>(spec.fps.den)};
   first.reset();
 
+  // The song: copied from its encoded track when there is one for this output, else encoded
+  // here. Either way its packets go out in step with the picture's (see the loop below).
   std::optional<AudioTrack> audio;
-  if (!spec.audio_file.empty()) {
+  const EncodedAudio* track = nullptr;
+  size_t track_next = 0;
+  AVStream* ast = nullptr;
+  const AVRational audio_tb = {1, AudioTrack::kRate};
+  if (spec.audio_codec != "aac" && spec.audio_codec != "opus")
+    return Status::Error("unsupported audio codec '" + spec.audio_codec + "'");
+  const AVCodecID audio_codec = ext == ".mov"                ? AV_CODEC_ID_PCM_S16LE
+                                : spec.audio_codec == "opus" ? AV_CODEC_ID_OPUS
+                                                             : AV_CODEC_ID_AAC;
+  if (spec.audio_track && ext != ".mov" && !spec.audio_file.empty()) {
+    track = spec.audio_track.get();
+    if (track->frames != spec.frames || track->fps.num != spec.fps.num ||
+        track->fps.den != spec.fps.den || track->offset_seconds != spec.audio_offset_seconds ||
+        track->codec != spec.audio_codec)
+      return Status::Error("the encoded audio track was made for another length, offset or codec");
+    ast = avformat_new_stream(out.get(), nullptr);
+    AVCodecParameters* p = ast->codecpar;
+    p->codec_type = AVMEDIA_TYPE_AUDIO;
+    p->codec_id = audio_codec;
+    p->format = audio_codec == AV_CODEC_ID_AAC ? AV_SAMPLE_FMT_FLTP : AV_SAMPLE_FMT_S16;
+    p->sample_rate = AudioTrack::kRate;
+    av_channel_layout_default(&p->ch_layout, 2);
+    p->bit_rate = track->bit_rate;
+    p->frame_size = track->frame_size;
+    p->initial_padding = track->initial_padding;
+    p->extradata =
+        static_cast<uint8_t*>(av_mallocz(track->extradata.size() + AV_INPUT_BUFFER_PADDING_SIZE));
+    if (!p->extradata) return Status::Error("out of memory for audio");
+    std::memcpy(p->extradata, track->extradata.data(), track->extradata.size());
+    p->extradata_size = static_cast<int>(track->extradata.size());
+    ast->time_base = audio_tb;
+  } else if (!spec.audio_file.empty()) {
     audio.emplace();
     Status s = audio->Open(spec.audio_file, AudioSamples(spec), AudioOffsetSamples(spec),
-                           ext == ".mov" ? AV_CODEC_ID_PCM_S16LE : AV_CODEC_ID_AAC, out.get());
+                           audio_codec, out->oformat->flags & AVFMT_GLOBALHEADER);
     if (!s.ok()) return s;
+    ast = avformat_new_stream(out.get(), nullptr);
+    avcodec_parameters_from_context(ast->codecpar, audio->encoder());
+    ast->time_base = audio_tb;
   }
+  // (ast's time base is the muxer's once the header is written.)
+  AVFormatContext* muxer = out.get();
+  auto write_audio = [&](AVPacket* pkt) {
+    av_packet_rescale_ts(pkt, audio_tb, ast->time_base);
+    pkt->stream_index = ast->index;
+    const int err = av_interleaved_write_frame(muxer, pkt);
+    return err < 0 ? Fail("writing audio failed", err) : Status::Ok();
+  };
+  PacketPtr copy(av_packet_alloc());
+  auto audio_done = [&] {
+    return track ? track_next >= track->packets.size() : !audio || audio->finished();
+  };
+  auto audio_seconds = [&] {
+    if (!track) return audio ? audio->position_seconds() : 1e300;
+    return track_next < track->packets.size()
+               ? static_cast<double>(track->packets[track_next].pts) / AudioTrack::kRate
+               : 1e300;
+  };
+  // The next audio packet out: the track's next, or what encoding the next samples gives.
+  auto pump_audio = [&]() -> Status {
+    if (!track) return audio->Pump(write_audio);
+    const EncodedAudio::Packet& p = track->packets[track_next++];
+    av_packet_unref(copy.get());
+    if (av_new_packet(copy.get(), static_cast<int>(p.data.size())) < 0)
+      return Status::Error("out of memory for audio");
+    std::memcpy(copy->data, p.data.data(), p.data.size());
+    copy->pts = p.pts;
+    copy->dts = p.dts;
+    copy->duration = p.duration;
+    copy->flags = p.flags;
+    return write_audio(copy.get());
+  };
   err = avio_open(&out->pb, tmp.c_str(), AVIO_FLAG_WRITE);
   if (err < 0) return Fail("cannot create '" + tmp + "'", err);
   AVDictionary* mux = nullptr;
@@ -482,16 +574,16 @@ Status WriteVideoFile(const AssembleSpec& spec, const std::string& tmp, const st
       err = av_interleaved_write_frame(out.get(), pkt.get());
       if (err < 0) return Fail("writing video failed", err);
       // Keep the audio up with the picture so the muxer buffers little.
-      while (audio && !audio->finished() && audio->position_seconds() < t + 1.0) {
-        Status s = audio->Pump(out.get());
+      while (!audio_done() && audio_seconds() < t + 1.0) {
+        Status s = pump_audio();
         if (!s.ok()) return s;
       }
     }
     if (err != AVERROR_EOF) return Fail("reading chunk " + std::to_string(c) + " failed", err);
     if (spec.chunk_starts[c] + frames != ChunkEnd(spec, c)) return TooFewFrames(spec, c, frames);
   }
-  while (audio && !audio->finished()) {
-    Status s = audio->Pump(out.get());
+  while (!audio_done()) {
+    Status s = pump_audio();
     if (!s.ok()) return s;
   }
   err = av_write_trailer(out.get());
@@ -548,6 +640,55 @@ Status AssembleOutput(const AssembleSpec& spec) {
   }
   if (had_folder) fs::remove_all(old, ec);
   return Status::Ok();
+}
+
+size_t EncodedAudio::bytes() const {
+  size_t n = extradata.size();
+  for (const Packet& p : packets) n += p.data.size() + sizeof(Packet);
+  return n;
+}
+
+Result<std::shared_ptr<const EncodedAudio>> EncodeAudioTrack(const std::string& audio_file,
+                                                             int64_t frames, Rational fps,
+                                                             double offset_seconds,
+                                                             const std::string& codec) {
+  if (codec != "aac" && codec != "opus")
+    return Status::Error("unsupported audio codec '" + codec + "'");
+  AssembleSpec spec;
+  spec.frames = frames;
+  spec.fps = fps;
+  spec.audio_offset_seconds = offset_seconds;
+  AudioTrack audio;
+  // With a global header, as the .mp4 and .mkv muxers want it.
+  Status s = audio.Open(audio_file, AudioSamples(spec), AudioOffsetSamples(spec),
+                        codec == "opus" ? AV_CODEC_ID_OPUS : AV_CODEC_ID_AAC, true);
+  if (!s.ok()) return s;
+  auto track = std::make_shared<EncodedAudio>();
+  track->codec = codec;
+  const AVCodecContext* enc = audio.encoder();
+  track->extradata.assign(reinterpret_cast<const char*>(enc->extradata),
+                          static_cast<size_t>(std::max(0, enc->extradata_size)));
+  track->frame_size = enc->frame_size;
+  track->initial_padding = enc->initial_padding;
+  track->bit_rate = enc->bit_rate;
+  track->frames = frames;
+  track->fps = fps;
+  track->offset_seconds = offset_seconds;
+  auto keep = [&](AVPacket* pkt) {
+    EncodedAudio::Packet p;
+    p.data.assign(reinterpret_cast<const char*>(pkt->data), static_cast<size_t>(pkt->size));
+    p.pts = pkt->pts;
+    p.dts = pkt->dts;
+    p.duration = pkt->duration;
+    p.flags = pkt->flags;
+    track->packets.push_back(std::move(p));
+    return Status::Ok();
+  };
+  while (!audio.finished()) {
+    s = audio.Pump(keep);
+    if (!s.ok()) return s;
+  }
+  return std::shared_ptr<const EncodedAudio>(std::move(track));
 }
 
 Result<int64_t> CountChunkFrames(std::string_view container) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,35 @@ std::string ChunkExtension(const std::string& codec);
 Status EncodeChunkFile(const std::string& path, const VideoSettings& settings, const uint8_t* rgb,
                        int64_t frames);
 
+// An output's AAC audio track, encoded once (EncodeAudioTrack) so that every output of the same
+// song, length and offset (a job's preview, its takes, picks, an edit) copies its packets instead
+// of encoding the song again: encoding is most of what assembling a short video costs. Immutable
+// once made, so threads may share it.
+struct EncodedAudio {
+  struct Packet {
+    std::string data;
+    int64_t pts = 0, dts = 0, duration = 0;  // in 1/48000 s
+    int flags = 0;
+  };
+  std::string codec = "aac";  // AssembleSpec::audio_codec
+  std::string extradata;      // the encoder's global header (AudioSpecificConfig, OpusHead)
+  int frame_size = 0, initial_padding = 0;
+  int64_t bit_rate = 0;
+  int64_t frames = 0;  // the picture's length, fps and the song's offset it was made for
+  Rational fps;
+  double offset_seconds = 0;
+  std::vector<Packet> packets;
+  size_t bytes() const;
+};
+
+// Decodes `audio_file` and encodes it as AssembleOutput would for an .mp4 or .mkv output of
+// `frames` at `fps` with the song shifted by `offset_seconds`, in `codec` ("aac" or "opus").
+// Thread-safe (it touches nothing but the file).
+Result<std::shared_ptr<const EncodedAudio>> EncodeAudioTrack(const std::string& audio_file,
+                                                             int64_t frames, Rational fps,
+                                                             double offset_seconds,
+                                                             const std::string& codec = "aac");
+
 struct AssembleSpec {
   std::vector<std::string> chunk_files;  // in order; chunk k starts at frame chunk_starts[k]
   std::vector<int64_t> chunk_starts;
@@ -53,8 +83,14 @@ struct AssembleSpec {
   std::string codec = "h264";
   std::string audio_file;           // empty: no audio
   double audio_offset_seconds = 0;  // > 0: the song starts this late; < 0: its start is cut
-  std::string output_path;          // a file, or for png a folder; written atomically
-  bool replace = false;             // replace an existing output (else: an error)
+  // An .mp4 or .mkv output's song: "aac" (192 kb/s), or "opus" (128 kb/s, libopus: a preview's,
+  // several times faster to encode). .mov outputs and png folders always have PCM.
+  std::string audio_codec = "aac";
+  // An .mp4 or .mkv output: the song already encoded for this frames, fps, offset and codec
+  // (else it is encoded from audio_file, as it is for .mov and png outputs).
+  std::shared_ptr<const EncodedAudio> audio_track;
+  std::string output_path;  // a file, or for png a folder; written atomically
+  bool replace = false;     // replace an existing output (else: an error)
 };
 
 // Concatenates the chunks' packets (no re-encoding) with the audio, trimmed or padded with silence

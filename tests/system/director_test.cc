@@ -32,6 +32,7 @@ std::string Manifest(const TempDir& dir, const std::string& name, const std::str
     << "model: {name: zoom, steps: 2}\n"
     << "segments: {length: 8, overlap: 2, strategy: " << strategy << "}\n"
     << "seed: 5\noutput: {path: " << name << ".mp4, overwrite: true}\n"
+    << "audio: {path: song.wav}\n"
     << (takes ? "preview: {steps: 1, scale: 0.5}\n" : "")
     << "timeline:\n  - {at: 0s, prompt: \"a harbour at dawn\"}\n"
     << "  - {at: 4s, prompt: \"a kiss in the rain\", "
@@ -84,6 +85,7 @@ class Director : public ::testing::TestWithParam<const char*> {};
 TEST_P(Director, PreviewFirstThenTakesThenPicksRenderOnlyWhatTheStrategyRequires) {
   const std::string strategy = GetParam();
   TempDir dir;
+  MakeTone(dir / "song.wav", 11);
   const std::string manifest = Manifest(dir, "loop", strategy, true);
   uint64_t root = 0, double_pick = 0;
   std::map<std::pair<int, int>, uint64_t> take_jobs;  // (section, take) -> job
@@ -124,6 +126,8 @@ TEST_P(Director, PreviewFirstThenTakesThenPicksRenderOnlyWhatTheStrategyRequires
     EXPECT_EQ(pv.width, 32);
     EXPECT_EQ(pv.height, 16);
     EXPECT_EQ(pv.frames, 122);
+    EXPECT_EQ(pv.audio_codec, "opus");  // fast to encode, on the way to the first look
+    EXPECT_NEAR(pv.audio_duration, 122 / 12.0, 1.0 / 12);
     EXPECT_EQ(out.substr(said + 9, p.output.size()), p.output);
     auto final_log = client.Logs(root);
     ASSERT_TRUE(final_log.ok());
@@ -190,7 +194,10 @@ TEST_P(Director, PreviewFirstThenTakesThenPicksRenderOnlyWhatTheStrategyRequires
     ASSERT_TRUE(st.ok());
     EXPECT_EQ(st->family.role, "pick");
     EXPECT_EQ(st->family.picks, (std::map<int, int>{{1, 3}, {2, 2}}));
-    EXPECT_EQ(Probe(st->output).frames, 122);
+    const ProbeInfo picked = Probe(st->output);
+    EXPECT_EQ(picked.frames, 122);
+    EXPECT_EQ(picked.audio_codec, "aac");
+    EXPECT_NEAR(picked.audio_duration, 122 / 12.0, 1.0 / 12);
   }
   // The picked output's latents are the picked manifest's from scratch, and the takes' seeds
   // changed exactly their sections (independent: the rest is the final's).
@@ -230,6 +237,7 @@ INSTANTIATE_TEST_SUITE_P(AllStrategies, Director,
 // that does not exist, a section its timeline lacks, or a take out of range is bad input.
 TEST(DirectorFamily, CancelTakesItsFamilyAlongAndBadPicksAreRefused) {
   TempDir dir;
+  MakeTone(dir / "song.wav", 11);
   LocalFarm farm(dir / "farm", 0);  // no workers: everything waits
   ASSERT_TRUE(farm.ok());
   std::string out;

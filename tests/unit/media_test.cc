@@ -262,6 +262,92 @@ TEST(Media, AudioOffsetShiftsTheSong) {
   EXPECT_NEAR(p.audio_duration, 2.0, 1.0 / 24);
 }
 
+// A song encoded once (EncodeAudioTrack) and copied into outputs gives the same bytes as encoding
+// it in each assembly, in .mp4 and .mkv; a track made for another length is refused.
+TEST(Media, AnEncodedAudioTrackIsCopiedIntoTheSameBytes) {
+  TempDir dir;
+  auto rgb = Frames(64, 48, 48, 0);  // 2 s
+  ASSERT_TRUE(EncodeChunkFile(dir / "c.mp4", Settings(), rgb.data(), 48).ok());
+  MakeTone(dir / "song.wav", 3.0);
+  auto track = EncodeAudioTrack(dir / "song.wav", 48, Rational{24, 1}, 0.25);
+  ASSERT_TRUE(track.ok()) << track.message();
+  EXPECT_GT((*track)->packets.size(), 90u);  // 2 s of 1024-sample AAC frames at 48 kHz
+  for (const char* ext : {".mp4", ".mkv"}) {
+    AssembleSpec spec;
+    spec.chunk_files = {dir / "c.mp4"};
+    spec.chunk_starts = {0};
+    spec.frames = 48;
+    spec.fps = Rational{24, 1};
+    spec.audio_file = dir / "song.wav";
+    spec.audio_offset_seconds = 0.25;
+    spec.output_path = dir / (std::string("encoded") + ext);
+    ASSERT_TRUE(AssembleOutput(spec).ok());
+    spec.audio_track = *track;
+    spec.output_path = dir / (std::string("copied") + ext);
+    Status s = AssembleOutput(spec);
+    ASSERT_TRUE(s.ok()) << s.message();
+    std::ifstream a(dir / (std::string("encoded") + ext), std::ios::binary),
+        b(spec.output_path, std::ios::binary);
+    const std::string encoded((std::istreambuf_iterator<char>(a)), {}),
+        copied((std::istreambuf_iterator<char>(b)), {});
+    EXPECT_FALSE(encoded.empty());
+    // MP4 to the byte; Matroska writes a random segment id, so its streams' packets are compared.
+    if (std::string(ext) == ".mp4") {
+      EXPECT_TRUE(encoded == copied) << encoded.size() << " vs " << copied.size();
+    }
+    std::string hashes[2];
+    for (int i = 0; i < 2; ++i)
+      RunCommand("ffmpeg -v error -i '" +
+                     dir / ((i ? std::string("copied") : std::string("encoded")) + ext) +
+                     "' -map 0 -c copy -f streamhash -",
+                 &hashes[i]);
+    EXPECT_NE(hashes[0].find("1,a,"), std::string::npos) << hashes[0];
+    EXPECT_EQ(hashes[0], hashes[1]) << ext;
+    EXPECT_NEAR(Probe(spec.output_path).audio_duration, 2.0, 1.0 / 24) << ext;
+  }
+  // A preview's Opus, the same way.
+  auto opus = EncodeAudioTrack(dir / "song.wav", 48, Rational{24, 1}, 0.25, "opus");
+  ASSERT_TRUE(opus.ok()) << opus.message();
+  AssembleSpec preview;
+  preview.chunk_files = {dir / "c.mp4"};
+  preview.chunk_starts = {0};
+  preview.frames = 48;
+  preview.fps = Rational{24, 1};
+  preview.audio_file = dir / "song.wav";
+  preview.audio_offset_seconds = 0.25;
+  preview.audio_codec = "opus";
+  preview.output_path = dir / "opus-encoded.mp4";
+  Status ps = AssembleOutput(preview);
+  ASSERT_TRUE(ps.ok()) << ps.message();
+  preview.audio_track = *opus;
+  preview.output_path = dir / "opus-copied.mp4";
+  ps = AssembleOutput(preview);
+  ASSERT_TRUE(ps.ok()) << ps.message();
+  const ProbeInfo po = Probe(preview.output_path);
+  EXPECT_EQ(po.audio_codec, "opus");
+  EXPECT_NEAR(po.audio_duration, 2.0, 1.0 / 24);
+  EXPECT_EQ(po.frames, 48);
+  std::ifstream oa(dir / "opus-encoded.mp4", std::ios::binary),
+      ob(preview.output_path, std::ios::binary);
+  EXPECT_TRUE(std::string((std::istreambuf_iterator<char>(oa)), {}) ==
+              std::string((std::istreambuf_iterator<char>(ob)), {}));
+  // An AAC track is not an Opus output's.
+  preview.audio_track = *track;
+  preview.output_path = dir / "mismatch.mp4";
+  EXPECT_FALSE(AssembleOutput(preview).ok());
+
+  AssembleSpec other;
+  other.chunk_files = {dir / "c.mp4"};
+  other.chunk_starts = {0};
+  other.frames = 48;
+  other.fps = Rational{24, 1};
+  other.audio_file = dir / "song.wav";  // offset 0: not what the track was made for
+  other.audio_track = *track;
+  other.output_path = dir / "wrong.mp4";
+  EXPECT_FALSE(AssembleOutput(other).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir / "wrong.mp4"));
+}
+
 TEST(Media, AnExistingOutputIsKeptUnlessReplacing) {
   TempDir dir;
   auto rgb = Frames(64, 48, 12, 0);
