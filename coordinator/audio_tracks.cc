@@ -2,20 +2,19 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <vector>
 
 #include "common/util/digest.h"
 
 namespace segue {
 namespace {
 
-// Outputs whose song is AAC: what a track holds.
+// Outputs whose song is AAC or Opus: what a track holds.
 bool TakesTrack(const Job& j) {
   if (!j.has_audio || j.manifest.output_codec == "png") return false;
-  const std::string ext = std::filesystem::path(j.output_path).extension().string();
-  return ext != ".mov";
+  return std::filesystem::path(j.output_path).extension().string() != ".mov";
 }
 
 }  // namespace
@@ -28,8 +27,19 @@ AudioTracks::AudioTracks(std::string scratch, size_t max_bytes)
     : scratch_(std::move(scratch)), max_bytes_(max_bytes) {}
 
 AudioTracks::~AudioTracks() {
-  for (auto& [key, t] : tracks_)
-    if (t.made.valid()) t.made.wait();
+  std::deque<std::unique_ptr<Encode>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    dropped.swap(queue_);
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (auto& e : dropped) {
+    e->promise.set_value(Made::Error("the coordinator stopped"));
+    std::error_code rm;
+    std::filesystem::remove(e->file, rm);
+  }
 }
 
 std::string AudioTracks::KeyOf(const Job& j) const {
@@ -46,48 +56,92 @@ void AudioTracks::Prepare(const Job& j, std::string_view audio) {
   if (!TakesTrack(j)) return;
   song_of_[j.AudioJob()] = DigestBytes(audio);
   const std::string key = KeyOf(j);
-  auto it = tracks_.find(key);
-  if (it != tracks_.end()) {
+  if (auto it = tracks_.find(key); it != tracks_.end()) {
     it->second.used = ++clock_;
     return;
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.size() >= kMaxWaiting) return;  // its assembly encodes it
+  }
   std::error_code ec;
   std::filesystem::create_directories(scratch_, ec);
-  const std::string file =
-      scratch_ + "/song-" + std::to_string(++files_) + AudioExtension(j.audio_name);
+  auto e = std::make_unique<Encode>();
+  e->key = key;
+  e->file = scratch_ + "/song-" + std::to_string(++files_) + AudioExtension(j.audio_name);
+  e->codec = AudioCodecOf(j);
+  e->frames = j.manifest.frames;
+  e->fps = j.manifest.fps;
+  e->offset = j.manifest.audio_offset_seconds;
   {
-    std::ofstream out(file, std::ios::binary);
+    std::ofstream out(e->file, std::ios::binary);
     out.write(audio.data(), static_cast<std::streamsize>(audio.size()));
     if (!out) {
       spdlog::warn("job {}: cannot write its song for encoding ({}); assembly encodes it", j.id,
-                   file);
+                   e->file);
       return;
     }
   }
-  // The thread touches only the file it is given, and what it returns.
-  const int64_t frames = j.manifest.frames;
-  const Rational fps = j.manifest.fps;
-  const double offset = j.manifest.audio_offset_seconds;
-  const std::string codec = AudioCodecOf(j);
   Track t;
-  t.made = std::async(std::launch::async, [file, frames, fps, offset, codec]() -> Made {
-             Made made = EncodeAudioTrack(file, frames, fps, offset, codec);
-             std::error_code rm;
-             std::filesystem::remove(file, rm);
-             return made;
-           }).share();
+  t.made = e->promise.get_future().share();
   t.used = ++clock_;
   tracks_.emplace(key, std::move(t));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(e));
+  }
+  if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+  wake_.notify_one();
   Trim();
+}
+
+void AudioTracks::Run() {
+  while (true) {
+    std::unique_ptr<Encode> e;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      e = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    // Outside the lock: the event loop may queue, or drop what waits, meanwhile.
+    Made made = EncodeAudioTrack(e->file, e->frames, e->fps, e->offset, e->codec);
+    std::error_code rm;
+    std::filesystem::remove(e->file, rm);
+    e->promise.set_value(std::move(made));
+  }
 }
 
 std::shared_ptr<const EncodedAudio> AudioTracks::Get(const Job& j) {
   if (!TakesTrack(j)) return nullptr;
-  auto it = tracks_.find(KeyOf(j));
+  const std::string key = KeyOf(j);
+  auto it = tracks_.find(key);
   if (it == tracks_.end()) return nullptr;
   Track& t = it->second;
+  if (t.made.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    // Still waiting its turn: dropped, and this assembly encodes the song now rather than wait
+    // for the songs before it.
+    std::unique_ptr<Encode> waiting;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto q = queue_.begin(); q != queue_.end(); ++q) {
+        if ((*q)->key != key) continue;
+        waiting = std::move(*q);
+        queue_.erase(q);
+        break;
+      }
+    }
+    if (waiting) {
+      waiting->promise.set_value(Made::Error("not encoded ahead: its assembly came first"));
+      std::error_code rm;
+      std::filesystem::remove(waiting->file, rm);
+      tracks_.erase(it);
+      return nullptr;
+    }
+  }
   t.used = ++clock_;
-  const Made& made = t.made.get();  // at once, unless the encode is still under way
+  const Made& made = t.made.get();  // under way: its assembly waits for it
   if (!made.ok()) {
     spdlog::warn("job {}: encoding its song ahead failed ({}); assembly encodes it", j.id,
                  made.message());
@@ -103,13 +157,13 @@ std::shared_ptr<const EncodedAudio> AudioTracks::Get(const Job& j) {
 void AudioTracks::Trim() {
   size_t total = 0;
   for (const auto& [key, t] : tracks_) total += t.bytes;
-  while (total > max_bytes_ && tracks_.size() > 1) {
-    auto oldest = tracks_.begin();
+  while (total > max_bytes_) {
+    auto oldest = tracks_.end();
     for (auto it = tracks_.begin(); it != tracks_.end(); ++it)
       if (it->second.bytes > 0 &&
-          (oldest->second.bytes == 0 || it->second.used < oldest->second.used))
+          (oldest == tracks_.end() || it->second.used < oldest->second.used))
         oldest = it;
-    if (oldest->second.bytes == 0) break;  // only encodes under way: nothing to drop
+    if (oldest == tracks_.end()) break;  // only encodes waiting or under way
     total -= oldest->second.bytes;
     tracks_.erase(oldest);
   }
