@@ -143,7 +143,8 @@ TEST_F(CliContract, EveryCommandSpeaksJson) {
   for (const char* cmd :
        {"plan",     "render",        "submit", "status",  "jobs",    "cancel",     "retry",
         "priority", "drain",         "logs",   "workers", "pool ls", "pool scale", "pool autoscale",
-        "seams",    "contact-sheet", "keygen", "token",   "version", "cache ls",   "cache prune"}) {
+        "seams",    "contact-sheet", "keygen", "token",   "version", "cache ls",   "cache prune",
+        "takes",    "pick"}) {
     RunCommand(Cli(std::string(cmd) + " --help"), &out, true);
     EXPECT_NE(out.find("--json"), std::string::npos) << "segue " << cmd << " has no --json";
   }
@@ -156,6 +157,17 @@ TEST_F(CliContract, EveryCommandSpeaksJson) {
     EXPECT_EQ(job["id"], id);
   }
   EXPECT_EQ(nlohmann::json::parse(out)["priority"], 70);
+  // Takes and picks: the submitted job (no takes) and a pick of its only section, in the job shape.
+  ASSERT_EQ(Segue("takes " + id + " --json", &out), 0) << Stderr();
+  const auto takes = nlohmann::json::parse(out);
+  EXPECT_TRUE(FollowsTheJobSchema(takes["job"]));
+  EXPECT_TRUE(takes["takes"].empty());
+  ASSERT_EQ(Segue("pick " + id + " 0 2 --json", &out), 0) << Stderr();
+  const auto pick = nlohmann::json::parse(out);
+  EXPECT_TRUE(FollowsTheJobSchema(pick));
+  EXPECT_EQ(pick["family"]["role"], "pick");
+  EXPECT_EQ(pick["family"]["parent"], id);
+  EXPECT_EQ(Segue("pick " + id + " 5 2", &out), 2);  // the manifest has one section
   ASSERT_EQ(Segue("logs " + id + " --json", &out), 0) << Stderr();
   const auto logs = nlohmann::json::parse(out);
   ASSERT_FALSE(logs["lines"].empty());
