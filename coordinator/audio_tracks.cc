@@ -106,7 +106,12 @@ void AudioTracks::Run() {
       queue_.pop_front();
     }
     // Outside the lock: the event loop may queue, or drop what waits, meanwhile.
-    Made made = EncodeAudioTrack(e->file, e->frames, e->fps, e->offset, e->codec);
+    Made made = Made::Error("not encoded");
+    try {
+      made = EncodeAudioTrack(e->file, e->frames, e->fps, e->offset, e->codec);
+    } catch (const std::exception& x) {  // bad_alloc for a song too large: assembly tries itself
+      made = Made::Error(std::string("encoding failed: ") + x.what());
+    }
     std::error_code rm;
     std::filesystem::remove(e->file, rm);
     e->promise.set_value(std::move(made));
@@ -156,7 +161,20 @@ std::shared_ptr<const EncodedAudio> AudioTracks::Get(const Job& j) {
 
 void AudioTracks::Trim() {
   size_t total = 0;
-  for (const auto& [key, t] : tracks_) total += t.bytes;
+  for (auto it = tracks_.begin(); it != tracks_.end();) {
+    Track& t = it->second;
+    // Made since it was last looked at (a track no assembly asked for counts too).
+    if (t.bytes == 0 && t.made.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      const Made& made = t.made.get();
+      if (!made.ok()) {
+        it = tracks_.erase(it);
+        continue;
+      }
+      t.bytes = std::max<size_t>(1, (*made)->bytes());
+    }
+    total += t.bytes;
+    ++it;
+  }
   while (total > max_bytes_) {
     auto oldest = tracks_.end();
     for (auto it = tracks_.begin(); it != tracks_.end(); ++it)

@@ -75,6 +75,36 @@ void DescribeFamily(HandlerContext& c, const Job& j) {
                                  "; it waits until that job has rendered every segment");
 }
 
+// Why adding `added` (a submission's jobs, or a pick) to `owner`'s unfinished jobs would exceed
+// the coordinator's per-owner limits, or "": one team's queue cannot fill the farm's (or the
+// coordinator's memory).
+std::string OverOwnerLimits(HandlerContext& c, const std::string& owner,
+                            const std::vector<Job*>& added) {
+  int owner_jobs = static_cast<int>(added.size());
+  int64_t added_frames = 0;
+  for (const Job* f : added) added_frames += f->manifest.frames;
+  int64_t owner_frames = added_frames;
+  for (const auto& [id, other] : c.jobs) {
+    if (IsFinished(other.state) || other.owner != owner) continue;
+    ++owner_jobs;
+    owner_frames += other.manifest.frames;
+  }
+  const int others = owner_jobs - static_cast<int>(added.size());
+  if (c.options.max_owner_jobs > 0 && owner_jobs > c.options.max_owner_jobs)
+    return "'" + owner + "' has " + std::to_string(others) +
+           " unfinished jobs, the most this coordinator queues per owner (--max-owner-jobs)" +
+           (added.size() > 1 ? " counting this manifest's " + std::to_string(added.size()) +
+                                   " jobs (its preview and takes are jobs)"
+                             : std::string()) +
+           "; wait for some to finish or cancel some";
+  if (c.options.max_owner_frames > 0 && owner_frames > c.options.max_owner_frames)
+    return added.front()->manifest_name + ": its " + std::to_string(added_frames) +
+           " frames would bring '" + owner + "''s unfinished jobs to " +
+           std::to_string(owner_frames) + " frames, above this coordinator's limit of " +
+           std::to_string(c.options.max_owner_frames) + " per owner (--max-owner-frames)";
+  return "";
+}
+
 }  // namespace
 
 std::string SubmitReplyOf(const Job& j, bool existing) {
@@ -111,33 +141,8 @@ std::string OnSubmit(HandlerContext& c, wire::Submit::Reader s, const std::strin
   if (!derived.ok()) return ErrorMessage(wire::ErrorCode::BAD_REQUEST, derived.message());
   std::vector<Job*> family{&j};
   for (Job& d : *derived) family.push_back(&d);
-  // Per-owner limits: one team's queue cannot fill the farm's (or the coordinator's memory).
-  int owner_jobs = static_cast<int>(family.size());
-  int64_t family_frames = 0;
-  for (const Job* f : family) family_frames += f->manifest.frames;
-  int64_t owner_frames = family_frames;
-  for (const auto& [id, other] : c.jobs) {
-    if (IsFinished(other.state) || other.owner != owner) continue;
-    ++owner_jobs;
-    owner_frames += other.manifest.frames;
-  }
-  const int others = owner_jobs - static_cast<int>(family.size());
-  if (c.options.max_owner_jobs > 0 && owner_jobs > c.options.max_owner_jobs)
-    return ErrorMessage(
-        wire::ErrorCode::OVER_LIMIT,
-        "'" + owner + "' has " + std::to_string(others) +
-            " unfinished jobs, the most this coordinator queues per owner (--max-owner-jobs)" +
-            (family.size() > 1 ? " counting this manifest's " + std::to_string(family.size()) +
-                                     " jobs (its preview and takes are jobs)"
-                               : std::string()) +
-            "; wait for some to finish or cancel some");
-  if (c.options.max_owner_frames > 0 && owner_frames > c.options.max_owner_frames)
-    return ErrorMessage(
-        wire::ErrorCode::OVER_LIMIT,
-        j.manifest_name + ": its " + std::to_string(family_frames) + " frames would bring '" +
-            owner + "''s unfinished jobs to " + std::to_string(owner_frames) +
-            " frames, above this coordinator's limit of " +
-            std::to_string(c.options.max_owner_frames) + " per owner (--max-owner-frames)");
+  if (std::string over = OverOwnerLimits(c, owner, family); !over.empty())
+    return ErrorMessage(wire::ErrorCode::OVER_LIMIT, over);
   std::vector<std::string> events;
   for (Job* f : family) {
     f->owner = owner;
@@ -207,6 +212,8 @@ std::string OnPickRequest(HandlerContext& c, wire::PickRequest::Reader r,
   Job& j = *picked;
   j.owner = owner;
   j.created_ms = j.updated_ms = c.env->NowMillis();
+  if (std::string over = OverOwnerLimits(c, owner, {&j}); !over.empty())
+    return ErrorMessage(wire::ErrorCode::OVER_LIMIT, over);
   std::string said;
   for (const auto& [section, take] : j.family.picks)
     said += " section " + std::to_string(section) + " take " + std::to_string(take);
@@ -230,7 +237,24 @@ std::string OnPickRequest(HandlerContext& c, wire::PickRequest::Reader r,
 void ReleaseWaitingJobs(HandlerContext& c) {
   for (auto& [id, j] : c.jobs) {
     if (j.waiting_for == 0) continue;
+    if (IsFinished(j.state)) {  // cancelled while it waited: nothing to release
+      j.waiting_for = 0;
+      continue;
+    }
     const uint64_t was = j.waiting_for;
+    // A take whose job ended without its output has nothing to take its segments from.
+    if (j.family.role == JobRole::kTake) {
+      auto parent = c.jobs.find(j.family.parent);
+      if (parent != c.jobs.end() && IsFinished(parent->second.state) &&
+          parent->second.state != JobState::kDone) {
+        if (c.machine.Cancel(j).ok())
+          c.journal.AddEvent(id, "job " + std::to_string(was) + " is " +
+                                     JobStateName(parent->second.state) +
+                                     ": cancelled with it (retry both to render the take)");
+        j.waiting_for = 0;
+        continue;
+      }
+    }
     j.waiting_for = WaitingFor(c.jobs, j);
     if (j.waiting_for != 0) continue;
     c.journal.AddEvent(
@@ -293,17 +317,22 @@ std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a) {
   Status s;
   switch (a.getAction()) {
     case wire::JobActionKind::CANCEL:
-      // Idempotent: a finished job (cancelled, done or failed) is left as it is and reported.
-      if (IsFinished(j.state)) return StatusReply(c, j);
-      StopJobTasks(c, j, "job cancelled");
-      s = c.machine.Cancel(j);
-      // Its preview and takes go with it: they exist for it.
+      // Its preview and takes go with it, even when it has ended already: they exist for it.
       for (uint64_t d : DerivedJobsOf(c.jobs, j.id)) {
         Job& dj = c.jobs.at(d);
         StopJobTasks(c, dj, "job " + std::to_string(j.id) + " cancelled");
         if (c.machine.Cancel(dj).ok())
           c.journal.AddEvent(d, "cancelled with job " + std::to_string(j.id));
+        dj.waiting_for = 0;
       }
+      // Idempotent: a finished job (cancelled, done or failed) is left as it is and reported.
+      if (IsFinished(j.state)) {
+        c.schedule_due = true;
+        return StatusReply(c, j);
+      }
+      StopJobTasks(c, j, "job cancelled");
+      s = c.machine.Cancel(j);
+      j.waiting_for = 0;
       break;
     case wire::JobActionKind::RETRY:
       s = c.machine.Retry(j);

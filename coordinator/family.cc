@@ -129,8 +129,11 @@ Result<Job> PickJob(const Job& from, const Job& root, const std::map<int, int>& 
   f.root = root.id;
   f.parent = from.id;
   f.picks = from.family.picks;
-  if (from.family.role == JobRole::kTake) f.picks[from.family.section] = from.family.take;
   const size_t sections = from.manifest.timeline.size();
+  if (from.family.role == JobRole::kTake && from.family.section >= 0 &&
+      static_cast<size_t>(from.family.section) < sections && from.family.take >= 1 &&
+      from.family.take <= ManifestLimits::kMaxTakes)
+    f.picks[from.family.section] = from.family.take;
   for (const auto& [section, take] : picks) {
     if (section < 0 || static_cast<size_t>(section) >= sections)
       return R::Error("section " + std::to_string(section) + ": job " + std::to_string(from.id) +
@@ -171,10 +174,7 @@ uint64_t WaitingFor(const JobTable& jobs, const Job& j) {
   }
   if (j.family.role == JobRole::kTake) {
     auto it = jobs.find(j.family.parent);
-    if (it != jobs.end()) {
-      const Job& p = it->second;
-      if (!p.planned() || p.segments_done < p.segments.size()) return p.id;
-    }
+    if (it != jobs.end() && it->second.state != JobState::kDone) return it->first;
   }
   return 0;
 }

@@ -4,9 +4,10 @@
 //
 //   preview  the whole video at preview.steps and preview.scale, at a higher priority; the final
 //            waits for it to finish before it is scheduled, so the preview is seen first.
-//   take     section S re-seeded as take T (2..N); it waits until the final has rendered every
-//            segment, so that everything it shares with the final is reused, not rendered twice
-//            (coordinator/results.h): with `independent` it renders only the section's segments.
+//   take     section S re-seeded as take T (2..N); it waits until the final is done, so that
+//            everything it shares with the final (segments, encoded chunks) is reused, not made
+//            twice (coordinator/results.h): with `independent` it renders only the section's
+//            segments.
 //   pick     `segue pick JOB SECTION TAKE`: JOB's manifest with the takes chosen so far; every
 //            segment some job already rendered with the same inputs is reused.
 //
@@ -54,8 +55,9 @@ Result<Job> PickJob(const Job& from, const Job& root, const std::map<int, int>& 
                     const ModelCatalog& models);
 
 // The job `j` must wait for before it is scheduled, or 0: a final waits for its unfinished
-// preview; a take for its parent until the parent has rendered every segment. A job that is
-// finished waits for nothing.
+// preview; a take for its final until the final is finished, so that the take reuses its
+// segments and its encoded chunks (while the final is FAILED or CANCELLED the take is cancelled:
+// ReleaseWaitingJobs). A job that is finished waits for nothing.
 uint64_t WaitingFor(const JobTable& jobs, const Job& j);
 
 // Sets every final's preview_job and every job's waiting_for from the families (after a restart).

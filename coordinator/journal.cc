@@ -417,7 +417,13 @@ Result<Job> DecodeJobRecord(const std::string& value, uint32_t default_chunk_fra
     j.family.root = r.getRoot();
     j.family.parent = r.getParent();
     j.family.section = r.getSection();
-    j.family.take = static_cast<int>(std::min<uint32_t>(r.getTake(), ManifestLimits::kMaxTakes));
+    j.family.take =
+        static_cast<int>(std::min<uint32_t>(r.getTake(), ManifestLimits::kMaxTakes + 1));
+    if (j.family.role == JobRole::kTake &&
+        (j.family.section < 0 || j.family.section >= ManifestLimits::kMaxTimelineEntries ||
+         j.family.take < 2 || j.family.take > ManifestLimits::kMaxTakes))
+      return R::Error("a take of section " + std::to_string(j.family.section) + " numbered " +
+                      std::to_string(j.family.take) + " is out of range");
     for (auto p : r.getPicks()) {
       if (p.getSection() >= ManifestLimits::kMaxTimelineEntries || p.getTake() < 1 ||
           p.getTake() > ManifestLimits::kMaxTakes)

@@ -602,9 +602,15 @@ Manifest Build(const YAML::Node& root, const ManifestParseOptions& options,
                    std::to_string(ManifestLimits::kMaxDerivedJobs) +
                    " takes beyond the first in all (each is a job); split it into several");
       }
-      if (e.Has("take"))
+      if (e.Has("take")) {
         k.take =
             static_cast<int>(Ranged(e.Get("take"), e.Field("take"), 1, ManifestLimits::kMaxTakes));
+        if (k.takes > 1)
+          Fail(e.Get("take").Mark(), e.Field("take"),
+               "cannot be written with takes: " + std::to_string(k.takes) +
+                   " (takes renders takes 2 to N beside the manifest's own; once one is chosen, "
+                   "write take: and drop takes:)");
+      }
       m.timeline.push_back(std::move(k));
     }
   }

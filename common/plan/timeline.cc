@@ -96,6 +96,7 @@ int SectionOfSegment(const LatentGeometry& g, const std::vector<Keyframe>& timel
 
 void SeedTakes(const LatentGeometry& g, const std::vector<Keyframe>& timeline,
                std::vector<SegmentSpan>& segments) {
+  if (timeline.empty()) return;
   for (SegmentSpan& s : segments) {
     const int section = SectionOfSegment(g, timeline, s);
     s.seed = TakeSeed(s.seed, timeline[static_cast<size_t>(section)].take);

@@ -266,7 +266,30 @@ TEST(DirectorFamily, CancelTakesItsFamilyAlongAndBadPicksAreRefused) {
   auto family = client.Jobs(filter);
   ASSERT_TRUE(family.ok());
   ASSERT_EQ(family->size(), 5u);
-  for (const JobInfo& j : *family) EXPECT_EQ(j.state, "CANCELLED") << j.id << " " << j.name;
+  uint64_t take = 0;
+  for (const JobInfo& j : *family) {
+    EXPECT_EQ(j.state, "CANCELLED") << j.id << " " << j.name;
+    if (j.family.role == "take") take = j.id;
+  }
+  // A take retried while its job stays cancelled has nothing to take: it is cancelled again,
+  // saying why, instead of waiting forever.
+  ASSERT_NE(take, 0u);
+  ASSERT_EQ(RunCommand(Cli("retry " + std::to_string(take) + " --coordinator " + farm.endpoint()),
+                       &out),
+            0)
+      << out;
+  std::string state;
+  for (int i = 0; i < 100 && state != "CANCELLED"; ++i) {
+    std::this_thread::sleep_for(50ms);
+    auto t = client.Status(take);
+    ASSERT_TRUE(t.ok());
+    state = t->state;
+  }
+  EXPECT_EQ(state, "CANCELLED");
+  auto log = client.Logs(take);
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->back().find("is CANCELLED: cancelled with it"), std::string::npos)
+      << log->back();
 }
 
 }  // namespace

@@ -417,11 +417,17 @@ TEST(Manifest, TakesAndPreview) {
   EXPECT_FALSE(plain->preview.has_value());
   EXPECT_EQ(plain->timeline[1].takes, 1);
   EXPECT_EQ(plain->timeline[1].take, 1);
-  auto m = Parse(Good("transition: 2s}", "transition: 2s, takes: 4, take: 2}") +
+  auto m = Parse(Good("transition: 2s}", "transition: 2s, takes: 4}") +
                  "preview: {steps: 6, scale: 0.25}\n");
   ASSERT_TRUE(m.ok()) << m.message();
   EXPECT_EQ(m->timeline[1].takes, 4);
-  EXPECT_EQ(m->timeline[1].take, 2);
+  EXPECT_EQ(m->timeline[1].take, 1);
+  auto chosen = Parse(Good("transition: 2s}", "transition: 2s, take: 2}"));
+  ASSERT_TRUE(chosen.ok()) << chosen.message();
+  EXPECT_EQ(chosen->timeline[1].take, 2);
+  // Takes are rendered beside the manifest's own: a chosen take goes with none.
+  ExpectError(Good("transition: 2s}", "transition: 2s, takes: 3, take: 2}"), 11, 99,
+              "timeline[1].take", "cannot be written with takes: 3");
   ASSERT_TRUE(m->preview.has_value());
   EXPECT_EQ(m->preview->steps, 6);
   EXPECT_DOUBLE_EQ(m->preview->scale, 0.25);
