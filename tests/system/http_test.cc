@@ -48,6 +48,14 @@ bool HasChromium() {
 constexpr const char* kNoChromium =
     "chromium is not installed (tools/scripts/install-deps.sh --test installs it)";
 
+// Headless Chromium for a job's page (videos may play without a gesture), its profile in `dir`,
+// bounded: a browser that hangs fails the test instead of stalling the suite.
+std::string PageBrowser(const TempDir& dir) {
+  return "timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run "
+         "--autoplay-policy=no-user-gesture-required --user-data-dir='" +
+         dir / "profile" + "' ";
+}
+
 double Metric(const std::string& metrics, const std::string& series) {
   const size_t at = metrics.find("\n" + series + " ");
   return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 2));
@@ -295,10 +303,7 @@ TEST(Http, JobPageShowsEveryThumbnailAndPlaysTheVideoInHeadlessChromium) {
           &status);
   EXPECT_EQ(status, 404);
   const std::string url = "http://" + http + "/jobs/" + job;
-  const std::string chromium =
-      "timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run "
-      "--autoplay-policy=no-user-gesture-required --user-data-dir='" +
-      dir / "profile" + "' ";
+  const std::string chromium = PageBrowser(dir);
   std::string dom;
   RunCommand(chromium + "--virtual-time-budget=8000 --dump-dom '" + url + "' 2>/dev/null", &dom);
   EXPECT_NE(dom.find("data-state=\"DONE\""), std::string::npos) << dom.substr(0, 2000);
@@ -350,10 +355,7 @@ TEST(Http, JobPagePlaysThePreviewAndShowsTheTakesInHeadlessChromium) {
       << out;
   const std::string job = SubmittedJobId(out);
   const std::string url = "http://" + HttpAddress(dir) + "/jobs/" + job;
-  const std::string chromium =
-      "timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run "
-      "--autoplay-policy=no-user-gesture-required --user-data-dir='" +
-      dir / "profile" + "' ";
+  const std::string chromium = PageBrowser(dir);
   std::string dom;
   RunCommand(chromium + "--virtual-time-budget=8000 --dump-dom '" + url + "' 2>/dev/null", &dom);
   std::smatch m;
