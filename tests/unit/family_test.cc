@@ -156,5 +156,34 @@ TEST(Family, WaitsInOrderAcrossARestartAndAPickReusesEverything) {
             std::string::npos);
 }
 
+// A pick is a job: it counts against the owner's limits like a submission's preview and takes.
+TEST(Family, APickCountsAgainstTheOwnersLimits) {
+  TempDir dir;
+  FaultEnv env;
+  CoordinatorOptions options = TestOptions(dir.path());
+  options.max_owner_jobs = 3;  // the family: final, preview, take
+  CoreHarness h(&env, options);
+  ASSERT_TRUE(h.ok()) << h.error();
+  std::string why;
+  const uint64_t final_ = h.Submit(kFamily, &why);
+  ASSERT_NE(final_, 0u) << why;
+  capnp::MallocMessageBuilder b;
+  auto req = b.initRoot<wire::Envelope>().initPickRequest();
+  req.setJobId(final_);
+  auto choice = req.initPicks(1)[0];
+  choice.setSection(1);
+  choice.setTake(2);
+  const std::string reply = h.Call(Serialize(b));
+  auto in = Incoming::Parse(reply.data(), reply.size());
+  ASSERT_TRUE(in.ok() && (*in)->envelope().isError());
+  EXPECT_EQ((*in)->envelope().getError().getCode(),
+            static_cast<uint32_t>(wire::ErrorCode::OVER_LIMIT));
+  EXPECT_NE(std::string((*in)->envelope().getError().getMessage().cStr()).find("--max-owner-jobs"),
+            std::string::npos);
+  // A submission whose family would go over is refused whole, saying its jobs are jobs.
+  EXPECT_EQ(h.Submit(kFamily, &why), 0u);
+  EXPECT_NE(why.find("its preview and takes are jobs"), std::string::npos) << why;
+}
+
 }  // namespace
 }  // namespace segue

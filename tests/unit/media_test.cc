@@ -31,6 +31,20 @@ VideoSettings Settings() {
   return v;
 }
 
+// An assembly of the one chunk `chunk` (48 frames at 24 fps) with `song` shifted by `offset`.
+AssembleSpec OneChunk(const std::string& chunk, const std::string& song, double offset,
+                      const std::string& output) {
+  AssembleSpec spec;
+  spec.chunk_files = {chunk};
+  spec.chunk_starts = {0};
+  spec.frames = 48;
+  spec.fps = Rational{24, 1};
+  spec.audio_file = song;
+  spec.audio_offset_seconds = offset;
+  spec.output_path = output;
+  return spec;
+}
+
 TEST(Media, ChunksConcatenateToExactlyNFramesWithPaddedAudio) {
   TempDir dir;
   const int counts[] = {10, 7, 13};
@@ -273,14 +287,8 @@ TEST(Media, AnEncodedAudioTrackIsCopiedIntoTheSameBytes) {
   ASSERT_TRUE(track.ok()) << track.message();
   EXPECT_GT((*track)->packets.size(), 90u);  // 2 s of 1024-sample AAC frames at 48 kHz
   for (const char* ext : {".mp4", ".mkv"}) {
-    AssembleSpec spec;
-    spec.chunk_files = {dir / "c.mp4"};
-    spec.chunk_starts = {0};
-    spec.frames = 48;
-    spec.fps = Rational{24, 1};
-    spec.audio_file = dir / "song.wav";
-    spec.audio_offset_seconds = 0.25;
-    spec.output_path = dir / (std::string("encoded") + ext);
+    AssembleSpec spec =
+        OneChunk(dir / "c.mp4", dir / "song.wav", 0.25, dir / (std::string("encoded") + ext));
     ASSERT_TRUE(AssembleOutput(spec).ok());
     spec.audio_track = *track;
     spec.output_path = dir / (std::string("copied") + ext);
@@ -308,15 +316,8 @@ TEST(Media, AnEncodedAudioTrackIsCopiedIntoTheSameBytes) {
   // A preview's Opus, the same way.
   auto opus = EncodeAudioTrack(dir / "song.wav", 48, Rational{24, 1}, 0.25, "opus");
   ASSERT_TRUE(opus.ok()) << opus.message();
-  AssembleSpec preview;
-  preview.chunk_files = {dir / "c.mp4"};
-  preview.chunk_starts = {0};
-  preview.frames = 48;
-  preview.fps = Rational{24, 1};
-  preview.audio_file = dir / "song.wav";
-  preview.audio_offset_seconds = 0.25;
+  AssembleSpec preview = OneChunk(dir / "c.mp4", dir / "song.wav", 0.25, dir / "opus-encoded.mp4");
   preview.audio_codec = "opus";
-  preview.output_path = dir / "opus-encoded.mp4";
   Status ps = AssembleOutput(preview);
   ASSERT_TRUE(ps.ok()) << ps.message();
   preview.audio_track = *opus;
@@ -336,14 +337,9 @@ TEST(Media, AnEncodedAudioTrackIsCopiedIntoTheSameBytes) {
   preview.output_path = dir / "mismatch.mp4";
   EXPECT_FALSE(AssembleOutput(preview).ok());
 
-  AssembleSpec other;
-  other.chunk_files = {dir / "c.mp4"};
-  other.chunk_starts = {0};
-  other.frames = 48;
-  other.fps = Rational{24, 1};
-  other.audio_file = dir / "song.wav";  // offset 0: not what the track was made for
+  // Offset 0: not what the track was made for.
+  AssembleSpec other = OneChunk(dir / "c.mp4", dir / "song.wav", 0, dir / "wrong.mp4");
   other.audio_track = *track;
-  other.output_path = dir / "wrong.mp4";
   EXPECT_FALSE(AssembleOutput(other).ok());
   EXPECT_FALSE(std::filesystem::exists(dir / "wrong.mp4"));
 }
