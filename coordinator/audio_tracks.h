@@ -53,8 +53,6 @@ class AudioTracks {
   // track still waiting its turn is dropped: the assembly asking for it encodes the song sooner).
   std::shared_ptr<const EncodedAudio> Get(const Job& j);
 
-  size_t tracks() const { return tracks_.size(); }
-
  private:
   using Made = Result<std::shared_ptr<const EncodedAudio>>;
   // A song waiting for, or under, the encoder thread. REQUIRES: mu_ held to touch `queue_`.

@@ -50,7 +50,7 @@ std::vector<std::string> SegueFuzzSeeds() {
   World& w = TheWorld();
   FakeWorker other("w1");
   auto from = [](char peer, const std::string& bytes) { return std::string(1, peer) + bytes; };
-  capnp::MallocMessageBuilder status, version, list, submit, plan, family, pick;
+  capnp::MallocMessageBuilder status, version, list, submit, plan, family;
   status.initRoot<wire::Envelope>().initStatusRequest();
   version.initRoot<wire::Envelope>().initVersionRequest();
   auto filter = list.initRoot<wire::Envelope>().initListJobs();
@@ -67,13 +67,8 @@ std::vector<std::string> SegueFuzzSeeds() {
   p.setAgainstJob(1);
   family.initRoot<wire::Envelope>().initSubmit().setManifestText(
       TestManifest("family", 16, 16, 4, "independent", "preview: {steps: 1, scale: 0.5}\n"));
-  auto k = pick.initRoot<wire::Envelope>().initPickRequest();
-  k.setJobId(1);
-  auto choice = k.initPicks(1)[0];
-  choice.setSection(0);
-  choice.setTake(3);
   filter.setFamily(1);
-  return {from(2, Serialize(family)), from(2, Serialize(pick)), from(2, Serialize(version)),
+  return {from(2, Serialize(family)), from(2, PickMessage(1, 0, 3)), from(2, Serialize(version)),
           from(2, Serialize(list)), from(2, Serialize(submit)), from(0, FakeWorker::Heartbeat()),
           from(0, FakeWorker::WorkRequest()),
           from(0, FakeWorker::Checkpoint(w.task, 2, FakeLatents(w.task))),

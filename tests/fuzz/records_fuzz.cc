@@ -2,7 +2,6 @@
 // hostile record is an error that Load logs and skips, never a crash. The first byte picks the
 // record: a job, a task, or stored latents (a segment's, or a checkpoint's); the rest is its
 // value. The seeds are the records of a real store after a job has rendered a segment.
-#include "common/protocol/protocol.h"
 #include "common/tensor/tensor.h"
 #include "common/util/temp_dir.h"
 #include "coordinator/journal.h"
@@ -23,13 +22,7 @@ std::vector<std::string> SegueFuzzSeeds() {
     core.Submit(TestManifest("fuzz", 28, 16, 4, "chained"));
     // A family: a preview's record and a pick's (with its picks).
     core.Submit(TestManifest("family", 28, 16, 4, "independent", "preview: {steps: 1}\n"));
-    capnp::MallocMessageBuilder pick;
-    auto p = pick.initRoot<wire::Envelope>().initPickRequest();
-    p.setJobId(1);
-    auto choice = p.initPicks(1)[0];
-    choice.setSection(0);
-    choice.setTake(2);
-    core.Deliver("client", Serialize(pick));
+    core.Deliver("client", PickMessage(1, 0, 2));
     FakeWorker w("w0");
     core.Deliver("w0", w.Hello());
     core.Deliver("w0", FakeWorker::WorkRequest());

@@ -36,6 +36,16 @@ std::string SubmitMessage(const std::string& manifest_text, const std::string& n
   return Serialize(b);
 }
 
+std::string PickMessage(uint64_t job, uint32_t section, uint32_t take) {
+  capnp::MallocMessageBuilder b;
+  auto p = b.initRoot<wire::Envelope>().initPickRequest();
+  p.setJobId(job);
+  auto choice = p.initPicks(1)[0];
+  choice.setSection(section);
+  choice.setTake(take);
+  return Serialize(b);
+}
+
 CoreHarness::CoreHarness(FaultEnv* env, const CoordinatorOptions& options) : env_(env) {
   auto core = Core::Open(options, env, this, Syncer::Mode::kOnDemand);
   if (!core.ok()) {

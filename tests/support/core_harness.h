@@ -29,6 +29,8 @@ std::string TestManifest(const std::string& name, int frames, int length, int ov
                          const std::string& extra = "");
 // A Submit message of `manifest_text`.
 std::string SubmitMessage(const std::string& manifest_text, const std::string& name = "job.yaml");
+// A PickRequest (segue pick): job `job` with `take` of `section`.
+std::string PickMessage(uint64_t job, uint32_t section, uint32_t take);
 
 class CoreHarness final : public Transport {
  public:

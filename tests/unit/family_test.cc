@@ -132,13 +132,7 @@ TEST(Family, WaitsInOrderAcrossARestartAndAPickReusesEverything) {
   EXPECT_EQ(take_rendered, (std::set<uint32_t>{4, 5}));  // the rest it took from the final
 
   // Picking the take: every segment is stored already.
-  capnp::MallocMessageBuilder b;
-  auto req = b.initRoot<wire::Envelope>().initPickRequest();
-  req.setJobId(final_);
-  auto choice = req.initPicks(1)[0];
-  choice.setSection(1);
-  choice.setTake(2);
-  const std::string reply = h.Call(Serialize(b));
+  const std::string reply = h.Call(PickMessage(final_, 1, 2));
   auto in = Incoming::Parse(reply.data(), reply.size());
   ASSERT_TRUE(in.ok() && (*in)->envelope().isSubmitReply()) << reply.size();
   const uint64_t picked = (*in)->envelope().getSubmitReply().getJobId();
@@ -148,8 +142,7 @@ TEST(Family, WaitsInOrderAcrossARestartAndAPickReusesEverything) {
   EXPECT_EQ(pk.family.picks, (std::map<int, int>{{1, 2}}));
   EXPECT_EQ(pk.segments_done, pk.segments_total);
   // A section the timeline does not have is refused, naming it.
-  choice.setSection(3);
-  const std::string refusal = h.Call(Serialize(b));
+  const std::string refusal = h.Call(PickMessage(final_, 3, 2));
   auto refused = Incoming::Parse(refusal.data(), refusal.size());
   ASSERT_TRUE(refused.ok() && (*refused)->envelope().isError());
   EXPECT_NE(std::string((*refused)->envelope().getError().getMessage().cStr()).find("section 3"),
@@ -167,13 +160,7 @@ TEST(Family, APickCountsAgainstTheOwnersLimits) {
   std::string why;
   const uint64_t final_ = h.Submit(kFamily, &why);
   ASSERT_NE(final_, 0u) << why;
-  capnp::MallocMessageBuilder b;
-  auto req = b.initRoot<wire::Envelope>().initPickRequest();
-  req.setJobId(final_);
-  auto choice = req.initPicks(1)[0];
-  choice.setSection(1);
-  choice.setTake(2);
-  const std::string reply = h.Call(Serialize(b));
+  const std::string reply = h.Call(PickMessage(final_, 1, 2));
   auto in = Incoming::Parse(reply.data(), reply.size());
   ASSERT_TRUE(in.ok() && (*in)->envelope().isError());
   EXPECT_EQ((*in)->envelope().getError().getCode(),

@@ -181,6 +181,17 @@ Result<T> Call(Client& c, const std::string& request, F&& take) {
                             e.getDescription().cStr());
   }
 }
+
+// A SubmitReply (the answer to a submit or a pick) as a SubmitInfo.
+auto SubmitInfoOf(const char* request) {
+  return [request](wire::Envelope::Reader env) -> Result<SubmitInfo> {
+    if (!env.isSubmitReply())
+      return Result<SubmitInfo>::Error(std::string("unexpected reply to ") + request);
+    auto r = env.getSubmitReply();
+    return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(), r.getOutput().cStr(),
+                      r.getExisting()};
+  };
+}
 }  // namespace
 
 Result<SubmitInfo> Client::Submit(const SubmitRequest& r) {
@@ -193,14 +204,7 @@ Result<SubmitInfo> Client::Submit(const SubmitRequest& r) {
   s.setAudioName(r.audio_name);
   s.setOutputOverride(r.output_override);
   s.setSubmissionId(r.submission_id);
-  return Call<SubmitInfo>(*this, Serialize(b),
-                          [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
-                            if (!env.isSubmitReply())
-                              return Result<SubmitInfo>::Error("unexpected reply to submit");
-                            auto r = env.getSubmitReply();
-                            return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(),
-                                              r.getOutput().cStr(), r.getExisting()};
-                          });
+  return Call<SubmitInfo>(*this, Serialize(b), SubmitInfoOf("submit"));
 }
 
 Result<SubmitInfo> Client::Pick(uint64_t job,
@@ -215,14 +219,7 @@ Result<SubmitInfo> Client::Pick(uint64_t job,
     list[static_cast<unsigned>(i)].setTake(picks[i].second);
   }
   p.setOutput(output);
-  return Call<SubmitInfo>(*this, Serialize(b),
-                          [](wire::Envelope::Reader env) -> Result<SubmitInfo> {
-                            if (!env.isSubmitReply())
-                              return Result<SubmitInfo>::Error("unexpected reply to pick");
-                            auto r = env.getSubmitReply();
-                            return SubmitInfo{r.getJobId(), r.getFrames(), r.getSegments(),
-                                              r.getOutput().cStr(), r.getExisting()};
-                          });
+  return Call<SubmitInfo>(*this, Serialize(b), SubmitInfoOf("pick"));
 }
 
 Result<JobInfo> Client::Status(uint64_t job_id) {
