@@ -10,6 +10,32 @@
 #include "common/plan/timeline.h"
 
 namespace segue::model {
+
+std::vector<uint8_t> PicturesToRgbBytes(const torch::Tensor& frames) {
+  const int64_t T = frames.size(1), H = frames.size(2), W = frames.size(3);
+  const int64_t sc = frames.stride(0), st = frames.stride(1), sy = frames.stride(2),
+                sx = frames.stride(3);
+  const float* in = frames.data_ptr<float>();
+  std::vector<uint8_t> rgb(static_cast<size_t>(T * H * W * 3));
+  at::parallel_for(0, T * H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t ty = begin; ty < end; ++ty) {
+      const float* row = in + (ty / H) * st + (ty % H) * sy;
+      uint8_t* out = rgb.data() + ty * W * 3;
+      for (int64_t x = 0; x < W; ++x) {
+        for (int64_t c = 0; c < 3; ++c) {
+          // Clamped, scaled and offset in separate float operations, as the tensor expression.
+          float v = row[c * sc + x * sx];
+          v = v >= 0.f ? (v > 1.f ? 1.f : v) : 0.f;
+          v = v * 255.0f;
+          v = v + 0.5f;
+          out[x * 3 + c] = static_cast<uint8_t>(v);
+        }
+      }
+    }
+  });
+  return rgb;
+}
+
 namespace {
 
 // The tensors a checkpoint after `step` steps holds besides the latents.
@@ -231,6 +257,7 @@ class TorchRuntime final : public Runtime {
         frames = (frames - static_cast<float>(info.output_min)) /
                  static_cast<float>(info.output_max - info.output_min);
       }
+      if (frames.scalar_type() == torch::kFloat32) return PicturesToRgbBytes(frames);
       torch::Tensor rgb =
           (frames.clamp(0, 1) * 255.0f + 0.5f).to(torch::kUInt8).permute({1, 2, 3, 0}).contiguous();
       return std::vector<uint8_t>(rgb.data_ptr<uint8_t>(), rgb.data_ptr<uint8_t>() + rgb.numel());

@@ -32,9 +32,11 @@
 // are per frame in double, summed in frame order. Results do not depend on the thread count.
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <mutex>
+#include <vector>
 
 #include "common/model/builtin.h"
 
@@ -199,33 +201,64 @@ class ZoomModel final : public Model {
     torch::Tensor out = torch::empty({B, 3, T, H, Wd}, torch::kFloat32);
     const float* in = x.data_ptr<float>();
     float* o = out.data_ptr<float>();
+    // Bilinear, half-pixel centres (as align_corners=false): each output column's two latent
+    // columns and weight, and each row's, the same for every frame.
+    struct Tap {
+      int64_t i0, i1;
+      float f;
+    };
+    auto taps = [](int64_t out_size, int64_t in_size) {
+      std::vector<Tap> t(static_cast<size_t>(out_size));
+      for (int64_t X = 0; X < out_size; ++X) {
+        const float s = std::clamp((static_cast<float>(X) + 0.5f) / kCompression - 0.5f, 0.f,
+                                   static_cast<float>(in_size - 1));
+        const int64_t i0 = static_cast<int64_t>(s);
+        t[static_cast<size_t>(X)] = {i0, std::min(i0 + 1, in_size - 1), s - static_cast<float>(i0)};
+      }
+      return t;
+    };
+    const std::vector<Tap> cols = taps(Wd, w), rows = taps(H, h);
     at::parallel_for(0, B * T, 1, [&](int64_t begin, int64_t end) {
+      // The horizontal pass over the two latent rows an output row reads, per channel: shared by
+      // the kCompression output rows between those latent rows. The arithmetic is the same, in
+      // the same order, as interpolating each pixel on its own (the pictures do not change).
+      std::vector<float> top(static_cast<size_t>(kChannels * Wd));
+      std::vector<float> bot(top.size());
       for (int64_t bt = begin; bt < end; ++bt) {
         const int64_t b = bt / T, t = bt % T;
+        int64_t filled = -1;  // the latent row `top` holds
         for (int64_t Y = 0; Y < H; ++Y) {
-          // Bilinear, half-pixel centres (as align_corners=false).
-          const float sy = std::clamp((static_cast<float>(Y) + 0.5f) / kCompression - 0.5f, 0.f,
-                                      static_cast<float>(h - 1));
-          const int64_t y0 = static_cast<int64_t>(sy), y1 = std::min(y0 + 1, h - 1);
-          const float fy = sy - static_cast<float>(y0);
-          for (int64_t X = 0; X < Wd; ++X) {
-            const float sx = std::clamp((static_cast<float>(X) + 0.5f) / kCompression - 0.5f, 0.f,
-                                        static_cast<float>(w - 1));
-            const int64_t x0 = static_cast<int64_t>(sx), x1 = std::min(x0 + 1, w - 1);
-            const float fx = sx - static_cast<float>(x0);
-            float v[kChannels];
+          const Tap& ry = rows[static_cast<size_t>(Y)];
+          if (ry.i0 != filled) {
             for (int c = 0; c < kChannels; ++c) {
               const float* p = in + ((b * kChannels + c) * T + t) * h * w;
-              const float top = p[y0 * w + x0] * (1 - fx) + p[y0 * w + x1] * fx;
-              const float bot = p[y1 * w + x0] * (1 - fx) + p[y1 * w + x1] * fx;
-              v[c] = (top * (1 - fy) + bot * fy) * (1.f / kLatentScale);
+              const float* r0 = p + ry.i0 * w;
+              const float* r1 = p + ry.i1 * w;
+              float* tc = top.data() + c * Wd;
+              float* bc = bot.data() + c * Wd;
+              for (int64_t X = 0; X < Wd; ++X) {
+                const Tap& cx = cols[static_cast<size_t>(X)];
+                tc[X] = r0[cx.i0] * (1 - cx.f) + r0[cx.i1] * cx.f;
+                bc[X] = r1[cx.i0] * (1 - cx.f) + r1[cx.i1] * cx.f;
+              }
+            }
+            filled = ry.i0;
+          }
+          const float fy = ry.f;
+          float* orow[3];
+          for (int c = 0; c < 3; ++c) orow[c] = o + (((b * 3 + c) * T + t) * H + Y) * Wd;
+          for (int64_t X = 0; X < Wd; ++X) {
+            float v[kChannels];
+            for (int c = 0; c < kChannels; ++c) {
+              const size_t i = static_cast<size_t>(c * Wd + X);
+              v[c] = (top[i] * (1 - fy) + bot[i] * fy) * (1.f / kLatentScale);
             }
             // Contour lines of the relief field, sharp at full resolution.
             const float line = 0.5f + 0.5f * std::cos(static_cast<float>(2.0 * M_PI) * 2.f * v[3]);
             const float shade = 0.78f + 0.22f * line * line * line * line;
             for (int c = 0; c < 3; ++c) {
               float px = (0.5f + 0.5f * v[c]) * shade;
-              o[(((b * 3 + c) * T + t) * H + Y) * Wd + X] = std::clamp(px, 0.f, 1.f);
+              orow[c][X] = std::clamp(px, 0.f, 1.f);
             }
           }
         }

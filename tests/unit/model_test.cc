@@ -270,6 +270,49 @@ TEST(Zoom, LooksFollowThePromptAndTheCameraMoves) {
   EXPECT_GT(frame_diff(0, 11), 2 * frame_diff(0, 1));
 }
 
+// zoom's decoder is what its file comment says: the latents (over their scale) upsampled
+// bilinearly to the picture (half-pixel centres, as torch's interpolate with align_corners=false),
+// then shaded by contour lines of the relief channel. Sizes whose edge taps clamp, and a batch.
+TEST(Zoom, DecodeIsBilinearUpsamplingWithContourShading) {
+  namespace F = torch::nn::functional;
+  auto model = CreateBuiltinModel("zoom");
+  const int64_t h = 5, w = 7, H = 8 * h, W = 8 * w;
+  torch::Tensor latents = SeededNoise(4, {2, 4, 3, h, w}) * 3;
+  torch::Tensor pictures = model->Decode(latents);
+  ASSERT_EQ(pictures.sizes(), (std::vector<int64_t>{2, 3, 3, H, W}));
+  torch::Tensor x = latents.permute({0, 2, 1, 3, 4}).reshape({6, 4, h, w}) / 3.f;
+  torch::Tensor up = F::interpolate(x, F::InterpolateFuncOptions()
+                                           .size(std::vector<int64_t>{H, W})
+                                           .mode(torch::kBilinear)
+                                           .align_corners(false));
+  torch::Tensor line = 0.5f + 0.5f * torch::cos(up.narrow(1, 3, 1) * static_cast<float>(4 * M_PI));
+  torch::Tensor shade = 0.78f + 0.22f * line.pow(4);
+  torch::Tensor expected = ((0.5f + 0.5f * up.narrow(1, 0, 3)) * shade).clamp(0, 1);
+  expected = expected.reshape({2, 3, 3, H, W}).permute({0, 2, 1, 3, 4});
+  EXPECT_LT((pictures - expected).abs().max().item<float>(), 1e-4f);
+  // The pictures are not flat: the test would notice a decoder that ignored its latents.
+  EXPECT_GT(pictures.std().item<float>(), 0.05f);
+}
+
+// The bytes a chunk encodes: those of the tensor expression, from a narrowed view (a chunk's
+// frames after its decoding context), with values below 0 and above 1 clamped and ties rounded
+// up; NaN, which has no byte, is 0.
+TEST(Runtime, PicturesBecomeTheBytesOfTheTensorExpression) {
+  torch::Tensor pictures = SeededNoise(5, {3, 7, 6, 10}) * 0.6f + 0.5f;
+  torch::Tensor view = pictures.narrow(1, 2, 4);
+  const float edges[] = {0.f, 1.f, 0.5f / 255, 254.5f / 255, -0.f, 1e-9f, 2.f, -1.f};
+  for (int i = 0; i < 8; ++i) view[1][2][3][i] = edges[i];
+  ASSERT_GT((view < 0).sum().item<int64_t>(), 1);
+  ASSERT_GT((view > 1).sum().item<int64_t>(), 1);
+  const std::vector<uint8_t> bytes = PicturesToRgbBytes(view);
+  torch::Tensor expected =
+      (view.clamp(0, 1) * 255.0f + 0.5f).to(torch::kUInt8).permute({1, 2, 3, 0}).contiguous();
+  ASSERT_EQ(bytes.size(), static_cast<size_t>(expected.numel()));
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), expected.data_ptr<uint8_t>()));
+  view[0][0][0][0] = std::nanf("");
+  EXPECT_EQ(PicturesToRgbBytes(view)[0], 0);
+}
+
 TEST(Runtime, ErrorsNameTheProblem) {
   auto rt = Make(1);
   auto r = Request(1);

@@ -185,10 +185,28 @@ int main(int argc, char** argv) {
       "memory", "coordinator RSS with a 4-hour job; worker RSS over short and long jobs");
   auto* render = app.add_subcommand("render", "segue render with 2 workers against 1");
   std::string iterate_manifest = "configs/examples/the_hardest_part.yaml";
+  int iterate_chunk_frames = 0;
   auto* iterate = app.add_subcommand(
       "iterate", "the example music video rendered, then again after a one-prompt edit");
   iterate->add_option("--manifest", iterate_manifest, "the video (its song beside it)")
       ->capture_default_str();
+  std::string iterate_edit = "middle";
+  iterate
+      ->add_option("--edit", iterate_edit,
+                   "the keyframe whose prompt is edited: middle, all (each in turn, each against "
+                   "the full render) or its number from 1")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        if (v == "middle" || v == "all") return "";
+        const bool number =
+            !v.empty() && v.size() < 4 && v[0] != '0' &&
+            std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+        return number ? "" : "expected middle, all or a keyframe's number from 1";
+      });
+  iterate
+      ->add_option("--chunk-frames", iterate_chunk_frames,
+                   "frames per encoded chunk (the coordinator's --chunk-frames; default its own)")
+      ->check(CLI::Range(1, 100000));
   HostBenchOptions host_options;
   std::string host_shape = "1x16x21x60x104";
   auto* host = app.add_subcommand(
@@ -240,7 +258,8 @@ int main(int argc, char** argv) {
           BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
     if (memory->parsed() || every) results.push_back(BenchMemory(quick));
     if (render->parsed() || every) results.push_back(BenchRender(quick));
-    if (iterate->parsed() || every) results.push_back(BenchIterate(iterate_manifest, quick));
+    if (iterate->parsed() || every)
+      results.push_back(BenchIterate(iterate_manifest, iterate_edit, iterate_chunk_frames, quick));
     if (host->parsed() || every) {
       host_options.shape.clear();
       std::stringstream dims(quick ? "1x16x5x16x16" : host_shape);
@@ -259,6 +278,9 @@ int main(int argc, char** argv) {
       }
       results.push_back(BenchHost(host_options));
     }
+  } catch (const std::invalid_argument& e) {  // a flag that does not fit its input
+    std::cerr << "segue-bench: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "segue-bench: " << e.what() << "\n";
     return 1;

@@ -305,7 +305,8 @@ nlohmann::json BenchRender(bool quick) {
           {"target_speedup", 1.8}};
 }
 
-nlohmann::json BenchIterate(const std::string& manifest, bool quick) {
+nlohmann::json BenchIterate(const std::string& manifest, const std::string& edit, int chunk_frames,
+                            bool quick) {
   namespace fs = std::filesystem;
   TempDir dir;
   std::ifstream in(manifest);
@@ -318,20 +319,33 @@ nlohmann::json BenchIterate(const std::string& manifest, bool quick) {
     const size_t at = text.find("steps: ");
     if (at != std::string::npos) text.replace(at, text.find_first_of(",}", at) - at, "steps: 4");
   }
-  // The edit: the middle keyframe's prompt.
+  // Every render comes with a preview (the manifest's `preview:`, else the defaults), as a
+  // director's would; the figures compared are the finals' own renders, which start when their
+  // previews are delivered.
+  if (text.find("\npreview:") == std::string::npos) text += "preview: {}\n";
+  // The edits: "at night, " inserted into one keyframe's prompt.
   std::vector<size_t> prompts;
   for (size_t at = text.find("prompt: \""); at != std::string::npos;
        at = text.find("prompt: \"", at + 1))
     prompts.push_back(at);
   if (prompts.size() < 3) throw std::runtime_error("iterate: the manifest needs 3 keyframes");
-  std::string edited = text;
-  edited.insert(prompts[prompts.size() / 2] + 9, "at night, ");
-  // The full render comes with a preview (the manifest's `preview:`, else the defaults); the
-  // edit without one. One farm serves both, started before the clock: a studio's farm is up.
-  const std::string with_preview =
-      text.find("\npreview:") == std::string::npos ? text + "preview: {}\n" : text;
-  CoordinatorProcess coord =
-      StartCoordinator(dir / "state", dir / "coordinator.log", {"--encoder-preset", "veryfast"});
+  std::vector<size_t> edits;
+  if (edit == "all") {
+    for (size_t k = 0; k < prompts.size(); ++k) edits.push_back(k);
+  } else if (edit == "middle") {
+    edits.push_back(prompts.size() / 2);
+  } else {
+    char* end = nullptr;
+    const long k = std::strtol(edit.c_str(), &end, 10);
+    if (edit.empty() || *end != '\0' || k < 1 || k > static_cast<long>(prompts.size()))
+      throw std::invalid_argument("iterate: --edit must be middle, all or 1-" +
+                                  std::to_string(prompts.size()) + ", not '" + edit + "'");
+    edits.push_back(static_cast<size_t>(k - 1));
+  }
+  // One farm serves every render, started before the clock: a studio's farm is up.
+  std::vector<std::string> flags = {"--encoder-preset", "veryfast"};
+  if (chunk_frames > 0) flags.insert(flags.end(), {"--chunk-frames", std::to_string(chunk_frames)});
+  CoordinatorProcess coord = StartCoordinator(dir / "state", dir / "coordinator.log", flags);
   std::vector<ChildProcess> workers;
   for (int i = 0; i < 2; ++i) {
     auto w = ChildProcess::Spawn({ExecutableDir() + "/segue-worker", "--coordinator",
@@ -365,47 +379,73 @@ nlohmann::json BenchIterate(const std::string& manifest, bool quick) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   };
-  req.manifest_text = with_preview;
-  auto t0 = Clock::now();
-  auto first = client.Submit(req);
-  if (!first.ok()) throw std::runtime_error(first.message());
-  auto st = client.Status(first->job_id);
-  if (!st.ok() || st->family.preview_job == 0) throw std::runtime_error("no preview job");
-  const double preview = done_after(st->family.preview_job, t0);
-  const double total = done_after(first->job_id, t0);
-  // The final starts when its preview is delivered: its own render is what follows.
-  const double full = total - preview;
-  req.manifest_text = edited;
-  t0 = Clock::now();
-  auto second = client.Submit(req);
-  if (!second.ok()) throw std::runtime_error(second.message());
-  const double edit = done_after(second->job_id, t0);
-  int reused = 0, segments = 0;
-  auto log = client.Logs(second->job_id);
-  if (log.ok()) {
+  struct Run {
+    double preview = 0, final = 0;  // seconds: submit to the preview's DONE; the final's own
+    int segments = 0, segments_rendered = 0, chunks = 0, chunks_encoded = 0;
+  };
+  auto render = [&](const std::string& manifest_text) {
+    req.manifest_text = manifest_text;
+    const auto t0 = Clock::now();
+    auto submitted = client.Submit(req);
+    if (!submitted.ok()) throw std::runtime_error(submitted.message());
+    auto st = client.Status(submitted->job_id);
+    if (!st.ok() || st->family.preview_job == 0) throw std::runtime_error("no preview job");
+    Run r;
+    r.preview = done_after(st->family.preview_job, t0);
+    r.final = done_after(submitted->job_id, t0) - r.preview;
+    // What the final rendered and encoded, and what it took from earlier jobs (its job log).
+    auto log = client.Logs(submitted->job_id);
+    if (!log.ok()) throw std::runtime_error(log.message());
+    // ("segment S done ...", "chunk C encoded by W", "chunk C reused from job ...").
     for (const std::string& v : *log) {
-      if (v.find(" done") != std::string::npos && v.find("segment ") != std::string::npos) {
-        ++segments;
-        reused += v.find("reused from job") != std::string::npos ? 1 : 0;
+      const bool reused = v.find("reused from job") != std::string::npos;
+      if (v.find("segment ") != std::string::npos && v.find(" done") != std::string::npos) {
+        ++r.segments;
+        r.segments_rendered += reused ? 0 : 1;
+      } else if (v.find("chunk ") != std::string::npos &&
+                 (reused || v.find(" encoded by ") != std::string::npos)) {
+        ++r.chunks;
+        r.chunks_encoded += reused ? 0 : 1;
       }
     }
+    return r;
+  };
+  const Run full = render(text);
+  const std::string name = fs::path(manifest).filename().string() + (quick ? " (4 steps)" : "");
+  std::cout << "iterate: " << name << ", 2 workers on a running farm: full render " << full.final
+            << " s (" << full.segments << " segments, " << full.chunks
+            << " chunks); its preview first, " << full.preview << " s after submit ("
+            << 100 * full.preview / full.final << "% of the full render, target <= 10%)\n";
+  nlohmann::json results = nlohmann::json::array();
+  double worst = 0;
+  for (size_t k : edits) {
+    // Each edit is of the original, so it reuses the full render's results.
+    std::string edited = text;
+    edited.insert(prompts[k] + 9, "at night, ");
+    const Run e = render(edited);
+    worst = std::max(worst, e.final / full.final);
+    std::cout << "iterate: keyframe " << k + 1 << " of " << prompts.size() << " edited: " << e.final
+              << " s (" << e.segments_rendered << " of " << e.segments << " segments rendered, "
+              << e.chunks_encoded << " of " << e.chunks << " chunks encoded), "
+              << 100 * e.final / full.final << "% of the full render (target <= 15%); its preview "
+              << e.preview << " s after submit\n";
+    results.push_back({{"keyframe", k + 1},
+                       {"edit_seconds", e.final},
+                       {"edit_fraction", e.final / full.final},
+                       {"edit_preview_seconds", e.preview},
+                       {"segments_rendered", e.segments_rendered},
+                       {"chunks_encoded", e.chunks_encoded}});
   }
   for (auto& w : workers) w.Stop();
   coord.process.Stop();
-  std::cout << "iterate: " << fs::path(manifest).filename().string() << (quick ? " (4 steps)" : "")
-            << ", 2 workers on a running farm: full render " << full << " s; its preview first, "
-            << preview << " s after submit (" << 100 * preview / full
-            << "% of the full render, target <= 10%); after a one-prompt edit " << edit << " s ("
-            << segments - reused << " of " << segments << " segments rendered, " << reused
-            << " reused), " << 100 * edit / full << "% of the full render (target <= 15%)\n";
   return {{"bench", "iterate"},
-          {"full_seconds", full},
-          {"preview_seconds", preview},
-          {"preview_fraction", preview / full},
-          {"edit_seconds", edit},
-          {"edit_fraction", edit / full},
-          {"segments", segments},
-          {"segments_reused", reused},
+          {"full_seconds", full.final},
+          {"preview_seconds", full.preview},
+          {"preview_fraction", full.preview / full.final},
+          {"segments", full.segments},
+          {"chunks", full.chunks},
+          {"edits", results},
+          {"worst_edit_fraction", worst},
           {"target_preview_fraction", 0.10},
           {"target_edit_fraction", 0.15}};
 }

@@ -18,8 +18,10 @@ nlohmann::json BenchMemory(bool quick);
 // `segue render` of one job with 2 workers against 1.
 nlohmann::json BenchRender(bool quick);
 // A director's loop on `manifest` (the example music video): the full render, then the same
-// after one prompt in the middle is edited (the same state folder: only what the edit reaches
-// renders), each with 2 workers.
-nlohmann::json BenchIterate(const std::string& manifest, bool quick);
+// after one keyframe's prompt is edited (`edit`: "middle", "all" in turn, or a keyframe's number
+// from 1), on one farm of 2 workers (only what an edit reaches renders). Each with its preview.
+// `chunk_frames` > 0 is the coordinator's --chunk-frames.
+nlohmann::json BenchIterate(const std::string& manifest, const std::string& edit, int chunk_frames,
+                            bool quick);
 
 }  // namespace segue
