@@ -219,6 +219,15 @@ void Journal::PutChunk(uint64_t job, uint32_t chunk, std::string_view container)
   batch_.Put(Family::kOutputs, TaskKey(job, chunk), std::string(container));
 }
 
+void Journal::CopyLatents(uint64_t from_job, uint32_t from_segment, uint64_t job,
+                          uint32_t segment) {
+  batch_.Copy(Family::kLatents, TaskKey(from_job, from_segment), TaskKey(job, segment));
+}
+
+void Journal::CopyChunk(uint64_t from_job, uint32_t from_chunk, uint64_t job, uint32_t chunk) {
+  batch_.Copy(Family::kOutputs, TaskKey(from_job, from_chunk), TaskKey(job, chunk));
+}
+
 // Beside the chunks, under names no chunk's key can have (a chunk's is the job's key and 4 bytes).
 void Journal::PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg) {
   batch_.Put(Family::kOutputs, NamedKey(job, "thumbnail-" + std::to_string(segment)),

@@ -52,6 +52,10 @@ class Journal {
   void AddEvent(uint64_t job, const std::string& text);
   void PutLatents(uint64_t job, uint32_t segment, const Tensor& latents);
   void PutChunk(uint64_t job, uint32_t chunk, std::string_view container);
+  // A result reused from another job (results.h): the same bytes under the new job's key. The
+  // store shares the value file, so nothing is copied or synced however big the result is.
+  void CopyLatents(uint64_t from_job, uint32_t from_segment, uint64_t job, uint32_t segment);
+  void CopyChunk(uint64_t from_job, uint32_t from_chunk, uint64_t job, uint32_t chunk);
   // A segment's thumbnail (a JPEG; the newest render's).
   void PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg);
   // A segment's checkpoint after `step` (one per segment: the newest).

@@ -221,10 +221,11 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
       ++out.misses;
       continue;
     }
-    machine.CompleteSegment(j, static_cast<uint32_t>(s), *latents,
-                            "reused from job " + std::to_string(found[s].job) + " segment " +
-                                std::to_string(found[s].segment) + " (unchanged)",
-                            now);
+    // Read above to know it is whole; the new job's record names the same bytes (no copy).
+    machine.ReuseSegment(j, static_cast<uint32_t>(s), found[s].job, found[s].segment,
+                         "reused from job " + std::to_string(found[s].job) + " segment " +
+                             std::to_string(found[s].segment) + " (unchanged)",
+                         now);
     ++out.hits;
     out.bytes += ResultBytes(j, static_cast<uint32_t>(s));
     // The donor's result was just used: the last the cache would evict.
@@ -252,9 +253,9 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
     t.result_used_ms = now;
     t.result_bytes = container->size();
     out.assemble =
-        machine.CompleteChunk(j, static_cast<uint32_t>(c), *container,
-                              "reused from job " + std::to_string(chunks[c].job) + " chunk " +
-                                  std::to_string(chunks[c].segment) + " (unchanged)");
+        machine.ReuseChunk(j, static_cast<uint32_t>(c), chunks[c].job, chunks[c].segment,
+                           "reused from job " + std::to_string(chunks[c].job) + " chunk " +
+                               std::to_string(chunks[c].segment) + " (unchanged)");
     ++out.chunks;
     Job& donor = jobs.at(chunks[c].job);
     Task& d = donor.chunk[chunks[c].segment];

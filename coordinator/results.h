@@ -14,11 +14,12 @@
 //
 // The cache is the jobs' own stored latents: a key is looked up among the DONE segments of every
 // job the coordinator knows (no index to keep in step with them), and a reused result is copied
-// into the new job, which then owns it like any it rendered. Results of finished jobs are what
-// the cache may evict (EvictResults): no unfinished job needs them, since their outputs are
-// assembled (or they failed or were cancelled: a retry renders an evicted segment again). Each
-// result's last use (made or reused) is kept in its task record, so the least recently used go
-// first, across restarts.
+// into the new job, which then owns it like any it rendered. The copy costs no bytes: the store
+// lets both records name the same value file (Store::Batch::Copy), which goes with the last.
+// Results of finished jobs are what the cache may evict (EvictResults): no unfinished job needs
+// them, since their outputs are assembled (or they failed or were cancelled: a retry renders an
+// evicted segment again). Each result's last use (made or reused) is kept in its task record, so
+// the least recently used go first, across restarts.
 #pragma once
 
 #include <cstdint>

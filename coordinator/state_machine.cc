@@ -77,11 +77,21 @@ bool StateMachine::IsCurrent(const JobTable& jobs, uint64_t job, TaskKind kind, 
 
 void StateMachine::CompleteSegment(Job& j, uint32_t index, const Tensor& latents,
                                    const std::string& note, uint64_t used_ms) {
+  journal_->PutLatents(j.id, index, latents);
+  SegmentDone(j, index, note, used_ms);
+}
+
+void StateMachine::ReuseSegment(Job& j, uint32_t index, uint64_t from, uint32_t from_index,
+                                const std::string& note, uint64_t used_ms) {
+  journal_->CopyLatents(from, from_index, j.id, index);
+  SegmentDone(j, index, note, used_ms);
+}
+
+void StateMachine::SegmentDone(Job& j, uint32_t index, const std::string& note, uint64_t used_ms) {
   Task& t = j.seg[index];
   t.state = TaskState::kDone;
   t.result_key = ResultKeys(j)[index];
   t.result_used_ms = used_ms ? used_ms : env_->NowMillis();
-  journal_->PutLatents(j.id, index, latents);
   journal_->PutTask(j.id, TaskKind::kRender, index, t);
   if (t.has_checkpoint) journal_->DeleteCheckpoint(j.id, index);  // done: not needed any more
   t.has_checkpoint = false;
@@ -97,9 +107,19 @@ void StateMachine::CompleteSegment(Job& j, uint32_t index, const Tensor& latents
 
 bool StateMachine::CompleteChunk(Job& j, uint32_t index, std::string_view container,
                                  const std::string& note) {
+  journal_->PutChunk(j.id, index, container);
+  return ChunkDone(j, index, note);
+}
+
+bool StateMachine::ReuseChunk(Job& j, uint32_t index, uint64_t from, uint32_t from_index,
+                              const std::string& note) {
+  journal_->CopyChunk(from, from_index, j.id, index);
+  return ChunkDone(j, index, note);
+}
+
+bool StateMachine::ChunkDone(Job& j, uint32_t index, const std::string& note) {
   Task& t = j.chunk[index];
   t.state = TaskState::kDone;
-  journal_->PutChunk(j.id, index, container);
   journal_->PutTask(j.id, TaskKind::kEncode, index, t);
   journal_->AddEvent(j.id, TaskName(TaskKind::kEncode, index) + " " + note);
   NoteTask(j, TaskKind::kEncode, index, note);

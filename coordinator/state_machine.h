@@ -68,6 +68,12 @@ class StateMachine {
   // RUNNING -> DONE with its encoded bytes. Returns true when it was the job's last chunk: the
   // job is ready to assemble.
   bool CompleteChunk(Job& j, uint32_t index, std::string_view container, const std::string& note);
+  // PENDING -> DONE with the stored result of job `from`'s task `from_index` (results.h: a
+  // reused result, the same bits; the store shares its bytes). As CompleteSegment/Chunk.
+  void ReuseSegment(Job& j, uint32_t index, uint64_t from, uint32_t from_index,
+                    const std::string& note, uint64_t used_ms);
+  bool ReuseChunk(Job& j, uint32_t index, uint64_t from, uint32_t from_index,
+                  const std::string& note);
 
   struct Failure {
     bool job_failed = false;  // the task failed too often: the job is FAILED
@@ -135,6 +141,9 @@ class StateMachine {
   // Stages the event of task (kind, index)'s new state.
   void NoteTask(const Job& j, TaskKind kind, uint32_t index, const std::string& detail);
   void AdvanceDoneCursors(Job& j);
+  // What every way a task becomes DONE shares, once its result is staged in the journal.
+  void SegmentDone(Job& j, uint32_t index, const std::string& note, uint64_t used_ms);
+  bool ChunkDone(Job& j, uint32_t index, const std::string& note);
 
   Journal* const journal_;
   Env* const env_;

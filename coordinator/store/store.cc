@@ -260,7 +260,7 @@ class EnvFileSystem final : public rocksdb::FileSystemWrapper {
 
 struct Store::Batch::Rep {
   struct Op {
-    int kind;  // 0 put, 1 delete, 2 delete range
+    int kind;  // 0 put, 1 delete, 2 delete range [a, b), 3 copy a to b
     Family f;
     std::string a, b;
   };
@@ -282,6 +282,9 @@ void Store::Batch::Delete(Family f, const std::string& key) {
 }
 void Store::Batch::DeleteRange(Family f, const std::string& begin, const std::string& end) {
   rep_->ops.push_back({2, f, begin, end});
+}
+void Store::Batch::Copy(Family f, const std::string& from, const std::string& to) {
+  rep_->ops.push_back({3, f, from, to});
 }
 void Store::Batch::Append(Batch&& other) {
   if (rep_->ops.empty()) {
@@ -328,6 +331,8 @@ struct Store::Rep {
   // readable after an unlink.
   std::mutex refs_mu;
   std::map<std::string, FileRef> refs;  // GUARDED_BY(refs_mu): file key -> reference
+  // How many of `refs` name each file (Batch::Copy shares files). GUARDED_BY(refs_mu)
+  std::map<uint64_t, uint32_t> users;
   // Value files unnamed by Sync::kLater writes: a crash before the next sync could bring back
   // the records that name them, so they stay until SyncWal (or a synced write) makes the
   // writes durable.
@@ -361,6 +366,26 @@ struct Store::Rep {
       return Result<std::string>::Error("store: value file " + path +
                                         " is missing: " + file.message());
     return ReadValueFile(**file, path, ref);
+  }
+  // The inline value of record `key` of family `f` as ops[0, i) of a batch leave it: the last
+  // of them that writes it decides, else the committed one; nullopt when absent.
+  // REQUIRES: write_mu held.
+  template <typename Ops>
+  Result<std::optional<std::string>> InlineValue(Family f, const std::string& key, const Ops& ops,
+                                                 size_t i) {
+    using R = Result<std::optional<std::string>>;
+    while (i-- > 0) {
+      const auto& op = ops[i];
+      if (op.f != f) continue;
+      if (op.kind == 2 && op.a <= key && key < op.b) return R(std::nullopt);
+      if (op.kind == 3 && op.b == key) return InlineValue(f, op.a, ops, i);
+      if (op.kind < 2 && op.a == key) return op.kind == 0 ? R(op.b) : R(std::nullopt);
+    }
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles.at(f), key, &value);
+    if (s.IsNotFound()) return R(std::nullopt);
+    if (!s.ok()) return R::Error("store: read failed: " + s.ToString());
+    return R(std::move(value));
   }
   // Hands out an empty value file, open, whose name is already on disk. Creating files and
   // syncing their folder is paid once per kPoolRefill files rather than once per value.
@@ -408,11 +433,13 @@ Status Store::Rep::CollectOrphans() {
   uint64_t highest = 0;
   std::lock_guard<std::mutex> refs_lock(refs_mu);
   refs.clear();
+  users.clear();
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (auto ref = FileRef::Decode(it->value().ToString())) {
       referenced.insert(ref->number);
       highest = std::max(highest, ref->number);
       refs[it->key().ToString()] = *ref;
+      ++users[ref->number];
     }
   }
   if (!it->status().ok()) return Status::Error("store: scan failed: " + it->status().ToString());
@@ -511,14 +538,11 @@ Status Store::Write(Batch& batch, Sync sync) {
   // 2. One RocksDB batch: each big record lives either inline in its family or as a reference
   //    in value_files, never both, so a write to a big record that has a file clears it.
   std::lock_guard<std::mutex> lock(rep_->write_mu);
-  std::set<uint64_t> replaced;                        // committed files this batch unnames
   std::map<std::string, std::optional<FileRef>> now;  // file key -> what this batch leaves
-  // Whether `fk` has a file before the op at hand; a committed one is noted as replaced.
+  // Whether `fk` has a file before the op at hand.
   auto had_file = [&](const std::string& fk) {
     if (auto it = now.find(fk); it != now.end()) return it->second.has_value();
-    auto old = rep_->CommittedRef(fk);
-    if (old) replaced.insert(old->number);
-    return old.has_value();
+    return rep_->CommittedRef(fk).has_value();
   };
   // A put or delete of a small record that a later put or delete of the same key in this batch
   // overrides changes nothing the batch leaves behind; leaving it out spares the memtable an
@@ -529,7 +553,8 @@ Status Store::Write(Batch& batch, Sync sync) {
     for (size_t i = ops.size(); i-- > 0;) {
       const auto& op = ops[i];
       if (op.kind == 2 || IsBig(op.f)) continue;
-      superseded[i] = !later[static_cast<size_t>(op.f)].insert(op.a).second;
+      const std::string& written_key = op.kind == 3 ? op.b : op.a;
+      superseded[i] = !later[static_cast<size_t>(op.f)].insert(written_key).second;
     }
   }
   rocksdb::WriteBatch wb;
@@ -539,12 +564,20 @@ Status Store::Write(Batch& batch, Sync sync) {
     auto* h = rep_->handles.at(op.f);
     rocksdb::Status s;
     if (!IsBig(op.f)) {
-      if (op.kind == 0)
+      if (op.kind == 0) {
         s = wb.Put(h, op.a, op.b);
-      else if (op.kind == 1)
+      } else if (op.kind == 1) {
         s = wb.Delete(h, op.a);
-      else
+      } else if (op.kind == 2) {
         s = wb.DeleteRange(h, op.a, op.b);
+      } else {
+        auto value = rep_->InlineValue(op.f, op.a, ops, i);
+        if (!value.ok()) {
+          discard_created();
+          return value.status();
+        }
+        s = value->has_value() ? wb.Put(h, op.b, **value) : wb.Delete(h, op.b);
+      }
     } else if (op.kind == 2) {
       const std::string from = FileKey(op.f, op.a), to = FileKey(op.f, op.b);
       bool any = false;
@@ -552,7 +585,6 @@ Status Store::Write(Batch& batch, Sync sync) {
         std::lock_guard<std::mutex> refs_lock(rep_->refs_mu);
         for (auto it = rep_->refs.lower_bound(from); it != rep_->refs.end() && it->first < to;
              ++it) {
-          if (!now.count(it->first)) replaced.insert(it->second.number);
           now.emplace(it->first, std::nullopt);
           any = true;
         }
@@ -563,6 +595,28 @@ Status Store::Write(Batch& batch, Sync sync) {
       }
       s = wb.DeleteRange(h, op.a, op.b);
       if (s.ok() && any) s = wb.DeleteRange(rep_->files, from, to);
+    } else if (op.kind == 3) {
+      const std::string from = FileKey(op.f, op.a), to = FileKey(op.f, op.b);
+      std::optional<FileRef> source;
+      if (auto it = now.find(from); it != now.end())
+        source = it->second;
+      else
+        source = rep_->CommittedRef(from);
+      const bool had = had_file(to);
+      if (source) {  // the file is shared, not copied
+        s = wb.Put(rep_->files, to, source->Encode());
+        if (s.ok()) s = wb.Delete(h, op.b);
+        now[to] = source;
+      } else {  // inline (or absent): the bytes, as this batch leaves them so far
+        auto value = rep_->InlineValue(op.f, op.a, ops, i);
+        if (!value.ok()) {
+          discard_created();
+          return value.status();
+        }
+        s = value->has_value() ? wb.Put(h, op.b, **value) : wb.Delete(h, op.b);
+        if (s.ok() && had) s = wb.Delete(rep_->files, to);
+        now[to] = std::nullopt;
+      }
     } else {
       const std::string fk = FileKey(op.f, op.a);
       const bool had = had_file(fk);
@@ -601,23 +655,31 @@ Status Store::Write(Batch& batch, Sync sync) {
   }
   // 3. The index follows the commit, and files no record names any more go: this batch's own
   //    that a later write in the same batch overwrote at once, the replaced ones once the batch
-  //    is durable. A crash before this leaves orphans for Open to delete.
-  std::set<uint64_t> kept;
+  //    is durable. A crash before this leaves orphans for Open to delete. The files the batch
+  //    names are counted before the ones it unnames, so a file a record keeps is never dropped.
   std::lock_guard<std::mutex> refs_lock(rep_->refs_mu);
+  std::vector<uint64_t> released;
   for (const auto& [fk, ref] : now) {
-    if (ref) {
-      kept.insert(ref->number);
-      rep_->refs[fk] = *ref;
-    } else {
-      rep_->refs.erase(fk);
+    if (ref) ++rep_->users[ref->number];
+  }
+  for (const auto& [fk, ref] : now) {
+    auto old = rep_->refs.find(fk);
+    if (old != rep_->refs.end()) {
+      released.push_back(old->second.number);
+      rep_->refs.erase(old);
+    }
+    if (ref) rep_->refs[fk] = *ref;
+  }
+  std::vector<uint64_t> unnamed;
+  for (uint64_t n : released) {
+    auto u = rep_->users.find(n);
+    if (u != rep_->users.end() && --u->second == 0) {
+      rep_->users.erase(u);
+      unnamed.push_back(n);
     }
   }
   for (uint64_t n : created) {
-    if (!kept.count(n)) unlink_now.push_back(n);
-  }
-  std::vector<uint64_t> unnamed;
-  for (uint64_t n : replaced) {
-    if (!kept.count(n)) unnamed.push_back(n);
+    if (!rep_->users.count(n)) unlink_now.push_back(n);
   }
   if (sync == Sync::kNow) {
     unlink_now.insert(unlink_now.end(), unnamed.begin(), unnamed.end());

@@ -7,10 +7,11 @@
 // (reserved) and meta (the default family: counters, pool settings). latents, checkpoints,
 // outputs and inputs hold big values. Those of 64 KiB or more live in value files,
 // DIR/values/N.value, each written once and synced; the internal column family value_files maps
-// the record (family byte + key) to the file's number, size and XXH3-64. Smaller ones stay in
-// RocksDB (in blob files). Why: a synced RocksDB write puts a value in the write-ahead log and
-// again in a blob file when the memtable flushes, twice the bytes of writing it once
-// (segue-bench store, docs/PERFORMANCE.md).
+// the record (family byte + key) to the file's number, size and XXH3-64. Files are never written
+// again, so records may share one (Batch::Copy: a reused result costs no bytes and no sync); a
+// file goes when no record names it. Smaller ones stay in RocksDB (in blob files). Why: a synced
+// RocksDB write puts a value in the write-ahead log and again in a blob file when the memtable
+// flushes, twice the bytes of writing it once (segue-bench store, docs/PERFORMANCE.md).
 //
 // Every state transition is one WriteBatch: either all of it is on disk or none of it is. A
 // batch is synced as it is written (Sync::kNow) or later (Sync::kLater, made durable by the next
@@ -64,6 +65,10 @@ class Store {
     void Put(Family f, const std::string& key, const std::string& value);
     void Put(Family f, const std::string& key, std::string&& value);  // takes the bytes, no copy
     void Delete(Family f, const std::string& key);
+    // Makes record `to` of family `f` hold what record `from` holds when the op applies (after
+    // this batch's earlier writes); absent when `from` is. A big value in a value file is not
+    // copied: both records name the file, which goes when the last record naming it does.
+    void Copy(Family f, const std::string& from, const std::string& to);
     void DeleteRange(Family f, const std::string& begin, const std::string& end);
     // Moves `other`'s writes to the end of this batch (they are applied after this one's).
     void Append(Batch&& other);

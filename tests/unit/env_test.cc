@@ -188,5 +188,67 @@ TEST(FaultEnv, TheStoreHoldsAPrefixOfItsWritesWhereverItCrashes) {
   }
 }
 
+// A value passed from record to record by copies, each batch deleting the record it copied
+// from, with a crash at each sync point: whichever prefix of the batches survives, its last
+// record reads the value (the shared file was never deleted while a durable record named it),
+// and no other file is left behind.
+TEST(FaultEnv, ACopiedValueSurvivesACrashAtEverySyncPoint) {
+  constexpr int kBatches = 9;
+  auto run = [](FaultEnv& env, const std::string& path) {
+    auto s = Store::Open(path, &env);
+    if (!s.ok()) return;
+    for (int i = 1; i <= kBatches && !env.crashed(); ++i) {
+      const uint64_t n = static_cast<uint64_t>(i);
+      Store::Batch b;
+      b.Put(Family::kJobs, JobKey(n), "batch " + std::to_string(i));
+      if (i == 1) {
+        b.Put(Family::kLatents, TaskKey(1, 0), Big('v'));
+      } else {
+        b.Copy(Family::kLatents, TaskKey(n - 1, 0), TaskKey(n, 0));
+        b.Delete(Family::kLatents, TaskKey(n - 1, 0));
+      }
+      if (!(*s)->Write(b, i % 2 ? Store::Sync::kNow : Store::Sync::kLater).ok()) return;
+      if (i % 3 == 0) (void)(*s)->SyncWal();
+    }
+  };
+  auto value_files = [](const std::filesystem::path& store) {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(store / "values"))
+      n += std::filesystem::file_size(e.path()) > 0 ? 1 : 0;
+    return n;
+  };
+  uint64_t points = 0;
+  {
+    TempDir dir;
+    FaultEnv env;
+    run(env, dir / "store");
+    points = env.syncs();
+  }
+  ASSERT_GT(points, 4u);
+  for (uint64_t at = 1; at <= points; ++at) {
+    TempDir dir;
+    FaultEnv env;
+    env.CrashAtSync(at);
+    run(env, dir / "store");
+    ASSERT_TRUE(env.crashed()) << "sync point " << at;
+    ASSERT_TRUE(env.DropUnsyncedData().ok());
+    env.Restart();
+    auto s = Store::Open(dir / "store", &env);
+    ASSERT_TRUE(s.ok()) << "sync point " << at << ": " << s.message();
+    int present = 0;
+    while (present < kBatches &&
+           (*s)->Get(Family::kJobs, JobKey(static_cast<uint64_t>(present + 1))).ok())
+      ++present;
+    if (present == 0) continue;
+    auto value = (*s)->Get(Family::kLatents, TaskKey(static_cast<uint64_t>(present), 0));
+    ASSERT_TRUE(value.ok()) << "sync point " << at << ", " << present
+                            << " batches: " << value.message();
+    EXPECT_EQ(*value, Big('v')) << "sync point " << at;
+    for (int i = 1; i < present; ++i)
+      EXPECT_FALSE((*s)->Get(Family::kLatents, TaskKey(static_cast<uint64_t>(i), 0)).ok());
+    EXPECT_EQ(value_files(dir / "store"), 1) << "sync point " << at;
+  }
+}
+
 }  // namespace
 }  // namespace segue

@@ -298,6 +298,92 @@ TEST(Store, OpenDeletesFilesNoRecordNamesAndReadsCheckFiles) {
   EXPECT_NE(damaged.message().find("damaged"), std::string::npos) << damaged.message();
 }
 
+// A copy of a big value names the same file (no bytes written, nothing synced): the file stays
+// while any record names it, across a reopen, and goes with the last one (once that delete is
+// durable).
+TEST(Store, ACopySharesItsFileWhichGoesWithTheLastRecordNamingIt) {
+  TempDir dir;
+  const std::string a = TaskKey(1, 0), b = TaskKey(2, 0), c = TaskKey(3, 0);
+  {
+    auto s = Store::Open(dir.path());
+    ASSERT_TRUE(s.ok()) << s.message();
+    Store::Batch w;
+    w.Put(Family::kLatents, a, Big('a'));
+    ASSERT_TRUE((*s)->Write(w).ok());
+    const std::set<std::string> one = ValueFiles(dir.path());
+    ASSERT_EQ(one.size(), 1u);
+    w.Copy(Family::kLatents, a, b);
+    ASSERT_TRUE((*s)->Write(w).ok());
+    EXPECT_EQ(ValueFiles(dir.path()), one);
+    EXPECT_EQ(*(*s)->Get(Family::kLatents, b), Big('a'));
+    w.Delete(Family::kLatents, a);
+    ASSERT_TRUE((*s)->Write(w).ok());
+    EXPECT_EQ(ValueFiles(dir.path()), one);
+    EXPECT_FALSE((*s)->Get(Family::kLatents, a).ok());
+    EXPECT_EQ(*(*s)->Get(Family::kLatents, b), Big('a'));
+  }
+  auto s = Store::Open(dir.path());  // the records naming each file are counted again
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(ValueFiles(dir.path()).size(), 1u);
+  EXPECT_EQ(*(*s)->Get(Family::kLatents, b), Big('a'));
+  Store::Batch w;
+  w.Copy(Family::kLatents, b, c);
+  w.Copy(Family::kLatents, c, c);  // onto itself: still one record naming the file
+  w.Delete(Family::kLatents, b);
+  ASSERT_TRUE((*s)->Write(w).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);
+  EXPECT_EQ(*(*s)->Get(Family::kLatents, c), Big('a'));
+  w.Delete(Family::kLatents, c);
+  ASSERT_TRUE((*s)->Write(w, Store::Sync::kLater).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);  // until the delete is durable
+  ASSERT_TRUE((*s)->SyncWal().ok());
+  EXPECT_TRUE(ValueFiles(dir.path()).empty());
+}
+
+// A copy reads its source as the batch has left it so far: a value put earlier in the batch (in
+// a file or inline), a delete or range delete (the copy is absent too), another copy; and the
+// source's later writes in the batch do not change the copy. Small families copy their bytes.
+TEST(Store, ACopyTakesItsSourceAsTheBatchLeavesItSoFar) {
+  TempDir dir;
+  auto s = Store::Open(dir.path());
+  ASSERT_TRUE(s.ok()) << s.message();
+  Store::Batch w;
+  w.Put(Family::kOutputs, TaskKey(1, 0), "small, inline");
+  w.Put(Family::kOutputs, TaskKey(5, 0), Big('z'));
+  w.Put(Family::kSegments, TaskKey(1, 0), "a task record");
+  ASSERT_TRUE((*s)->Write(w).ok());
+  w.Put(Family::kOutputs, TaskKey(2, 0), Big('x'));
+  w.Copy(Family::kOutputs, TaskKey(2, 0), TaskKey(2, 1));  // a file this batch writes
+  w.Copy(Family::kOutputs, TaskKey(1, 0), TaskKey(3, 0));  // committed, inline
+  w.Put(Family::kOutputs, TaskKey(1, 0), "changed after the copy");
+  w.Put(Family::kOutputs, TaskKey(4, 0), "tiny");
+  w.Copy(Family::kOutputs, TaskKey(4, 0), TaskKey(4, 1));  // inline, this batch's
+  w.Copy(Family::kOutputs, TaskKey(4, 1), TaskKey(4, 2));  // a copy of a copy
+  w.Copy(Family::kOutputs, TaskKey(9, 9), TaskKey(5, 0));  // nothing: the target goes
+  w.DeleteRange(Family::kOutputs, JobKey(6), JobKey(7));
+  w.Put(Family::kOutputs, TaskKey(7, 0), "kept");
+  w.Copy(Family::kSegments, TaskKey(1, 0), TaskKey(1, 1));  // not a big family
+  w.Copy(Family::kSegments, TaskKey(1, 1), TaskKey(1, 2));
+  w.Put(Family::kSegments, TaskKey(1, 1), "overwritten later in the batch");
+  ASSERT_TRUE((*s)->Write(w).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);  // 'x', shared; 'z' went
+  EXPECT_EQ(*(*s)->Get(Family::kOutputs, TaskKey(2, 1)), Big('x'));
+  EXPECT_EQ(*(*s)->Get(Family::kOutputs, TaskKey(3, 0)), "small, inline");
+  EXPECT_EQ(*(*s)->Get(Family::kOutputs, TaskKey(1, 0)), "changed after the copy");
+  EXPECT_EQ(*(*s)->Get(Family::kOutputs, TaskKey(4, 2)), "tiny");
+  EXPECT_FALSE((*s)->Get(Family::kOutputs, TaskKey(5, 0)).ok());
+  EXPECT_EQ(*(*s)->Get(Family::kSegments, TaskKey(1, 2)), "a task record");
+  EXPECT_EQ(*(*s)->Get(Family::kSegments, TaskKey(1, 1)), "overwritten later in the batch");
+  // A range deleted before a copy in the same batch leaves nothing to copy.
+  w.Put(Family::kOutputs, TaskKey(8, 0), Big('r'));
+  ASSERT_TRUE((*s)->Write(w).ok());
+  w.DeleteRange(Family::kOutputs, JobKey(8), JobKey(9));
+  w.Copy(Family::kOutputs, TaskKey(8, 0), TaskKey(10, 0));
+  ASSERT_TRUE((*s)->Write(w).ok());
+  EXPECT_FALSE((*s)->Get(Family::kOutputs, TaskKey(10, 0)).ok());
+  EXPECT_EQ(ValueFiles(dir.path()).size(), 1u);
+}
+
 TEST(Store, AFailedBigWriteCommitsNothing) {
   TempDir dir;
   auto s = Store::Open(dir.path());

@@ -184,15 +184,13 @@ int main(int argc, char** argv) {
   auto* memory = app.add_subcommand(
       "memory", "coordinator RSS with a 4-hour job; worker RSS over short and long jobs");
   auto* render = app.add_subcommand("render", "segue render with 2 workers against 1");
-  std::string iterate_manifest = "configs/examples/the_hardest_part.yaml";
-  int iterate_chunk_frames = 0;
+  IterateOptions iterate_options;
   auto* iterate = app.add_subcommand(
       "iterate", "the example music video rendered, then again after a one-prompt edit");
-  iterate->add_option("--manifest", iterate_manifest, "the video (its song beside it)")
+  iterate->add_option("--manifest", iterate_options.manifest, "the video (its song beside it)")
       ->capture_default_str();
-  std::string iterate_edit = "middle";
   iterate
-      ->add_option("--edit", iterate_edit,
+      ->add_option("--edit", iterate_options.edit,
                    "the keyframe whose prompt is edited: middle, all (each in turn, each against "
                    "the full render) or its number from 1")
       ->capture_default_str()
@@ -204,9 +202,15 @@ int main(int argc, char** argv) {
         return number ? "" : "expected middle, all or a keyframe's number from 1";
       });
   iterate
-      ->add_option("--chunk-frames", iterate_chunk_frames,
+      ->add_option("--chunk-frames", iterate_options.chunk_frames,
                    "frames per encoded chunk (the coordinator's --chunk-frames; default its own)")
       ->check(CLI::Range(1, 100000));
+  iterate
+      ->add_option("--repeat", iterate_options.repeat,
+                   "a longer video: the manifest's timeline played this many times in a row "
+                   "(times in seconds)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 20));
   HostBenchOptions host_options;
   std::string host_shape = "1x16x21x60x104";
   auto* host = app.add_subcommand(
@@ -258,8 +262,7 @@ int main(int argc, char** argv) {
           BenchRecovery(quick ? std::min(recovery_segments, 2000) : recovery_segments));
     if (memory->parsed() || every) results.push_back(BenchMemory(quick));
     if (render->parsed() || every) results.push_back(BenchRender(quick));
-    if (iterate->parsed() || every)
-      results.push_back(BenchIterate(iterate_manifest, iterate_edit, iterate_chunk_frames, quick));
+    if (iterate->parsed() || every) results.push_back(BenchIterate(iterate_options, quick));
     if (host->parsed() || every) {
       host_options.shape.clear();
       std::stringstream dims(quick ? "1x16x5x16x16" : host_shape);

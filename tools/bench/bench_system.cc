@@ -8,8 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include <yaml-cpp/yaml.h>
 
 #include "common/tensor/tensor.h"
 #include "common/util/process.h"
@@ -305,46 +308,92 @@ nlohmann::json BenchRender(bool quick) {
           {"target_speedup", 1.8}};
 }
 
-nlohmann::json BenchIterate(const std::string& manifest, const std::string& edit, int chunk_frames,
-                            bool quick) {
+namespace {
+
+// "6s" -> 6: the bench's manifests write their times in seconds.
+double SecondsOf(const YAML::Node& v, const std::string& field) {
+  const std::string t = v.as<std::string>();
+  char* end = nullptr;
+  const double s = std::strtod(t.c_str(), &end);
+  if (t.empty() || std::string(end) != "s")
+    throw std::invalid_argument("iterate --repeat: " + field + " '" + t + "' is not in seconds");
+  return s;
+}
+
+std::string Seconds(double s) {
+  std::ostringstream o;
+  o << s << "s";
+  return o.str();
+}
+
+}  // namespace
+
+nlohmann::json BenchIterate(const IterateOptions& options, bool quick) {
   namespace fs = std::filesystem;
   TempDir dir;
+  const std::string& manifest = options.manifest;
   std::ifstream in(manifest);
   if (!in) throw std::runtime_error("iterate: cannot read '" + manifest + "'");
-  std::string text((std::istreambuf_iterator<char>(in)), {});
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(std::string((std::istreambuf_iterator<char>(in)), {}));
+  } catch (const YAML::Exception& e) {
+    throw std::invalid_argument("iterate: " + manifest + ": " + e.what());
+  }
+  if (!doc["timeline"].IsSequence() || doc["timeline"].size() < 3)
+    throw std::invalid_argument("iterate: " + manifest + " needs a timeline of 3 keyframes");
   // Its song, next to the copies (audio paths are relative to the manifest).
   const fs::path song = fs::absolute(fs::path(manifest).parent_path() / "song.mp3");
   if (fs::exists(song)) fs::create_symlink(song, dir / "song.mp3");
-  if (quick) {
-    const size_t at = text.find("steps: ");
-    if (at != std::string::npos) text.replace(at, text.find_first_of(",}", at) - at, "steps: 4");
+  if (quick) doc["model"]["steps"] = 4;
+  // A longer video: the timeline played `repeat` times in a row (the song once, then silence).
+  if (options.repeat > 1) {
+    const double length = SecondsOf(doc["video"]["duration"], "video.duration");
+    YAML::Node timeline = doc["timeline"];
+    const size_t n = timeline.size();
+    for (int r = 1; r < options.repeat; ++r) {
+      for (size_t k = 0; k < n; ++k) {
+        YAML::Node entry = YAML::Clone(timeline[k]);
+        entry["at"] = Seconds(SecondsOf(timeline[k]["at"], "timeline[].at") + r * length);
+        timeline.push_back(entry);
+      }
+    }
+    doc["video"]["duration"] = Seconds(length * options.repeat);
   }
   // Every render comes with a preview (the manifest's `preview:`, else the defaults), as a
   // director's would; the figures compared are the finals' own renders, which start when their
   // previews are delivered.
-  if (text.find("\npreview:") == std::string::npos) text += "preview: {}\n";
-  // The edits: "at night, " inserted into one keyframe's prompt.
-  std::vector<size_t> prompts;
-  for (size_t at = text.find("prompt: \""); at != std::string::npos;
-       at = text.find("prompt: \"", at + 1))
-    prompts.push_back(at);
-  if (prompts.size() < 3) throw std::runtime_error("iterate: the manifest needs 3 keyframes");
+  if (!doc["preview"]) doc["preview"] = YAML::Node(YAML::NodeType::Map);
+  const size_t keyframes = doc["timeline"].size();
   std::vector<size_t> edits;
-  if (edit == "all") {
-    for (size_t k = 0; k < prompts.size(); ++k) edits.push_back(k);
-  } else if (edit == "middle") {
-    edits.push_back(prompts.size() / 2);
+  if (options.edit == "all") {
+    for (size_t k = 0; k < keyframes; ++k) edits.push_back(k);
+  } else if (options.edit == "middle") {
+    edits.push_back(keyframes / 2);
   } else {
     char* end = nullptr;
-    const long k = std::strtol(edit.c_str(), &end, 10);
-    if (edit.empty() || *end != '\0' || k < 1 || k > static_cast<long>(prompts.size()))
+    const long k = std::strtol(options.edit.c_str(), &end, 10);
+    if (options.edit.empty() || *end != '\0' || k < 1 || k > static_cast<long>(keyframes))
       throw std::invalid_argument("iterate: --edit must be middle, all or 1-" +
-                                  std::to_string(prompts.size()) + ", not '" + edit + "'");
+                                  std::to_string(keyframes) + ", not '" + options.edit + "'");
     edits.push_back(static_cast<size_t>(k - 1));
   }
+  auto text_of = [](const YAML::Node& node) {
+    YAML::Emitter out;
+    out << node;
+    return std::string(out.c_str()) + "\n";
+  };
+  const std::string text = text_of(doc);
+  // The edits: "at night, " before one keyframe's prompt.
+  auto edited = [&](size_t k) {
+    YAML::Node copy = YAML::Clone(doc);
+    copy["timeline"][k]["prompt"] = "at night, " + doc["timeline"][k]["prompt"].as<std::string>();
+    return text_of(copy);
+  };
   // One farm serves every render, started before the clock: a studio's farm is up.
   std::vector<std::string> flags = {"--encoder-preset", "veryfast"};
-  if (chunk_frames > 0) flags.insert(flags.end(), {"--chunk-frames", std::to_string(chunk_frames)});
+  if (options.chunk_frames > 0)
+    flags.insert(flags.end(), {"--chunk-frames", std::to_string(options.chunk_frames)});
   CoordinatorProcess coord = StartCoordinator(dir / "state", dir / "coordinator.log", flags);
   std::vector<ChildProcess> workers;
   for (int i = 0; i < 2; ++i) {
@@ -411,7 +460,10 @@ nlohmann::json BenchIterate(const std::string& manifest, const std::string& edit
     return r;
   };
   const Run full = render(text);
-  const std::string name = fs::path(manifest).filename().string() + (quick ? " (4 steps)" : "");
+  const std::string name =
+      fs::path(manifest).filename().string() +
+      (options.repeat > 1 ? " played " + std::to_string(options.repeat) + " times" : "") +
+      (quick ? " (4 steps)" : "");
   std::cout << "iterate: " << name << ", 2 workers on a running farm: full render " << full.final
             << " s (" << full.segments << " segments, " << full.chunks
             << " chunks); its preview first, " << full.preview << " s after submit ("
@@ -420,11 +472,9 @@ nlohmann::json BenchIterate(const std::string& manifest, const std::string& edit
   double worst = 0;
   for (size_t k : edits) {
     // Each edit is of the original, so it reuses the full render's results.
-    std::string edited = text;
-    edited.insert(prompts[k] + 9, "at night, ");
-    const Run e = render(edited);
+    const Run e = render(edited(k));
     worst = std::max(worst, e.final / full.final);
-    std::cout << "iterate: keyframe " << k + 1 << " of " << prompts.size() << " edited: " << e.final
+    std::cout << "iterate: keyframe " << k + 1 << " of " << keyframes << " edited: " << e.final
               << " s (" << e.segments_rendered << " of " << e.segments << " segments rendered, "
               << e.chunks_encoded << " of " << e.chunks << " chunks encoded), "
               << 100 * e.final / full.final << "% of the full render (target <= 15%); its preview "
@@ -439,6 +489,8 @@ nlohmann::json BenchIterate(const std::string& manifest, const std::string& edit
   for (auto& w : workers) w.Stop();
   coord.process.Stop();
   return {{"bench", "iterate"},
+          {"repeat", options.repeat},
+          {"keyframes", keyframes},
           {"full_seconds", full.final},
           {"preview_seconds", full.preview},
           {"preview_fraction", full.preview / full.final},

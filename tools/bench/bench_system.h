@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace segue {
 
@@ -17,11 +18,15 @@ nlohmann::json BenchRecovery(int segments);
 nlohmann::json BenchMemory(bool quick);
 // `segue render` of one job with 2 workers against 1.
 nlohmann::json BenchRender(bool quick);
-// A director's loop on `manifest` (the example music video): the full render, then the same
-// after one keyframe's prompt is edited (`edit`: "middle", "all" in turn, or a keyframe's number
-// from 1), on one farm of 2 workers (only what an edit reaches renders). Each with its preview.
-// `chunk_frames` > 0 is the coordinator's --chunk-frames.
-nlohmann::json BenchIterate(const std::string& manifest, const std::string& edit, int chunk_frames,
-                            bool quick);
+// segue-bench iterate: a director's loop on `manifest` (the example music video): the full render,
+// then the same after one keyframe's prompt is edited, on one farm of 2 workers (only what an
+// edit reaches renders). Each render with its preview.
+struct IterateOptions {
+  std::string manifest = "configs/examples/the_hardest_part.yaml";
+  std::string edit = "middle";  // "middle", "all" (each in turn), or a keyframe's number from 1
+  int chunk_frames = 0;         // > 0: the coordinator's --chunk-frames
+  int repeat = 1;               // the timeline played this many times in a row (a longer video)
+};
+nlohmann::json BenchIterate(const IterateOptions& options, bool quick);
 
 }  // namespace segue
