@@ -371,14 +371,15 @@ struct Store::Rep {
   // of them that writes it decides, else the committed one; nullopt when absent.
   // REQUIRES: write_mu held.
   template <typename Ops>
-  Result<std::optional<std::string>> InlineValue(Family f, const std::string& key, const Ops& ops,
+  Result<std::optional<std::string>> InlineValue(Family f, std::string key, const Ops& ops,
                                                  size_t i) {
     using R = Result<std::optional<std::string>>;
     while (i-- > 0) {
       const auto& op = ops[i];
       if (op.f != f) continue;
       if (op.kind == 2 && op.a <= key && key < op.b) return R(std::nullopt);
-      if (op.kind == 3 && op.b == key) return InlineValue(f, op.a, ops, i);
+      if (op.kind == 3 && op.b == key)
+        key = op.a;  // a copy: its source as the ops before it left it
       if (op.kind < 2 && op.a == key) return op.kind == 0 ? R(op.b) : R(std::nullopt);
     }
     std::string value;
@@ -602,12 +603,12 @@ Status Store::Write(Batch& batch, Sync sync) {
         source = it->second;
       else
         source = rep_->CommittedRef(from);
-      const bool had = had_file(to);
       if (source) {  // the file is shared, not copied
         s = wb.Put(rep_->files, to, source->Encode());
         if (s.ok()) s = wb.Delete(h, op.b);
         now[to] = source;
       } else {  // inline (or absent): the bytes, as this batch leaves them so far
+        const bool had = had_file(to);
         auto value = rep_->InlineValue(op.f, op.a, ops, i);
         if (!value.ok()) {
           discard_created();
@@ -650,7 +651,8 @@ Status Store::Write(Batch& batch, Sync sync) {
                                    unlink_now.end());
   }
   if (!s.ok()) {
-    discard_created();
+    // This batch's files stay: a write that failed at the log's sync may have reached the log
+    // (and come back on the next open, naming them). Open deletes them if it did not.
     return Status::Error("store: write failed: " + s.ToString());
   }
   // 3. The index follows the commit, and files no record names any more go: this batch's own
