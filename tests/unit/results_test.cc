@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <set>
 
 #include "common/manifest/manifest.h"
@@ -293,6 +294,53 @@ TEST(ResultCache, TheLeastRecentlyUsedFinishedResultsGoFirstAndUnfinishedJobsKee
   EXPECT_TRUE(v.jobs.empty());
   EXPECT_EQ(v.live, 4u * 8 * 4 * 8 * 4);  // d's one segment: 4 x 8 x 4 x 8 floats
   EXPECT_EQ(h.Status(d).segments_done, 1u);
+}
+
+// A reused result names the bytes already stored (the store lets both records name one value
+// file): taking a whole job's results writes none of them again, and they stay readable after the
+// job they came from is evicted.
+TEST(ReuseStoredResults, AReusedResultIsNotWrittenAgainAndOutlivesTheJobItCameFrom) {
+  TempDir dir;
+  FaultEnv env;
+  const CoordinatorOptions options = TestOptions(dir.path());
+  auto value_files = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(options.state_dir + "/values"))
+      n += std::filesystem::file_size(e.path()) > 0 ? 1 : 0;
+    return n;
+  };
+  // 256x128: each segment's latents (4 x 8 x 16 x 32 floats) are 64 KiB, a value file's worth.
+  std::string text = Text("independent");
+  text.replace(text.find("width: 64, height: 32"), 21, "width: 256, height: 128");
+  CoreHarness h(&env, options);
+  ASSERT_TRUE(h.ok()) << h.error();
+  FakeWorker w("w0");
+  h.Deliver("w0", w.Hello());
+  const uint64_t a = h.Submit(text + "output: {path: out/a, codec: png}\n");
+  RunToDone(h, w, a, dir.path());
+  ASSERT_EQ(h.Status(a).state, "DONE") << h.Status(a).error;
+  const size_t files = value_files();
+  ASSERT_GE(files, 10u);  // a's 10 segments at least
+  const uint64_t b = h.Submit(text + "output: {path: out/b, codec: png}\n");
+  h.Sync();
+  ASSERT_EQ(h.Status(b).state, "DONE") << h.Status(b).error;
+  EXPECT_EQ(value_files(), files);
+  // Room for one job's results: a's go (the older job, at the same last use), b's stay, and a
+  // third job takes them from b.
+  CacheView v = CacheCall(h, false);
+  ASSERT_EQ(v.jobs.size(), 2u);
+  CacheView pruned = CacheCall(h, true, v.BytesOf(b));
+  ASSERT_EQ(pruned.jobs.size(), 1u);
+  EXPECT_EQ(pruned.jobs[0].first, b);
+  EXPECT_EQ(value_files(), files);
+  const uint64_t c = h.Submit(text + "output: {path: out/c, codec: png}\n");
+  h.Sync();
+  EXPECT_EQ(h.Status(c).state, "DONE") << h.Status(c).error;
+  EXPECT_EQ(h.Status(c).segments_done, 10u);
+  // With every holder evicted the bytes go (once the deletes are durable).
+  CacheCall(h, true, 0);
+  h.Sync();
+  EXPECT_EQ(value_files(), 0u);
 }
 
 }  // namespace
