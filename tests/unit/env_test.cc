@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "common/env/env.h"
@@ -139,53 +140,65 @@ TEST(FaultEnv, TheStoreKeepsWhatWasSyncedAcrossACrash) {
   EXPECT_FALSE((*s)->Get(Family::kCheckpoints, TaskKey(1, 1)).ok());
 }
 
-// A crash at each sync point of a sequence of group commits: the store always opens, and holds
-// exactly a prefix of the batches, at least every one a finished SyncWal covered.
-TEST(FaultEnv, TheStoreHoldsAPrefixOfItsWritesWhereverItCrashes) {
-  constexpr int kBatches = 12;
-  auto run = [](FaultEnv& env, const std::string& path, int* synced) {
-    auto s = Store::Open(path, &env);
-    if (!s.ok()) return;
-    for (int i = 1; i <= kBatches && !env.crashed(); ++i) {
-      Store::Batch b;
-      b.Put(Family::kJobs, JobKey(static_cast<uint64_t>(i)), "batch " + std::to_string(i));
-      if (i % 4 == 0) b.Put(Family::kOutputs, TaskKey(static_cast<uint64_t>(i), 0), Big('x'));
-      if (!(*s)->Write(b, Store::Sync::kLater).ok()) return;
-      if (i % 3 == 0 && (*s)->SyncWal().ok() && !env.crashed()) *synced = i;
-    }
-  };
+// Runs `script` (batches 1..`batches`, each with the record JobKey(i) in jobs, on the store at
+// `path` through `env`; it returns how many batches a finished sync covered) once to count its
+// sync points, then once per sync point, crashing the machine just before it. After each crash
+// the store must open and hold a prefix of the batches, at least those a sync covered; `check`
+// then gets the store, its folder, the batches present and the sync point.
+void CrashAtEverySyncPoint(
+    int batches, const std::function<int(FaultEnv&, const std::string&)>& script,
+    const std::function<void(Store&, const std::filesystem::path&, int, uint64_t)>& check) {
   uint64_t points = 0;
   {
     TempDir dir;
     FaultEnv env;
-    int synced = 0;
-    run(env, dir / "store", &synced);
+    ASSERT_EQ(script(env, dir / "store"), batches);  // uncrashed, the script syncs every batch
     points = env.syncs();
-    ASSERT_EQ(synced, kBatches);
   }
   ASSERT_GT(points, 4u);
   for (uint64_t at = 1; at <= points; ++at) {
     TempDir dir;
     FaultEnv env;
     env.CrashAtSync(at);
-    int synced = 0;
-    run(env, dir / "store", &synced);
+    const int synced = script(env, dir / "store");
     ASSERT_TRUE(env.crashed()) << "sync point " << at;
     ASSERT_TRUE(env.DropUnsyncedData().ok());
     env.Restart();
     auto s = Store::Open(dir / "store", &env);
     ASSERT_TRUE(s.ok()) << "sync point " << at << ": " << s.message();
     int present = 0;
-    while (present < kBatches &&
+    while (present < batches &&
            (*s)->Get(Family::kJobs, JobKey(static_cast<uint64_t>(present + 1))).ok())
       ++present;
     EXPECT_GE(present, synced) << "sync point " << at;
-    for (int i = present + 1; i <= kBatches; ++i)
+    for (int i = present + 1; i <= batches; ++i)
       EXPECT_FALSE((*s)->Get(Family::kJobs, JobKey(static_cast<uint64_t>(i))).ok())
           << "sync point " << at << ": batch " << i << " after a gap";
-    for (int i = 4; i <= present; i += 4)
-      EXPECT_EQ(*(*s)->Get(Family::kOutputs, TaskKey(static_cast<uint64_t>(i), 0)), Big('x'));
+    check(**s, dir / "store", present, at);
   }
+}
+
+// A crash at each sync point of a sequence of group commits: the store always opens, and holds
+// exactly a prefix of the batches, at least every one a finished SyncWal covered.
+TEST(FaultEnv, TheStoreHoldsAPrefixOfItsWritesWhereverItCrashes) {
+  constexpr int kBatches = 12;
+  auto script = [](FaultEnv& env, const std::string& path) {
+    int synced = 0;
+    auto s = Store::Open(path, &env);
+    if (!s.ok()) return synced;
+    for (int i = 1; i <= kBatches && !env.crashed(); ++i) {
+      Store::Batch b;
+      b.Put(Family::kJobs, JobKey(static_cast<uint64_t>(i)), "batch " + std::to_string(i));
+      if (i % 4 == 0) b.Put(Family::kOutputs, TaskKey(static_cast<uint64_t>(i), 0), Big('x'));
+      if (!(*s)->Write(b, Store::Sync::kLater).ok()) break;
+      if (i % 3 == 0 && (*s)->SyncWal().ok() && !env.crashed()) synced = i;
+    }
+    return synced;
+  };
+  CrashAtEverySyncPoint(kBatches, script, [](Store& s, const auto&, int present, uint64_t) {
+    for (int i = 4; i <= present; i += 4)
+      EXPECT_EQ(*s.Get(Family::kOutputs, TaskKey(static_cast<uint64_t>(i), 0)), Big('x'));
+  });
 }
 
 // A value passed from record to record by copies, each batch deleting the record it copied
@@ -194,9 +207,10 @@ TEST(FaultEnv, TheStoreHoldsAPrefixOfItsWritesWhereverItCrashes) {
 // and no other file is left behind.
 TEST(FaultEnv, ACopiedValueSurvivesACrashAtEverySyncPoint) {
   constexpr int kBatches = 9;
-  auto run = [](FaultEnv& env, const std::string& path) {
+  auto script = [](FaultEnv& env, const std::string& path) {
+    int synced = 0;
     auto s = Store::Open(path, &env);
-    if (!s.ok()) return;
+    if (!s.ok()) return synced;
     for (int i = 1; i <= kBatches && !env.crashed(); ++i) {
       const uint64_t n = static_cast<uint64_t>(i);
       Store::Batch b;
@@ -207,47 +221,26 @@ TEST(FaultEnv, ACopiedValueSurvivesACrashAtEverySyncPoint) {
         b.Copy(Family::kLatents, TaskKey(n - 1, 0), TaskKey(n, 0));
         b.Delete(Family::kLatents, TaskKey(n - 1, 0));
       }
-      if (!(*s)->Write(b, i % 2 ? Store::Sync::kNow : Store::Sync::kLater).ok()) return;
-      if (i % 3 == 0) (void)(*s)->SyncWal();
+      const bool now = i % 2 == 1;
+      if (!(*s)->Write(b, now ? Store::Sync::kNow : Store::Sync::kLater).ok()) break;
+      if (!now && (*s)->SyncWal().ok() && !env.crashed()) synced = i;
+      if (now && !env.crashed()) synced = i;
     }
+    return synced;
   };
-  auto value_files = [](const std::filesystem::path& store) {
-    int n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(store / "values"))
-      n += std::filesystem::file_size(e.path()) > 0 ? 1 : 0;
-    return n;
-  };
-  uint64_t points = 0;
-  {
-    TempDir dir;
-    FaultEnv env;
-    run(env, dir / "store");
-    points = env.syncs();
-  }
-  ASSERT_GT(points, 4u);
-  for (uint64_t at = 1; at <= points; ++at) {
-    TempDir dir;
-    FaultEnv env;
-    env.CrashAtSync(at);
-    run(env, dir / "store");
-    ASSERT_TRUE(env.crashed()) << "sync point " << at;
-    ASSERT_TRUE(env.DropUnsyncedData().ok());
-    env.Restart();
-    auto s = Store::Open(dir / "store", &env);
-    ASSERT_TRUE(s.ok()) << "sync point " << at << ": " << s.message();
-    int present = 0;
-    while (present < kBatches &&
-           (*s)->Get(Family::kJobs, JobKey(static_cast<uint64_t>(present + 1))).ok())
-      ++present;
-    if (present == 0) continue;
-    auto value = (*s)->Get(Family::kLatents, TaskKey(static_cast<uint64_t>(present), 0));
+  CrashAtEverySyncPoint(kBatches, script, [](Store& s, const auto& dir, int present, uint64_t at) {
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "values"))
+      files += std::filesystem::file_size(e.path()) > 0 ? 1 : 0;
+    EXPECT_EQ(files, present == 0 ? 0 : 1) << "sync point " << at;
+    if (present == 0) return;
+    auto value = s.Get(Family::kLatents, TaskKey(static_cast<uint64_t>(present), 0));
     ASSERT_TRUE(value.ok()) << "sync point " << at << ", " << present
                             << " batches: " << value.message();
     EXPECT_EQ(*value, Big('v')) << "sync point " << at;
     for (int i = 1; i < present; ++i)
-      EXPECT_FALSE((*s)->Get(Family::kLatents, TaskKey(static_cast<uint64_t>(i), 0)).ok());
-    EXPECT_EQ(value_files(dir / "store"), 1) << "sync point " << at;
-  }
+      EXPECT_FALSE(s.Get(Family::kLatents, TaskKey(static_cast<uint64_t>(i), 0)).ok());
+  });
 }
 
 }  // namespace
