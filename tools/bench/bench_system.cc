@@ -333,7 +333,7 @@ nlohmann::json BenchIterate(const IterateOptions& options, bool quick) {
   TempDir dir;
   const std::string& manifest = options.manifest;
   std::ifstream in(manifest);
-  if (!in) throw std::runtime_error("iterate: cannot read '" + manifest + "'");
+  if (!in) throw std::invalid_argument("iterate: cannot read '" + manifest + "'");
   YAML::Node doc;
   try {
     doc = YAML::Load(std::string((std::istreambuf_iterator<char>(in)), {}));
