@@ -307,43 +307,71 @@ uint64_t ResultBytes(const Job& j, uint32_t s) {
 
 namespace {
 
-// Whether the cache may evict task `i` of `kind` of `j`: a finished job's stored result.
-bool Evictable(const Job& j, TaskKind kind, size_t i) {
-  const Task& t = j.tasks(kind)[i];
-  return IsFinished(j.state) && t.state == TaskState::kDone && !t.result_key.empty();
-}
-
 // The bytes a DONE task's result takes in the store.
 uint64_t StoredBytes(const Job& j, TaskKind kind, size_t i) {
   return kind == TaskKind::kRender ? ResultBytes(j, static_cast<uint32_t>(i))
                                    : j.chunk[i].result_bytes;
 }
 
+// A stored result with every job's record of it. Records with one key hold the same bits, and a
+// reused one names the same bytes in the store (Store::Batch::Copy), so the cache counts and
+// evicts a result once, whichever jobs hold it.
+struct Holder {
+  uint64_t job;
+  TaskKind kind;
+  uint32_t index;
+};
+struct StoredResultGroup {
+  std::vector<Holder> holders;  // in job order
+  uint64_t bytes = 0;
+  uint64_t used_ms = 0;  // the newest use by any holder
+  bool live = false;     // an unfinished job holds it: never evicted
+};
+
+// Every stored result with a key, by kind and key; `keyless_live` gets the bytes of unfinished
+// jobs' results without one (never reused, so never shared).
+std::map<std::pair<TaskKind, std::string>, StoredResultGroup> StoredResults(
+    const JobTable& jobs, uint64_t* keyless_live) {
+  std::map<std::pair<TaskKind, std::string>, StoredResultGroup> groups;
+  for (const auto& [id, j] : jobs) {
+    for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
+      const std::vector<Task>& tasks = j.tasks(kind);
+      for (size_t i = 0; i < tasks.size(); ++i) {
+        const Task& t = tasks[i];
+        if (t.state != TaskState::kDone) continue;
+        const uint64_t bytes = StoredBytes(j, kind, i);
+        if (t.result_key.empty()) {
+          if (!IsFinished(j.state)) *keyless_live += bytes;
+          continue;
+        }
+        StoredResultGroup& g = groups[{kind, t.result_key}];
+        g.holders.push_back({id, kind, static_cast<uint32_t>(i)});
+        g.bytes = std::max(g.bytes, bytes);
+        g.used_ms = std::max(g.used_ms, t.result_used_ms);
+        g.live = g.live || !IsFinished(j.state);
+      }
+    }
+  }
+  return groups;
+}
+
 }  // namespace
 
 CacheContents CachedResults(const JobTable& jobs) {
   CacheContents out;
-  for (const auto& [id, j] : jobs) {
-    CachedJob c;
-    c.job = id;
-    for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
-      const std::vector<Task>& tasks = j.tasks(kind);
-      for (size_t i = 0; i < tasks.size(); ++i) {
-        if (tasks[i].state != TaskState::kDone) continue;
-        const uint64_t bytes = StoredBytes(j, kind, i);
-        if (!IsFinished(j.state)) {
-          out.live_bytes += bytes;
-        } else if (Evictable(j, kind, i)) {
-          ++(kind == TaskKind::kRender ? c.segments : c.chunks);
-          c.bytes += bytes;
-          c.last_used_ms = std::max(c.last_used_ms, tasks[i].result_used_ms);
-        }
-      }
+  std::map<uint64_t, CachedJob> by_job;
+  for (const auto& [key, g] : StoredResults(jobs, &out.live_bytes)) {
+    (g.live ? out.live_bytes : out.bytes) += g.bytes;
+    if (g.live) continue;
+    for (const Holder& h : g.holders) {
+      CachedJob& c = by_job[h.job];
+      c.job = h.job;
+      ++(h.kind == TaskKind::kRender ? c.segments : c.chunks);
+      c.bytes += g.bytes;
+      c.last_used_ms = std::max(c.last_used_ms, g.used_ms);
     }
-    if (c.segments + c.chunks == 0) continue;
-    out.bytes += c.bytes;
-    out.jobs.push_back(c);
   }
+  for (const auto& [id, c] : by_job) out.jobs.push_back(c);
   std::sort(out.jobs.begin(), out.jobs.end(), [](const CachedJob& a, const CachedJob& b) {
     return std::tie(a.last_used_ms, a.job) < std::tie(b.last_used_ms, b.job);
   });
@@ -352,44 +380,37 @@ CacheContents CachedResults(const JobTable& jobs) {
 
 Evicted EvictResults(JobTable& jobs, Journal& journal, uint64_t to_bytes,
                      uint64_t unused_before_ms) {
-  struct Candidate {
-    uint64_t used_ms, job;
-    TaskKind kind;
-    uint32_t index;
-    uint64_t bytes;
-  };
-  std::vector<Candidate> candidates;
+  uint64_t keyless_live = 0;
+  std::vector<StoredResultGroup> candidates;
   uint64_t total = 0;
-  for (const auto& [id, j] : jobs) {
-    for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
-      const std::vector<Task>& tasks = j.tasks(kind);
-      for (size_t i = 0; i < tasks.size(); ++i) {
-        if (!Evictable(j, kind, i)) continue;
-        const uint64_t bytes = StoredBytes(j, kind, i);
-        candidates.push_back({tasks[i].result_used_ms, id, kind, static_cast<uint32_t>(i), bytes});
-        total += bytes;
-      }
-    }
+  for (auto& [key, g] : StoredResults(jobs, &keyless_live)) {
+    if (g.live) continue;
+    total += g.bytes;
+    candidates.push_back(std::move(g));
   }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.used_ms, a.job, a.kind, a.index) <
-           std::tie(b.used_ms, b.job, b.kind, b.index);
-  });
+  std::sort(candidates.begin(), candidates.end(),
+            [](const StoredResultGroup& a, const StoredResultGroup& b) {
+              const Holder &x = a.holders.front(), &y = b.holders.front();
+              return std::tie(a.used_ms, x.job, x.kind, x.index) <
+                     std::tie(b.used_ms, y.job, y.kind, y.index);
+            });
   Evicted out;
-  for (const Candidate& c : candidates) {
-    if (total <= to_bytes && (unused_before_ms == 0 || c.used_ms >= unused_before_ms)) break;
-    Task& t = jobs.at(c.job).tasks(c.kind)[c.index];
-    if (c.kind == TaskKind::kRender) {
-      journal.DeleteLatents(c.job, c.index);
-      ++out.segments;
-    } else {
-      journal.DeleteChunk(c.job, c.index);
-      ++out.chunks;
+  for (const StoredResultGroup& g : candidates) {
+    if (total <= to_bytes && (unused_before_ms == 0 || g.used_ms >= unused_before_ms)) break;
+    for (const Holder& h : g.holders) {
+      Task& t = jobs.at(h.job).tasks(h.kind)[h.index];
+      if (h.kind == TaskKind::kRender) {
+        journal.DeleteLatents(h.job, h.index);
+        ++out.segments;
+      } else {
+        journal.DeleteChunk(h.job, h.index);
+        ++out.chunks;
+      }
+      t.result_key.clear();
+      journal.PutTask(h.job, h.kind, h.index, t);
     }
-    t.result_key.clear();
-    journal.PutTask(c.job, c.kind, c.index, t);
-    total -= c.bytes;
-    out.bytes += c.bytes;
+    total -= g.bytes;
+    out.bytes += g.bytes;
   }
   if (out.segments + out.chunks > 0)
     spdlog::info("result cache: evicted {} segments and {} chunks ({} MiB) of finished jobs",

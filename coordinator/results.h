@@ -15,7 +15,8 @@
 // The cache is the jobs' own stored latents: a key is looked up among the DONE segments of every
 // job the coordinator knows (no index to keep in step with them), and a reused result is copied
 // into the new job, which then owns it like any it rendered. The copy costs no bytes: the store
-// lets both records name the same value file (Store::Batch::Copy), which goes with the last.
+// lets both records name the same value file (Store::Batch::Copy), which goes with the last; the
+// cache counts such a result once and evicts it from all its holders together.
 // Results of finished jobs are what the cache may evict (EvictResults): no unfinished job needs
 // them, since their outputs are assembled (or they failed or were cancelled: a retry renders an
 // evicted segment again). Each result's last use (made or reused) is kept in its task record, so
@@ -88,7 +89,9 @@ Reuse ReuseStoredResults(JobTable& jobs, Journal& journal, StateMachine& machine
 uint64_t ResultBytes(const Job& j, uint32_t s);
 
 // The stored results of finished jobs (what the cache may evict), by job, oldest use first; and
-// the bytes unfinished jobs' results take (never evicted).
+// the bytes unfinished jobs' results take (never evicted). A result several jobs hold (reused:
+// the same key, the same bytes in the store) counts once in the totals, in `live_bytes` while an
+// unfinished job holds it, and in each of its finished holders' `CachedJob`.
 struct CachedJob {
   uint64_t job = 0;
   uint32_t segments = 0, chunks = 0;
@@ -104,7 +107,8 @@ CacheContents CachedResults(const JobTable& jobs);
 
 // Deletes finished jobs' results (segments' latents and encoded chunks), least recently used
 // first, until they take at most `to_bytes`, and every one not used since `unused_before_ms` (0:
-// none). An evicted task stays DONE in its job, without a key; a retry of its job does it again.
+// none). A result goes from every job holding it at once, and not while an unfinished job holds
+// it. An evicted task stays DONE in its job, without a key; a retry of its job does it again.
 struct Evicted {
   uint64_t segments = 0, chunks = 0, bytes = 0;
 };

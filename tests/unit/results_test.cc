@@ -266,11 +266,14 @@ TEST(ResultCache, TheLeastRecentlyUsedFinishedResultsGoFirstAndUnfinishedJobsKee
     EXPECT_EQ(v.hits, 10u);
     EXPECT_EQ(v.live, 0u);
   }
-  // After a restart the order holds: room for all but one job's results evicts b's.
+  // After a restart the order holds: room for all but one job's results evicts b's (a and c
+  // hold the same results: the cache counts them once).
   CoreHarness h(&env, options);
   ASSERT_TRUE(h.ok()) << h.error();
   CacheView v = CacheCall(h, false);
-  CacheView pruned = CacheCall(h, true, v.BytesOf(a) + v.BytesOf(c));
+  EXPECT_EQ(v.BytesOf(a), v.BytesOf(c));
+  EXPECT_EQ(v.bytes, v.BytesOf(a) + v.BytesOf(b));
+  CacheView pruned = CacheCall(h, true, v.BytesOf(a));
   EXPECT_GE(pruned.evicted, 10u);
   ASSERT_EQ(pruned.jobs.size(), 2u);
   EXPECT_EQ(pruned.BytesOf(b), 0u);
@@ -297,9 +300,10 @@ TEST(ResultCache, TheLeastRecentlyUsedFinishedResultsGoFirstAndUnfinishedJobsKee
 }
 
 // A reused result names the bytes already stored (the store lets both records name one value
-// file): taking a whole job's results writes none of them again, and they stay readable after the
-// job they came from is evicted.
-TEST(ReuseStoredResults, AReusedResultIsNotWrittenAgainAndOutlivesTheJobItCameFrom) {
+// file): taking a whole job's results writes none of them again, the cache counts them once, and
+// they are evicted from every job holding them together, never while an unfinished job holds
+// them.
+TEST(ReuseStoredResults, AReusedResultIsStoredOnceCountedOnceAndKeptForUnfinishedJobs) {
   TempDir dir;
   FaultEnv env;
   const CoordinatorOptions options = TestOptions(dir.path());
@@ -310,8 +314,10 @@ TEST(ReuseStoredResults, AReusedResultIsNotWrittenAgainAndOutlivesTheJobItCameFr
     return n;
   };
   // 256x128: each segment's latents (4 x 8 x 16 x 32 floats) are 64 KiB, a value file's worth.
-  std::string text = Text("independent");
-  text.replace(text.find("width: 64, height: 32"), 21, "width: 256, height: 128");
+  auto sized = [](std::string text) {
+    return text.replace(text.find("width: 64, height: 32"), 21, "width: 256, height: 128");
+  };
+  const std::string text = sized(Text("independent"));
   CoreHarness h(&env, options);
   ASSERT_TRUE(h.ok()) << h.error();
   FakeWorker w("w0");
@@ -325,19 +331,28 @@ TEST(ReuseStoredResults, AReusedResultIsNotWrittenAgainAndOutlivesTheJobItCameFr
   h.Sync();
   ASSERT_EQ(h.Status(b).state, "DONE") << h.Status(b).error;
   EXPECT_EQ(value_files(), files);
-  // Room for one job's results: a's go (the older job, at the same last use), b's stay, and a
-  // third job takes them from b.
   CacheView v = CacheCall(h, false);
   ASSERT_EQ(v.jobs.size(), 2u);
-  CacheView pruned = CacheCall(h, true, v.BytesOf(b));
-  ASSERT_EQ(pruned.jobs.size(), 1u);
-  EXPECT_EQ(pruned.jobs[0].first, b);
-  EXPECT_EQ(value_files(), files);
+  EXPECT_EQ(v.BytesOf(a), v.BytesOf(b));
+  EXPECT_EQ(v.bytes, v.BytesOf(b));
+  // An edit of the middle prompt takes 7 of the 10 segments and waits for a worker: pruning
+  // everything leaves those 7 (in a and b too) and evicts the rest.
+  const uint64_t d =
+      h.Submit(sized(Text("independent", "snow")) + "output: {path: out/d, codec: png}\n");
+  h.Sync();
+  ASSERT_EQ(h.Status(d).segments_done, 7u);
+  CacheView pruned = CacheCall(h, true, 0);
+  EXPECT_EQ(pruned.bytes, 0u);
+  EXPECT_GE(pruned.live, 7u * 65536);
+  EXPECT_LT(value_files(), files);
+  RunToDone(h, w, d, dir.path());
+  ASSERT_EQ(h.Status(d).state, "DONE") << h.Status(d).error;
   const uint64_t c = h.Submit(text + "output: {path: out/c, codec: png}\n");
   h.Sync();
-  EXPECT_EQ(h.Status(c).state, "DONE") << h.Status(c).error;
-  EXPECT_EQ(h.Status(c).segments_done, 10u);
-  // With every holder evicted the bytes go (once the deletes are durable).
+  EXPECT_EQ(h.Status(c).segments_done, 7u);
+  RunToDone(h, w, c, dir.path());
+  ASSERT_EQ(h.Status(c).state, "DONE") << h.Status(c).error;
+  // With no unfinished holder left, everything goes, and its files once the deletes are durable.
   CacheCall(h, true, 0);
   h.Sync();
   EXPECT_EQ(value_files(), 0u);
