@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <tuple>
+#include <unordered_map>
 
 #include "common/plan/plan.h"
 #include "common/protocol/protocol.h"
@@ -328,11 +329,11 @@ struct StoredResultGroup {
   bool live = false;     // an unfinished job holds it: never evicted
 };
 
-// Every stored result with a key, by kind and key; `keyless_live` gets the bytes of unfinished
-// jobs' results without one (never reused, so never shared).
-std::map<std::pair<TaskKind, std::string>, StoredResultGroup> StoredResults(
-    const JobTable& jobs, uint64_t* keyless_live) {
-  std::map<std::pair<TaskKind, std::string>, StoredResultGroup> groups;
+// Every stored result with a key, by kind and key (in no order); `keyless_live` gets the bytes of
+// unfinished jobs' results without one (never reused, so never shared).
+std::unordered_map<std::string, StoredResultGroup> StoredResults(const JobTable& jobs,
+                                                                 uint64_t* keyless_live) {
+  std::unordered_map<std::string, StoredResultGroup> groups;  // kind's byte + key
   for (const auto& [id, j] : jobs) {
     for (TaskKind kind : {TaskKind::kRender, TaskKind::kEncode}) {
       const std::vector<Task>& tasks = j.tasks(kind);
@@ -344,7 +345,7 @@ std::map<std::pair<TaskKind, std::string>, StoredResultGroup> StoredResults(
           if (!IsFinished(j.state)) *keyless_live += bytes;
           continue;
         }
-        StoredResultGroup& g = groups[{kind, t.result_key}];
+        StoredResultGroup& g = groups[static_cast<char>(kind) + t.result_key];
         g.holders.push_back({id, kind, static_cast<uint32_t>(i)});
         g.bytes = std::max(g.bytes, bytes);
         g.used_ms = std::max(g.used_ms, t.result_used_ms);
