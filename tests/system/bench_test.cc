@@ -117,6 +117,47 @@ TEST(Bench, StoreRecoveryAndCodenoiseReportTheirFigures) {
 
 // One denoise call through a real model host (tinywan) against the same call inside the host's
 // Python: both are measured, and the round trip holds the call.
+// The director's loop: the example's full render with its preview, then an edit of its last
+// keyframe, which renders what it reaches (read from the edited job's log) and takes the rest.
+TEST(Bench, IterateReportsThePreviewTheFullRenderAndWhatAnEditRenders) {
+  TempDir dir;
+  std::string out;
+  const std::string bench = "'" + BinDir() + "/segue-bench' iterate --manifest '" + SourceDir() +
+                            "/configs/examples/the_hardest_part.yaml'";
+  ASSERT_EQ(
+      RunCommand(bench + " --quick --edit 7 --json '" + dir / "iterate.json" + "'", &out, true), 0)
+      << out;
+  EXPECT_NE(out.find("keyframe 7 of 7 edited"), std::string::npos) << out;
+  std::ifstream in(dir / "iterate.json");
+  auto results = nlohmann::json::parse(in);
+  ASSERT_EQ(results.size(), 1u);
+  const auto& it = results[0];
+  EXPECT_EQ(it["bench"], "iterate");
+  EXPECT_EQ(it["segments"], 27);
+  EXPECT_EQ(it["chunks"], 10);
+  EXPECT_GT(it["preview_seconds"].get<double>(), 0);
+  EXPECT_GT(it["full_seconds"].get<double>(), 0);
+  ASSERT_EQ(it["edits"].size(), 1u);
+  const auto& edit = it["edits"][0];
+  EXPECT_EQ(edit["keyframe"], 7);
+  // The last keyframe (36-40 s) reaches the last few segments and chunks, not all.
+  EXPECT_GT(edit["segments_rendered"].get<int>(), 0);
+  EXPECT_LT(edit["segments_rendered"].get<int>(), 8);
+  EXPECT_GT(edit["chunks_encoded"].get<int>(), 0);
+  EXPECT_LT(edit["chunks_encoded"].get<int>(), 4);
+  EXPECT_DOUBLE_EQ(edit["edit_fraction"].get<double>(),
+                   edit["edit_seconds"].get<double>() / it["full_seconds"].get<double>());
+  // Bad input is refused with exit code 2.
+  EXPECT_EQ(RunCommand(bench + " --edit 8", &out, true), 2) << out;
+  EXPECT_NE(out.find("1-7"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(bench + " --edit first", &out, true), 2) << out;
+  EXPECT_EQ(
+      RunCommand("'" + BinDir() + "/segue-bench' iterate --manifest '" + dir / "none.yaml" + "'",
+                 &out, true),
+      2)
+      << out;
+}
+
 TEST(Bench, HostReportsWhatTheCrossingCosts) {
   TempDir dir;
   std::string out;
