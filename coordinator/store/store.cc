@@ -559,6 +559,18 @@ Status Store::Write(Batch& batch, Sync sync) {
     }
   }
   rocksdb::WriteBatch wb;
+  // Copy ops[i] whose source is inline or absent: its bytes as the ops before it leave them.
+  auto copy_bytes = [&](size_t i, rocksdb::Status* s) {
+    const auto& op = ops[i];
+    auto value = rep_->InlineValue(op.f, op.a, ops, i);
+    if (!value.ok()) {
+      discard_created();
+      return value.status();
+    }
+    auto* h = rep_->handles.at(op.f);
+    *s = value->has_value() ? wb.Put(h, op.b, **value) : wb.Delete(h, op.b);
+    return Status::Ok();
+  };
   for (size_t i = 0; i < ops.size(); ++i) {
     const auto& op = ops[i];
     if (superseded[i]) continue;
@@ -571,13 +583,8 @@ Status Store::Write(Batch& batch, Sync sync) {
         s = wb.Delete(h, op.a);
       } else if (op.kind == 2) {
         s = wb.DeleteRange(h, op.a, op.b);
-      } else {
-        auto value = rep_->InlineValue(op.f, op.a, ops, i);
-        if (!value.ok()) {
-          discard_created();
-          return value.status();
-        }
-        s = value->has_value() ? wb.Put(h, op.b, **value) : wb.Delete(h, op.b);
+      } else if (Status c = copy_bytes(i, &s); !c.ok()) {
+        return c;
       }
     } else if (op.kind == 2) {
       const std::string from = FileKey(op.f, op.a), to = FileKey(op.f, op.b);
@@ -609,12 +616,7 @@ Status Store::Write(Batch& batch, Sync sync) {
         now[to] = source;
       } else {  // inline (or absent): the bytes, as this batch leaves them so far
         const bool had = had_file(to);
-        auto value = rep_->InlineValue(op.f, op.a, ops, i);
-        if (!value.ok()) {
-          discard_created();
-          return value.status();
-        }
-        s = value->has_value() ? wb.Put(h, op.b, **value) : wb.Delete(h, op.b);
+        if (Status c = copy_bytes(i, &s); !c.ok()) return c;
         if (s.ok() && had) s = wb.Delete(rep_->files, to);
         now[to] = std::nullopt;
       }
