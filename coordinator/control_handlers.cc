@@ -275,6 +275,33 @@ std::string OnStatusRequest(HandlerContext& c, uint64_t job) {
   return StatusReply(c, it->second);
 }
 
+std::string OnThumbnailRequest(HandlerContext& c, wire::ThumbnailRequest::Reader r) {
+  constexpr unsigned kMaxThumbnails = 64;  // 64 of a few KiB each: a reply well under a frame
+  auto it = c.jobs.find(r.getJobId());
+  if (it == c.jobs.end()) return NoJob(r.getJobId());
+  const Job& j = it->second;
+  const auto segments = r.getSegments();
+  if (segments.size() > kMaxThumbnails)
+    return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                        "thumbnails: " + std::to_string(segments.size()) +
+                            " segments asked for, at most " + std::to_string(kMaxThumbnails));
+  for (uint32_t s : segments)
+    if (s >= j.seg.size())
+      return ErrorMessage(wire::ErrorCode::BAD_REQUEST,
+                          "thumbnails: job " + std::to_string(j.id) + " has no segment " +
+                              std::to_string(s) + " (it has " + std::to_string(j.seg.size()) + ")");
+  capnp::MallocMessageBuilder b;
+  auto reply = b.initRoot<wire::Envelope>().initThumbnails();
+  reply.setJobId(j.id);
+  auto jpegs = reply.initJpegs(segments.size());
+  for (unsigned i = 0; i < segments.size(); ++i) {
+    auto jpeg = c.journal.Thumbnail(j.id, segments[i]);
+    if (jpeg.ok())
+      jpegs.set(i, kj::arrayPtr(reinterpret_cast<const kj::byte*>(jpeg->data()), jpeg->size()));
+  }
+  return Serialize(b);
+}
+
 std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r) {
   JobQuery q;
   for (auto s : r.getStates()) q.states.insert(s.cStr());

@@ -43,6 +43,7 @@ std::optional<Action> ActionOf(wire::Envelope::Reader env) {
       return Action::kSubmit;
     case wire::Envelope::STATUS_REQUEST:
     case wire::Envelope::PLAN_REQUEST:
+    case wire::Envelope::THUMBNAIL_REQUEST:
     case wire::Envelope::LIST_JOBS:
     case wire::Envelope::LIST_WORKERS:
     case wire::Envelope::GET_LOGS:
@@ -190,6 +191,8 @@ void Dispatch(HandlerContext& c, const std::string& identity, const Identity& pe
       return reply(OnPlanRequest(c, env.getPlanRequest()));
     case wire::Envelope::CACHE_REQUEST:
       return reply(OnCacheRequest(c, env.getCacheRequest()));
+    case wire::Envelope::THUMBNAIL_REQUEST:
+      return reply(OnThumbnailRequest(c, env.getThumbnailRequest()));
     case wire::Envelope::LIST_JOBS:
       return reply(OnListJobs(c, env.getListJobs()));
     case wire::Envelope::VERSION_REQUEST:

@@ -114,6 +114,8 @@ std::string OnListJobs(HandlerContext& c, wire::ListJobs::Reader r);
 std::string OnVersionRequest(HandlerContext& c, const Identity& peer);
 // What the coordinator would render of a manifest, and what it would reuse (results.h).
 std::string OnPlanRequest(HandlerContext& c, wire::PlanRequest::Reader r);
+// Segments' thumbnails, for a contact sheet made where the outputs cannot be read.
+std::string OnThumbnailRequest(HandlerContext& c, wire::ThumbnailRequest::Reader r);
 std::string OnListWorkers(HandlerContext& c);
 std::string OnJobAction(HandlerContext& c, wire::JobAction::Reader a);
 std::string OnDrainWorker(HandlerContext& c, const std::string& name);

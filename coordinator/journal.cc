@@ -229,9 +229,19 @@ void Journal::CopyChunk(uint64_t from_job, uint32_t from_chunk, uint64_t job, ui
 }
 
 // Beside the chunks, under names no chunk's key can have (a chunk's is the job's key and 4 bytes).
+namespace {
+std::string ThumbnailKey(uint64_t job, uint32_t segment) {
+  return NamedKey(job, "thumbnail-" + std::to_string(segment));
+}
+}  // namespace
+
 void Journal::PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg) {
-  batch_.Put(Family::kOutputs, NamedKey(job, "thumbnail-" + std::to_string(segment)),
-             std::string(jpeg));
+  batch_.Put(Family::kOutputs, ThumbnailKey(job, segment), std::string(jpeg));
+}
+
+void Journal::CopyThumbnail(uint64_t from_job, uint32_t from_segment, uint64_t job,
+                            uint32_t segment) {
+  batch_.Copy(Family::kOutputs, ThumbnailKey(from_job, from_segment), ThumbnailKey(job, segment));
 }
 
 void Journal::PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents) {
@@ -366,7 +376,7 @@ Result<std::string> Journal::Chunk(uint64_t job, uint32_t chunk) {
 
 Result<std::string> Journal::Thumbnail(uint64_t job, uint32_t segment) {
   Flush();
-  return store_->Get(Family::kOutputs, NamedKey(job, "thumbnail-" + std::to_string(segment)));
+  return store_->Get(Family::kOutputs, ThumbnailKey(job, segment));
 }
 
 Result<std::string> Journal::Audio(uint64_t job) {

@@ -58,6 +58,8 @@ class Journal {
   void CopyChunk(uint64_t from_job, uint32_t from_chunk, uint64_t job, uint32_t chunk);
   // A segment's thumbnail (a JPEG; the newest render's).
   void PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg);
+  // A reused segment's thumbnail is its donor's (none if the donor has none).
+  void CopyThumbnail(uint64_t from_job, uint32_t from_segment, uint64_t job, uint32_t segment);
   // A segment's checkpoint after `step` (one per segment: the newest).
   void PutCheckpoint(uint64_t job, uint32_t segment, uint32_t step, const Tensor& latents);
   void DeleteCheckpoint(uint64_t job, uint32_t segment);

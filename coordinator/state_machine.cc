@@ -84,6 +84,7 @@ void StateMachine::CompleteSegment(Job& j, uint32_t index, const Tensor& latents
 void StateMachine::ReuseSegment(Job& j, uint32_t index, uint64_t from, uint32_t from_index,
                                 const std::string& note, uint64_t used_ms) {
   journal_->CopyLatents(from, from_index, j.id, index);
+  journal_->CopyThumbnail(from, from_index, j.id, index);
   SegmentDone(j, index, note, used_ms);
 }
 

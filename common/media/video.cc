@@ -842,6 +842,43 @@ bool LooksLikeJpeg(std::string_view bytes) {
          static_cast<uint8_t>(bytes[bytes.size() - 1]) == 0xD9;
 }
 
+Result<RgbPicture> DecodeJpeg(std::string_view jpeg) {
+  using R = Result<RgbPicture>;
+  constexpr int kMaxSide = 8192;
+  if (!LooksLikeJpeg(jpeg) || jpeg.size() > (64u << 20)) return R::Error("not a JPEG picture");
+  av_log_set_level(AV_LOG_ERROR);
+  const AVCodec* codec = avcodec_find_decoder(AV_CODEC_ID_MJPEG);
+  if (!codec) return R::Error("this FFmpeg has no JPEG decoder");
+  CodecPtr dec(avcodec_alloc_context3(codec));
+  dec->thread_count = 1;
+  if (avcodec_open2(dec.get(), codec, nullptr) < 0) return R::Error("cannot open the JPEG decoder");
+  // av_new_packet pads the copy as the decoder requires (AV_INPUT_BUFFER_PADDING_SIZE).
+  PacketPtr pkt(av_packet_alloc());
+  if (av_new_packet(pkt.get(), static_cast<int>(jpeg.size())) < 0)
+    return R::Error("out of memory for a picture");
+  std::memcpy(pkt->data, jpeg.data(), jpeg.size());
+  FramePtr frame(av_frame_alloc());
+  int err = avcodec_send_packet(dec.get(), pkt.get());
+  if (err >= 0) err = avcodec_send_packet(dec.get(), nullptr);
+  if (err >= 0) err = avcodec_receive_frame(dec.get(), frame.get());
+  if (err < 0) return R::Error("cannot decode the JPEG picture");
+  const int w = frame->width, h = frame->height;
+  if (w <= 0 || h <= 0 || w > kMaxSide || h > kMaxSide)
+    return R::Error("the JPEG picture is " + std::to_string(w) + "x" + std::to_string(h) +
+                    ": at most " + std::to_string(kMaxSide) + " either way");
+  SwsPtr sws(sws_getContext(w, h, static_cast<AVPixelFormat>(frame->format), w, h, AV_PIX_FMT_RGB24,
+                            SWS_POINT, nullptr, nullptr, nullptr));
+  if (!sws) return R::Error("cannot convert the JPEG picture to RGB");
+  RgbPicture out;
+  out.width = w;
+  out.height = h;
+  out.rgb.resize(static_cast<size_t>(w) * h * 3);
+  uint8_t* dst[1] = {out.rgb.data()};
+  const int stride[1] = {w * 3};
+  sws_scale(sws.get(), frame->data, frame->linesize, 0, h, dst, stride);
+  return out;
+}
+
 Status ReadVideoFrames(const std::string& given,
                        const std::function<void(int64_t, const uint8_t*, int, int)>& on_frame) {
   std::error_code ec;

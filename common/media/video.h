@@ -119,4 +119,13 @@ Result<std::string> EncodeThumbnailJpeg(const uint8_t* rgb, int width, int heigh
 // Whether `bytes` look like a JPEG file (its start and end markers).
 bool LooksLikeJpeg(std::string_view bytes);
 
+// A picture as RGB24, rows top to bottom.
+struct RgbPicture {
+  std::vector<uint8_t> rgb;  // width * height * 3 bytes
+  int width = 0, height = 0;
+};
+// Decodes a JPEG held in memory (a segment's thumbnail, as a peer sent it): an error, never a
+// crash, for bytes that are not one, or one larger than 8192 pixels either way.
+Result<RgbPicture> DecodeJpeg(std::string_view jpeg);
+
 }  // namespace segue

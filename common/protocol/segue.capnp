@@ -568,6 +568,18 @@ struct CacheReply {
   evictedChunks @8 :UInt64;
 }
 
+# Segments' thumbnails (the dashboard's; a JPEG of the middle frame of each segment's own render),
+# for `segue takes` where the takes' outputs cannot be read: the contact sheet is made of them.
+struct ThumbnailRequest {
+  jobId @0 :UInt64;
+  segments @1 :List(UInt32);  # at most 64, each below the job's segment count
+}
+
+struct Thumbnails {
+  jobId @0 :UInt64;
+  jpegs @1 :List(Data);  # one per asked segment, in order; empty where it has none (yet)
+}
+
 struct Envelope {
   union {
     hello @0 :Hello;
@@ -610,5 +622,7 @@ struct Envelope {
     cacheRequest @37 :CacheRequest;
     cacheReply @38 :CacheReply;
     pickRequest @39 :PickRequest;
+    thumbnailRequest @40 :ThumbnailRequest;
+    thumbnails @41 :Thumbnails;
   }
 }

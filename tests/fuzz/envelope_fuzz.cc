@@ -50,7 +50,7 @@ std::vector<std::string> SegueFuzzSeeds() {
   World& w = TheWorld();
   FakeWorker other("w1");
   auto from = [](char peer, const std::string& bytes) { return std::string(1, peer) + bytes; };
-  capnp::MallocMessageBuilder status, version, list, submit, plan, family;
+  capnp::MallocMessageBuilder status, version, list, submit, plan, family, thumbnails;
   status.initRoot<wire::Envelope>().initStatusRequest();
   version.initRoot<wire::Envelope>().initVersionRequest();
   auto filter = list.initRoot<wire::Envelope>().initListJobs();
@@ -68,6 +68,9 @@ std::vector<std::string> SegueFuzzSeeds() {
   family.initRoot<wire::Envelope>().initSubmit().setManifestText(
       TestManifest("family", 16, 16, 4, "independent", "preview: {steps: 1, scale: 0.5}\n"));
   filter.setFamily(1);
+  auto t = thumbnails.initRoot<wire::Envelope>().initThumbnailRequest();
+  t.setJobId(1);
+  t.initSegments(2).set(1, 3);
   return {from(2, Serialize(family)), from(2, PickMessage(1, 0, 3)), from(2, Serialize(version)),
           from(2, Serialize(list)), from(2, Serialize(submit)), from(0, FakeWorker::Heartbeat()),
           from(0, FakeWorker::WorkRequest()),
@@ -78,7 +81,7 @@ std::vector<std::string> SegueFuzzSeeds() {
           from(2, Serialize(plan)),
           // A transfer of a whole (small) message: its request, then its one part.
           from(2, TransferRequestMessage(1, Serialize(version).size())),
-          from(2, PartMessage(1, 0, Serialize(version)))};
+          from(2, PartMessage(1, 0, Serialize(version))), from(2, Serialize(thumbnails))};
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

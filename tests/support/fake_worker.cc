@@ -88,7 +88,7 @@ std::string FakeWorker::Goodbye(const std::string& reason) {
 }
 
 std::string FakeWorker::RenderResult(const FakeAssignment& a, const Tensor& latents,
-                                     uint64_t elapsed_ms) {
+                                     uint64_t elapsed_ms, const std::string& thumbnail) {
   capnp::MallocMessageBuilder b;
   auto r = b.initRoot<wire::Envelope>().initRenderResult();
   r.setJobId(a.job);
@@ -96,6 +96,9 @@ std::string FakeWorker::RenderResult(const FakeAssignment& a, const Tensor& late
   r.setAttempt(a.attempt);
   SetTensor(r.initLatents(), latents);
   r.setElapsedMs(elapsed_ms);
+  if (!thumbnail.empty())
+    r.setThumbnail(
+        kj::arrayPtr(reinterpret_cast<const kj::byte*>(thumbnail.data()), thumbnail.size()));
   return Serialize(b);
 }
 

@@ -51,8 +51,9 @@ class FakeWorker {
   static std::string WorkRequest(uint32_t credits = 1);
   static std::string Heartbeat();
   static std::string Goodbye(const std::string& reason);
+  // `thumbnail`: the JPEG it carries (none if empty).
   static std::string RenderResult(const FakeAssignment& a, const Tensor& latents,
-                                  uint64_t elapsed_ms = 1);
+                                  uint64_t elapsed_ms = 1, const std::string& thumbnail = "");
   static std::string EncodeResult(const FakeAssignment& a, const std::string& container,
                                   uint32_t frames);
   static std::string Failure(const FakeAssignment& a, const std::string& message);

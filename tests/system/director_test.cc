@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "common/media/video.h"
 #include "tests/support/test_util.h"
 #include "tools/cli/client.h"
 
@@ -178,6 +179,74 @@ TEST_P(Director, PreviewFirstThenTakesThenPicksRenderOnlyWhatTheStrategyRequires
     EXPECT_EQ(sheet.width, 6 * 64 + 7 * 4);
     EXPECT_EQ(sheet.height, 5 * (32 + 4) + 4);
 
+    // Where the outputs cannot be read here (the CLI on another machine than the farm's storage),
+    // the sheet is made of the coordinator's thumbnails: a row per take, a cell per segment of
+    // the section (section 2's 8 spread over 6 cells), each the segment's thumbnail as it is.
+    const std::string root_output = client.Status(root)->output;
+    std::filesystem::rename(root_output, root_output + ".away");
+    ASSERT_EQ(RunCommand(Cli("takes " + std::to_string(root) + " --sheet '" + dir / "thumbs.png" +
+                             "' --coordinator " + farm.endpoint()),
+                         &out),
+              0)
+        << out;
+    std::filesystem::rename(root_output + ".away", root_output);
+    EXPECT_NE(out.find("contact sheet: " + dir / "thumbs.png" +
+                       " (the outputs cannot be read here: made of the coordinator's thumbnails"),
+              std::string::npos)
+        << out;
+    const std::vector<std::pair<uint64_t, std::vector<uint32_t>>> rows = {
+        {root, {8, 9, 10, 11}},
+        {take_jobs[{1, 2}], {8, 9, 10, 11}},
+        {take_jobs[{1, 3}], {8, 9, 10, 11}},
+        {root, {12, 14, 15, 16, 18, 19}},
+        {take_jobs[{2, 2}], {12, 14, 15, 16, 18, 19}}};
+    std::vector<std::vector<RgbPicture>> thumbs;  // as the coordinator has them
+    for (const auto& [job, segments] : rows) {
+      auto jpegs = client.Thumbnails(job, segments);
+      ASSERT_TRUE(jpegs.ok()) << jpegs.message();
+      thumbs.emplace_back();
+      for (const std::string& jpeg : *jpegs) {
+        auto picture = DecodeJpeg(jpeg);
+        ASSERT_TRUE(picture.ok()) << "job " << job << ": " << picture.message();
+        ASSERT_EQ(picture->width, 64);
+        ASSERT_EQ(picture->height, 32);
+        thumbs.back().push_back(std::move(*picture));
+      }
+    }
+    // A cell's pixels (row r, column c) of the sheet.
+    auto cell = [](const RgbPicture& s, int r, int c) {
+      std::vector<uint8_t> px;
+      for (int y = 0; y < 32; ++y) {
+        const uint8_t* row =
+            &s.rgb[(static_cast<size_t>(4 + r * 36 + y) * s.width + 4 + c * 68) * 3];
+        px.insert(px.end(), row, row + 64 * 3);
+      }
+      return px;
+    };
+    int pictures = 0;
+    Status read = ReadVideoFrames(dir / "thumbs.png", [&](int64_t, const uint8_t* rgb, int w,
+                                                          int h) {
+      ++pictures;
+      ASSERT_EQ(w, 6 * 64 + 7 * 4);
+      ASSERT_EQ(h, 5 * (32 + 4) + 4);
+      RgbPicture s{std::vector<uint8_t>(rgb, rgb + static_cast<size_t>(w) * h * 3), w, h};
+      for (int r = 0; r < 5; ++r)
+        for (int c = 0; c < 6; ++c) {
+          const size_t n = rows[r].second.size();
+          EXPECT_EQ(cell(s, r, c), c < static_cast<int>(n) ? thumbs[r][c].rgb
+                                                           : std::vector<uint8_t>(64 * 32 * 3, 32))
+              << "row " << r << " column " << c;
+        }
+      // The takes differ where their seeds do. (Not with chained: zoom's continuation of a guide
+      // is its guide's world, whatever the seed, so its takes can be the same pictures.)
+      if (strategy != "chained") {
+        EXPECT_NE(cell(s, 1, 0), cell(s, 2, 0));
+        EXPECT_NE(cell(s, 3, 0), cell(s, 4, 0));
+      }
+    });
+    ASSERT_TRUE(read.ok()) << read.message();
+    EXPECT_EQ(pictures, 1);
+
     // A pick of one take renders nothing, whatever the strategy: its take's job rendered it.
     const uint64_t single = Pick(farm, root, 1, 3);
     ASSERT_NE(single, 0u);
@@ -274,9 +343,9 @@ TEST(DirectorFamily, CancelTakesItsFamilyAlongAndBadPicksAreRefused) {
   // A take retried while its job stays cancelled has nothing to take: it is cancelled again,
   // saying why, instead of waiting forever.
   ASSERT_NE(take, 0u);
-  ASSERT_EQ(RunCommand(Cli("retry " + std::to_string(take) + " --coordinator " + farm.endpoint()),
-                       &out),
-            0)
+  ASSERT_EQ(
+      RunCommand(Cli("retry " + std::to_string(take) + " --coordinator " + farm.endpoint()), &out),
+      0)
       << out;
   std::string state;
   for (int i = 0; i < 100 && state != "CANCELLED"; ++i) {
@@ -288,8 +357,7 @@ TEST(DirectorFamily, CancelTakesItsFamilyAlongAndBadPicksAreRefused) {
   EXPECT_EQ(state, "CANCELLED");
   auto log = client.Logs(take);
   ASSERT_TRUE(log.ok());
-  EXPECT_NE(log->back().find("is CANCELLED: cancelled with it"), std::string::npos)
-      << log->back();
+  EXPECT_NE(log->back().find("is CANCELLED: cancelled with it"), std::string::npos) << log->back();
 }
 
 }  // namespace

@@ -375,5 +375,38 @@ TEST(Media, ProbeAudio) {
   EXPECT_FALSE(ProbeAudioFile(dir / "missing.wav").ok());
 }
 
+// A segment's thumbnail decodes back to its picture (JPEG's loss aside), at the size it was made;
+// bytes that are not a whole JPEG are refused, never decoded into a picture of the wrong size.
+TEST(Media, AThumbnailDecodesBackToItsPictureAndBrokenOnesAreRefused) {
+  const int w = 64, h = 32;
+  const std::vector<uint8_t> rgb = Frames(w, h, 1, 3);
+  auto jpeg = EncodeThumbnailJpeg(rgb.data(), w, h);
+  ASSERT_TRUE(jpeg.ok()) << jpeg.message();
+  auto picture = DecodeJpeg(*jpeg);
+  ASSERT_TRUE(picture.ok()) << picture.message();
+  ASSERT_EQ(picture->width, w);
+  ASSERT_EQ(picture->height, h);
+  ASSERT_EQ(picture->rgb.size(), rgb.size());
+  double error = 0;
+  for (size_t i = 0; i < rgb.size(); ++i) error += std::abs(int(rgb[i]) - int(picture->rgb[i]));
+  EXPECT_LT(error / rgb.size(), 8.0) << "mean difference per channel";
+  // A picture scaled down to the thumbnail's width keeps its aspect.
+  const std::vector<uint8_t> wide = Frames(384, 96, 1, 0);
+  auto small = DecodeJpeg(*EncodeThumbnailJpeg(wide.data(), 384, 96));
+  ASSERT_TRUE(small.ok()) << small.message();
+  EXPECT_EQ(small->width, 192);
+  EXPECT_EQ(small->height, 48);
+
+  for (const std::string& broken :
+       {std::string(), std::string("\xff\xd8\xff\xd9"), std::string("not a picture at all"),
+        jpeg->substr(0, 20) + "\xff\xd9", jpeg->substr(0, jpeg->size() - 2)})
+    EXPECT_FALSE(DecodeJpeg(broken).ok()) << broken.size() << " bytes";
+  // Cut in the middle of its pictures' data: an error, or a picture of the size it says.
+  auto cut = DecodeJpeg(jpeg->substr(0, jpeg->size() / 2) + "\xff\xd9");
+  if (cut.ok()) {
+    EXPECT_EQ(cut->rgb.size(), size_t(cut->width) * cut->height * 3);
+  }
+}
+
 }  // namespace
 }  // namespace segue

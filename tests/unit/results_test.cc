@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/manifest/manifest.h"
+#include "common/media/video.h"
 #include "common/model/metadata.h"
 #include "common/protocol/protocol.h"
 #include "coordinator/models.h"
@@ -150,15 +151,24 @@ TEST(ResultKeys, OtherWeightsChangeEveryKeyAndAFarmServesOneSetPerName) {
 
 // ---- Through the core ------------------------------------------------------------------------
 
-// Runs `job` to the end with FakeWorker `w` (its results depend on the task alone).
-void RunToDone(CoreHarness& h, const FakeWorker& w, uint64_t job, const std::string& scratch) {
+// A small JPEG, the same for the same segment.
+std::string SegmentJpeg(uint32_t segment) {
+  std::vector<uint8_t> rgb(32 * 16 * 3, static_cast<uint8_t>(20 * segment));
+  return *EncodeThumbnailJpeg(rgb.data(), 32, 16);
+}
+
+// Runs `job` to the end with FakeWorker `w` (its results depend on the task alone; with
+// `thumbnails`, each render result carries SegmentJpeg of its segment).
+void RunToDone(CoreHarness& h, const FakeWorker& w, uint64_t job, const std::string& scratch,
+               bool thumbnails = false) {
   for (int n = 0; n < 200 && !h.Status(job).Finished(); ++n) {
     h.Deliver(w.name(), FakeWorker::WorkRequest());
     for (const std::string& m : h.Take(w.name())) {
       auto a = FakeWorker::AsAssignment(m);
       if (!a || a->job != job) continue;
       if (a->kind == wire::TaskKind::RENDER) {
-        h.Deliver(w.name(), FakeWorker::RenderResult(*a, FakeLatents(*a)));
+        h.Deliver(w.name(), FakeWorker::RenderResult(*a, FakeLatents(*a), 1,
+                                                     thumbnails ? SegmentJpeg(a->index) : ""));
       } else {
         auto chunk = FakeChunk(*a, scratch);
         ASSERT_TRUE(chunk.ok()) << chunk.message();
@@ -169,6 +179,17 @@ void RunToDone(CoreHarness& h, const FakeWorker& w, uint64_t job, const std::str
   }
 }
 
+// Job "a" of Text("independent"), run to DONE by a worker w0 (RunToDone): its id, 0 if it failed.
+uint64_t RenderTheFirstJob(CoreHarness& h, const std::string& scratch, bool thumbnails = false) {
+  FakeWorker w("w0");
+  h.Deliver("w0", w.Hello());
+  const uint64_t id = h.Submit(Text("independent") + "output: {path: out/a, codec: png}\n");
+  if (id == 0) return 0;
+  RunToDone(h, w, id, scratch, thumbnails);
+  EXPECT_EQ(h.Status(id).state, "DONE") << h.Status(id).error;
+  return h.Status(id).state == "DONE" ? id : 0;
+}
+
 TEST(ReuseStoredResults, AJobTakesTheSegmentsAnotherRenderedAndARestartKeepsThem) {
   TempDir dir;
   FaultEnv env;
@@ -177,12 +198,8 @@ TEST(ReuseStoredResults, AJobTakesTheSegmentsAnotherRenderedAndARestartKeepsThem
   {
     CoreHarness h(&env, options);
     ASSERT_TRUE(h.ok()) << h.error();
-    FakeWorker w("w0");
-    h.Deliver("w0", w.Hello());
-    first = h.Submit(Text("independent") + "output: {path: out/a, codec: png}\n");
+    first = RenderTheFirstJob(h, dir.path());
     ASSERT_NE(first, 0u);
-    RunToDone(h, w, first, dir.path());
-    ASSERT_EQ(h.Status(first).state, "DONE") << h.Status(first).error;
     // The same segments again (another output): every one is reused at once.
     const uint64_t again = h.Submit(Text("independent") + "output: {path: out/b, codec: png}\n");
     h.Sync();
@@ -198,6 +215,78 @@ TEST(ReuseStoredResults, AJobTakesTheSegmentsAnotherRenderedAndARestartKeepsThem
   const JobInfo info = h.Status(edited);
   EXPECT_EQ(info.segments_done, 7u);
   EXPECT_EQ(info.segment_states, "###...####");
+}
+
+// A thumbnail request's reply: the JPEGs, or the error's code and message.
+struct ThumbnailsView {
+  std::vector<std::string> jpegs;
+  uint32_t error = 0;
+  std::string message;
+};
+ThumbnailsView ThumbnailCall(CoreHarness& h, uint64_t job, const std::vector<uint32_t>& segments) {
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<wire::Envelope>().initThumbnailRequest();
+  r.setJobId(job);
+  auto list = r.initSegments(static_cast<unsigned>(segments.size()));
+  for (unsigned i = 0; i < segments.size(); ++i) list.set(i, segments[i]);
+  const std::string reply = h.Call(Serialize(b));
+  auto in = Incoming::Parse(reply.data(), reply.size());
+  ThumbnailsView v;
+  if (!in.ok()) {
+    ADD_FAILURE() << "no reply";
+  } else if ((*in)->envelope().isError()) {
+    v.error = (*in)->envelope().getError().getCode();
+    v.message = (*in)->envelope().getError().getMessage().cStr();
+  } else if ((*in)->envelope().isThumbnails()) {
+    EXPECT_EQ((*in)->envelope().getThumbnails().getJobId(), job);
+    for (auto jpeg : (*in)->envelope().getThumbnails().getJpegs())
+      v.jpegs.emplace_back(reinterpret_cast<const char*>(jpeg.begin()), jpeg.size());
+  } else {
+    ADD_FAILURE() << "an unexpected reply";
+  }
+  return v;
+}
+
+// The thumbnails `segue takes` makes its contact sheet of where it cannot read the outputs: each
+// asked segment's, in order, empty where there is none yet; a reused segment has its donor's, also
+// after a restart; a request for what a job does not have is refused, naming it.
+TEST(Thumbnails, EachAskedSegmentsInOrderAndAReusedSegmentHasItsDonors) {
+  TempDir dir;
+  FaultEnv env;
+  const CoordinatorOptions options = TestOptions(dir.path());
+  uint64_t first = 0, edited = 0;
+  {
+    CoreHarness h(&env, options);
+    ASSERT_TRUE(h.ok()) << h.error();
+    first = RenderTheFirstJob(h, dir.path(), true);
+    ASSERT_NE(first, 0u);
+    const ThumbnailsView got = ThumbnailCall(h, first, {9, 0, 5});
+    EXPECT_EQ(got.jpegs,
+              (std::vector<std::string>{SegmentJpeg(9), SegmentJpeg(0), SegmentJpeg(5)}));
+    // The edit reuses 7 segments (###...####): they have the first job's thumbnails; the 3 it
+    // has yet to render have none.
+    edited = h.Submit(Text("independent", "snow") + "output: {path: out/c, codec: png}\n");
+    h.Sync();
+    ASSERT_EQ(h.Status(edited).segment_states, "###...####");
+  }
+  CoreHarness h(&env, options);
+  ASSERT_TRUE(h.ok()) << h.error();
+  const ThumbnailsView got = ThumbnailCall(h, edited, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  ASSERT_EQ(got.jpegs.size(), 10u) << got.message;
+  for (uint32_t s = 0; s < 10; ++s)
+    EXPECT_EQ(got.jpegs[s], s >= 3 && s <= 5 ? std::string() : SegmentJpeg(s)) << s;
+  EXPECT_TRUE(ThumbnailCall(h, edited, {}).jpegs.empty());
+
+  const ThumbnailsView beyond = ThumbnailCall(h, edited, {2, 10});
+  EXPECT_EQ(beyond.error, static_cast<uint32_t>(wire::ErrorCode::BAD_REQUEST));
+  EXPECT_NE(beyond.message.find("has no segment 10 (it has 10)"), std::string::npos)
+      << beyond.message;
+  const ThumbnailsView many = ThumbnailCall(h, edited, std::vector<uint32_t>(65, 0));
+  EXPECT_EQ(many.error, static_cast<uint32_t>(wire::ErrorCode::BAD_REQUEST));
+  EXPECT_NE(many.message.find("65 segments asked for, at most 64"), std::string::npos)
+      << many.message;
+  EXPECT_EQ(ThumbnailCall(h, 999, {0}).error, static_cast<uint32_t>(wire::ErrorCode::NOT_FOUND));
+  EXPECT_EQ(ThumbnailCall(h, edited, std::vector<uint32_t>(64, 1)).jpegs.size(), 64u);
 }
 
 // A cache request's reply: (job, bytes) of each cached job, least recently used first.

@@ -401,6 +401,28 @@ Result<PlanInfo> Client::Plan(const std::string& manifest_text, const std::strin
   });
 }
 
+Result<std::vector<std::string>> Client::Thumbnails(uint64_t job_id,
+                                                    const std::vector<uint32_t>& segments) {
+  using R = Result<std::vector<std::string>>;
+  capnp::MallocMessageBuilder b;
+  auto r = b.initRoot<wire::Envelope>().initThumbnailRequest();
+  r.setJobId(job_id);
+  auto list = r.initSegments(static_cast<unsigned>(segments.size()));
+  for (size_t i = 0; i < segments.size(); ++i) list.set(static_cast<unsigned>(i), segments[i]);
+  const size_t asked = segments.size();
+  return Call<std::vector<std::string>>(
+      *this, Serialize(b), [asked](wire::Envelope::Reader env) -> R {
+        if (!env.isThumbnails()) return R::Error("unexpected reply to thumbnails");
+        std::vector<std::string> out;
+        for (auto jpeg : env.getThumbnails().getJpegs())
+          out.emplace_back(reinterpret_cast<const char*>(jpeg.begin()), jpeg.size());
+        if (out.size() != asked)
+          return R::Error("thumbnails: a reply of " + std::to_string(out.size()) + " for " +
+                          std::to_string(asked));
+        return out;
+      });
+}
+
 namespace {
 Result<CacheInfo> CacheCall(Client& client, const std::string& request) {
   return Call<CacheInfo>(client, request, [](wire::Envelope::Reader env) -> Result<CacheInfo> {

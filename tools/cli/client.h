@@ -115,6 +115,10 @@ class Client {
   // first, down to `to_bytes`, and those unused for `older_than_ms` (0: no such limit).
   Result<CacheInfo> Cache();
   Result<CacheInfo> PruneCache(uint64_t to_bytes, uint64_t older_than_ms);
+  // The JPEG thumbnails of a job's `segments` (at most 64), in order; empty where a segment has
+  // none yet.
+  Result<std::vector<std::string>> Thumbnails(uint64_t job_id,
+                                              const std::vector<uint32_t>& segments);
 
   // Sends raw bytes and returns the raw reply (tests use it to send malformed messages).
   Result<std::string> CallRaw(const std::string& bytes);

@@ -116,4 +116,26 @@ Result<SheetLayout> WriteTakesSheet(const std::vector<TakeRow>& rows, const std:
   return layout;
 }
 
+Result<SheetLayout> WriteThumbnailSheet(const std::vector<std::vector<std::string>>& rows,
+                                        const std::string& png_path, int thumb_width) {
+  using R = Result<SheetLayout>;
+  SheetLayout layout;
+  std::vector<uint8_t> sheet;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    for (size_t c = 0; c < rows[r].size() && c < kSheetColumns; ++c) {
+      if (rows[r][c].empty()) continue;
+      auto picture = DecodeJpeg(rows[r][c]);
+      if (!picture.ok()) continue;  // a dark cell: the rest of the sheet is still worth seeing
+      if (sheet.empty())
+        SizeSheet(layout, rows.size(), picture->width, picture->height, thumb_width, sheet);
+      DrawCell(layout, sheet, r, static_cast<int>(c), picture->rgb.data(), picture->width,
+               picture->height);
+    }
+  }
+  if (sheet.empty()) return R::Error("the coordinator has no thumbnail of the takes' segments");
+  Status w = WritePng(png_path, sheet.data(), layout.width, layout.height);
+  if (!w.ok()) return w;
+  return layout;
+}
+
 }  // namespace segue

@@ -50,4 +50,11 @@ struct TakeRow {
 Result<SheetLayout> WriteTakesSheet(const std::vector<TakeRow>& rows, const std::string& png_path,
                                     int thumb_width);
 
+// A takes sheet made of segments' thumbnails (JPEGs, from the coordinator, where the takes'
+// outputs cannot be read here): one row per take, a cell per JPEG (the first kSheetColumns); an
+// empty or unreadable one stays dark. The first readable JPEG's size sets the cells. An error
+// when none is readable.
+Result<SheetLayout> WriteThumbnailSheet(const std::vector<std::vector<std::string>>& rows,
+                                        const std::string& png_path, int thumb_width);
+
 }  // namespace segue

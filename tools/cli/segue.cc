@@ -422,9 +422,49 @@ std::vector<int64_t> SheetFrames(int64_t start, int64_t end) {
   return frames;
 }
 
+// A section's segments a thumbnail sheet shows: kSheetColumns spread evenly, or all of them.
+std::vector<uint32_t> SheetSegments(const std::vector<uint32_t>& segments) {
+  if (segments.size() <= kSheetColumns) return segments;
+  std::vector<uint32_t> out;
+  for (size_t c = 0; c < kSheetColumns; ++c)
+    out.push_back(segments[(2 * c + 1) * segments.size() / (2 * kSheetColumns)]);
+  return out;
+}
+
+// Where the takes' outputs cannot be read here (the CLI runs on another machine than the farm's
+// storage), the contact sheet is made of the segments' thumbnails, which the coordinator keeps.
+int PrintThumbnailSheet(Client& client, const JobInfo& root,
+                        const std::vector<std::pair<uint64_t, std::vector<uint32_t>>>& rows,
+                        const std::string& sheet) {
+  std::vector<std::vector<std::string>> jpegs;
+  for (const auto& [job, segments] : rows) {
+    auto got = client.Thumbnails(job, segments);
+    if (!got.ok()) return Fail("contact sheet: " + got.message(), ExitFor(client, 1));
+    jpegs.push_back(std::move(*got));
+  }
+  std::string path = sheet;
+  if (path.empty()) {
+    const fs::path out(root.output);
+    path = (out.has_extension() ? out.stem() : out.filename()).string() + "-takes.png";
+  }
+  auto layout = WriteThumbnailSheet(jpegs, path, 160);
+  if (!layout.ok()) {
+    std::cout << "contact sheet: not made: " << layout.message() << "\n";
+    return 1;
+  }
+  std::cout << "contact sheet: " << path
+            << " (the outputs cannot be read here: made of the coordinator's thumbnails, the "
+               "middle frame of each of a section's segments, up to "
+            << kSheetColumns << "; a row per take, sections in order, take 1 first)\n";
+  return 0;
+}
+
 // segue takes: each section's takes (take 1 is the job's own output), and a contact sheet of them
-// at `sheet` (empty: NAME.takes/contact-sheet.png beside the job's output) once all are DONE.
-int PrintTakes(const JobInfo& root, const std::vector<JobInfo>& takes, const std::string& sheet) {
+// at `sheet` (empty: NAME.takes/contact-sheet.png beside the job's output) once all are DONE;
+// made of `client`'s coordinator's thumbnails where the outputs cannot be read here (`client`
+// null: they are local, as in `segue render`).
+int PrintTakes(Client* client, const JobInfo& root, const std::vector<JobInfo>& takes,
+               const std::string& sheet) {
   std::cout << "job " << root.id << " (" << root.name << "): takes of ";
   std::map<int, std::vector<const JobInfo*>> by_section;
   for (const JobInfo& t : takes) by_section[t.family.section].push_back(&t);
@@ -432,6 +472,7 @@ int PrintTakes(const JobInfo& root, const std::vector<JobInfo>& takes, const std
             << "; choose with: segue pick " << root.id << " SECTION TAKE\n";
   bool all_done = root.state == "DONE";
   std::vector<TakeRow> rows;
+  std::vector<std::pair<uint64_t, std::vector<uint32_t>>> thumbnails;  // per row: job, segments
   for (const auto& [section, list] : by_section) {
     const FamilyInfo& f = list.front()->family;
     std::cout << "section " << section << ", frames " << f.section_start << "-" << f.section_end
@@ -445,18 +486,24 @@ int PrintTakes(const JobInfo& root, const std::vector<JobInfo>& takes, const std
     printf("  take %-3d job %-6llu %-10s %s\n", 1, static_cast<unsigned long long>(root.id),
            root.state.c_str(), root.output.c_str());
     rows.push_back({root.output, SheetFrames(f.section_start, f.section_end)});
+    thumbnails.push_back({root.id, SheetSegments(f.section_segments)});
     for (const JobInfo* t : list) {
       printf("  take %-3u job %-6llu %-10s %s\n", t->family.take,
              static_cast<unsigned long long>(t->id), t->state.c_str(),
              (t->error.empty() ? t->output : t->error).c_str());
       all_done = all_done && t->state == "DONE";
       rows.push_back({t->output, SheetFrames(f.section_start, f.section_end)});
+      thumbnails.push_back({t->id, SheetSegments(f.section_segments)});
     }
   }
   if (!all_done) {
     std::cout << "contact sheet: once every take is DONE\n";
     return 0;
   }
+  std::error_code ec;
+  for (const TakeRow& row : rows)
+    if (client && !fs::exists(row.video, ec))
+      return PrintThumbnailSheet(*client, root, thumbnails, sheet);
   const fs::path out = fs::path(root.output);
   std::string path = sheet;
   if (path.empty()) {
@@ -503,7 +550,7 @@ int CmdTakes(const std::string& job, const std::string& sheet, const std::string
               << "(docs/MANIFEST.md, \"Takes\")\n";
     return 0;
   }
-  return PrintTakes(*root, takes, sheet);
+  return PrintTakes(&client, *root, takes, sheet);
 }
 
 int CmdPick(const std::string& job, int section, int take, const std::string& output,
@@ -1077,7 +1124,7 @@ int CmdRender(const std::string& path, int workers, const std::string& output_fl
     return 0;
   }
   std::cout << "output: " << st->output << "\n";
-  if (!takes.empty()) PrintTakes(*st, takes, "");
+  if (!takes.empty()) PrintTakes(nullptr, *st, takes, "");
   return 0;
 }
 
@@ -1267,7 +1314,9 @@ int main(int argc, char** argv) {
   takes_cmd->add_option("job", job, "the submitted job (or any job of its family)")->required();
   takes_cmd->add_option("--sheet", sheet_path,
                         "write the contact sheet here (default: NAME.takes/contact-sheet.png "
-                        "beside the job's output; the outputs must be readable here)");
+                        "beside the job's output, made of its frames; where the outputs cannot "
+                        "be read here, NAME-takes.png in this folder, made of the coordinator's "
+                        "thumbnails of the sections' segments)");
   takes_cmd->add_flag("--json", json, "print {\"job\", \"takes\": [...]}, each as status --json");
   add_coord(takes_cmd);
   int pick_section = 0, pick_take = 1;

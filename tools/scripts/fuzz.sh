@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(manifest_fuzz pools_fuzz keys_fuzz envelope_fuzz assignment_fuzz records_fuzz http_fuzz)
+[ ${#targets[@]} -gt 0 ] || targets=(manifest_fuzz pools_fuzz keys_fuzz jpeg_fuzz envelope_fuzz assignment_fuzz records_fuzz http_fuzz)
 "$root/tools/scripts/install-deps.sh" --test
 build="$root/build-fuzz"
 if [ ! -f "$build/CMakeCache.txt" ]; then
