@@ -276,7 +276,9 @@ std::string OnStatusRequest(HandlerContext& c, uint64_t job) {
 }
 
 std::string OnThumbnailRequest(HandlerContext& c, wire::ThumbnailRequest::Reader r) {
-  constexpr unsigned kMaxThumbnails = 64;  // 64 of a few KiB each: a reply well under a frame
+  // At most 64 thumbnails of at most 256 KiB each (result_handlers.cc): a reply of at most
+  // 16 MiB, far under a message's limit; a contact sheet asks for a row (6) at a time.
+  constexpr unsigned kMaxThumbnails = 64;
   auto it = c.jobs.find(r.getJobId());
   if (it == c.jobs.end()) return NoJob(r.getJobId());
   const Job& j = it->second;
@@ -298,6 +300,9 @@ std::string OnThumbnailRequest(HandlerContext& c, wire::ThumbnailRequest::Reader
     auto jpeg = c.journal.Thumbnail(j.id, segments[i]);
     if (jpeg.ok())
       jpegs.set(i, kj::arrayPtr(reinterpret_cast<const kj::byte*>(jpeg->data()), jpeg->size()));
+    else if (jpeg.message().rfind("not found", 0) != 0)  // none yet is no news; a bad read is
+      spdlog::warn("job {} segment {}: its thumbnail cannot be read: {}", j.id, segments[i],
+                   jpeg.message());
   }
   return Serialize(b);
 }

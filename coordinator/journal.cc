@@ -25,6 +25,11 @@ std::string GangCheckpointKey(uint64_t job, uint32_t segment, uint32_t step) {
 }
 const char* const kGangStepName = "gang-step";
 
+// Beside the chunks, under names no chunk's key can have (a chunk's is the job's key and 4 bytes).
+std::string ThumbnailKey(uint64_t job, uint32_t segment) {
+  return NamedKey(job, "thumbnail-" + std::to_string(segment));
+}
+
 std::string EncodeStep(uint32_t step) {
   std::string v(4, '\0');
   std::memcpy(v.data(), &step, 4);
@@ -227,13 +232,6 @@ void Journal::CopyLatents(uint64_t from_job, uint32_t from_segment, uint64_t job
 void Journal::CopyChunk(uint64_t from_job, uint32_t from_chunk, uint64_t job, uint32_t chunk) {
   batch_.Copy(Family::kOutputs, TaskKey(from_job, from_chunk), TaskKey(job, chunk));
 }
-
-// Beside the chunks, under names no chunk's key can have (a chunk's is the job's key and 4 bytes).
-namespace {
-std::string ThumbnailKey(uint64_t job, uint32_t segment) {
-  return NamedKey(job, "thumbnail-" + std::to_string(segment));
-}
-}  // namespace
 
 void Journal::PutThumbnail(uint64_t job, uint32_t segment, std::string_view jpeg) {
   batch_.Put(Family::kOutputs, ThumbnailKey(job, segment), std::string(jpeg));

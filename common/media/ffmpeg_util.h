@@ -7,6 +7,7 @@ extern "C" {
 #include <libavutil/audio_fifo.h>
 #include <libavutil/error.h>
 #include <libavutil/opt.h>
+#include <libavutil/pixdesc.h>
 #include <libswresample/swresample.h>
 #include <libswscale/swscale.h>
 }

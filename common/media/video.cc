@@ -19,6 +19,35 @@ namespace fs = std::filesystem;
 
 Status Fail(const std::string& what, int err) { return Status::Error(what + ": " + AvError(err)); }
 
+// Converts `frame` to RGB24 in `out` (width * height * 3 bytes, rows top to bottom), with `sws`
+// made or remade for its size and format. swscale's SIMD paths convert whole blocks of pixels:
+// into rows of exactly width * 3 bytes they leave the last columns of a width that is not a
+// multiple of 8 unconverted (Media.JpegsOfEveryLayoutDecodeToTheirPictures), so the conversion
+// goes into rows padded to 16 pixels (`padded`, kept between calls) and is copied out.
+Status FrameToRgb(const AVFrame* frame, int flags, SwsPtr& sws, std::vector<uint8_t>& padded,
+                  std::vector<uint8_t>& out) {
+  const int w = frame->width, h = frame->height;
+  const auto format = static_cast<AVPixelFormat>(frame->format);
+  sws.reset(sws_getCachedContext(sws.release(), w, h, format, w, h, AV_PIX_FMT_RGB24, flags,
+                                 nullptr, nullptr, nullptr));
+  if (!sws) {
+    const char* name = av_get_pix_fmt_name(format);
+    return Status::Error(std::string("cannot convert ") + std::to_string(w) + "x" +
+                         std::to_string(h) + " pictures in " + (name ? name : "?") + " to RGB");
+  }
+  const size_t stride = static_cast<size_t>((w + 15) & ~15) * 3;
+  padded.resize(stride * h);
+  uint8_t* dst[1] = {padded.data()};
+  const int strides[1] = {static_cast<int>(stride)};
+  if (sws_scale(sws.get(), frame->data, frame->linesize, 0, h, dst, strides) != h)
+    return Status::Error("cannot convert a picture to RGB");
+  out.resize(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    std::memcpy(&out[static_cast<size_t>(y) * w * 3], &padded[y * stride],
+                static_cast<size_t>(w) * 3);
+  return Status::Ok();
+}
+
 // Sends `frame` (nullptr: flush) to `enc` and writes every packet that comes out to `out`.
 Status EncodeAndWrite(AVCodecContext* enc, AVFrame* frame, AVFormatContext* out, AVStream* st) {
   int err = avcodec_send_frame(enc, frame);
@@ -844,13 +873,18 @@ bool LooksLikeJpeg(std::string_view bytes) {
 
 Result<RgbPicture> DecodeJpeg(std::string_view jpeg) {
   using R = Result<RgbPicture>;
-  constexpr int kMaxSide = 8192;
-  if (!LooksLikeJpeg(jpeg) || jpeg.size() > (64u << 20)) return R::Error("not a JPEG picture");
+  constexpr size_t kMaxBytes = 64u << 20;
+  if (jpeg.size() > kMaxBytes)
+    return R::Error("a JPEG picture of " + std::to_string(jpeg.size()) + " bytes: at most 64 MiB");
+  if (!LooksLikeJpeg(jpeg)) return R::Error("not a JPEG picture (no start and end markers)");
   av_log_set_level(AV_LOG_ERROR);
   const AVCodec* codec = avcodec_find_decoder(AV_CODEC_ID_MJPEG);
   if (!codec) return R::Error("this FFmpeg has no JPEG decoder");
   CodecPtr dec(avcodec_alloc_context3(codec));
+  if (!dec) return R::Error("out of memory for a JPEG decoder");
   dec->thread_count = 1;
+  // The decoder refuses a larger picture from its header, before allocating anything for it.
+  dec->max_pixels = int64_t{kMaxJpegSide} * kMaxJpegSide;
   if (avcodec_open2(dec.get(), codec, nullptr) < 0) return R::Error("cannot open the JPEG decoder");
   // av_new_packet pads the copy as the decoder requires (AV_INPUT_BUFFER_PADDING_SIZE).
   PacketPtr pkt(av_packet_alloc());
@@ -861,21 +895,18 @@ Result<RgbPicture> DecodeJpeg(std::string_view jpeg) {
   int err = avcodec_send_packet(dec.get(), pkt.get());
   if (err >= 0) err = avcodec_send_packet(dec.get(), nullptr);
   if (err >= 0) err = avcodec_receive_frame(dec.get(), frame.get());
-  if (err < 0) return R::Error("cannot decode the JPEG picture");
+  if (err < 0) return Fail("cannot decode the JPEG picture", err);
   const int w = frame->width, h = frame->height;
-  if (w <= 0 || h <= 0 || w > kMaxSide || h > kMaxSide)
+  if (w <= 0 || h <= 0 || w > kMaxJpegSide || h > kMaxJpegSide)
     return R::Error("the JPEG picture is " + std::to_string(w) + "x" + std::to_string(h) +
-                    ": at most " + std::to_string(kMaxSide) + " either way");
-  SwsPtr sws(sws_getContext(w, h, static_cast<AVPixelFormat>(frame->format), w, h, AV_PIX_FMT_RGB24,
-                            SWS_POINT, nullptr, nullptr, nullptr));
-  if (!sws) return R::Error("cannot convert the JPEG picture to RGB");
+                    ": at most " + std::to_string(kMaxJpegSide) + " either way");
+  SwsPtr sws;
+  std::vector<uint8_t> padded;
   RgbPicture out;
+  Status converted = FrameToRgb(frame.get(), SWS_POINT, sws, padded, out.rgb);
+  if (!converted.ok()) return converted;
   out.width = w;
   out.height = h;
-  out.rgb.resize(static_cast<size_t>(w) * h * 3);
-  uint8_t* dst[1] = {out.rgb.data()};
-  const int stride[1] = {w * 3};
-  sws_scale(sws.get(), frame->data, frame->linesize, 0, h, dst, stride);
   return out;
 }
 
@@ -898,23 +929,16 @@ Status ReadVideoFrames(const std::string& given,
   PacketPtr pkt(av_packet_alloc());
   FramePtr frame(av_frame_alloc());
   SwsPtr sws;
-  std::vector<uint8_t> rgb;
+  std::vector<uint8_t> padded, rgb;  // a frame's conversion, and its picture (FrameToRgb)
   int64_t index = 0;
   auto drain = [&]() -> Status {
     while (true) {
       int r = avcodec_receive_frame(dec.get(), frame.get());
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return Status::Ok();
       if (r < 0) return Fail("decoding failed", r);
-      const int w = frame->width, h = frame->height;
-      if (!sws) {
-        sws.reset(sws_getContext(w, h, static_cast<AVPixelFormat>(frame->format), w, h,
-                                 AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr));
-        rgb.resize(static_cast<size_t>(w) * h * 3);
-      }
-      uint8_t* dst[1] = {rgb.data()};
-      int stride[1] = {w * 3};
-      sws_scale(sws.get(), frame->data, frame->linesize, 0, h, dst, stride);
-      on_frame(index++, rgb.data(), w, h);
+      Status converted = FrameToRgb(frame.get(), SWS_BICUBIC, sws, padded, rgb);
+      if (!converted.ok()) return converted;
+      on_frame(index++, rgb.data(), frame->width, frame->height);
       av_frame_unref(frame.get());
     }
   };

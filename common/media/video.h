@@ -125,7 +125,9 @@ struct RgbPicture {
   int width = 0, height = 0;
 };
 // Decodes a JPEG held in memory (a segment's thumbnail, as a peer sent it): an error, never a
-// crash, for bytes that are not one, or one larger than 8192 pixels either way.
+// crash, for bytes that are not one, or one larger than kMaxJpegSide pixels either way (refused
+// from its header, before anything its size is allocated).
+constexpr int kMaxJpegSide = 4096;
 Result<RgbPicture> DecodeJpeg(std::string_view jpeg);
 
 }  // namespace segue

@@ -190,8 +190,8 @@ TEST_P(Director, PreviewFirstThenTakesThenPicksRenderOnlyWhatTheStrategyRequires
               0)
         << out;
     std::filesystem::rename(root_output + ".away", root_output);
-    EXPECT_NE(out.find("contact sheet: " + dir / "thumbs.png" +
-                       " (the outputs cannot be read here: made of the coordinator's thumbnails"),
+    EXPECT_NE(out.find("contact sheet: " + dir / "thumbs.png" + " (" + root_output +
+                       " cannot be read here: made of the coordinator's thumbnails"),
               std::string::npos)
         << out;
     const std::vector<std::pair<uint64_t, std::vector<uint32_t>>> rows = {

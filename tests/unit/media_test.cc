@@ -401,10 +401,75 @@ TEST(Media, AThumbnailDecodesBackToItsPictureAndBrokenOnesAreRefused) {
        {std::string(), std::string("\xff\xd8\xff\xd9"), std::string("not a picture at all"),
         jpeg->substr(0, 20) + "\xff\xd9", jpeg->substr(0, jpeg->size() - 2)})
     EXPECT_FALSE(DecodeJpeg(broken).ok()) << broken.size() << " bytes";
-  // Cut in the middle of its pictures' data: an error, or a picture of the size it says.
+  // Cut in the middle of its pictures' data: an error, or a picture of the size its header says.
   auto cut = DecodeJpeg(jpeg->substr(0, jpeg->size() / 2) + "\xff\xd9");
-  if (cut.ok()) {
-    EXPECT_EQ(cut->rgb.size(), size_t(cut->width) * cut->height * 3);
+  EXPECT_TRUE(!cut.ok() || (cut->width == w && cut->height == h));
+  // A header that says 16000x16000 is refused from the header (the bytes are a 64x32 picture's).
+  std::string huge = *jpeg;
+  const size_t sof = huge.find("\xff\xc0");
+  ASSERT_NE(sof, std::string::npos);
+  huge.replace(sof + 5, 4, "\x3e\x80\x3e\x80");  // height, width: 16000 each, big-endian
+  auto refused = DecodeJpeg(huge);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("cannot decode the JPEG picture"), std::string::npos)
+      << refused.message();
+}
+
+// JPEGs other encoders make (4:2:2, 4:4:4, odd sizes whose rows are not a whole number of SIMD
+// blocks) decode to what FFmpeg's own command decodes them to, right edge included.
+TEST(Media, JpegsOfEveryLayoutDecodeToTheirPictures) {
+  TempDir dir;
+  for (const auto& [size, format] :
+       std::vector<std::pair<std::string, std::string>>{{"17x9", "yuvj420p"},
+                                                        {"100x50", "yuvj420p"},
+                                                        {"21x10", "yuvj422p"},
+                                                        {"19x11", "yuvj444p"}}) {
+    const std::string jpg = dir / (size + format + ".jpg");
+    ASSERT_EQ(RunCommand("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=128x64:rate=1 -vf "
+                         "scale=" +
+                         std::string(size).replace(size.find('x'), 1, ":") +
+                         " -frames:v 1 -pix_fmt " + format + " -strict -1 '" + jpg + "'"),
+              0)
+        << size << " " << format;
+    // What FFmpeg's command makes of it with the scaler flags each reader uses.
+    std::string expected, expected_bicubic;
+    for (auto [flags, out] : {std::pair{"neighbor", &expected}, {"bicubic", &expected_bicubic}})
+      ASSERT_EQ(RunCommand("ffmpeg -loglevel error -i '" + jpg +
+                               "' -f rawvideo -pix_fmt rgb24 -sws_flags " + flags + " -",
+                           out),
+                0);
+    std::ifstream in(jpg, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto picture = DecodeJpeg(bytes);
+    ASSERT_TRUE(picture.ok()) << size << " " << format << ": " << picture.message();
+    const int w = std::stoi(size), h = std::stoi(size.substr(size.find('x') + 1));
+    ASSERT_EQ(picture->width, w) << format;
+    ASSERT_EQ(picture->height, h) << format;
+    ASSERT_EQ(expected.size(), picture->rgb.size()) << size << " " << format;
+    // Every pixel within FFmpeg's rounding of the same conversion, and the last column (the one
+    // SIMD conversions leave out) as close as the rest.
+    auto expect_near = [&](const std::string& expected, const uint8_t* rgb, const char* what) {
+      int worst = 0, worst_last_column = 0;
+      for (size_t i = 0; i < expected.size(); ++i) {
+        const int d = std::abs(int(uint8_t(expected[i])) - int(rgb[i]));
+        worst = std::max(worst, d);
+        if ((i / 3) % w == static_cast<size_t>(w - 1))
+          worst_last_column = std::max(worst_last_column, d);
+      }
+      EXPECT_LE(worst, 3) << what << " " << size << " " << format;
+      EXPECT_LE(worst_last_column, 3) << what << " " << size << " " << format;
+    };
+    expect_near(expected, picture->rgb.data(), "DecodeJpeg");
+    // ReadVideoFrames (contact sheets, seams) converts its frames the same way.
+    int frames = 0;
+    Status read = ReadVideoFrames(jpg, [&](int64_t, const uint8_t* rgb, int fw, int fh) {
+      ++frames;
+      ASSERT_EQ(fw, w);
+      ASSERT_EQ(fh, h);
+      expect_near(expected_bicubic, rgb, "ReadVideoFrames");
+    });
+    ASSERT_TRUE(read.ok()) << read.message();
+    EXPECT_EQ(frames, 1);
   }
 }
 

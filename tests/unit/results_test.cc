@@ -275,7 +275,9 @@ TEST(Thumbnails, EachAskedSegmentsInOrderAndAReusedSegmentHasItsDonors) {
   ASSERT_EQ(got.jpegs.size(), 10u) << got.message;
   for (uint32_t s = 0; s < 10; ++s)
     EXPECT_EQ(got.jpegs[s], s >= 3 && s <= 5 ? std::string() : SegmentJpeg(s)) << s;
-  EXPECT_TRUE(ThumbnailCall(h, edited, {}).jpegs.empty());
+  const ThumbnailsView none = ThumbnailCall(h, edited, {});
+  EXPECT_EQ(none.error, 0u) << none.message;
+  EXPECT_TRUE(none.jpegs.empty());
 
   const ThumbnailsView beyond = ThumbnailCall(h, edited, {2, 10});
   EXPECT_EQ(beyond.error, static_cast<uint32_t>(wire::ErrorCode::BAD_REQUEST));

@@ -28,7 +28,7 @@ void DrawCell(const SheetLayout& layout, std::vector<uint8_t>& sheet, size_t r, 
     const int sy0 = y * h / ch, sy1 = std::max(sy0 + 1, (y + 1) * h / ch);
     for (int x = 0; x < cw; ++x) {
       const int sx0 = x * w / cw, sx1 = std::max(sx0 + 1, (x + 1) * w / cw);
-      int sum[3] = {0, 0, 0}, n = 0;
+      int64_t sum[3] = {0, 0, 0}, n = 0;  // 64 bits: a cell may stand for a whole big picture
       for (int sy = sy0; sy < std::min(sy1, h); ++sy)
         for (int sx = sx0; sx < std::min(sx1, w); ++sx, ++n)
           for (int k = 0; k < 3; ++k) sum[k] += rgb[(static_cast<size_t>(sy) * w + sx) * 3 + k];
@@ -117,22 +117,37 @@ Result<SheetLayout> WriteTakesSheet(const std::vector<TakeRow>& rows, const std:
 }
 
 Result<SheetLayout> WriteThumbnailSheet(const std::vector<std::vector<std::string>>& rows,
-                                        const std::string& png_path, int thumb_width) {
+                                        const std::string& png_path, int thumb_width,
+                                        std::vector<DarkCell>* dark) {
   using R = Result<SheetLayout>;
+  dark->clear();
   SheetLayout layout;
   std::vector<uint8_t> sheet;
   for (size_t r = 0; r < rows.size(); ++r) {
     for (size_t c = 0; c < rows[r].size() && c < kSheetColumns; ++c) {
-      if (rows[r][c].empty()) continue;
+      const int column = static_cast<int>(c);
+      if (rows[r][c].empty()) {
+        dark->push_back({r, column, ""});
+        continue;
+      }
       auto picture = DecodeJpeg(rows[r][c]);
-      if (!picture.ok()) continue;  // a dark cell: the rest of the sheet is still worth seeing
+      if (!picture.ok()) {  // a dark cell: the rest of the sheet is still worth seeing
+        dark->push_back({r, column, picture.message()});
+        continue;
+      }
       if (sheet.empty())
         SizeSheet(layout, rows.size(), picture->width, picture->height, thumb_width, sheet);
-      DrawCell(layout, sheet, r, static_cast<int>(c), picture->rgb.data(), picture->width,
-               picture->height);
+      DrawCell(layout, sheet, r, column, picture->rgb.data(), picture->width, picture->height);
     }
   }
-  if (sheet.empty()) return R::Error("the coordinator has no thumbnail of the takes' segments");
+  if (sheet.empty()) {
+    if (dark->empty()) return R::Error("no thumbnail was asked for");
+    const DarkCell& d = dark->front();
+    return R::Error("none of " + std::to_string(dark->size()) +
+                    " thumbnails could be shown; the first (row " + std::to_string(d.row + 1) +
+                    ", cell " + std::to_string(d.column + 1) +
+                    "): " + (d.why.empty() ? "there is none yet" : d.why));
+  }
   Status w = WritePng(png_path, sheet.data(), layout.width, layout.height);
   if (!w.ok()) return w;
   return layout;

@@ -51,10 +51,17 @@ Result<SheetLayout> WriteTakesSheet(const std::vector<TakeRow>& rows, const std:
                                     int thumb_width);
 
 // A takes sheet made of segments' thumbnails (JPEGs, from the coordinator, where the takes'
-// outputs cannot be read here): one row per take, a cell per JPEG (the first kSheetColumns); an
-// empty or unreadable one stays dark. The first readable JPEG's size sets the cells. An error
-// when none is readable.
+// outputs cannot be read here): one row per take, a cell per JPEG (the first kSheetColumns). The
+// first readable JPEG's size sets the cells. An empty or unreadable one leaves its cell dark and
+// is listed in `dark` (why: empty for one there is none of). An error, naming the first cell's
+// problem, when none is readable; no sheet is written then.
+struct DarkCell {
+  size_t row = 0;
+  int column = 0;
+  std::string why;  // empty: there is no thumbnail (yet); else why it could not be read
+};
 Result<SheetLayout> WriteThumbnailSheet(const std::vector<std::vector<std::string>>& rows,
-                                        const std::string& png_path, int thumb_width);
+                                        const std::string& png_path, int thumb_width,
+                                        std::vector<DarkCell>* dark);
 
 }  // namespace segue

@@ -432,14 +432,22 @@ std::vector<uint32_t> SheetSegments(const std::vector<uint32_t>& segments) {
 }
 
 // Where the takes' outputs cannot be read here (the CLI runs on another machine than the farm's
-// storage), the contact sheet is made of the segments' thumbnails, which the coordinator keeps.
-int PrintThumbnailSheet(Client& client, const JobInfo& root,
+// storage; `unreadable` is the first that cannot), the contact sheet is made of the segments'
+// thumbnails, which the coordinator keeps.
+int PrintThumbnailSheet(Client& client, const JobInfo& root, const std::string& unreadable,
                         const std::vector<std::pair<uint64_t, std::vector<uint32_t>>>& rows,
                         const std::string& sheet) {
   std::vector<std::vector<std::string>> jpegs;
   for (const auto& [job, segments] : rows) {
     auto got = client.Thumbnails(job, segments);
-    if (!got.ok()) return Fail("contact sheet: " + got.message(), ExitFor(client, 1));
+    if (!got.ok()) {
+      const bool old = got.message().find("unexpected message type") != std::string::npos;
+      return Fail("contact sheet: " + unreadable + " cannot be read here, and " +
+                      (old ? "the coordinator is older than thumbnail requests (upgrade it, or run "
+                             "segue takes where the outputs can be read)"
+                           : "its thumbnails cannot be had: " + got.message()),
+                  ExitFor(client, 1));
+    }
     jpegs.push_back(std::move(*got));
   }
   std::string path = sheet;
@@ -447,15 +455,26 @@ int PrintThumbnailSheet(Client& client, const JobInfo& root,
     const fs::path out(root.output);
     path = (out.has_extension() ? out.stem() : out.filename()).string() + "-takes.png";
   }
-  auto layout = WriteThumbnailSheet(jpegs, path, 160);
+  std::vector<DarkCell> dark;
+  auto layout = WriteThumbnailSheet(jpegs, path, 160, &dark);
+  // A dark cell as the director can look it up: the take's job and the segment.
+  auto name = [&](const DarkCell& d) {
+    return "job " + std::to_string(rows[d.row].first) + " segment " +
+           std::to_string(rows[d.row].second[static_cast<size_t>(d.column)]) + ": " +
+           (d.why.empty() ? "no thumbnail" : d.why);
+  };
   if (!layout.ok()) {
-    std::cout << "contact sheet: not made: " << layout.message() << "\n";
+    std::cout << "contact sheet: not made: " << unreadable << " cannot be read here, and "
+              << layout.message() << (dark.empty() ? "" : " (" + name(dark.front()) + ")") << "\n";
     return 1;
   }
-  std::cout << "contact sheet: " << path
-            << " (the outputs cannot be read here: made of the coordinator's thumbnails, the "
-               "middle frame of each of a section's segments, up to "
+  std::cout << "contact sheet: " << path << " (" << unreadable
+            << " cannot be read here: made of the coordinator's thumbnails, the middle frame of "
+               "each of a section's segments, up to "
             << kSheetColumns << "; a row per take, sections in order, take 1 first)\n";
+  if (!dark.empty())
+    std::cout << "  " << dark.size() << " cell" << (dark.size() == 1 ? " is" : "s are")
+              << " dark; the first, " << name(dark.front()) << "\n";
   return 0;
 }
 
@@ -503,7 +522,7 @@ int PrintTakes(Client* client, const JobInfo& root, const std::vector<JobInfo>& 
   std::error_code ec;
   for (const TakeRow& row : rows)
     if (client && !fs::exists(row.video, ec))
-      return PrintThumbnailSheet(*client, root, thumbnails, sheet);
+      return PrintThumbnailSheet(*client, root, row.video, thumbnails, sheet);
   const fs::path out = fs::path(root.output);
   std::string path = sheet;
   if (path.empty()) {
